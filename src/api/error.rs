@@ -1,0 +1,238 @@
+//! The one API error type and its status table. Every error answer is RFC 7807
+//! `application/problem+json`. Internal errors are logged with the request id and answered
+//! as an opaque 500; no error text ever carries a secret value.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::domain::{Location, ValidationErrors};
+use crate::service::ServiceError;
+
+/// Base of every problem `type` URI.
+pub const PROBLEM_BASE: &str = "https://simvault.dev/problems/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(ValidationErrors),
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("service unavailable")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status table.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) | ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem type slug.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "validation-error",
+            ApiError::Malformed(_) => "malformed-request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound => "not-found",
+            ApiError::MethodNotAllowed => "method-not-allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge => "payload-too-large",
+            ApiError::UnsupportedMediaType => "unsupported-media-type",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal-error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::Validation(_) => "Your request is not valid",
+            ApiError::Malformed(_) => "The request body could not be read",
+            ApiError::Unauthorized => "Authentication required",
+            ApiError::Forbidden => "Not allowed",
+            ApiError::NotFound => "Not found",
+            ApiError::MethodNotAllowed => "Method not allowed",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::PayloadTooLarge => "Request body too large",
+            ApiError::UnsupportedMediaType => "Unsupported media type",
+            ApiError::Unavailable => "Service unavailable",
+            ApiError::Internal(_) => "Internal server error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Validation(e) => format!("{} field(s) are invalid; see errors", e.errors().len()),
+            ApiError::Malformed(d) => d.clone(),
+            ApiError::Unauthorized => {
+                "Present a registered client certificate or a valid bearer token.".into()
+            }
+            ApiError::Forbidden => "Your roles do not allow this action.".into(),
+            ApiError::NotFound => "No such resource.".into(),
+            ApiError::MethodNotAllowed => "This resource does not support that method.".into(),
+            ApiError::Conflict(d) => d.clone(),
+            ApiError::PayloadTooLarge => "The request body exceeds the size limit.".into(),
+            ApiError::UnsupportedMediaType => "Send the body as application/json.".into(),
+            ApiError::Unavailable => "The service cannot serve this request right now; retry later.".into(),
+            // The cause goes to the log, never to the client.
+            ApiError::Internal(_) => "An internal error occurred; quote the request id when reporting it.".into(),
+        }
+    }
+
+    /// The problem document, without `instance` and `request_id` (added per request).
+    pub fn problem(&self) -> Map<String, Value> {
+        let mut p = Map::new();
+        p.insert("type".into(), json!(format!("{PROBLEM_BASE}{}", self.slug())));
+        p.insert("title".into(), json!(self.title()));
+        p.insert("status".into(), json!(self.status().as_u16()));
+        p.insert("detail".into(), json!(self.detail()));
+        if let ApiError::Validation(errs) = self {
+            let items: Vec<Value> = errs
+                .errors()
+                .iter()
+                .map(|e| match &e.location {
+                    Location::Pointer(ptr) => json!({"pointer": ptr, "detail": e.detail}),
+                    Location::Parameter(name) => json!({"parameter": name, "detail": e.detail}),
+                })
+                .collect();
+            p.insert("errors".into(), Value::Array(items));
+        }
+        p
+    }
+}
+
+/// The problem body of a response, kept in its extensions until the request-context
+/// middleware adds `instance` and `request_id` and writes it out.
+#[derive(Debug, Clone)]
+pub struct PendingProblem(pub Map<String, Value>);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
+        }
+        let status = self.status();
+        let mut res = status.into_response();
+        res.extensions_mut().insert(PendingProblem(self.problem()));
+        if matches!(self, ApiError::Unauthorized) {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
+    }
+}
+
+/// Writes a problem document as the response body.
+pub fn render_problem(mut problem: Map<String, Value>, instance: &str, request_id: &str) -> Vec<u8> {
+    problem.insert("instance".into(), json!(instance));
+    problem.insert("request_id".into(), json!(request_id));
+    serde_json::to_vec(&Value::Object(problem)).unwrap_or_default()
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Validation(v) => ApiError::Validation(v),
+            ServiceError::NotFound => ApiError::NotFound,
+            ServiceError::Forbidden => ApiError::Forbidden,
+            ServiceError::Conflict(c) => ApiError::Conflict(c),
+            ServiceError::Unavailable(cause) => {
+                tracing::warn!(%cause, "storage unavailable");
+                ApiError::Unavailable
+            }
+            ServiceError::Internal(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<ValidationErrors> for ApiError {
+    fn from(e: ValidationErrors) -> Self {
+        ApiError::Validation(e)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_table() {
+        let v = ValidationErrors::single_pointer("/iccid", "bad");
+        let table: Vec<(ApiError, u16, &str)> = vec![
+            (ApiError::Validation(v), 400, "validation-error"),
+            (ApiError::Malformed("x".into()), 400, "malformed-request"),
+            (ApiError::Unauthorized, 401, "unauthorized"),
+            (ApiError::Forbidden, 403, "forbidden"),
+            (ApiError::NotFound, 404, "not-found"),
+            (ApiError::MethodNotAllowed, 405, "method-not-allowed"),
+            (ApiError::Conflict("x".into()), 409, "conflict"),
+            (ApiError::PayloadTooLarge, 413, "payload-too-large"),
+            (ApiError::UnsupportedMediaType, 415, "unsupported-media-type"),
+            (ApiError::Unavailable, 503, "unavailable"),
+            (ApiError::Internal("x".into()), 500, "internal-error"),
+        ];
+        for (err, status, slug) in table {
+            assert_eq!(err.status().as_u16(), status, "{slug}");
+            assert_eq!(err.slug(), slug);
+            let p = err.problem();
+            assert_eq!(p["status"], status);
+            assert_eq!(p["type"], format!("{PROBLEM_BASE}{slug}"));
+        }
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let p = ApiError::Internal("db password is hunter2".into()).problem();
+        assert!(!serde_json::to_string(&p).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn validation_problems_list_every_field() {
+        let mut v = ValidationErrors::new();
+        v.pointer("/iccid", "bad iccid");
+        v.parameter("page_size", "too big");
+        let p = ApiError::Validation(v).problem();
+        assert_eq!(
+            p["errors"],
+            json!([{"pointer": "/iccid", "detail": "bad iccid"}, {"parameter": "page_size", "detail": "too big"}])
+        );
+    }
+
+    #[test]
+    fn service_errors_map_to_statuses() {
+        assert_eq!(ApiError::from(ServiceError::NotFound).status(), 404);
+        assert_eq!(ApiError::from(ServiceError::Forbidden).status(), 403);
+        assert_eq!(ApiError::from(ServiceError::Conflict("c".into())).status(), 409);
+        assert_eq!(ApiError::from(ServiceError::Internal("i".into())).status(), 500);
+    }
+}

@@ -1,0 +1,194 @@
+//! Extractors: the caller's [`Principal`], JSON bodies and query strings whose every
+//! rejection is a problem document.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::{AuthError, ConnectionInfo};
+use crate::domain::{Principal, ValidationErrors};
+
+fn auth_error(e: &AuthError) -> ApiError {
+    match e {
+        AuthError::Unavailable => ApiError::Unavailable,
+        AuthError::Missing | AuthError::Refused => ApiError::Unauthorized,
+    }
+}
+
+/// The authenticated caller. A registered client certificate or a bearer token, never both.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    // skip_all: the headers hold the bearer token, which must never reach a log.
+    #[tracing::instrument(name = "authenticate", skip_all)]
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let conn = parts.extensions.get::<Arc<ConnectionInfo>>();
+        let bearer = parts.headers.get(header::AUTHORIZATION);
+        match (conn.and_then(|c| c.client_cert.as_ref()), bearer) {
+            (Some(_), Some(_)) => {
+                tracing::debug!("both a client certificate and a bearer token were presented");
+                Err(ApiError::Unauthorized)
+            }
+            (Some(Ok(principal)), None) => Ok(Caller(principal.clone())),
+            (Some(Err(e)), None) => Err(auth_error(e)),
+            (None, Some(value)) => {
+                let token = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| {
+                        let (scheme, token) = v.split_once(' ')?;
+                        scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+                    })
+                    .filter(|t| !t.is_empty())
+                    .ok_or(ApiError::Unauthorized)?;
+                state
+                    .auth
+                    .from_bearer(token)
+                    .await
+                    .map(Caller)
+                    .map_err(|e| auth_error(&e))
+            }
+            (None, None) => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// A JSON body: `application/json` required (415), size-limited (413), syntax errors are
+/// `malformed-request`, the top level must be an object, and unknown fields are reported as
+/// validation errors with their pointer. Field values are never echoed back.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::Malformed("the request body could not be read".into())
+            }
+        })?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::Malformed(format!(
+                "the body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        if !value.is_object() {
+            return Err(ValidationErrors::single_pointer("", "the body must be a JSON object").into());
+        }
+        serde_json::from_value(value).map(ApiJson).map_err(|e| {
+            let msg = e.to_string();
+            // serde names an unknown field as: unknown field `name`, expected one of …
+            let field = msg
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next());
+            match field {
+                Some(name) => ValidationErrors::single_pointer(
+                    format!("/{}", crate::domain::validation::pointer_token(name)),
+                    "unknown field",
+                )
+                .into(),
+                None => ValidationErrors::single_pointer("", "the body does not have the expected shape").into(),
+            }
+        })
+    }
+}
+
+/// The query string as (name, value) pairs in order, repeated names kept.
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let q = parts.uri.query().unwrap_or("");
+        Ok(QueryPairs(
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        ))
+    }
+}
+
+impl QueryPairs {
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The single value of `name`; repeating a single-valued parameter is an error.
+    pub fn one<'a>(&'a self, name: &'a str, errs: &mut ValidationErrors) -> Option<&'a str> {
+        let mut values = self.all(name);
+        let first = values.next();
+        if values.next().is_some() {
+            errs.parameter(name, "give this parameter at most once");
+        }
+        first
+    }
+
+    /// Names not in `known`, each reported as an error.
+    pub fn reject_unknown(&self, known: &[&str], errs: &mut ValidationErrors) {
+        let mut seen = std::collections::BTreeSet::new();
+        for (k, _) in &self.0 {
+            if !known.contains(&k.as_str()) && seen.insert(k.as_str()) {
+                errs.parameter(k.clone(), "unknown parameter");
+            }
+        }
+    }
+
+    /// A 1-based page number and a page size within `1..=max` (defaults 1 and `default`).
+    pub fn paging(&self, default: u32, max: u32, errs: &mut ValidationErrors) -> (u32, u32) {
+        let page = match self.one("page", errs) {
+            None => 1,
+            Some(s) => match s.parse::<u32>() {
+                Ok(n) if n >= 1 && n <= 1_000_000 => n,
+                _ => {
+                    errs.parameter("page", "page must be a whole number from 1");
+                    1
+                }
+            },
+        };
+        let size = match self.one("page_size", errs) {
+            None => default,
+            Some(s) => match s.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => n,
+                _ => {
+                    errs.parameter("page_size", format!("page_size must be a whole number from 1 to {max}"));
+                    default
+                }
+            },
+        };
+        (page, size)
+    }
+}
+
+/// Deserializes a present field as `Some(value)`, a JSON `null` included, so that with
+/// `#[serde(default)]` a missing field (`None`) and an explicit null (`Some(Null)`) differ.
+pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    use serde::Deserialize;
+    Value::deserialize(d).map(Some)
+}

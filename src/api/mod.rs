@@ -1,0 +1,115 @@
+//! HTTP: routers and request/response types only. No SQL, no crypto: handlers extract,
+//! call a service function and map its error.
+
+pub mod error;
+pub mod extract;
+mod fields;
+pub mod openapi;
+mod ops;
+pub mod plans;
+pub mod sims;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tracing::Instrument;
+
+use crate::auth::Authenticator;
+use crate::service::Services;
+use error::{ApiError, PendingProblem, render_problem};
+
+/// Largest request body accepted.
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Shared by all handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub services: Arc<Services>,
+    pub auth: Arc<Authenticator>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(sims::router())
+        .merge(plans::router())
+        .merge(ops::router())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), request_context))
+        .with_state(state)
+}
+
+/// A client-supplied request id is kept if it is short and plain (it ends up in logs).
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Per request: an id (echoed in `X-Request-Id`, logged, and named in problem documents), a
+/// tracing span, metrics by route and status, problem bodies, and no caching of API answers.
+async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let id = request_id(&req);
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    let started = Instant::now();
+
+    let mut res = next.run(req).instrument(span.clone()).await;
+
+    if let Some(PendingProblem(problem)) = res.extensions_mut().remove::<PendingProblem>() {
+        let status = res.status();
+        let headers = std::mem::take(res.headers_mut());
+        res = (status, render_problem(problem, &path, &id)).into_response();
+        res.headers_mut().extend(headers);
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    if path.starts_with("/v1/") {
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res.headers_mut()
+        .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+
+    let status = res.status().as_u16().to_string();
+    let elapsed = started.elapsed().as_secs_f64();
+    if state.metrics.is_some() {
+        let labels = [
+            ("method", method.to_string()),
+            ("route", route),
+            ("status", status),
+        ];
+        metrics::counter!("simvault_http_requests_total", &labels).increment(1);
+        metrics::histogram!("simvault_http_request_duration_seconds", &labels).record(elapsed);
+    }
+    span.in_scope(|| tracing::debug!(status = res.status().as_u16(), elapsed_ms = elapsed * 1000.0, "request finished"));
+    res
+}

@@ -1,0 +1,67 @@
+//! The OpenAPI document served at `/openapi.json`.
+
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// An RFC 7807 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    #[schema(example = "https://simvault.dev/problems/validation-error")]
+    pub r#type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The request path.
+    pub instance: String,
+    /// Quote this when reporting a problem.
+    pub request_id: String,
+    /// Validation errors, each with a JSON `pointer` into the body or a query `parameter`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub errors: Option<Vec<serde_json::Value>>,
+}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme("mtls", SecurityScheme::MutualTls { description: Some("A client certificate issued by the configured client CA whose identity is registered.".into()), deprecated: None, extensions: None });
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "simvault",
+        description = "Hardened SIM credential vault. Authenticate with a registered TLS client \
+            certificate (mTLS) or `Authorization: Bearer <JWT>`. Errors are RFC 7807 problem \
+            documents. Every response carries `X-Request-Id`."
+    ),
+    paths(
+        super::sims::create_sim,
+        super::sims::list_sims,
+        super::sims::get_sim,
+        super::sims::update_sim,
+        super::sims::delete_sim,
+        super::plans::create_plan,
+        super::plans::list_plans,
+        super::plans::get_plan,
+        super::ops::healthz,
+        super::ops::readyz,
+        super::ops::metrics,
+    ),
+    components(schemas(Problem)),
+    modifiers(&Security),
+    security(("mtls" = []), ("bearer" = [])),
+)]
+pub struct ApiDoc;

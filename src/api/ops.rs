@@ -1,0 +1,56 @@
+//! Operations endpoints: liveness, readiness, metrics and the API description.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use utoipa::OpenApi;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::Caller;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+}
+
+/// Liveness: the process serves requests. No authentication.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "Alive")))]
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: the database answers and keys are loaded. No authentication.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    match state.services.db.ping().await {
+        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "database": "ok", "keys": "loaded"}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "not-ready", "database": "unavailable"})),
+            )
+        }
+    }
+}
+
+/// Prometheus metrics (text format), for principals with the `metrics` or `admin` role.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult<impl IntoResponse> {
+    state.services.authorize_metrics(&principal)?;
+    let body = state.metrics.as_ref().ok_or(ApiError::NotFound)?.render();
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
+}
+
+async fn openapi() -> impl IntoResponse {
+    axum::Json(super::openapi::ApiDoc::openapi())
+}

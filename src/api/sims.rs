@@ -1,0 +1,609 @@
+//! `/v1/sims`: the SIM inventory.
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, Caller, QueryPairs, present};
+use super::fields::{Fields, label};
+use crate::domain::sim::{
+    MAX_TAGS, MAX_ZONES, SimListQuery, SortField, check_carrier_status, check_metadata, page_count,
+    MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE,
+};
+use crate::domain::{
+    Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, NewSim, Sim, SimPatch, SimState, SimType,
+    ValidationErrors, format_timestamp,
+};
+use crate::service::sims::ForPlan;
+use crate::store::sims::SimKey;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sims", get(list_sims).post(create_sim))
+        .route("/v1/sims/{sim}", get(get_sim).patch(update_sim).delete(delete_sim))
+}
+
+/// A SIM as clients see it. No secret value ever appears here.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimView {
+    pub id: uuid::Uuid,
+    #[schema(example = "8944501234567890124")]
+    pub iccid: String,
+    #[schema(example = "234150123456789")]
+    pub imsi: Option<String>,
+    #[schema(example = "447123456789")]
+    pub msisdn: Option<String>,
+    pub imei: Option<String>,
+    pub eid: Option<String>,
+    pub sim_type: SimType,
+    pub state: SimState,
+    pub state_reason: Option<String>,
+    pub carrier_status: Option<String>,
+    pub vendor: Option<String>,
+    pub tags: Vec<String>,
+    pub group_id: Option<String>,
+    pub device_id: Option<String>,
+    pub compatibility_zones: Vec<String>,
+    pub is_attached: bool,
+    pub esim_profile_state: Option<String>,
+    /// The link made by bulk provisioning, if any.
+    #[schema(value_type = Option<Object>)]
+    pub link: Option<Value>,
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, Value>,
+    /// Names of the secret fields that are set (never their values).
+    pub secrets_present: Vec<String>,
+    /// Remaining attempts and blocked flags per PIN/PUK.
+    #[schema(value_type = Object)]
+    pub pin_status: serde_json::Map<String, Value>,
+    #[schema(example = "2026-01-15T10:30:00Z")]
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_synced_at: Option<String>,
+}
+
+impl From<Sim> for SimView {
+    fn from(s: Sim) -> Self {
+        SimView {
+            id: s.id,
+            iccid: s.iccid.into_inner(),
+            imsi: s.imsi.map(Imsi::into_inner),
+            msisdn: s.msisdn.map(Msisdn::into_inner),
+            imei: s.imei.map(Imei::into_inner),
+            eid: s.eid.map(Eid::into_inner),
+            sim_type: s.sim_type,
+            state: s.state,
+            state_reason: s.state_reason,
+            carrier_status: s.carrier_status,
+            vendor: s.vendor,
+            tags: s.tags.into_iter().collect(),
+            group_id: s.group_id,
+            device_id: s.device_id,
+            compatibility_zones: s.compatibility_zones.into_iter().collect(),
+            is_attached: s.is_attached,
+            esim_profile_state: s.esim_profile_state,
+            link: None,
+            metadata: s.metadata,
+            secrets_present: Vec::new(),
+            pin_status: serde_json::Map::new(),
+            created_at: format_timestamp(s.created_at),
+            updated_at: format_timestamp(s.updated_at),
+            last_synced_at: s.last_synced_at.map(format_timestamp),
+        }
+    }
+}
+
+/// `POST /v1/sims` body. Every field is validated and every problem reported at once.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSimBody {
+    /// 18–22 digits starting `89`, Luhn check digit last; unique across all tenants.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, example = "8944501234567890124")]
+    pub iccid: Option<Value>,
+    /// 6–15 digits.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "234150123456789")]
+    pub imsi: Option<Value>,
+    /// E.164: optional `+` then 1–15 digits.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "447123456789")]
+    pub msisdn: Option<Value>,
+    /// 15 digits with a Luhn digit, or a 16-digit IMEISV.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub imei: Option<Value>,
+    /// 32 digits ≡ 1 (mod 97); eSIMs only.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub eid: Option<Value>,
+    /// `physical` (default) or `esim`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<SimType>)]
+    pub sim_type: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "GEMALTO")]
+    pub vendor: Option<Value>,
+    /// At most 50, each 1–64 printable characters.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub tags: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub group_id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub device_id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub compatibility_zones: Option<Value>,
+    /// At most 30 characters.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub carrier_status: Option<Value>,
+    /// A JSON object of at most 50 top-level keys and 16 KiB.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    /// Secret fields; stored by the vault.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub secrets: Option<Value>,
+}
+
+impl CreateSimBody {
+    pub fn parse(self, luhn: LuhnPolicy) -> Result<NewSim, ValidationErrors> {
+        let mut errs = ValidationErrors::new();
+        let mut f = Fields { errs: &mut errs };
+        let iccid = f.required("iccid", &self.iccid, |s| Iccid::parse(s, luhn));
+        let imsi = f.optional("imsi", &self.imsi, Imsi::parse);
+        let msisdn = f.optional("msisdn", &self.msisdn, Msisdn::parse);
+        let imei = f.optional("imei", &self.imei, Imei::parse);
+        let eid = f.optional("eid", &self.eid, Eid::parse);
+        let sim_type = f
+            .optional("sim_type", &self.sim_type, |s| {
+                s.parse::<SimType>().map_err(|()| "must be physical or esim")
+            })
+            .unwrap_or(SimType::Physical);
+        let vendor = f.optional("vendor", &self.vendor, label("vendor"));
+        let tags = f.labels("tags", &self.tags, MAX_TAGS).unwrap_or_default();
+        let group_id = f.optional("group_id", &self.group_id, label("group_id"));
+        let device_id = f.optional("device_id", &self.device_id, label("device_id"));
+        let zones = f
+            .labels("compatibility_zones", &self.compatibility_zones, MAX_ZONES)
+            .unwrap_or_default();
+        let carrier_status = f.optional("carrier_status", &self.carrier_status, |s| {
+            check_carrier_status(s).map(|()| s.to_owned())
+        });
+        let metadata = f.object("metadata", &self.metadata, check_metadata).unwrap_or_default();
+        if eid.is_some() && sim_type != SimType::Esim {
+            errs.pointer("/eid", "an EID is only given for an eSIM (sim_type esim)");
+        }
+        if matches!(&self.secrets, Some(v) if !v.is_null()) {
+            errs.pointer("/secrets", "secret storage is not available in this version");
+        }
+        let Some(iccid) = iccid else { return Err(errs) };
+        errs.finish(NewSim {
+            iccid,
+            imsi,
+            msisdn,
+            imei,
+            eid,
+            sim_type,
+            carrier_status,
+            vendor,
+            tags,
+            group_id,
+            device_id,
+            compatibility_zones: zones,
+            metadata,
+        })
+    }
+}
+
+/// `PATCH /v1/sims/{sim}` body: only the fields given change; `null` clears a field.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchSimBody {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub msisdn: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub imei: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub tags: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub group_id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub device_id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub compatibility_zones: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub carrier_status: Option<Value>,
+}
+
+impl PatchSimBody {
+    pub fn parse(self) -> Result<SimPatch, ValidationErrors> {
+        let mut errs = ValidationErrors::new();
+        let mut f = Fields { errs: &mut errs };
+        let empty_if_null = |v: &Option<Value>| -> Option<Value> {
+            match v {
+                Some(Value::Null) => Some(Value::Array(Vec::new())),
+                other => other.clone(),
+            }
+        };
+        let patch = SimPatch {
+            msisdn: f.patch("msisdn", &self.msisdn, Msisdn::parse),
+            imei: f.patch("imei", &self.imei, Imei::parse),
+            tags: f.labels("tags", &empty_if_null(&self.tags), MAX_TAGS),
+            metadata: match &self.metadata {
+                Some(Value::Null) => Some(serde_json::Map::new()),
+                other => f.object("metadata", other, check_metadata),
+            },
+            group_id: f.patch("group_id", &self.group_id, label("group_id")),
+            device_id: f.patch("device_id", &self.device_id, label("device_id")),
+            compatibility_zones: f.labels(
+                "compatibility_zones",
+                &empty_if_null(&self.compatibility_zones),
+                MAX_ZONES,
+            ),
+            carrier_status: f.patch("carrier_status", &self.carrier_status, |s| {
+                check_carrier_status(s).map(|()| s.to_owned())
+            }),
+        };
+        errs.finish(patch)
+    }
+}
+
+/// One page of SIMs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimPage {
+    pub items: Vec<SimView>,
+    pub total: u64,
+    pub page: u32,
+    pub page_size: u32,
+    pub pages: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    pub success: bool,
+    pub deleted_at: String,
+}
+
+/// The `{sim}` path segment: a UUID or an ICCID. Anything else names no SIM (404).
+pub struct SimRef(pub SimKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for SimRef {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        if let Ok(id) = uuid::Uuid::parse_str(&raw) {
+            return Ok(SimRef(SimKey::Id(id)));
+        }
+        if !raw.is_empty() && raw.len() <= 22 && raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(SimRef(SimKey::Iccid(raw)));
+        }
+        Err(ApiError::NotFound)
+    }
+}
+
+const LIST_PARAMS: &[&str] = &[
+    "page", "page_size", "sort_by", "sort_order", "state", "sim_type", "compatibility_zones",
+    "tags", "group_id", "vendor", "iccid", "search", "for_plan_id",
+];
+
+fn parse_list_query(q: &QueryPairs) -> Result<(SimListQuery, Option<ForPlan>), ValidationErrors> {
+    let mut errs = ValidationErrors::new();
+    q.reject_unknown(LIST_PARAMS, &mut errs);
+    let (page, page_size) = q.paging(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, &mut errs);
+    let mut query = SimListQuery { page, page_size, ..SimListQuery::default() };
+
+    if let Some(s) = q.one("sort_by", &mut errs) {
+        match SortField::parse(s) {
+            Some(f) => query.sort_by = f,
+            None => errs.parameter("sort_by", format!("sort_by must be one of {}", SortField::NAMES.join(", "))),
+        }
+    }
+    match q.one("sort_order", &mut errs) {
+        None | Some("desc") => query.descending = true,
+        Some("asc") => query.descending = false,
+        Some(_) => errs.parameter("sort_order", "sort_order must be asc or desc"),
+    }
+    for s in q.all("state") {
+        match s.parse::<SimState>() {
+            Ok(st) if !query.states.contains(&st) => query.states.push(st),
+            Ok(_) => {}
+            Err(()) => errs.parameter("state", "state must be one of inventory, active, suspended, blocked, retired"),
+        }
+    }
+    if let Some(s) = q.one("sim_type", &mut errs) {
+        match s.parse::<SimType>() {
+            Ok(t) => query.sim_type = Some(t),
+            Err(()) => errs.parameter("sim_type", "sim_type must be physical or esim"),
+        }
+    }
+    let labels = |name: &str, errs: &mut ValidationErrors| -> Vec<String> {
+        let mut out = Vec::new();
+        for s in q.all(name) {
+            match crate::domain::sim::check_label(s, name) {
+                Ok(()) if !out.iter().any(|o| o == s) => out.push(s.to_owned()),
+                Ok(()) => {}
+                Err(e) => errs.parameter(name, e),
+            }
+        }
+        out
+    };
+    query.compatibility_zones = labels("compatibility_zones", &mut errs);
+    query.tags = labels("tags", &mut errs);
+    if query.tags.len() > MAX_TAGS {
+        errs.parameter("tags", format!("at most {MAX_TAGS} tags"));
+    }
+    for (name, slot) in [("group_id", &mut query.group_id), ("vendor", &mut query.vendor)] {
+        if let Some(s) = q.one(name, &mut errs) {
+            match crate::domain::sim::check_label(s, name) {
+                Ok(()) => *slot = Some(s.to_owned()),
+                Err(e) => errs.parameter(name, e),
+            }
+        }
+    }
+    if let Some(s) = q.one("iccid", &mut errs) {
+        if !s.is_empty() && s.len() <= 22 && s.bytes().all(|b| b.is_ascii_digit()) {
+            query.iccid = Some(s.to_owned());
+        } else {
+            errs.parameter("iccid", "iccid must be 1 to 22 digits (any part of an ICCID)");
+        }
+    }
+    if let Some(s) = q.one("search", &mut errs) {
+        let s = s.trim();
+        if s.is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control) {
+            errs.parameter("search", "search must be 1 to 64 printable characters");
+        } else {
+            query.search = Some(s.to_owned());
+        }
+    }
+    let for_plan = match q.one("for_plan_id", &mut errs) {
+        None => None,
+        Some(s) => match uuid::Uuid::parse_str(s) {
+            Ok(id) => Some(ForPlan(id)),
+            Err(_) => {
+                errs.parameter("for_plan_id", "for_plan_id must be a plan id (UUID)");
+                None
+            }
+        },
+    };
+    errs.finish((query, for_plan))
+}
+
+/// Create a SIM (state `inventory`).
+#[utoipa::path(post, path = "/v1/sims", tag = "sims", request_body = CreateSimBody,
+    responses(
+        (status = 201, description = "Created", body = SimView),
+        (status = 400, description = "Invalid input", body = super::openapi::Problem),
+        (status = 401, description = "No valid credential", body = super::openapi::Problem),
+        (status = 403, description = "Not allowed", body = super::openapi::Problem),
+        (status = 409, description = "ICCID already exists", body = super::openapi::Problem),
+    ))]
+async fn create_sim(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    ApiJson(body): ApiJson<CreateSimBody>,
+) -> ApiResult<impl IntoResponse> {
+    let new = body.parse(state.services.settings.iccid_luhn)?;
+    let sim = state.services.create_sim(&principal, new).await?;
+    let location = format!("/v1/sims/{}", sim.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(SimView::from(sim)),
+    ))
+}
+
+/// List SIMs with filters, sorting and paging.
+#[utoipa::path(get, path = "/v1/sims", tag = "sims",
+    params(
+        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
+        ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
+        ("sort_by" = Option<String>, Query, description = "created_at, updated_at (default), iccid, imsi, msisdn, state"),
+        ("sort_order" = Option<String>, Query, description = "asc or desc (default)"),
+        ("state" = Option<Vec<SimState>>, Query, description = "repeatable; any of"),
+        ("sim_type" = Option<SimType>, Query),
+        ("compatibility_zones" = Option<Vec<String>>, Query, description = "repeatable; any of"),
+        ("tags" = Option<Vec<String>>, Query, description = "repeatable; all of"),
+        ("group_id" = Option<String>, Query),
+        ("vendor" = Option<String>, Query),
+        ("iccid" = Option<String>, Query, description = "substring of the ICCID"),
+        ("search" = Option<String>, Query, description = "case-insensitive substring of id, ICCID, MSISDN, IMSI, IMEI or EID"),
+        ("for_plan_id" = Option<uuid::Uuid>, Query, description = "SIMs in any of the plan's zones; wins over compatibility_zones"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = SimPage),
+        (status = 400, description = "Invalid parameters", body = super::openapi::Problem),
+    ))]
+async fn list_sims(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    query: QueryPairs,
+) -> ApiResult<axum::Json<SimPage>> {
+    let (query, for_plan) = parse_list_query(&query)?;
+    let page = state.services.list_sims(&principal, query, for_plan).await?;
+    Ok(axum::Json(SimPage {
+        pages: page_count(page.total, page.page_size),
+        items: page.items.into_iter().map(SimView::from).collect(),
+        total: page.total,
+        page: page.page,
+        page_size: page.page_size,
+    }))
+}
+
+/// One SIM, by UUID or ICCID.
+#[utoipa::path(get, path = "/v1/sims/{sim}", tag = "sims",
+    params(("sim" = String, Path, description = "UUID or ICCID")),
+    responses(
+        (status = 200, description = "The SIM", body = SimView),
+        (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
+    ))]
+async fn get_sim(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    SimRef(key): SimRef,
+) -> ApiResult<axum::Json<SimView>> {
+    let sim = state.services.get_sim(&principal, &key).await?;
+    Ok(axum::Json(sim.into()))
+}
+
+/// Change descriptive fields.
+#[utoipa::path(patch, path = "/v1/sims/{sim}", tag = "sims", request_body = PatchSimBody,
+    params(("sim" = String, Path, description = "UUID or ICCID")),
+    responses(
+        (status = 200, description = "The updated SIM", body = SimView),
+        (status = 400, description = "Invalid input", body = super::openapi::Problem),
+        (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
+    ))]
+async fn update_sim(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    SimRef(key): SimRef,
+    ApiJson(body): ApiJson<PatchSimBody>,
+) -> ApiResult<axum::Json<SimView>> {
+    let patch = body.parse()?;
+    let sim = state.services.update_sim(&principal, &key, patch).await?;
+    Ok(axum::Json(sim.into()))
+}
+
+/// Delete a SIM, keeping a tombstone for its history.
+#[utoipa::path(delete, path = "/v1/sims/{sim}", tag = "sims",
+    params(("sim" = String, Path, description = "UUID or ICCID")),
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
+    ))]
+async fn delete_sim(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    SimRef(key): SimRef,
+) -> ApiResult<axum::Json<Deleted>> {
+    let at = state.services.delete_sim(&principal, &key).await?;
+    Ok(axum::Json(Deleted { success: true, deleted_at: format_timestamp(at) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn create(v: Value) -> Result<NewSim, ValidationErrors> {
+        serde_json::from_value::<CreateSimBody>(v).unwrap().parse(LuhnPolicy::Enforce)
+    }
+
+    fn pointers(e: &ValidationErrors) -> Vec<String> {
+        e.errors()
+            .iter()
+            .map(|e| match &e.location {
+                crate::domain::Location::Pointer(p) => p.clone(),
+                crate::domain::Location::Parameter(p) => p.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn minimal_sim() {
+        let s = create(json!({"iccid": "8944501234567890124"})).unwrap();
+        assert_eq!(s.sim_type, SimType::Physical);
+        assert!(s.tags.is_empty());
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_at_once() {
+        let e = create(json!({
+            "iccid": "123", "imsi": "12", "msisdn": "abc", "imei": "1", "eid": "1",
+            "sim_type": "card", "tags": ["ok", "", 5], "metadata": [1], "carrier_status": "x".repeat(31),
+            "compatibility_zones": "eu"
+        }))
+        .unwrap_err();
+        assert_eq!(
+            pointers(&e),
+            vec!["/iccid", "/imsi", "/msisdn", "/imei", "/eid", "/sim_type", "/tags/1", "/tags/2",
+                 "/compatibility_zones", "/carrier_status", "/metadata"]
+        );
+    }
+
+    #[test]
+    fn missing_iccid_is_required() {
+        let e = create(json!({})).unwrap_err();
+        assert_eq!(pointers(&e), vec!["/iccid"]);
+        let e = create(json!({"iccid": 8944501234567890124u64})).unwrap_err();
+        assert_eq!(e.errors()[0].detail, "must be a string");
+    }
+
+    #[test]
+    fn eid_only_on_esims() {
+        let eid = "89049032123451234512345678901235";
+        assert!(create(json!({"iccid": "8944501234567890124", "eid": eid})).is_err());
+        assert!(create(json!({"iccid": "8944501234567890124", "eid": eid, "sim_type": "esim"})).is_ok());
+    }
+
+    #[test]
+    fn patch_distinguishes_missing_from_null() {
+        let p = serde_json::from_value::<PatchSimBody>(json!({"msisdn": null, "tags": ["a"]}))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(p.msisdn, Some(None));
+        assert_eq!(p.imei, None);
+        assert_eq!(p.tags.unwrap().len(), 1);
+    }
+
+    fn qp(pairs: &[(&str, &str)]) -> QueryPairs {
+        QueryPairs(pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect())
+    }
+
+    #[test]
+    fn list_query_defaults_and_errors() {
+        let (q, plan) = parse_list_query(&qp(&[])).unwrap();
+        assert_eq!((q.page, q.page_size, q.sort_by, q.descending), (1, 20, SortField::UpdatedAt, true));
+        assert!(plan.is_none());
+        let e = parse_list_query(&qp(&[
+            ("page", "0"), ("page_size", "251"), ("sort_by", "ki"), ("sort_order", "up"),
+            ("state", "gone"), ("bogus", "1"), ("iccid", "89x"), ("for_plan_id", "nope"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            pointers(&e),
+            vec!["bogus", "page", "page_size", "sort_by", "sort_order", "state", "iccid", "for_plan_id"]
+        );
+    }
+
+    #[test]
+    fn repeatable_filters_collect() {
+        let (q, _) = parse_list_query(&qp(&[
+            ("state", "active"), ("state", "suspended"), ("tags", "a"), ("tags", "b"),
+            ("compatibility_zones", "eu"), ("page_size", "250"),
+        ]))
+        .unwrap();
+        assert_eq!(q.states, vec![SimState::Active, SimState::Suspended]);
+        assert_eq!(q.tags, vec!["a", "b"]);
+        assert_eq!(q.compatibility_zones, vec!["eu"]);
+        assert_eq!(q.page_size, 250);
+    }
+}

@@ -1,0 +1,314 @@
+//! The `simvault` command line: parsing (clap) and the operator commands.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::jwt::{MintClaims, mint_eddsa};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, resolve_data_dir};
+use crate::domain::{Role, TenantId};
+use crate::pki::{self, KeyPaths};
+use crate::service::{ServiceError, Services};
+use crate::startup::{self, Application};
+
+#[derive(Debug, Parser)]
+#[command(name = "simvault", version, about = "A hardened SIM credential vault")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DataDir {
+    /// Data directory (keys, SQLite database). Default: $SIMVAULT_DATA_DIR, then ./simvault-data
+    #[arg(long = "data-dir", value_name = "D")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl DataDir {
+    fn path(&self) -> PathBuf {
+        resolve_data_dir(self.data_dir.clone())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the root key, a development CA, the server certificate (localhost, 127.0.0.1,
+    /// ::1), the JWT signing key pair and the database. Never overwrites key material.
+    Init(DataDir),
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage client certificates.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// Print a signed JWT (development identity provider).
+    Token(TokenArgs),
+    /// Serve the HTTPS API.
+    Serve(ServeArgs),
+    /// Initialise a data directory if needed, create a `demo` tenant with a provisioner
+    /// certificate and support/operator tokens, print working curl commands, and serve.
+    Quickstart(ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Tenant name: a-z, 0-9, '-' and '_'.
+        tenant: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a client certificate (O/N.pem and O/N.key) and register its identity.
+    Issue(CertIssueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertIssueArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// Comma-separated roles: provisioner, support, operator, auditor, admin, auc, metrics.
+    #[arg(long = "role")]
+    pub roles: String,
+    /// Client name: letters, digits, '.', '-' and '_'.
+    #[arg(long)]
+    pub name: String,
+    /// Where to write N.pem and N.key (default: the current directory).
+    #[arg(long = "out-dir", value_name = "O", default_value = ".")]
+    pub out_dir: PathBuf,
+    /// Validity in days.
+    #[arg(long, default_value_t = 365)]
+    pub days: i64,
+    #[command(flatten)]
+    pub data: DataDir,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// Comma-separated roles.
+    #[arg(long = "role")]
+    pub roles: String,
+    /// Subject (who the token is for).
+    #[arg(long)]
+    pub sub: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: i64,
+    #[command(flatten)]
+    pub data: DataDir,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataDir,
+    /// Listen address. Default: $SIMVAULT_LISTEN, then 127.0.0.1:8443
+    #[arg(long)]
+    pub listen: Option<String>,
+}
+
+fn system_services(config: &Config, db: crate::store::Db) -> Services {
+    startup::services(config, db, Arc::new(SystemClock))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init(d) => init(&d.path()).await,
+        Command::Tenant { command: TenantCommand::Create { tenant, data } } => {
+            let tenant = TenantId::parse(&tenant).map_err(anyhow::Error::msg)?;
+            let config = Config::from_env(&data.path(), None)?;
+            let services = system_services(&config, startup::open_store(&config).await?);
+            services.create_tenant(&tenant).await.map_err(explain)?;
+            println!("tenant {tenant} created");
+            Ok(())
+        }
+        Command::Cert { command: CertCommand::Issue(args) } => {
+            let config = Config::from_env(&args.data.path(), None)?;
+            let services = system_services(&config, startup::open_store(&config).await?);
+            let (cert, key) = issue_cert(&config, &services, &args.tenant, &args.roles, &args.name, &args.out_dir, args.days).await?;
+            println!("certificate: {}\nprivate key: {}", cert.display(), key.display());
+            Ok(())
+        }
+        Command::Token(args) => {
+            let config = Config::from_env(&args.data.path(), None)?;
+            let services = system_services(&config, startup::open_store(&config).await?);
+            let tenant = TenantId::parse(&args.tenant).map_err(anyhow::Error::msg)?;
+            if !services.tenant_exists(&tenant).await.map_err(explain)? {
+                bail!("no tenant {tenant}: create it with `simvault tenant create {tenant}`");
+            }
+            let roles = Role::parse_list(&args.roles).map_err(anyhow::Error::msg)?;
+            println!("{}", mint_token(&config, &tenant, &roles, &args.sub, args.ttl)?);
+            Ok(())
+        }
+        Command::Serve(args) => serve(&args).await,
+        Command::Quickstart(args) => quickstart(&args).await,
+    }
+}
+
+fn explain(e: ServiceError) -> anyhow::Error {
+    match e {
+        ServiceError::NotFound => anyhow::anyhow!("no such tenant"),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+async fn init(data_dir: &Path) -> anyhow::Result<()> {
+    let keys = KeyPaths::new(data_dir);
+    pki::init_keys(&keys)?;
+    let config = Config::from_env(data_dir, None)?;
+    startup::open_store(&config).await?.close().await;
+    println!("initialised {}", data_dir.display());
+    println!("  root key        {}", keys.root_key().display());
+    println!("  CA certificate  {}", keys.ca_cert().display());
+    println!("  server cert     {}", keys.server_cert().display());
+    println!("  JWT public key  {}", keys.jwt_public().display());
+    Ok(())
+}
+
+fn valid_client_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        && !name.starts_with('.')
+}
+
+async fn issue_cert(
+    config: &Config,
+    services: &Services,
+    tenant: &str,
+    roles: &str,
+    name: &str,
+    out_dir: &Path,
+    days: i64,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let tenant = TenantId::parse(tenant).map_err(anyhow::Error::msg)?;
+    let roles = Role::parse_list(roles).map_err(anyhow::Error::msg)?;
+    if !valid_client_name(name) {
+        bail!("--name must be 1 to 64 letters, digits, '.', '-' or '_'");
+    }
+    let cert_path = out_dir.join(format!("{name}.pem"));
+    let key_path = out_dir.join(format!("{name}.key"));
+    for p in [&cert_path, &key_path] {
+        if p.exists() {
+            bail!("{} exists; refusing to overwrite it", p.display());
+        }
+    }
+    let identity = pki::client_identity(tenant.as_str(), name);
+    let (cert, key) = pki::issue_client_cert(&config.keys(), &identity, name, days)?;
+    services
+        .register_identity(&tenant, &identity, name, &roles)
+        .await
+        .map_err(|e| match e {
+            ServiceError::NotFound => anyhow::anyhow!("no tenant {tenant}: create it with `simvault tenant create {tenant}`"),
+            other => anyhow::anyhow!("{other}"),
+        })?;
+    std::fs::create_dir_all(out_dir)?;
+    pki::write_new(&cert_path, cert.as_bytes(), false)?;
+    pki::write_new(&key_path, key.as_bytes(), true)?;
+    Ok((cert_path, key_path))
+}
+
+fn mint_token(config: &Config, tenant: &TenantId, roles: &std::collections::BTreeSet<Role>, sub: &str, ttl: i64) -> anyhow::Result<String> {
+    if !(1..=31 * 24 * 3600).contains(&ttl) {
+        bail!("--ttl must be between 1 second and 31 days");
+    }
+    let key_path = config.keys().jwt_private();
+    let key = std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let now = SystemClock.now_secs();
+    let claims = MintClaims {
+        iss: &config.jwt.issuer,
+        aud: &config.jwt.audience,
+        sub,
+        tenant: tenant.as_str(),
+        roles: roles.iter().map(|r| r.as_str()).collect(),
+        iat: now,
+        nbf: now,
+        exp: now + ttl,
+        jti: uuid::Uuid::new_v4().to_string(),
+    };
+    mint_eddsa(&key, &claims)
+}
+
+async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = Config::from_env(&args.data.path(), args.listen.clone())?;
+    if !config.tls.cert_chain.exists() {
+        bail!(
+            "no server certificate at {}: run `simvault init --data-dir {}` first (or `simvault quickstart`)",
+            config.tls.cert_chain.display(),
+            config.data_dir.display()
+        );
+    }
+    let app = Application::build(&config).await?;
+    app.run_until_signalled().await
+}
+
+async fn quickstart(args: &ServeArgs) -> anyhow::Result<()> {
+    let data_dir = args.data.path();
+    let keys = KeyPaths::new(&data_dir);
+    if !keys.server_cert().exists() {
+        init(&data_dir).await?;
+    }
+    let config = Config::from_env(&data_dir, args.listen.clone())?;
+    let services = system_services(&config, startup::open_store(&config).await?);
+    let tenant = TenantId::parse("demo").map_err(anyhow::Error::msg)?;
+    if !services.tenant_exists(&tenant).await.map_err(explain)? {
+        services.create_tenant(&tenant).await.map_err(explain)?;
+    }
+    let clients = data_dir.join("clients");
+    let cert = clients.join("demo-provisioner.pem");
+    let key = clients.join("demo-provisioner.key");
+    if !cert.exists() {
+        issue_cert(&config, &services, "demo", "provisioner", "demo-provisioner", &clients, 365).await?;
+    }
+    let support = mint_token(&config, &tenant, &[Role::Support].into(), "demo-support", 24 * 3600)?;
+    let operator = mint_token(&config, &tenant, &[Role::Operator].into(), "demo-operator", 24 * 3600)?;
+    services.db.close().await;
+
+    let app = Application::build(&config).await?;
+    let port = app.local_addr().port();
+    let ca = abs(&keys.ca_cert());
+    let (cert, key) = (abs(&cert), abs(&key));
+    println!(
+        r#"
+simvault is running on https://localhost:{port}  (data: {data})
+
+Create a SIM as the demo provisioner (mutual TLS):
+  curl --cacert {ca} --cert {cert} --key {key} \
+    -H 'content-type: application/json' \
+    -d '{{"iccid":"8944501234567890124","imsi":"234150123456789","msisdn":"447123456789","tags":["demo"]}}' \
+    https://localhost:{port}/v1/sims
+
+List SIMs as demo support staff (bearer token, valid 24 h):
+  export SUPPORT_TOKEN={support}
+  curl --cacert {ca} -H "Authorization: Bearer $SUPPORT_TOKEN" https://localhost:{port}/v1/sims
+
+Tag a SIM as the demo operator:
+  export OPERATOR_TOKEN={operator}
+  curl --cacert {ca} -H "Authorization: Bearer $OPERATOR_TOKEN" -X PATCH \
+    -H 'content-type: application/json' -d '{{"tags":["demo","vip"]}}' \
+    https://localhost:{port}/v1/sims/8944501234567890124
+
+API description: curl --cacert {ca} https://localhost:{port}/openapi.json
+Stop with Ctrl-C.
+"#,
+        data = abs(&data_dir),
+    );
+    app.run_until_signalled().await
+}
+
+fn abs(p: &Path) -> String {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned()).display().to_string()
+}

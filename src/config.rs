@@ -1,0 +1,99 @@
+//! Configuration from the environment (see the README's configuration reference), with
+//! defaults that make `simvault serve` work out of the box on a data directory made by
+//! `simvault init`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::auth::jwt::{ClaimNames, parse_algorithm};
+use crate::domain::LuhnPolicy;
+use crate::pki::KeyPaths;
+use crate::server::tls::TlsFiles;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+pub const DEFAULT_DATA_DIR: &str = "./simvault-data";
+pub const DEFAULT_JWT_ISSUER: &str = "simvault";
+pub const DEFAULT_JWT_AUDIENCE: &str = "simvault";
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// PEM public key or JWKS file.
+    pub keys: PathBuf,
+    pub algorithm: jsonwebtoken::Algorithm,
+    pub issuer: String,
+    pub audience: String,
+    pub claims: ClaimNames,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// `postgres://…` selects PostgreSQL; otherwise SQLite at `data_dir/simvault.db`.
+    pub database_url: Option<String>,
+    pub listen: String,
+    pub tls: TlsFiles,
+    pub jwt: JwtSettings,
+    pub iccid_luhn: LuhnPolicy,
+}
+
+/// Reads one environment variable; empty counts as unset.
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Config {
+    /// Defaults for a data directory, overridden by `SIMVAULT_*` variables.
+    pub fn from_env(data_dir: &Path, listen: Option<String>) -> anyhow::Result<Config> {
+        let keys = KeyPaths::new(data_dir);
+        let path = |var: &str, default: PathBuf| env(var).map(PathBuf::from).unwrap_or(default);
+        let algorithm = parse_algorithm(&env("SIMVAULT_JWT_ALGORITHM").unwrap_or_else(|| "EdDSA".into()))
+            .map_err(anyhow::Error::msg)
+            .context("SIMVAULT_JWT_ALGORITHM")?;
+        let iccid_luhn = match env("SIMVAULT_ICCID_LUHN").as_deref() {
+            None | Some("enforce") => LuhnPolicy::Enforce,
+            Some("relaxed") => LuhnPolicy::Relaxed,
+            Some(_) => anyhow::bail!("SIMVAULT_ICCID_LUHN must be enforce or relaxed"),
+        };
+        Ok(Config {
+            data_dir: data_dir.to_owned(),
+            database_url: env("SIMVAULT_DATABASE_URL"),
+            listen: listen
+                .or_else(|| env("SIMVAULT_LISTEN"))
+                .unwrap_or_else(|| DEFAULT_LISTEN.into()),
+            tls: TlsFiles {
+                cert_chain: path("SIMVAULT_TLS_CERT", keys.server_cert()),
+                private_key: path("SIMVAULT_TLS_KEY", keys.server_key()),
+                client_ca: path("SIMVAULT_CLIENT_CA", keys.ca_cert()),
+                client_crls: env("SIMVAULT_CLIENT_CRL")
+                    .map(|v| v.split(',').map(|p| PathBuf::from(p.trim())).collect())
+                    .unwrap_or_default(),
+            },
+            jwt: JwtSettings {
+                keys: path("SIMVAULT_JWT_KEYS", keys.jwt_public()),
+                algorithm,
+                issuer: env("SIMVAULT_JWT_ISSUER").unwrap_or_else(|| DEFAULT_JWT_ISSUER.into()),
+                audience: env("SIMVAULT_JWT_AUDIENCE").unwrap_or_else(|| DEFAULT_JWT_AUDIENCE.into()),
+                claims: ClaimNames {
+                    tenant: env("SIMVAULT_JWT_TENANT_CLAIM").unwrap_or_else(|| "tenant".into()),
+                    roles: env("SIMVAULT_JWT_ROLES_CLAIM").unwrap_or_else(|| "roles".into()),
+                },
+            },
+            iccid_luhn,
+        })
+    }
+
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("simvault.db")
+    }
+
+    pub fn keys(&self) -> KeyPaths {
+        KeyPaths::new(&self.data_dir)
+    }
+}
+
+/// `--data-dir`, else `SIMVAULT_DATA_DIR`, else `./simvault-data`.
+pub fn resolve_data_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| env("SIMVAULT_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+}

@@ -1,0 +1,50 @@
+//! Pure domain code: identifiers, the SIM aggregate and its rules, tenants and plans.
+//! No I/O and no dependency on any other module of this crate.
+
+pub mod identifiers;
+pub mod principal;
+pub mod sim;
+pub mod tenant;
+pub mod validation;
+
+pub use principal::{AuthMethod, Principal, Role};
+pub use identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msisdn};
+pub use sim::{NewSim, Sim, SimPatch, SimState, SimType};
+pub use tenant::{Plan, TenantId};
+pub use validation::{FieldError, Location, ValidationErrors};
+
+/// A SIM's identifier.
+pub type SimId = uuid::Uuid;
+
+/// Instants are microseconds since the Unix epoch, UTC: portable across both stores and
+/// totally ordered.
+pub type Timestamp = i64;
+
+/// Formats a timestamp as RFC 3339 UTC with second precision (`2026-01-15T10:30:00Z`).
+pub fn format_timestamp(ts: Timestamp) -> String {
+    let nanos = i128::from(ts) * 1000;
+    let dt = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let dt = dt.replace_nanosecond(0).unwrap_or(dt);
+    dt.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Parses an RFC 3339 instant into a timestamp.
+pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
+    let dt = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(dt.unix_timestamp_nanos() / 1000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_as_rfc3339_utc_seconds() {
+        assert_eq!(format_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_timestamp(1_768_473_000_123_456), "2026-01-15T10:30:00Z");
+        assert_eq!(parse_timestamp("2026-01-15T10:30:00Z"), Some(1_768_473_000_000_000));
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+}

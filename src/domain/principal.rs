@@ -1,0 +1,126 @@
+//! Who is calling: the identity a request was authenticated as.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use super::TenantId;
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMethod {
+    /// A TLS client certificate chaining to the client CA, with a registered identity.
+    Mtls,
+    /// A bearer JWT from the configured identity provider.
+    Jwt,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Mtls => "mtls",
+            AuthMethod::Jwt => "jwt",
+        }
+    }
+}
+
+/// Roles of the default policy set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Provisioner,
+    Support,
+    Operator,
+    Auditor,
+    Admin,
+    /// Authentication centre: may ask for Milenage vectors.
+    Auc,
+    /// May scrape `/metrics`.
+    Metrics,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Provisioner,
+        Role::Support,
+        Role::Operator,
+        Role::Auditor,
+        Role::Admin,
+        Role::Auc,
+        Role::Metrics,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Provisioner => "provisioner",
+            Role::Support => "support",
+            Role::Operator => "operator",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+            Role::Auc => "auc",
+            Role::Metrics => "metrics",
+        }
+    }
+
+    /// Parses a comma-separated role list; unknown names are an error naming them.
+    pub fn parse_list(s: &str) -> Result<BTreeSet<Role>, String> {
+        let mut roles = BTreeSet::new();
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            roles.insert(
+                name.parse::<Role>()
+                    .map_err(|()| format!("unknown role {name:?}"))?,
+            );
+        }
+        if roles.is_empty() {
+            return Err("at least one role is required".into());
+        }
+        Ok(roles)
+    }
+
+    pub fn join(roles: &BTreeSet<Role>) -> String {
+        roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl FromStr for Role {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s).ok_or(())
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub roles: BTreeSet<Role>,
+    /// Certificate identity (SAN URI or CN) or the token's `sub`.
+    pub subject: String,
+    pub auth_method: AuthMethod,
+    /// Certificate SHA-256 fingerprint or the token's `jti`, for the audit trail.
+    pub credential_id: Option<String>,
+}
+
+impl Principal {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_lists() {
+        let r = Role::parse_list("support, provisioner").unwrap();
+        assert_eq!(Role::join(&r), "provisioner,support");
+        assert!(Role::parse_list("root").is_err());
+        assert!(Role::parse_list("").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! Use cases. Each takes the calling [`Principal`] and a validated request, asks the policy,
+//! opens the transaction, calls the store, and returns domain values. Nothing here knows HTTP.
+
+pub mod admin;
+pub mod plans;
+pub mod sims;
+
+use crate::clock::SharedClock;
+use crate::domain::{LuhnPolicy, Principal, ValidationErrors};
+use crate::policy::{Action, Context, Decision, Denial, Policy, Resource};
+use crate::store::{Db, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid input")]
+    Validation(ValidationErrors),
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("storage unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ValidationErrors> for ServiceError {
+    fn from(e: ValidationErrors) -> Self {
+        ServiceError::Validation(e)
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ServiceError::NotFound,
+            StoreError::Conflict(c) => ServiceError::Conflict(c),
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => ServiceError::Unavailable(e),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<Denial> for ServiceError {
+    fn from(d: Denial) -> Self {
+        match d {
+            Denial::CrossTenant => ServiceError::NotFound,
+            Denial::Forbidden => ServiceError::Forbidden,
+        }
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// Deployment settings the use cases depend on.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub iccid_luhn: LuhnPolicy,
+}
+
+/// Everything the use cases need, shared by all requests.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub db: Db,
+    pub policy: Policy,
+    pub clock: SharedClock,
+    pub settings: Settings,
+}
+
+impl Services {
+    /// The one authorization call every use case makes.
+    fn authorize(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource<'_>,
+        context: &Context,
+    ) -> ServiceResult<Decision> {
+        match self.policy.authorize(principal, action, resource, context) {
+            Ok(d) => Ok(d),
+            Err(denial) => {
+                tracing::info!(
+                    subject = %principal.subject,
+                    tenant = %principal.tenant,
+                    action = action.as_str(),
+                    %denial,
+                    "request denied by policy"
+                );
+                Err(denial.into())
+            }
+        }
+    }
+
+    /// Authorizes an action on the principal's own tenant as a whole.
+    fn authorize_in_tenant(&self, principal: &Principal, action: Action) -> ServiceResult<Decision> {
+        self.authorize(
+            principal,
+            action,
+            &Resource::of_tenant(principal.tenant.as_str()),
+            &Context::default(),
+        )
+    }
+
+    /// May the caller scrape metrics?
+    pub fn authorize_metrics(&self, principal: &Principal) -> ServiceResult<()> {
+        self.authorize_in_tenant(principal, Action::ReadMetrics).map(|_| ())
+    }
+}
+
+/// One page of results.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub page: u32,
+    pub page_size: u32,
+}

@@ -1,0 +1,53 @@
+//! Plan use cases.
+
+use std::collections::BTreeSet;
+
+use super::{Page, ServiceError, ServiceResult, Services};
+use crate::domain::{Plan, Principal};
+use crate::policy::{Action, Context, Resource};
+use crate::store::{StoreError, plans as repo};
+
+impl Services {
+    pub async fn create_plan(
+        &self,
+        principal: &Principal,
+        name: String,
+        compatibility_zones: BTreeSet<String>,
+    ) -> ServiceResult<Plan> {
+        self.authorize_in_tenant(principal, Action::CreatePlan)?;
+        let plan = Plan {
+            id: uuid::Uuid::new_v4(),
+            tenant_id: principal.tenant.as_str().to_owned(),
+            name,
+            compatibility_zones,
+            created_at: self.clock.now(),
+        };
+        match repo::insert(&self.db, &plan).await {
+            Ok(()) => Ok(plan),
+            Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(
+                "a plan with this name already exists".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get_plan(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Plan> {
+        let plan = repo::get(&self.db, principal.tenant.as_str(), id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        self.authorize(
+            principal,
+            Action::ReadPlan,
+            &Resource::of_tenant(&plan.tenant_id),
+            &Context::default(),
+        )?;
+        Ok(plan)
+    }
+
+    pub async fn list_plans(&self, principal: &Principal, page: u32, page_size: u32) -> ServiceResult<Page<Plan>> {
+        self.authorize_in_tenant(principal, Action::ReadPlan)?;
+        let offset = u64::from(page.saturating_sub(1)) * u64::from(page_size);
+        let (items, total) = repo::list(&self.db, principal.tenant.as_str(), page_size, offset).await?;
+        Ok(Page { items, total, page, page_size })
+    }
+}

@@ -1,0 +1,130 @@
+//! SIM inventory use cases.
+
+use super::{Page, ServiceError, ServiceResult, Services};
+use crate::domain::sim::SimListQuery;
+use crate::domain::{NewSim, Principal, Sim, SimPatch, SimState, Timestamp, ValidationErrors};
+use crate::policy::{Action, Context, Resource};
+use crate::store::sims::{self as repo, SimKey};
+use crate::store::{StoreError, plans as plan_repo};
+
+/// Which plan's zones to list SIMs for.
+#[derive(Debug, Clone, Copy)]
+pub struct ForPlan(pub uuid::Uuid);
+
+impl Services {
+    pub async fn create_sim(&self, principal: &Principal, new: NewSim) -> ServiceResult<Sim> {
+        self.authorize_in_tenant(principal, Action::CreateSim)?;
+        let now = self.clock.now();
+        let sim = Sim {
+            id: uuid::Uuid::new_v4(),
+            tenant_id: principal.tenant.as_str().to_owned(),
+            iccid: new.iccid,
+            imsi: new.imsi,
+            msisdn: new.msisdn,
+            imei: new.imei,
+            eid: new.eid,
+            sim_type: new.sim_type,
+            state: SimState::Inventory,
+            state_reason: None,
+            carrier_status: new.carrier_status,
+            vendor: new.vendor,
+            tags: new.tags,
+            group_id: new.group_id,
+            device_id: new.device_id,
+            compatibility_zones: new.compatibility_zones,
+            is_attached: false,
+            esim_profile_state: None,
+            metadata: new.metadata,
+            created_at: now,
+            updated_at: now,
+            last_synced_at: None,
+            deleted_at: None,
+        };
+        let mut tx = self.db.begin().await?;
+        match repo::insert(&mut tx, &sim).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(ServiceError::Conflict(
+                    "a SIM with this ICCID already exists".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim created");
+        Ok(sim)
+    }
+
+    pub async fn get_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Sim> {
+        let sim = repo::get(&self.db, principal.tenant.as_str(), key)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        self.authorize(principal, Action::ReadSim, &sim_resource(&sim), &Context::default())?;
+        Ok(sim)
+    }
+
+    pub async fn list_sims(
+        &self,
+        principal: &Principal,
+        mut query: SimListQuery,
+        for_plan: Option<ForPlan>,
+    ) -> ServiceResult<Page<Sim>> {
+        self.authorize_in_tenant(principal, Action::ListSims)?;
+        let tenant = principal.tenant.as_str();
+        if let Some(ForPlan(plan_id)) = for_plan {
+            let Some(plan) = plan_repo::get(&self.db, tenant, plan_id).await? else {
+                let mut e = ValidationErrors::new();
+                e.parameter("for_plan_id", "no plan with this id");
+                return Err(e.into());
+            };
+            // The plan's zones win over any zones asked for. A plan with no zones fits no SIM.
+            if plan.compatibility_zones.is_empty() {
+                return Ok(Page { items: Vec::new(), total: 0, page: query.page, page_size: query.page_size });
+            }
+            query.compatibility_zones = plan.compatibility_zones.into_iter().collect();
+        }
+        let (items, total) = repo::list(&self.db, tenant, &query).await?;
+        Ok(Page { items, total, page: query.page, page_size: query.page_size })
+    }
+
+    pub async fn update_sim(
+        &self,
+        principal: &Principal,
+        key: &SimKey,
+        patch: SimPatch,
+    ) -> ServiceResult<Sim> {
+        let mut tx = self.db.begin().await?;
+        let mut sim = repo::get_for_update(&mut tx, principal.tenant.as_str(), key)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        self.authorize(principal, Action::UpdateSim, &sim_resource(&sim), &Context::default())?;
+        patch.apply(&mut sim);
+        sim.updated_at = self.clock.now().max(sim.updated_at);
+        repo::update(&mut tx, &sim).await?;
+        tx.commit().await?;
+        Ok(sim)
+    }
+
+    /// Deletes a SIM, leaving a tombstone (the row, marked deleted) for the audit history.
+    pub async fn delete_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Timestamp> {
+        let mut tx = self.db.begin().await?;
+        let mut sim = repo::get_for_update(&mut tx, principal.tenant.as_str(), key)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        self.authorize(principal, Action::DeleteSim, &sim_resource(&sim), &Context::default())?;
+        let now = self.clock.now().max(sim.updated_at);
+        sim.deleted_at = Some(now);
+        sim.updated_at = now;
+        repo::update(&mut tx, &sim).await?;
+        tx.commit().await?;
+        tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim deleted");
+        Ok(now)
+    }
+}
+
+fn sim_resource(sim: &Sim) -> Resource<'_> {
+    Resource {
+        tenant_id: &sim.tenant_id,
+        sim_state: Some(sim.state),
+    }
+}

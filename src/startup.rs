@@ -1,0 +1,133 @@
+//! Building the application: open the store, load keys, bind the listener (port 0 allowed, so
+//! tests start real servers), and serve until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::auth::{Authenticator, JwtVerifier};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::policy::Policy;
+use crate::service::{Services, Settings};
+use crate::store::Db;
+
+/// Opens the configured store and brings its schema up to date.
+pub async fn open_store(config: &Config) -> anyhow::Result<Db> {
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    }
+    let db = Db::open(config.database_url.as_deref(), &config.sqlite_path())
+        .await
+        .context("opening the database")?;
+    db.migrate().await.context("migrating the database")?;
+    Ok(db)
+}
+
+pub fn services(config: &Config, db: Db, clock: SharedClock) -> Services {
+    Services {
+        db,
+        policy: Policy::default(),
+        clock,
+        settings: Settings { iccid_luhn: config.iccid_luhn },
+    }
+}
+
+/// A running server.
+pub struct Application {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    db: Db,
+}
+
+impl Application {
+    /// Builds the server from configuration, with the system clock.
+    pub async fn build(config: &Config) -> anyhow::Result<Application> {
+        let db = open_store(config).await?;
+        Self::build_with(config, db, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the server on an open store with a given clock (tests).
+    pub async fn build_with(config: &Config, db: Db, clock: SharedClock) -> anyhow::Result<Application> {
+        let tls = crate::server::tls::server_config(&config.tls)?;
+        let jwt = if config.jwt.keys.exists() {
+            Some(JwtVerifier::load(
+                &config.jwt.keys,
+                config.jwt.algorithm,
+                &config.jwt.issuer,
+                &config.jwt.audience,
+                config.jwt.claims.clone(),
+            )?)
+        } else {
+            tracing::warn!(path = %config.jwt.keys.display(), "no JWT verification keys: bearer tokens will be refused");
+            None
+        };
+        let services = Arc::new(services(config, db.clone(), clock.clone()));
+        let auth = Arc::new(Authenticator::new(db.clone(), jwt, clock));
+        let state = AppState {
+            services,
+            auth: auth.clone(),
+            metrics: crate::telemetry::metrics_handle(),
+        };
+        let app = api::router(state);
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(crate::server::serve(listener, tls, app, auth, async move {
+            let _ = stopped.await;
+        }));
+        tracing::info!(%addr, "simvault listening (HTTPS)");
+        Ok(Application { addr, stop: Some(stop), task, db })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests and closes the store.
+    pub async fn run_until_signalled(mut self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        self.stop().await;
+        Ok(())
+    }
+
+    /// Stops accepting, drains, and closes the store.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.db.close().await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

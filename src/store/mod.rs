@@ -1,0 +1,287 @@
+//! Persistence: one module per aggregate over SQLite (the embedded default) or PostgreSQL
+//! (scale-out), chosen from the database URL at run time.
+//!
+//! Each repository function is written once and compiled for both backends through the
+//! [`on_pool!`] and [`on_tx!`] macros; the few places where the SQL dialects differ say so.
+//! The service layer owns transactions ([`Db::begin`]). This module knows nothing of HTTP.
+
+pub mod identities;
+pub mod plans;
+pub mod sims;
+pub mod tenants;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint refused the write; the constraint or column name is given.
+    #[error("conflict on {0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Turns a unique-constraint violation into [`StoreError::Conflict`] naming the constraint,
+    /// and passes every other error through.
+    fn from_write(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && db.is_unique_violation()
+        {
+            let name = db
+                .constraint()
+                .map(str::to_owned)
+                .unwrap_or_else(|| db.message().to_owned());
+            return StoreError::Conflict(name);
+        }
+        StoreError::Database(e)
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A connection pool to one of the supported databases.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// An open transaction. Dropping it without [`Tx::commit`] rolls it back.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of whichever backend `$db` is.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the concrete connection of the transaction `$tx`.
+/// Use `&mut *$conn` as the executor so the body can run several statements.
+macro_rules! on_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $conn: &mut sqlx::SqliteConnection = &mut *t;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $conn: &mut sqlx::PgConnection = &mut *t;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use {on_pool, on_tx};
+
+/// The SQL dialect of a backend, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    /// Opens (creating if needed) the SQLite database at `path`: WAL, full fsync on commit
+    /// (an acknowledged write survives power loss), foreign keys on, a busy timeout so
+    /// concurrent writers queue instead of failing.
+    pub async fn open_sqlite(path: &Path) -> StoreResult<Db> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        Ok(Db::Sqlite(pool))
+    }
+
+    /// Connects to PostgreSQL. `search_path` selects a schema (tests use one per test).
+    pub async fn open_postgres(url: &str, search_path: Option<&str>) -> StoreResult<Db> {
+        let mut opts = PgConnectOptions::from_str(url)?;
+        if let Some(schema) = search_path {
+            opts = opts.options([("search_path", format!("{schema},public"))]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        Ok(Db::Postgres(pool))
+    }
+
+    /// Opens the store named by `database_url` (`postgres://…`), or else the SQLite file.
+    pub async fn open(database_url: Option<&str>, sqlite_path: &Path) -> StoreResult<Db> {
+        match database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Db::open_postgres(url, None).await
+            }
+            Some(url) if url.starts_with("sqlite:") => {
+                let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+                Db::open_sqlite(Path::new(path)).await
+            }
+            Some(_) => Err(StoreError::Database(sqlx::Error::Configuration(
+                "SIMVAULT_DATABASE_URL must start with postgres:// or sqlite:".into(),
+            ))),
+            None => Db::open_sqlite(sqlite_path).await,
+        }
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match self {
+            Db::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await,
+            Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await,
+        }
+        .map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Begins a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), so a read-then-write transaction cannot fail half-way on lock upgrade.
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> StoreResult<()> {
+        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await);
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> StoreResult<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Tx::Sqlite(_) => Dialect::Sqlite,
+            Tx::Postgres(_) => Dialect::Postgres,
+        }
+    }
+}
+
+/// A value bound to a dynamically built statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Builds SQL text with numbered placeholders (`$1`, `$2`, …), which both backends accept.
+#[derive(Debug, Default)]
+pub(crate) struct SqlBuilder {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl SqlBuilder {
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends a placeholder for `value`.
+    pub fn bind(&mut self, value: Bind) -> &mut Self {
+        self.binds.push(value);
+        self.sql.push('$');
+        self.sql.push_str(&self.binds.len().to_string());
+        self
+    }
+
+    pub fn bind_text(&mut self, value: impl Into<String>) -> &mut Self {
+        self.bind(Bind::Text(value.into()))
+    }
+}
+
+/// Binds `binds` in order onto a query of either backend.
+macro_rules! bind_all {
+    ($query:expr, $binds:expr) => {{
+        let mut q = $query;
+        for b in $binds {
+            q = match b {
+                $crate::store::Bind::Text(s) => q.bind(s.clone()),
+                $crate::store::Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+pub(crate) use bind_all;
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub(crate) fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Decodes a JSON array of strings stored by this crate.
+pub(crate) fn json_labels(text: &serde_json::Value) -> StoreResult<std::collections::BTreeSet<String>> {
+    serde_json::from_value(text.clone()).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_are_escaped() {
+        assert_eq!(like_escape("a%b_c\\d"), "a\\%b\\_c\\\\d");
+    }
+
+    #[test]
+    fn builder_numbers_placeholders() {
+        let mut b = SqlBuilder::default();
+        b.push("a = ").bind_text("x").push(" AND b = ").bind(Bind::Int(2));
+        assert_eq!(b.sql, "a = $1 AND b = $2");
+        assert_eq!(b.binds.len(), 2);
+    }
+}

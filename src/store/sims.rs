@@ -1,0 +1,335 @@
+//! SIM inventory rows.
+
+use std::collections::BTreeSet;
+
+use sqlx::types::Json;
+
+use super::{Bind, Dialect, SqlBuilder, StoreError, StoreResult, Tx, bind_all, like_escape, on_pool, on_tx, Db};
+use crate::domain::sim::{SimListQuery, SimState, SimType};
+use crate::domain::{Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, Sim, SimId};
+
+/// How a caller names a SIM: by its UUID or by its ICCID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimKey {
+    Id(SimId),
+    Iccid(String),
+}
+
+const COLUMNS: &str = "id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, state, state_reason, \
+    carrier_status, vendor, tags, group_id, device_id, compatibility_zones, is_attached, \
+    esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at";
+
+#[derive(sqlx::FromRow)]
+struct SimRow {
+    id: String,
+    tenant_id: String,
+    iccid: String,
+    imsi: Option<String>,
+    msisdn: Option<String>,
+    imei: Option<String>,
+    eid: Option<String>,
+    sim_type: String,
+    state: String,
+    state_reason: Option<String>,
+    carrier_status: Option<String>,
+    vendor: Option<String>,
+    tags: Json<serde_json::Value>,
+    group_id: Option<String>,
+    device_id: Option<String>,
+    compatibility_zones: Json<serde_json::Value>,
+    is_attached: bool,
+    esim_profile_state: Option<String>,
+    metadata: Json<serde_json::Value>,
+    created_at: i64,
+    updated_at: i64,
+    last_synced_at: Option<i64>,
+    deleted_at: Option<i64>,
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("sims.{what}"))
+}
+
+impl TryFrom<SimRow> for Sim {
+    type Error = StoreError;
+
+    // Stored identifiers were validated on the way in; a row that no longer parses is corrupt.
+    // The ICCID check digit is not re-checked: a deployment may have relaxed it.
+    fn try_from(r: SimRow) -> StoreResult<Sim> {
+        Ok(Sim {
+            id: r.id.parse().map_err(|_| corrupt("id"))?,
+            tenant_id: r.tenant_id,
+            iccid: Iccid::parse(&r.iccid, LuhnPolicy::Relaxed).map_err(|_| corrupt("iccid"))?,
+            imsi: r.imsi.map(|s| Imsi::parse(&s)).transpose().map_err(|_| corrupt("imsi"))?,
+            msisdn: r.msisdn.map(|s| Msisdn::parse(&s)).transpose().map_err(|_| corrupt("msisdn"))?,
+            imei: r.imei.map(|s| Imei::parse(&s)).transpose().map_err(|_| corrupt("imei"))?,
+            eid: r.eid.map(|s| Eid::parse(&s)).transpose().map_err(|_| corrupt("eid"))?,
+            sim_type: r.sim_type.parse::<SimType>().map_err(|()| corrupt("sim_type"))?,
+            state: r.state.parse::<SimState>().map_err(|()| corrupt("state"))?,
+            state_reason: r.state_reason,
+            carrier_status: r.carrier_status,
+            vendor: r.vendor,
+            tags: super::json_labels(&r.tags.0)?,
+            group_id: r.group_id,
+            device_id: r.device_id,
+            compatibility_zones: super::json_labels(&r.compatibility_zones.0)?,
+            is_attached: r.is_attached,
+            esim_profile_state: r.esim_profile_state,
+            metadata: match r.metadata.0 {
+                serde_json::Value::Object(m) => m,
+                _ => return Err(corrupt("metadata")),
+            },
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            last_synced_at: r.last_synced_at,
+            deleted_at: r.deleted_at,
+        })
+    }
+}
+
+fn labels_json(set: &BTreeSet<String>) -> Json<serde_json::Value> {
+    Json(serde_json::Value::Array(
+        set.iter().cloned().map(serde_json::Value::String).collect(),
+    ))
+}
+
+/// Inserts a new SIM. A duplicate ICCID (in any tenant) is [`StoreError::Conflict`].
+pub async fn insert(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
+    const SQL: &str = "INSERT INTO sims (id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, \
+        state, state_reason, carrier_status, vendor, tags, group_id, device_id, compatibility_zones, \
+        is_attached, esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+        $20, $21, $22, $23)";
+    on_tx!(tx, c => sqlx::query(SQL)
+        .bind(sim.id.to_string())
+        .bind(&sim.tenant_id)
+        .bind(sim.iccid.as_str())
+        .bind(sim.imsi.as_ref().map(Imsi::as_str))
+        .bind(sim.msisdn.as_ref().map(Msisdn::as_str))
+        .bind(sim.imei.as_ref().map(Imei::as_str))
+        .bind(sim.eid.as_ref().map(Eid::as_str))
+        .bind(sim.sim_type.as_str())
+        .bind(sim.state.as_str())
+        .bind(&sim.state_reason)
+        .bind(&sim.carrier_status)
+        .bind(&sim.vendor)
+        .bind(labels_json(&sim.tags))
+        .bind(&sim.group_id)
+        .bind(&sim.device_id)
+        .bind(labels_json(&sim.compatibility_zones))
+        .bind(sim.is_attached)
+        .bind(&sim.esim_profile_state)
+        .bind(Json(serde_json::Value::Object(sim.metadata.clone())))
+        .bind(sim.created_at)
+        .bind(sim.updated_at)
+        .bind(sim.last_synced_at)
+        .bind(sim.deleted_at)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))
+    .map_err(StoreError::from_write)?;
+    Ok(())
+}
+
+/// Writes back every mutable field of an existing SIM.
+pub async fn update(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
+    const SQL: &str = "UPDATE sims SET imsi = $3, msisdn = $4, imei = $5, eid = $6, state = $7, \
+        state_reason = $8, carrier_status = $9, vendor = $10, tags = $11, group_id = $12, \
+        device_id = $13, compatibility_zones = $14, is_attached = $15, esim_profile_state = $16, \
+        metadata = $17, updated_at = $18, last_synced_at = $19, deleted_at = $20 \
+        WHERE tenant_id = $1 AND id = $2";
+    let done = on_tx!(tx, c => sqlx::query(SQL)
+        .bind(&sim.tenant_id)
+        .bind(sim.id.to_string())
+        .bind(sim.imsi.as_ref().map(Imsi::as_str))
+        .bind(sim.msisdn.as_ref().map(Msisdn::as_str))
+        .bind(sim.imei.as_ref().map(Imei::as_str))
+        .bind(sim.eid.as_ref().map(Eid::as_str))
+        .bind(sim.state.as_str())
+        .bind(&sim.state_reason)
+        .bind(&sim.carrier_status)
+        .bind(&sim.vendor)
+        .bind(labels_json(&sim.tags))
+        .bind(&sim.group_id)
+        .bind(&sim.device_id)
+        .bind(labels_json(&sim.compatibility_zones))
+        .bind(sim.is_attached)
+        .bind(&sim.esim_profile_state)
+        .bind(Json(serde_json::Value::Object(sim.metadata.clone())))
+        .bind(sim.updated_at)
+        .bind(sim.last_synced_at)
+        .bind(sim.deleted_at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))
+    .map_err(StoreError::from_write)?;
+    if done == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+fn key_clause(b: &mut SqlBuilder, key: &SimKey) {
+    match key {
+        SimKey::Id(id) => b.push(" AND id = ").bind_text(id.to_string()),
+        SimKey::Iccid(iccid) => b.push(" AND iccid = ").bind_text(iccid.clone()),
+    };
+}
+
+fn select_one(tenant_id: &str, key: &SimKey) -> SqlBuilder {
+    let mut b = SqlBuilder::default();
+    b.push("SELECT ").push(COLUMNS).push(" FROM sims WHERE tenant_id = ");
+    b.bind_text(tenant_id);
+    key_clause(&mut b, key);
+    b.push(" AND deleted_at IS NULL");
+    b
+}
+
+/// A live (not deleted) SIM of `tenant_id`; another tenant's SIM is `None` like a missing one.
+pub async fn get(db: &Db, tenant_id: &str, key: &SimKey) -> StoreResult<Option<Sim>> {
+    let b = select_one(tenant_id, key);
+    let sql = sqlx::AssertSqlSafe(b.sql);
+    let row: Option<SimRow> = on_pool!(db, p => bind_all!(sqlx::query_as(sql), &b.binds)
+        .fetch_optional(p)
+        .await)?;
+    row.map(Sim::try_from).transpose()
+}
+
+/// Like [`get`], inside a transaction, locking the row against concurrent writers until the
+/// transaction ends (PostgreSQL `FOR UPDATE`; SQLite holds the database write lock already).
+pub async fn get_for_update(tx: &mut Tx, tenant_id: &str, key: &SimKey) -> StoreResult<Option<Sim>> {
+    let mut b = select_one(tenant_id, key);
+    if tx.dialect() == Dialect::Postgres {
+        b.push(" FOR UPDATE");
+    }
+    let sql = sqlx::AssertSqlSafe(b.sql);
+    let row: Option<SimRow> = on_tx!(tx, c => bind_all!(sqlx::query_as(sql), &b.binds)
+        .fetch_optional(&mut *c)
+        .await)?;
+    row.map(Sim::try_from).transpose()
+}
+
+/// Shortest term the trigram indexes can serve; shorter terms fall back to a scan.
+const TRIGRAM: usize = 3;
+
+/// FTS5 phrase query for a literal term (double quotes doubled).
+fn fts_phrase(term: &str) -> String {
+    format!("\"{}\"", term.replace('"', "\"\""))
+}
+
+fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &str, q: &SimListQuery) {
+    b.push(" FROM sims s WHERE s.tenant_id = ").bind_text(tenant_id);
+    b.push(" AND s.deleted_at IS NULL");
+    if !q.states.is_empty() {
+        b.push(" AND s.state IN (");
+        for (i, st) in q.states.iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            b.bind_text(st.as_str());
+        }
+        b.push(")");
+    }
+    if let Some(t) = q.sim_type {
+        b.push(" AND s.sim_type = ").bind_text(t.as_str());
+    }
+    if let Some(g) = &q.group_id {
+        b.push(" AND s.group_id = ").bind_text(g.clone());
+    }
+    if let Some(v) = &q.vendor {
+        b.push(" AND s.vendor = ").bind_text(v.clone());
+    }
+    if !q.compatibility_zones.is_empty() {
+        b.push(match dialect {
+            Dialect::Sqlite => " AND EXISTS (SELECT 1 FROM json_each(s.compatibility_zones) z WHERE z.value IN (",
+            Dialect::Postgres => " AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(s.compatibility_zones) z WHERE z IN (",
+        });
+        for (i, zone) in q.compatibility_zones.iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            b.bind_text(zone.clone());
+        }
+        b.push("))");
+    }
+    for tag in &q.tags {
+        match dialect {
+            Dialect::Sqlite => {
+                b.push(" AND EXISTS (SELECT 1 FROM json_each(s.tags) t WHERE t.value = ");
+                b.bind_text(tag.clone()).push(")");
+            }
+            // `?` is jsonb's "contains this string element", served by the GIN index.
+            Dialect::Postgres => {
+                b.push(" AND s.tags ? ").bind_text(tag.clone());
+            }
+        }
+    }
+    if let Some(term) = &q.iccid {
+        match dialect {
+            Dialect::Sqlite if term.chars().count() >= TRIGRAM => {
+                b.push(" AND s.pk IN (SELECT rowid FROM sims_fts WHERE sims_fts MATCH ");
+                b.bind_text(format!("iccid : {}", fts_phrase(term))).push(")");
+            }
+            _ => {
+                b.push(" AND s.iccid LIKE ");
+                b.bind_text(format!("%{}%", like_escape(term))).push(" ESCAPE '\\'");
+            }
+        }
+    }
+    if let Some(term) = &q.search {
+        let term = term.to_lowercase();
+        match dialect {
+            Dialect::Sqlite if term.chars().count() >= TRIGRAM => {
+                b.push(" AND s.pk IN (SELECT rowid FROM sims_fts WHERE sims_fts MATCH ");
+                b.bind_text(fts_phrase(&term)).push(")");
+            }
+            Dialect::Sqlite => {
+                let pattern = format!("%{}%", like_escape(&term));
+                b.push(" AND (");
+                for (i, col) in ["lower(s.id)", "s.iccid", "s.msisdn", "s.imsi", "s.imei", "s.eid"]
+                    .iter()
+                    .enumerate()
+                {
+                    if i > 0 {
+                        b.push(" OR ");
+                    }
+                    b.push(col).push(" LIKE ").bind_text(pattern.clone()).push(" ESCAPE '\\'");
+                }
+                b.push(")");
+            }
+            Dialect::Postgres => {
+                b.push(" AND s.search_text LIKE ");
+                b.bind_text(format!("%{}%", like_escape(&term))).push(" ESCAPE '\\'");
+            }
+        }
+    }
+}
+
+/// One page of `tenant_id`'s live SIMs matching `q`, and how many match in all.
+pub async fn list(db: &Db, tenant_id: &str, q: &SimListQuery) -> StoreResult<(Vec<Sim>, u64)> {
+    let dialect = db.dialect();
+    let mut count = SqlBuilder::default();
+    count.push("SELECT count(*)");
+    push_filters(&mut count, dialect, tenant_id, q);
+
+    let mut page = SqlBuilder::default();
+    page.push("SELECT ");
+    page.push(&COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", "));
+    push_filters(&mut page, dialect, tenant_id, q);
+    let dir = if q.descending { "DESC" } else { "ASC" };
+    let col = q.sort_by.column();
+    page.push(&format!(" ORDER BY s.{col} {dir} NULLS LAST, s.id {dir} LIMIT "));
+    page.bind(Bind::Int(i64::from(q.page_size)));
+    page.push(" OFFSET ");
+    page.bind(Bind::Int(i64::try_from(q.offset()).unwrap_or(i64::MAX)));
+
+    let count_sql = sqlx::AssertSqlSafe(count.sql);
+    let page_sql = sqlx::AssertSqlSafe(page.sql);
+    let (total, rows): (i64, Vec<SimRow>) = on_pool!(db, p => {
+        let total: i64 = bind_all!(sqlx::query_scalar(count_sql), &count.binds).fetch_one(p).await?;
+        let rows = bind_all!(sqlx::query_as(page_sql), &page.binds).fetch_all(p).await?;
+        (total, rows)
+    });
+    let sims = rows.into_iter().map(Sim::try_from).collect::<StoreResult<Vec<_>>>()?;
+    Ok((sims, u64::try_from(total).unwrap_or(0)))
+}
