@@ -128,7 +128,9 @@ fn system_services(config: &Config, db: crate::store::Db) -> Services {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(d) => init(&d.path()).await,
-        Command::Tenant { command: TenantCommand::Create { tenant, data } } => {
+        Command::Tenant {
+            command: TenantCommand::Create { tenant, data },
+        } => {
             let tenant = TenantId::parse(&tenant).map_err(anyhow::Error::msg)?;
             let config = Config::from_env(&data.path(), None)?;
             let services = system_services(&config, startup::open_store(&config).await?);
@@ -136,11 +138,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("tenant {tenant} created");
             Ok(())
         }
-        Command::Cert { command: CertCommand::Issue(args) } => {
+        Command::Cert {
+            command: CertCommand::Issue(args),
+        } => {
             let config = Config::from_env(&args.data.path(), None)?;
             let services = system_services(&config, startup::open_store(&config).await?);
-            let (cert, key) = issue_cert(&config, &services, &args.tenant, &args.roles, &args.name, &args.out_dir, args.days).await?;
-            println!("certificate: {}\nprivate key: {}", cert.display(), key.display());
+            let (cert, key) = issue_cert(
+                &config,
+                &services,
+                &args.tenant,
+                &args.roles,
+                &args.name,
+                &args.out_dir,
+                args.days,
+            )
+            .await?;
+            println!(
+                "certificate: {}\nprivate key: {}",
+                cert.display(),
+                key.display()
+            );
             Ok(())
         }
         Command::Token(args) => {
@@ -151,7 +168,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("no tenant {tenant}: create it with `simvault tenant create {tenant}`");
             }
             let roles = Role::parse_list(&args.roles).map_err(anyhow::Error::msg)?;
-            println!("{}", mint_token(&config, &tenant, &roles, &args.sub, args.ttl)?);
+            println!(
+                "{}",
+                mint_token(&config, &tenant, &roles, &args.sub, args.ttl)?
+            );
             Ok(())
         }
         Command::Serve(args) => serve(&args).await,
@@ -181,7 +201,9 @@ async fn init(data_dir: &Path) -> anyhow::Result<()> {
 
 fn valid_client_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
         && !name.starts_with('.')
 }
 
@@ -212,7 +234,9 @@ async fn issue_cert(
         .register_identity(&tenant, &identity, name, &roles)
         .await
         .map_err(|e| match e {
-            ServiceError::NotFound => anyhow::anyhow!("no tenant {tenant}: create it with `simvault tenant create {tenant}`"),
+            ServiceError::NotFound => anyhow::anyhow!(
+                "no tenant {tenant}: create it with `simvault tenant create {tenant}`"
+            ),
             other => anyhow::anyhow!("{other}"),
         })?;
     std::fs::create_dir_all(out_dir)?;
@@ -221,12 +245,19 @@ async fn issue_cert(
     Ok((cert_path, key_path))
 }
 
-fn mint_token(config: &Config, tenant: &TenantId, roles: &std::collections::BTreeSet<Role>, sub: &str, ttl: i64) -> anyhow::Result<String> {
+fn mint_token(
+    config: &Config,
+    tenant: &TenantId,
+    roles: &std::collections::BTreeSet<Role>,
+    sub: &str,
+    ttl: i64,
+) -> anyhow::Result<String> {
     if !(1..=31 * 24 * 3600).contains(&ttl) {
         bail!("--ttl must be between 1 second and 31 days");
     }
     let key_path = config.keys().jwt_private();
-    let key = std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let key =
+        std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
     let now = SystemClock.now_secs();
     let claims = MintClaims {
         iss: &config.jwt.issuer,
@@ -271,10 +302,31 @@ async fn quickstart(args: &ServeArgs) -> anyhow::Result<()> {
     let cert = clients.join("demo-provisioner.pem");
     let key = clients.join("demo-provisioner.key");
     if !cert.exists() {
-        issue_cert(&config, &services, "demo", "provisioner", "demo-provisioner", &clients, 365).await?;
+        issue_cert(
+            &config,
+            &services,
+            "demo",
+            "provisioner",
+            "demo-provisioner",
+            &clients,
+            365,
+        )
+        .await?;
     }
-    let support = mint_token(&config, &tenant, &[Role::Support].into(), "demo-support", 24 * 3600)?;
-    let operator = mint_token(&config, &tenant, &[Role::Operator].into(), "demo-operator", 24 * 3600)?;
+    let support = mint_token(
+        &config,
+        &tenant,
+        &[Role::Support].into(),
+        "demo-support",
+        24 * 3600,
+    )?;
+    let operator = mint_token(
+        &config,
+        &tenant,
+        &[Role::Operator].into(),
+        "demo-operator",
+        24 * 3600,
+    )?;
     services.db.close().await;
 
     let app = Application::build(&config).await?;
@@ -310,5 +362,8 @@ Stop with Ctrl-C.
 }
 
 fn abs(p: &Path) -> String {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_owned()).display().to_string()
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_owned())
+        .display()
+        .to_string()
 }

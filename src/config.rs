@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use crate::auth::jwt::{ClaimNames, parse_algorithm};
 use crate::domain::LuhnPolicy;
 use crate::pki::KeyPaths;
+use crate::server::Limits;
 use crate::server::tls::TlsFiles;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
@@ -35,6 +36,7 @@ pub struct Config {
     pub tls: TlsFiles,
     pub jwt: JwtSettings,
     pub iccid_luhn: LuhnPolicy,
+    pub limits: Limits,
 }
 
 /// Reads one environment variable; empty counts as unset.
@@ -47,9 +49,10 @@ impl Config {
     pub fn from_env(data_dir: &Path, listen: Option<String>) -> anyhow::Result<Config> {
         let keys = KeyPaths::new(data_dir);
         let path = |var: &str, default: PathBuf| env(var).map(PathBuf::from).unwrap_or(default);
-        let algorithm = parse_algorithm(&env("SIMVAULT_JWT_ALGORITHM").unwrap_or_else(|| "EdDSA".into()))
-            .map_err(anyhow::Error::msg)
-            .context("SIMVAULT_JWT_ALGORITHM")?;
+        let algorithm =
+            parse_algorithm(&env("SIMVAULT_JWT_ALGORITHM").unwrap_or_else(|| "EdDSA".into()))
+                .map_err(anyhow::Error::msg)
+                .context("SIMVAULT_JWT_ALGORITHM")?;
         let iccid_luhn = match env("SIMVAULT_ICCID_LUHN").as_deref() {
             None | Some("enforce") => LuhnPolicy::Enforce,
             Some("relaxed") => LuhnPolicy::Relaxed,
@@ -73,13 +76,15 @@ impl Config {
                 keys: path("SIMVAULT_JWT_KEYS", keys.jwt_public()),
                 algorithm,
                 issuer: env("SIMVAULT_JWT_ISSUER").unwrap_or_else(|| DEFAULT_JWT_ISSUER.into()),
-                audience: env("SIMVAULT_JWT_AUDIENCE").unwrap_or_else(|| DEFAULT_JWT_AUDIENCE.into()),
+                audience: env("SIMVAULT_JWT_AUDIENCE")
+                    .unwrap_or_else(|| DEFAULT_JWT_AUDIENCE.into()),
                 claims: ClaimNames {
                     tenant: env("SIMVAULT_JWT_TENANT_CLAIM").unwrap_or_else(|| "tenant".into()),
                     roles: env("SIMVAULT_JWT_ROLES_CLAIM").unwrap_or_else(|| "roles".into()),
                 },
             },
             iccid_luhn,
+            limits: Limits::default(),
         })
     }
 

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use rand::RngCore;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -25,7 +25,9 @@ pub struct KeyPaths {
 
 impl KeyPaths {
     pub fn new(data_dir: &Path) -> Self {
-        Self { dir: data_dir.join("keys") }
+        Self {
+            dir: data_dir.join("keys"),
+        }
     }
     pub fn root_key(&self) -> PathBuf {
         self.dir.join("root.key")
@@ -97,7 +99,11 @@ pub fn init_keys(paths: &KeyPaths) -> anyhow::Result<()> {
     if !existing.is_empty() {
         bail!(
             "key material already exists ({}); refusing to overwrite it",
-            existing.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            existing
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     fs::create_dir_all(&paths.dir)?;
@@ -129,8 +135,12 @@ pub fn init_keys(paths: &KeyPaths) -> anyhow::Result<()> {
     let issuer = Issuer::new(ca, ca_key);
     let server_key = KeyPair::generate()?;
     let mut server = CertificateParams::new(vec!["localhost".to_owned()])?;
-    server.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    server.subject_alt_names.push(SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    server
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    server
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V6(Ipv6Addr::LOCALHOST)));
     server.distinguished_name = dn("localhost");
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -138,7 +148,11 @@ pub fn init_keys(paths: &KeyPaths) -> anyhow::Result<()> {
     server.not_after = now() + Duration::days(825);
     let server_cert = server.signed_by(&server_key, &issuer)?;
     write_new(&paths.server_cert(), server_cert.pem().as_bytes(), false)?;
-    write_new(&paths.server_key(), server_key.serialize_pem().as_bytes(), true)?;
+    write_new(
+        &paths.server_key(),
+        server_key.serialize_pem().as_bytes(),
+        true,
+    )?;
 
     // JWT signing key pair (Ed25519). The server only reads the public half.
     let jwt = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;

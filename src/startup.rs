@@ -35,7 +35,9 @@ pub fn services(config: &Config, db: Db, clock: SharedClock) -> Services {
         db,
         policy: Policy::default(),
         clock,
-        settings: Settings { iccid_luhn: config.iccid_luhn },
+        settings: Settings {
+            iccid_luhn: config.iccid_luhn,
+        },
     }
 }
 
@@ -55,7 +57,11 @@ impl Application {
     }
 
     /// Builds the server on an open store with a given clock (tests).
-    pub async fn build_with(config: &Config, db: Db, clock: SharedClock) -> anyhow::Result<Application> {
+    pub async fn build_with(
+        config: &Config,
+        db: Db,
+        clock: SharedClock,
+    ) -> anyhow::Result<Application> {
         let tls = crate::server::tls::server_config(&config.tls)?;
         let jwt = if config.jwt.keys.exists() {
             Some(JwtVerifier::load(
@@ -82,11 +88,23 @@ impl Application {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(crate::server::serve(listener, tls, app, auth, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(crate::server::serve(
+            listener,
+            tls,
+            app,
+            auth,
+            config.limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         tracing::info!(%addr, "simvault listening (HTTPS)");
-        Ok(Application { addr, stop: Some(stop), task, db })
+        Ok(Application {
+            addr,
+            stop: Some(stop),
+            task,
+            db,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

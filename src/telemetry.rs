@@ -9,7 +9,9 @@ use tracing_subscriber::EnvFilter;
 /// `simvault=debug`; `json` selects JSON lines.
 pub fn init_logging(filter: &str, json: bool) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {

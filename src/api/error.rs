@@ -90,7 +90,9 @@ impl ApiError {
 
     fn detail(&self) -> String {
         match self {
-            ApiError::Validation(e) => format!("{} field(s) are invalid; see errors", e.errors().len()),
+            ApiError::Validation(e) => {
+                format!("{} field(s) are invalid; see errors", e.errors().len())
+            }
             ApiError::Malformed(d) => d.clone(),
             ApiError::Unauthorized => {
                 "Present a registered client certificate or a valid bearer token.".into()
@@ -101,16 +103,23 @@ impl ApiError {
             ApiError::Conflict(d) => d.clone(),
             ApiError::PayloadTooLarge => "The request body exceeds the size limit.".into(),
             ApiError::UnsupportedMediaType => "Send the body as application/json.".into(),
-            ApiError::Unavailable => "The service cannot serve this request right now; retry later.".into(),
+            ApiError::Unavailable => {
+                "The service cannot serve this request right now; retry later.".into()
+            }
             // The cause goes to the log, never to the client.
-            ApiError::Internal(_) => "An internal error occurred; quote the request id when reporting it.".into(),
+            ApiError::Internal(_) => {
+                "An internal error occurred; quote the request id when reporting it.".into()
+            }
         }
     }
 
     /// The problem document, without `instance` and `request_id` (added per request).
     pub fn problem(&self) -> Map<String, Value> {
         let mut p = Map::new();
-        p.insert("type".into(), json!(format!("{PROBLEM_BASE}{}", self.slug())));
+        p.insert(
+            "type".into(),
+            json!(format!("{PROBLEM_BASE}{}", self.slug())),
+        );
         p.insert("title".into(), json!(self.title()));
         p.insert("status".into(), json!(self.status().as_u16()));
         p.insert("detail".into(), json!(self.detail()));
@@ -151,7 +160,11 @@ impl IntoResponse for ApiError {
 }
 
 /// Writes a problem document as the response body.
-pub fn render_problem(mut problem: Map<String, Value>, instance: &str, request_id: &str) -> Vec<u8> {
+pub fn render_problem(
+    mut problem: Map<String, Value>,
+    instance: &str,
+    request_id: &str,
+) -> Vec<u8> {
     problem.insert("instance".into(), json!(instance));
     problem.insert("request_id".into(), json!(request_id));
     serde_json::to_vec(&Value::Object(problem)).unwrap_or_default()
@@ -197,7 +210,11 @@ mod tests {
             (ApiError::MethodNotAllowed, 405, "method-not-allowed"),
             (ApiError::Conflict("x".into()), 409, "conflict"),
             (ApiError::PayloadTooLarge, 413, "payload-too-large"),
-            (ApiError::UnsupportedMediaType, 415, "unsupported-media-type"),
+            (
+                ApiError::UnsupportedMediaType,
+                415,
+                "unsupported-media-type",
+            ),
             (ApiError::Unavailable, 503, "unavailable"),
             (ApiError::Internal("x".into()), 500, "internal-error"),
         ];
@@ -232,7 +249,13 @@ mod tests {
     fn service_errors_map_to_statuses() {
         assert_eq!(ApiError::from(ServiceError::NotFound).status(), 404);
         assert_eq!(ApiError::from(ServiceError::Forbidden).status(), 403);
-        assert_eq!(ApiError::from(ServiceError::Conflict("c".into())).status(), 409);
-        assert_eq!(ApiError::from(ServiceError::Internal("i".into())).status(), 500);
+        assert_eq!(
+            ApiError::from(ServiceError::Conflict("c".into())).status(),
+            409
+        );
+        assert_eq!(
+            ApiError::from(ServiceError::Internal("i".into())).status(),
+            500
+        );
     }
 }

@@ -46,7 +46,9 @@ impl FromRequestParts<AppState> for Caller {
                     .ok()
                     .and_then(|v| {
                         let (scheme, token) = v.split_once(' ')?;
-                        scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+                        scheme
+                            .eq_ignore_ascii_case("bearer")
+                            .then_some(token.trim())
                     })
                     .filter(|t| !t.is_empty())
                     .ok_or(ApiError::Unauthorized)?;
@@ -78,7 +80,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .and_then(|v| v.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
@@ -99,7 +102,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             ))
         })?;
         if !value.is_object() {
-            return Err(ValidationErrors::single_pointer("", "the body must be a JSON object").into());
+            return Err(
+                ValidationErrors::single_pointer("", "the body must be a JSON object").into(),
+            );
         }
         serde_json::from_value(value).map(ApiJson).map_err(|e| {
             let msg = e.to_string();
@@ -113,7 +118,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                     "unknown field",
                 )
                 .into(),
-                None => ValidationErrors::single_pointer("", "the body does not have the expected shape").into(),
+                None => ValidationErrors::single_pointer(
+                    "",
+                    "the body does not have the expected shape",
+                )
+                .into(),
             }
         })
     }
@@ -137,7 +146,10 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
 
 impl QueryPairs {
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The single value of `name`; repeating a single-valued parameter is an error.
@@ -165,7 +177,7 @@ impl QueryPairs {
         let page = match self.one("page", errs) {
             None => 1,
             Some(s) => match s.parse::<u32>() {
-                Ok(n) if n >= 1 && n <= 1_000_000 => n,
+                Ok(n) if (1..=1_000_000).contains(&n) => n,
                 _ => {
                     errs.parameter("page", "page must be a whole number from 1");
                     1
@@ -177,7 +189,10 @@ impl QueryPairs {
             Some(s) => match s.parse::<u32>() {
                 Ok(n) if (1..=max).contains(&n) => n,
                 _ => {
-                    errs.parameter("page_size", format!("page_size must be a whole number from 1 to {max}"));
+                    errs.parameter(
+                        "page_size",
+                        format!("page_size must be a whole number from 1 to {max}"),
+                    );
                     default
                 }
             },

@@ -40,7 +40,8 @@ impl Fields<'_> {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
             Some(_) => {
-                self.errs.pointer(Self::ptr(name), "must be a string or null");
+                self.errs
+                    .pointer(Self::ptr(name), "must be a string or null");
                 None
             }
         }
@@ -81,7 +82,8 @@ impl Fields<'_> {
             Some(Value::Null) => Some(None),
             Some(Value::String(s)) => self.parse_with(name, s, parse).map(Some),
             Some(_) => {
-                self.errs.pointer(Self::ptr(name), "must be a string or null");
+                self.errs
+                    .pointer(Self::ptr(name), "must be a string or null");
                 None
             }
         }
@@ -104,18 +106,25 @@ impl Fields<'_> {
 
     /// A list of labels (tags, zones): an array of at most `max` strings, each 1–64
     /// printable characters. Duplicates collapse. Missing or null is `None`.
-    pub fn labels(&mut self, name: &str, v: &Option<Value>, max: usize) -> Option<BTreeSet<String>> {
+    pub fn labels(
+        &mut self,
+        name: &str,
+        v: &Option<Value>,
+        max: usize,
+    ) -> Option<BTreeSet<String>> {
         let items = match v {
             None | Some(Value::Null) => return None,
             Some(Value::Array(items)) => items,
             Some(_) => {
-                self.errs.pointer(Self::ptr(name), "must be an array of strings");
+                self.errs
+                    .pointer(Self::ptr(name), "must be an array of strings");
                 return None;
             }
         };
         let mut ok = true;
         if items.len() > max {
-            self.errs.pointer(Self::ptr(name), format!("at most {max} items"));
+            self.errs
+                .pointer(Self::ptr(name), format!("at most {max} items"));
             ok = false;
         }
         let mut set = BTreeSet::new();

@@ -46,7 +46,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), request_context))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
         .with_state(state)
 }
 
@@ -57,7 +60,8 @@ fn request_id(req: &Request) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             (1..=64).contains(&v.len())
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         })
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
@@ -96,8 +100,10 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    res.headers_mut()
-        .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    res.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
 
     let status = res.status().as_u16().to_string();
     let elapsed = started.elapsed().as_secs_f64();
@@ -110,6 +116,12 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
         metrics::counter!("simvault_http_requests_total", &labels).increment(1);
         metrics::histogram!("simvault_http_request_duration_seconds", &labels).record(elapsed);
     }
-    span.in_scope(|| tracing::debug!(status = res.status().as_u16(), elapsed_ms = elapsed * 1000.0, "request finished"));
+    span.in_scope(|| {
+        tracing::debug!(
+            status = res.status().as_u16(),
+            elapsed_ms = elapsed * 1000.0,
+            "request finished"
+        )
+    });
     res
 }

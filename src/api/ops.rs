@@ -31,7 +31,10 @@ async fn healthz() -> impl IntoResponse {
     responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.services.db.ping().await {
-        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "database": "ok", "keys": "loaded"}))),
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready", "database": "ok", "keys": "loaded"})),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
@@ -45,7 +48,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// Prometheus metrics (text format), for principals with the `metrics` or `admin` role.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-async fn metrics(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult<impl IntoResponse> {
+async fn metrics(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+) -> ApiResult<impl IntoResponse> {
     state.services.authorize_metrics(&principal)?;
     let body = state.metrics.as_ref().ok_or(ApiError::NotFound)?.render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))

@@ -88,7 +88,11 @@ async fn create_plan(
     errs.finish(())?;
     let plan = state.services.create_plan(&principal, name, zones).await?;
     let location = format!("/v1/plans/{}", plan.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(PlanView::from(plan))))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(PlanView::from(plan)),
+    ))
 }
 
 /// List plans, oldest first.
@@ -107,7 +111,10 @@ async fn list_plans(
     q.reject_unknown(&["page", "page_size"], &mut errs);
     let (page, page_size) = q.paging(20, 250, &mut errs);
     errs.finish(())?;
-    let page = state.services.list_plans(&principal, page, page_size).await?;
+    let page = state
+        .services
+        .list_plans(&principal, page, page_size)
+        .await?;
     Ok(axum::Json(PlanPage {
         pages: page_count(page.total, page.page_size),
         items: page.items.into_iter().map(PlanView::from).collect(),

@@ -15,8 +15,8 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::fields::{Fields, label};
 use crate::domain::sim::{
-    MAX_TAGS, MAX_ZONES, SimListQuery, SortField, check_carrier_status, check_metadata, page_count,
-    MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE,
+    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TAGS, MAX_ZONES, SimListQuery, SortField,
+    check_carrier_status, check_metadata, page_count,
 };
 use crate::domain::{
     Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, NewSim, Sim, SimPatch, SimState, SimType,
@@ -28,7 +28,10 @@ use crate::store::sims::SimKey;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/sims", get(list_sims).post(create_sim))
-        .route("/v1/sims/{sim}", get(get_sim).patch(update_sim).delete(delete_sim))
+        .route(
+            "/v1/sims/{sim}",
+            get(get_sim).patch(update_sim).delete(delete_sim),
+        )
 }
 
 /// A SIM as clients see it. No secret value ever appears here.
@@ -170,7 +173,8 @@ impl CreateSimBody {
         let eid = f.optional("eid", &self.eid, Eid::parse);
         let sim_type = f
             .optional("sim_type", &self.sim_type, |s| {
-                s.parse::<SimType>().map_err(|()| "must be physical or esim")
+                s.parse::<SimType>()
+                    .map_err(|()| "must be physical or esim")
             })
             .unwrap_or(SimType::Physical);
         let vendor = f.optional("vendor", &self.vendor, label("vendor"));
@@ -183,12 +187,17 @@ impl CreateSimBody {
         let carrier_status = f.optional("carrier_status", &self.carrier_status, |s| {
             check_carrier_status(s).map(|()| s.to_owned())
         });
-        let metadata = f.object("metadata", &self.metadata, check_metadata).unwrap_or_default();
+        let metadata = f
+            .object("metadata", &self.metadata, check_metadata)
+            .unwrap_or_default();
         if eid.is_some() && sim_type != SimType::Esim {
             errs.pointer("/eid", "an EID is only given for an eSIM (sim_type esim)");
         }
         if matches!(&self.secrets, Some(v) if !v.is_null()) {
-            errs.pointer("/secrets", "secret storage is not available in this version");
+            errs.pointer(
+                "/secrets",
+                "secret storage is not available in this version",
+            );
         }
         let Some(iccid) = iccid else { return Err(errs) };
         errs.finish(NewSim {
@@ -309,20 +318,38 @@ impl<S: Send + Sync> FromRequestParts<S> for SimRef {
 }
 
 const LIST_PARAMS: &[&str] = &[
-    "page", "page_size", "sort_by", "sort_order", "state", "sim_type", "compatibility_zones",
-    "tags", "group_id", "vendor", "iccid", "search", "for_plan_id",
+    "page",
+    "page_size",
+    "sort_by",
+    "sort_order",
+    "state",
+    "sim_type",
+    "compatibility_zones",
+    "tags",
+    "group_id",
+    "vendor",
+    "iccid",
+    "search",
+    "for_plan_id",
 ];
 
 fn parse_list_query(q: &QueryPairs) -> Result<(SimListQuery, Option<ForPlan>), ValidationErrors> {
     let mut errs = ValidationErrors::new();
     q.reject_unknown(LIST_PARAMS, &mut errs);
     let (page, page_size) = q.paging(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, &mut errs);
-    let mut query = SimListQuery { page, page_size, ..SimListQuery::default() };
+    let mut query = SimListQuery {
+        page,
+        page_size,
+        ..SimListQuery::default()
+    };
 
     if let Some(s) = q.one("sort_by", &mut errs) {
         match SortField::parse(s) {
             Some(f) => query.sort_by = f,
-            None => errs.parameter("sort_by", format!("sort_by must be one of {}", SortField::NAMES.join(", "))),
+            None => errs.parameter(
+                "sort_by",
+                format!("sort_by must be one of {}", SortField::NAMES.join(", ")),
+            ),
         }
     }
     match q.one("sort_order", &mut errs) {
@@ -334,7 +361,10 @@ fn parse_list_query(q: &QueryPairs) -> Result<(SimListQuery, Option<ForPlan>), V
         match s.parse::<SimState>() {
             Ok(st) if !query.states.contains(&st) => query.states.push(st),
             Ok(_) => {}
-            Err(()) => errs.parameter("state", "state must be one of inventory, active, suspended, blocked, retired"),
+            Err(()) => errs.parameter(
+                "state",
+                "state must be one of inventory, active, suspended, blocked, retired",
+            ),
         }
     }
     if let Some(s) = q.one("sim_type", &mut errs) {
@@ -359,7 +389,10 @@ fn parse_list_query(q: &QueryPairs) -> Result<(SimListQuery, Option<ForPlan>), V
     if query.tags.len() > MAX_TAGS {
         errs.parameter("tags", format!("at most {MAX_TAGS} tags"));
     }
-    for (name, slot) in [("group_id", &mut query.group_id), ("vendor", &mut query.vendor)] {
+    for (name, slot) in [
+        ("group_id", &mut query.group_id),
+        ("vendor", &mut query.vendor),
+    ] {
         if let Some(s) = q.one(name, &mut errs) {
             match crate::domain::sim::check_label(s, name) {
                 Ok(()) => *slot = Some(s.to_owned()),
@@ -371,7 +404,10 @@ fn parse_list_query(q: &QueryPairs) -> Result<(SimListQuery, Option<ForPlan>), V
         if !s.is_empty() && s.len() <= 22 && s.bytes().all(|b| b.is_ascii_digit()) {
             query.iccid = Some(s.to_owned());
         } else {
-            errs.parameter("iccid", "iccid must be 1 to 22 digits (any part of an ICCID)");
+            errs.parameter(
+                "iccid",
+                "iccid must be 1 to 22 digits (any part of an ICCID)",
+            );
         }
     }
     if let Some(s) = q.one("search", &mut errs) {
@@ -446,7 +482,10 @@ async fn list_sims(
     query: QueryPairs,
 ) -> ApiResult<axum::Json<SimPage>> {
     let (query, for_plan) = parse_list_query(&query)?;
-    let page = state.services.list_sims(&principal, query, for_plan).await?;
+    let page = state
+        .services
+        .list_sims(&principal, query, for_plan)
+        .await?;
     Ok(axum::Json(SimPage {
         pages: page_count(page.total, page.page_size),
         items: page.items.into_iter().map(SimView::from).collect(),
@@ -504,7 +543,10 @@ async fn delete_sim(
     SimRef(key): SimRef,
 ) -> ApiResult<axum::Json<Deleted>> {
     let at = state.services.delete_sim(&principal, &key).await?;
-    Ok(axum::Json(Deleted { success: true, deleted_at: format_timestamp(at) }))
+    Ok(axum::Json(Deleted {
+        success: true,
+        deleted_at: format_timestamp(at),
+    }))
 }
 
 #[cfg(test)]
@@ -513,7 +555,9 @@ mod tests {
     use serde_json::json;
 
     fn create(v: Value) -> Result<NewSim, ValidationErrors> {
-        serde_json::from_value::<CreateSimBody>(v).unwrap().parse(LuhnPolicy::Enforce)
+        serde_json::from_value::<CreateSimBody>(v)
+            .unwrap()
+            .parse(LuhnPolicy::Enforce)
     }
 
     fn pointers(e: &ValidationErrors) -> Vec<String> {
@@ -543,8 +587,19 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             pointers(&e),
-            vec!["/iccid", "/imsi", "/msisdn", "/imei", "/eid", "/sim_type", "/tags/1", "/tags/2",
-                 "/compatibility_zones", "/carrier_status", "/metadata"]
+            vec![
+                "/iccid",
+                "/imsi",
+                "/msisdn",
+                "/imei",
+                "/eid",
+                "/sim_type",
+                "/tags/1",
+                "/tags/2",
+                "/compatibility_zones",
+                "/carrier_status",
+                "/metadata"
+            ]
         );
     }
 
@@ -560,7 +615,9 @@ mod tests {
     fn eid_only_on_esims() {
         let eid = "89049032123451234512345678901235";
         assert!(create(json!({"iccid": "8944501234567890124", "eid": eid})).is_err());
-        assert!(create(json!({"iccid": "8944501234567890124", "eid": eid, "sim_type": "esim"})).is_ok());
+        assert!(
+            create(json!({"iccid": "8944501234567890124", "eid": eid, "sim_type": "esim"})).is_ok()
+        );
     }
 
     #[test]
@@ -575,30 +632,57 @@ mod tests {
     }
 
     fn qp(pairs: &[(&str, &str)]) -> QueryPairs {
-        QueryPairs(pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect())
+        QueryPairs(
+            pairs
+                .iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect(),
+        )
     }
 
     #[test]
     fn list_query_defaults_and_errors() {
         let (q, plan) = parse_list_query(&qp(&[])).unwrap();
-        assert_eq!((q.page, q.page_size, q.sort_by, q.descending), (1, 20, SortField::UpdatedAt, true));
+        assert_eq!(
+            (q.page, q.page_size, q.sort_by, q.descending),
+            (1, 20, SortField::UpdatedAt, true)
+        );
         assert!(plan.is_none());
         let e = parse_list_query(&qp(&[
-            ("page", "0"), ("page_size", "251"), ("sort_by", "ki"), ("sort_order", "up"),
-            ("state", "gone"), ("bogus", "1"), ("iccid", "89x"), ("for_plan_id", "nope"),
+            ("page", "0"),
+            ("page_size", "251"),
+            ("sort_by", "ki"),
+            ("sort_order", "up"),
+            ("state", "gone"),
+            ("bogus", "1"),
+            ("iccid", "89x"),
+            ("for_plan_id", "nope"),
         ]))
         .unwrap_err();
         assert_eq!(
             pointers(&e),
-            vec!["bogus", "page", "page_size", "sort_by", "sort_order", "state", "iccid", "for_plan_id"]
+            vec![
+                "bogus",
+                "page",
+                "page_size",
+                "sort_by",
+                "sort_order",
+                "state",
+                "iccid",
+                "for_plan_id"
+            ]
         );
     }
 
     #[test]
     fn repeatable_filters_collect() {
         let (q, _) = parse_list_query(&qp(&[
-            ("state", "active"), ("state", "suspended"), ("tags", "a"), ("tags", "b"),
-            ("compatibility_zones", "eu"), ("page_size", "250"),
+            ("state", "active"),
+            ("state", "suspended"),
+            ("tags", "a"),
+            ("tags", "b"),
+            ("compatibility_zones", "eu"),
+            ("page_size", "250"),
         ]))
         .unwrap();
         assert_eq!(q.states, vec![SimState::Active, SimState::Suspended]);

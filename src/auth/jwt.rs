@@ -140,7 +140,9 @@ impl JwtVerifier {
             let set: JwkSet = serde_json::from_slice(bytes)?;
             let mut keys = HashMap::new();
             for jwk in &set.keys {
-                let Some(kid) = &jwk.common.key_id else { continue };
+                let Some(kid) = &jwk.common.key_id else {
+                    continue;
+                };
                 // A key published for another algorithm is never used for this one.
                 if let Some(ka) = jwk.common.key_algorithm
                     && Algorithm::try_from(ka).ok() != Some(algorithm)
@@ -188,8 +190,9 @@ impl JwtVerifier {
                 .and_then(|kid| set.get(kid))
                 .ok_or(TokenError::UnknownKey)?,
         };
-        let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, key, &self.validation)
-            .map_err(|e| TokenError::Invalid(e.kind_name()))?;
+        let data =
+            jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, key, &self.validation)
+                .map_err(|e| TokenError::Invalid(e.kind_name()))?;
         let claims = Value::Object(data.claims);
 
         let exp = claims["exp"].as_i64().ok_or(TokenError::Claim("exp"))?;
@@ -217,7 +220,11 @@ impl JwtVerifier {
         let roles = match lookup(&claims, &self.claims.roles) {
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|v| v.as_str().map(str::to_owned).ok_or(TokenError::Claim("roles")))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or(TokenError::Claim("roles"))
+                })
                 .collect::<Result<Vec<_>, _>>()?,
             Some(Value::String(s)) => s
                 .split([' ', ','])

@@ -37,7 +37,9 @@ pub struct Authenticator {
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator").field("jwt", &self.jwt).finish_non_exhaustive()
+        f.debug_struct("Authenticator")
+            .field("jwt", &self.jwt)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,7 +95,11 @@ impl Authenticator {
             return Err(AuthError::Refused);
         }
         // Identity providers put other roles in the same claim; only ours mean anything here.
-        let roles = verified.roles.iter().filter_map(|r| r.parse::<Role>().ok()).collect();
+        let roles = verified
+            .roles
+            .iter()
+            .filter_map(|r| r.parse::<Role>().ok())
+            .collect();
         Ok(Principal {
             tenant,
             roles,

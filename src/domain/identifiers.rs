@@ -89,7 +89,9 @@ impl Iccid {
             return Err(InvalidIdentifier("ICCID must be 18 to 22 digits long"));
         }
         if !s.starts_with("89") {
-            return Err(InvalidIdentifier("ICCID must start with 89 (telecommunication industry)"));
+            return Err(InvalidIdentifier(
+                "ICCID must start with 89 (telecommunication industry)",
+            ));
         }
         if luhn == LuhnPolicy::Enforce && !luhn_valid(s) {
             return Err(InvalidIdentifier("ICCID check digit (Luhn) is wrong"));

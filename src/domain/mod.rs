@@ -7,8 +7,8 @@ pub mod sim;
 pub mod tenant;
 pub mod validation;
 
-pub use principal::{AuthMethod, Principal, Role};
 pub use identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msisdn};
+pub use principal::{AuthMethod, Principal, Role};
 pub use sim::{NewSim, Sim, SimPatch, SimState, SimType};
 pub use tenant::{Plan, TenantId};
 pub use validation::{FieldError, Location, ValidationErrors};
@@ -43,8 +43,14 @@ mod tests {
     #[test]
     fn timestamps_format_as_rfc3339_utc_seconds() {
         assert_eq!(format_timestamp(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_timestamp(1_768_473_000_123_456), "2026-01-15T10:30:00Z");
-        assert_eq!(parse_timestamp("2026-01-15T10:30:00Z"), Some(1_768_473_000_000_000));
+        assert_eq!(
+            format_timestamp(1_768_473_000_123_456),
+            "2026-01-15T10:30:00Z"
+        );
+        assert_eq!(
+            parse_timestamp("2026-01-15T10:30:00Z"),
+            Some(1_768_473_000_000_000)
+        );
         assert_eq!(parse_timestamp("yesterday"), None);
     }
 }

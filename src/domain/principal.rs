@@ -77,7 +77,11 @@ impl Role {
     }
 
     pub fn join(roles: &BTreeSet<Role>) -> String {
-        roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+        roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

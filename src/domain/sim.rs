@@ -326,7 +326,14 @@ pub enum SortField {
 }
 
 impl SortField {
-    pub const NAMES: [&'static str; 6] = ["created_at", "updated_at", "iccid", "imsi", "msisdn", "state"];
+    pub const NAMES: [&'static str; 6] = [
+        "created_at",
+        "updated_at",
+        "iccid",
+        "imsi",
+        "msisdn",
+        "state",
+    ];
 
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {

@@ -23,7 +23,9 @@ impl TenantId {
         if ok_len && ok_chars && ok_first {
             Ok(Self(s.to_owned()))
         } else {
-            Err("tenant must be 1 to 63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit")
+            Err(
+                "tenant must be 1 to 63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit",
+            )
         }
     }
 

@@ -97,24 +97,69 @@ struct Rule {
     auth_method: Option<AuthMethod>,
 }
 
-const READERS: &[Role] = &[Role::Provisioner, Role::Support, Role::Operator, Role::Admin];
+const READERS: &[Role] = &[
+    Role::Provisioner,
+    Role::Support,
+    Role::Operator,
+    Role::Admin,
+];
 const CHANGERS: &[Role] = &[Role::Operator, Role::Admin];
 
 /// The default rule set (API contract, "Default roles").
 const DEFAULT_RULES: &[Rule] = &[
     // Provisioning systems create SIMs (and, with the vault, write their secrets).
-    Rule { id: "sims-create-provisioner", action: Action::CreateSim, roles: &[Role::Provisioner], auth_method: None },
+    Rule {
+        id: "sims-create-provisioner",
+        action: Action::CreateSim,
+        roles: &[Role::Provisioner],
+        auth_method: None,
+    },
     // Everyone who works with SIMs may look them up; auditors see only the audit log.
-    Rule { id: "sims-read", action: Action::ReadSim, roles: READERS, auth_method: None },
-    Rule { id: "sims-list", action: Action::ListSims, roles: READERS, auth_method: None },
-    Rule { id: "plans-read", action: Action::ReadPlan, roles: READERS, auth_method: None },
+    Rule {
+        id: "sims-read",
+        action: Action::ReadSim,
+        roles: READERS,
+        auth_method: None,
+    },
+    Rule {
+        id: "sims-list",
+        action: Action::ListSims,
+        roles: READERS,
+        auth_method: None,
+    },
+    Rule {
+        id: "plans-read",
+        action: Action::ReadPlan,
+        roles: READERS,
+        auth_method: None,
+    },
     // Operators run the inventory: descriptive fields, state, plans.
-    Rule { id: "sims-update-operator", action: Action::UpdateSim, roles: CHANGERS, auth_method: None },
-    Rule { id: "plans-create-operator", action: Action::CreatePlan, roles: CHANGERS, auth_method: None },
+    Rule {
+        id: "sims-update-operator",
+        action: Action::UpdateSim,
+        roles: CHANGERS,
+        auth_method: None,
+    },
+    Rule {
+        id: "plans-create-operator",
+        action: Action::CreatePlan,
+        roles: CHANGERS,
+        auth_method: None,
+    },
     // Deleting a SIM destroys its secrets for good: administrators only.
-    Rule { id: "sims-delete-admin", action: Action::DeleteSim, roles: &[Role::Admin], auth_method: None },
+    Rule {
+        id: "sims-delete-admin",
+        action: Action::DeleteSim,
+        roles: &[Role::Admin],
+        auth_method: None,
+    },
     // Scraping metrics reveals volumes, not data: a dedicated role, or an administrator.
-    Rule { id: "metrics-read", action: Action::ReadMetrics, roles: &[Role::Metrics, Role::Admin], auth_method: None },
+    Rule {
+        id: "metrics-read",
+        action: Action::ReadMetrics,
+        roles: &[Role::Metrics, Role::Admin],
+        auth_method: None,
+    },
 ];
 
 /// The loaded policy set.
@@ -125,7 +170,9 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { rules: DEFAULT_RULES }
+        Self {
+            rules: DEFAULT_RULES,
+        }
     }
 }
 

@@ -22,9 +22,27 @@ use tower::ServiceExt;
 
 use crate::auth::{Authenticator, ConnectionInfo, mtls};
 
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time limits on clients.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// From TCP accept to a completed TLS handshake.
+    pub handshake: Duration,
+    /// To receive a request's headers (HTTP/1), including an idle keep-alive connection's
+    /// next request.
+    pub header_read: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub drain: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake: Duration::from_secs(10),
+            header_read: Duration::from_secs(10),
+            drain: Duration::from_secs(30),
+        }
+    }
+}
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then drains.
 pub async fn serve(
@@ -32,6 +50,7 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     app: Router,
     auth: Arc<Authenticator>,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -40,8 +59,11 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+        .header_read_timeout(limits.header_read);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
 
@@ -65,7 +87,7 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let stream = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     tracing::debug!(%remote_addr, error = %e, "TLS handshake failed");
@@ -81,7 +103,8 @@ pub async fn serve(
                 req.extensions_mut().insert(info.clone());
                 req
             });
-            let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let conn =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%remote_addr, error = %e, "connection ended with an error");
             }
@@ -90,7 +113,10 @@ pub async fn serve(
 
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(limits.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain timed out; closing remaining connections");
     }
 }

@@ -10,7 +10,9 @@ use crate::store::{StoreError, tenants};
 impl Services {
     pub async fn create_tenant(&self, tenant: &TenantId) -> ServiceResult<()> {
         match tenants::create(&self.db, tenant.as_str(), self.clock.now()).await {
-            Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(format!("tenant {tenant} already exists"))),
+            Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(format!(
+                "tenant {tenant} already exists"
+            ))),
             other => Ok(other?),
         }
     }
@@ -37,7 +39,9 @@ impl Services {
             roles: Role::join(roles),
         };
         match identities::register(&self.db, &row, self.clock.now()).await {
-            Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(format!("identity {identity} is already registered"))),
+            Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(format!(
+                "identity {identity} is already registered"
+            ))),
             other => Ok(other?),
         }
     }

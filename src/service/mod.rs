@@ -96,7 +96,11 @@ impl Services {
     }
 
     /// Authorizes an action on the principal's own tenant as a whole.
-    fn authorize_in_tenant(&self, principal: &Principal, action: Action) -> ServiceResult<Decision> {
+    fn authorize_in_tenant(
+        &self,
+        principal: &Principal,
+        action: Action,
+    ) -> ServiceResult<Decision> {
         self.authorize(
             principal,
             action,
@@ -107,7 +111,8 @@ impl Services {
 
     /// May the caller scrape metrics?
     pub fn authorize_metrics(&self, principal: &Principal) -> ServiceResult<()> {
-        self.authorize_in_tenant(principal, Action::ReadMetrics).map(|_| ())
+        self.authorize_in_tenant(principal, Action::ReadMetrics)
+            .map(|_| ())
     }
 }
 

@@ -44,10 +44,21 @@ impl Services {
         Ok(plan)
     }
 
-    pub async fn list_plans(&self, principal: &Principal, page: u32, page_size: u32) -> ServiceResult<Page<Plan>> {
+    pub async fn list_plans(
+        &self,
+        principal: &Principal,
+        page: u32,
+        page_size: u32,
+    ) -> ServiceResult<Page<Plan>> {
         self.authorize_in_tenant(principal, Action::ReadPlan)?;
         let offset = u64::from(page.saturating_sub(1)) * u64::from(page_size);
-        let (items, total) = repo::list(&self.db, principal.tenant.as_str(), page_size, offset).await?;
-        Ok(Page { items, total, page, page_size })
+        let (items, total) =
+            repo::list(&self.db, principal.tenant.as_str(), page_size, offset).await?;
+        Ok(Page {
+            items,
+            total,
+            page,
+            page_size,
+        })
     }
 }

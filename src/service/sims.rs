@@ -59,7 +59,12 @@ impl Services {
         let sim = repo::get(&self.db, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        self.authorize(principal, Action::ReadSim, &sim_resource(&sim), &Context::default())?;
+        self.authorize(
+            principal,
+            Action::ReadSim,
+            &sim_resource(&sim),
+            &Context::default(),
+        )?;
         Ok(sim)
     }
 
@@ -79,12 +84,22 @@ impl Services {
             };
             // The plan's zones win over any zones asked for. A plan with no zones fits no SIM.
             if plan.compatibility_zones.is_empty() {
-                return Ok(Page { items: Vec::new(), total: 0, page: query.page, page_size: query.page_size });
+                return Ok(Page {
+                    items: Vec::new(),
+                    total: 0,
+                    page: query.page,
+                    page_size: query.page_size,
+                });
             }
             query.compatibility_zones = plan.compatibility_zones.into_iter().collect();
         }
         let (items, total) = repo::list(&self.db, tenant, &query).await?;
-        Ok(Page { items, total, page: query.page, page_size: query.page_size })
+        Ok(Page {
+            items,
+            total,
+            page: query.page,
+            page_size: query.page_size,
+        })
     }
 
     pub async fn update_sim(
@@ -97,7 +112,12 @@ impl Services {
         let mut sim = repo::get_for_update(&mut tx, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        self.authorize(principal, Action::UpdateSim, &sim_resource(&sim), &Context::default())?;
+        self.authorize(
+            principal,
+            Action::UpdateSim,
+            &sim_resource(&sim),
+            &Context::default(),
+        )?;
         patch.apply(&mut sim);
         sim.updated_at = self.clock.now().max(sim.updated_at);
         repo::update(&mut tx, &sim).await?;
@@ -106,12 +126,21 @@ impl Services {
     }
 
     /// Deletes a SIM, leaving a tombstone (the row, marked deleted) for the audit history.
-    pub async fn delete_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Timestamp> {
+    pub async fn delete_sim(
+        &self,
+        principal: &Principal,
+        key: &SimKey,
+    ) -> ServiceResult<Timestamp> {
         let mut tx = self.db.begin().await?;
         let mut sim = repo::get_for_update(&mut tx, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        self.authorize(principal, Action::DeleteSim, &sim_resource(&sim), &Context::default())?;
+        self.authorize(
+            principal,
+            Action::DeleteSim,
+            &sim_resource(&sim),
+            &Context::default(),
+        )?;
         let now = self.clock.now().max(sim.updated_at);
         sim.deleted_at = Some(now);
         sim.updated_at = now;

@@ -141,7 +141,9 @@ impl Db {
                 Db::open_postgres(url, None).await
             }
             Some(url) if url.starts_with("sqlite:") => {
-                let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
                 Db::open_sqlite(Path::new(path)).await
             }
             Some(_) => Err(StoreError::Database(sqlx::Error::Configuration(
@@ -264,7 +266,9 @@ pub(crate) fn like_escape(s: &str) -> String {
 }
 
 /// Decodes a JSON array of strings stored by this crate.
-pub(crate) fn json_labels(text: &serde_json::Value) -> StoreResult<std::collections::BTreeSet<String>> {
+pub(crate) fn json_labels(
+    text: &serde_json::Value,
+) -> StoreResult<std::collections::BTreeSet<String>> {
     serde_json::from_value(text.clone()).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -280,7 +284,10 @@ mod tests {
     #[test]
     fn builder_numbers_placeholders() {
         let mut b = SqlBuilder::default();
-        b.push("a = ").bind_text("x").push(" AND b = ").bind(Bind::Int(2));
+        b.push("a = ")
+            .bind_text("x")
+            .push(" AND b = ")
+            .bind(Bind::Int(2));
         assert_eq!(b.sql, "a = $1 AND b = $2");
         assert_eq!(b.binds.len(), 2);
     }

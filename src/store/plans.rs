@@ -18,7 +18,10 @@ impl TryFrom<PlanRow> for Plan {
     type Error = StoreError;
     fn try_from(r: PlanRow) -> StoreResult<Plan> {
         Ok(Plan {
-            id: r.id.parse().map_err(|_| StoreError::Corrupt("plans.id".into()))?,
+            id: r
+                .id
+                .parse()
+                .map_err(|_| StoreError::Corrupt("plans.id".into()))?,
             tenant_id: r.tenant_id,
             name: r.name,
             compatibility_zones: super::json_labels(&r.compatibility_zones.0)?,
@@ -30,7 +33,11 @@ impl TryFrom<PlanRow> for Plan {
 /// Creates a plan; a plan of the same name in the tenant is [`StoreError::Conflict`].
 pub async fn insert(db: &Db, plan: &Plan) -> StoreResult<()> {
     let zones = Json(serde_json::Value::Array(
-        plan.compatibility_zones.iter().cloned().map(serde_json::Value::String).collect(),
+        plan.compatibility_zones
+            .iter()
+            .cloned()
+            .map(serde_json::Value::String)
+            .collect(),
     ));
     on_pool!(db, p => sqlx::query(
         "INSERT INTO plans (id, tenant_id, name, compatibility_zones, created_at) VALUES ($1, $2, $3, $4, $5)")
@@ -57,7 +64,12 @@ pub async fn get(db: &Db, tenant_id: &str, id: uuid::Uuid) -> StoreResult<Option
 }
 
 /// One page of the tenant's plans, oldest first, and the total.
-pub async fn list(db: &Db, tenant_id: &str, limit: u32, offset: u64) -> StoreResult<(Vec<Plan>, u64)> {
+pub async fn list(
+    db: &Db,
+    tenant_id: &str,
+    limit: u32,
+    offset: u64,
+) -> StoreResult<(Vec<Plan>, u64)> {
     let offset = i64::try_from(offset).unwrap_or(i64::MAX);
     let (total, rows): (i64, Vec<PlanRow>) = on_pool!(db, p => {
         let total: i64 = sqlx::query_scalar("SELECT count(*) FROM plans WHERE tenant_id = $1")
@@ -74,6 +86,9 @@ pub async fn list(db: &Db, tenant_id: &str, limit: u32, offset: u64) -> StoreRes
             .await?;
         (total, rows)
     });
-    let plans = rows.into_iter().map(Plan::try_from).collect::<StoreResult<Vec<_>>>()?;
+    let plans = rows
+        .into_iter()
+        .map(Plan::try_from)
+        .collect::<StoreResult<Vec<_>>>()?;
     Ok((plans, u64::try_from(total).unwrap_or(0)))
 }

@@ -4,7 +4,10 @@ use std::collections::BTreeSet;
 
 use sqlx::types::Json;
 
-use super::{Bind, Dialect, SqlBuilder, StoreError, StoreResult, Tx, bind_all, like_escape, on_pool, on_tx, Db};
+use super::{
+    Bind, Db, Dialect, SqlBuilder, StoreError, StoreResult, Tx, bind_all, like_escape, on_pool,
+    on_tx,
+};
 use crate::domain::sim::{SimListQuery, SimState, SimType};
 use crate::domain::{Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, Sim, SimId};
 
@@ -60,11 +63,30 @@ impl TryFrom<SimRow> for Sim {
             id: r.id.parse().map_err(|_| corrupt("id"))?,
             tenant_id: r.tenant_id,
             iccid: Iccid::parse(&r.iccid, LuhnPolicy::Relaxed).map_err(|_| corrupt("iccid"))?,
-            imsi: r.imsi.map(|s| Imsi::parse(&s)).transpose().map_err(|_| corrupt("imsi"))?,
-            msisdn: r.msisdn.map(|s| Msisdn::parse(&s)).transpose().map_err(|_| corrupt("msisdn"))?,
-            imei: r.imei.map(|s| Imei::parse(&s)).transpose().map_err(|_| corrupt("imei"))?,
-            eid: r.eid.map(|s| Eid::parse(&s)).transpose().map_err(|_| corrupt("eid"))?,
-            sim_type: r.sim_type.parse::<SimType>().map_err(|()| corrupt("sim_type"))?,
+            imsi: r
+                .imsi
+                .map(|s| Imsi::parse(&s))
+                .transpose()
+                .map_err(|_| corrupt("imsi"))?,
+            msisdn: r
+                .msisdn
+                .map(|s| Msisdn::parse(&s))
+                .transpose()
+                .map_err(|_| corrupt("msisdn"))?,
+            imei: r
+                .imei
+                .map(|s| Imei::parse(&s))
+                .transpose()
+                .map_err(|_| corrupt("imei"))?,
+            eid: r
+                .eid
+                .map(|s| Eid::parse(&s))
+                .transpose()
+                .map_err(|_| corrupt("eid"))?,
+            sim_type: r
+                .sim_type
+                .parse::<SimType>()
+                .map_err(|()| corrupt("sim_type"))?,
             state: r.state.parse::<SimState>().map_err(|()| corrupt("state"))?,
             state_reason: r.state_reason,
             carrier_status: r.carrier_status,
@@ -178,7 +200,9 @@ fn key_clause(b: &mut SqlBuilder, key: &SimKey) {
 
 fn select_one(tenant_id: &str, key: &SimKey) -> SqlBuilder {
     let mut b = SqlBuilder::default();
-    b.push("SELECT ").push(COLUMNS).push(" FROM sims WHERE tenant_id = ");
+    b.push("SELECT ")
+        .push(COLUMNS)
+        .push(" FROM sims WHERE tenant_id = ");
     b.bind_text(tenant_id);
     key_clause(&mut b, key);
     b.push(" AND deleted_at IS NULL");
@@ -197,7 +221,11 @@ pub async fn get(db: &Db, tenant_id: &str, key: &SimKey) -> StoreResult<Option<S
 
 /// Like [`get`], inside a transaction, locking the row against concurrent writers until the
 /// transaction ends (PostgreSQL `FOR UPDATE`; SQLite holds the database write lock already).
-pub async fn get_for_update(tx: &mut Tx, tenant_id: &str, key: &SimKey) -> StoreResult<Option<Sim>> {
+pub async fn get_for_update(
+    tx: &mut Tx,
+    tenant_id: &str,
+    key: &SimKey,
+) -> StoreResult<Option<Sim>> {
     let mut b = select_one(tenant_id, key);
     if tx.dialect() == Dialect::Postgres {
         b.push(" FOR UPDATE");
@@ -218,7 +246,8 @@ fn fts_phrase(term: &str) -> String {
 }
 
 fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &str, q: &SimListQuery) {
-    b.push(" FROM sims s WHERE s.tenant_id = ").bind_text(tenant_id);
+    b.push(" FROM sims s WHERE s.tenant_id = ")
+        .bind_text(tenant_id);
     b.push(" AND s.deleted_at IS NULL");
     if !q.states.is_empty() {
         b.push(" AND s.state IN (");
@@ -268,11 +297,13 @@ fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &str, q: &SimLi
         match dialect {
             Dialect::Sqlite if term.chars().count() >= TRIGRAM => {
                 b.push(" AND s.pk IN (SELECT rowid FROM sims_fts WHERE sims_fts MATCH ");
-                b.bind_text(format!("iccid : {}", fts_phrase(term))).push(")");
+                b.bind_text(format!("iccid : {}", fts_phrase(term)))
+                    .push(")");
             }
             _ => {
                 b.push(" AND s.iccid LIKE ");
-                b.bind_text(format!("%{}%", like_escape(term))).push(" ESCAPE '\\'");
+                b.bind_text(format!("%{}%", like_escape(term)))
+                    .push(" ESCAPE '\\'");
             }
         }
     }
@@ -286,20 +317,31 @@ fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &str, q: &SimLi
             Dialect::Sqlite => {
                 let pattern = format!("%{}%", like_escape(&term));
                 b.push(" AND (");
-                for (i, col) in ["lower(s.id)", "s.iccid", "s.msisdn", "s.imsi", "s.imei", "s.eid"]
-                    .iter()
-                    .enumerate()
+                for (i, col) in [
+                    "lower(s.id)",
+                    "s.iccid",
+                    "s.msisdn",
+                    "s.imsi",
+                    "s.imei",
+                    "s.eid",
+                ]
+                .iter()
+                .enumerate()
                 {
                     if i > 0 {
                         b.push(" OR ");
                     }
-                    b.push(col).push(" LIKE ").bind_text(pattern.clone()).push(" ESCAPE '\\'");
+                    b.push(col)
+                        .push(" LIKE ")
+                        .bind_text(pattern.clone())
+                        .push(" ESCAPE '\\'");
                 }
                 b.push(")");
             }
             Dialect::Postgres => {
                 b.push(" AND s.search_text LIKE ");
-                b.bind_text(format!("%{}%", like_escape(&term))).push(" ESCAPE '\\'");
+                b.bind_text(format!("%{}%", like_escape(&term)))
+                    .push(" ESCAPE '\\'");
             }
         }
     }
@@ -314,11 +356,19 @@ pub async fn list(db: &Db, tenant_id: &str, q: &SimListQuery) -> StoreResult<(Ve
 
     let mut page = SqlBuilder::default();
     page.push("SELECT ");
-    page.push(&COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", "));
+    page.push(
+        &COLUMNS
+            .split(", ")
+            .map(|c| format!("s.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     push_filters(&mut page, dialect, tenant_id, q);
     let dir = if q.descending { "DESC" } else { "ASC" };
     let col = q.sort_by.column();
-    page.push(&format!(" ORDER BY s.{col} {dir} NULLS LAST, s.id {dir} LIMIT "));
+    page.push(&format!(
+        " ORDER BY s.{col} {dir} NULLS LAST, s.id {dir} LIMIT "
+    ));
     page.bind(Bind::Int(i64::from(q.page_size)));
     page.push(" OFFSET ");
     page.bind(Bind::Int(i64::try_from(q.offset()).unwrap_or(i64::MAX)));
@@ -330,6 +380,9 @@ pub async fn list(db: &Db, tenant_id: &str, q: &SimListQuery) -> StoreResult<(Ve
         let rows = bind_all!(sqlx::query_as(page_sql), &page.binds).fetch_all(p).await?;
         (total, rows)
     });
-    let sims = rows.into_iter().map(Sim::try_from).collect::<StoreResult<Vec<_>>>()?;
+    let sims = rows
+        .into_iter()
+        .map(Sim::try_from)
+        .collect::<StoreResult<Vec<_>>>()?;
     Ok((sims, u64::try_from(total).unwrap_or(0)))
 }

@@ -23,7 +23,9 @@ pub async fn exists(db: &Db, id: &str) -> StoreResult<bool> {
 }
 
 pub async fn list(db: &Db) -> StoreResult<Vec<String>> {
-    Ok(on_pool!(db, p => sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
+    Ok(
+        on_pool!(db, p => sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
         .fetch_all(p)
-        .await)?)
+        .await)?,
+    )
 }

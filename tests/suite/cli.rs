@@ -1,0 +1,225 @@
+//! The command line, run as a real process: init, tenants, certificates, tokens, and the
+//! quickstart whose printed curl commands must work as printed.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use simvault::pki::KeyPaths;
+
+fn simvault(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_simvault"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("SIMVAULT_DATABASE_URL")
+        .env_remove("SIMVAULT_DATA_DIR")
+        .output()
+        .unwrap()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_makes_private_keys_and_never_overwrites_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let out = simvault(&data, &["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys = KeyPaths::new(&data);
+    for p in [
+        keys.root_key(),
+        keys.ca_key(),
+        keys.server_key(),
+        keys.jwt_private(),
+    ] {
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    assert_eq!(mode(&keys.dir), 0o700);
+    assert!(data.join("simvault.db").exists());
+    let before = std::fs::read(keys.root_key()).unwrap();
+    let again = simvault(&data, &["init"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    assert_eq!(std::fs::read(keys.root_key()).unwrap(), before);
+}
+
+#[test]
+fn tenants_certificates_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    assert!(simvault(&data, &["init"]).status.success());
+    // Certificates and tokens need an existing tenant.
+    let out = simvault(
+        &data,
+        &[
+            "cert",
+            "issue",
+            "--tenant",
+            "acme",
+            "--role",
+            "provisioner",
+            "--name",
+            "p1",
+            "--out-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(!dir.path().join("p1.pem").exists());
+    assert!(
+        !simvault(
+            &data,
+            &[
+                "token", "--tenant", "acme", "--role", "support", "--sub", "a"
+            ]
+        )
+        .status
+        .success()
+    );
+
+    assert!(
+        simvault(&data, &["tenant", "create", "acme"])
+            .status
+            .success()
+    );
+    assert!(
+        !simvault(&data, &["tenant", "create", "acme"])
+            .status
+            .success()
+    );
+    assert!(
+        !simvault(&data, &["tenant", "create", "Bad Name"])
+            .status
+            .success()
+    );
+
+    let out = simvault(
+        &data,
+        &[
+            "cert",
+            "issue",
+            "--tenant",
+            "acme",
+            "--role",
+            "provisioner,support",
+            "--name",
+            "p1",
+            "--out-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("p1.pem").exists());
+    assert_eq!(mode(&dir.path().join("p1.key")), 0o600);
+    // Same name again: refused, files untouched.
+    let pem = std::fs::read(dir.path().join("p1.pem")).unwrap();
+    assert!(
+        !simvault(
+            &data,
+            &[
+                "cert",
+                "issue",
+                "--tenant",
+                "acme",
+                "--role",
+                "admin",
+                "--name",
+                "p1",
+                "--out-dir",
+                dir.path().to_str().unwrap()
+            ]
+        )
+        .status
+        .success()
+    );
+    assert_eq!(std::fs::read(dir.path().join("p1.pem")).unwrap(), pem);
+    assert!(
+        !simvault(
+            &data,
+            &[
+                "cert", "issue", "--tenant", "acme", "--role", "root", "--name", "p2"
+            ]
+        )
+        .status
+        .success()
+    );
+
+    let out = simvault(
+        &data,
+        &[
+            "token", "--tenant", "acme", "--role", "support", "--sub", "alice", "--ttl", "60",
+        ],
+    );
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(token.trim().split('.').count(), 3);
+}
+
+/// The README's first command: everything it prints must work as printed.
+#[test]
+fn quickstart_prints_working_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("qs");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simvault"))
+        .args(["quickstart", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("SIMVAULT_DATABASE_URL")
+        .env("SIMVAULT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut script = String::new();
+    let mut running = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        running |= line.starts_with("simvault is running");
+        if line.starts_with("Stop with") {
+            break;
+        }
+        if running && line.starts_with("  ") {
+            script.push_str(&line);
+            script.push('\n');
+        }
+    }
+    assert!(script.contains("curl"), "no commands printed");
+    let out = Command::new("sh").arg("-ec").arg(&script).output().unwrap();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("\"state\":\"inventory\""),
+        "create failed: {text}"
+    );
+    assert!(text.contains("\"total\":1"), "list failed: {text}");
+    assert!(
+        text.contains("\"tags\":[\"demo\",\"vip\"]"),
+        "patch failed: {text}"
+    );
+    assert!(
+        status.success(),
+        "quickstart did not shut down cleanly on SIGTERM"
+    );
+}

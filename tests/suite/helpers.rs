@@ -1,0 +1,355 @@
+//! Test harness: a real HTTPS server on port 0 over a fresh database (a temporary SQLite file,
+//! or a fresh PostgreSQL schema), with a test CA, client certificates and signed tokens.
+
+use std::io::Write as _;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use simvault::auth::jwt::{MintClaims, mint_eddsa};
+use simvault::clock::{Clock, SystemClock};
+use simvault::config::Config;
+use simvault::domain::{Role, TenantId};
+use simvault::pki::{self, KeyPaths};
+use simvault::service::Services;
+use simvault::startup::{self, Application};
+use simvault::store::Db;
+
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Sqlite,
+    Postgres,
+}
+
+pub const PG_ENV: &str = "SIMVAULT_TEST_DATABASE_URL";
+
+/// The PostgreSQL URL, or `None` (announcing once, past the test harness's output capture,
+/// that PostgreSQL tests are skipped).
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var(PG_ENV).ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        static NOTICE: OnceLock<()> = OnceLock::new();
+        NOTICE.get_or_init(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nNOTE: PostgreSQL tests SKIPPED: {PG_ENV} is not set (they pass vacuously)\n"
+            );
+        });
+    }
+    url
+}
+
+/// Runs a test body once per store: `both_stores!(name, body_fn)` defines `name::sqlite` and
+/// `name::postgres`; the latter is skipped (and says so) without a PostgreSQL URL.
+macro_rules! both_stores {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body($crate::helpers::Store::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::postgres_url().is_some() {
+                    super::$body($crate::helpers::Store::Postgres).await
+                }
+            }
+        }
+    };
+}
+pub(crate) use both_stores;
+
+/// A fresh, migrated database. Dropping it removes a PostgreSQL schema.
+pub struct TestDb {
+    pub db: Db,
+    schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(store: Store) -> TestDb {
+        match store {
+            Store::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let db = Db::open_sqlite(&dir.path().join("simvault.db"))
+                    .await
+                    .unwrap();
+                db.migrate().await.unwrap();
+                TestDb {
+                    db,
+                    schema: None,
+                    _dir: Some(dir),
+                }
+            }
+            Store::Postgres => {
+                let url = postgres_url().expect("postgres url");
+                let schema = format!("svt_{}", uuid::Uuid::new_v4().simple());
+                let admin = Db::open_postgres(&url, None).await.unwrap();
+                if let Db::Postgres(p) = &admin {
+                    // Concurrent CREATE EXTENSION can race; whoever loses finds it installed.
+                    let _ =
+                        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
+                            .execute(p)
+                            .await;
+                    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                        .execute(p)
+                        .await
+                        .unwrap();
+                }
+                admin.close().await;
+                let db = Db::open_postgres(&url, Some(&schema)).await.unwrap();
+                db.migrate().await.unwrap();
+                TestDb {
+                    db,
+                    schema: Some(schema),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (Some(schema), Some(url)) = (self.schema.take(), postgres_url()) else {
+            return;
+        };
+        // Drop runs inside the test's runtime; clean up from a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(Db::Postgres(p)) = Db::open_postgres(&url, None).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                    )))
+                    .execute(&p)
+                    .await;
+                    p.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A running server with its keys, store and helpers to make credentials.
+pub struct TestApp {
+    pub base: String,
+    pub keys: KeyPaths,
+    pub config: Config,
+    pub services: Services,
+    pub app: Application,
+    _dir: tempfile::TempDir,
+    pub test_db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn(store: Store) -> TestApp {
+        Self::spawn_with(store, |_| {}).await
+    }
+
+    pub async fn spawn_with(store: Store, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = KeyPaths::new(dir.path());
+        pki::init_keys(&keys).unwrap();
+        let mut config = Config::from_env(dir.path(), Some("127.0.0.1:0".into())).unwrap();
+        config.database_url = None;
+        adjust(&mut config);
+        let test_db = TestDb::new(store).await;
+        let clock: simvault::clock::SharedClock = Arc::new(SystemClock);
+        let services = startup::services(&config, test_db.db.clone(), clock.clone());
+        let app = Application::build_with(&config, test_db.db.clone(), clock)
+            .await
+            .unwrap();
+        let base = format!("https://localhost:{}", app.local_addr().port());
+        TestApp {
+            base,
+            keys,
+            config,
+            services,
+            app,
+            _dir: dir,
+            test_db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn tenant(&self, name: &str) {
+        self.services
+            .create_tenant(&TenantId::parse(name).unwrap())
+            .await
+            .unwrap();
+    }
+
+    fn builder(&self) -> reqwest::ClientBuilder {
+        let ca = std::fs::read(self.keys.ca_cert()).unwrap();
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .timeout(Duration::from_secs(30))
+    }
+
+    /// A client that trusts the server but presents no certificate.
+    pub fn anonymous(&self) -> reqwest::Client {
+        self.builder().build().unwrap()
+    }
+
+    /// A client presenting `cert_pem` + `key_pem`.
+    pub fn with_identity(&self, cert_pem: &str, key_pem: &str) -> reqwest::Client {
+        let identity =
+            reqwest::Identity::from_pem(format!("{cert_pem}{key_pem}").as_bytes()).unwrap();
+        self.builder().identity(identity).build().unwrap()
+    }
+
+    /// Issues a client certificate from the test CA and registers it for `tenant` with `roles`.
+    pub async fn mtls_client(&self, tenant: &str, roles: &[Role], name: &str) -> reqwest::Client {
+        let (cert, key) = self.issue_cert(tenant, name);
+        self.services
+            .register_identity(
+                &TenantId::parse(tenant).unwrap(),
+                &pki::client_identity(tenant, name),
+                name,
+                &roles.iter().copied().collect(),
+            )
+            .await
+            .unwrap();
+        self.with_identity(&cert, &key)
+    }
+
+    /// A certificate from the test CA, not registered.
+    pub fn issue_cert(&self, tenant: &str, name: &str) -> (String, String) {
+        pki::issue_client_cert(&self.keys, &pki::client_identity(tenant, name), name, 30).unwrap()
+    }
+
+    /// A JWT signed by the deployment's key.
+    pub fn token(&self, tenant: &str, roles: &[Role], sub: &str) -> String {
+        let now = SystemClock.now_secs();
+        self.sign(&MintClaims {
+            iss: &self.config.jwt.issuer,
+            aud: &self.config.jwt.audience,
+            sub,
+            tenant,
+            roles: roles.iter().map(|r| r.as_str()).collect(),
+            iat: now,
+            nbf: now,
+            exp: now + 600,
+            jti: uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    pub fn sign(&self, claims: &MintClaims<'_>) -> String {
+        mint_eddsa(&std::fs::read(self.keys.jwt_private()).unwrap(), claims).unwrap()
+    }
+
+    /// A bearer-token API client for `tenant` with `roles`.
+    pub fn jwt_client(&self, tenant: &str, roles: &[Role]) -> Api {
+        Api {
+            app_base: self.base.clone(),
+            client: self.anonymous(),
+            token: Some(self.token(tenant, roles, "tester")),
+        }
+    }
+
+    pub async fn mtls_api(&self, tenant: &str, roles: &[Role], name: &str) -> Api {
+        Api {
+            app_base: self.base.clone(),
+            client: self.mtls_client(tenant, roles, name).await,
+            token: None,
+        }
+    }
+}
+
+/// A client bound to one credential, with JSON helpers.
+#[derive(Clone)]
+pub struct Api {
+    pub app_base: String,
+    pub client: reqwest::Client,
+    pub token: Option<String>,
+}
+
+/// Status, headers and JSON body of an answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+impl Api {
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let rb = self
+            .client
+            .request(method, format!("{}{}", self.app_base, path));
+        match &self.token {
+            Some(t) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+
+    pub async fn send(rb: reqwest::RequestBuilder) -> Answer {
+        let res = rb.send().await.unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        Self::send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        Self::send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Answer {
+        Self::send(self.request(reqwest::Method::POST, path).json(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Answer {
+        Self::send(self.request(reqwest::Method::PATCH, path).json(body)).await
+    }
+
+    /// Creates a SIM and returns its JSON, asserting 201.
+    pub async fn create_sim(&self, body: Value) -> Value {
+        let a = self.post("/v1/sims", &body).await;
+        assert_eq!(a.status, 201, "create failed: {:?}", a.body);
+        a.body
+    }
+}
+
+/// A Luhn-valid ICCID ending in `n`.
+pub fn iccid(n: u64) -> String {
+    let body = format!("8944{n:014}");
+    (0..10)
+        .map(|d| format!("{body}{d}"))
+        .find(|s| simvault::domain::identifiers::luhn_valid(s))
+        .unwrap()
+}
+
+pub fn sim_body(n: u64) -> Value {
+    json!({"iccid": iccid(n), "imsi": format!("23415{n:010}")})
+}

@@ -1,0 +1,14 @@
+//! Black-box tests of the real HTTPS server, and the storage contract suite, each run on
+//! SQLite and (when `SIMVAULT_TEST_DATABASE_URL` is set) on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod errors;
+mod listing;
+mod ops;
+mod sims;
+mod store_contract;
+mod tenancy;

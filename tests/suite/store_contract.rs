@@ -1,0 +1,262 @@
+//! The storage contract: the same behaviour from every store, each test on a fresh database.
+
+use std::collections::BTreeSet;
+
+use simvault::domain::sim::SimListQuery;
+use simvault::domain::{Iccid, Imsi, LuhnPolicy, Msisdn, Plan, Sim, SimState, SimType};
+use simvault::store::sims::{self as repo, SimKey};
+use simvault::store::{StoreError, identities, plans, tenants};
+
+use crate::helpers::{Store, TestDb, both_stores, iccid};
+
+fn sim(tenant: &str, n: u64) -> Sim {
+    Sim {
+        id: uuid::Uuid::new_v4(),
+        tenant_id: tenant.into(),
+        iccid: Iccid::parse(&iccid(n), LuhnPolicy::Enforce).unwrap(),
+        imsi: Some(Imsi::parse(&format!("23415{n:010}")).unwrap()),
+        msisdn: Some(Msisdn::parse(&format!("+4477009{n:05}")).unwrap()),
+        imei: None,
+        eid: None,
+        sim_type: SimType::Physical,
+        state: SimState::Inventory,
+        state_reason: None,
+        carrier_status: None,
+        vendor: Some("V".into()),
+        tags: BTreeSet::from(["a".to_owned(), "b c".to_owned()]),
+        group_id: None,
+        device_id: None,
+        compatibility_zones: BTreeSet::from(["eu".to_owned()]),
+        is_attached: false,
+        esim_profile_state: None,
+        metadata: serde_json::json!({"nested": {"x": [1, 2]}, "unicode": "ü"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        created_at: 1_700_000_000_000_000 + n as i64,
+        updated_at: 1_700_000_000_000_000 + n as i64,
+        last_synced_at: None,
+        deleted_at: None,
+    }
+}
+
+async fn sims_round_trip_and_isolation(store: Store) {
+    let t = TestDb::new(store).await;
+    let db = &t.db;
+    tenants::create(db, "a", 1).await.unwrap();
+    tenants::create(db, "b", 1).await.unwrap();
+    assert!(matches!(
+        tenants::create(db, "a", 2).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(tenants::exists(db, "a").await.unwrap());
+    assert!(!tenants::exists(db, "zz").await.unwrap());
+
+    let s = sim("a", 1);
+    let mut tx = db.begin().await.unwrap();
+    repo::insert(&mut tx, &s).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        repo::get(db, "a", &SimKey::Id(s.id)).await.unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(
+        repo::get(db, "a", &SimKey::Iccid(iccid(1))).await.unwrap(),
+        Some(s.clone())
+    );
+    // Another tenant sees nothing, by id or by ICCID.
+    assert_eq!(repo::get(db, "b", &SimKey::Id(s.id)).await.unwrap(), None);
+    assert_eq!(
+        repo::get(db, "b", &SimKey::Iccid(iccid(1))).await.unwrap(),
+        None
+    );
+    // Unique ICCID across tenants.
+    let mut dup = sim("b", 1);
+    dup.id = uuid::Uuid::new_v4();
+    let mut tx = db.begin().await.unwrap();
+    assert!(matches!(
+        repo::insert(&mut tx, &dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    drop(tx);
+
+    // Update, and a rolled-back transaction changes nothing.
+    let mut changed = s.clone();
+    changed.tags = BTreeSet::from(["z".to_owned()]);
+    changed.msisdn = None;
+    changed.updated_at += 5;
+    let mut tx = db.begin().await.unwrap();
+    repo::update(&mut tx, &changed).await.unwrap();
+    drop(tx);
+    assert_eq!(
+        repo::get(db, "a", &SimKey::Id(s.id)).await.unwrap(),
+        Some(s.clone())
+    );
+    let mut tx = db.begin().await.unwrap();
+    repo::update(&mut tx, &changed).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        repo::get(db, "a", &SimKey::Id(s.id)).await.unwrap(),
+        Some(changed.clone())
+    );
+    // Updating through the wrong tenant finds nothing.
+    let mut wrong = changed.clone();
+    wrong.tenant_id = "b".into();
+    let mut tx = db.begin().await.unwrap();
+    assert!(matches!(
+        repo::update(&mut tx, &wrong).await,
+        Err(StoreError::NotFound)
+    ));
+    drop(tx);
+
+    // Tombstones are invisible.
+    let mut gone = changed.clone();
+    gone.deleted_at = Some(gone.updated_at + 1);
+    let mut tx = db.begin().await.unwrap();
+    repo::update(&mut tx, &gone).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(repo::get(db, "a", &SimKey::Id(s.id)).await.unwrap(), None);
+    let (items, total) = repo::list(db, "a", &SimListQuery::default()).await.unwrap();
+    assert_eq!((items.len(), total), (0, 0));
+}
+both_stores!(sims_contract, sims_round_trip_and_isolation);
+
+async fn search_index_follows_updates(store: Store) {
+    let t = TestDb::new(store).await;
+    let db = &t.db;
+    tenants::create(db, "a", 1).await.unwrap();
+    let mut s = sim("a", 5);
+    let mut tx = db.begin().await.unwrap();
+    repo::insert(&mut tx, &s).await.unwrap();
+    tx.commit().await.unwrap();
+    let search = |term: &str| SimListQuery {
+        search: Some(term.into()),
+        ..SimListQuery::default()
+    };
+    assert_eq!(
+        repo::list(db, "a", &search("447700900005"))
+            .await
+            .unwrap()
+            .1,
+        1
+    );
+    s.msisdn = Some(Msisdn::parse("+15550001111").unwrap());
+    let mut tx = db.begin().await.unwrap();
+    repo::update(&mut tx, &s).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        repo::list(db, "a", &search("447700900005"))
+            .await
+            .unwrap()
+            .1,
+        0
+    );
+    assert_eq!(repo::list(db, "a", &search("5550001")).await.unwrap().1, 1);
+}
+both_stores!(search_index, search_index_follows_updates);
+
+async fn plans_and_identities(store: Store) {
+    let t = TestDb::new(store).await;
+    let db = &t.db;
+    tenants::create(db, "a", 1).await.unwrap();
+    let plan = Plan {
+        id: uuid::Uuid::new_v4(),
+        tenant_id: "a".into(),
+        name: "p".into(),
+        compatibility_zones: BTreeSet::from(["eu".to_owned()]),
+        created_at: 9,
+    };
+    plans::insert(db, &plan).await.unwrap();
+    assert!(matches!(
+        plans::insert(
+            db,
+            &Plan {
+                id: uuid::Uuid::new_v4(),
+                ..plan.clone()
+            }
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        plans::get(db, "a", plan.id).await.unwrap(),
+        Some(plan.clone())
+    );
+    assert_eq!(plans::get(db, "b", plan.id).await.unwrap(), None);
+    assert_eq!(plans::list(db, "a", 10, 0).await.unwrap().1, 1);
+
+    let row = identities::IdentityRow {
+        identity: "urn:simvault:a:x".into(),
+        tenant_id: "a".into(),
+        name: "x".into(),
+        roles: "support".into(),
+    };
+    identities::register(db, &row, 1).await.unwrap();
+    assert!(matches!(
+        identities::register(db, &row, 2).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        identities::find_active(db, "urn:simvault:a:x")
+            .await
+            .unwrap(),
+        Some(row)
+    );
+    assert_eq!(
+        identities::find_active(db, "urn:simvault:a:y")
+            .await
+            .unwrap(),
+        None
+    );
+    // An identity cannot name a tenant that does not exist.
+    let orphan = identities::IdentityRow {
+        identity: "i".into(),
+        tenant_id: "nope".into(),
+        name: "i".into(),
+        roles: "admin".into(),
+    };
+    assert!(identities::register(db, &orphan, 1).await.is_err());
+}
+both_stores!(plans_identities_contract, plans_and_identities);
+
+/// Concurrent updates of one SIM serialise: no update is lost.
+async fn concurrent_patches_do_not_lose_updates(store: Store) {
+    use simvault::domain::SimPatch;
+    let t = TestDb::new(store).await;
+    let db = t.db.clone();
+    tenants::create(&db, "a", 1).await.unwrap();
+    let s = sim("a", 9);
+    let mut tx = db.begin().await.unwrap();
+    repo::insert(&mut tx, &s).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let db = db.clone();
+        let id = s.id;
+        tasks.push(tokio::spawn(async move {
+            let mut tx = db.begin().await.unwrap();
+            let mut cur = repo::get_for_update(&mut tx, "a", &SimKey::Id(id))
+                .await
+                .unwrap()
+                .unwrap();
+            let mut tags = cur.tags.clone();
+            tags.insert(format!("t{i}"));
+            SimPatch {
+                tags: Some(tags),
+                ..SimPatch::default()
+            }
+            .apply(&mut cur);
+            repo::update(&mut tx, &cur).await.unwrap();
+            tx.commit().await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let final_sim = repo::get(&db, "a", &SimKey::Id(s.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(final_sim.tags.len(), 2 + 16);
+}
+both_stores!(concurrent_patches, concurrent_patches_do_not_lose_updates);
