@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Load test: seeds SIMs, starts the release server, and measures /healthz (baseline), GET by id
+# over mTLS and search over mTLS with oha, 32 connections each, against the same server in one
+# run. Bounded: every oha run stops after $DURATION; the server is stopped at the end.
+#
+#   SIMS=100000 DURATION=15s benches/load.sh
+#   SIMVAULT_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test benches/load.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIMS="${SIMS:-100000}"
+DURATION="${DURATION:-15s}"
+CONNS="${CONNS:-32}"
+PORT="${PORT:-18443}"
+command -v oha >/dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
+
+cargo build --release --bin simvault --example seed -q
+BIN=target/release/simvault
+WORK=$(mktemp -d)
+D="$WORK/data"
+cleanup() { [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+if [ -n "${SIMVAULT_DATABASE_URL:-}" ]; then
+  # A fresh database of its own, so the run measures exactly the seeded rows.
+  base="${SIMVAULT_DATABASE_URL%/*}"
+  psql "$SIMVAULT_DATABASE_URL" -qc "DROP DATABASE IF EXISTS simvault_bench" -c "CREATE DATABASE simvault_bench"
+  export SIMVAULT_DATABASE_URL="$base/simvault_bench"
+  STORE=postgres
+else
+  STORE=sqlite
+fi
+
+$BIN init --data-dir "$D" >/dev/null
+$BIN tenant create bench --data-dir "$D" >/dev/null
+$BIN cert issue --tenant bench --role support --name loader --out-dir "$WORK" --data-dir "$D" >/dev/null
+echo "seeding $SIMS SIMs ($STORE)..."
+target/release/examples/seed "$D" bench "$SIMS"
+
+SIMVAULT_LOG=warn $BIN serve --data-dir "$D" --listen "127.0.0.1:$PORT" &
+SERVER=$!
+URL="https://localhost:$PORT"
+TLS=(--cacert "$D/keys/ca.pem")
+MTLS=(--cacert "$D/keys/ca.pem" --cert "$WORK/loader.pem" --key "$WORK/loader.key")
+for _ in $(seq 1 50); do curl -sf "${TLS[@]}" "$URL/healthz" >/dev/null && break; sleep 0.2; done
+
+ID=$(curl -sf "${MTLS[@]}" "$URL/v1/sims?page_size=1&sort_by=iccid&sort_order=asc&page=$((SIMS / 2))" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+# An MSISDN fragment that names one SIM: the trigram index has to find it among all of them.
+TERM="$(printf '77%08d' $((SIMS / 3)))"
+
+run() { # name, url, tls args...
+  local name=$1 url=$2; shift 2
+  oha --no-tui --output-format json -z "$DURATION" -c "$CONNS" "$@" "$url" > "$WORK/$name.json"
+}
+run healthz "$URL/healthz" "${TLS[@]}"
+run get_by_id "$URL/v1/sims/$ID" "${MTLS[@]}"
+run search "$URL/v1/sims?search=$TERM" "${MTLS[@]}"
+
+python3 - "$WORK" "$STORE" "$SIMS" <<'PY'
+import json, sys, os
+work, store, sims = sys.argv[1], sys.argv[2], sys.argv[3]
+rows = {}
+for name in ["healthz", "get_by_id", "search"]:
+    d = json.load(open(os.path.join(work, name + ".json")))
+    s = d["summary"]
+    codes = d.get("statusCodeDistribution", {})
+    rows[name] = (s["requestsPerSec"], d["latencyPercentiles"]["p99"] * 1000, s["successRate"], codes)
+base = rows["healthz"][0]
+print(f"\nstore={store} sims={sims} connections=32")
+print(f"{'endpoint':<12} {'req/s':>10} {'p99 ms':>8} {'vs healthz':>11}  status codes")
+for name, (rps, p99, ok, codes) in rows.items():
+    print(f"{name:<12} {rps:>10.0f} {p99:>8.2f} {rps / base:>10.2f}x  {codes}")
+PY
