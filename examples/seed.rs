@@ -26,7 +26,8 @@ async fn main() -> anyhow::Result<()> {
     let tenant = TenantId::parse(&args[2]).map_err(anyhow::Error::msg)?;
     let count: u64 = args[3].parse()?;
     let db = simvault::startup::open_store(&config).await?;
-    let services = simvault::startup::services(&config, db.clone(), std::sync::Arc::new(SystemClock));
+    let services =
+        simvault::startup::services(&config, db.clone(), std::sync::Arc::new(SystemClock));
     if !services.tenant_exists(&tenant).await? {
         services.create_tenant(&tenant).await?;
     }
@@ -44,7 +45,11 @@ async fn main() -> anyhow::Result<()> {
                 msisdn: Some(Msisdn::parse(&format!("4477{n:08}")).map_err(anyhow::Error::msg)?),
                 imei: None,
                 eid: None,
-                sim_type: if n % 5 == 0 { SimType::Esim } else { SimType::Physical },
+                sim_type: if n % 5 == 0 {
+                    SimType::Esim
+                } else {
+                    SimType::Physical
+                },
                 state: SimState::Inventory,
                 state_reason: None,
                 carrier_status: None,

@@ -38,8 +38,15 @@ impl FromRequestParts<AppState> for Caller {
                 tracing::debug!("both a client certificate and a bearer token were presented");
                 Err(ApiError::Unauthorized)
             }
-            (Some(Ok(principal)), None) => Ok(Caller(principal.clone())),
-            (Some(Err(e)), None) => Err(auth_error(e)),
+            (Some((_, Ok(principal))), None) => Ok(Caller(principal.clone())),
+            // The identity store was down when the connection was made: try again now.
+            (Some((Some(identity), Err(AuthError::Unavailable))), None) => state
+                .auth
+                .from_certificate(identity)
+                .await
+                .map(Caller)
+                .map_err(|e| auth_error(&e)),
+            (Some((_, Err(e))), None) => Err(auth_error(e)),
             (None, Some(value)) => {
                 let token = value
                     .to_str()

@@ -132,7 +132,7 @@ impl Authenticator {
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub remote_addr: std::net::SocketAddr,
-    /// `None` when the client presented no certificate; otherwise the outcome of resolving
-    /// its (already chain-verified) identity, done once per connection.
-    pub client_cert: Option<Result<Principal, AuthError>>,
+    /// `None` when the client presented no certificate; otherwise its (already
+    /// chain-verified) identity and the outcome of resolving it, done once per connection.
+    pub client_cert: Option<(Option<CertIdentity>, Result<Principal, AuthError>)>,
 }

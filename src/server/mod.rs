@@ -132,10 +132,13 @@ async fn connection_info(
     let client_cert = match leaf {
         None => None,
         Some(der) => Some(match mtls::certificate_identity(der) {
-            Some(identity) => auth.from_certificate(&identity).await,
+            Some(identity) => {
+                let resolved = auth.from_certificate(&identity).await;
+                (Some(identity), resolved)
+            }
             None => {
                 tracing::debug!(%remote_addr, "client certificate names no identity");
-                Err(crate::auth::AuthError::Refused)
+                (None, Err(crate::auth::AuthError::Refused))
             }
         }),
     };

@@ -99,3 +99,75 @@ async fn graceful_shutdown_drains(store: Store) {
     );
 }
 both_stores!(graceful_shutdown, graceful_shutdown_drains);
+
+/// A corrupt row is an opaque 500 naming the request id; the cause stays in the log.
+async fn internal_errors_are_opaque(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let sim = prov.create_sim(sim_body(1)).await;
+    match &app.test_db.db {
+        simvault::store::Db::Sqlite(p) => sqlx::query("UPDATE sims SET tags = '{\"a\": 1}'")
+            .execute(p)
+            .await
+            .map(|_| ()),
+        simvault::store::Db::Postgres(p) => sqlx::query("UPDATE sims SET tags = '{\"a\": 1}'")
+            .execute(p)
+            .await
+            .map(|_| ()),
+    }
+    .unwrap();
+    let a = prov
+        .get(&format!("/v1/sims/{}", sim["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(a.status, 500);
+    assert_eq!(a.content_type(), "application/problem+json");
+    assert_eq!(
+        a.body["type"],
+        "https://simvault.dev/problems/internal-error"
+    );
+    assert_eq!(
+        a.body["request_id"],
+        a.headers["x-request-id"].to_str().unwrap()
+    );
+    assert_eq!(
+        a.body["detail"],
+        "An internal error occurred; quote the request id when reporting it."
+    );
+    let keys: Vec<&String> = a.body.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "detail",
+            "instance",
+            "request_id",
+            "status",
+            "title",
+            "type"
+        ]
+    );
+}
+both_stores!(internal_error, internal_errors_are_opaque);
+
+/// With the database gone: not ready, and requests answer 503, never data or a 500.
+async fn database_outage_is_503(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    prov.create_sim(sim_body(1)).await;
+    let support = app.jwt_client("acme", &[Role::Support]);
+    app.test_db.db.close().await;
+    let anon = Api {
+        app_base: app.base.clone(),
+        client: app.anonymous(),
+        token: None,
+    };
+    assert_eq!(anon.get("/healthz").await.status, 200);
+    assert_eq!(anon.get("/readyz").await.status, 503);
+    for api in [&prov, &support] {
+        let a = api.get("/v1/sims").await;
+        assert_eq!(a.status, 503, "{:?}", a.body);
+        assert_eq!(a.body["type"], "https://simvault.dev/problems/unavailable");
+    }
+}
+both_stores!(database_outage, database_outage_is_503);
