@@ -71,7 +71,9 @@ async fn main() -> anyhow::Result<()> {
         tx.commit().await?;
     }
     match &db {
-        simvault::store::Db::Sqlite(p) => sqlx::query("ANALYZE").execute(p).await.map(|_| ())?,
+        simvault::store::Db::Sqlite(p) => {
+            sqlx::query("ANALYZE").execute(&p.write).await.map(|_| ())?
+        }
         simvault::store::Db::Postgres(p) => sqlx::query("ANALYZE").execute(p).await.map(|_| ())?,
     }
     db.close().await;

@@ -2,19 +2,18 @@
 //! and registering client certificate identities. They bypass request authorization because
 //! the caller already has the keys; they are the only use cases that do.
 
-use super::{ServiceError, ServiceResult, Services};
+use super::{ServiceError, ServiceResult, Services, conflict};
 use crate::domain::{Role, TenantId};
 use crate::store::identities::{self, IdentityRow};
-use crate::store::{StoreError, tenants};
+use crate::store::tenants;
 
 impl Services {
     pub async fn create_tenant(&self, tenant: &TenantId) -> ServiceResult<()> {
-        match tenants::create(&self.db, tenant.as_str(), self.clock.now()).await {
-            Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(format!(
-                "tenant {tenant} already exists"
-            ))),
-            other => Ok(other?),
-        }
+        let mut tx = self.db.begin().await?;
+        tenants::create(&mut tx, tenant.as_str(), self.clock.now())
+            .await
+            .map_err(conflict("the tenant already exists"))?;
+        Ok(tx.commit().await?)
     }
 
     pub async fn tenant_exists(&self, tenant: &TenantId) -> ServiceResult<bool> {
@@ -38,11 +37,10 @@ impl Services {
             name: name.to_owned(),
             roles: Role::join(roles),
         };
-        match identities::register(&self.db, &row, self.clock.now()).await {
-            Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(format!(
-                "identity {identity} is already registered"
-            ))),
-            other => Ok(other?),
-        }
+        let mut tx = self.db.begin().await?;
+        identities::register(&mut tx, &row, self.clock.now())
+            .await
+            .map_err(conflict("the identity is already registered"))?;
+        Ok(tx.commit().await?)
     }
 }

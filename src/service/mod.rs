@@ -56,6 +56,15 @@ impl From<Denial> for ServiceError {
 
 pub type ServiceResult<T> = Result<T, ServiceError>;
 
+/// For `map_err`: a uniqueness conflict becomes [`ServiceError::Conflict`] with `message`
+/// (which must not name another tenant's data); anything else maps as usual.
+fn conflict(message: &str) -> impl FnOnce(StoreError) -> ServiceError + '_ {
+    move |e| match e {
+        StoreError::Conflict(_) => ServiceError::Conflict(message.to_owned()),
+        other => other.into(),
+    }
+}
+
 /// Deployment settings the use cases depend on.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use super::{Page, ServiceError, ServiceResult, Services};
+use super::{Page, ServiceError, ServiceResult, Services, conflict};
 use crate::domain::{Plan, Principal};
 use crate::policy::{Action, Context, Resource};
-use crate::store::{StoreError, plans as repo};
+use crate::store::plans as repo;
 
 impl Services {
     pub async fn create_plan(
@@ -22,13 +22,12 @@ impl Services {
             compatibility_zones,
             created_at: self.clock.now(),
         };
-        match repo::insert(&self.db, &plan).await {
-            Ok(()) => Ok(plan),
-            Err(StoreError::Conflict(_)) => Err(ServiceError::Conflict(
-                "a plan with this name already exists".into(),
-            )),
-            Err(e) => Err(e.into()),
-        }
+        let mut tx = self.db.begin().await?;
+        repo::insert(&mut tx, &plan)
+            .await
+            .map_err(conflict("a plan with this name already exists"))?;
+        tx.commit().await?;
+        Ok(plan)
     }
 
     pub async fn get_plan(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Plan> {

@@ -1,11 +1,11 @@
 //! SIM inventory use cases.
 
-use super::{Page, ServiceError, ServiceResult, Services};
+use super::{Page, ServiceError, ServiceResult, Services, conflict};
 use crate::domain::sim::SimListQuery;
 use crate::domain::{NewSim, Principal, Sim, SimPatch, SimState, Timestamp, ValidationErrors};
 use crate::policy::{Action, Context, Resource};
 use crate::store::sims::{self as repo, SimKey};
-use crate::store::{StoreError, plans as plan_repo};
+use crate::store::{Tx, plans as plan_repo};
 
 /// Which plan's zones to list SIMs for.
 #[derive(Debug, Clone, Copy)]
@@ -41,15 +41,9 @@ impl Services {
             deleted_at: None,
         };
         let mut tx = self.db.begin().await?;
-        match repo::insert(&mut tx, &sim).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => {
-                return Err(ServiceError::Conflict(
-                    "a SIM with this ICCID already exists".into(),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        repo::insert(&mut tx, &sim)
+            .await
+            .map_err(conflict("a SIM with this ICCID already exists"))?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim created");
         Ok(sim)
@@ -108,16 +102,7 @@ impl Services {
         key: &SimKey,
         patch: SimPatch,
     ) -> ServiceResult<Sim> {
-        let mut tx = self.db.begin().await?;
-        let mut sim = repo::get_for_update(&mut tx, principal.tenant.as_str(), key)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        self.authorize(
-            principal,
-            Action::UpdateSim,
-            &sim_resource(&sim),
-            &Context::default(),
-        )?;
+        let (mut tx, mut sim) = self.lock_sim(principal, key, Action::UpdateSim).await?;
         patch.apply(&mut sim);
         sim.updated_at = self.clock.now().max(sim.updated_at);
         repo::update(&mut tx, &sim).await?;
@@ -131,16 +116,7 @@ impl Services {
         principal: &Principal,
         key: &SimKey,
     ) -> ServiceResult<Timestamp> {
-        let mut tx = self.db.begin().await?;
-        let mut sim = repo::get_for_update(&mut tx, principal.tenant.as_str(), key)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        self.authorize(
-            principal,
-            Action::DeleteSim,
-            &sim_resource(&sim),
-            &Context::default(),
-        )?;
+        let (mut tx, mut sim) = self.lock_sim(principal, key, Action::DeleteSim).await?;
         let now = self.clock.now().max(sim.updated_at);
         sim.deleted_at = Some(now);
         sim.updated_at = now;
@@ -148,6 +124,24 @@ impl Services {
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim deleted");
         Ok(now)
+    }
+}
+
+impl Services {
+    /// Opens a write transaction holding the caller's SIM locked, once `action` on it is
+    /// allowed. Another tenant's SIM is not found.
+    async fn lock_sim(
+        &self,
+        principal: &Principal,
+        key: &SimKey,
+        action: Action,
+    ) -> ServiceResult<(Tx, Sim)> {
+        let mut tx = self.db.begin().await?;
+        let sim = repo::get_for_update(&mut tx, principal.tenant.as_str(), key)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        self.authorize(principal, action, &sim_resource(&sim), &Context::default())?;
+        Ok((tx, sim))
     }
 }
 

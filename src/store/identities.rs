@@ -1,6 +1,6 @@
 //! Registered client-certificate identities.
 
-use super::{Db, StoreError, StoreResult, on_pool};
+use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct IdentityRow {
@@ -12,8 +12,8 @@ pub struct IdentityRow {
 }
 
 /// Registers `identity`; an identity registered before is [`StoreError::Conflict`].
-pub async fn register(db: &Db, row: &IdentityRow, now: i64) -> StoreResult<()> {
-    on_pool!(db, p => sqlx::query(
+pub async fn register(tx: &mut Tx, row: &IdentityRow, now: i64) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
         "INSERT INTO client_identities (identity, tenant_id, name, roles, created_at) \
          VALUES ($1, $2, $3, $4, $5)")
         .bind(&row.identity)
@@ -21,7 +21,7 @@ pub async fn register(db: &Db, row: &IdentityRow, now: i64) -> StoreResult<()> {
         .bind(&row.name)
         .bind(&row.roles)
         .bind(now)
-        .execute(p)
+        .execute(&mut *c)
         .await
         .map(|_| ()))
     .map_err(StoreError::from_write)?;

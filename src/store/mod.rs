@@ -56,8 +56,17 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// A connection pool to one of the supported databases.
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
     Postgres(PgPool),
+}
+
+/// SQLite allows one writer at a time: writes queue for a single connection in the pool
+/// (asynchronously, instead of spinning on the busy timeout), while reads, which WAL mode
+/// lets run beside the writer, have connections of their own.
+#[derive(Clone, Debug)]
+pub struct SqlitePools {
+    pub read: SqlitePool,
+    pub write: SqlitePool,
 }
 
 /// An open transaction. Dropping it without [`Tx::commit`] rolls it back.
@@ -66,11 +75,14 @@ pub enum Tx {
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
-/// Runs `$body` with `$pool` bound to the concrete pool of whichever backend `$db` is.
+/// Runs `$body` with `$pool` bound to the concrete (read) pool of whichever backend `$db` is.
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Sqlite(pools) => {
+                let $pool = &pools.read;
+                $body
+            }
             $crate::store::Db::Postgres($pool) => $body,
         }
     };
@@ -113,11 +125,16 @@ impl Db {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
             .connect_with(opts)
             .await?;
-        Ok(Db::Sqlite(pool))
+        Ok(Db::Sqlite(SqlitePools { read, write }))
     }
 
     /// Connects to PostgreSQL. `search_path` selects a schema (tests use one per test).
@@ -155,7 +172,7 @@ impl Db {
 
     pub async fn migrate(&self) -> StoreResult<()> {
         match self {
-            Db::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await,
+            Db::Sqlite(p) => SQLITE_MIGRATIONS.run(&p.write).await,
             Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await,
         }
         .map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
@@ -172,7 +189,7 @@ impl Db {
     /// IMMEDIATE`), so a read-then-write transaction cannot fail half-way on lock upgrade.
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(p) => Tx::Sqlite(p.write.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }
@@ -184,7 +201,13 @@ impl Db {
     }
 
     pub async fn close(&self) {
-        on_pool!(self, p => p.close().await);
+        match self {
+            Db::Sqlite(p) => {
+                p.read.close().await;
+                p.write.close().await;
+            }
+            Db::Postgres(p) => p.close().await,
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use sqlx::types::Json;
 
-use super::{Db, StoreError, StoreResult, on_pool};
+use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
 use crate::domain::Plan;
 
 #[derive(sqlx::FromRow)]
@@ -31,7 +31,7 @@ impl TryFrom<PlanRow> for Plan {
 }
 
 /// Creates a plan; a plan of the same name in the tenant is [`StoreError::Conflict`].
-pub async fn insert(db: &Db, plan: &Plan) -> StoreResult<()> {
+pub async fn insert(tx: &mut Tx, plan: &Plan) -> StoreResult<()> {
     let zones = Json(serde_json::Value::Array(
         plan.compatibility_zones
             .iter()
@@ -39,14 +39,14 @@ pub async fn insert(db: &Db, plan: &Plan) -> StoreResult<()> {
             .map(serde_json::Value::String)
             .collect(),
     ));
-    on_pool!(db, p => sqlx::query(
+    on_tx!(tx, c => sqlx::query(
         "INSERT INTO plans (id, tenant_id, name, compatibility_zones, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(plan.id.to_string())
         .bind(&plan.tenant_id)
         .bind(&plan.name)
         .bind(zones)
         .bind(plan.created_at)
-        .execute(p)
+        .execute(&mut *c)
         .await
         .map(|_| ()))
     .map_err(StoreError::from_write)?;

@@ -115,6 +115,37 @@ fn labels_json(set: &BTreeSet<String>) -> Json<serde_json::Value> {
     ))
 }
 
+/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$23`).
+macro_rules! bind_sim {
+    ($query:expr, $sim:expr) => {{
+        let sim: &Sim = $sim;
+        $query
+            .bind(sim.id.to_string())
+            .bind(&sim.tenant_id)
+            .bind(sim.iccid.as_str())
+            .bind(sim.imsi.as_ref().map(Imsi::as_str))
+            .bind(sim.msisdn.as_ref().map(Msisdn::as_str))
+            .bind(sim.imei.as_ref().map(Imei::as_str))
+            .bind(sim.eid.as_ref().map(Eid::as_str))
+            .bind(sim.sim_type.as_str())
+            .bind(sim.state.as_str())
+            .bind(&sim.state_reason)
+            .bind(&sim.carrier_status)
+            .bind(&sim.vendor)
+            .bind(labels_json(&sim.tags))
+            .bind(&sim.group_id)
+            .bind(&sim.device_id)
+            .bind(labels_json(&sim.compatibility_zones))
+            .bind(sim.is_attached)
+            .bind(&sim.esim_profile_state)
+            .bind(Json(serde_json::Value::Object(sim.metadata.clone())))
+            .bind(sim.created_at)
+            .bind(sim.updated_at)
+            .bind(sim.last_synced_at)
+            .bind(sim.deleted_at)
+    }};
+}
+
 /// Inserts a new SIM. A duplicate ICCID (in any tenant) is [`StoreError::Conflict`].
 pub async fn insert(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
     const SQL: &str = "INSERT INTO sims (id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, \
@@ -122,30 +153,7 @@ pub async fn insert(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
         is_attached, esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
         $20, $21, $22, $23)";
-    on_tx!(tx, c => sqlx::query(SQL)
-        .bind(sim.id.to_string())
-        .bind(&sim.tenant_id)
-        .bind(sim.iccid.as_str())
-        .bind(sim.imsi.as_ref().map(Imsi::as_str))
-        .bind(sim.msisdn.as_ref().map(Msisdn::as_str))
-        .bind(sim.imei.as_ref().map(Imei::as_str))
-        .bind(sim.eid.as_ref().map(Eid::as_str))
-        .bind(sim.sim_type.as_str())
-        .bind(sim.state.as_str())
-        .bind(&sim.state_reason)
-        .bind(&sim.carrier_status)
-        .bind(&sim.vendor)
-        .bind(labels_json(&sim.tags))
-        .bind(&sim.group_id)
-        .bind(&sim.device_id)
-        .bind(labels_json(&sim.compatibility_zones))
-        .bind(sim.is_attached)
-        .bind(&sim.esim_profile_state)
-        .bind(Json(serde_json::Value::Object(sim.metadata.clone())))
-        .bind(sim.created_at)
-        .bind(sim.updated_at)
-        .bind(sim.last_synced_at)
-        .bind(sim.deleted_at)
+    on_tx!(tx, c => bind_sim!(sqlx::query(SQL), sim)
         .execute(&mut *c)
         .await
         .map(|_| ()))
@@ -153,34 +161,15 @@ pub async fn insert(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
     Ok(())
 }
 
-/// Writes back every mutable field of an existing SIM.
+/// Writes back every field of an existing SIM; its id, tenant and ICCID never change.
 pub async fn update(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
-    const SQL: &str = "UPDATE sims SET imsi = $3, msisdn = $4, imei = $5, eid = $6, state = $7, \
-        state_reason = $8, carrier_status = $9, vendor = $10, tags = $11, group_id = $12, \
-        device_id = $13, compatibility_zones = $14, is_attached = $15, esim_profile_state = $16, \
-        metadata = $17, updated_at = $18, last_synced_at = $19, deleted_at = $20 \
-        WHERE tenant_id = $1 AND id = $2";
-    let done = on_tx!(tx, c => sqlx::query(SQL)
-        .bind(&sim.tenant_id)
-        .bind(sim.id.to_string())
-        .bind(sim.imsi.as_ref().map(Imsi::as_str))
-        .bind(sim.msisdn.as_ref().map(Msisdn::as_str))
-        .bind(sim.imei.as_ref().map(Imei::as_str))
-        .bind(sim.eid.as_ref().map(Eid::as_str))
-        .bind(sim.state.as_str())
-        .bind(&sim.state_reason)
-        .bind(&sim.carrier_status)
-        .bind(&sim.vendor)
-        .bind(labels_json(&sim.tags))
-        .bind(&sim.group_id)
-        .bind(&sim.device_id)
-        .bind(labels_json(&sim.compatibility_zones))
-        .bind(sim.is_attached)
-        .bind(&sim.esim_profile_state)
-        .bind(Json(serde_json::Value::Object(sim.metadata.clone())))
-        .bind(sim.updated_at)
-        .bind(sim.last_synced_at)
-        .bind(sim.deleted_at)
+    const SQL: &str = "UPDATE sims SET imsi = $4, msisdn = $5, imei = $6, eid = $7, sim_type = $8, \
+        state = $9, state_reason = $10, carrier_status = $11, vendor = $12, tags = $13, \
+        group_id = $14, device_id = $15, compatibility_zones = $16, is_attached = $17, \
+        esim_profile_state = $18, metadata = $19, created_at = $20, updated_at = $21, \
+        last_synced_at = $22, deleted_at = $23 \
+        WHERE id = $1 AND tenant_id = $2 AND iccid = $3";
+    let done = on_tx!(tx, c => bind_sim!(sqlx::query(SQL), sim)
         .execute(&mut *c)
         .await
         .map(|r| r.rows_affected()))
@@ -240,9 +229,27 @@ pub async fn get_for_update(
 /// Shortest term the trigram indexes can serve; shorter terms fall back to a scan.
 const TRIGRAM: usize = 3;
 
-/// FTS5 phrase query for a literal term (double quotes doubled).
-fn fts_phrase(term: &str) -> String {
-    format!("\"{}\"", term.replace('"', "\"\""))
+/// An FTS5 query matching rows that contain every distinct trigram of `term` (optionally in
+/// one column). It selects candidates only; callers confirm the substring with `LIKE`.
+///
+/// Why not a phrase query: a phrase must check token positions and reads every position list
+/// of every trigram, which for identifiers full of common trigrams (`000`, country codes) cost
+/// several times more than this AND of distinct trigrams plus a check of the few candidates.
+fn fts_trigrams(term: &str, column: Option<&str>) -> String {
+    let chars: Vec<char> = term.chars().collect();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut parts = Vec::new();
+    for w in chars.windows(TRIGRAM) {
+        let tri: String = w.iter().collect();
+        if seen.insert(tri.clone()) {
+            let quoted = format!("\"{}\"", tri.replace('"', "\"\""));
+            parts.push(match column {
+                Some(c) => format!("{c} : {quoted}"),
+                None => quoted,
+            });
+        }
+    }
+    parts.join(" AND ")
 }
 
 fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &str, q: &SimListQuery) {
@@ -294,27 +301,22 @@ fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &str, q: &SimLi
         }
     }
     if let Some(term) = &q.iccid {
-        match dialect {
-            Dialect::Sqlite if term.chars().count() >= TRIGRAM => {
-                b.push(" AND s.pk IN (SELECT rowid FROM sims_fts WHERE sims_fts MATCH ");
-                b.bind_text(format!("iccid : {}", fts_phrase(term)))
-                    .push(")");
-            }
-            _ => {
-                b.push(" AND s.iccid LIKE ");
-                b.bind_text(format!("%{}%", like_escape(term)))
-                    .push(" ESCAPE '\\'");
-            }
+        if dialect == Dialect::Sqlite && term.chars().count() >= TRIGRAM {
+            b.push(" AND s.pk IN (SELECT rowid FROM sims_fts WHERE sims_fts MATCH ");
+            b.bind_text(fts_trigrams(term, Some("iccid"))).push(")");
         }
+        b.push(" AND s.iccid LIKE ");
+        b.bind_text(format!("%{}%", like_escape(term)))
+            .push(" ESCAPE '\\'");
     }
     if let Some(term) = &q.search {
         let term = term.to_lowercase();
         match dialect {
-            Dialect::Sqlite if term.chars().count() >= TRIGRAM => {
-                b.push(" AND s.pk IN (SELECT rowid FROM sims_fts WHERE sims_fts MATCH ");
-                b.bind_text(fts_phrase(&term)).push(")");
-            }
             Dialect::Sqlite => {
+                if term.chars().count() >= TRIGRAM {
+                    b.push(" AND s.pk IN (SELECT rowid FROM sims_fts WHERE sims_fts MATCH ");
+                    b.bind_text(fts_trigrams(&term, None)).push(")");
+                }
                 let pattern = format!("%{}%", like_escape(&term));
                 b.push(" AND (");
                 for (i, col) in [
@@ -347,12 +349,22 @@ fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &str, q: &SimLi
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct CountedRow {
+    #[sqlx(flatten)]
+    sim: SimRow,
+    total_count: i64,
+}
+
 /// One page of `tenant_id`'s live SIMs matching `q`, and how many match in all.
+///
+/// With a substring filter the expensive part is the trigram lookup, so one statement serves
+/// both the page and the total (`count(*) OVER ()`) and the lookup runs once. Without one,
+/// counting through an index and reading the page in index order is cheaper than a window
+/// over every row, so those are two statements.
 pub async fn list(db: &Db, tenant_id: &str, q: &SimListQuery) -> StoreResult<(Vec<Sim>, u64)> {
     let dialect = db.dialect();
-    let mut count = SqlBuilder::default();
-    count.push("SELECT count(*)");
-    push_filters(&mut count, dialect, tenant_id, q);
+    let windowed = q.search.is_some() || q.iccid.is_some();
 
     let mut page = SqlBuilder::default();
     page.push("SELECT ");
@@ -363,6 +375,9 @@ pub async fn list(db: &Db, tenant_id: &str, q: &SimListQuery) -> StoreResult<(Ve
             .collect::<Vec<_>>()
             .join(", "),
     );
+    if windowed {
+        page.push(", count(*) OVER () AS total_count");
+    }
     push_filters(&mut page, dialect, tenant_id, q);
     let dir = if q.descending { "DESC" } else { "ASC" };
     let col = q.sort_by.column();
@@ -372,17 +387,53 @@ pub async fn list(db: &Db, tenant_id: &str, q: &SimListQuery) -> StoreResult<(Ve
     page.bind(Bind::Int(i64::from(q.page_size)));
     page.push(" OFFSET ");
     page.bind(Bind::Int(i64::try_from(q.offset()).unwrap_or(i64::MAX)));
-
-    let count_sql = sqlx::AssertSqlSafe(count.sql);
     let page_sql = sqlx::AssertSqlSafe(page.sql);
-    let (total, rows): (i64, Vec<SimRow>) = on_pool!(db, p => {
-        let total: i64 = bind_all!(sqlx::query_scalar(count_sql), &count.binds).fetch_one(p).await?;
-        let rows = bind_all!(sqlx::query_as(page_sql), &page.binds).fetch_all(p).await?;
-        (total, rows)
-    });
+
+    let (rows, total): (Vec<SimRow>, Option<i64>) = if windowed {
+        let rows: Vec<CountedRow> = on_pool!(db, p => bind_all!(sqlx::query_as(page_sql), &page.binds)
+            .fetch_all(p)
+            .await)?;
+        let total = rows.first().map(|r| r.total_count);
+        (rows.into_iter().map(|r| r.sim).collect(), total)
+    } else {
+        let rows = on_pool!(db, p => bind_all!(sqlx::query_as(page_sql), &page.binds)
+            .fetch_all(p)
+            .await)?;
+        (rows, None)
+    };
+    // A page past the end (or an unwindowed query) still needs the total.
+    let total = match total {
+        Some(t) => t,
+        None if windowed && q.offset() == 0 => 0,
+        None => {
+            let mut count = SqlBuilder::default();
+            count.push("SELECT count(*)");
+            push_filters(&mut count, dialect, tenant_id, q);
+            let count_sql = sqlx::AssertSqlSafe(count.sql);
+            on_pool!(db, p => bind_all!(sqlx::query_scalar(count_sql), &count.binds)
+                .fetch_one(p)
+                .await)?
+        }
+    };
     let sims = rows
         .into_iter()
         .map(Sim::try_from)
         .collect::<StoreResult<Vec<_>>>()?;
     Ok((sims, u64::try_from(total).unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fts_queries_use_each_distinct_trigram_once_and_quote_them() {
+        assert_eq!(fts_trigrams("33333", None), "\"333\"");
+        assert_eq!(
+            fts_trigrams("12345", Some("iccid")),
+            "iccid : \"123\" AND iccid : \"234\" AND iccid : \"345\""
+        );
+        assert_eq!(fts_trigrams("a\"bc", None), "\"a\"\"b\" AND \"\"\"bc\"");
+        assert_eq!(fts_trigrams("ab", None), "");
+    }
 }

@@ -1,13 +1,13 @@
 //! Tenants.
 
-use super::{Db, StoreError, StoreResult, on_pool};
+use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
 
 /// Creates a tenant; an existing one is [`StoreError::Conflict`].
-pub async fn create(db: &Db, id: &str, now: i64) -> StoreResult<()> {
-    on_pool!(db, p => sqlx::query("INSERT INTO tenants (id, created_at) VALUES ($1, $2)")
+pub async fn create(tx: &mut Tx, id: &str, now: i64) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query("INSERT INTO tenants (id, created_at) VALUES ($1, $2)")
         .bind(id)
         .bind(now)
-        .execute(p)
+        .execute(&mut *c)
         .await
         .map(|_| ()))
     .map_err(StoreError::from_write)?;
@@ -20,12 +20,4 @@ pub async fn exists(db: &Db, id: &str) -> StoreResult<bool> {
         .fetch_one(p)
         .await)?;
     Ok(n > 0)
-}
-
-pub async fn list(db: &Db) -> StoreResult<Vec<String>> {
-    Ok(
-        on_pool!(db, p => sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
-        .fetch_all(p)
-        .await)?,
-    )
 }

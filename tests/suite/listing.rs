@@ -156,6 +156,16 @@ async fn paging_arithmetic(store: Store) {
     let mut sorted = states.clone();
     sorted.sort_unstable();
     assert_eq!(states, sorted);
+    // With a search, past the last page: still the right total.
+    let past = api.get("/v1/sims?search=44770090&page=9").await;
+    assert_eq!(past.body["items"], json!([]));
+    assert_eq!(past.body["total"], 25);
+    let searched = api
+        .get("/v1/sims?search=44770090&page=2&page_size=10")
+        .await;
+    assert_eq!(searched.body["total"], 25);
+    assert_eq!(searched.body["pages"], 3);
+    assert_eq!(searched.body["items"].as_array().unwrap().len(), 10);
     // Default order: most recently updated first.
     let recent = api.get("/v1/sims?page_size=1").await;
     assert_eq!(numbers(&recent.body), vec![25]);

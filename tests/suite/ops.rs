@@ -108,7 +108,7 @@ async fn internal_errors_are_opaque(store: Store) {
     let sim = prov.create_sim(sim_body(1)).await;
     match &app.test_db.db {
         simvault::store::Db::Sqlite(p) => sqlx::query("UPDATE sims SET tags = '{\"a\": 1}'")
-            .execute(p)
+            .execute(&p.write)
             .await
             .map(|_| ()),
         simvault::store::Db::Postgres(p) => sqlx::query("UPDATE sims SET tags = '{\"a\": 1}'")

@@ -9,6 +9,12 @@ use simvault::store::{StoreError, identities, plans, tenants};
 
 use crate::helpers::{Store, TestDb, both_stores, iccid};
 
+async fn create_tenant(db: &simvault::store::Db, id: &str) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    tenants::create(&mut tx, id, 1).await?;
+    tx.commit().await
+}
+
 fn sim(tenant: &str, n: u64) -> Sim {
     Sim {
         id: uuid::Uuid::new_v4(),
@@ -43,10 +49,10 @@ fn sim(tenant: &str, n: u64) -> Sim {
 async fn sims_round_trip_and_isolation(store: Store) {
     let t = TestDb::new(store).await;
     let db = &t.db;
-    tenants::create(db, "a", 1).await.unwrap();
-    tenants::create(db, "b", 1).await.unwrap();
+    create_tenant(db, "a").await.unwrap();
+    create_tenant(db, "b").await.unwrap();
     assert!(matches!(
-        tenants::create(db, "a", 2).await,
+        create_tenant(db, "a").await,
         Err(StoreError::Conflict(_))
     ));
     assert!(tenants::exists(db, "a").await.unwrap());
@@ -124,7 +130,7 @@ both_stores!(sims_contract, sims_round_trip_and_isolation);
 async fn search_index_follows_updates(store: Store) {
     let t = TestDb::new(store).await;
     let db = &t.db;
-    tenants::create(db, "a", 1).await.unwrap();
+    create_tenant(db, "a").await.unwrap();
     let mut s = sim("a", 5);
     let mut tx = db.begin().await.unwrap();
     repo::insert(&mut tx, &s).await.unwrap();
@@ -158,7 +164,7 @@ both_stores!(search_index, search_index_follows_updates);
 async fn plans_and_identities(store: Store) {
     let t = TestDb::new(store).await;
     let db = &t.db;
-    tenants::create(db, "a", 1).await.unwrap();
+    create_tenant(db, "a").await.unwrap();
     let plan = Plan {
         id: uuid::Uuid::new_v4(),
         tenant_id: "a".into(),
@@ -166,18 +172,19 @@ async fn plans_and_identities(store: Store) {
         compatibility_zones: BTreeSet::from(["eu".to_owned()]),
         created_at: 9,
     };
-    plans::insert(db, &plan).await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    plans::insert(&mut tx, &plan).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let again = Plan {
+        id: uuid::Uuid::new_v4(),
+        ..plan.clone()
+    };
     assert!(matches!(
-        plans::insert(
-            db,
-            &Plan {
-                id: uuid::Uuid::new_v4(),
-                ..plan.clone()
-            }
-        )
-        .await,
+        plans::insert(&mut tx, &again).await,
         Err(StoreError::Conflict(_))
     ));
+    drop(tx);
     assert_eq!(
         plans::get(db, "a", plan.id).await.unwrap(),
         Some(plan.clone())
@@ -191,11 +198,15 @@ async fn plans_and_identities(store: Store) {
         name: "x".into(),
         roles: "support".into(),
     };
-    identities::register(db, &row, 1).await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    identities::register(&mut tx, &row, 1).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.begin().await.unwrap();
     assert!(matches!(
-        identities::register(db, &row, 2).await,
+        identities::register(&mut tx, &row, 2).await,
         Err(StoreError::Conflict(_))
     ));
+    drop(tx);
     assert_eq!(
         identities::find_active(db, "urn:simvault:a:x")
             .await
@@ -215,7 +226,8 @@ async fn plans_and_identities(store: Store) {
         name: "i".into(),
         roles: "admin".into(),
     };
-    assert!(identities::register(db, &orphan, 1).await.is_err());
+    let mut tx = db.begin().await.unwrap();
+    assert!(identities::register(&mut tx, &orphan, 1).await.is_err());
 }
 both_stores!(plans_identities_contract, plans_and_identities);
 
@@ -224,7 +236,7 @@ async fn concurrent_patches_do_not_lose_updates(store: Store) {
     use simvault::domain::SimPatch;
     let t = TestDb::new(store).await;
     let db = t.db.clone();
-    tenants::create(&db, "a", 1).await.unwrap();
+    create_tenant(&db, "a").await.unwrap();
     let s = sim("a", 9);
     let mut tx = db.begin().await.unwrap();
     repo::insert(&mut tx, &s).await.unwrap();
