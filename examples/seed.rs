@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use simvault::clock::{Clock, SystemClock};
 use simvault::config::Config;
 use simvault::domain::{Iccid, Imsi, LuhnPolicy, Msisdn, Sim, SimState, SimType, TenantId};
+use simvault::service::admin;
 use simvault::store::sims;
 
 fn iccid(n: u64) -> Option<Iccid> {
@@ -26,10 +27,8 @@ async fn main() -> anyhow::Result<()> {
     let tenant = TenantId::parse(&args[2]).map_err(anyhow::Error::msg)?;
     let count: u64 = args[3].parse()?;
     let db = simvault::startup::open_store(&config).await?;
-    let services =
-        simvault::startup::services(&config, db.clone(), std::sync::Arc::new(SystemClock));
-    if !services.tenant_exists(&tenant).await? {
-        services.create_tenant(&tenant).await?;
+    if !admin::tenant_exists(&db, &tenant).await? {
+        admin::create_tenant(&db, &SystemClock, &tenant).await?;
     }
     let zones = ["eu", "us", "apac", "latam"];
     let start = SystemClock.now();
@@ -65,6 +64,8 @@ async fn main() -> anyhow::Result<()> {
                 updated_at: now,
                 last_synced_at: None,
                 deleted_at: None,
+                secret_fields: Default::default(),
+                counters: Default::default(),
             };
             sims::insert(&mut tx, &sim).await?;
         }

@@ -1,7 +1,6 @@
 //! The `simvault` command line: parsing (clap) and the operator commands.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
@@ -11,7 +10,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, resolve_data_dir};
 use crate::domain::{Role, TenantId};
 use crate::pki::{self, KeyPaths};
-use crate::service::{ServiceError, Services};
+use crate::service::{ServiceError, admin};
 use crate::startup::{self, Application};
 
 #[derive(Debug, Parser)]
@@ -121,10 +120,6 @@ pub struct ServeArgs {
     pub listen: Option<String>,
 }
 
-fn system_services(config: &Config, db: crate::store::Db) -> Services {
-    startup::services(config, db, Arc::new(SystemClock))
-}
-
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(d) => init(&d.path()).await,
@@ -133,8 +128,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let tenant = TenantId::parse(&tenant).map_err(anyhow::Error::msg)?;
             let config = Config::from_env(&data.path(), None)?;
-            let services = system_services(&config, startup::open_store(&config).await?);
-            services.create_tenant(&tenant).await.map_err(explain)?;
+            let db = startup::open_store(&config).await?;
+            admin::create_tenant(&db, &SystemClock, &tenant)
+                .await
+                .map_err(explain)?;
             println!("tenant {tenant} created");
             Ok(())
         }
@@ -142,10 +139,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: CertCommand::Issue(args),
         } => {
             let config = Config::from_env(&args.data.path(), None)?;
-            let services = system_services(&config, startup::open_store(&config).await?);
+            let db = startup::open_store(&config).await?;
             let (cert, key) = issue_cert(
                 &config,
-                &services,
+                &db,
                 &args.tenant,
                 &args.roles,
                 &args.name,
@@ -162,9 +159,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(args) => {
             let config = Config::from_env(&args.data.path(), None)?;
-            let services = system_services(&config, startup::open_store(&config).await?);
+            let db = startup::open_store(&config).await?;
             let tenant = TenantId::parse(&args.tenant).map_err(anyhow::Error::msg)?;
-            if !services.tenant_exists(&tenant).await.map_err(explain)? {
+            if !admin::tenant_exists(&db, &tenant).await.map_err(explain)? {
                 bail!("no tenant {tenant}: create it with `simvault tenant create {tenant}`");
             }
             let roles = Role::parse_list(&args.roles).map_err(anyhow::Error::msg)?;
@@ -209,7 +206,7 @@ fn valid_client_name(name: &str) -> bool {
 
 async fn issue_cert(
     config: &Config,
-    services: &Services,
+    db: &crate::store::Db,
     tenant: &str,
     roles: &str,
     name: &str,
@@ -230,8 +227,7 @@ async fn issue_cert(
     }
     let identity = pki::client_identity(tenant.as_str(), name);
     let (cert, key) = pki::issue_client_cert(&config.keys(), &identity, name, days)?;
-    services
-        .register_identity(&tenant, &identity, name, &roles)
+    admin::register_identity(db, &SystemClock, &tenant, &identity, name, &roles)
         .await
         .map_err(|e| match e {
             ServiceError::NotFound => anyhow::anyhow!(
@@ -293,10 +289,12 @@ async fn quickstart(args: &ServeArgs) -> anyhow::Result<()> {
         init(&data_dir).await?;
     }
     let config = Config::from_env(&data_dir, args.listen.clone())?;
-    let services = system_services(&config, startup::open_store(&config).await?);
+    let db = startup::open_store(&config).await?;
     let tenant = TenantId::parse("demo").map_err(anyhow::Error::msg)?;
-    if !services.tenant_exists(&tenant).await.map_err(explain)? {
-        services.create_tenant(&tenant).await.map_err(explain)?;
+    if !admin::tenant_exists(&db, &tenant).await.map_err(explain)? {
+        admin::create_tenant(&db, &SystemClock, &tenant)
+            .await
+            .map_err(explain)?;
     }
     let clients = data_dir.join("clients");
     let cert = clients.join("demo-provisioner.pem");
@@ -304,7 +302,7 @@ async fn quickstart(args: &ServeArgs) -> anyhow::Result<()> {
     if !cert.exists() {
         issue_cert(
             &config,
-            &services,
+            &db,
             "demo",
             "provisioner",
             "demo-provisioner",
@@ -327,7 +325,7 @@ async fn quickstart(args: &ServeArgs) -> anyhow::Result<()> {
         "demo-operator",
         24 * 3600,
     )?;
-    services.db.close().await;
+    db.close().await;
 
     let app = Application::build(&config).await?;
     let port = app.local_addr().port();

@@ -11,6 +11,7 @@ use crate::domain::LuhnPolicy;
 use crate::pki::KeyPaths;
 use crate::server::Limits;
 use crate::server::tls::TlsFiles;
+use crate::vault::RootKeySource;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 pub const DEFAULT_DATA_DIR: &str = "./simvault-data";
@@ -37,6 +38,7 @@ pub struct Config {
     pub jwt: JwtSettings,
     pub iccid_luhn: LuhnPolicy,
     pub limits: Limits,
+    pub root_key: RootKeySource,
 }
 
 /// Reads one environment variable; empty counts as unset.
@@ -85,6 +87,14 @@ impl Config {
             },
             iccid_luhn,
             limits: Limits::default(),
+            root_key: match env("SIMVAULT_ROOT_KEY_PROVIDER").as_deref() {
+                None | Some("file") => RootKeySource::File(keys.root_key()),
+                Some("env") => RootKeySource::Env,
+                Some("pkcs11") => anyhow::bail!(
+                    "SIMVAULT_ROOT_KEY_PROVIDER=pkcs11 is not available in this version: use file or env"
+                ),
+                Some(_) => anyhow::bail!("SIMVAULT_ROOT_KEY_PROVIDER must be file, env or pkcs11"),
+            },
         })
     }
 

@@ -11,11 +11,12 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::auth::{Authenticator, JwtVerifier};
-use crate::clock::{SharedClock, SystemClock};
+use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::policy::Policy;
 use crate::service::{Services, Settings};
-use crate::store::Db;
+use crate::store::{Db, keys};
+use crate::vault::Keyring;
 
 /// Opens the configured store and brings its schema up to date.
 pub async fn open_store(config: &Config) -> anyhow::Result<Db> {
@@ -30,7 +31,36 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-pub fn services(config: &Config, db: Db, clock: SharedClock) -> Services {
+/// Loads the root key and proves it is the one this database's keys were wrapped under
+/// (recording the proof on first start). A wrong key or passphrase refuses to start, having
+/// changed nothing.
+pub async fn open_vault(
+    config: &Config,
+    db: &Db,
+    clock: &dyn Clock,
+) -> anyhow::Result<Arc<Keyring>> {
+    let root = crate::vault::root::load(&config.root_key).context("loading the root key")?;
+    let keyring = Keyring::new(root);
+    let mismatch = || {
+        anyhow::anyhow!(
+            "the root key does not match this database (wrong key file, SIMVAULT_ROOT_KEY or passphrase); refusing to start"
+        )
+    };
+    if keys::root_check(db).await?.is_none() {
+        let blob = keyring.make_root_check()?;
+        let mut tx = db.begin().await?;
+        keys::insert_root_check(&mut tx, keyring.format(), &blob, clock.now()).await?;
+        tx.commit().await?;
+    }
+    // Ours, or one another replica stored first: either way it must open with this key.
+    let (format, blob) = keys::root_check(db).await?.ok_or_else(mismatch)?;
+    keyring
+        .verify_root_check(format, &blob)
+        .map_err(|_| mismatch())?;
+    Ok(Arc::new(keyring))
+}
+
+pub fn services(config: &Config, db: Db, clock: SharedClock, keyring: Arc<Keyring>) -> Services {
     Services {
         db,
         policy: Policy::default(),
@@ -38,6 +68,7 @@ pub fn services(config: &Config, db: Db, clock: SharedClock) -> Services {
         settings: Settings {
             iccid_luhn: config.iccid_luhn,
         },
+        keyring,
     }
 }
 
@@ -75,7 +106,8 @@ impl Application {
             tracing::warn!(path = %config.jwt.keys.display(), "no JWT verification keys: bearer tokens will be refused");
             None
         };
-        let services = Arc::new(services(config, db.clone(), clock.clone()));
+        let keyring = open_vault(config, &db, clock.as_ref()).await?;
+        let services = Arc::new(services(config, db.clone(), clock.clone(), keyring));
         let auth = Arc::new(Authenticator::new(db.clone(), jwt, clock));
         let state = AppState {
             services,

@@ -101,35 +101,44 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 ApiError::Malformed("the request body could not be read".into())
             }
         })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::Malformed(format!(
-                "the body is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        })?;
-        if !value.is_object() {
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+                return Err(ApiError::Malformed("the body is not valid JSON".into()));
+            }
             return Err(
                 ValidationErrors::single_pointer("", "the body must be a JSON object").into(),
             );
         }
-        serde_json::from_value(value).map(ApiJson).map_err(|e| {
-            let msg = e.to_string();
-            // serde names an unknown field as: unknown field `name`, expected one of …
-            let field = msg
-                .strip_prefix("unknown field `")
-                .and_then(|rest| rest.split('`').next());
-            match field {
-                Some(name) => ValidationErrors::single_pointer(
-                    format!("/{}", crate::domain::validation::pointer_token(name)),
-                    "unknown field",
-                )
-                .into(),
-                None => ValidationErrors::single_pointer(
-                    "",
-                    "the body does not have the expected shape",
-                )
-                .into(),
+        // Straight into `T`: secret fields must never pass through a `serde_json::Value`.
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let parsed = T::deserialize(&mut de).and_then(|t| de.end().map(|()| t));
+        parsed.map(ApiJson).map_err(|e| match e.classify() {
+            serde_json::error::Category::Syntax
+            | serde_json::error::Category::Eof
+            | serde_json::error::Category::Io => ApiError::Malformed(format!(
+                "the body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            )),
+            serde_json::error::Category::Data => {
+                // serde names an unknown field as: unknown field `name`, expected one of …
+                // Nothing else of its message is repeated: it may quote a value.
+                let msg = e.to_string();
+                let field = msg
+                    .strip_prefix("unknown field `")
+                    .and_then(|rest| rest.split('`').next());
+                match field {
+                    Some(name) => ValidationErrors::single_pointer(
+                        format!("/{}", crate::domain::validation::pointer_token(name)),
+                        "unknown field",
+                    )
+                    .into(),
+                    None => ValidationErrors::single_pointer(
+                        "",
+                        "the body must be a JSON object of the documented fields",
+                    )
+                    .into(),
+                }
             }
         })
     }

@@ -7,6 +7,7 @@ mod fields;
 pub mod openapi;
 mod ops;
 pub mod plans;
+pub mod secrets;
 pub mod sims;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(sims::router())
+        .merge(secrets::router())
         .merge(plans::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::NotFound })

@@ -53,6 +53,8 @@ impl Modify for Security {
         super::sims::get_sim,
         super::sims::update_sim,
         super::sims::delete_sim,
+        super::secrets::reveal,
+        super::secrets::write,
         super::plans::create_plan,
         super::plans::list_plans,
         super::plans::get_plan,

@@ -14,6 +14,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::fields::{Fields, label};
+use super::secrets::SecretsInput;
 use crate::domain::sim::{
     DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TAGS, MAX_ZONES, SimListQuery, SortField,
     check_carrier_status, check_metadata, page_count,
@@ -95,8 +96,15 @@ impl From<Sim> for SimView {
             esim_profile_state: s.esim_profile_state,
             link: None,
             metadata: s.metadata,
-            secrets_present: Vec::new(),
-            pin_status: serde_json::Map::new(),
+            secrets_present: s.secret_fields.iter().map(|f| f.as_str().to_owned()).collect(),
+            pin_status: s
+                .counters
+                .status()
+                .into_iter()
+                .map(|(name, remaining)| {
+                    (name.to_owned(), serde_json::json!({"remaining_attempts": remaining, "blocked": remaining == 0}))
+                })
+                .collect(),
             created_at: format_timestamp(s.created_at),
             updated_at: format_timestamp(s.updated_at),
             last_synced_at: s.last_synced_at.map(format_timestamp),
@@ -156,10 +164,10 @@ pub struct CreateSimBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
-    /// Secret fields; stored by the vault.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
-    pub secrets: Option<Value>,
+    /// Secret fields, encrypted by the vault; never returned here.
+    #[serde(default)]
+    #[schema(value_type = Option<super::secrets::SecretsDoc>)]
+    pub secrets: Option<SecretsInput>,
 }
 
 impl CreateSimBody {
@@ -193,12 +201,10 @@ impl CreateSimBody {
         if eid.is_some() && sim_type != SimType::Esim {
             errs.pointer("/eid", "an EID is only given for an eSIM (sim_type esim)");
         }
-        if matches!(&self.secrets, Some(v) if !v.is_null()) {
-            errs.pointer(
-                "/secrets",
-                "secret storage is not available in this version",
-            );
-        }
+        let secrets = self
+            .secrets
+            .map(|s| s.parse("/secrets", false, &mut errs))
+            .unwrap_or_default();
         let Some(iccid) = iccid else { return Err(errs) };
         errs.finish(NewSim {
             iccid,
@@ -214,6 +220,7 @@ impl CreateSimBody {
             device_id,
             compatibility_zones: zones,
             metadata,
+            secrets,
         })
     }
 }

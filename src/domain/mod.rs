@@ -3,12 +3,14 @@
 
 pub mod identifiers;
 pub mod principal;
+pub mod secrets;
 pub mod sim;
 pub mod tenant;
 pub mod validation;
 
 pub use identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msisdn};
 pub use principal::{AuthMethod, Principal, Role};
+pub use secrets::{RetryCounters, SecretField, SecretValue};
 pub use sim::{NewSim, Sim, SimPatch, SimState, SimType};
 pub use tenant::{Plan, TenantId};
 pub use validation::{FieldError, Location, ValidationErrors};

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::identifiers::{Eid, Iccid, Imei, Imsi, Msisdn};
+use super::secrets::{RetryCounters, SecretField, SecretValue};
 use super::{SimId, Timestamp};
 
 /// Lifecycle state of a SIM.
@@ -180,10 +181,13 @@ pub struct Sim {
     pub updated_at: Timestamp,
     pub last_synced_at: Option<Timestamp>,
     pub deleted_at: Option<Timestamp>,
+    /// Which secret fields are set (never their values).
+    pub secret_fields: BTreeSet<SecretField>,
+    pub counters: RetryCounters,
 }
 
 /// A validated request to create a SIM.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NewSim {
     pub iccid: Iccid,
     pub imsi: Option<Imsi>,
@@ -198,7 +202,12 @@ pub struct NewSim {
     pub device_id: Option<String>,
     pub compatibility_zones: LabelSet,
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Secrets to store with it.
+    pub secrets: SecretChanges,
 }
+
+/// Secret fields to set (`Some`) or remove (`None`), each at most once.
+pub type SecretChanges = Vec<(SecretField, Option<SecretValue>)>;
 
 /// A validated partial update. `None` leaves a field alone; `Some(None)` clears it.
 #[derive(Debug, Clone, Default, PartialEq)]

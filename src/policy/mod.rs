@@ -8,7 +8,7 @@
 //! The rules below encode the role table of the API contract. The policy issue moves them into
 //! Cedar files under `policies/` behind this same [`Policy::authorize`] call.
 
-use crate::domain::{AuthMethod, Principal, Role, SimState};
+use crate::domain::{AuthMethod, Principal, Role, SecretField, SimState};
 
 /// Everything a caller can ask to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,10 +21,14 @@ pub enum Action {
     CreatePlan,
     ReadPlan,
     ReadMetrics,
+    /// Set, replace or remove secret fields (on creation too).
+    WriteSecrets,
+    /// Reveal one secret field; decided per field (`Context::secret_field`).
+    ReadSecret,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 10] = [
         Action::CreateSim,
         Action::ReadSim,
         Action::ListSims,
@@ -33,6 +37,8 @@ impl Action {
         Action::CreatePlan,
         Action::ReadPlan,
         Action::ReadMetrics,
+        Action::WriteSecrets,
+        Action::ReadSecret,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +51,8 @@ impl Action {
             Action::CreatePlan => "plan.create",
             Action::ReadPlan => "plan.read",
             Action::ReadMetrics => "metrics.read",
+            Action::WriteSecrets => "secrets.write",
+            Action::ReadSecret => "secrets.read",
         }
     }
 }
@@ -71,6 +79,8 @@ impl<'a> Resource<'a> {
 pub struct Context {
     /// Whether the caller gave a reason (ticket) for the request.
     pub reason_given: bool,
+    /// The secret field a `ReadSecret` decision is about.
+    pub secret_field: Option<SecretField>,
 }
 
 /// An allow, with the ids of the rules that allowed it (recorded in the audit trail).
@@ -95,6 +105,48 @@ struct Rule {
     roles: &'static [Role],
     /// When set, the rule only matches principals authenticated this way.
     auth_method: Option<AuthMethod>,
+    /// When set, the rule only matches requests about one of these secret fields.
+    fields: Option<&'static [SecretField]>,
+    /// The rule only matches requests that give a reason.
+    requires_reason: bool,
+}
+
+impl Rule {
+    const fn new(id: &'static str, action: Action, roles: &'static [Role]) -> Self {
+        Self {
+            id,
+            action,
+            roles,
+            auth_method: None,
+            fields: None,
+            requires_reason: false,
+        }
+    }
+
+    const fn over(mut self, method: AuthMethod) -> Self {
+        self.auth_method = Some(method);
+        self
+    }
+
+    const fn fields(mut self, fields: &'static [SecretField]) -> Self {
+        self.fields = Some(fields);
+        self
+    }
+
+    const fn with_reason(mut self) -> Self {
+        self.requires_reason = true;
+        self
+    }
+
+    fn matches(&self, principal: &Principal, action: Action, context: &Context) -> bool {
+        self.action == action
+            && self.roles.iter().any(|role| principal.has_role(*role))
+            && self.auth_method.is_none_or(|m| m == principal.auth_method)
+            && self
+                .fields
+                .is_none_or(|fields| context.secret_field.is_some_and(|f| fields.contains(&f)))
+            && (!self.requires_reason || context.reason_given)
+    }
 }
 
 const READERS: &[Role] = &[
@@ -105,61 +157,72 @@ const READERS: &[Role] = &[
 ];
 const CHANGERS: &[Role] = &[Role::Operator, Role::Admin];
 
+const CARD_KEYS: &[SecretField] = &[
+    SecretField::Ki,
+    SecretField::Opc,
+    SecretField::Pin1,
+    SecretField::Pin2,
+];
+const PUKS: &[SecretField] = &[SecretField::Puk1, SecretField::Puk2];
+
 /// The default rule set (API contract, "Default roles").
 const DEFAULT_RULES: &[Rule] = &[
-    // Provisioning systems create SIMs (and, with the vault, write their secrets).
-    Rule {
-        id: "sims-create-provisioner",
-        action: Action::CreateSim,
-        roles: &[Role::Provisioner],
-        auth_method: None,
-    },
+    // Provisioning systems create SIMs and write their secrets.
+    Rule::new(
+        "sims-create-provisioner",
+        Action::CreateSim,
+        &[Role::Provisioner],
+    ),
+    Rule::new(
+        "secrets-write-provisioner",
+        Action::WriteSecrets,
+        &[Role::Provisioner],
+    ),
     // Everyone who works with SIMs may look them up; auditors see only the audit log.
-    Rule {
-        id: "sims-read",
-        action: Action::ReadSim,
-        roles: READERS,
-        auth_method: None,
-    },
-    Rule {
-        id: "sims-list",
-        action: Action::ListSims,
-        roles: READERS,
-        auth_method: None,
-    },
-    Rule {
-        id: "plans-read",
-        action: Action::ReadPlan,
-        roles: READERS,
-        auth_method: None,
-    },
+    Rule::new("sims-read", Action::ReadSim, READERS),
+    Rule::new("sims-list", Action::ListSims, READERS),
+    Rule::new("plans-read", Action::ReadPlan, READERS),
     // Operators run the inventory: descriptive fields, state, plans.
-    Rule {
-        id: "sims-update-operator",
-        action: Action::UpdateSim,
-        roles: CHANGERS,
-        auth_method: None,
-    },
-    Rule {
-        id: "plans-create-operator",
-        action: Action::CreatePlan,
-        roles: CHANGERS,
-        auth_method: None,
-    },
+    Rule::new("sims-update-operator", Action::UpdateSim, CHANGERS),
+    Rule::new("plans-create-operator", Action::CreatePlan, CHANGERS),
     // Deleting a SIM destroys its secrets for good: administrators only.
-    Rule {
-        id: "sims-delete-admin",
-        action: Action::DeleteSim,
-        roles: &[Role::Admin],
-        auth_method: None,
-    },
+    Rule::new("sims-delete-admin", Action::DeleteSim, &[Role::Admin]),
     // Scraping metrics reveals volumes, not data: a dedicated role, or an administrator.
-    Rule {
-        id: "metrics-read",
-        action: Action::ReadMetrics,
-        roles: &[Role::Metrics, Role::Admin],
-        auth_method: None,
-    },
+    Rule::new(
+        "metrics-read",
+        Action::ReadMetrics,
+        &[Role::Metrics, Role::Admin],
+    ),
+    // Ki, OPc and the PINs go only to provisioning systems, and only over mutual TLS.
+    Rule::new(
+        "secrets-read-card-keys-provisioner-mtls",
+        Action::ReadSecret,
+        &[Role::Provisioner],
+    )
+    .fields(CARD_KEYS)
+    .over(AuthMethod::Mtls),
+    // PUKs: provisioning systems over mutual TLS, or support staff who say why (a ticket).
+    Rule::new(
+        "secrets-read-puk-provisioner-mtls",
+        Action::ReadSecret,
+        &[Role::Provisioner],
+    )
+    .fields(PUKS)
+    .over(AuthMethod::Mtls),
+    Rule::new(
+        "secrets-read-puk-support-with-reason",
+        Action::ReadSecret,
+        &[Role::Support],
+    )
+    .fields(PUKS)
+    .with_reason(),
+    // The activation code downloads an eSIM profile: provisioning systems.
+    Rule::new(
+        "secrets-read-activation-code-provisioner",
+        Action::ReadSecret,
+        &[Role::Provisioner],
+    )
+    .fields(&[SecretField::ActivationCode]),
 ];
 
 /// The loaded policy set.
@@ -191,7 +254,7 @@ impl Policy {
         principal: &Principal,
         action: Action,
         resource: &Resource<'_>,
-        _context: &Context,
+        context: &Context,
     ) -> Result<Decision, Denial> {
         if resource.tenant_id != principal.tenant.as_str() {
             return Err(Denial::CrossTenant);
@@ -199,9 +262,7 @@ impl Policy {
         let policy_ids: Vec<&'static str> = self
             .rules
             .iter()
-            .filter(|r| r.action == action)
-            .filter(|r| r.roles.iter().any(|role| principal.has_role(*role)))
-            .filter(|r| r.auth_method.is_none_or(|m| m == principal.auth_method))
+            .filter(|r| r.matches(principal, action, context))
             .map(|r| r.id)
             .collect();
         if policy_ids.is_empty() {
@@ -251,6 +312,7 @@ mod tests {
             (CreatePlan, &[Operator, Admin]),
             (DeleteSim, &[Admin]),
             (ReadMetrics, &[Metrics, Admin]),
+            (WriteSecrets, &[Provisioner]),
         ];
         for (action, who) in table {
             for role in Role::ALL {
@@ -262,7 +324,67 @@ mod tests {
                 );
             }
         }
-        assert_eq!(table.len(), Action::ALL.len());
+        assert_eq!(
+            table.len() + 1,
+            Action::ALL.len(),
+            "ReadSecret is tested per field below"
+        );
+    }
+
+    fn may_read(roles: &[Role], method: AuthMethod, field: SecretField, reason: bool) -> bool {
+        Policy::default()
+            .authorize(
+                &principal(roles, method),
+                Action::ReadSecret,
+                &Resource::of_tenant("acme"),
+                &Context {
+                    reason_given: reason,
+                    secret_field: Some(field),
+                },
+            )
+            .is_ok()
+    }
+
+    #[test]
+    fn secret_reads_by_role_method_field_and_reason() {
+        use AuthMethod::*;
+        use SecretField::*;
+        for role in Role::ALL {
+            for method in [Mtls, Jwt] {
+                for reason in [false, true] {
+                    for field in SecretField::ALL {
+                        let expected = match (role, field) {
+                            (Role::Provisioner, Ki | Opc | Pin1 | Pin2 | Puk1 | Puk2) => {
+                                method == Mtls
+                            }
+                            (Role::Provisioner, ActivationCode) => true,
+                            (Role::Support, Puk1 | Puk2) => reason,
+                            _ => false,
+                        };
+                        assert_eq!(
+                            may_read(&[role], method, field, reason),
+                            expected,
+                            "{role} {method:?} {} reason={reason}",
+                            field.as_str()
+                        );
+                    }
+                }
+            }
+        }
+        // A decision about no field in particular allows nothing.
+        assert!(
+            Policy::default()
+                .authorize(
+                    &principal(&Role::ALL, Mtls),
+                    Action::ReadSecret,
+                    &Resource::of_tenant("acme"),
+                    &Context {
+                        reason_given: true,
+                        secret_field: None
+                    },
+                )
+                .is_err()
+        );
     }
 
     #[test]

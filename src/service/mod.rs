@@ -3,12 +3,16 @@
 
 pub mod admin;
 pub mod plans;
+pub mod secrets;
 pub mod sims;
+
+use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::domain::{LuhnPolicy, Principal, ValidationErrors};
 use crate::policy::{Action, Context, Decision, Denial, Policy, Resource};
 use crate::store::{Db, StoreError};
+use crate::vault::Keyring;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -78,6 +82,7 @@ pub struct Services {
     pub policy: Policy,
     pub clock: SharedClock,
     pub settings: Settings,
+    pub keyring: Arc<Keyring>,
 }
 
 impl Services {

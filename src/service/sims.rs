@@ -5,7 +5,7 @@ use crate::domain::sim::SimListQuery;
 use crate::domain::{NewSim, Principal, Sim, SimPatch, SimState, Timestamp, ValidationErrors};
 use crate::policy::{Action, Context, Resource};
 use crate::store::sims::{self as repo, SimKey};
-use crate::store::{Tx, plans as plan_repo};
+use crate::store::{Tx, keys, plans as plan_repo};
 
 /// Which plan's zones to list SIMs for.
 #[derive(Debug, Clone, Copy)]
@@ -14,8 +14,11 @@ pub struct ForPlan(pub uuid::Uuid);
 impl Services {
     pub async fn create_sim(&self, principal: &Principal, new: NewSim) -> ServiceResult<Sim> {
         self.authorize_in_tenant(principal, Action::CreateSim)?;
+        if !new.secrets.is_empty() {
+            self.authorize_in_tenant(principal, Action::WriteSecrets)?;
+        }
         let now = self.clock.now();
-        let sim = Sim {
+        let mut sim = Sim {
             id: uuid::Uuid::new_v4(),
             tenant_id: principal.tenant.as_str().to_owned(),
             iccid: new.iccid,
@@ -39,11 +42,17 @@ impl Services {
             updated_at: now,
             last_synced_at: None,
             deleted_at: None,
+            secret_fields: Default::default(),
+            counters: Default::default(),
         };
         let mut tx = self.db.begin().await?;
         repo::insert(&mut tx, &sim)
             .await
             .map_err(conflict("a SIM with this ICCID already exists"))?;
+        if !new.secrets.is_empty() {
+            self.apply_secrets(&mut tx, &mut sim, &new.secrets).await?;
+            repo::update(&mut tx, &sim).await?;
+        }
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim created");
         Ok(sim)
@@ -120,6 +129,10 @@ impl Services {
         let now = self.clock.now().max(sim.updated_at);
         sim.deleted_at = Some(now);
         sim.updated_at = now;
+        // Crypto-shredding: without its DEK nothing can ever decrypt the SIM's secrets again.
+        keys::shred(&mut tx, &sim.id).await?;
+        sim.secret_fields.clear();
+        sim.counters = Default::default();
         repo::update(&mut tx, &sim).await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim deleted");
@@ -130,7 +143,7 @@ impl Services {
 impl Services {
     /// Opens a write transaction holding the caller's SIM locked, once `action` on it is
     /// allowed. Another tenant's SIM is not found.
-    async fn lock_sim(
+    pub(super) async fn lock_sim(
         &self,
         principal: &Principal,
         key: &SimKey,
@@ -145,7 +158,7 @@ impl Services {
     }
 }
 
-fn sim_resource(sim: &Sim) -> Resource<'_> {
+pub(super) fn sim_resource(sim: &Sim) -> Resource<'_> {
     Resource {
         tenant_id: &sim.tenant_id,
         sim_state: Some(sim.state),

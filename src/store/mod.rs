@@ -6,6 +6,7 @@
 //! The service layer owns transactions ([`Db::begin`]). This module knows nothing of HTTP.
 
 pub mod identities;
+pub mod keys;
 pub mod plans;
 pub mod sims;
 pub mod tenants;

@@ -9,7 +9,9 @@ use super::{
     on_tx,
 };
 use crate::domain::sim::{SimListQuery, SimState, SimType};
-use crate::domain::{Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, Sim, SimId};
+use crate::domain::{
+    Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, RetryCounters, SecretField, Sim, SimId,
+};
 
 /// How a caller names a SIM: by its UUID or by its ICCID.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +22,8 @@ pub enum SimKey {
 
 const COLUMNS: &str = "id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, state, state_reason, \
     carrier_status, vendor, tags, group_id, device_id, compatibility_zones, is_attached, \
-    esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at";
+    esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
+    secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining";
 
 #[derive(sqlx::FromRow)]
 struct SimRow {
@@ -47,6 +50,13 @@ struct SimRow {
     updated_at: i64,
     last_synced_at: Option<i64>,
     deleted_at: Option<i64>,
+    secret_fields: String,
+    pin_max: i64,
+    puk_max: i64,
+    pin1_remaining: Option<i64>,
+    pin2_remaining: Option<i64>,
+    puk1_remaining: Option<i64>,
+    puk2_remaining: Option<i64>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -105,6 +115,23 @@ impl TryFrom<SimRow> for Sim {
             updated_at: r.updated_at,
             last_synced_at: r.last_synced_at,
             deleted_at: r.deleted_at,
+            secret_fields: r
+                .secret_fields
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(|f| {
+                    f.parse::<SecretField>()
+                        .map_err(|()| corrupt("secret_fields"))
+                })
+                .collect::<StoreResult<_>>()?,
+            counters: RetryCounters {
+                pin_max: r.pin_max,
+                puk_max: r.puk_max,
+                pin1: r.pin1_remaining,
+                pin2: r.pin2_remaining,
+                puk1: r.puk1_remaining,
+                puk2: r.puk2_remaining,
+            },
         })
     }
 }
@@ -115,7 +142,15 @@ fn labels_json(set: &BTreeSet<String>) -> Json<serde_json::Value> {
     ))
 }
 
-/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$23`).
+fn secret_fields_text(fields: &std::collections::BTreeSet<SecretField>) -> String {
+    fields
+        .iter()
+        .map(|f| f.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$30`).
 macro_rules! bind_sim {
     ($query:expr, $sim:expr) => {{
         let sim: &Sim = $sim;
@@ -143,6 +178,13 @@ macro_rules! bind_sim {
             .bind(sim.updated_at)
             .bind(sim.last_synced_at)
             .bind(sim.deleted_at)
+            .bind(secret_fields_text(&sim.secret_fields))
+            .bind(sim.counters.pin_max)
+            .bind(sim.counters.puk_max)
+            .bind(sim.counters.pin1)
+            .bind(sim.counters.pin2)
+            .bind(sim.counters.puk1)
+            .bind(sim.counters.puk2)
     }};
 }
 
@@ -150,9 +192,10 @@ macro_rules! bind_sim {
 pub async fn insert(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
     const SQL: &str = "INSERT INTO sims (id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, \
         state, state_reason, carrier_status, vendor, tags, group_id, device_id, compatibility_zones, \
-        is_attached, esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at) \
+        is_attached, esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
+        secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-        $20, $21, $22, $23)";
+        $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)";
     on_tx!(tx, c => bind_sim!(sqlx::query(SQL), sim)
         .execute(&mut *c)
         .await
@@ -167,7 +210,8 @@ pub async fn update(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
         state = $9, state_reason = $10, carrier_status = $11, vendor = $12, tags = $13, \
         group_id = $14, device_id = $15, compatibility_zones = $16, is_attached = $17, \
         esim_profile_state = $18, metadata = $19, created_at = $20, updated_at = $21, \
-        last_synced_at = $22, deleted_at = $23 \
+        last_synced_at = $22, deleted_at = $23, secret_fields = $24, pin_max = $25, puk_max = $26, \
+        pin1_remaining = $27, pin2_remaining = $28, puk1_remaining = $29, puk2_remaining = $30 \
         WHERE id = $1 AND tenant_id = $2 AND iccid = $3";
     let done = on_tx!(tx, c => bind_sim!(sqlx::query(SQL), sim)
         .execute(&mut *c)

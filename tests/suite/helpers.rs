@@ -11,7 +11,7 @@ use simvault::clock::{Clock, SystemClock};
 use simvault::config::Config;
 use simvault::domain::{Role, TenantId};
 use simvault::pki::{self, KeyPaths};
-use simvault::service::Services;
+use simvault::service::{Services, admin};
 use simvault::startup::{self, Application};
 use simvault::store::Db;
 
@@ -161,7 +161,10 @@ impl TestApp {
         adjust(&mut config);
         let test_db = TestDb::new(store).await;
         let clock: simvault::clock::SharedClock = Arc::new(SystemClock);
-        let services = startup::services(&config, test_db.db.clone(), clock.clone());
+        let keyring = startup::open_vault(&config, &test_db.db, clock.as_ref())
+            .await
+            .unwrap();
+        let services = startup::services(&config, test_db.db.clone(), clock.clone(), keyring);
         let app = Application::build_with(&config, test_db.db.clone(), clock)
             .await
             .unwrap();
@@ -182,10 +185,13 @@ impl TestApp {
     }
 
     pub async fn tenant(&self, name: &str) {
-        self.services
-            .create_tenant(&TenantId::parse(name).unwrap())
-            .await
-            .unwrap();
+        admin::create_tenant(
+            &self.services.db,
+            &SystemClock,
+            &TenantId::parse(name).unwrap(),
+        )
+        .await
+        .unwrap();
     }
 
     fn builder(&self) -> reqwest::ClientBuilder {
@@ -212,15 +218,16 @@ impl TestApp {
     /// Issues a client certificate from the test CA and registers it for `tenant` with `roles`.
     pub async fn mtls_client(&self, tenant: &str, roles: &[Role], name: &str) -> reqwest::Client {
         let (cert, key) = self.issue_cert(tenant, name);
-        self.services
-            .register_identity(
-                &TenantId::parse(tenant).unwrap(),
-                &pki::client_identity(tenant, name),
-                name,
-                &roles.iter().copied().collect(),
-            )
-            .await
-            .unwrap();
+        admin::register_identity(
+            &self.services.db,
+            &SystemClock,
+            &TenantId::parse(tenant).unwrap(),
+            &pki::client_identity(tenant, name),
+            name,
+            &roles.iter().copied().collect(),
+        )
+        .await
+        .unwrap();
         self.with_identity(&cert, &key)
     }
 

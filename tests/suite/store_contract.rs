@@ -43,6 +43,8 @@ fn sim(tenant: &str, n: u64) -> Sim {
         updated_at: 1_700_000_000_000_000 + n as i64,
         last_synced_at: None,
         deleted_at: None,
+        secret_fields: Default::default(),
+        counters: Default::default(),
     }
 }
 

@@ -1,0 +1,199 @@
+//! Secret use cases: writing secret fields through the key hierarchy and revealing them to
+//! the principals the policy allows, field by field.
+
+use std::sync::Arc;
+
+use super::{ServiceError, ServiceResult, Services};
+use crate::domain::sim::SecretChanges;
+use crate::domain::{Principal, SecretField, SecretValue, Sim};
+use crate::policy::{Action, Context};
+use crate::store::Tx;
+use crate::store::keys::{self, DekRow, TenantKeyRow};
+use crate::store::sims::{self as repo, SimKey};
+use crate::vault::{self, Key, VaultError};
+
+impl From<VaultError> for ServiceError {
+    fn from(e: VaultError) -> Self {
+        // An integrity failure means tampering or a wrong key: loud in the log, opaque outside.
+        tracing::error!(error = %e, "vault operation failed");
+        ServiceError::Internal(e.to_string())
+    }
+}
+
+/// What a caller asked to reveal and what it gets: each field's value, or `None` if unset.
+pub type Revealed = Vec<(SecretField, Option<SecretValue>)>;
+
+impl Services {
+    /// A tenant KEK version, from the keyring's cache or the store.
+    async fn kek(&self, tenant: &str, version: i64) -> ServiceResult<Arc<Key>> {
+        if let Some(kek) = self.keyring.cached_kek(tenant, version) {
+            return Ok(kek);
+        }
+        let row = keys::kek(&self.db, tenant, version).await?.ok_or_else(|| {
+            ServiceError::Internal(format!("tenant key version {version} is missing"))
+        })?;
+        Ok(self
+            .keyring
+            .open_kek(tenant, version, row.format, &row.wrapped_key)?)
+    }
+
+    /// The tenant's active KEK, creating version 1 on first use.
+    async fn active_kek(&self, tx: &mut Tx, tenant: &str) -> ServiceResult<(i64, Arc<Key>)> {
+        if let Some(row) = keys::active_kek(tx, tenant).await? {
+            let kek = self
+                .keyring
+                .open_kek(tenant, row.version, row.format, &row.wrapped_key)?;
+            return Ok((row.version, kek));
+        }
+        let (kek, wrapped) = self.keyring.new_kek(tenant, 1)?;
+        let row = TenantKeyRow {
+            tenant_id: tenant.to_owned(),
+            version: 1,
+            format: self.keyring.format(),
+            wrapped_key: wrapped,
+            state: "active".into(),
+            wrapped_deks: 0,
+            created_at: self.clock.now(),
+            retired_at: None,
+        };
+        if keys::insert_kek(tx, &row).await? {
+            return Ok((1, kek));
+        }
+        // Another writer created it first: use theirs.
+        let row = keys::active_kek(tx, tenant)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("tenant key vanished".into()))?;
+        let kek = self
+            .keyring
+            .open_kek(tenant, row.version, row.format, &row.wrapped_key)?;
+        Ok((row.version, kek))
+    }
+
+    /// The SIM's DEK, creating and wrapping one under the active KEK on first use.
+    async fn dek_for_write(&self, tx: &mut Tx, sim: &Sim) -> ServiceResult<Key> {
+        if let Some(row) = keys::dek(tx, &sim.id).await? {
+            vault::check_format(row.format)?;
+            let kek = self.kek(&sim.tenant_id, row.kek_version).await?;
+            return Ok(vault::unwrap_dek(
+                &kek,
+                &sim.tenant_id,
+                &sim.id,
+                row.kek_version,
+                &row.wrapped_dek,
+            )?);
+        }
+        let (version, kek) = self.active_kek(tx, &sim.tenant_id).await?;
+        let dek = vault::new_key()?;
+        let row = DekRow {
+            kek_version: version,
+            format: vault::FORMAT,
+            wrapped_dek: vault::wrap_dek(&kek, &sim.tenant_id, &sim.id, version, &dek)?,
+        };
+        keys::insert_dek(tx, &sim.tenant_id, &sim.id, &row, self.clock.now()).await?;
+        keys::count_wrap(tx, &sim.tenant_id, version).await?;
+        Ok(dek)
+    }
+
+    /// Encrypts and stores (or removes) secret fields inside `tx`, updating `sim`'s view of
+    /// which fields are set and its retry counters. The caller writes `sim` back.
+    pub(super) async fn apply_secrets(
+        &self,
+        tx: &mut Tx,
+        sim: &mut Sim,
+        changes: &SecretChanges,
+    ) -> ServiceResult<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let dek = self.dek_for_write(tx, sim).await?;
+        let now = self.clock.now();
+        for (field, value) in changes {
+            match value {
+                Some(v) => {
+                    let blob =
+                        vault::seal_field(&dek, &sim.tenant_id, &sim.id, *field, v.expose())?;
+                    keys::put_secret(tx, &sim.id, field.as_str(), vault::FORMAT, &blob, now)
+                        .await?;
+                    sim.secret_fields.insert(*field);
+                    sim.counters.provisioned(*field);
+                }
+                None => {
+                    keys::delete_secret(tx, &sim.id, field.as_str()).await?;
+                    sim.secret_fields.remove(field);
+                    sim.counters.removed(*field);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `PUT /v1/sims/{sim}/secrets`: merge the given fields into the SIM's secrets.
+    pub async fn put_secrets(
+        &self,
+        principal: &Principal,
+        key: &SimKey,
+        changes: SecretChanges,
+    ) -> ServiceResult<Sim> {
+        let (mut tx, mut sim) = self.lock_sim(principal, key, Action::WriteSecrets).await?;
+        self.apply_secrets(&mut tx, &mut sim, &changes).await?;
+        sim.updated_at = self.clock.now().max(sim.updated_at);
+        repo::update(&mut tx, &sim).await?;
+        tx.commit().await?;
+        tracing::info!(
+            sim_id = %sim.id,
+            fields = ?changes.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(),
+            "secrets written" // audited: no value
+        );
+        Ok(sim)
+    }
+
+    /// Reveals `fields` of a SIM. Each field is decided on its own and the request is refused
+    /// whole if any field is refused.
+    pub async fn reveal_secrets(
+        &self,
+        principal: &Principal,
+        key: &SimKey,
+        fields: &[SecretField],
+        reason: Option<&str>,
+    ) -> ServiceResult<(Sim, Revealed)> {
+        let sim = repo::get(&self.db, principal.tenant.as_str(), key)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let resource = super::sims::sim_resource(&sim);
+        for field in fields {
+            let context = Context {
+                reason_given: reason.is_some(),
+                secret_field: Some(*field),
+            };
+            self.authorize(principal, Action::ReadSecret, &resource, &context)?;
+        }
+        let mut revealed: Revealed = fields.iter().map(|f| (*f, None)).collect();
+        let Some((dek_row, rows)) = keys::secrets(&self.db, &sim.id).await? else {
+            return Ok((sim, revealed));
+        };
+        vault::check_format(dek_row.format)?;
+        let kek = self.kek(&sim.tenant_id, dek_row.kek_version).await?;
+        let dek = vault::unwrap_dek(
+            &kek,
+            &sim.tenant_id,
+            &sim.id,
+            dek_row.kek_version,
+            &dek_row.wrapped_dek,
+        )?;
+        for (field, slot) in &mut revealed {
+            if let Some(row) = rows.iter().find(|r| r.field == field.as_str()) {
+                vault::check_format(row.format)?;
+                let text =
+                    vault::open_field(&dek, &sim.tenant_id, &sim.id, *field, &row.ciphertext)?;
+                *slot = Some(SecretValue::from_stored(text));
+            }
+        }
+        tracing::info!(
+            sim_id = %sim.id,
+            subject = %principal.subject,
+            fields = ?fields.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
+            "secrets revealed" // audited: no value
+        );
+        Ok((sim, revealed))
+    }
+}

@@ -1,0 +1,237 @@
+//! Wrapped keys: the root-key check, tenant KEK versions and per-SIM DEKs, and the encrypted
+//! secret fields. Only ciphertext passes through here.
+
+use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
+
+/// The root-key check blob, if this database has one.
+pub async fn root_check(db: &Db) -> StoreResult<Option<(i64, Vec<u8>)>> {
+    Ok(
+        on_pool!(db, p => sqlx::query_as("SELECT format, wrapped FROM root_key_check WHERE id = 1")
+        .fetch_optional(p)
+        .await)?,
+    )
+}
+
+/// Stores the root-key check unless another process stored one first.
+pub async fn insert_root_check(
+    tx: &mut Tx,
+    format: i64,
+    wrapped: &[u8],
+    now: i64,
+) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO root_key_check (id, format, wrapped, created_at) VALUES (1, $1, $2, $3) \
+         ON CONFLICT (id) DO NOTHING")
+        .bind(format)
+        .bind(wrapped)
+        .bind(now)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// A tenant KEK version as stored (wrapped by the root key).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TenantKeyRow {
+    pub tenant_id: String,
+    pub version: i64,
+    pub format: i64,
+    pub wrapped_key: Vec<u8>,
+    pub state: String,
+    pub wrapped_deks: i64,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+const KEY_COLUMNS: &str =
+    "tenant_id, version, format, wrapped_key, state, wrapped_deks, created_at, retired_at";
+
+/// The newest active KEK version of a tenant.
+pub async fn active_kek(tx: &mut Tx, tenant: &str) -> StoreResult<Option<TenantKeyRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND state = 'active' \
+         ORDER BY version DESC LIMIT 1"
+    ));
+    Ok(on_tx!(tx, c => sqlx::query_as(sql).bind(tenant).fetch_optional(&mut *c).await)?)
+}
+
+/// One KEK version of a tenant.
+pub async fn kek(db: &Db, tenant: &str, version: i64) -> StoreResult<Option<TenantKeyRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version = $2"
+    ));
+    Ok(on_pool!(db, p => sqlx::query_as(sql).bind(tenant).bind(version).fetch_optional(p).await)?)
+}
+
+/// Every KEK version of a tenant, oldest first.
+pub async fn keks(db: &Db, tenant: &str) -> StoreResult<Vec<TenantKeyRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 ORDER BY version"
+    ));
+    Ok(on_pool!(db, p => sqlx::query_as(sql).bind(tenant).fetch_all(p).await)?)
+}
+
+/// Adds a KEK version unless that version exists already (say, made by another replica at
+/// the same moment: PostgreSQL waits for its commit). Returns whether this row was added.
+pub async fn insert_kek(tx: &mut Tx, row: &TenantKeyRow) -> StoreResult<bool> {
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO tenant_keys (tenant_id, version, format, wrapped_key, state, wrapped_deks, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, version) DO NOTHING")
+        .bind(&row.tenant_id)
+        .bind(row.version)
+        .bind(row.format)
+        .bind(&row.wrapped_key)
+        .bind(&row.state)
+        .bind(row.wrapped_deks)
+        .bind(row.created_at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected() == 1))
+    .map_err(StoreError::from_write)
+}
+
+/// Counts one more DEK wrapped under a KEK version (AES-GCM usage limits).
+pub async fn count_wrap(tx: &mut Tx, tenant: &str, version: i64) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE tenant_keys SET wrapped_deks = wrapped_deks + 1 WHERE tenant_id = $1 AND version = $2")
+        .bind(tenant)
+        .bind(version)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// A SIM's wrapped DEK.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DekRow {
+    pub kek_version: i64,
+    pub format: i64,
+    pub wrapped_dek: Vec<u8>,
+}
+
+pub async fn dek(tx: &mut Tx, sim_id: &uuid::Uuid) -> StoreResult<Option<DekRow>> {
+    Ok(on_tx!(tx, c => sqlx::query_as(
+        "SELECT kek_version, format, wrapped_dek FROM sim_deks WHERE sim_id = $1")
+        .bind(sim_id.to_string())
+        .fetch_optional(&mut *c)
+        .await)?)
+}
+
+pub async fn insert_dek(
+    tx: &mut Tx,
+    tenant: &str,
+    sim_id: &uuid::Uuid,
+    row: &DekRow,
+    now: i64,
+) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO sim_deks (sim_id, tenant_id, kek_version, format, wrapped_dek, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6)")
+        .bind(sim_id.to_string())
+        .bind(tenant)
+        .bind(row.kek_version)
+        .bind(row.format)
+        .bind(&row.wrapped_dek)
+        .bind(now)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))
+    .map_err(StoreError::from_write)
+}
+
+/// Writes one encrypted field (insert or replace).
+pub async fn put_secret(
+    tx: &mut Tx,
+    sim_id: &uuid::Uuid,
+    field: &str,
+    format: i64,
+    ciphertext: &[u8],
+    now: i64,
+) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO sim_secrets (sim_id, field, format, ciphertext, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (sim_id, field) DO UPDATE SET format = excluded.format, \
+         ciphertext = excluded.ciphertext, updated_at = excluded.updated_at")
+        .bind(sim_id.to_string())
+        .bind(field)
+        .bind(format)
+        .bind(ciphertext)
+        .bind(now)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+pub async fn delete_secret(tx: &mut Tx, sim_id: &uuid::Uuid, field: &str) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query("DELETE FROM sim_secrets WHERE sim_id = $1 AND field = $2")
+        .bind(sim_id.to_string())
+        .bind(field)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// One encrypted field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    pub field: String,
+    pub format: i64,
+    pub ciphertext: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct DekWithSecret {
+    kek_version: i64,
+    dek_format: i64,
+    wrapped_dek: Vec<u8>,
+    field: Option<String>,
+    format: Option<i64>,
+    ciphertext: Option<Vec<u8>>,
+}
+
+/// A SIM's DEK and all its encrypted fields, in one consistent read.
+pub async fn secrets(
+    db: &Db,
+    sim_id: &uuid::Uuid,
+) -> StoreResult<Option<(DekRow, Vec<SecretRow>)>> {
+    let rows: Vec<DekWithSecret> = on_pool!(db, p => sqlx::query_as(
+        "SELECT d.kek_version, d.format AS dek_format, d.wrapped_dek, s.field, s.format, s.ciphertext \
+         FROM sim_deks d LEFT JOIN sim_secrets s ON s.sim_id = d.sim_id WHERE d.sim_id = $1")
+        .bind(sim_id.to_string())
+        .fetch_all(p)
+        .await)?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let dek = DekRow {
+        kek_version: first.kek_version,
+        format: first.dek_format,
+        wrapped_dek: first.wrapped_dek.clone(),
+    };
+    let secrets = rows
+        .into_iter()
+        .filter_map(|r| match (r.field, r.format, r.ciphertext) {
+            (Some(field), Some(format), Some(ciphertext)) => Some(SecretRow {
+                field,
+                format,
+                ciphertext,
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok(Some((dek, secrets)))
+}
+
+/// Crypto-shredding: destroys a SIM's DEK and every ciphertext made with it.
+pub async fn shred(tx: &mut Tx, sim_id: &uuid::Uuid) -> StoreResult<()> {
+    let id = sim_id.to_string();
+    on_tx!(tx, c => {
+        sqlx::query("DELETE FROM sim_secrets WHERE sim_id = $1").bind(&id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM sim_deks WHERE sim_id = $1").bind(&id).execute(&mut *c).await.map(|_| ())
+    })?;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! The keyring: the root key and the unwrapped tenant KEKs it has opened, cached so that a
+//! secret read costs one DEK unwrap, not a root-key operation.
+//!
+//! KEK versions never change once written (rotation adds a version; re-wrapping under a new
+//! root key changes only the wrapping), so a cached KEK never goes stale.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use super::{FORMAT, Key, RootKey, VaultError, check_format, kek_aad, new_key};
+
+const ROOT_CHECK_AAD: &[u8] = b"simvault/v1/root-check";
+
+pub struct Keyring {
+    root: Arc<dyn RootKey>,
+    keks: RwLock<HashMap<(String, i64), Arc<Key>>>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keyring([redacted])")
+    }
+}
+
+impl Keyring {
+    pub fn new(root: Arc<dyn RootKey>) -> Self {
+        Self {
+            root,
+            keks: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// A blob that only this root key opens, stored once per database.
+    pub fn make_root_check(&self) -> Result<Vec<u8>, VaultError> {
+        self.root.wrap(&new_key()?, ROOT_CHECK_AAD)
+    }
+
+    /// Whether `blob` was made by this root key.
+    pub fn verify_root_check(&self, format: i64, blob: &[u8]) -> Result<(), VaultError> {
+        check_format(format)?;
+        self.root.unwrap(blob, ROOT_CHECK_AAD).map(|_| ())
+    }
+
+    pub fn cached_kek(&self, tenant: &str, version: i64) -> Option<Arc<Key>> {
+        self.keks
+            .read()
+            .ok()?
+            .get(&(tenant.to_owned(), version))
+            .cloned()
+    }
+
+    fn remember(&self, tenant: &str, version: i64, kek: Key) -> Arc<Key> {
+        let kek = Arc::new(kek);
+        if let Ok(mut cache) = self.keks.write() {
+            cache.insert((tenant.to_owned(), version), kek.clone());
+        }
+        kek
+    }
+
+    /// Unwraps (and caches) a stored tenant KEK.
+    pub fn open_kek(
+        &self,
+        tenant: &str,
+        version: i64,
+        format: i64,
+        wrapped: &[u8],
+    ) -> Result<Arc<Key>, VaultError> {
+        if let Some(kek) = self.cached_kek(tenant, version) {
+            return Ok(kek);
+        }
+        check_format(format)?;
+        let kek = self.root.unwrap(wrapped, &kek_aad(tenant, version))?;
+        Ok(self.remember(tenant, version, kek))
+    }
+
+    /// A new tenant KEK version and its wrapping for storage. Not cached: the transaction
+    /// storing it may lose a race or roll back; it is cached when first read back.
+    pub fn new_kek(&self, tenant: &str, version: i64) -> Result<(Arc<Key>, Vec<u8>), VaultError> {
+        let kek = new_key()?;
+        let wrapped = self.root.wrap(&kek, &kek_aad(tenant, version))?;
+        Ok((Arc::new(kek), wrapped))
+    }
+
+    /// The current format of wrapped keys.
+    pub fn format(&self) -> i64 {
+        FORMAT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::root::LocalRootKey;
+
+    #[test]
+    fn root_check_tells_keys_apart() {
+        let a = Keyring::new(Arc::new(LocalRootKey::new(new_key().unwrap())));
+        let b = Keyring::new(Arc::new(LocalRootKey::new(new_key().unwrap())));
+        let check = a.make_root_check().unwrap();
+        assert!(a.verify_root_check(FORMAT, &check).is_ok());
+        assert!(b.verify_root_check(FORMAT, &check).is_err());
+        assert!(a.verify_root_check(FORMAT + 1, &check).is_err());
+    }
+
+    #[test]
+    fn keks_open_only_for_their_tenant_and_version() {
+        let root: Arc<dyn RootKey> = Arc::new(LocalRootKey::new(new_key().unwrap()));
+        let ring = Keyring::new(root.clone());
+        let (kek, wrapped) = ring.new_kek("t", 1).unwrap();
+        let fresh = Keyring::new(root);
+        assert_eq!(**fresh.open_kek("t", 1, FORMAT, &wrapped).unwrap(), **kek);
+        assert!(fresh.open_kek("u", 1, FORMAT, &wrapped).is_err());
+        assert!(fresh.open_kek("t", 2, FORMAT, &wrapped).is_err());
+    }
+}
