@@ -50,6 +50,11 @@ pub enum Command {
     },
     /// Print a signed JWT (development identity provider).
     Token(TokenArgs),
+    /// Manage the root key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Serve the HTTPS API.
     Serve(ServeArgs),
     /// Initialise a data directory if needed, create a `demo` tenant with a provisioner
@@ -72,6 +77,13 @@ pub enum TenantCommand {
 pub enum CertCommand {
     /// Issue a client certificate (O/N.pem and O/N.key) and register its identity.
     Issue(CertIssueArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Seal the root key file with a passphrase (Argon2id). The passphrase comes from
+    /// SIMVAULT_PASSPHRASE or is asked for twice on the terminal; `serve` then needs it too.
+    Seal(DataDir),
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +183,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Keys {
+            command: KeysCommand::Seal(data),
+        } => seal_root_key(&data.path()),
         Command::Serve(args) => serve(&args).await,
         Command::Quickstart(args) => quickstart(&args).await,
     }
@@ -181,6 +196,36 @@ fn explain(e: ServiceError) -> anyhow::Error {
         ServiceError::NotFound => anyhow::anyhow!("no such tenant"),
         other => anyhow::anyhow!("{other}"),
     }
+}
+
+/// Replaces the plain root key file by a sealed one (written beside it, then renamed over it).
+fn seal_root_key(data_dir: &Path) -> anyhow::Result<()> {
+    use crate::vault::root;
+    let path = KeyPaths::new(data_dir).root_key();
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    if root::is_sealed(&text) {
+        bail!("{} is already sealed", path.display());
+    }
+    let key = root::read_file(&path, || bail!("not sealed"))?;
+    let passphrase = root::passphrase("New root key passphrase: ")?;
+    if std::env::var_os("SIMVAULT_PASSPHRASE").is_none() {
+        let again = root::passphrase("Repeat the passphrase: ")?;
+        use secrecy::ExposeSecret;
+        if again.expose_secret() != passphrase.expose_secret() {
+            bail!("the passphrases differ");
+        }
+    }
+    let sealed = root::seal_with_passphrase(&key, &passphrase)?;
+    let tmp = path.with_extension("key.sealing");
+    let _ = std::fs::remove_file(&tmp);
+    pki::write_new(&tmp, sealed.as_bytes(), true)?;
+    std::fs::rename(&tmp, &path)?;
+    println!(
+        "sealed {}; serve now needs SIMVAULT_PASSPHRASE or a terminal to ask",
+        path.display()
+    );
+    Ok(())
 }
 
 async fn init(data_dir: &Path) -> anyhow::Result<()> {

@@ -223,3 +223,72 @@ fn quickstart_prints_working_commands() {
         "quickstart did not shut down cleanly on SIGTERM"
     );
 }
+
+/// `keys seal` seals the root key with a passphrase; `serve` then starts only with it.
+#[test]
+fn sealed_root_key_needs_its_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    assert!(simvault(&data, &["init"]).status.success());
+    let keys = KeyPaths::new(&data);
+    let plain = std::fs::read_to_string(keys.root_key()).unwrap();
+    let seal = Command::new(env!("CARGO_BIN_EXE_simvault"))
+        .args(["keys", "seal", "--data-dir"])
+        .arg(&data)
+        .env("SIMVAULT_PASSPHRASE", "correct horse battery staple")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        seal.status.success(),
+        "{}",
+        String::from_utf8_lossy(&seal.stderr)
+    );
+    let sealed = std::fs::read_to_string(keys.root_key()).unwrap();
+    assert!(sealed.contains("argon2id"));
+    assert!(
+        !sealed.contains(plain.trim()),
+        "the plain key is gone from the file"
+    );
+    assert_eq!(mode(&keys.root_key()), 0o600);
+
+    let serve = |passphrase: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_simvault"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env_remove("SIMVAULT_DATABASE_URL")
+            .env_remove("SIMVAULT_PASSPHRASE")
+            .env("SIMVAULT_LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(p) = passphrase {
+            cmd.env("SIMVAULT_PASSPHRASE", p);
+        }
+        cmd.spawn().unwrap()
+    };
+    // Wrong passphrase, or none without a terminal: refuses to start.
+    for (p, expect) in [
+        (Some("wrong horse battery staple"), "wrong passphrase"),
+        (None, "SIMVAULT_PASSPHRASE"),
+    ] {
+        let out = serve(p).wait_with_output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{err}");
+    }
+    // The right one: serves until SIGTERM.
+    let mut child = serve(Some("correct horse battery staple"));
+    // Logs go to standard output.
+    let stdout = child.stdout.take().unwrap();
+    let listening = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("simvault listening"));
+    assert!(listening);
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    assert!(child.wait().unwrap().success());
+}

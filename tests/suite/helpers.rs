@@ -360,3 +360,29 @@ pub fn iccid(n: u64) -> String {
 pub fn sim_body(n: u64) -> Value {
     json!({"iccid": iccid(n), "imsi": format!("23415{n:010}")})
 }
+
+/// Runs raw SQL against a test store (tampering tests): `$body` sees `$pool`, the concrete pool.
+macro_rules! raw_sql {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            simvault::store::Db::Sqlite(pools) => {
+                let $pool = &pools.write;
+                $body
+            }
+            simvault::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use raw_sql;
+
+impl TestDb {
+    /// The SQLite database file, if this is SQLite.
+    pub fn sqlite_dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
+    }
+
+    /// The PostgreSQL schema, if this is PostgreSQL.
+    pub fn pg_schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+}

@@ -12,3 +12,4 @@ mod ops;
 mod sims;
 mod store_contract;
 mod tenancy;
+mod vault;
