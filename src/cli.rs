@@ -84,6 +84,17 @@ pub enum KeysCommand {
     /// Seal the root key file with a passphrase (Argon2id). The passphrase comes from
     /// SIMVAULT_PASSPHRASE or is asked for twice on the terminal; `serve` then needs it too.
     Seal(DataDir),
+    /// Rotate a tenant's key-encryption key: add a version and re-wrap every SIM key under it,
+    /// here and now (a running server's worker shares the work), printing progress.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[arg(long)]
+    pub tenant: String,
+    #[command(flatten)]
+    pub data: DataDir,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +197,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::Seal(data),
         } => seal_root_key(&data.path()),
+        Command::Keys {
+            command: KeysCommand::Rotate(args),
+        } => rotate_tenant_key(&args).await,
         Command::Serve(args) => serve(&args).await,
         Command::Quickstart(args) => quickstart(&args).await,
     }
@@ -195,6 +209,57 @@ fn explain(e: ServiceError) -> anyhow::Error {
     match e {
         ServiceError::NotFound => anyhow::anyhow!("no such tenant"),
         other => anyhow::anyhow!("{other}"),
+    }
+}
+
+async fn rotate_tenant_key(args: &RotateArgs) -> anyhow::Result<()> {
+    let tenant = TenantId::parse(&args.tenant).map_err(anyhow::Error::msg)?;
+    let config = Config::from_env(&args.data.path(), None)?;
+    let db = startup::open_store(&config).await?;
+    if !admin::tenant_exists(&db, &tenant).await.map_err(explain)? {
+        bail!("no tenant {tenant}");
+    }
+    let clock: crate::clock::SharedClock = std::sync::Arc::new(SystemClock);
+    let keyring = startup::open_vault(&config, &db, clock.as_ref()).await?;
+    let services = startup::services(&config, db.clone(), clock, keyring);
+    let task = services
+        .start_rotation(tenant.as_str())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "rotation task {} started: {} SIM keys to re-wrap",
+        task.id, task.total_items
+    );
+    let (_keep, stop) = tokio::sync::watch::channel(false);
+    let owner = uuid::Uuid::new_v4().to_string();
+    loop {
+        let worked = services
+            .run_rotation(&owner, config.tasks.lease, &stop)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let status = crate::store::tasks::get(&db, tenant.as_str(), &task.id.to_string()).await?;
+        match status {
+            Some(t) if t.status == "completed" || t.status == "failed" => {
+                println!(
+                    "rotation {}: {} re-wrapped, {} failed",
+                    t.status, t.completed_items, t.failed_items
+                );
+                db.close().await;
+                return if t.status == "completed" && t.failed_items == 0 {
+                    Ok(())
+                } else {
+                    bail!("some SIM keys could not be re-wrapped (see the log)")
+                };
+            }
+            Some(t) => {
+                println!("{} of {} re-wrapped", t.completed_items, t.total_items);
+                if worked.is_none() {
+                    // A running server's worker holds the task: wait for it.
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+            None => bail!("the rotation task disappeared"),
+        }
     }
 }
 

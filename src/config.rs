@@ -39,6 +39,26 @@ pub struct Config {
     pub iccid_luhn: LuhnPolicy,
     pub limits: Limits,
     pub root_key: RootKeySource,
+    pub tasks: TaskSettings,
+}
+
+/// Background task workers.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskSettings {
+    /// How long a claimed task stays with its worker without progress; a task whose worker
+    /// died is resumed by another after this.
+    pub lease: std::time::Duration,
+    /// How often idle workers look for work (they are also woken when work is queued).
+    pub poll: std::time::Duration,
+}
+
+impl Default for TaskSettings {
+    fn default() -> Self {
+        Self {
+            lease: std::time::Duration::from_secs(30),
+            poll: std::time::Duration::from_secs(5),
+        }
+    }
 }
 
 /// Reads one environment variable; empty counts as unset.
@@ -87,6 +107,7 @@ impl Config {
             },
             iccid_luhn,
             limits: Limits::default(),
+            tasks: TaskSettings::default(),
             root_key: match env("SIMVAULT_ROOT_KEY_PROVIDER").as_deref() {
                 None | Some("file") => RootKeySource::File(keys.root_key()),
                 Some("env") => RootKeySource::Env,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
@@ -69,6 +69,7 @@ pub fn services(config: &Config, db: Db, clock: SharedClock, keyring: Arc<Keyrin
             iccid_luhn: config.iccid_luhn,
         },
         keyring,
+        tasks_ready: Arc::new(tokio::sync::Notify::new()),
     }
 }
 
@@ -77,6 +78,8 @@ pub struct Application {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    stop_workers: watch::Sender<bool>,
+    workers: JoinHandle<()>,
     db: Db,
 }
 
@@ -110,7 +113,7 @@ impl Application {
         let services = Arc::new(services(config, db.clone(), clock.clone(), keyring));
         let auth = Arc::new(Authenticator::new(db.clone(), jwt, clock));
         let state = AppState {
-            services,
+            services: services.clone(),
             auth: auth.clone(),
             metrics: crate::telemetry::metrics_handle(),
         };
@@ -119,6 +122,13 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let (stop_workers, workers_stop) = watch::channel(false);
+        let workers = tokio::spawn(crate::service::rotation::worker(
+            services.clone(),
+            config.tasks.lease,
+            config.tasks.poll,
+            workers_stop,
+        ));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(crate::server::serve(
             listener,
@@ -135,6 +145,8 @@ impl Application {
             addr,
             stop: Some(stop),
             task,
+            stop_workers,
+            workers,
             db,
         })
     }
@@ -156,6 +168,8 @@ impl Application {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+        let _ = self.stop_workers.send(true);
+        let _ = (&mut self.workers).await;
         self.db.close().await;
     }
 }

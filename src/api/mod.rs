@@ -1,6 +1,7 @@
 //! HTTP: routers and request/response types only. No SQL, no crypto: handlers extract,
 //! call a service function and map its error.
 
+pub mod admin;
 pub mod error;
 pub mod extract;
 mod fields;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(sims::router())
         .merge(secrets::router())
+        .merge(admin::router())
         .merge(plans::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::NotFound })

@@ -5,6 +5,7 @@ pub mod identifiers;
 pub mod principal;
 pub mod secrets;
 pub mod sim;
+pub mod task;
 pub mod tenant;
 pub mod validation;
 
@@ -12,6 +13,7 @@ pub use identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msi
 pub use principal::{AuthMethod, Principal, Role};
 pub use secrets::{RetryCounters, SecretField, SecretValue};
 pub use sim::{NewSim, Sim, SimPatch, SimState, SimType};
+pub use task::{KeyVersion, Task};
 pub use tenant::{Plan, TenantId};
 pub use validation::{FieldError, Location, ValidationErrors};
 

@@ -25,10 +25,16 @@ pub enum Action {
     WriteSecrets,
     /// Reveal one secret field; decided per field (`Context::secret_field`).
     ReadSecret,
+    /// Start a tenant key rotation.
+    RotateKeys,
+    /// See key versions and rotation progress.
+    ReadKeys,
+    /// See a background task's progress.
+    ReadTask,
 }
 
 impl Action {
-    pub const ALL: [Action; 10] = [
+    pub const ALL: [Action; 13] = [
         Action::CreateSim,
         Action::ReadSim,
         Action::ListSims,
@@ -39,6 +45,9 @@ impl Action {
         Action::ReadMetrics,
         Action::WriteSecrets,
         Action::ReadSecret,
+        Action::RotateKeys,
+        Action::ReadKeys,
+        Action::ReadTask,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +62,9 @@ impl Action {
             Action::ReadMetrics => "metrics.read",
             Action::WriteSecrets => "secrets.write",
             Action::ReadSecret => "secrets.read",
+            Action::RotateKeys => "keys.rotate",
+            Action::ReadKeys => "keys.read",
+            Action::ReadTask => "task.read",
         }
     }
 }
@@ -182,11 +194,15 @@ const DEFAULT_RULES: &[Rule] = &[
     Rule::new("sims-read", Action::ReadSim, READERS),
     Rule::new("sims-list", Action::ListSims, READERS),
     Rule::new("plans-read", Action::ReadPlan, READERS),
+    Rule::new("tasks-read", Action::ReadTask, READERS),
     // Operators run the inventory: descriptive fields, state, plans.
     Rule::new("sims-update-operator", Action::UpdateSim, CHANGERS),
     Rule::new("plans-create-operator", Action::CreatePlan, CHANGERS),
     // Deleting a SIM destroys its secrets for good: administrators only.
     Rule::new("sims-delete-admin", Action::DeleteSim, &[Role::Admin]),
+    // Key rotation is an administrator's job.
+    Rule::new("keys-rotate-admin", Action::RotateKeys, &[Role::Admin]),
+    Rule::new("keys-read-admin", Action::ReadKeys, &[Role::Admin]),
     // Scraping metrics reveals volumes, not data: a dedicated role, or an administrator.
     Rule::new(
         "metrics-read",
@@ -313,6 +329,9 @@ mod tests {
             (DeleteSim, &[Admin]),
             (ReadMetrics, &[Metrics, Admin]),
             (WriteSecrets, &[Provisioner]),
+            (RotateKeys, &[Admin]),
+            (ReadKeys, &[Admin]),
+            (ReadTask, &[Provisioner, Support, Operator, Admin]),
         ];
         for (action, who) in table {
             for role in Role::ALL {

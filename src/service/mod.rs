@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod plans;
+pub mod rotation;
 pub mod secrets;
 pub mod sims;
 
@@ -83,6 +84,8 @@ pub struct Services {
     pub clock: SharedClock,
     pub settings: Settings,
     pub keyring: Arc<Keyring>,
+    /// Woken when a background task is queued.
+    pub tasks_ready: Arc<tokio::sync::Notify>,
 }
 
 impl Services {

@@ -25,7 +25,7 @@ pub type Revealed = Vec<(SecretField, Option<SecretValue>)>;
 
 impl Services {
     /// A tenant KEK version, from the keyring's cache or the store.
-    async fn kek(&self, tenant: &str, version: i64) -> ServiceResult<Arc<Key>> {
+    pub(super) async fn kek(&self, tenant: &str, version: i64) -> ServiceResult<Arc<Key>> {
         if let Some(kek) = self.keyring.cached_kek(tenant, version) {
             return Ok(kek);
         }
@@ -38,7 +38,11 @@ impl Services {
     }
 
     /// The tenant's active KEK, creating version 1 on first use.
-    async fn active_kek(&self, tx: &mut Tx, tenant: &str) -> ServiceResult<(i64, Arc<Key>)> {
+    pub(super) async fn active_kek(
+        &self,
+        tx: &mut Tx,
+        tenant: &str,
+    ) -> ServiceResult<(i64, Arc<Key>)> {
         if let Some(row) = keys::active_kek(tx, tenant).await? {
             let kek = self
                 .keyring
@@ -90,7 +94,7 @@ impl Services {
             wrapped_dek: vault::wrap_dek(&kek, &sim.tenant_id, &sim.id, version, &dek)?,
         };
         keys::insert_dek(tx, &sim.tenant_id, &sim.id, &row, self.clock.now()).await?;
-        keys::count_wrap(tx, &sim.tenant_id, version).await?;
+        keys::count_wraps(tx, &sim.tenant_id, version, 1).await?;
         Ok(dek)
     }
 

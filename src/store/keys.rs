@@ -91,18 +91,6 @@ pub async fn insert_kek(tx: &mut Tx, row: &TenantKeyRow) -> StoreResult<bool> {
     .map_err(StoreError::from_write)
 }
 
-/// Counts one more DEK wrapped under a KEK version (AES-GCM usage limits).
-pub async fn count_wrap(tx: &mut Tx, tenant: &str, version: i64) -> StoreResult<()> {
-    on_tx!(tx, c => sqlx::query(
-        "UPDATE tenant_keys SET wrapped_deks = wrapped_deks + 1 WHERE tenant_id = $1 AND version = $2")
-        .bind(tenant)
-        .bind(version)
-        .execute(&mut *c)
-        .await
-        .map(|_| ()))?;
-    Ok(())
-}
-
 /// A SIM's wrapped DEK.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DekRow {
@@ -233,5 +221,116 @@ pub async fn shred(tx: &mut Tx, sim_id: &uuid::Uuid) -> StoreResult<()> {
         sqlx::query("DELETE FROM sim_secrets WHERE sim_id = $1").bind(&id).execute(&mut *c).await?;
         sqlx::query("DELETE FROM sim_deks WHERE sim_id = $1").bind(&id).execute(&mut *c).await.map(|_| ())
     })?;
+    Ok(())
+}
+
+/// Marks every active KEK version of a tenant below `version` as retiring.
+pub async fn retire_older(tx: &mut Tx, tenant: &str, version: i64) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE tenant_keys SET state = 'retiring' WHERE tenant_id = $1 AND version < $2 AND state = 'active'")
+        .bind(tenant)
+        .bind(version)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// Retires the retiring versions below `version` that no DEK uses any more.
+pub async fn retire_unused(tx: &mut Tx, tenant: &str, version: i64, now: i64) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE tenant_keys SET state = 'retired', retired_at = $3 \
+         WHERE tenant_id = $1 AND version < $2 AND state = 'retiring' \
+         AND NOT EXISTS (SELECT 1 FROM sim_deks d WHERE d.tenant_id = tenant_keys.tenant_id \
+                         AND d.kek_version = tenant_keys.version)")
+        .bind(tenant)
+        .bind(version)
+        .bind(now)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// How many DEKs of a tenant are wrapped under a version below `version`.
+pub async fn count_below(db: &Db, tenant: &str, version: i64) -> StoreResult<i64> {
+    Ok(on_pool!(db, p => sqlx::query_scalar(
+        "SELECT count(*) FROM sim_deks WHERE tenant_id = $1 AND kek_version < $2")
+        .bind(tenant)
+        .bind(version)
+        .fetch_one(p)
+        .await)?)
+}
+
+/// How many DEKs each KEK version of a tenant wraps now.
+pub async fn dek_counts(db: &Db, tenant: &str) -> StoreResult<Vec<(i64, i64)>> {
+    Ok(on_pool!(db, p => sqlx::query_as(
+        "SELECT kek_version, count(*) FROM sim_deks WHERE tenant_id = $1 GROUP BY kek_version")
+        .bind(tenant)
+        .fetch_all(p)
+        .await)?)
+}
+
+/// A DEK still wrapped under an older KEK version.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StaleDek {
+    pub sim_id: String,
+    pub kek_version: i64,
+    pub format: i64,
+    pub wrapped_dek: Vec<u8>,
+}
+
+/// Up to `limit` of a tenant's DEKs wrapped under versions below `version`, in SIM id order
+/// after `after`.
+pub async fn stale_deks(
+    tx: &mut Tx,
+    tenant: &str,
+    version: i64,
+    after: &str,
+    limit: i64,
+) -> StoreResult<Vec<StaleDek>> {
+    Ok(on_tx!(tx, c => sqlx::query_as(
+        "SELECT sim_id, kek_version, format, wrapped_dek FROM sim_deks \
+         WHERE tenant_id = $1 AND kek_version < $2 AND sim_id > $3 ORDER BY sim_id LIMIT $4")
+        .bind(tenant)
+        .bind(version)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await)?)
+}
+
+/// Replaces a DEK's wrapping, if it is still the one that was read.
+pub async fn rewrap_dek(
+    tx: &mut Tx,
+    sim_id: &str,
+    old_version: i64,
+    new_version: i64,
+    wrapped: &[u8],
+    now: i64,
+) -> StoreResult<bool> {
+    Ok(on_tx!(tx, c => sqlx::query(
+        "UPDATE sim_deks SET kek_version = $1, wrapped_dek = $2, updated_at = $3 \
+         WHERE sim_id = $4 AND kek_version = $5")
+        .bind(new_version)
+        .bind(wrapped)
+        .bind(now)
+        .bind(sim_id)
+        .bind(old_version)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected() == 1))?)
+}
+
+/// Adds `n` to the count of DEKs wrapped under a version.
+pub async fn count_wraps(tx: &mut Tx, tenant: &str, version: i64, n: i64) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE tenant_keys SET wrapped_deks = wrapped_deks + $3 WHERE tenant_id = $1 AND version = $2")
+        .bind(tenant)
+        .bind(version)
+        .bind(n)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
     Ok(())
 }

@@ -9,6 +9,7 @@ pub mod identities;
 pub mod keys;
 pub mod plans;
 pub mod sims;
+pub mod tasks;
 pub mod tenants;
 
 use std::path::Path;

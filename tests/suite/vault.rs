@@ -582,3 +582,252 @@ async fn root_key_must_match(store: Store) {
     assert_eq!(after.body, before);
 }
 both_stores!(root_key_check, root_key_must_match);
+
+fn provisioner(tenant: &str) -> simvault::domain::Principal {
+    simvault::domain::Principal {
+        tenant: simvault::domain::TenantId::parse(tenant).unwrap(),
+        roles: [Role::Provisioner].into(),
+        subject: "seeder".into(),
+        auth_method: simvault::domain::AuthMethod::Mtls,
+        credential_id: None,
+    }
+}
+
+/// Creates `n` SIMs with a Ki each, straight through the service layer.
+pub async fn seed_with_secrets(
+    services: &simvault::service::Services,
+    tenant: &str,
+    from: u64,
+    n: u64,
+) {
+    use simvault::domain::{Iccid, LuhnPolicy, NewSim, SecretField, SimType};
+    let p = provisioner(tenant);
+    for i in from..from + n {
+        let new = NewSim {
+            iccid: Iccid::parse(&iccid(i), LuhnPolicy::Enforce).unwrap(),
+            imsi: None,
+            msisdn: None,
+            imei: None,
+            eid: None,
+            sim_type: SimType::Physical,
+            carrier_status: None,
+            vendor: None,
+            tags: Default::default(),
+            group_id: None,
+            device_id: None,
+            compatibility_zones: Default::default(),
+            metadata: Default::default(),
+            secrets: vec![(
+                SecretField::Ki,
+                Some(SecretField::Ki.parse(&format!("{i:032x}")).unwrap()),
+            )],
+        };
+        services.create_sim(&p, new).await.unwrap();
+    }
+}
+
+/// Seeds `n` SIMs with four concurrent writers.
+async fn seed_many(app: &TestApp, n: u64) {
+    let per = n / 4;
+    let mut seeders = Vec::new();
+    for k in 0..4 {
+        let services = app.services.clone();
+        seeders.push(tokio::spawn(async move {
+            seed_with_secrets(&services, "acme", 100_000 + k * per, per).await
+        }));
+    }
+    for s in seeders {
+        s.await.unwrap();
+    }
+}
+
+async fn wait_for_task(api: &Api, id: &str) -> Value {
+    for _ in 0..1200 {
+        let t = api.get(&format!("/v1/tasks/{id}")).await;
+        assert_eq!(t.status, 200, "{:?}", t.body);
+        if t.body["status"] == "completed" || t.body["status"] == "failed" {
+            return t.body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("task {id} did not finish");
+}
+
+async fn dek_versions(db: &simvault::store::Db) -> Vec<(i64, i64)> {
+    raw_sql!(db, p => sqlx::query_as("SELECT kek_version, count(*) FROM sim_deks GROUP BY kek_version ORDER BY kek_version").fetch_all(p).await).unwrap()
+}
+
+/// A rotation re-wraps 10,000 SIM keys while reads and writes go on; none of them fails.
+async fn rotation_under_load(store: Store) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const N: u64 = 10_000;
+    let app = TestApp::spawn_with(store, |c| {
+        c.tasks.lease = std::time::Duration::from_secs(5);
+        c.tasks.poll = std::time::Duration::from_millis(100);
+    })
+    .await;
+    app.tenant("acme").await;
+    seed_many(&app, N).await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let admin = app.jwt_client("acme", &[Role::Admin]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ops, failures) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut load = Vec::new();
+    for worker in 0..4u64 {
+        let (prov, stop, ops, failures) =
+            (prov.clone(), stop.clone(), ops.clone(), failures.clone());
+        load.push(tokio::spawn(async move {
+            let mut i = worker;
+            while !stop.load(Ordering::Relaxed) {
+                i = (i * 7919 + 13) % (N - 1);
+                let n = 100_000 + i;
+                let ok = if worker == 0 {
+                    // A writer: new SIMs with secrets, and replaced secrets.
+                    let created = prov.post("/v1/sims", &json!({"iccid": iccid(500_000 + ops.load(Ordering::Relaxed)), "secrets": {"ki": KI}})).await;
+                    let put = Api::send(prov.request(reqwest::Method::PUT, &format!("/v1/sims/{}/secrets", iccid(n))).json(&json!({"pin1": "1234"}))).await;
+                    created.status == 201 && put.status == 200
+                } else {
+                    let a = prov.get(&format!("/v1/sims/{}/secrets?fields=ki", iccid(n))).await;
+                    a.status == 200 && a.body["secrets"]["ki"] == format!("{n:032x}")
+                };
+                ops.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let started = admin.post("/v1/admin/keys/rotate", &json!({})).await;
+    assert_eq!(started.status, 202, "{:?}", started.body);
+    assert_eq!(started.body["type"], "key_rotation");
+    assert!(
+        started.body["total_items"].as_i64().unwrap() >= N as i64,
+        "{:?}",
+        started.body
+    );
+    let id = started.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(started.headers["location"], format!("/v1/tasks/{id}"));
+    let done = wait_for_task(&admin, &id).await;
+    stop.store(true, Ordering::Relaxed);
+    for l in load {
+        l.await.unwrap();
+    }
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["failed_items"], 0);
+    assert_eq!(done["pending_items"], 0);
+    assert!(ops.load(Ordering::Relaxed) > 20, "the load ran");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "reads or writes failed during the rotation"
+    );
+
+    // Every SIM key is under version 2; version 1 is retired.
+    let versions = dek_versions(&app.test_db.db).await;
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert_eq!(versions[0].0, 2);
+    let keys = admin.get("/v1/admin/keys").await;
+    assert_eq!(keys.status, 200);
+    assert_eq!(keys.body["versions"][0]["version"], 1);
+    assert_eq!(keys.body["versions"][0]["state"], "retired");
+    assert_eq!(keys.body["versions"][0]["deks_in_use"], 0);
+    assert_eq!(keys.body["versions"][1]["state"], "active");
+    assert_eq!(keys.body["versions"][1]["deks_in_use"], versions[0].1);
+    assert_eq!(keys.body["rotation_due"], false);
+    // Only administrators rotate or see keys; tasks are readable by readers, in their tenant.
+    let support = app.jwt_client("acme", &[Role::Support]);
+    assert_eq!(
+        support
+            .post("/v1/admin/keys/rotate", &json!({}))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(support.get("/v1/admin/keys").await.status, 403);
+    assert_eq!(support.get(&format!("/v1/tasks/{id}")).await.status, 200);
+    app.tenant("other").await;
+    assert_eq!(
+        app.jwt_client("other", &Role::ALL)
+            .get(&format!("/v1/tasks/{id}"))
+            .await
+            .status,
+        404
+    );
+    let a = prov
+        .get(&format!("/v1/sims/{}/secrets?fields=ki", iccid(100_017)))
+        .await;
+    assert_eq!(a.body["secrets"]["ki"], format!("{:032x}", 100_017));
+}
+both_stores!(rotation, rotation_under_load);
+
+/// A worker that dies mid-rotation (its task aborted, its lease left behind) loses nothing:
+/// once the lease runs out another worker resumes and completes the task.
+async fn rotation_resumes_after_a_crash(store: Store) {
+    use tokio::sync::watch;
+    let lease = std::time::Duration::from_millis(800);
+    let app = TestApp::spawn_with(store, |c| {
+        c.tasks.lease = lease;
+        c.tasks.poll = std::time::Duration::from_secs(3600);
+    })
+    .await;
+    app.tenant("acme").await;
+    seed_many(&app, 3000).await;
+    let task = app.services.start_rotation("acme").await.unwrap();
+    let id = task.id.to_string();
+    let services = app.services.clone();
+    let (_keep, stop) = watch::channel(false);
+    let crashed = tokio::spawn(async move { services.run_rotation("doomed", lease, &stop).await });
+    let admin = app.jwt_client("acme", &[Role::Admin]);
+    loop {
+        let t = admin.get(&format!("/v1/tasks/{id}")).await;
+        if t.body["completed_items"].as_i64().unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    crashed.abort();
+    let _ = crashed.await;
+    let mid = admin.get(&format!("/v1/tasks/{id}")).await.body;
+    assert_eq!(mid["status"], "running");
+    assert!(
+        mid["pending_items"].as_i64().unwrap() > 0,
+        "crashed before the end: {mid}"
+    );
+    let versions = dek_versions(&app.test_db.db).await;
+    assert_eq!(
+        versions.len(),
+        2,
+        "some keys re-wrapped, some not: {versions:?}"
+    );
+
+    // Another worker: nothing to claim while the dead worker's lease lasts, then resumes.
+    let (_keep, stop) = watch::channel(false);
+    assert_eq!(
+        app.services
+            .run_rotation("rescuer", lease, &stop)
+            .await
+            .unwrap(),
+        None
+    );
+    tokio::time::sleep(lease + std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        app.services
+            .run_rotation("rescuer", lease, &stop)
+            .await
+            .unwrap(),
+        Some(id.clone())
+    );
+    let done = admin.get(&format!("/v1/tasks/{id}")).await.body;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(dek_versions(&app.test_db.db).await, vec![(2, 3000)]);
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    for n in [100_000u64, 100_001, 101_500, 102_999] {
+        let a = prov
+            .get(&format!("/v1/sims/{}/secrets?fields=ki", iccid(n)))
+            .await;
+        assert_eq!(a.body["secrets"]["ki"], format!("{n:032x}"), "{n}");
+    }
+}
+both_stores!(rotation_crash, rotation_resumes_after_a_crash);

@@ -1,0 +1,252 @@
+//! Key rotation: a new tenant KEK version, and a durable background task that re-wraps every
+//! DEK under it (secrets themselves are not re-encrypted). Reads and writes keep working
+//! throughout: old versions stay readable until nothing uses them, then retire.
+
+use std::time::Duration;
+
+use sqlx::types::Json;
+use tokio::sync::watch;
+
+use super::{ServiceError, ServiceResult, Services};
+use crate::domain::task::KEK_ROTATION_DUE_AT;
+use crate::domain::{KeyVersion, Principal, Task};
+use crate::policy::{Action, Context, Resource};
+use crate::store::keys::{self, TenantKeyRow};
+use crate::store::tasks::{self, TaskRow};
+use crate::vault;
+
+pub const ROTATION_TASK: &str = "key_rotation";
+const BATCH: i64 = 200;
+
+impl TryFrom<TaskRow> for Task {
+    type Error = ServiceError;
+    fn try_from(r: TaskRow) -> ServiceResult<Task> {
+        Ok(Task {
+            id: r
+                .id
+                .parse()
+                .map_err(|_| ServiceError::Internal("corrupt task id".into()))?,
+            kind: r.kind,
+            status: r.status,
+            total_items: r.total_items,
+            completed_items: r.completed_items,
+            failed_items: r.failed_items,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// The state of a tenant's keys.
+#[derive(Debug, Clone)]
+pub struct KeyStatus {
+    pub versions: Vec<KeyVersion>,
+    pub rotation_due: bool,
+}
+
+impl Services {
+    /// `POST /v1/admin/keys/rotate`.
+    pub async fn rotate_tenant_key(&self, principal: &Principal) -> ServiceResult<Task> {
+        self.authorize_in_tenant(principal, Action::RotateKeys)?;
+        self.start_rotation(principal.tenant.as_str()).await
+    }
+
+    /// Adds a KEK version and queues the re-wrap of every older DEK (CLI and API).
+    pub async fn start_rotation(&self, tenant: &str) -> ServiceResult<Task> {
+        let mut tx = self.db.begin().await?;
+        let (current, _) = self.active_kek(&mut tx, tenant).await?;
+        let version = current + 1;
+        let (_, wrapped) = self.keyring.new_kek(tenant, version)?;
+        let now = self.clock.now();
+        let row = TenantKeyRow {
+            tenant_id: tenant.to_owned(),
+            version,
+            format: vault::FORMAT,
+            wrapped_key: wrapped,
+            state: "active".into(),
+            wrapped_deks: 0,
+            created_at: now,
+            retired_at: None,
+        };
+        if !keys::insert_kek(&mut tx, &row).await? {
+            return Err(ServiceError::Conflict(
+                "another rotation is starting; retry".into(),
+            ));
+        }
+        keys::retire_older(&mut tx, tenant, version).await?;
+        let task = TaskRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            tenant_id: tenant.to_owned(),
+            kind: ROTATION_TASK.into(),
+            status: "pending".into(),
+            params: Json(serde_json::json!({"to_version": version})),
+            total_items: keys::count_below(&self.db, tenant, version).await?,
+            completed_items: 0,
+            failed_items: 0,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        tasks::insert(&mut tx, &task).await?;
+        tx.commit().await?;
+        self.tasks_ready.notify_one();
+        tracing::info!(tenant, version, task_id = %task.id, "key rotation started");
+        Task::try_from(task)
+    }
+
+    /// `GET /v1/tasks/{id}`.
+    pub async fn get_task(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Task> {
+        let row = tasks::get(&self.db, principal.tenant.as_str(), &id.to_string())
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        self.authorize(
+            principal,
+            Action::ReadTask,
+            &Resource::of_tenant(&row.tenant_id),
+            &Context::default(),
+        )?;
+        Task::try_from(row)
+    }
+
+    /// `GET /v1/admin/keys`.
+    pub async fn key_status(&self, principal: &Principal) -> ServiceResult<KeyStatus> {
+        self.authorize_in_tenant(principal, Action::ReadKeys)?;
+        let tenant = principal.tenant.as_str();
+        let counts = keys::dek_counts(&self.db, tenant).await?;
+        let versions: Vec<KeyVersion> = keys::keks(&self.db, tenant)
+            .await?
+            .into_iter()
+            .map(|k| KeyVersion {
+                deks_in_use: counts
+                    .iter()
+                    .find(|(v, _)| *v == k.version)
+                    .map_or(0, |(_, n)| *n),
+                version: k.version,
+                state: k.state,
+                wrapped_deks: k.wrapped_deks,
+                created_at: k.created_at,
+                retired_at: k.retired_at,
+            })
+            .collect();
+        let rotation_due = versions
+            .iter()
+            .filter(|v| v.state == "active")
+            .any(|v| v.wrapped_deks >= KEK_ROTATION_DUE_AT);
+        Ok(KeyStatus {
+            versions,
+            rotation_due,
+        })
+    }
+
+    /// Claims one unfinished rotation task and works on it until it is done, the lease is
+    /// lost, or `stop` says so. Returns the task it worked on, if any.
+    pub async fn run_rotation(
+        &self,
+        owner: &str,
+        lease: Duration,
+        stop: &watch::Receiver<bool>,
+    ) -> ServiceResult<Option<String>> {
+        let lease_us = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+        let now = self.clock.now();
+        let Some(task) = tasks::claim(&self.db, ROTATION_TASK, owner, now, now + lease_us).await?
+        else {
+            return Ok(None);
+        };
+        let target = task.params.0["to_version"].as_i64().ok_or_else(|| {
+            ServiceError::Internal("rotation task without a target version".into())
+        })?;
+        let tenant = task.tenant_id.clone();
+        let new_kek = self.kek(&tenant, target).await?;
+        let mut after = String::new();
+        loop {
+            if *stop.borrow() {
+                tasks::release(&self.db, &task.id, owner).await?;
+                return Ok(Some(task.id));
+            }
+            let mut tx = self.db.begin().await?;
+            let stale = keys::stale_deks(&mut tx, &tenant, target, &after, BATCH).await?;
+            let now = self.clock.now();
+            if stale.is_empty() {
+                keys::retire_unused(&mut tx, &tenant, target, now).await?;
+                tasks::finish(&mut tx, &task.id, owner, "completed", None, now).await?;
+                tx.commit().await?;
+                tracing::info!(tenant = %tenant, version = target, task_id = %task.id, "key rotation completed");
+                return Ok(Some(task.id));
+            }
+            let (mut done, mut failed) = (0, 0);
+            for dek in &stale {
+                after.clone_from(&dek.sim_id);
+                match self.rewrap(&tenant, dek, target, &new_kek).await {
+                    Ok(wrapped) => {
+                        if keys::rewrap_dek(
+                            &mut tx,
+                            &dek.sim_id,
+                            dek.kek_version,
+                            target,
+                            &wrapped,
+                            now,
+                        )
+                        .await?
+                        {
+                            done += 1;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(sim_id = %dek.sim_id, error = %e, "could not re-wrap a SIM key");
+                        failed += 1;
+                    }
+                }
+            }
+            keys::count_wraps(&mut tx, &tenant, target, done).await?;
+            if !tasks::progress(&mut tx, &task.id, owner, done, failed, now, now + lease_us).await?
+            {
+                tracing::warn!(task_id = %task.id, "lost the lease of a rotation task; another worker has it");
+                return Ok(Some(task.id));
+            }
+            tx.commit().await?;
+        }
+    }
+
+    async fn rewrap(
+        &self,
+        tenant: &str,
+        dek: &keys::StaleDek,
+        target: i64,
+        new_kek: &vault::Key,
+    ) -> ServiceResult<Vec<u8>> {
+        vault::check_format(dek.format)?;
+        let sim_id: uuid::Uuid = dek
+            .sim_id
+            .parse()
+            .map_err(|_| ServiceError::Internal("corrupt SIM id".into()))?;
+        let old_kek = self.kek(tenant, dek.kek_version).await?;
+        let key = vault::unwrap_dek(&old_kek, tenant, &sim_id, dek.kek_version, &dek.wrapped_dek)?;
+        Ok(vault::wrap_dek(new_kek, tenant, &sim_id, target, &key)?)
+    }
+}
+
+/// The background worker: runs rotation tasks as they are queued (or found unfinished after a
+/// restart or another replica's crash) until `stop` turns true.
+pub async fn worker(
+    services: std::sync::Arc<Services>,
+    lease: Duration,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let owner = uuid::Uuid::new_v4().to_string();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match services.run_rotation(&owner, lease, &stop).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "task worker error"),
+        }
+        tokio::select! {
+            () = services.tasks_ready.notified() => {}
+            () = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
