@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
+use zeroize::Zeroizing;
+
 use crate::auth::jwt::{MintClaims, mint_eddsa};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, resolve_data_dir};
@@ -90,9 +92,22 @@ pub enum KeysCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct RotateArgs {
+#[group(required = true, multiple = false)]
+pub struct RotateTarget {
+    /// Rotate this tenant's key-encryption key.
     #[arg(long)]
-    pub tenant: String,
+    pub tenant: Option<String>,
+    /// Rotate the root key: re-wrap every tenant key under a new one and replace the key
+    /// file (sealed again with the same passphrase if it was sealed). Restart every replica
+    /// afterwards.
+    #[arg(long)]
+    pub root: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub target: RotateTarget,
     #[command(flatten)]
     pub data: DataDir,
 }
@@ -213,8 +228,11 @@ fn explain(e: ServiceError) -> anyhow::Error {
 }
 
 async fn rotate_tenant_key(args: &RotateArgs) -> anyhow::Result<()> {
-    let tenant = TenantId::parse(&args.tenant).map_err(anyhow::Error::msg)?;
     let config = Config::from_env(&args.data.path(), None)?;
+    let Some(tenant) = &args.target.tenant else {
+        return rotate_root_key(&config).await;
+    };
+    let tenant = TenantId::parse(tenant).map_err(anyhow::Error::msg)?;
     let db = startup::open_store(&config).await?;
     if !admin::tenant_exists(&db, &tenant).await.map_err(explain)? {
         bail!("no tenant {tenant}");
@@ -261,6 +279,44 @@ async fn rotate_tenant_key(args: &RotateArgs) -> anyhow::Result<()> {
             None => bail!("the rotation task disappeared"),
         }
     }
+}
+
+/// Re-wraps every tenant key under a new root key. The new key file is written first (as
+/// `root.key.next`), the database switched in one transaction, then the file renamed into
+/// place; if the process dies between the last two steps, the next start finishes the job.
+async fn rotate_root_key(config: &Config) -> anyhow::Result<()> {
+    use crate::vault::root::{self, LocalRootKey};
+    use crate::vault::{Keyring, RootKeySource};
+    let RootKeySource::File(path) = &config.root_key else {
+        bail!(
+            "--root rotates the root key file; with SIMVAULT_ROOT_KEY_PROVIDER=env use a key file for the rotation"
+        );
+    };
+    let db = startup::open_store(config).await?;
+    let current = startup::open_vault(config, &db, &SystemClock).await?;
+    let sealed = root::is_sealed(&std::fs::read_to_string(path)?);
+    let key = crate::vault::new_key()?;
+    let contents = if sealed {
+        Zeroizing::new(root::seal_with_passphrase(
+            &key,
+            &root::passphrase("Root key passphrase: ")?,
+        )?)
+    } else {
+        root::encode_plain(&key)
+    };
+    let next_path = root::next_path(path);
+    let _ = std::fs::remove_file(&next_path);
+    pki::write_new(&next_path, contents.as_bytes(), true)?;
+    let next = Keyring::new(std::sync::Arc::new(LocalRootKey::new(key)));
+    let n = crate::service::rotation::rotate_root(&db, &current, &next, SystemClock.now())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::rename(&next_path, path)?;
+    db.close().await;
+    println!(
+        "root key rotated: {n} tenant key version(s) re-wrapped; restart every replica with the new key"
+    );
+    Ok(())
 }
 
 /// Replaces the plain root key file by a sealed one (written beside it, then renamed over it).

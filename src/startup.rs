@@ -54,10 +54,27 @@ pub async fn open_vault(
     }
     // Ours, or one another replica stored first: either way it must open with this key.
     let (format, blob) = keys::root_check(db).await?.ok_or_else(mismatch)?;
-    keyring
-        .verify_root_check(format, &blob)
-        .map_err(|_| mismatch())?;
-    Ok(Arc::new(keyring))
+    if keyring.verify_root_check(format, &blob).is_ok() {
+        return Ok(Arc::new(keyring));
+    }
+    // A root-key rotation that switched the database but died before renaming its new key
+    // file into place: finish it.
+    if let crate::vault::RootKeySource::File(path) = &config.root_key {
+        let next = crate::vault::root::next_path(path);
+        if next.exists() {
+            let key = crate::vault::root::read_file(&next, || {
+                crate::vault::root::passphrase("Root key passphrase: ")
+            })?;
+            let candidate = Keyring::new(Arc::new(crate::vault::root::LocalRootKey::new(key)));
+            if candidate.verify_root_check(format, &blob).is_ok() {
+                std::fs::rename(&next, path)
+                    .context("finishing an interrupted root-key rotation")?;
+                tracing::warn!(path = %path.display(), "finished an interrupted root-key rotation");
+                return Ok(Arc::new(candidate));
+            }
+        }
+    }
+    Err(mismatch())
 }
 
 pub fn services(config: &Config, db: Db, clock: SharedClock, keyring: Arc<Keyring>) -> Services {

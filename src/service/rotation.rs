@@ -56,6 +56,7 @@ impl Services {
         let mut tx = self.db.begin().await?;
         let (current, _) = self.active_kek(&mut tx, tenant).await?;
         let version = current + 1;
+        self.check_root(&mut tx).await?;
         let (_, wrapped) = self.keyring.new_kek(tenant, version)?;
         let now = self.clock.now();
         let row = TenantKeyRow {
@@ -223,6 +224,35 @@ impl Services {
         let key = vault::unwrap_dek(&old_kek, tenant, &sim_id, dek.kek_version, &dek.wrapped_dek)?;
         Ok(vault::wrap_dek(new_kek, tenant, &sim_id, target, &key)?)
     }
+}
+
+/// Re-wraps every tenant KEK from `current`'s root key to `next`'s and makes `next` the
+/// database's root key, in one transaction. Secrets and DEKs are untouched.
+pub async fn rotate_root(
+    db: &crate::store::Db,
+    current: &crate::vault::Keyring,
+    next: &crate::vault::Keyring,
+    now: i64,
+) -> ServiceResult<usize> {
+    let mut tx = db.begin().await?;
+    let check = keys::root_check_in(&mut tx).await?;
+    match check {
+        Some((format, blob)) if current.verify_root_check(format, &blob).is_ok() => {}
+        _ => {
+            return Err(ServiceError::Conflict(
+                "the current root key does not match this database".into(),
+            ));
+        }
+    }
+    let keks = keys::all_keks_for_update(&mut tx).await?;
+    for k in &keks {
+        let wrapped =
+            current.rewrap_kek_for(next, &k.tenant_id, k.version, k.format, &k.wrapped_key)?;
+        keys::rewrap_kek(&mut tx, &k.tenant_id, k.version, vault::FORMAT, &wrapped).await?;
+    }
+    keys::replace_root_check(&mut tx, vault::FORMAT, &next.make_root_check()?, now).await?;
+    tx.commit().await?;
+    Ok(keks.len())
 }
 
 /// The background worker: runs rotation tasks as they are queued (or found unfinished after a

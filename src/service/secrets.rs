@@ -49,6 +49,7 @@ impl Services {
                 .open_kek(tenant, row.version, row.format, &row.wrapped_key)?;
             return Ok((row.version, kek));
         }
+        self.check_root(tx).await?;
         let (kek, wrapped) = self.keyring.new_kek(tenant, 1)?;
         let row = TenantKeyRow {
             tenant_id: tenant.to_owned(),
@@ -71,6 +72,23 @@ impl Services {
             .keyring
             .open_kek(tenant, row.version, row.format, &row.wrapped_key)?;
         Ok((row.version, kek))
+    }
+
+    /// Before wrapping a new KEK: is our root key still the database's? (After a root-key
+    /// rotation, replicas still holding the old key must not wrap anything new with it.)
+    pub(super) async fn check_root(&self, tx: &mut Tx) -> ServiceResult<()> {
+        let check = keys::root_check_in(tx).await?;
+        match check {
+            Some((format, blob)) if self.keyring.verify_root_check(format, &blob).is_ok() => Ok(()),
+            _ => {
+                tracing::error!(
+                    "the database's root key has changed: restart this replica with the new root key"
+                );
+                Err(ServiceError::Unavailable(
+                    crate::store::StoreError::Corrupt("root key rotated".into()),
+                ))
+            }
+        }
     }
 
     /// The SIM's DEK, creating and wrapping one under the active KEK on first use.

@@ -334,3 +334,67 @@ pub async fn count_wraps(tx: &mut Tx, tenant: &str, version: i64, n: i64) -> Sto
         .map(|_| ()))?;
     Ok(())
 }
+
+/// Every tenant KEK version of every tenant, locked for update (root-key rotation).
+pub async fn all_keks_for_update(tx: &mut Tx) -> StoreResult<Vec<TenantKeyRow>> {
+    let lock = if tx.dialect() == super::Dialect::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM tenant_keys ORDER BY tenant_id, version{lock}"
+    ));
+    Ok(on_tx!(tx, c => sqlx::query_as(sql).fetch_all(&mut *c).await)?)
+}
+
+/// Replaces the wrapping of one KEK version.
+pub async fn rewrap_kek(
+    tx: &mut Tx,
+    tenant: &str,
+    version: i64,
+    format: i64,
+    wrapped: &[u8],
+) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE tenant_keys SET format = $3, wrapped_key = $4 WHERE tenant_id = $1 AND version = $2")
+        .bind(tenant)
+        .bind(version)
+        .bind(format)
+        .bind(wrapped)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// Replaces the root-key check (root-key rotation).
+pub async fn replace_root_check(
+    tx: &mut Tx,
+    format: i64,
+    wrapped: &[u8],
+    now: i64,
+) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE root_key_check SET format = $1, wrapped = $2, created_at = $3 WHERE id = 1")
+        .bind(format)
+        .bind(wrapped)
+        .bind(now)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// The root-key check as seen inside a transaction (locked on PostgreSQL).
+pub async fn root_check_in(tx: &mut Tx) -> StoreResult<Option<(i64, Vec<u8>)>> {
+    let lock = if tx.dialect() == super::Dialect::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT format, wrapped FROM root_key_check WHERE id = 1{lock}"
+    ));
+    Ok(on_tx!(tx, c => sqlx::query_as(sql).fetch_optional(&mut *c).await)?)
+}

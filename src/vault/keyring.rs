@@ -81,6 +81,21 @@ impl Keyring {
         Ok((Arc::new(kek), wrapped))
     }
 
+    /// Re-wraps a KEK from this keyring's root key to `next`'s (root-key rotation).
+    pub fn rewrap_kek_for(
+        &self,
+        next: &Keyring,
+        tenant: &str,
+        version: i64,
+        format: i64,
+        wrapped: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        check_format(format)?;
+        let aad = kek_aad(tenant, version);
+        let kek = self.root.unwrap(wrapped, &aad)?;
+        next.root.wrap(&kek, &aad)
+    }
+
     /// The current format of wrapped keys.
     pub fn format(&self) -> i64 {
         FORMAT

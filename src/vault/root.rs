@@ -156,6 +156,11 @@ fn unseal(text: &str, passphrase: &SecretString) -> anyhow::Result<Key> {
     Ok(Zeroizing::new(arr))
 }
 
+/// Where a root-key rotation writes the new key before switching to it.
+pub fn next_path(path: &Path) -> PathBuf {
+    path.with_extension("key.next")
+}
+
 /// Whether a root key file is sealed with a passphrase.
 pub fn is_sealed(text: &str) -> bool {
     text.trim_start().starts_with('{')

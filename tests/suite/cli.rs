@@ -435,3 +435,79 @@ async fn secrets_never_reach_the_logs_even_at_trace_level() {
         );
     }
 }
+
+/// `keys rotate --tenant` and `keys rotate --root` from the command line, with a real server
+/// reading the secrets back afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    assert!(simvault(&data, &["init"]).status.success());
+    assert!(
+        simvault(&data, &["tenant", "create", "acme"])
+            .status
+            .success()
+    );
+    // A SIM with a secret, written through the library on the same data directory.
+    {
+        let config = simvault::config::Config::from_env(&data, None).unwrap();
+        let db = simvault::startup::open_store(&config).await.unwrap();
+        let clock: simvault::clock::SharedClock = std::sync::Arc::new(simvault::clock::SystemClock);
+        let keyring = simvault::startup::open_vault(&config, &db, clock.as_ref())
+            .await
+            .unwrap();
+        let services = simvault::startup::services(&config, db.clone(), clock, keyring);
+        crate::vault::seed_with_secrets(&services, "acme", 7, 25).await;
+        db.close().await;
+    }
+    let out = simvault(&data, &["keys", "rotate", "--tenant", "acme"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("25 SIM keys to re-wrap")
+            && text.contains("completed: 25 re-wrapped, 0 failed"),
+        "{text}"
+    );
+    let before = std::fs::read(KeyPaths::new(&data).root_key()).unwrap();
+    let out = simvault(&data, &["keys", "rotate", "--root"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(
+        std::fs::read(KeyPaths::new(&data).root_key()).unwrap(),
+        before
+    );
+    assert_eq!(mode(&KeyPaths::new(&data).root_key()), 0o600);
+    // Both or neither of --tenant/--root: refused.
+    assert!(!simvault(&data, &["keys", "rotate"]).status.success());
+
+    let config = simvault::config::Config::from_env(&data, None).unwrap();
+    let db = simvault::startup::open_store(&config).await.unwrap();
+    let clock: simvault::clock::SharedClock = std::sync::Arc::new(simvault::clock::SystemClock);
+    let keyring = simvault::startup::open_vault(&config, &db, clock.as_ref())
+        .await
+        .unwrap();
+    let services = simvault::startup::services(&config, db.clone(), clock, keyring);
+    let principal = simvault::domain::Principal {
+        tenant: simvault::domain::TenantId::parse("acme").unwrap(),
+        roles: [simvault::domain::Role::Provisioner].into(),
+        subject: "t".into(),
+        auth_method: simvault::domain::AuthMethod::Mtls,
+        credential_id: None,
+    };
+    let key = simvault::store::sims::SimKey::Iccid(crate::helpers::iccid(19));
+    let (_, revealed) = services
+        .reveal_secrets(&principal, &key, &[simvault::domain::SecretField::Ki], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        revealed[0].1.as_ref().unwrap().expose(),
+        format!("{:032x}", 19)
+    );
+}

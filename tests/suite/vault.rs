@@ -831,3 +831,110 @@ async fn rotation_resumes_after_a_crash(store: Store) {
     }
 }
 both_stores!(rotation_crash, rotation_resumes_after_a_crash);
+
+async fn reopen(app: &TestApp) -> simvault::store::Db {
+    match &app.test_db.db {
+        simvault::store::Db::Sqlite(_) => {
+            simvault::store::Db::open_sqlite(&app.test_db.sqlite_dir().unwrap().join("simvault.db"))
+                .await
+                .unwrap()
+        }
+        simvault::store::Db::Postgres(_) => simvault::store::Db::open_postgres(
+            &crate::helpers::postgres_url().unwrap(),
+            app.test_db.pg_schema(),
+        )
+        .await
+        .unwrap(),
+    }
+}
+
+/// Root-key rotation re-wraps tenant keys under a new root key; the old key no longer opens
+/// the database; a rotation interrupted after the database switched is finished on start.
+async fn root_rotation(store: Store) {
+    use simvault::clock::SystemClock;
+    use simvault::startup;
+    use simvault::vault::root::{LocalRootKey, encode_plain, next_path};
+    use simvault::vault::{Keyring, RootKeySource};
+    let (mut app, prov, sim) = setup(store).await;
+    let url = path(&sim, &format!("/secrets?fields={ALL}"));
+    let before = prov.get(&url).await.body;
+    app.tenant("second").await;
+    let second = app.mtls_api("second", &[Role::Provisioner], "p2").await;
+    second
+        .create_sim(json!({"iccid": iccid(50), "secrets": {"opc": OPC}}))
+        .await;
+    app.app.stop().await;
+
+    let db = reopen(&app).await;
+    let RootKeySource::File(key_path) = app.config.root_key.clone() else {
+        panic!("file provider")
+    };
+    let old_key = std::fs::read(&key_path).unwrap();
+    let current = startup::open_vault(&app.config, &db, &SystemClock)
+        .await
+        .unwrap();
+    let new_key = simvault::vault::new_key().unwrap();
+    simvault::pki::write_new(
+        &next_path(&key_path),
+        encode_plain(&new_key).as_bytes(),
+        true,
+    )
+    .unwrap();
+    let next = Keyring::new(std::sync::Arc::new(LocalRootKey::new(new_key)));
+    let n = simvault::service::rotation::rotate_root(&db, &current, &next, 1)
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "one key version per tenant");
+    // Interrupted here: the database uses the new key, the file is still the old one.
+    assert_eq!(std::fs::read(&key_path).unwrap(), old_key);
+    let finished = startup::open_vault(&app.config, &db, &SystemClock)
+        .await
+        .unwrap();
+    drop(finished);
+    assert_ne!(
+        std::fs::read(&key_path).unwrap(),
+        old_key,
+        "the new key file was moved into place"
+    );
+    assert!(!next_path(&key_path).exists());
+
+    // The old key is refused now.
+    let old_dir = tempfile::tempdir().unwrap();
+    let old_path = old_dir.path().join("root.key");
+    simvault::pki::write_new(&old_path, &old_key, true).unwrap();
+    let mut with_old = app.config.clone();
+    with_old.root_key = RootKeySource::File(old_path);
+    assert!(
+        startup::open_vault(&with_old, &db, &SystemClock)
+            .await
+            .is_err()
+    );
+
+    // A server with the new key reads every secret of every tenant.
+    let again =
+        startup::Application::build_with(&app.config, db.clone(), std::sync::Arc::new(SystemClock))
+            .await
+            .unwrap();
+    let base = format!("https://localhost:{}", again.local_addr().port());
+    let after = Api {
+        app_base: base.clone(),
+        client: prov.client.clone(),
+        token: None,
+    }
+    .get(&url)
+    .await;
+    assert_eq!(after.body, before);
+    let other = Api {
+        app_base: base,
+        client: second.client.clone(),
+        token: None,
+    };
+    assert_eq!(
+        other
+            .get(&format!("/v1/sims/{}/secrets?fields=opc", iccid(50)))
+            .await
+            .body["secrets"]["opc"],
+        OPC
+    );
+}
+both_stores!(root_key_rotation, root_rotation);
