@@ -3,6 +3,9 @@
 # over mTLS and search over mTLS with oha, 32 connections each, against the same server in one
 # run. Bounded: every oha run stops after $DURATION; the server is stopped at the end.
 #
+# Endpoints: /healthz (baseline), GET /v1/sims/{id}, GET /v1/sims?search=…, and
+# GET /v1/sims/{id}/secrets?fields=ki,opc (decrypting through the key hierarchy).
+#
 #   SIMS=100000 DURATION=15s benches/load.sh
 #   SIMVAULT_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test benches/load.sh
 set -euo pipefail
@@ -33,7 +36,7 @@ fi
 
 $BIN init --data-dir "$D" >/dev/null
 $BIN tenant create bench --data-dir "$D" >/dev/null
-$BIN cert issue --tenant bench --role support --name loader --out-dir "$WORK" --data-dir "$D" >/dev/null
+$BIN cert issue --tenant bench --role provisioner --name loader --out-dir "$WORK" --data-dir "$D" >/dev/null
 echo "seeding $SIMS SIMs ($STORE)..."
 target/release/examples/seed "$D" bench "$SIMS"
 
@@ -46,6 +49,10 @@ for _ in $(seq 1 50); do curl -sf "${TLS[@]}" "$URL/healthz" >/dev/null && break
 
 ID=$(curl -sf "${MTLS[@]}" "$URL/v1/sims?page_size=1&sort_by=iccid&sort_order=asc&page=$((SIMS / 2))" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+# Give that SIM a Ki and OPc to read back.
+curl -sf "${MTLS[@]}" -X PUT -H 'content-type: application/json' \
+  -d '{"ki":"465b5ce8b199b49faa5f0a2ee238a6bc","opc":"cd63cb71954a9f4e48a5994e37a02baf"}' \
+  "$URL/v1/sims/$ID/secrets" >/dev/null
 # An MSISDN fragment that names one SIM: the trigram index has to find it among all of them.
 TERM="$(printf '77%08d' $((SIMS / 3)))"
 
@@ -56,12 +63,13 @@ run() { # name, url, tls args...
 run healthz "$URL/healthz" "${TLS[@]}"
 run get_by_id "$URL/v1/sims/$ID" "${MTLS[@]}"
 run search "$URL/v1/sims?search=$TERM" "${MTLS[@]}"
+run secrets "$URL/v1/sims/$ID/secrets?fields=ki,opc" "${MTLS[@]}"
 
 python3 - "$WORK" "$STORE" "$SIMS" <<'PY'
 import json, sys, os
 work, store, sims = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = {}
-for name in ["healthz", "get_by_id", "search"]:
+for name in ["healthz", "get_by_id", "search", "secrets"]:
     d = json.load(open(os.path.join(work, name + ".json")))
     s = d["summary"]
     codes = d.get("statusCodeDistribution", {})

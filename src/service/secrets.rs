@@ -178,7 +178,7 @@ impl Services {
         fields: &[SecretField],
         reason: Option<&str>,
     ) -> ServiceResult<(Sim, Revealed)> {
-        let sim = repo::get(&self.db, principal.tenant.as_str(), key)
+        let (sim, stored) = repo::get_with_secrets(&self.db, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
         let resource = super::sims::sim_resource(&sim);
@@ -190,7 +190,7 @@ impl Services {
             self.authorize(principal, Action::ReadSecret, &resource, &context)?;
         }
         let mut revealed: Revealed = fields.iter().map(|f| (*f, None)).collect();
-        let Some((dek_row, rows)) = keys::secrets(&self.db, &sim.id).await? else {
+        let Some((dek_row, rows)) = stored else {
             return Ok((sim, revealed));
         };
         vault::check_format(dek_row.format)?;

@@ -171,49 +171,6 @@ pub struct SecretRow {
     pub ciphertext: Vec<u8>,
 }
 
-#[derive(sqlx::FromRow)]
-struct DekWithSecret {
-    kek_version: i64,
-    dek_format: i64,
-    wrapped_dek: Vec<u8>,
-    field: Option<String>,
-    format: Option<i64>,
-    ciphertext: Option<Vec<u8>>,
-}
-
-/// A SIM's DEK and all its encrypted fields, in one consistent read.
-pub async fn secrets(
-    db: &Db,
-    sim_id: &uuid::Uuid,
-) -> StoreResult<Option<(DekRow, Vec<SecretRow>)>> {
-    let rows: Vec<DekWithSecret> = on_pool!(db, p => sqlx::query_as(
-        "SELECT d.kek_version, d.format AS dek_format, d.wrapped_dek, s.field, s.format, s.ciphertext \
-         FROM sim_deks d LEFT JOIN sim_secrets s ON s.sim_id = d.sim_id WHERE d.sim_id = $1")
-        .bind(sim_id.to_string())
-        .fetch_all(p)
-        .await)?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let dek = DekRow {
-        kek_version: first.kek_version,
-        format: first.dek_format,
-        wrapped_dek: first.wrapped_dek.clone(),
-    };
-    let secrets = rows
-        .into_iter()
-        .filter_map(|r| match (r.field, r.format, r.ciphertext) {
-            (Some(field), Some(format), Some(ciphertext)) => Some(SecretRow {
-                field,
-                format,
-                ciphertext,
-            }),
-            _ => None,
-        })
-        .collect();
-    Ok(Some((dek, secrets)))
-}
-
 /// Crypto-shredding: destroys a SIM's DEK and every ciphertext made with it.
 pub async fn shred(tx: &mut Tx, sim_id: &uuid::Uuid) -> StoreResult<()> {
     let id = sim_id.to_string();

@@ -481,3 +481,83 @@ mod tests {
         assert_eq!(fts_trigrams("ab", None), "");
     }
 }
+
+#[derive(sqlx::FromRow)]
+struct SimWithSecretRow {
+    #[sqlx(flatten)]
+    sim: SimRow,
+    dek_kek_version: Option<i64>,
+    dek_format: Option<i64>,
+    dek_wrapped: Option<Vec<u8>>,
+    secret_field: Option<String>,
+    secret_format: Option<i64>,
+    secret_ciphertext: Option<Vec<u8>>,
+}
+
+/// A live SIM with its wrapped DEK and encrypted fields, in one round trip and one consistent
+/// read (the secret-read path).
+pub async fn get_with_secrets(
+    db: &Db,
+    tenant_id: &str,
+    key: &SimKey,
+) -> StoreResult<
+    Option<(
+        Sim,
+        Option<(super::keys::DekRow, Vec<super::keys::SecretRow>)>,
+    )>,
+> {
+    let mut b = SqlBuilder::default();
+    b.push("SELECT ");
+    b.push(
+        &COLUMNS
+            .split(", ")
+            .map(|c| format!("s.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    b.push(
+        ", d.kek_version AS dek_kek_version, d.format AS dek_format, d.wrapped_dek AS dek_wrapped, \
+         x.field AS secret_field, x.format AS secret_format, x.ciphertext AS secret_ciphertext \
+         FROM sims s LEFT JOIN sim_deks d ON d.sim_id = s.id LEFT JOIN sim_secrets x ON x.sim_id = s.id \
+         WHERE s.tenant_id = ",
+    );
+    b.bind_text(tenant_id);
+    match key {
+        SimKey::Id(id) => b.push(" AND s.id = ").bind_text(id.to_string()),
+        SimKey::Iccid(iccid) => b.push(" AND s.iccid = ").bind_text(iccid.clone()),
+    };
+    b.push(" AND s.deleted_at IS NULL");
+    let sql = sqlx::AssertSqlSafe(b.sql);
+    let rows: Vec<SimWithSecretRow> = on_pool!(db, p => bind_all!(sqlx::query_as(sql), &b.binds)
+        .fetch_all(p)
+        .await)?;
+    let mut rows = rows.into_iter();
+    let Some(first) = rows.next() else {
+        return Ok(None);
+    };
+    let dek = match (
+        first.dek_kek_version,
+        first.dek_format,
+        first.dek_wrapped.clone(),
+    ) {
+        (Some(kek_version), Some(format), Some(wrapped_dek)) => Some(super::keys::DekRow {
+            kek_version,
+            format,
+            wrapped_dek,
+        }),
+        _ => None,
+    };
+    let secret =
+        |r: &SimWithSecretRow| match (&r.secret_field, r.secret_format, &r.secret_ciphertext) {
+            (Some(field), Some(format), Some(ciphertext)) => Some(super::keys::SecretRow {
+                field: field.clone(),
+                format,
+                ciphertext: ciphertext.clone(),
+            }),
+            _ => None,
+        };
+    let mut secrets: Vec<_> = secret(&first).into_iter().collect();
+    secrets.extend(rows.filter_map(|r| secret(&r)));
+    let sim = Sim::try_from(first.sim)?;
+    Ok(Some((sim, dek.map(|d| (d, secrets)))))
+}
