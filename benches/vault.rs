@@ -1,6 +1,7 @@
 //! Sealing and opening one SIM's full secret set (Ki, OPc, PIN1/2, PUK1/2, activation code)
 //! through the key hierarchy: a fresh DEK wrapped under a tenant KEK, and every field sealed;
 //! then the reverse. `cargo bench --bench vault`.
+#![allow(clippy::expect_used)] // a benchmark aborts on the first failure
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use simvault::domain::SecretField;
