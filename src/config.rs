@@ -107,7 +107,18 @@ impl Config {
             },
             iccid_luhn,
             limits: Limits::default(),
-            tasks: TaskSettings::default(),
+            tasks: TaskSettings {
+                lease: match env("SIMVAULT_TASK_LEASE_SECS") {
+                    None => TaskSettings::default().lease,
+                    Some(v) => std::time::Duration::from_secs(
+                        v.parse::<u64>()
+                            .ok()
+                            .filter(|s| (1..=3600).contains(s))
+                            .context("SIMVAULT_TASK_LEASE_SECS must be 1 to 3600 seconds")?,
+                    ),
+                },
+                ..TaskSettings::default()
+            },
             root_key: match env("SIMVAULT_ROOT_KEY_PROVIDER").as_deref() {
                 None | Some("file") => RootKeySource::File(keys.root_key()),
                 Some("env") => RootKeySource::Env,

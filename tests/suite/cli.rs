@@ -511,3 +511,111 @@ async fn key_rotation_commands() {
         format!("{:032x}", 19)
     );
 }
+
+/// `kill -9` in the middle of a tenant key rotation; a restarted server resumes the task once
+/// the dead process's lease runs out, and every secret still decrypts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_survives_kill_9() {
+    const N: u64 = 4000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    assert!(simvault(&data, &["init"]).status.success());
+    assert!(
+        simvault(&data, &["tenant", "create", "acme"])
+            .status
+            .success()
+    );
+    let config = simvault::config::Config::from_env(&data, None).unwrap();
+    let db = simvault::startup::open_store(&config).await.unwrap();
+    let clock: simvault::clock::SharedClock = std::sync::Arc::new(simvault::clock::SystemClock);
+    let keyring = simvault::startup::open_vault(&config, &db, clock.as_ref())
+        .await
+        .unwrap();
+    let services = simvault::startup::services(&config, db.clone(), clock, keyring);
+    crate::vault::seed_with_secrets(&services, "acme", 1, N).await;
+
+    let mut rotate = Command::new(env!("CARGO_BIN_EXE_simvault"))
+        .args(["keys", "rotate", "--tenant", "acme", "--data-dir"])
+        .arg(&data)
+        .env_remove("SIMVAULT_DATABASE_URL")
+        .env("SIMVAULT_TASK_LEASE_SECS", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let progress = |db: simvault::store::Db| async move {
+        let rows: Vec<(String, i64, i64)> = crate::helpers::raw_sql!(&db, p => sqlx::query_as(
+            "SELECT status, completed_items, total_items FROM tasks").fetch_all(p).await)
+        .unwrap();
+        rows.into_iter().next()
+    };
+    loop {
+        if let Some((_, done, _)) = progress(db.clone()).await
+            && done > 0
+        {
+            break;
+        }
+        assert!(
+            rotate.try_wait().unwrap().is_none(),
+            "the rotation finished before it could be killed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .arg(rotate.id().to_string())
+        .status();
+    let _ = rotate.wait();
+    let (status, done, total) = progress(db.clone()).await.unwrap();
+    assert_eq!(status, "running");
+    assert!(done < total, "killed mid-way: {done} of {total}");
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_simvault"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("SIMVAULT_DATABASE_URL")
+        .env("SIMVAULT_TASK_LEASE_SECS", "2")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut finished = false;
+    for _ in 0..600 {
+        if progress(db.clone())
+            .await
+            .is_some_and(|(s, _, _)| s == "completed")
+        {
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status();
+    assert!(server.wait().unwrap().success());
+    assert!(finished, "the restarted server did not finish the rotation");
+    let versions: Vec<(i64, i64)> = crate::helpers::raw_sql!(&db, p => sqlx::query_as(
+        "SELECT kek_version, count(*) FROM sim_deks GROUP BY kek_version").fetch_all(p).await)
+    .unwrap();
+    assert_eq!(versions, vec![(2, N as i64)]);
+    let principal = simvault::domain::Principal {
+        tenant: simvault::domain::TenantId::parse("acme").unwrap(),
+        roles: [simvault::domain::Role::Provisioner].into(),
+        subject: "t".into(),
+        auth_method: simvault::domain::AuthMethod::Mtls,
+        credential_id: None,
+    };
+    for n in [1u64, 2000, N] {
+        let key = simvault::store::sims::SimKey::Iccid(crate::helpers::iccid(n));
+        let (_, revealed) = services
+            .reveal_secrets(&principal, &key, &[simvault::domain::SecretField::Ki], None)
+            .await
+            .unwrap();
+        assert_eq!(
+            revealed[0].1.as_ref().unwrap().expose(),
+            format!("{n:032x}")
+        );
+    }
+}
