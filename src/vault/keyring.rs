@@ -122,9 +122,22 @@ mod tests {
         let root: Arc<dyn RootKey> = Arc::new(LocalRootKey::new(new_key().unwrap()));
         let ring = Keyring::new(root.clone());
         let (kek, wrapped) = ring.new_kek("t", 1).unwrap();
-        let fresh = Keyring::new(root);
+        let fresh = Keyring::new(root.clone());
         assert_eq!(**fresh.open_kek("t", 1, FORMAT, &wrapped).unwrap(), **kek);
         assert!(fresh.open_kek("u", 1, FORMAT, &wrapped).is_err());
         assert!(fresh.open_kek("t", 2, FORMAT, &wrapped).is_err());
+        // Any flipped bit of the wrapped key (nonce, ciphertext or tag): an integrity error.
+        for i in 0..wrapped.len() * 8 {
+            let mut bad = wrapped.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            let ring = Keyring::new(root.clone());
+            assert!(
+                matches!(
+                    ring.open_kek("t", 1, FORMAT, &bad),
+                    Err(VaultError::Integrity(_))
+                ),
+                "bit {i}"
+            );
+        }
     }
 }
