@@ -239,7 +239,7 @@ async fn rotate_tenant_key(args: &RotateArgs) -> anyhow::Result<()> {
     }
     let clock: crate::clock::SharedClock = std::sync::Arc::new(SystemClock);
     let keyring = startup::open_vault(&config, &db, clock.as_ref()).await?;
-    let services = startup::services(&config, db.clone(), clock, keyring);
+    let services = startup::services(&config, db.clone(), clock, keyring)?;
     let task = services
         .start_rotation(tenant.as_str())
         .await

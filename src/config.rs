@@ -40,6 +40,9 @@ pub struct Config {
     pub limits: Limits,
     pub root_key: RootKeySource,
     pub tasks: TaskSettings,
+    /// A deployment's own policy directory (`simvault.cedarschema` + `*.cedar`); the built-in
+    /// policies when unset.
+    pub policy_dir: Option<PathBuf>,
 }
 
 /// Background task workers.
@@ -107,6 +110,7 @@ impl Config {
             },
             iccid_luhn,
             limits: Limits::default(),
+            policy_dir: env("SIMVAULT_POLICY_DIR").map(PathBuf::from),
             tasks: TaskSettings {
                 lease: match env("SIMVAULT_TASK_LEASE_SECS") {
                     None => TaskSettings::default().lease,

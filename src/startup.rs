@@ -13,7 +13,7 @@ use crate::api::{self, AppState};
 use crate::auth::{Authenticator, JwtVerifier};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::Config;
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyHandle};
 use crate::service::{Services, Settings};
 use crate::store::{Db, keys};
 use crate::vault::Keyring;
@@ -77,17 +77,31 @@ pub async fn open_vault(
     Err(mismatch())
 }
 
-pub fn services(config: &Config, db: Db, clock: SharedClock, keyring: Arc<Keyring>) -> Services {
-    Services {
+/// The configured policy set: `SIMVAULT_POLICY_DIR`, else the built-in one.
+pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
+    match &config.policy_dir {
+        Some(dir) => Policy::load_dir(dir),
+        None => Policy::builtin(),
+    }
+    .context("loading the policies")
+}
+
+pub fn services(
+    config: &Config,
+    db: Db,
+    clock: SharedClock,
+    keyring: Arc<Keyring>,
+) -> anyhow::Result<Services> {
+    Ok(Services {
         db,
-        policy: Policy::default(),
+        policy: PolicyHandle::new(load_policy(config)?),
         clock,
         settings: Settings {
             iccid_luhn: config.iccid_luhn,
         },
         keyring,
         tasks_ready: Arc::new(tokio::sync::Notify::new()),
-    }
+    })
 }
 
 /// A running server.
@@ -127,7 +141,7 @@ impl Application {
             None
         };
         let keyring = open_vault(config, &db, clock.as_ref()).await?;
-        let services = Arc::new(services(config, db.clone(), clock.clone(), keyring));
+        let services = Arc::new(services(config, db.clone(), clock.clone(), keyring)?);
         let auth = Arc::new(Authenticator::new(db.clone(), jwt, clock));
         let state = AppState {
             services: services.clone(),

@@ -5,10 +5,17 @@
 //! match allows nothing. Tenants are never crossed: a resource of another tenant is reported as
 //! [`Denial::CrossTenant`], which callers answer exactly like a missing resource.
 //!
-//! The rules below encode the role table of the API contract. The policy issue moves them into
-//! Cedar files under `policies/` behind this same [`Policy::authorize`] call.
+//! The rules are Cedar policies (`policies/default.cedar`, validated against
+//! `policies/simvault.cedarschema`), built in and replaceable by a deployment's own directory.
+//! Cedar skips a policy whose evaluation errors, which could let a request through that a
+//! failing `forbid` should stop: entities and requests are built against the schema, any
+//! evaluation error is a denial, and the tenant check is also made here in Rust.
 
-use crate::domain::{AuthMethod, Principal, Role, SecretField, SimState};
+mod cedar;
+
+pub use cedar::{Policy, PolicyHandle};
+
+use crate::domain::SimState;
 
 /// Everything a caller can ask to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,6 +85,14 @@ pub struct Resource<'a> {
 }
 
 impl<'a> Resource<'a> {
+    fn kind(&self) -> &'static str {
+        if self.sim_state.is_some() {
+            "sim"
+        } else {
+            "collection"
+        }
+    }
+
     pub fn of_tenant(tenant_id: &'a str) -> Self {
         Self {
             tenant_id,
@@ -92,13 +107,13 @@ pub struct Context {
     /// Whether the caller gave a reason (ticket) for the request.
     pub reason_given: bool,
     /// The secret field a `ReadSecret` decision is about.
-    pub secret_field: Option<SecretField>,
+    pub secret_field: Option<crate::domain::SecretField>,
 }
 
-/// An allow, with the ids of the rules that allowed it (recorded in the audit trail).
+/// An allow, with the `@id`s of the policies that allowed it (recorded in the audit trail).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    pub policy_ids: Vec<&'static str>,
+    pub policy_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -111,188 +126,10 @@ pub enum Denial {
     Forbidden,
 }
 
-struct Rule {
-    id: &'static str,
-    action: Action,
-    roles: &'static [Role],
-    /// When set, the rule only matches principals authenticated this way.
-    auth_method: Option<AuthMethod>,
-    /// When set, the rule only matches requests about one of these secret fields.
-    fields: Option<&'static [SecretField]>,
-    /// The rule only matches requests that give a reason.
-    requires_reason: bool,
-}
-
-impl Rule {
-    const fn new(id: &'static str, action: Action, roles: &'static [Role]) -> Self {
-        Self {
-            id,
-            action,
-            roles,
-            auth_method: None,
-            fields: None,
-            requires_reason: false,
-        }
-    }
-
-    const fn over(mut self, method: AuthMethod) -> Self {
-        self.auth_method = Some(method);
-        self
-    }
-
-    const fn fields(mut self, fields: &'static [SecretField]) -> Self {
-        self.fields = Some(fields);
-        self
-    }
-
-    const fn with_reason(mut self) -> Self {
-        self.requires_reason = true;
-        self
-    }
-
-    fn matches(&self, principal: &Principal, action: Action, context: &Context) -> bool {
-        self.action == action
-            && self.roles.iter().any(|role| principal.has_role(*role))
-            && self.auth_method.is_none_or(|m| m == principal.auth_method)
-            && self
-                .fields
-                .is_none_or(|fields| context.secret_field.is_some_and(|f| fields.contains(&f)))
-            && (!self.requires_reason || context.reason_given)
-    }
-}
-
-const READERS: &[Role] = &[
-    Role::Provisioner,
-    Role::Support,
-    Role::Operator,
-    Role::Admin,
-];
-const CHANGERS: &[Role] = &[Role::Operator, Role::Admin];
-
-const CARD_KEYS: &[SecretField] = &[
-    SecretField::Ki,
-    SecretField::Opc,
-    SecretField::Pin1,
-    SecretField::Pin2,
-];
-const PUKS: &[SecretField] = &[SecretField::Puk1, SecretField::Puk2];
-
-/// The default rule set (API contract, "Default roles").
-const DEFAULT_RULES: &[Rule] = &[
-    // Provisioning systems create SIMs and write their secrets.
-    Rule::new(
-        "sims-create-provisioner",
-        Action::CreateSim,
-        &[Role::Provisioner],
-    ),
-    Rule::new(
-        "secrets-write-provisioner",
-        Action::WriteSecrets,
-        &[Role::Provisioner],
-    ),
-    // Everyone who works with SIMs may look them up; auditors see only the audit log.
-    Rule::new("sims-read", Action::ReadSim, READERS),
-    Rule::new("sims-list", Action::ListSims, READERS),
-    Rule::new("plans-read", Action::ReadPlan, READERS),
-    Rule::new("tasks-read", Action::ReadTask, READERS),
-    // Operators run the inventory: descriptive fields, state, plans.
-    Rule::new("sims-update-operator", Action::UpdateSim, CHANGERS),
-    Rule::new("plans-create-operator", Action::CreatePlan, CHANGERS),
-    // Deleting a SIM destroys its secrets for good: administrators only.
-    Rule::new("sims-delete-admin", Action::DeleteSim, &[Role::Admin]),
-    // Key rotation is an administrator's job.
-    Rule::new("keys-rotate-admin", Action::RotateKeys, &[Role::Admin]),
-    Rule::new("keys-read-admin", Action::ReadKeys, &[Role::Admin]),
-    // Scraping metrics reveals volumes, not data: a dedicated role, or an administrator.
-    Rule::new(
-        "metrics-read",
-        Action::ReadMetrics,
-        &[Role::Metrics, Role::Admin],
-    ),
-    // Ki, OPc and the PINs go only to provisioning systems, and only over mutual TLS.
-    Rule::new(
-        "secrets-read-card-keys-provisioner-mtls",
-        Action::ReadSecret,
-        &[Role::Provisioner],
-    )
-    .fields(CARD_KEYS)
-    .over(AuthMethod::Mtls),
-    // PUKs: provisioning systems over mutual TLS, or support staff who say why (a ticket).
-    Rule::new(
-        "secrets-read-puk-provisioner-mtls",
-        Action::ReadSecret,
-        &[Role::Provisioner],
-    )
-    .fields(PUKS)
-    .over(AuthMethod::Mtls),
-    Rule::new(
-        "secrets-read-puk-support-with-reason",
-        Action::ReadSecret,
-        &[Role::Support],
-    )
-    .fields(PUKS)
-    .with_reason(),
-    // The activation code downloads an eSIM profile: provisioning systems.
-    Rule::new(
-        "secrets-read-activation-code-provisioner",
-        Action::ReadSecret,
-        &[Role::Provisioner],
-    )
-    .fields(&[SecretField::ActivationCode]),
-];
-
-/// The loaded policy set.
-#[derive(Clone)]
-pub struct Policy {
-    rules: &'static [Rule],
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            rules: DEFAULT_RULES,
-        }
-    }
-}
-
-impl std::fmt::Debug for Policy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Policy({} rules)", self.rules.len())
-    }
-}
-
-impl Policy {
-    /// Decides one request. Tenant isolation is checked first and cannot be overridden by any
-    /// rule; then some rule must name the action, one of the principal's roles, and (if it
-    /// requires one) the principal's authentication method.
-    pub fn authorize(
-        &self,
-        principal: &Principal,
-        action: Action,
-        resource: &Resource<'_>,
-        context: &Context,
-    ) -> Result<Decision, Denial> {
-        if resource.tenant_id != principal.tenant.as_str() {
-            return Err(Denial::CrossTenant);
-        }
-        let policy_ids: Vec<&'static str> = self
-            .rules
-            .iter()
-            .filter(|r| r.matches(principal, action, context))
-            .map(|r| r.id)
-            .collect();
-        if policy_ids.is_empty() {
-            Err(Denial::Forbidden)
-        } else {
-            Ok(Decision { policy_ids })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::TenantId;
+    use crate::domain::{AuthMethod, Principal, Role, SecretField, TenantId};
 
     fn principal(roles: &[Role], method: AuthMethod) -> Principal {
         Principal {
@@ -305,7 +142,8 @@ mod tests {
     }
 
     fn allowed(roles: &[Role], action: Action) -> bool {
-        Policy::default()
+        Policy::builtin()
+            .unwrap()
             .authorize(
                 &principal(roles, AuthMethod::Jwt),
                 action,
@@ -351,7 +189,8 @@ mod tests {
     }
 
     fn may_read(roles: &[Role], method: AuthMethod, field: SecretField, reason: bool) -> bool {
-        Policy::default()
+        Policy::builtin()
+            .unwrap()
             .authorize(
                 &principal(roles, method),
                 Action::ReadSecret,
@@ -392,7 +231,8 @@ mod tests {
         }
         // A decision about no field in particular allows nothing.
         assert!(
-            Policy::default()
+            Policy::builtin()
+                .unwrap()
                 .authorize(
                     &principal(&Role::ALL, Mtls),
                     Action::ReadSecret,
@@ -417,7 +257,7 @@ mod tests {
     fn another_tenant_is_never_allowed_whatever_the_roles() {
         let admin = principal(&Role::ALL, AuthMethod::Mtls);
         for action in Action::ALL {
-            let d = Policy::default().authorize(
+            let d = Policy::builtin().unwrap().authorize(
                 &admin,
                 action,
                 &Resource::of_tenant("other"),
@@ -429,7 +269,8 @@ mod tests {
 
     #[test]
     fn decisions_name_the_rules_that_allowed_them() {
-        let d = Policy::default()
+        let d = Policy::builtin()
+            .unwrap()
             .authorize(
                 &principal(&[Role::Admin], AuthMethod::Jwt),
                 Action::DeleteSim,
@@ -437,6 +278,6 @@ mod tests {
                 &Context::default(),
             )
             .unwrap();
-        assert_eq!(d.policy_ids, vec!["sims-delete-admin"]);
+        assert_eq!(d.policy_ids, vec!["sims-delete-admin".to_owned()]);
     }
 }

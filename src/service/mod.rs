@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::domain::{LuhnPolicy, Principal, ValidationErrors};
-use crate::policy::{Action, Context, Decision, Denial, Policy, Resource};
+use crate::policy::{Action, Context, Decision, Denial, PolicyHandle, Resource};
 use crate::store::{Db, StoreError};
 use crate::vault::Keyring;
 
@@ -80,7 +80,7 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct Services {
     pub db: Db,
-    pub policy: Policy,
+    pub policy: PolicyHandle,
     pub clock: SharedClock,
     pub settings: Settings,
     pub keyring: Arc<Keyring>,
@@ -97,7 +97,11 @@ impl Services {
         resource: &Resource<'_>,
         context: &Context,
     ) -> ServiceResult<Decision> {
-        match self.policy.authorize(principal, action, resource, context) {
+        let policy = self
+            .policy
+            .current()
+            .ok_or_else(|| ServiceError::Internal("policy set unavailable".into()))?;
+        match policy.authorize(principal, action, resource, context) {
             Ok(d) => Ok(d),
             Err(denial) => {
                 tracing::info!(

@@ -456,7 +456,7 @@ async fn key_rotation_commands() {
         let keyring = simvault::startup::open_vault(&config, &db, clock.as_ref())
             .await
             .unwrap();
-        let services = simvault::startup::services(&config, db.clone(), clock, keyring);
+        let services = simvault::startup::services(&config, db.clone(), clock, keyring).unwrap();
         crate::vault::seed_with_secrets(&services, "acme", 7, 25).await;
         db.close().await;
     }
@@ -493,7 +493,7 @@ async fn key_rotation_commands() {
     let keyring = simvault::startup::open_vault(&config, &db, clock.as_ref())
         .await
         .unwrap();
-    let services = simvault::startup::services(&config, db.clone(), clock, keyring);
+    let services = simvault::startup::services(&config, db.clone(), clock, keyring).unwrap();
     let principal = simvault::domain::Principal {
         tenant: simvault::domain::TenantId::parse("acme").unwrap(),
         roles: [simvault::domain::Role::Provisioner].into(),
@@ -531,7 +531,7 @@ async fn rotation_survives_kill_9() {
     let keyring = simvault::startup::open_vault(&config, &db, clock.as_ref())
         .await
         .unwrap();
-    let services = simvault::startup::services(&config, db.clone(), clock, keyring);
+    let services = simvault::startup::services(&config, db.clone(), clock, keyring).unwrap();
     crate::vault::seed_with_secrets(&services, "acme", 1, N).await;
 
     let mut rotate = Command::new(env!("CARGO_BIN_EXE_simvault"))

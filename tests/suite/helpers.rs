@@ -164,7 +164,8 @@ impl TestApp {
         let keyring = startup::open_vault(&config, &test_db.db, clock.as_ref())
             .await
             .unwrap();
-        let services = startup::services(&config, test_db.db.clone(), clock.clone(), keyring);
+        let services =
+            startup::services(&config, test_db.db.clone(), clock.clone(), keyring).unwrap();
         let app = Application::build_with(&config, test_db.db.clone(), clock)
             .await
             .unwrap();
