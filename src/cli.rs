@@ -52,6 +52,12 @@ pub enum Command {
     },
     /// Print a signed JWT (development identity provider).
     Token(TokenArgs),
+    /// Check a policy directory (simvault.cedarschema + *.cedar): parse, validate against the
+    /// schema, and report the first problem with its file and line.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Manage the root key.
     Keys {
         #[command(subcommand)]
@@ -79,6 +85,12 @@ pub enum TenantCommand {
 pub enum CertCommand {
     /// Issue a client certificate (O/N.pem and O/N.key) and register its identity.
     Issue(CertIssueArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate DIR (default: $SIMVAULT_POLICY_DIR, else ./policies).
+    Check { dir: Option<PathBuf> },
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +227,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::Rotate(args),
         } => rotate_tenant_key(&args).await,
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => {
+            let dir = dir
+                .or_else(|| crate::config::env("SIMVAULT_POLICY_DIR").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("policies"));
+            let policy = crate::policy::Policy::load_dir(&dir)?;
+            println!("{}: {policy:?}, valid", dir.display());
+            Ok(())
+        }
         Command::Serve(args) => serve(&args).await,
         Command::Quickstart(args) => quickstart(&args).await,
     }

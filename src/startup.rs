@@ -112,6 +112,8 @@ pub struct Application {
     stop_workers: watch::Sender<bool>,
     workers: JoinHandle<()>,
     db: Db,
+    policy: PolicyHandle,
+    config: Config,
 }
 
 impl Application {
@@ -179,6 +181,8 @@ impl Application {
             stop_workers,
             workers,
             db,
+            policy: services.policy.clone(),
+            config: config.clone(),
         })
     }
 
@@ -187,9 +191,35 @@ impl Application {
     }
 
     /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests and closes the store.
+    /// SIGHUP reloads the policies (an invalid set is refused and the old one kept).
     pub async fn run_until_signalled(mut self) -> anyhow::Result<()> {
-        shutdown_signal().await;
+        #[cfg(unix)]
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            #[cfg(unix)]
+            let reload = hangup.recv();
+            #[cfg(not(unix))]
+            let reload = std::future::pending::<Option<()>>();
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = reload => {
+                    if let Err(e) = self.reload_policies() {
+                        tracing::error!(error = %format!("{e:#}"), "policy reload refused; the previous policies stay in force");
+                    }
+                }
+            }
+        }
         self.stop().await;
+        Ok(())
+    }
+
+    /// Loads the configured policies again and puts them in force if they are valid.
+    pub fn reload_policies(&self) -> anyhow::Result<()> {
+        let policy = load_policy(&self.config)?;
+        self.policy.replace(policy);
+        tracing::info!("policies reloaded");
         Ok(())
     }
 

@@ -338,29 +338,7 @@ async fn secrets_never_reach_the_logs_even_at_trace_level() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let mut port = None;
-    for _ in 0..100 {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        port = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| {
-                v["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("simvault listening"))
-            })
-            .and_then(|v| {
-                v["addr"]
-                    .as_str()
-                    .and_then(|a| a.rsplit(':').next())
-                    .map(str::to_owned)
-            });
-        if port.is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let port = port.expect("server did not start");
+    let port = wait_for_port(&log_path);
     let ca = std::fs::read(KeyPaths::new(&data).ca_cert()).unwrap();
     let cert = std::fs::read_to_string(dir.path().join("p.pem")).unwrap();
     let key = std::fs::read_to_string(dir.path().join("p.key")).unwrap();
@@ -618,4 +596,136 @@ async fn rotation_survives_kill_9() {
             format!("{n:032x}")
         );
     }
+}
+
+#[test]
+fn policy_check_names_file_and_line() {
+    let good = crate::policies::default_policy_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_simvault"))
+        .args(["policy", "check"])
+        .arg(good.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        good.path().join("extra.cedar"),
+        "@id(\"e\")\npermit (principal, action, resource)\nwhen { resource.colour == \"red\" };",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_simvault"))
+        .args(["policy", "check"])
+        .arg(good.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("extra.cedar:1"), "{err}");
+}
+
+/// SIGHUP to a running server puts a changed policy directory in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let policies = crate::policies::default_policy_dir();
+    assert!(simvault(&data, &["init"]).status.success());
+    assert!(
+        simvault(&data, &["tenant", "create", "acme"])
+            .status
+            .success()
+    );
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simvault"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("SIMVAULT_DATABASE_URL")
+        .env("SIMVAULT_POLICY_DIR", policies.path())
+        .env("SIMVAULT_LOG_FORMAT", "json")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let port = wait_for_port(&log_path);
+    let token = String::from_utf8(
+        simvault(
+            &data,
+            &[
+                "token", "--tenant", "acme", "--role", "operator", "--sub", "op",
+            ],
+        )
+        .stdout,
+    )
+    .unwrap();
+    let ca = std::fs::read(KeyPaths::new(&data).ca_cert()).unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let status = || async {
+        client
+            .get(format!("https://localhost:{port}/metrics"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status().await, 403);
+    std::fs::write(
+        policies.path().join("operator-metrics.cedar"),
+        "@id(\"operator-metrics\")\npermit (principal, action == Simvault::Action::\"metrics.read\", resource)\nwhen { principal.roles.contains(\"operator\") };",
+    )
+    .unwrap();
+    let _ = Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status();
+    let mut allowed = false;
+    for _ in 0..100 {
+        if status().await == 200 {
+            allowed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    assert!(child.wait().unwrap().success());
+    assert!(allowed, "the reloaded policy was not in force");
+}
+
+/// Waits for a server started with JSON logs to say where it listens.
+fn wait_for_port(log_path: &Path) -> String {
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(log_path).unwrap_or_default();
+        let port = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| {
+                v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("simvault listening"))
+            })
+            .and_then(|v| {
+                v["addr"]
+                    .as_str()
+                    .and_then(|a| a.rsplit(':').next())
+                    .map(str::to_owned)
+            });
+        if let Some(port) = port {
+            return port;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("server did not start");
 }

@@ -9,6 +9,7 @@ mod cli;
 mod errors;
 mod listing;
 mod ops;
+mod policies;
 mod sims;
 mod store_contract;
 mod tenancy;
