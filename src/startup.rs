@@ -114,13 +114,18 @@ pub struct Application {
     db: Db,
     policy: PolicyHandle,
     config: Config,
+    signals: Option<Signals>,
 }
 
 impl Application {
-    /// Builds the server from configuration, with the system clock.
+    /// Builds the server from configuration, with the system clock, obeying process signals
+    /// (see [`Application::run_until_signalled`]).
     pub async fn build(config: &Config) -> anyhow::Result<Application> {
+        let signals = Signals::register()?;
         let db = open_store(config).await?;
-        Self::build_with(config, db, Arc::new(SystemClock)).await
+        let mut app = Self::build_with(config, db, Arc::new(SystemClock)).await?;
+        app.signals = Some(signals);
+        Ok(app)
     }
 
     /// Builds the server on an open store with a given clock (tests).
@@ -183,6 +188,7 @@ impl Application {
             db,
             policy: services.policy.clone(),
             config: config.clone(),
+            signals: None,
         })
     }
 
@@ -193,24 +199,21 @@ impl Application {
     /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests and closes the store.
     /// SIGHUP reloads the policies (an invalid set is refused and the old one kept).
     pub async fn run_until_signalled(mut self) -> anyhow::Result<()> {
-        #[cfg(unix)]
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let shutdown = shutdown_signal();
-        tokio::pin!(shutdown);
+        let mut signals = match self.signals.take() {
+            Some(s) => s,
+            None => Signals::register()?,
+        };
         loop {
-            #[cfg(unix)]
-            let reload = hangup.recv();
-            #[cfg(not(unix))]
-            let reload = std::future::pending::<Option<()>>();
-            tokio::select! {
-                () = &mut shutdown => break,
-                _ = reload => {
+            match signals.next().await {
+                Signal::Stop => break,
+                Signal::Reload => {
                     if let Err(e) = self.reload_policies() {
                         tracing::error!(error = %format!("{e:#}"), "policy reload refused; the previous policies stay in force");
                     }
                 }
             }
         }
+        tracing::info!("shutdown signal received");
         self.stop().await;
         Ok(())
     }
@@ -235,24 +238,48 @@ impl Application {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// What a signal asks of the server.
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// The process signals a server obeys (SIGTERM and Ctrl-C stop, SIGHUP reloads policies),
+/// registered before the server announces itself so that none is missed.
+pub struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn register() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                hup: signal(SignalKind::hangup())?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    tracing::info!("shutdown signal received");
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = self.term.recv() => Signal::Stop,
+                _ = self.hup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
+    }
 }
