@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::{Context as _, bail};
 use cedar_policy::{
@@ -30,7 +30,14 @@ pub struct Policy {
     ids: HashMap<PolicyId, String>,
     principal_type: EntityTypeName,
     resource_type: EntityTypeName,
+    /// Decisions already made, keyed by every input the entities and request are built from:
+    /// a Cedar decision is a pure function of the policy set, the entities and the request, so
+    /// a hit is exactly the decision evaluation would make. Lives and dies with this policy set.
+    decisions: Mutex<HashMap<String, Option<Vec<String>>>>,
 }
+
+/// Bound on remembered decisions (cleared when reached).
+const DECISION_CACHE_LIMIT: usize = 100_000;
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,6 +153,7 @@ impl Policy {
             ids,
             principal_type: EntityTypeName::from_str("Simvault::Principal")?,
             resource_type: EntityTypeName::from_str("Simvault::Resource")?,
+            decisions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -161,7 +169,26 @@ impl Policy {
         if resource.tenant_id != principal.tenant.as_str() {
             return Err(Denial::CrossTenant);
         }
-        match self.evaluate(principal, action, resource, context) {
+        let key = decision_key(principal, action, resource, context);
+        let cached = self
+            .decisions
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&key).cloned());
+        let outcome = match cached {
+            Some(hit) => Ok(hit),
+            None => self
+                .evaluate(principal, action, resource, context)
+                .inspect(|decided| {
+                    if let Ok(mut cache) = self.decisions.lock() {
+                        if cache.len() >= DECISION_CACHE_LIMIT {
+                            cache.clear();
+                        }
+                        cache.insert(key, decided.clone());
+                    }
+                }),
+        };
+        match outcome {
             Ok(Some(policy_ids)) => Ok(Decision { policy_ids }),
             Ok(None) => Err(Denial::Forbidden),
             Err(e) => {
@@ -255,6 +282,33 @@ impl Policy {
         ids.sort();
         Ok(Some(ids))
     }
+}
+
+/// Every input of a decision, each length-prefixed so that no two inputs share a key.
+fn decision_key(
+    principal: &Principal,
+    action: Action,
+    resource: &Resource<'_>,
+    context: &Context,
+) -> String {
+    let roles: Vec<&str> = principal.roles.iter().map(|r| r.as_str()).collect();
+    let parts = [
+        principal.tenant.as_str(),
+        &principal.subject,
+        &roles.join(","),
+        principal.auth_method.as_str(),
+        action.as_str(),
+        resource.tenant_id,
+        resource.kind(),
+        resource.sim_state.map_or("", |s| s.as_str()),
+        if context.reason_given { "reason" } else { "" },
+        context.secret_field.map_or("", |f| f.as_str()),
+    ];
+    parts
+        .iter()
+        .map(|p| format!("{}:{p}", p.len()))
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// The current policy set, replaceable while the service runs (SIGHUP).

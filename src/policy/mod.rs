@@ -85,7 +85,7 @@ pub struct Resource<'a> {
 }
 
 impl<'a> Resource<'a> {
-    fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         if self.sim_state.is_some() {
             "sim"
         } else {
@@ -130,6 +130,13 @@ pub enum Denial {
 mod tests {
     use super::*;
     use crate::domain::{AuthMethod, Principal, Role, SecretField, TenantId};
+
+    /// One policy set for all tests, so that its decision cache is exercised too.
+    fn policy() -> &'static Policy {
+        static POLICY: std::sync::LazyLock<Policy> =
+            std::sync::LazyLock::new(|| Policy::builtin().unwrap());
+        &POLICY
+    }
 
     fn principal(roles: &[Role], method: AuthMethod) -> Principal {
         Principal {
@@ -207,7 +214,8 @@ mod tests {
     fn secret_reads_by_role_method_field_and_reason() {
         use AuthMethod::*;
         use SecretField::*;
-        for role in Role::ALL {
+        // Twice: the second pass answers from the decision cache and must agree.
+        for role in Role::ALL.into_iter().chain(Role::ALL) {
             for method in [Mtls, Jwt] {
                 for reason in [false, true] {
                     for field in SecretField::ALL {
@@ -257,7 +265,7 @@ mod tests {
     fn another_tenant_is_never_allowed_whatever_the_roles() {
         let admin = principal(&Role::ALL, AuthMethod::Mtls);
         for action in Action::ALL {
-            let d = Policy::builtin().unwrap().authorize(
+            let d = policy().authorize(
                 &admin,
                 action,
                 &Resource::of_tenant("other"),
