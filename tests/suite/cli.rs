@@ -428,13 +428,7 @@ async fn key_rotation_commands() {
     );
     // A SIM with a secret, written through the library on the same data directory.
     {
-        let config = simvault::config::Config::from_env(&data, None).unwrap();
-        let db = simvault::startup::open_store(&config).await.unwrap();
-        let clock: simvault::clock::SharedClock = std::sync::Arc::new(simvault::clock::SystemClock);
-        let keyring = simvault::startup::open_vault(&config, &db, clock.as_ref())
-            .await
-            .unwrap();
-        let services = simvault::startup::services(&config, db.clone(), clock, keyring).unwrap();
+        let (db, services) = library(&data).await;
         crate::vault::seed_with_secrets(&services, "acme", 7, 25).await;
         db.close().await;
     }
@@ -465,20 +459,8 @@ async fn key_rotation_commands() {
     // Both or neither of --tenant/--root: refused.
     assert!(!simvault(&data, &["keys", "rotate"]).status.success());
 
-    let config = simvault::config::Config::from_env(&data, None).unwrap();
-    let db = simvault::startup::open_store(&config).await.unwrap();
-    let clock: simvault::clock::SharedClock = std::sync::Arc::new(simvault::clock::SystemClock);
-    let keyring = simvault::startup::open_vault(&config, &db, clock.as_ref())
-        .await
-        .unwrap();
-    let services = simvault::startup::services(&config, db.clone(), clock, keyring).unwrap();
-    let principal = simvault::domain::Principal {
-        tenant: simvault::domain::TenantId::parse("acme").unwrap(),
-        roles: [simvault::domain::Role::Provisioner].into(),
-        subject: "t".into(),
-        auth_method: simvault::domain::AuthMethod::Mtls,
-        credential_id: None,
-    };
+    let (_db, services) = library(&data).await;
+    let principal = crate::vault::provisioner("acme");
     let key = simvault::store::sims::SimKey::Iccid(crate::helpers::iccid(19));
     let (_, revealed) = services
         .reveal_secrets(&principal, &key, &[simvault::domain::SecretField::Ki], None)
@@ -503,13 +485,7 @@ async fn rotation_survives_kill_9() {
             .status
             .success()
     );
-    let config = simvault::config::Config::from_env(&data, None).unwrap();
-    let db = simvault::startup::open_store(&config).await.unwrap();
-    let clock: simvault::clock::SharedClock = std::sync::Arc::new(simvault::clock::SystemClock);
-    let keyring = simvault::startup::open_vault(&config, &db, clock.as_ref())
-        .await
-        .unwrap();
-    let services = simvault::startup::services(&config, db.clone(), clock, keyring).unwrap();
+    let (db, services) = library(&data).await;
     crate::vault::seed_with_secrets(&services, "acme", 1, N).await;
 
     let mut rotate = Command::new(env!("CARGO_BIN_EXE_simvault"))
@@ -578,13 +554,7 @@ async fn rotation_survives_kill_9() {
         "SELECT kek_version, count(*) FROM sim_deks GROUP BY kek_version").fetch_all(p).await)
     .unwrap();
     assert_eq!(versions, vec![(2, N as i64)]);
-    let principal = simvault::domain::Principal {
-        tenant: simvault::domain::TenantId::parse("acme").unwrap(),
-        roles: [simvault::domain::Role::Provisioner].into(),
-        subject: "t".into(),
-        auth_method: simvault::domain::AuthMethod::Mtls,
-        credential_id: None,
-    };
+    let principal = crate::vault::provisioner("acme");
     for n in [1u64, 2000, N] {
         let key = simvault::store::sims::SimKey::Iccid(crate::helpers::iccid(n));
         let (_, revealed) = services
@@ -728,4 +698,16 @@ fn wait_for_port(log_path: &Path) -> String {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     panic!("server did not start");
+}
+
+/// The library's services over a data directory, as the server would open them.
+async fn library(data: &Path) -> (simvault::store::Db, simvault::service::Services) {
+    let config = simvault::config::Config::from_env(data, None).unwrap();
+    let db = simvault::startup::open_store(&config).await.unwrap();
+    let clock: simvault::clock::SharedClock = std::sync::Arc::new(simvault::clock::SystemClock);
+    let keyring = simvault::startup::open_vault(&config, &db, clock.as_ref())
+        .await
+        .unwrap();
+    let services = simvault::startup::services(&config, db.clone(), clock, keyring).unwrap();
+    (db, services)
 }

@@ -525,19 +525,7 @@ async fn root_key_must_match(store: Store) {
     let mut wrong = app.config.clone();
     wrong.root_key = RootKeySource::File(other_key.clone());
     // The stopped server closed its pools: open the same store afresh.
-    let db = match &app.test_db.db {
-        simvault::store::Db::Sqlite(_) => {
-            simvault::store::Db::open_sqlite(&app.test_db.sqlite_dir().unwrap().join("simvault.db"))
-                .await
-                .unwrap()
-        }
-        simvault::store::Db::Postgres(_) => simvault::store::Db::open_postgres(
-            &crate::helpers::postgres_url().unwrap(),
-            app.test_db.pg_schema(),
-        )
-        .await
-        .unwrap(),
-    };
+    let db = reopen(&app).await;
     let err = startup::open_vault(&wrong, &db, &SystemClock)
         .await
         .unwrap_err();
@@ -583,7 +571,7 @@ async fn root_key_must_match(store: Store) {
 }
 both_stores!(root_key_check, root_key_must_match);
 
-fn provisioner(tenant: &str) -> simvault::domain::Principal {
+pub fn provisioner(tenant: &str) -> simvault::domain::Principal {
     simvault::domain::Principal {
         tenant: simvault::domain::TenantId::parse(tenant).unwrap(),
         roles: [Role::Provisioner].into(),
