@@ -10,6 +10,7 @@ mod errors;
 mod listing;
 mod ops;
 mod policies;
+mod replicas;
 mod sims;
 mod store_contract;
 mod tenancy;
