@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::AppState;
 use super::error::ApiError;
 use crate::auth::{AuthError, ConnectionInfo};
-use crate::domain::{Principal, ValidationErrors};
+use crate::domain::{Origin, Principal, ValidationErrors};
 
 fn auth_error(e: &AuthError) -> ApiError {
     match e {
@@ -31,6 +31,25 @@ impl FromRequestParts<AppState> for Caller {
     // skip_all: the headers hold the bearer token, which must never reach a log.
     #[tracing::instrument(name = "authenticate", skip_all)]
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let origin = Origin {
+            request_id: parts
+                .extensions
+                .get::<super::RequestId>()
+                .map(|r| r.0.clone()),
+            client_addr: parts
+                .extensions
+                .get::<Arc<ConnectionInfo>>()
+                .map(|c| c.remote_addr.to_string()),
+        };
+        Self::authenticate(parts, state).await.map(|Caller(mut p)| {
+            p.origin = origin;
+            Caller(p)
+        })
+    }
+}
+
+impl Caller {
+    async fn authenticate(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
         let conn = parts.extensions.get::<Arc<ConnectionInfo>>();
         let bearer = parts.headers.get(header::AUTHORIZATION);
         match (conn.and_then(|c| c.client_cert.as_ref()), bearer) {

@@ -2,6 +2,7 @@
 //! call a service function and map its error.
 
 pub mod admin;
+pub mod audit;
 pub mod error;
 pub mod extract;
 mod fields;
@@ -31,6 +32,10 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The id of the request being served (set by the request-context middleware).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// Shared by all handlers.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -45,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sims::router())
         .merge(secrets::router())
         .merge(admin::router())
+        .merge(audit::router())
         .merge(plans::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::NotFound })
@@ -83,6 +89,8 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    let mut req = req;
+    req.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();
 
     let mut res = next.run(req).instrument(span.clone()).await;

@@ -58,6 +58,7 @@ impl Modify for Security {
         super::admin::key_status,
         super::admin::rotate,
         super::admin::get_task,
+        super::audit::verify,
         super::plans::create_plan,
         super::plans::list_plans,
         super::plans::get_plan,

@@ -73,6 +73,7 @@ impl Authenticator {
             subject: cert.identity.clone(),
             auth_method: AuthMethod::Mtls,
             credential_id: Some(cert.fingerprint.clone()),
+            origin: Default::default(),
         })
     }
 
@@ -106,6 +107,7 @@ impl Authenticator {
             subject: verified.subject,
             auth_method: AuthMethod::Jwt,
             credential_id: verified.token_id,
+            origin: Default::default(),
         })
     }
 

@@ -10,7 +10,7 @@ pub mod tenant;
 pub mod validation;
 
 pub use identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msisdn};
-pub use principal::{AuthMethod, Principal, Role};
+pub use principal::{AuthMethod, Origin, Principal, Role};
 pub use secrets::{RetryCounters, SecretField, SecretValue};
 pub use sim::{NewSim, Sim, SimPatch, SimState, SimType};
 pub use task::{KeyVersion, Task};

@@ -108,6 +108,15 @@ pub struct Principal {
     pub auth_method: AuthMethod,
     /// Certificate SHA-256 fingerprint or the token's `jti`, for the audit trail.
     pub credential_id: Option<String>,
+    /// Where this call came from, for the audit trail.
+    pub origin: Origin,
+}
+
+/// The request a principal is acting through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub request_id: Option<String>,
+    pub client_addr: Option<String>,
 }
 
 impl Principal {

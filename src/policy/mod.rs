@@ -38,10 +38,12 @@ pub enum Action {
     ReadKeys,
     /// See a background task's progress.
     ReadTask,
+    /// Read and verify the audit log.
+    ReadAudit,
 }
 
 impl Action {
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::CreateSim,
         Action::ReadSim,
         Action::ListSims,
@@ -55,6 +57,7 @@ impl Action {
         Action::RotateKeys,
         Action::ReadKeys,
         Action::ReadTask,
+        Action::ReadAudit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +75,7 @@ impl Action {
             Action::RotateKeys => "keys.rotate",
             Action::ReadKeys => "keys.read",
             Action::ReadTask => "task.read",
+            Action::ReadAudit => "audit.read",
         }
     }
 }
@@ -145,6 +149,7 @@ mod tests {
             subject: "someone".into(),
             auth_method: method,
             credential_id: None,
+            origin: Default::default(),
         }
     }
 
@@ -177,6 +182,7 @@ mod tests {
             (RotateKeys, &[Admin]),
             (ReadKeys, &[Admin]),
             (ReadTask, &[Provisioner, Support, Operator, Admin]),
+            (ReadAudit, &[Auditor]),
         ];
         for (action, who) in table {
             for role in Role::ALL {

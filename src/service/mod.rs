@@ -2,6 +2,7 @@
 //! opens the transaction, calls the store, and returns domain values. Nothing here knows HTTP.
 
 pub mod admin;
+pub mod audit;
 pub mod plans;
 pub mod rotation;
 pub mod secrets;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services};
 use crate::domain::sim::SecretChanges;
 use crate::domain::{Principal, SecretField, SecretValue, Sim};
@@ -182,13 +183,32 @@ impl Services {
             .await?
             .ok_or(ServiceError::NotFound)?;
         let resource = super::sims::sim_resource(&sim);
+        let mut policy_ids = Vec::new();
         for field in fields {
             let context = Context {
                 reason_given: reason.is_some(),
                 secret_field: Some(*field),
             };
-            self.authorize(principal, Action::ReadSecret, &resource, &context)?;
+            match self.authorize(principal, Action::ReadSecret, &resource, &context) {
+                Ok(decision) => policy_ids.extend(decision.policy_ids),
+                Err(denied) => {
+                    let event = Event {
+                        action: Action::ReadSecret,
+                        sim: Some(&sim),
+                        fields,
+                        outcome: "denied",
+                        reason,
+                        policy_ids: Vec::new(),
+                    };
+                    if let Err(e) = self.audit_alone(principal, event).await {
+                        tracing::error!(error = %e, "could not record a denied secret read");
+                    }
+                    return Err(denied);
+                }
+            }
         }
+        policy_ids.sort();
+        policy_ids.dedup();
         let mut revealed: Revealed = fields.iter().map(|f| (*f, None)).collect();
         let Some((dek_row, rows)) = stored else {
             return Ok((sim, revealed));
@@ -210,12 +230,21 @@ impl Services {
                 *slot = Some(SecretValue::from_stored(text));
             }
         }
-        tracing::info!(
-            sim_id = %sim.id,
-            subject = %principal.subject,
-            fields = ?fields.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
-            "secrets revealed" // audited: no value
-        );
+        // Fail closed: no record, no secret.
+        let event = Event {
+            action: Action::ReadSecret,
+            sim: Some(&sim),
+            fields,
+            outcome: "allowed",
+            reason,
+            policy_ids,
+        };
+        self.audit_alone(principal, event).await.map_err(|e| {
+            tracing::error!(error = %e, "could not record a secret read: refused");
+            ServiceError::Unavailable(crate::store::StoreError::Corrupt(
+                "audit log unavailable".into(),
+            ))
+        })?;
         Ok((sim, revealed))
     }
 }

@@ -5,6 +5,7 @@
 //! [`on_pool!`] and [`on_tx!`] macros; the few places where the SQL dialects differ say so.
 //! The service layer owns transactions ([`Db::begin`]). This module knows nothing of HTTP.
 
+pub mod audit;
 pub mod identities;
 pub mod keys;
 pub mod plans;

@@ -578,6 +578,7 @@ pub fn provisioner(tenant: &str) -> simvault::domain::Principal {
         subject: "seeder".into(),
         auth_method: simvault::domain::AuthMethod::Mtls,
         credential_id: None,
+        origin: Default::default(),
     }
 }
 
