@@ -92,6 +92,7 @@ pub fn services(
     clock: SharedClock,
     keyring: Arc<Keyring>,
 ) -> anyhow::Result<Services> {
+    let db_for_audit = db.clone();
     Ok(Services {
         db,
         policy: PolicyHandle::new(load_policy(config)?),
@@ -101,6 +102,11 @@ pub fn services(
         },
         keyring,
         tasks_ready: Arc::new(tokio::sync::Notify::new()),
+        audit_writer: {
+            let (queue, records) = tokio::sync::mpsc::channel(4096);
+            tokio::spawn(crate::service::audit::writer(db_for_audit, records));
+            queue
+        },
     })
 }
 

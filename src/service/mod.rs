@@ -87,6 +87,8 @@ pub struct Services {
     pub keyring: Arc<Keyring>,
     /// Woken when a background task is queued.
     pub tasks_ready: Arc<tokio::sync::Notify>,
+    /// The group-commit audit writer's queue.
+    pub audit_writer: tokio::sync::mpsc::Sender<audit::Pending>,
 }
 
 impl Services {

@@ -157,8 +157,19 @@ impl Services {
         key: &SimKey,
         changes: SecretChanges,
     ) -> ServiceResult<Sim> {
-        let (mut tx, mut sim) = self.lock_sim(principal, key, Action::WriteSecrets).await?;
+        let (mut tx, mut sim, decision) =
+            self.lock_sim(principal, key, Action::WriteSecrets).await?;
         self.apply_secrets(&mut tx, &mut sim, &changes).await?;
+        let fields: Vec<SecretField> = changes.iter().map(|(f, _)| *f).collect();
+        let event = Event {
+            action: Action::WriteSecrets,
+            sim: Some(&sim),
+            fields: &fields,
+            outcome: "allowed",
+            reason: None,
+            policy_ids: decision.policy_ids,
+        };
+        self.audit_in(&mut tx, principal, event).await?;
         sim.updated_at = self.clock.now().max(sim.updated_at);
         repo::update(&mut tx, &sim).await?;
         tx.commit().await?;

@@ -1,9 +1,12 @@
 //! SIM inventory use cases.
 
+use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult, Services, conflict};
 use crate::domain::sim::SimListQuery;
-use crate::domain::{NewSim, Principal, Sim, SimPatch, SimState, Timestamp, ValidationErrors};
-use crate::policy::{Action, Context, Resource};
+use crate::domain::{
+    NewSim, Principal, SecretField, Sim, SimPatch, SimState, Timestamp, ValidationErrors,
+};
+use crate::policy::{Action, Context, Decision, Resource};
 use crate::store::sims::{self as repo, SimKey};
 use crate::store::{Tx, keys, plans as plan_repo};
 
@@ -111,7 +114,7 @@ impl Services {
         key: &SimKey,
         patch: SimPatch,
     ) -> ServiceResult<Sim> {
-        let (mut tx, mut sim) = self.lock_sim(principal, key, Action::UpdateSim).await?;
+        let (mut tx, mut sim, _) = self.lock_sim(principal, key, Action::UpdateSim).await?;
         patch.apply(&mut sim);
         sim.updated_at = self.clock.now().max(sim.updated_at);
         repo::update(&mut tx, &sim).await?;
@@ -125,14 +128,24 @@ impl Services {
         principal: &Principal,
         key: &SimKey,
     ) -> ServiceResult<Timestamp> {
-        let (mut tx, mut sim) = self.lock_sim(principal, key, Action::DeleteSim).await?;
+        let (mut tx, mut sim, decision) = self.lock_sim(principal, key, Action::DeleteSim).await?;
         let now = self.clock.now().max(sim.updated_at);
         sim.deleted_at = Some(now);
         sim.updated_at = now;
         // Crypto-shredding: without its DEK nothing can ever decrypt the SIM's secrets again.
         keys::shred(&mut tx, &sim.id).await?;
+        let shredded: Vec<SecretField> = sim.secret_fields.iter().copied().collect();
         sim.secret_fields.clear();
         sim.counters = Default::default();
+        let event = Event {
+            action: Action::DeleteSim,
+            sim: Some(&sim),
+            fields: &shredded,
+            outcome: "allowed",
+            reason: None,
+            policy_ids: decision.policy_ids,
+        };
+        self.audit_in(&mut tx, principal, event).await?;
         repo::update(&mut tx, &sim).await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim deleted");
@@ -148,13 +161,14 @@ impl Services {
         principal: &Principal,
         key: &SimKey,
         action: Action,
-    ) -> ServiceResult<(Tx, Sim)> {
+    ) -> ServiceResult<(Tx, Sim, Decision)> {
         let mut tx = self.db.begin().await?;
         let sim = repo::get_for_update(&mut tx, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        self.authorize(principal, action, &sim_resource(&sim), &Context::default())?;
-        Ok((tx, sim))
+        let decision =
+            self.authorize(principal, action, &sim_resource(&sim), &Context::default())?;
+        Ok((tx, sim, decision))
     }
 }
 

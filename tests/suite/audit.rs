@@ -181,3 +181,41 @@ async fn concurrent_reads_keep_the_chain_linear(store: Store) {
     assert_eq!(v["checked"], 64);
 }
 both_stores!(linear_chain, concurrent_reads_keep_the_chain_linear);
+
+/// Secret writes and SIM deletion are recorded in the same transaction as the change.
+async fn writes_and_deletions_are_recorded(store: Store) {
+    let (app, prov, auditor) = setup(store).await;
+    let path = format!("/v1/sims/{}/secrets", iccid(1));
+    let a = Api::send(
+        prov.request(reqwest::Method::PUT, &path)
+            .json(&json!({"pin1": "4321", "ki": null})),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let admin = app.jwt_client("acme", &[Role::Admin]);
+    assert_eq!(
+        admin.delete(&format!("/v1/sims/{}", iccid(1))).await.status,
+        200
+    );
+    let rows = records(&app).await;
+    let kinds: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|(_, a, o, _)| (a.as_str(), o.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("secrets.write", "allowed"), ("sim.delete", "allowed")]
+    );
+    let write: serde_json::Value = serde_json::from_str(&rows[0].3).unwrap();
+    assert_eq!(write["fields"], json!(["pin1", "ki"]));
+    assert_eq!(write["policy_ids"], json!(["secrets-write-provisioner"]));
+    let delete: serde_json::Value = serde_json::from_str(&rows[1].3).unwrap();
+    assert_eq!(
+        delete["fields"],
+        json!(["pin1", "puk1"]),
+        "the shredded fields"
+    );
+    assert!(!rows.iter().any(|(_, _, _, r)| r.contains("4321")));
+    assert_eq!(auditor.get("/v1/audit/verify").await.body["ok"], true);
+}
+both_stores!(writes, writes_and_deletions_are_recorded);
