@@ -2,7 +2,7 @@
 //! (PostgreSQL `FOR UPDATE`; SQLite's write transaction holds the database) while the next
 //! record is linked to it.
 
-use super::{Db, Dialect, StoreResult, Tx, on_pool, on_tx};
+use super::{Db, StoreResult, Tx, on_pool, on_tx};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {
@@ -24,11 +24,7 @@ const COLUMNS: &str =
 
 /// The end of a tenant's chain, locked until `tx` ends: `(seq, hash)`, `(0, "")` when empty.
 pub async fn lock_head(tx: &mut Tx, tenant: &str) -> StoreResult<(i64, String)> {
-    let lock = if tx.dialect() == Dialect::Postgres {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
+    let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1{lock}"
     ));

@@ -294,11 +294,7 @@ pub async fn count_wraps(tx: &mut Tx, tenant: &str, version: i64, n: i64) -> Sto
 
 /// Every tenant KEK version of every tenant, locked for update (root-key rotation).
 pub async fn all_keks_for_update(tx: &mut Tx) -> StoreResult<Vec<TenantKeyRow>> {
-    let lock = if tx.dialect() == super::Dialect::Postgres {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
+    let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys ORDER BY tenant_id, version{lock}"
     ));
@@ -345,11 +341,7 @@ pub async fn replace_root_check(
 
 /// The root-key check as seen inside a transaction (locked on PostgreSQL).
 pub async fn root_check_in(tx: &mut Tx) -> StoreResult<Option<(i64, Vec<u8>)>> {
-    let lock = if tx.dialect() == super::Dialect::Postgres {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
+    let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT format, wrapped FROM root_key_check WHERE id = 1{lock}"
     ));

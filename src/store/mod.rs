@@ -229,6 +229,15 @@ impl Tx {
             Tx::Postgres(_) => Dialect::Postgres,
         }
     }
+
+    /// The clause that locks selected rows until this transaction ends: PostgreSQL's
+    /// ` FOR UPDATE`; nothing on SQLite, whose write transaction already holds the database.
+    pub fn row_lock(&self) -> &'static str {
+        match self {
+            Tx::Sqlite(_) => "",
+            Tx::Postgres(_) => " FOR UPDATE",
+        }
+    }
 }
 
 /// A value bound to a dynamically built statement.

@@ -260,9 +260,7 @@ pub async fn get_for_update(
     key: &SimKey,
 ) -> StoreResult<Option<Sim>> {
     let mut b = select_one(tenant_id, key);
-    if tx.dialect() == Dialect::Postgres {
-        b.push(" FOR UPDATE");
-    }
+    b.push(tx.row_lock());
     let sql = sqlx::AssertSqlSafe(b.sql);
     let row: Option<SimRow> = on_tx!(tx, c => bind_all!(sqlx::query_as(sql), &b.binds)
         .fetch_optional(&mut *c)
