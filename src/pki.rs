@@ -10,7 +10,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
@@ -113,12 +112,13 @@ pub fn init_keys(paths: &KeyPaths) -> anyhow::Result<()> {
         fs::set_permissions(&paths.dir, fs::Permissions::from_mode(0o700))?;
     }
 
-    // Root key: 256 random bits, base64, for the vault's key hierarchy.
-    let mut root = [0u8; 32];
-    rand::rng().fill_bytes(&mut root);
-    let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, root);
-    root.fill(0);
-    write_new(&paths.root_key(), format!("{encoded}\n").as_bytes(), true)?;
+    // Root key: 256 bits from the OS, in the vault's plain key-file format.
+    let root = crate::vault::new_key()?;
+    write_new(
+        &paths.root_key(),
+        crate::vault::root::encode_plain(&root).as_bytes(),
+        true,
+    )?;
 
     // Development CA, signing both the server certificate and client certificates.
     let ca_key = KeyPair::generate()?;

@@ -178,7 +178,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Forbidden => ApiError::Forbidden,
             ServiceError::Conflict(c) => ApiError::Conflict(c),
             ServiceError::Unavailable(cause) => {
-                tracing::warn!(%cause, "storage unavailable");
+                tracing::warn!(%cause, "cannot serve the request now");
                 ApiError::Unavailable
             }
             ServiceError::Internal(cause) => ApiError::Internal(cause),

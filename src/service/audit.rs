@@ -46,7 +46,7 @@ impl Services {
             .map_err(|_| stopped())?;
         wait.await
             .map_err(|_| stopped())?
-            .map_err(|e| ServiceError::Unavailable(crate::store::StoreError::Corrupt(e)))
+            .map_err(ServiceError::Unavailable)
     }
 
     fn record(&self, principal: &Principal, event: Event<'_>) -> AuditRecord {

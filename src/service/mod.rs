@@ -26,8 +26,10 @@ pub enum ServiceError {
     Forbidden,
     #[error("conflict: {0}")]
     Conflict(String),
-    #[error("storage unavailable")]
-    Unavailable(#[source] StoreError),
+    /// A dependency (database, audit log, current root key) cannot serve the request now;
+    /// the cause is for the log only.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -45,7 +47,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict(c) => ServiceError::Conflict(c),
             StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-            ) => ServiceError::Unavailable(e),
+            ) => ServiceError::Unavailable(e.to_string()),
             other => ServiceError::Internal(other.to_string()),
         }
     }

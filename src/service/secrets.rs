@@ -85,9 +85,7 @@ impl Services {
                 tracing::error!(
                     "the database's root key has changed: restart this replica with the new root key"
                 );
-                Err(ServiceError::Unavailable(
-                    crate::store::StoreError::Corrupt("root key rotated".into()),
-                ))
+                Err(ServiceError::Unavailable("root key rotated".into()))
             }
         }
     }
@@ -252,9 +250,7 @@ impl Services {
         };
         self.audit_alone(principal, event).await.map_err(|e| {
             tracing::error!(error = %e, "could not record a secret read: refused");
-            ServiceError::Unavailable(crate::store::StoreError::Corrupt(
-                "audit log unavailable".into(),
-            ))
+            ServiceError::Unavailable(format!("audit log: {e}"))
         })?;
         Ok((sim, revealed))
     }

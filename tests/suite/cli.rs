@@ -300,12 +300,7 @@ async fn secrets_never_reach_the_logs_even_at_trace_level() {
     use base64::Engine as _;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    assert!(simvault(&data, &["init"]).status.success());
-    assert!(
-        simvault(&data, &["tenant", "create", "acme"])
-            .status
-            .success()
-    );
+    init_with_tenant(&data);
     let out_dir = dir.path().to_str().unwrap().to_owned();
     assert!(
         simvault(
@@ -420,12 +415,7 @@ async fn secrets_never_reach_the_logs_even_at_trace_level() {
 async fn key_rotation_commands() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    assert!(simvault(&data, &["init"]).status.success());
-    assert!(
-        simvault(&data, &["tenant", "create", "acme"])
-            .status
-            .success()
-    );
+    init_with_tenant(&data);
     // A SIM with a secret, written through the library on the same data directory.
     {
         let (db, services) = library(&data).await;
@@ -479,12 +469,7 @@ async fn rotation_survives_kill_9() {
     const N: u64 = 4000;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    assert!(simvault(&data, &["init"]).status.success());
-    assert!(
-        simvault(&data, &["tenant", "create", "acme"])
-            .status
-            .success()
-    );
+    init_with_tenant(&data);
     let (db, services) = library(&data).await;
     crate::vault::seed_with_secrets(&services, "acme", 1, N).await;
 
@@ -602,12 +587,7 @@ async fn sighup_reloads_policies() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
     let policies = crate::policies::default_policy_dir();
-    assert!(simvault(&data, &["init"]).status.success());
-    assert!(
-        simvault(&data, &["tenant", "create", "acme"])
-            .status
-            .success()
-    );
+    init_with_tenant(&data);
     let log_path = dir.path().join("server.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_simvault"))
@@ -710,4 +690,14 @@ async fn library(data: &Path) -> (simvault::store::Db, simvault::service::Servic
         .unwrap();
     let services = simvault::startup::services(&config, db.clone(), clock, keyring).unwrap();
     (db, services)
+}
+
+/// `simvault init` and `simvault tenant create acme` on a new data directory.
+fn init_with_tenant(data: &Path) {
+    assert!(simvault(data, &["init"]).status.success());
+    assert!(
+        simvault(data, &["tenant", "create", "acme"])
+            .status
+            .success()
+    );
 }
