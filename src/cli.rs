@@ -63,6 +63,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Verify and export the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Serve the HTTPS API.
     Serve(ServeArgs),
     /// Initialise a data directory if needed, create a `demo` tenant with a provisioner
@@ -101,6 +106,65 @@ pub enum KeysCommand {
     /// Rotate a tenant's key-encryption key: add a version and re-wrap every SIM key under it,
     /// here and now (a running server's worker shares the work), printing progress.
     Rotate(RotateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check hash chains and signed checkpoints: one tenant's, the platform chain
+    /// (`--platform`), or every chain. Exits non-zero naming the first bad sequence number.
+    Verify(AuditVerifyArgs),
+    /// Write one chain's records, oldest first, as NDJSON or CSV (to stdout or --output).
+    Export(AuditExportArgs),
+}
+
+#[derive(Debug, Args)]
+#[group(required = false, multiple = false)]
+pub struct ChainChoice {
+    /// A tenant's chain.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// The platform chain (refused authentications, root key operations).
+    #[arg(long)]
+    pub platform: bool,
+}
+
+impl ChainChoice {
+    /// The chain named, or `None` for every chain.
+    fn chain(&self) -> anyhow::Result<Option<String>> {
+        if self.platform {
+            return Ok(Some(crate::audit::PLATFORM_CHAIN.to_owned()));
+        }
+        self.tenant
+            .as_deref()
+            .map(|t| {
+                TenantId::parse(t)
+                    .map(|t| t.as_str().to_owned())
+                    .map_err(anyhow::Error::msg)
+            })
+            .transpose()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    #[command(flatten)]
+    pub chain: ChainChoice,
+    #[command(flatten)]
+    pub data: DataDir,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    #[command(flatten)]
+    pub chain: ChainChoice,
+    /// `ndjson` or `csv`.
+    #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "csv"])]
+    pub format: String,
+    /// Write here instead of stdout (created new; never overwritten).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataDir,
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +301,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}: {policy:?}, valid", dir.display());
             Ok(())
         }
+        Command::Audit {
+            command: AuditCommand::Verify(args),
+        } => audit_verify(&args).await,
+        Command::Audit {
+            command: AuditCommand::Export(args),
+        } => audit_export(&args).await,
         Command::Serve(args) => serve(&args).await,
         Command::Quickstart(args) => quickstart(&args).await,
     }
@@ -263,7 +333,7 @@ async fn rotate_tenant_key(args: &RotateArgs) -> anyhow::Result<()> {
     let keyring = startup::open_vault(&config, &db, clock.as_ref()).await?;
     let services = startup::services(&config, db.clone(), clock, keyring)?;
     let task = services
-        .start_rotation(tenant.as_str())
+        .start_rotation(&crate::domain::Principal::cli(tenant.clone()), Vec::new())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
@@ -330,7 +400,8 @@ async fn rotate_root_key(config: &Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&next_path);
     pki::write_new(&next_path, contents.as_bytes(), true)?;
     let next = Keyring::new(std::sync::Arc::new(LocalRootKey::new(key)));
-    let n = crate::service::rotation::rotate_root(&db, &current, &next, SystemClock.now())
+    let actor = crate::domain::principal::cli_subject();
+    let n = crate::service::rotation::rotate_root(&db, &current, &next, &actor, SystemClock.now())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::rename(&next_path, path)?;
@@ -373,6 +444,20 @@ fn seal_root_key(data_dir: &Path) -> anyhow::Result<()> {
 
 async fn init(data_dir: &Path) -> anyhow::Result<()> {
     let keys = KeyPaths::new(data_dir);
+    if keys.root_key().exists()
+        && keys.server_cert().exists()
+        && !keys.audit_signing_key().exists()
+        && !keys.audit_verifying_key().exists()
+    {
+        // A data directory made before audit checkpoints: add just their key.
+        pki::init_audit_key(&keys)?;
+        println!(
+            "added the audit checkpoint key {} to {}",
+            keys.audit_signing_key().display(),
+            data_dir.display()
+        );
+        return Ok(());
+    }
     pki::init_keys(&keys)?;
     let config = Config::from_env(data_dir, None)?;
     startup::open_store(&config).await?.close().await;
@@ -381,6 +466,96 @@ async fn init(data_dir: &Path) -> anyhow::Result<()> {
     println!("  CA certificate  {}", keys.ca_cert().display());
     println!("  server cert     {}", keys.server_cert().display());
     println!("  JWT public key  {}", keys.jwt_public().display());
+    println!("  audit key       {}", keys.audit_verifying_key().display());
+    Ok(())
+}
+
+/// `simvault audit verify`: every chain asked for, each with its checkpoints.
+async fn audit_verify(args: &AuditVerifyArgs) -> anyhow::Result<()> {
+    use crate::service::audit;
+    let config = Config::from_env(&args.data.path(), None)?;
+    let key = crate::audit::CheckpointKey::from_file(&config.audit.verifying_key)?;
+    let db = startup::open_store(&config).await?;
+    let chains = match args.chain.chain()? {
+        Some(chain) => vec![chain],
+        None => audit::chains(&db).await.map_err(explain)?,
+    };
+    let mut broken = Vec::new();
+    for chain in &chains {
+        let v = audit::verify_chain(&db, &key, chain)
+            .await
+            .map_err(explain)?;
+        match v.first_bad_seq {
+            None => println!(
+                "{chain}: ok, {} records, {} signed checkpoints, head {}",
+                v.checked,
+                v.checkpoints,
+                v.head_hash.as_deref().unwrap_or("(empty)")
+            ),
+            Some(seq) => {
+                println!(
+                    "{chain}: BROKEN at sequence number {seq} ({} records intact before it)",
+                    v.checked
+                );
+                broken.push(format!("{chain} at {seq}"));
+            }
+        }
+    }
+    db.close().await;
+    if chains.is_empty() {
+        println!("no audit records yet");
+    }
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        bail!("audit log altered: {}", broken.join(", "))
+    }
+}
+
+/// `simvault audit export`: one chain, oldest first, streamed page by page.
+async fn audit_export(args: &AuditExportArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let Some(chain) = args.chain.chain()? else {
+        bail!("name the chain to export: --tenant T or --platform");
+    };
+    let format = if args.format == "csv" {
+        crate::api::audit::ExportFormat::Csv
+    } else {
+        crate::api::audit::ExportFormat::Ndjson
+    };
+    let config = Config::from_env(&args.data.path(), None)?;
+    let db = startup::open_store(&config).await?;
+    let mut out: Box<dyn std::io::Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    if format == crate::api::audit::ExportFormat::Csv {
+        out.write_all(&crate::api::audit::csv_header())?;
+    }
+    let (pages_tx, mut pages) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(crate::service::audit::export(
+        db.clone(),
+        chain,
+        Default::default(),
+        pages_tx,
+    ));
+    let mut n = 0usize;
+    while let Some(page) = pages.recv().await {
+        let rows = page.map_err(explain)?;
+        n += rows.len();
+        let bytes = crate::api::audit::render(rows, format)
+            .map_err(|e| anyhow::anyhow!("rendering the export: {e}"))?;
+        out.write_all(&bytes)?;
+    }
+    out.flush()?;
+    db.close().await;
+    eprintln!("{n} records exported");
     Ok(())
 }
 

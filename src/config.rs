@@ -43,6 +43,18 @@ pub struct Config {
     /// A deployment's own policy directory (`simvault.cedarschema` + `*.cedar`); the built-in
     /// policies when unset.
     pub policy_dir: Option<PathBuf>,
+    pub audit: AuditSettings,
+}
+
+/// The audit log's signed checkpoints.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// The Ed25519 private key the server signs checkpoints with.
+    pub signing_key: PathBuf,
+    /// Its public half, for `simvault audit verify`.
+    pub verifying_key: PathBuf,
+    /// How often each chain's head is signed (when it moved).
+    pub checkpoint_interval: std::time::Duration,
 }
 
 /// Background task workers.
@@ -111,6 +123,20 @@ impl Config {
             iccid_luhn,
             limits: Limits::default(),
             policy_dir: env("SIMVAULT_POLICY_DIR").map(PathBuf::from),
+            audit: AuditSettings {
+                signing_key: path("SIMVAULT_AUDIT_SIGNING_KEY", keys.audit_signing_key()),
+                verifying_key: path("SIMVAULT_AUDIT_VERIFYING_KEY", keys.audit_verifying_key()),
+                checkpoint_interval: std::time::Duration::from_secs(
+                    match env("SIMVAULT_AUDIT_CHECKPOINT_SECS") {
+                        None => 60,
+                        Some(v) => v
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|s| (1..=86_400).contains(s))
+                            .context("SIMVAULT_AUDIT_CHECKPOINT_SECS must be 1 to 86400 seconds")?,
+                    },
+                ),
+            },
             tasks: TaskSettings {
                 lease: match env("SIMVAULT_TASK_LEASE_SECS") {
                     None => TaskSettings::default().lease,

@@ -49,6 +49,14 @@ impl KeyPaths {
     pub fn jwt_public(&self) -> PathBuf {
         self.dir.join("jwt-signing.pub.pem")
     }
+    /// The Ed25519 key signing audit checkpoints (server only).
+    pub fn audit_signing_key(&self) -> PathBuf {
+        self.dir.join("audit-signing.key")
+    }
+    /// Its public half, for verifying checkpoints anywhere.
+    pub fn audit_verifying_key(&self) -> PathBuf {
+        self.dir.join("audit-signing.pub.pem")
+    }
     /// Every file `init` makes, for the refuse-to-overwrite check.
     pub fn all(&self) -> Vec<PathBuf> {
         vec![
@@ -59,6 +67,8 @@ impl KeyPaths {
             self.server_key(),
             self.jwt_private(),
             self.jwt_public(),
+            self.audit_signing_key(),
+            self.audit_verifying_key(),
         ]
     }
 }
@@ -158,6 +168,23 @@ pub fn init_keys(paths: &KeyPaths) -> anyhow::Result<()> {
     let jwt = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
     write_new(&paths.jwt_private(), jwt.serialize_pem().as_bytes(), true)?;
     write_new(&paths.jwt_public(), jwt.public_key_pem().as_bytes(), false)?;
+
+    init_audit_key(paths)
+}
+
+/// Makes the audit checkpoint signing key pair (Ed25519), refusing to replace one.
+pub fn init_audit_key(paths: &KeyPaths) -> anyhow::Result<()> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    write_new(
+        &paths.audit_signing_key(),
+        key.serialize_pem().as_bytes(),
+        true,
+    )?;
+    write_new(
+        &paths.audit_verifying_key(),
+        key.public_key_pem().as_bytes(),
+        false,
+    )?;
     Ok(())
 }
 

@@ -93,7 +93,15 @@ pub fn services(
     keyring: Arc<Keyring>,
 ) -> anyhow::Result<Services> {
     let db_for_audit = db.clone();
+    let signer = crate::audit::Signer::from_file(&config.audit.signing_key).with_context(|| {
+        format!(
+            "the audit checkpoint key is missing or unreadable: `simvault init` makes it ({})",
+            config.audit.signing_key.display()
+        )
+    })?;
     Ok(Services {
+        audit_key: signer.verifier(),
+        audit_signer: Some(Arc::new(signer)),
         db,
         policy: PolicyHandle::new(load_policy(config)?),
         clock,
@@ -167,12 +175,22 @@ impl Application {
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
         let (stop_workers, workers_stop) = watch::channel(false);
-        let workers = tokio::spawn(crate::service::rotation::worker(
-            services.clone(),
-            config.tasks.lease,
-            config.tasks.poll,
-            workers_stop,
-        ));
+        let workers = tokio::spawn({
+            let tasks = crate::service::rotation::worker(
+                services.clone(),
+                config.tasks.lease,
+                config.tasks.poll,
+                workers_stop.clone(),
+            );
+            let checkpoints = crate::service::audit::checkpoint_worker(
+                services.clone(),
+                config.audit.checkpoint_interval,
+                workers_stop,
+            );
+            async move {
+                tokio::join!(tasks, checkpoints);
+            }
+        });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(crate::server::serve(
             listener,

@@ -6,12 +6,14 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global log subscriber. `filter` is an env-filter directive such as `info` or
-/// `simvault=debug`; `json` selects JSON lines.
+/// `simvault=debug`; `json` selects JSON lines. Logs go to standard error: standard output
+/// carries commands' results (tokens, exports), which a log line must never corrupt.
 pub fn init_logging(filter: &str, json: bool) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true);
+        .with_target(true)
+        .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {

@@ -1,31 +1,44 @@
-//! `/v1/audit`: verifying the tenant's audit chain (auditors).
+//! `/v1/audit`: reading, verifying and exporting the tenant's audit log (auditors).
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::ApiResult;
-use super::extract::Caller;
+use super::error::{ApiError, ApiResult};
+use super::extract::{Caller, QueryPairs};
+use crate::audit::AuditRecord;
+use crate::domain::{ValidationErrors, parse_timestamp};
+use crate::store::audit::{AuditFilter, AuditRow};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/audit/verify", get(verify))
+    Router::new()
+        .route("/v1/audit/verify", get(verify))
+        .route("/v1/audit/events", get(events))
+        .route("/v1/audit/export", get(export))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VerifyView {
-    /// Whether the whole chain, and its recorded end, are intact.
+    /// Whether the whole chain, its recorded end and its signed checkpoints agree.
     pub ok: bool,
     /// Records checked before the first break (all of them when `ok`).
     pub checked: i64,
     pub head_hash: Option<String>,
     /// The first sequence number at which the chain is broken.
     pub first_bad_seq: Option<i64>,
+    /// Signed checkpoints found genuine and matching the chain.
+    pub checkpoints: i64,
 }
 
-/// Check the tenant's hash chain (auditor).
+/// Check the tenant's hash chain and its signed checkpoints (auditor).
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
     responses(
         (status = 200, description = "The verdict", body = VerifyView),
@@ -41,5 +54,364 @@ async fn verify(
         checked: v.checked,
         head_hash: v.head_hash,
         first_bad_seq: v.first_bad_seq,
+        checkpoints: v.checkpoints,
     }))
+}
+
+/// Who acted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActorView {
+    pub subject: String,
+    pub roles: Vec<String>,
+    /// `mtls`, `jwt`, or `local` (the CLI or a background worker).
+    pub auth_method: String,
+    /// Certificate SHA-256 fingerprint or token id.
+    pub credential_id: Option<String>,
+    pub client_addr: Option<String>,
+}
+
+/// One audit record. Secret fields are named, never valued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEventView {
+    /// Position in the tenant's chain, from 1.
+    pub seq: i64,
+    pub id: String,
+    /// RFC 3339, microsecond precision.
+    pub occurred_at: String,
+    pub actor: ActorView,
+    pub request_id: Option<String>,
+    pub action: String,
+    pub sim_id: Option<String>,
+    pub iccid: Option<String>,
+    /// Secret field names involved.
+    pub fields: Vec<String>,
+    /// `allowed`, `denied`, `failed`, `completed`, or an operation's own outcome.
+    pub outcome: String,
+    pub reason: Option<String>,
+    /// The policies that decided.
+    pub policy_ids: Vec<String>,
+    /// SHA-256 over `prev_hash` and the record's canonical text.
+    pub hash: String,
+    pub prev_hash: String,
+}
+
+impl TryFrom<AuditRow> for AuditEventView {
+    type Error = ApiError;
+
+    fn try_from(row: AuditRow) -> Result<Self, ApiError> {
+        let r: AuditRecord = serde_json::from_str(&row.record).map_err(|e| {
+            tracing::error!(seq = row.seq, error = %e, "unreadable audit record");
+            ApiError::Internal("unreadable audit record".into())
+        })?;
+        Ok(AuditEventView {
+            seq: row.seq,
+            id: r.id,
+            occurred_at: precise_timestamp(r.occurred_at),
+            actor: ActorView {
+                subject: r.subject,
+                roles: r.roles,
+                auth_method: r.auth_method,
+                credential_id: r.credential,
+                client_addr: r.client_addr,
+            },
+            request_id: r.request_id,
+            action: r.action,
+            sim_id: r.sim_id,
+            iccid: r.iccid,
+            fields: r.fields,
+            outcome: r.outcome,
+            reason: r.reason,
+            policy_ids: r.policy_ids,
+            hash: row.hash,
+            prev_hash: row.prev_hash,
+        })
+    }
+}
+
+/// RFC 3339 UTC with the record's full (microsecond) precision.
+fn precise_timestamp(us: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub items: Vec<AuditEventView>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+const FILTERS: [&str; 6] = ["actor", "action", "sim", "outcome", "since", "until"];
+
+fn parse_filter(q: &QueryPairs, errs: &mut ValidationErrors) -> AuditFilter {
+    let mut text = |name: &str| {
+        q.one(name, errs).map(str::to_owned).filter(|v| {
+            let ok = !v.is_empty() && v.len() <= 256;
+            if !ok {
+                errs.parameter(name, "must be 1 to 256 characters");
+            }
+            ok
+        })
+    };
+    let (actor, action, sim, outcome) =
+        (text("actor"), text("action"), text("sim"), text("outcome"));
+    let mut instant = |name: &str| {
+        q.one(name, errs).and_then(|v| {
+            let t = parse_timestamp(v);
+            if t.is_none() {
+                errs.parameter(
+                    name,
+                    "must be an RFC 3339 date-time such as 2026-01-15T10:30:00Z",
+                );
+            }
+            t
+        })
+    };
+    let (since, until) = (instant("since"), instant("until"));
+    if let (Some(s), Some(u)) = (since, until) {
+        if s > u {
+            errs.parameter("until", "must not be before since");
+        }
+    }
+    AuditFilter {
+        actor,
+        action,
+        sim,
+        outcome,
+        since,
+        until,
+    }
+}
+
+fn encode_cursor(seq: i64) -> String {
+    B64.encode(format!("seq:{seq}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<i64> {
+    let text = String::from_utf8(B64.decode(cursor).ok()?).ok()?;
+    text.strip_prefix("seq:")?.parse().ok().filter(|n| *n > 0)
+}
+
+/// List the tenant's audit records, newest first (auditor).
+#[utoipa::path(get, path = "/v1/audit/events", tag = "audit",
+    params(
+        ("actor" = Option<String>, Query, description = "The acting principal's subject"),
+        ("action" = Option<String>, Query, description = "e.g. `secrets.read`"),
+        ("sim" = Option<String>, Query, description = "A SIM's id or ICCID"),
+        ("outcome" = Option<String>, Query, description = "e.g. `denied`"),
+        ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1 to 500, default 100"),
+    ),
+    responses(
+        (status = 200, description = "A page of records", body = AuditPage),
+        (status = 400, description = "Invalid parameters", body = super::openapi::Problem),
+        (status = 403, description = "Not an auditor", body = super::openapi::Problem),
+    ))]
+async fn events(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    q: QueryPairs,
+) -> ApiResult<axum::Json<AuditPage>> {
+    let mut errs = ValidationErrors::new();
+    let mut known = FILTERS.to_vec();
+    known.extend(["cursor", "limit"]);
+    q.reject_unknown(&known, &mut errs);
+    let filter = parse_filter(&q, &mut errs);
+    let before = q.one("cursor", &mut errs).and_then(|c| {
+        let seq = decode_cursor(c);
+        if seq.is_none() {
+            errs.parameter("cursor", "not a cursor this API returned");
+        }
+        seq
+    });
+    let limit = match q.one("limit", &mut errs) {
+        None => 100,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .unwrap_or_else(|| {
+                errs.parameter("limit", "limit must be a whole number from 1 to 500");
+                100
+            }),
+    };
+    errs.finish(())?;
+    let rows = state
+        .services
+        .audit_events(&principal, &filter, before, limit)
+        .await?;
+    let next_cursor = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|r| encode_cursor(r.seq)))
+        .flatten();
+    let items = rows
+        .into_iter()
+        .map(AuditEventView::try_from)
+        .collect::<Result<_, _>>()?;
+    Ok(axum::Json(AuditPage { items, next_cursor }))
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Ndjson,
+    Csv,
+}
+
+const CSV_HEADER: [&str; 18] = [
+    "seq",
+    "id",
+    "occurred_at",
+    "subject",
+    "roles",
+    "auth_method",
+    "credential_id",
+    "client_addr",
+    "request_id",
+    "action",
+    "sim_id",
+    "iccid",
+    "fields",
+    "outcome",
+    "reason",
+    "policy_ids",
+    "hash",
+    "prev_hash",
+];
+
+/// The CSV header line.
+pub fn csv_header() -> Vec<u8> {
+    let mut line = CSV_HEADER.join(",").into_bytes();
+    line.push(b'\n');
+    line
+}
+
+/// Renders rows in `format` (CSV without its header).
+pub fn render(rows: Vec<AuditRow>, format: ExportFormat) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(rows.len() * 512);
+    match format {
+        ExportFormat::Ndjson => {
+            for row in rows {
+                serde_json::to_writer(&mut out, &AuditEventView::try_from(row)?)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                out.push(b'\n');
+            }
+        }
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(&mut out);
+            let fail = |e: csv::Error| ApiError::Internal(e.to_string());
+            for row in rows {
+                let v = AuditEventView::try_from(row)?;
+                let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+                w.write_record([
+                    v.seq.to_string(),
+                    v.id,
+                    v.occurred_at,
+                    v.actor.subject,
+                    v.actor.roles.join(";"),
+                    v.actor.auth_method,
+                    opt(&v.actor.credential_id),
+                    opt(&v.actor.client_addr),
+                    opt(&v.request_id),
+                    v.action,
+                    opt(&v.sim_id),
+                    opt(&v.iccid),
+                    v.fields.join(";"),
+                    v.outcome,
+                    opt(&v.reason),
+                    v.policy_ids.join(";"),
+                    v.hash,
+                    v.prev_hash,
+                ])
+                .map_err(fail)?;
+            }
+            w.flush().map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Export the tenant's audit records, oldest first, streamed (auditor). The same filters as
+/// `/v1/audit/events`.
+#[utoipa::path(get, path = "/v1/audit/export", tag = "audit",
+    params(
+        ("format" = String, Query, description = "`ndjson` or `csv`"),
+        ("actor" = Option<String>, Query), ("action" = Option<String>, Query),
+        ("sim" = Option<String>, Query), ("outcome" = Option<String>, Query),
+        ("since" = Option<String>, Query), ("until" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "NDJSON (one record a line) or CSV with a header"),
+        (status = 400, description = "Invalid parameters", body = super::openapi::Problem),
+        (status = 403, description = "Not an auditor", body = super::openapi::Problem),
+    ))]
+async fn export(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    q: QueryPairs,
+) -> ApiResult<Response> {
+    let mut errs = ValidationErrors::new();
+    let mut known = FILTERS.to_vec();
+    known.push("format");
+    q.reject_unknown(&known, &mut errs);
+    let filter = parse_filter(&q, &mut errs);
+    let format = match q.one("format", &mut errs) {
+        Some("ndjson") | None => ExportFormat::Ndjson,
+        Some("csv") => ExportFormat::Csv,
+        Some(_) => {
+            errs.parameter("format", "format must be ndjson or csv");
+            ExportFormat::Ndjson
+        }
+    };
+    errs.finish(())?;
+    state.services.authorize_audit_export(&principal).await?;
+    let (pages_tx, pages) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(crate::service::audit::export(
+        state.services.db.clone(),
+        principal.tenant.as_str().to_owned(),
+        filter,
+        pages_tx,
+    ));
+    // Pages are rendered as they arrive; a failure mid-way ends the body abruptly, so that a
+    // client never takes a cut-off export for a whole one.
+    let header = match format {
+        ExportFormat::Csv => Some(Ok(bytes::Bytes::from(csv_header()))),
+        ExportFormat::Ndjson => None,
+    };
+    let rows = futures_util::stream::unfold(pages, move |mut pages| async move {
+        let chunk = match pages.recv().await? {
+            Ok(rows) => render(rows, format).map_err(|e| {
+                tracing::error!(error = %e, "audit export failed mid-way");
+                std::io::Error::other("audit export failed")
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "audit export failed mid-way");
+                Err(std::io::Error::other("audit export failed"))
+            }
+        };
+        Some((chunk.map(bytes::Bytes::from), pages))
+    });
+    let body = futures_util::StreamExt::chain(futures_util::stream::iter(header), rows);
+    let (content_type, name) = match format {
+        ExportFormat::Ndjson => ("application/x-ndjson", "audit.ndjson"),
+        ExportFormat::Csv => ("text/csv; charset=utf-8", "audit.csv"),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
 }

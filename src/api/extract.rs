@@ -41,10 +41,58 @@ impl FromRequestParts<AppState> for Caller {
                 .get::<Arc<ConnectionInfo>>()
                 .map(|c| c.remote_addr.to_string()),
         };
-        Self::authenticate(parts, state).await.map(|Caller(mut p)| {
-            p.origin = origin;
-            Caller(p)
-        })
+        match Self::authenticate(parts, state).await {
+            Ok(Caller(mut p)) => {
+                p.origin = origin;
+                Ok(Caller(p))
+            }
+            Err(ApiError::Unauthorized) => Err(Self::record_refusal(parts, state, origin).await),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+impl Caller {
+    /// Records a refused credential on the platform chain (it cannot be tied to a tenant:
+    /// nothing in it was proven) and returns the answer: `401`, or `503` when the record
+    /// could not be written (fail closed). A request with no credential at all is not an
+    /// authentication attempt and is not recorded.
+    async fn record_refusal(parts: &Parts, state: &AppState, origin: Origin) -> ApiError {
+        let cert = parts
+            .extensions
+            .get::<Arc<ConnectionInfo>>()
+            .and_then(|c| c.client_cert.as_ref());
+        let bearer = parts.headers.contains_key(header::AUTHORIZATION);
+        let (auth_method, reason) = match (cert.is_some(), bearer) {
+            (false, false) => return ApiError::Unauthorized,
+            (true, true) => (
+                "mtls+jwt",
+                "both a client certificate and a bearer token were presented",
+            ),
+            (true, false) => ("mtls", "client certificate identity not registered"),
+            (false, true) => ("jwt", "bearer token refused"),
+        };
+        let identity = cert.and_then(|(identity, _)| identity.as_ref());
+        let who = crate::service::audit::Stranger {
+            // A chain-verified certificate names its holder; a refused token's claims are
+            // unproven and are not recorded (nor is the token).
+            subject: identity.map(|i| i.identity.clone()),
+            auth_method: auth_method.to_owned(),
+            credential: identity.map(|i| i.fingerprint.clone()),
+            client_addr: origin.client_addr,
+            request_id: origin.request_id,
+        };
+        match state
+            .services
+            .audit_refused_authentication(who, reason)
+            .await
+        {
+            Ok(()) => ApiError::Unauthorized,
+            Err(e) => {
+                tracing::error!(error = %e, "could not record a refused authentication: answered 503");
+                ApiError::Unavailable
+            }
+        }
     }
 }
 

@@ -59,6 +59,8 @@ impl Modify for Security {
         super::admin::rotate,
         super::admin::get_task,
         super::audit::verify,
+        super::audit::events,
+        super::audit::export,
         super::plans::create_plan,
         super::plans::list_plans,
         super::plans::get_plan,

@@ -52,7 +52,7 @@ async fn metrics(
     State(state): State<AppState>,
     Caller(principal): Caller,
 ) -> ApiResult<impl IntoResponse> {
-    state.services.authorize_metrics(&principal)?;
+    state.services.authorize_metrics(&principal).await?;
     let body = state.metrics.as_ref().ok_or(ApiError::NotFound)?.render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }

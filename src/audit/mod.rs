@@ -5,13 +5,21 @@
 //! instantly) — records name fields only. A record is committed before the secret it
 //! describes is returned or the change it describes is acknowledged (fail closed).
 
-use serde::Serialize;
+pub mod checkpoint;
+
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::store::audit::AuditRow;
+pub use checkpoint::{CheckpointKey, Signer};
+
+use crate::store::audit::{AuditRow, CheckpointRow};
+
+/// The chain of records not tied to a tenant: authentication failures, root key operations.
+/// Not a valid tenant id, so no tenant can be named so.
+pub const PLATFORM_CHAIN: &str = "_platform";
 
 /// What one record says. Serialised in declaration order: that text is what is hashed.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AuditRecord {
     pub id: String,
     /// Microseconds since the Unix epoch.
@@ -53,35 +61,57 @@ pub struct Verification {
     pub head_hash: Option<String>,
     /// The first sequence number at which the chain is broken.
     pub first_bad_seq: Option<i64>,
+    /// Signed checkpoints found valid and matching the chain.
+    pub checkpoints: i64,
 }
 
-/// Walks a chain page by page (`rows` in sequence order), then compares its end with the
-/// recorded head, so that edits, deletions, reorderings and a cut-off tail are all found.
-#[derive(Debug, Default)]
+/// Walks a chain page by page (`rows` in sequence order, with the checkpoints over them),
+/// then compares its end with the recorded head and any later checkpoint, so that edits,
+/// deletions, reorderings, a cut-off tail and a rewritten table are all found.
+#[derive(Debug)]
 pub struct Verifier {
+    key: CheckpointKey,
     expected_seq: i64,
     prev_hash: String,
     checked: i64,
+    checkpoints: i64,
     bad: Option<i64>,
 }
 
 impl Verifier {
-    pub fn new() -> Self {
+    pub fn new(key: CheckpointKey) -> Self {
         Self {
+            key,
             expected_seq: 1,
-            ..Self::default()
+            prev_hash: String::new(),
+            checked: 0,
+            checkpoints: 0,
+            bad: None,
         }
     }
 
-    /// Feeds the next rows; returns false once the chain is known to be broken.
-    pub fn feed(&mut self, rows: &[AuditRow]) -> bool {
+    /// How far the chain has been found intact.
+    pub fn checked(&self) -> i64 {
+        self.checked
+    }
+
+    /// Feeds the next rows and the checkpoints whose positions they cover; returns false once
+    /// the chain is known to be broken.
+    pub fn feed(&mut self, rows: &[AuditRow], checkpoints: &[CheckpointRow]) -> bool {
+        let mut marks = checkpoints.iter().peekable();
         for row in rows {
             if self.bad.is_some() {
                 return false;
             }
-            let ok = row.seq == self.expected_seq
+            let mut ok = row.seq == self.expected_seq
                 && row.prev_hash == self.prev_hash
                 && row.hash == link(&row.prev_hash, &row.record);
+            while let Some(c) = marks.next_if(|c| c.seq <= row.seq) {
+                // A checkpoint must be genuine and name exactly this record's hash.
+                let genuine = c.seq == row.seq && self.key.verify(c) && c.hash == row.hash;
+                ok &= genuine;
+                self.checkpoints += i64::from(genuine);
+            }
             if !ok {
                 self.bad = Some(self.expected_seq.min(row.seq));
                 return false;
@@ -90,21 +120,29 @@ impl Verifier {
             self.expected_seq += 1;
             self.prev_hash.clone_from(&row.hash);
         }
+        if marks.next().is_some() {
+            // A checkpoint between these rows names a position none of them has.
+            self.bad = Some(self.checked + 1);
+        }
         self.bad.is_none()
     }
 
-    /// The verdict, given the head the store recorded (`None`: no chain yet).
-    pub fn finish(self, head: Option<(i64, String)>) -> Verification {
+    /// The verdict, given the head the store recorded (`None`: no chain yet) and the
+    /// checkpoints past the last record checked (any of them means records are missing).
+    pub fn finish(self, head: Option<(i64, String)>, later: &[CheckpointRow]) -> Verification {
         let (head_seq, head_hash) = head.unwrap_or((0, String::new()));
         let bad = self.bad.or_else(|| {
-            // Rows missing at the end (or a head pointing past the last row).
-            (head_seq != self.checked || head_hash != self.prev_hash).then_some(self.checked + 1)
+            // Rows missing at the end (or a head pointing past the last row), or cut off
+            // together with the head below a signed checkpoint.
+            (head_seq != self.checked || head_hash != self.prev_hash || !later.is_empty())
+                .then_some(self.checked + 1)
         });
         Verification {
             ok: bad.is_none(),
             checked: self.checked,
             head_hash: (!head_hash.is_empty()).then_some(head_hash),
             first_bad_seq: bad,
+            checkpoints: self.checkpoints,
         }
     }
 }
@@ -128,6 +166,7 @@ mod tests {
                     outcome: "allowed".into(),
                     subject: "s".into(),
                     sim_id: None,
+                    iccid: None,
                     record,
                     prev_hash: prev.clone(),
                     hash: hash.clone(),
@@ -138,10 +177,31 @@ mod tests {
             .collect()
     }
 
+    fn signer() -> &'static Signer {
+        static SIGNER: std::sync::LazyLock<Signer> =
+            std::sync::LazyLock::new(|| Signer::generate().unwrap());
+        &SIGNER
+    }
+
+    fn checkpoint(rows: &[AuditRow], seq: i64) -> CheckpointRow {
+        let row = &rows[usize::try_from(seq - 1).unwrap()];
+        signer().sign("t", seq, &row.hash, 1)
+    }
+
+    fn verify_with(
+        rows: &[AuditRow],
+        head: Option<(i64, String)>,
+        marks: &[CheckpointRow],
+    ) -> Verification {
+        let mut v = Verifier::new(signer().verifier());
+        let last = rows.last().map_or(0, |r| r.seq);
+        let (covered, later): (Vec<_>, Vec<_>) = marks.iter().cloned().partition(|c| c.seq <= last);
+        v.feed(rows, &covered);
+        v.finish(head, &later)
+    }
+
     fn verify(rows: &[AuditRow], head: Option<(i64, String)>) -> Verification {
-        let mut v = Verifier::new();
-        v.feed(rows);
-        v.finish(head)
+        verify_with(rows, head, &[])
     }
 
     fn head_of(rows: &[AuditRow]) -> Option<(i64, String)> {
@@ -156,6 +216,10 @@ mod tests {
         assert_eq!(v.checked, 5);
         assert_eq!(v.first_bad_seq, None);
         assert!(verify(&[], None).ok);
+        let marks = [checkpoint(&rows, 2), checkpoint(&rows, 5)];
+        let v = verify_with(&rows, head_of(&rows), &marks);
+        assert!(v.ok);
+        assert_eq!(v.checkpoints, 2);
     }
 
     #[test]
@@ -178,5 +242,41 @@ mod tests {
         forged[5].record = "{\"n\":7}".into();
         forged[5].hash = link(&forged[5].prev_hash, &forged[5].record);
         assert_eq!(verify(&forged, head).first_bad_seq, Some(7));
+    }
+
+    /// What the recorded head cannot catch: the whole chain rewritten with its head, or its
+    /// tail cut off together with the head. Signed checkpoints catch both.
+    #[test]
+    fn checkpoints_catch_rewrites_that_move_the_head() {
+        let rows = chain(6);
+        let marks = [checkpoint(&rows, 3), checkpoint(&rows, 6)];
+        // Tail and head cut back to 4: the checkpoint at 6 shows records are missing.
+        let cut = &rows[..4];
+        let v = verify_with(cut, head_of(cut), &marks);
+        assert!(!v.ok);
+        assert_eq!(v.first_bad_seq, Some(5));
+        // Record 2 rewritten and every later hash recomputed, head moved along.
+        let mut rewritten = rows.clone();
+        rewritten[1].record = "{\"n\":42}".into();
+        for i in 1..rewritten.len() {
+            rewritten[i].prev_hash = rewritten[i - 1].hash.clone();
+            rewritten[i].hash = link(&rewritten[i].prev_hash, &rewritten[i].record);
+        }
+        assert_eq!(verify(&rewritten, head_of(&rewritten)).first_bad_seq, None);
+        let v = verify_with(&rewritten, head_of(&rewritten), &marks);
+        assert_eq!(v.first_bad_seq, Some(3));
+        // A checkpoint signed by another key, or altered, is itself tampering.
+        let stranger = Signer::generate().unwrap();
+        let fake = stranger.sign("t", 3, &rows[2].hash, 1);
+        assert_eq!(
+            verify_with(&rows, head_of(&rows), &[fake]).first_bad_seq,
+            Some(3)
+        );
+        let mut altered = checkpoint(&rows, 3);
+        altered.signed_at += 1;
+        assert_eq!(
+            verify_with(&rows, head_of(&rows), &[altered]).first_bad_seq,
+            Some(3)
+        );
     }
 }

@@ -13,6 +13,9 @@ pub enum AuthMethod {
     Mtls,
     /// A bearer JWT from the configured identity provider.
     Jwt,
+    /// Someone with the host's keys and database, through the CLI; or the service itself
+    /// (background workers). Never reached over the network and never given to the policy.
+    Local,
 }
 
 impl AuthMethod {
@@ -20,6 +23,7 @@ impl AuthMethod {
         match self {
             AuthMethod::Mtls => "mtls",
             AuthMethod::Jwt => "jwt",
+            AuthMethod::Local => "local",
         }
     }
 }
@@ -120,9 +124,35 @@ pub struct Origin {
 }
 
 impl Principal {
+    /// The actor recorded for work done on the host: a CLI command (`cli:` and the OS user)
+    /// or a background worker (`system:` and its name). It holds no roles.
+    pub fn local(tenant: TenantId, subject: impl Into<String>) -> Self {
+        Self {
+            tenant,
+            roles: BTreeSet::new(),
+            subject: subject.into(),
+            auth_method: AuthMethod::Local,
+            credential_id: None,
+            origin: Origin::default(),
+        }
+    }
+
+    /// The actor for a CLI command run by the current OS user.
+    pub fn cli(tenant: TenantId) -> Self {
+        Self::local(tenant, cli_subject())
+    }
+
     pub fn has_role(&self, role: Role) -> bool {
         self.roles.contains(&role)
     }
+}
+
+/// How a CLI command's actor is recorded: `cli:` and the OS user running it.
+pub fn cli_subject() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
 }
 
 #[cfg(test)]

@@ -14,8 +14,13 @@ use cedar_policy::{
 };
 use miette::Diagnostic;
 
-use super::{Action, Context, Decision, Denial, Resource};
+use super::{
+    Action, Context, Decision, Denial, EVALUATION_ERROR, Refusal, Resource, TENANT_ISOLATION,
+};
 use crate::domain::Principal;
+
+/// A decision: `Ok` with the permitting policy ids, `Err` with the forbidding ones.
+type Verdict = Result<Vec<String>, Vec<String>>;
 
 /// The built-in policy set: the files under `policies/` in the source tree.
 const BUILTIN_SCHEMA: &str = include_str!("../../policies/simvault.cedarschema");
@@ -33,7 +38,8 @@ pub struct Policy {
     /// Decisions already made, keyed by every input the entities and request are built from:
     /// a Cedar decision is a pure function of the policy set, the entities and the request, so
     /// a hit is exactly the decision evaluation would make. Lives and dies with this policy set.
-    decisions: Mutex<HashMap<String, Option<Vec<String>>>>,
+    /// Decisions by their inputs: `Ok` allowing policy ids, `Err` the forbidding ones.
+    decisions: Mutex<HashMap<String, Verdict>>,
 }
 
 /// Bound on remembered decisions (cleared when reached).
@@ -166,8 +172,24 @@ impl Policy {
         resource: &Resource<'_>,
         context: &Context,
     ) -> Result<Decision, Denial> {
+        self.decide(principal, action, resource, context)
+            .map_err(|r| r.denial)
+    }
+
+    /// Like [`Policy::authorize`], naming on refusal the policies that determined it (a
+    /// `forbid`, or none when nothing allowed the request), for the audit record.
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource<'_>,
+        context: &Context,
+    ) -> Result<Decision, Refusal> {
         if resource.tenant_id != principal.tenant.as_str() {
-            return Err(Denial::CrossTenant);
+            return Err(Refusal {
+                denial: Denial::CrossTenant,
+                policy_ids: vec![TENANT_ISOLATION.to_owned()],
+            });
         }
         let key = decision_key(principal, action, resource, context);
         let cached = self
@@ -189,11 +211,17 @@ impl Policy {
                 }),
         };
         match outcome {
-            Ok(Some(policy_ids)) => Ok(Decision { policy_ids }),
-            Ok(None) => Err(Denial::Forbidden),
+            Ok(Ok(policy_ids)) => Ok(Decision { policy_ids }),
+            Ok(Err(policy_ids)) => Err(Refusal {
+                denial: Denial::Forbidden,
+                policy_ids,
+            }),
             Err(e) => {
                 tracing::warn!(action = action.as_str(), error = %e, "policy evaluation failed: denied");
-                Err(Denial::Forbidden)
+                Err(Refusal {
+                    denial: Denial::Forbidden,
+                    policy_ids: vec![EVALUATION_ERROR.to_owned()],
+                })
             }
         }
     }
@@ -204,7 +232,7 @@ impl Policy {
         action: Action,
         resource: &Resource<'_>,
         context: &Context,
-    ) -> anyhow::Result<Option<Vec<String>>> {
+    ) -> anyhow::Result<Verdict> {
         let string = |s: &str| RestrictedExpression::new_string(s.to_owned());
         let principal_uid = EntityUid::from_type_name_and_id(
             self.principal_type.clone(),
@@ -271,16 +299,18 @@ impl Policy {
         if let Some(err) = response.diagnostics().errors().next() {
             bail!("{err}");
         }
-        if response.decision() != CedarDecision::Allow {
-            return Ok(None);
-        }
+        // The determining policies: the permits that allowed, or the forbids that refused.
         let mut ids: Vec<String> = response
             .diagnostics()
             .reason()
             .filter_map(|id| self.ids.get(id).cloned())
             .collect();
         ids.sort();
-        Ok(Some(ids))
+        Ok(if response.decision() == CedarDecision::Allow {
+            Ok(ids)
+        } else {
+            Err(ids)
+        })
     }
 }
 

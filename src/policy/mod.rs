@@ -15,6 +15,12 @@ mod cedar;
 
 pub use cedar::{Policy, PolicyHandle};
 
+/// Recorded as the deciding policy when the Rust tenant check refuses (the Cedar
+/// `tenant-isolation` forbid says the same).
+pub const TENANT_ISOLATION: &str = "tenant-isolation";
+/// Recorded as the deciding policy when evaluation failed (and so denied).
+pub const EVALUATION_ERROR: &str = "evaluation-error";
+
 use crate::domain::SimState;
 
 /// Everything a caller can ask to do.
@@ -117,6 +123,13 @@ pub struct Context {
 /// An allow, with the `@id`s of the policies that allowed it (recorded in the audit trail).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    pub policy_ids: Vec<String>,
+}
+
+/// A denial with the policies that determined it (for the audit record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub denial: Denial,
     pub policy_ids: Vec<String>,
 }
 

@@ -1,15 +1,20 @@
-//! Writing and verifying the audit log.
+//! Writing, reading and verifying the audit log.
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{ServiceError, ServiceResult, Services};
-use crate::audit::{AuditRecord, Verification, Verifier, link};
+use crate::audit::{
+    AuditRecord, CheckpointKey, PLATFORM_CHAIN, Signer, Verification, Verifier, link,
+};
 use crate::domain::{Principal, SecretField, Sim};
-use crate::policy::Action;
-use crate::store::Tx;
-use crate::store::audit::{self, AuditRow};
+use crate::policy::{Action, Decision};
+use crate::store::audit::{self, AuditFilter, AuditRow, Order};
+use crate::store::{Db, Tx};
 
-/// One thing that happened, to be recorded.
+/// One thing that happened in a tenant, to be recorded.
 pub(super) struct Event<'a> {
     pub action: Action,
     pub sim: Option<&'a Sim>,
@@ -17,6 +22,36 @@ pub(super) struct Event<'a> {
     pub outcome: &'a str,
     pub reason: Option<&'a str>,
     pub policy_ids: Vec<String>,
+}
+
+impl<'a> Event<'a> {
+    /// An allowed action on a SIM, with the policies that allowed it.
+    pub fn allowed(action: Action, sim: &'a Sim, decision: Decision) -> Self {
+        Self {
+            action,
+            sim: Some(sim),
+            fields: &[],
+            outcome: "allowed",
+            reason: None,
+            policy_ids: decision.policy_ids,
+        }
+    }
+
+    pub fn with_fields(self, fields: &'a [SecretField]) -> Self {
+        Self { fields, ..self }
+    }
+}
+
+/// Who knocked, for a record on the platform chain (the caller could not be tied to a tenant).
+#[derive(Debug, Clone, Default)]
+pub struct Stranger {
+    /// The certificate identity presented, if any (never a token or its claims).
+    pub subject: Option<String>,
+    /// `mtls`, `jwt`, or `mtls+jwt`.
+    pub auth_method: String,
+    pub credential: Option<String>,
+    pub client_addr: Option<String>,
+    pub request_id: Option<String>,
 }
 
 impl Services {
@@ -28,20 +63,26 @@ impl Services {
         principal: &Principal,
         event: Event<'_>,
     ) -> ServiceResult<()> {
-        append(tx, self.record(principal, event)).await
+        append(tx, record(principal, event, self.clock.now())).await
     }
 
     /// Appends a record in a transaction shared with other requests' records (group commit:
-    /// one durable commit for many) and returns once it is durable.
+    /// one durable commit for many) and returns once it is durable. Must not be called while
+    /// holding a write transaction (SQLite has one write connection).
     pub(super) async fn audit_alone(
         &self,
         principal: &Principal,
         event: Event<'_>,
     ) -> ServiceResult<()> {
-        let stopped = || ServiceError::Internal("the audit writer has stopped".into());
+        self.commit_record(record(principal, event, self.clock.now()))
+            .await
+    }
+
+    async fn commit_record(&self, record: AuditRecord) -> ServiceResult<()> {
+        let stopped = || ServiceError::Unavailable("the audit writer has stopped".into());
         let (done, wait) = oneshot::channel();
         self.audit_writer
-            .send((self.record(principal, event), done))
+            .send((record, done))
             .await
             .map_err(|_| stopped())?;
         wait.await
@@ -49,40 +90,139 @@ impl Services {
             .map_err(ServiceError::Unavailable)
     }
 
-    fn record(&self, principal: &Principal, event: Event<'_>) -> AuditRecord {
-        AuditRecord {
+    /// Records a refused authentication on the platform chain; returns once it is durable.
+    pub async fn audit_refused_authentication(
+        &self,
+        who: Stranger,
+        reason: &str,
+    ) -> ServiceResult<()> {
+        let record = AuditRecord {
             id: uuid::Uuid::new_v4().to_string(),
             occurred_at: self.clock.now(),
-            tenant: principal.tenant.as_str().to_owned(),
-            subject: principal.subject.clone(),
-            roles: principal
-                .roles
-                .iter()
-                .map(|r| r.as_str().to_owned())
-                .collect(),
-            auth_method: principal.auth_method.as_str().to_owned(),
-            credential: principal.credential_id.clone(),
-            client_addr: principal.origin.client_addr.clone(),
-            request_id: principal.origin.request_id.clone(),
-            action: event.action.as_str().to_owned(),
-            sim_id: event.sim.map(|s| s.id.to_string()),
-            iccid: event.sim.map(|s| s.iccid.as_str().to_owned()),
-            fields: event.fields.iter().map(|f| f.as_str().to_owned()).collect(),
-            outcome: event.outcome.to_owned(),
-            reason: event.reason.map(str::to_owned),
-            policy_ids: event.policy_ids,
-        }
+            tenant: PLATFORM_CHAIN.to_owned(),
+            subject: who.subject.unwrap_or_else(|| "anonymous".into()),
+            roles: Vec::new(),
+            auth_method: who.auth_method,
+            credential: who.credential,
+            client_addr: who.client_addr,
+            request_id: who.request_id,
+            action: "authenticate".into(),
+            sim_id: None,
+            iccid: None,
+            fields: Vec::new(),
+            outcome: "denied".into(),
+            reason: Some(reason.to_owned()),
+            policy_ids: Vec::new(),
+        };
+        self.commit_record(record).await
     }
 
     /// `GET /v1/audit/verify`: checks the caller's tenant chain end to end.
     pub async fn verify_audit(&self, principal: &Principal) -> ServiceResult<Verification> {
-        self.authorize_in_tenant(principal, Action::ReadAudit)?;
-        verify_tenant(&self.db, principal.tenant.as_str()).await
+        self.authorize_in_tenant(principal, Action::ReadAudit)
+            .await?;
+        verify_chain(&self.db, &self.audit_key, principal.tenant.as_str()).await
+    }
+
+    /// `GET /v1/audit/events`: a page of the caller's tenant's records, newest first, from
+    /// before position `before` (the cursor).
+    pub async fn audit_events(
+        &self,
+        principal: &Principal,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> ServiceResult<Vec<AuditRow>> {
+        self.authorize_in_tenant(principal, Action::ReadAudit)
+            .await?;
+        let order = Order::Backward {
+            before: before.unwrap_or(i64::MAX),
+        };
+        Ok(audit::find(
+            &self.db,
+            principal.tenant.as_str(),
+            filter,
+            order,
+            i64::from(limit),
+        )
+        .await?)
+    }
+
+    /// `GET /v1/audit/export`: may the caller export? (The export itself is [`export`].)
+    pub async fn authorize_audit_export(&self, principal: &Principal) -> ServiceResult<()> {
+        self.authorize_in_tenant(principal, Action::ReadAudit)
+            .await
+            .map(|_| ())
     }
 }
 
-/// Links `record` to the end of its tenant's chain, inside `tx`.
+/// The record of `event` by `principal`, at `now`.
+fn record(principal: &Principal, event: Event<'_>, now: i64) -> AuditRecord {
+    AuditRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        occurred_at: now,
+        tenant: principal.tenant.as_str().to_owned(),
+        subject: principal.subject.clone(),
+        roles: principal
+            .roles
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect(),
+        auth_method: principal.auth_method.as_str().to_owned(),
+        credential: principal.credential_id.clone(),
+        client_addr: principal.origin.client_addr.clone(),
+        request_id: principal.origin.request_id.clone(),
+        action: event.action.as_str().to_owned(),
+        sim_id: event.sim.map(|s| s.id.to_string()),
+        iccid: event.sim.map(|s| s.iccid.as_str().to_owned()),
+        fields: event.fields.iter().map(|f| f.as_str().to_owned()).collect(),
+        outcome: event.outcome.to_owned(),
+        reason: event.reason.map(str::to_owned),
+        policy_ids: event.policy_ids,
+    }
+}
+
+/// Appends a record of a host operation (`action`, done by `subject` through the CLI) to the
+/// platform chain, inside `tx`.
+pub async fn append_platform(
+    tx: &mut Tx,
+    subject: &str,
+    action: &str,
+    outcome: &str,
+    reason: &str,
+    now: i64,
+) -> ServiceResult<()> {
+    let record = AuditRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        occurred_at: now,
+        tenant: PLATFORM_CHAIN.to_owned(),
+        subject: subject.to_owned(),
+        roles: Vec::new(),
+        auth_method: "local".into(),
+        credential: None,
+        client_addr: None,
+        request_id: None,
+        action: action.to_owned(),
+        sim_id: None,
+        iccid: None,
+        fields: Vec::new(),
+        outcome: outcome.to_owned(),
+        reason: Some(reason.to_owned()),
+        policy_ids: Vec::new(),
+    };
+    append(tx, record).await
+}
+
+/// Links `record` to the end of its chain, inside `tx`. Any failure is `Unavailable`: the
+/// request it belongs to is refused with `503` (fail closed).
 async fn append(tx: &mut Tx, record: AuditRecord) -> ServiceResult<()> {
+    link_record(tx, record).await.map_err(|e| match e {
+        ServiceError::Unavailable(_) => e,
+        other => ServiceError::Unavailable(format!("audit log: {other}")),
+    })
+}
+
+async fn link_record(tx: &mut Tx, record: AuditRecord) -> ServiceResult<()> {
     let (seq, prev_hash) = audit::lock_head(tx, &record.tenant).await?;
     let text = serde_json::to_string(&record).map_err(|e| ServiceError::Internal(e.to_string()))?;
     let row = AuditRow {
@@ -94,6 +234,7 @@ async fn append(tx: &mut Tx, record: AuditRecord) -> ServiceResult<()> {
         outcome: record.outcome,
         subject: record.subject,
         sim_id: record.sim_id,
+        iccid: record.iccid,
         hash: link(&prev_hash, &text),
         record: text,
         prev_hash,
@@ -112,7 +253,7 @@ const BATCH: usize = 256;
 /// tenant order, so that replicas lock chain heads in the same order), commits once, and
 /// answers each. A failed commit fails every record of the batch: none of their requests
 /// proceeds (fail closed).
-pub async fn writer(db: crate::store::Db, mut queue: mpsc::Receiver<Pending>) {
+pub async fn writer(db: Db, mut queue: mpsc::Receiver<Pending>) {
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -133,7 +274,7 @@ pub async fn writer(db: crate::store::Db, mut queue: mpsc::Receiver<Pending>) {
     }
 }
 
-async fn commit_batch(db: &crate::store::Db, records: Vec<AuditRecord>) -> ServiceResult<()> {
+async fn commit_batch(db: &Db, records: Vec<AuditRecord>) -> ServiceResult<()> {
     let mut tx = db.begin().await?;
     for record in records {
         append(&mut tx, record).await?;
@@ -141,17 +282,107 @@ async fn commit_batch(db: &crate::store::Db, records: Vec<AuditRecord>) -> Servi
     Ok(tx.commit().await?)
 }
 
-/// Verifies one tenant's chain, a page at a time (constant memory).
-pub async fn verify_tenant(db: &crate::store::Db, tenant: &str) -> ServiceResult<Verification> {
-    let mut verifier = Verifier::new();
+/// Records read per page when walking a chain.
+const PAGE: i64 = 1000;
+
+/// Verifies one chain (a tenant's, or [`PLATFORM_CHAIN`]) with its signed checkpoints, a page
+/// at a time (constant memory).
+pub async fn verify_chain(
+    db: &Db,
+    key: &CheckpointKey,
+    chain: &str,
+) -> ServiceResult<Verification> {
+    let mut verifier = Verifier::new(key.clone());
     let mut after = 0;
     loop {
-        let rows = audit::page(db, tenant, after, 1000).await?;
+        let rows = audit::find(
+            db,
+            chain,
+            &AuditFilter::default(),
+            Order::Forward { after },
+            PAGE,
+        )
+        .await?;
         let Some(last) = rows.last() else { break };
+        let marks = audit::checkpoints(db, chain, after, last.seq).await?;
         after = last.seq;
-        if !verifier.feed(&rows) {
+        if !verifier.feed(&rows, &marks) {
             break;
         }
     }
-    Ok(verifier.finish(audit::head(db, tenant).await?))
+    let later = audit::checkpoints(db, chain, verifier.checked(), i64::MAX).await?;
+    let head = audit::head(db, chain).await?.filter(|(seq, _)| *seq > 0);
+    Ok(verifier.finish(head, &later))
+}
+
+/// Every chain the store holds (tenants', and the platform chain), by name.
+pub async fn chains(db: &Db) -> ServiceResult<Vec<String>> {
+    Ok(audit::heads(db)
+        .await?
+        .into_iter()
+        .map(|(chain, _, _)| chain)
+        .collect())
+}
+
+/// Signs the head of every chain that moved since its last checkpoint. Several replicas may
+/// do this at once: a position already signed keeps its first checkpoint.
+pub async fn checkpoint_all(db: &Db, signer: &Signer, now: i64) -> ServiceResult<usize> {
+    let mut signed = 0;
+    for (chain, seq, hash) in audit::heads(db).await? {
+        if audit::last_checkpoint(db, &chain).await? < seq {
+            audit::insert_checkpoint(db, &signer.sign(&chain, seq, &hash, now)).await?;
+            signed += 1;
+        }
+    }
+    Ok(signed)
+}
+
+/// The checkpoint worker: signs moved chain heads every `interval` until `stop` turns true,
+/// and once more on the way out.
+pub async fn checkpoint_worker(
+    services: Arc<Services>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(signer) = services.audit_signer.clone() else {
+        return;
+    };
+    loop {
+        let stopping = tokio::select! {
+            () = tokio::time::sleep(interval) => false,
+            _ = stop.changed() => true,
+        };
+        if let Err(e) = checkpoint_all(&services.db, &signer, services.clock.now()).await {
+            tracing::warn!(error = %e, "could not sign audit checkpoints; will retry");
+        }
+        if stopping || *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// Sends a chain's records matching `filter`, oldest first, a page at a time, until they are
+/// all sent or the receiver goes away (constant memory whatever the size of the log).
+pub async fn export(
+    db: Db,
+    chain: String,
+    filter: AuditFilter,
+    out: mpsc::Sender<ServiceResult<Vec<AuditRow>>>,
+) {
+    let mut after = 0;
+    loop {
+        let page = audit::find(&db, &chain, &filter, Order::Forward { after }, PAGE).await;
+        let page = match page {
+            Ok(rows) if rows.is_empty() => return,
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = out.send(Err(e.into())).await;
+                return;
+            }
+        };
+        after = page.last().map_or(after, |r| r.seq);
+        if out.send(Ok(page)).await.is_err() {
+            return;
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::domain::{LuhnPolicy, Principal, ValidationErrors};
-use crate::policy::{Action, Context, Decision, Denial, PolicyHandle, Resource};
+use crate::policy::{Action, Context, Decision, Denial, PolicyHandle, Refusal, Resource};
 use crate::store::{Db, StoreError};
 use crate::vault::Keyring;
 
@@ -91,38 +91,82 @@ pub struct Services {
     pub tasks_ready: Arc<tokio::sync::Notify>,
     /// The group-commit audit writer's queue.
     pub audit_writer: tokio::sync::mpsc::Sender<audit::Pending>,
+    /// Signs audit checkpoints (the checkpoint worker's).
+    pub audit_signer: Option<Arc<crate::audit::Signer>>,
+    /// Verifies them.
+    pub audit_key: crate::audit::CheckpointKey,
 }
 
 impl Services {
-    /// The one authorization call every use case makes.
-    fn authorize(
+    /// The one policy question every use case asks. A refusal is not yet answered: pass it
+    /// to [`Services::refuse`], which records it.
+    fn decide(
         &self,
         principal: &Principal,
         action: Action,
         resource: &Resource<'_>,
         context: &Context,
-    ) -> ServiceResult<Decision> {
+    ) -> ServiceResult<Result<Decision, Refusal>> {
         let policy = self
             .policy
             .current()
             .ok_or_else(|| ServiceError::Internal("policy set unavailable".into()))?;
-        match policy.authorize(principal, action, resource, context) {
-            Ok(d) => Ok(d),
-            Err(denial) => {
-                tracing::info!(
-                    subject = %principal.subject,
-                    tenant = %principal.tenant,
-                    action = action.as_str(),
-                    %denial,
-                    "request denied by policy"
-                );
-                Err(denial.into())
+        Ok(policy.decide(principal, action, resource, context))
+    }
+
+    /// Records a denied decision in the caller's tenant chain and returns the error to answer
+    /// with (`403`, or `404` across tenants). Fail closed: when the record cannot be written
+    /// the answer is `503`. A cross-tenant refusal names no resource: the caller's auditors
+    /// must not learn another tenant's SIMs.
+    async fn refuse(
+        &self,
+        principal: &Principal,
+        action: Action,
+        refusal: Refusal,
+        target: Target<'_>,
+    ) -> ServiceError {
+        tracing::info!(
+            subject = %principal.subject,
+            tenant = %principal.tenant,
+            action = action.as_str(),
+            denial = %refusal.denial,
+            "request denied by policy"
+        );
+        let cross_tenant = refusal.denial == Denial::CrossTenant;
+        let event = audit::Event {
+            action,
+            sim: target.sim.filter(|_| !cross_tenant),
+            fields: target.fields,
+            outcome: "denied",
+            reason: target.reason,
+            policy_ids: refusal.policy_ids,
+        };
+        match self.audit_alone(principal, event).await {
+            Ok(()) => refusal.denial.into(),
+            Err(e) => {
+                tracing::error!(error = %e, "could not record a denied request: answered 503");
+                e
             }
         }
     }
 
+    /// Decides `action` on `resource`, recording a refusal.
+    async fn authorize(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource<'_>,
+        context: &Context,
+        target: Target<'_>,
+    ) -> ServiceResult<Decision> {
+        match self.decide(principal, action, resource, context)? {
+            Ok(d) => Ok(d),
+            Err(refusal) => Err(self.refuse(principal, action, refusal, target).await),
+        }
+    }
+
     /// Authorizes an action on the principal's own tenant as a whole.
-    fn authorize_in_tenant(
+    async fn authorize_in_tenant(
         &self,
         principal: &Principal,
         action: Action,
@@ -132,13 +176,33 @@ impl Services {
             action,
             &Resource::of_tenant(principal.tenant.as_str()),
             &Context::default(),
+            Target::default(),
         )
+        .await
     }
 
     /// May the caller scrape metrics?
-    pub fn authorize_metrics(&self, principal: &Principal) -> ServiceResult<()> {
+    pub async fn authorize_metrics(&self, principal: &Principal) -> ServiceResult<()> {
         self.authorize_in_tenant(principal, Action::ReadMetrics)
+            .await
             .map(|_| ())
+    }
+}
+
+/// What a decision is about, for the record of a refusal.
+#[derive(Debug, Clone, Copy, Default)]
+struct Target<'a> {
+    sim: Option<&'a crate::domain::Sim>,
+    fields: &'a [crate::domain::SecretField],
+    reason: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    fn sim(sim: &'a crate::domain::Sim) -> Self {
+        Self {
+            sim: Some(sim),
+            ..Self::default()
+        }
     }
 }
 

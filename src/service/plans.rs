@@ -14,7 +14,8 @@ impl Services {
         name: String,
         compatibility_zones: BTreeSet<String>,
     ) -> ServiceResult<Plan> {
-        self.authorize_in_tenant(principal, Action::CreatePlan)?;
+        self.authorize_in_tenant(principal, Action::CreatePlan)
+            .await?;
         let plan = Plan {
             id: uuid::Uuid::new_v4(),
             tenant_id: principal.tenant.as_str().to_owned(),
@@ -39,7 +40,9 @@ impl Services {
             Action::ReadPlan,
             &Resource::of_tenant(&plan.tenant_id),
             &Context::default(),
-        )?;
+            super::Target::default(),
+        )
+        .await?;
         Ok(plan)
     }
 
@@ -49,7 +52,8 @@ impl Services {
         page: u32,
         page_size: u32,
     ) -> ServiceResult<Page<Plan>> {
-        self.authorize_in_tenant(principal, Action::ReadPlan)?;
+        self.authorize_in_tenant(principal, Action::ReadPlan)
+            .await?;
         let offset = u64::from(page.saturating_sub(1)) * u64::from(page_size);
         let (items, total) =
             repo::list(&self.db, principal.tenant.as_str(), page_size, offset).await?;

@@ -7,9 +7,10 @@ use std::time::Duration;
 use sqlx::types::Json;
 use tokio::sync::watch;
 
+use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services};
 use crate::domain::task::KEK_ROTATION_DUE_AT;
-use crate::domain::{KeyVersion, Principal, Task};
+use crate::domain::{KeyVersion, Principal, Task, TenantId};
 use crate::policy::{Action, Context, Resource};
 use crate::store::keys::{self, TenantKeyRow};
 use crate::store::tasks::{self, TaskRow};
@@ -47,12 +48,20 @@ pub struct KeyStatus {
 impl Services {
     /// `POST /v1/admin/keys/rotate`.
     pub async fn rotate_tenant_key(&self, principal: &Principal) -> ServiceResult<Task> {
-        self.authorize_in_tenant(principal, Action::RotateKeys)?;
-        self.start_rotation(principal.tenant.as_str()).await
+        let decision = self
+            .authorize_in_tenant(principal, Action::RotateKeys)
+            .await?;
+        self.start_rotation(principal, decision.policy_ids).await
     }
 
-    /// Adds a KEK version and queues the re-wrap of every older DEK (CLI and API).
-    pub async fn start_rotation(&self, tenant: &str) -> ServiceResult<Task> {
+    /// Adds a KEK version and queues the re-wrap of every older DEK (CLI and API), recorded
+    /// as `actor`'s, allowed by `policy_ids`.
+    pub async fn start_rotation(
+        &self,
+        actor: &Principal,
+        policy_ids: Vec<String>,
+    ) -> ServiceResult<Task> {
+        let tenant = actor.tenant.as_str();
         let mut tx = self.db.begin().await?;
         let (current, _) = self.active_kek(&mut tx, tenant).await?;
         let version = current + 1;
@@ -89,6 +98,15 @@ impl Services {
             updated_at: now,
         };
         tasks::insert(&mut tx, &task).await?;
+        let event = Event {
+            action: Action::RotateKeys,
+            sim: None,
+            fields: &[],
+            outcome: "allowed",
+            reason: Some(&format!("new key version {version}, task {}", task.id)),
+            policy_ids,
+        };
+        self.audit_in(&mut tx, actor, event).await?;
         tx.commit().await?;
         self.tasks_ready.notify_one();
         tracing::info!(tenant, version, task_id = %task.id, "key rotation started");
@@ -105,13 +123,16 @@ impl Services {
             Action::ReadTask,
             &Resource::of_tenant(&row.tenant_id),
             &Context::default(),
-        )?;
+            super::Target::default(),
+        )
+        .await?;
         Task::try_from(row)
     }
 
     /// `GET /v1/admin/keys`.
     pub async fn key_status(&self, principal: &Principal) -> ServiceResult<KeyStatus> {
-        self.authorize_in_tenant(principal, Action::ReadKeys)?;
+        self.authorize_in_tenant(principal, Action::ReadKeys)
+            .await?;
         let tenant = principal.tenant.as_str();
         let counts = keys::dek_counts(&self.db, tenant).await?;
         let versions: Vec<KeyVersion> = keys::keks(&self.db, tenant)
@@ -170,6 +191,22 @@ impl Services {
             if stale.is_empty() {
                 keys::retire_unused(&mut tx, &tenant, target, now).await?;
                 tasks::finish(&mut tx, &task.id, owner, "completed", None, now).await?;
+                let tenant_id =
+                    TenantId::parse(&tenant).map_err(|e| ServiceError::Internal(e.into()))?;
+                let event = Event {
+                    action: Action::RotateKeys,
+                    sim: None,
+                    fields: &[],
+                    outcome: "completed",
+                    reason: Some(&format!("key version {target}, task {}", task.id)),
+                    policy_ids: Vec::new(),
+                };
+                self.audit_in(
+                    &mut tx,
+                    &Principal::local(tenant_id, "system:key-rotation"),
+                    event,
+                )
+                .await?;
                 tx.commit().await?;
                 tracing::info!(tenant = %tenant, version = target, task_id = %task.id, "key rotation completed");
                 return Ok(Some(task.id));
@@ -232,6 +269,7 @@ pub async fn rotate_root(
     db: &crate::store::Db,
     current: &crate::vault::Keyring,
     next: &crate::vault::Keyring,
+    actor: &str,
     now: i64,
 ) -> ServiceResult<usize> {
     let mut tx = db.begin().await?;
@@ -251,6 +289,15 @@ pub async fn rotate_root(
         keys::rewrap_kek(&mut tx, &k.tenant_id, k.version, vault::FORMAT, &wrapped).await?;
     }
     keys::replace_root_check(&mut tx, vault::FORMAT, &next.make_root_check()?, now).await?;
+    super::audit::append_platform(
+        &mut tx,
+        actor,
+        "keys.rotate-root",
+        "completed",
+        &format!("{} tenant key version(s) re-wrapped", keks.len()),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(keks.len())
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::audit::Event;
-use super::{ServiceError, ServiceResult, Services};
+use super::{ServiceError, ServiceResult, Services, Target};
 use crate::domain::sim::SecretChanges;
 use crate::domain::{Principal, SecretField, SecretValue, Sim};
 use crate::policy::{Action, Context};
@@ -159,14 +159,7 @@ impl Services {
             self.lock_sim(principal, key, Action::WriteSecrets).await?;
         self.apply_secrets(&mut tx, &mut sim, &changes).await?;
         let fields: Vec<SecretField> = changes.iter().map(|(f, _)| *f).collect();
-        let event = Event {
-            action: Action::WriteSecrets,
-            sim: Some(&sim),
-            fields: &fields,
-            outcome: "allowed",
-            reason: None,
-            policy_ids: decision.policy_ids,
-        };
+        let event = Event::allowed(Action::WriteSecrets, &sim, decision).with_fields(&fields);
         self.audit_in(&mut tx, principal, event).await?;
         sim.updated_at = self.clock.now().max(sim.updated_at);
         repo::update(&mut tx, &sim).await?;
@@ -198,21 +191,18 @@ impl Services {
                 reason_given: reason.is_some(),
                 secret_field: Some(*field),
             };
-            match self.authorize(principal, Action::ReadSecret, &resource, &context) {
+            match self.decide(principal, Action::ReadSecret, &resource, &context)? {
                 Ok(decision) => policy_ids.extend(decision.policy_ids),
-                Err(denied) => {
-                    let event = Event {
-                        action: Action::ReadSecret,
+                Err(refusal) => {
+                    // Refused whole, and recorded with every field asked for.
+                    let target = Target {
                         sim: Some(&sim),
                         fields,
-                        outcome: "denied",
                         reason,
-                        policy_ids: Vec::new(),
                     };
-                    if let Err(e) = self.audit_alone(principal, event).await {
-                        tracing::error!(error = %e, "could not record a denied secret read");
-                    }
-                    return Err(denied);
+                    return Err(self
+                        .refuse(principal, Action::ReadSecret, refusal, target)
+                        .await);
                 }
             }
         }

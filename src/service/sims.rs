@@ -1,7 +1,7 @@
 //! SIM inventory use cases.
 
 use super::audit::Event;
-use super::{Page, ServiceError, ServiceResult, Services, conflict};
+use super::{Page, ServiceError, ServiceResult, Services, Target, conflict};
 use crate::domain::sim::SimListQuery;
 use crate::domain::{
     NewSim, Principal, SecretField, Sim, SimPatch, SimState, Timestamp, ValidationErrors,
@@ -16,9 +16,15 @@ pub struct ForPlan(pub uuid::Uuid);
 
 impl Services {
     pub async fn create_sim(&self, principal: &Principal, new: NewSim) -> ServiceResult<Sim> {
-        self.authorize_in_tenant(principal, Action::CreateSim)?;
+        let mut decision = self
+            .authorize_in_tenant(principal, Action::CreateSim)
+            .await?;
         if !new.secrets.is_empty() {
-            self.authorize_in_tenant(principal, Action::WriteSecrets)?;
+            let writes = self
+                .authorize_in_tenant(principal, Action::WriteSecrets)
+                .await?;
+            decision.policy_ids.extend(writes.policy_ids);
+            decision.policy_ids.sort();
         }
         let now = self.clock.now();
         let mut sim = Sim {
@@ -56,6 +62,13 @@ impl Services {
             self.apply_secrets(&mut tx, &mut sim, &new.secrets).await?;
             repo::update(&mut tx, &sim).await?;
         }
+        let fields: Vec<SecretField> = new.secrets.iter().map(|(f, _)| *f).collect();
+        self.audit_in(
+            &mut tx,
+            principal,
+            Event::allowed(Action::CreateSim, &sim, decision).with_fields(&fields),
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim created");
         Ok(sim)
@@ -70,7 +83,9 @@ impl Services {
             Action::ReadSim,
             &sim_resource(&sim),
             &Context::default(),
-        )?;
+            Target::sim(&sim),
+        )
+        .await?;
         Ok(sim)
     }
 
@@ -80,7 +95,8 @@ impl Services {
         mut query: SimListQuery,
         for_plan: Option<ForPlan>,
     ) -> ServiceResult<Page<Sim>> {
-        self.authorize_in_tenant(principal, Action::ListSims)?;
+        self.authorize_in_tenant(principal, Action::ListSims)
+            .await?;
         let tenant = principal.tenant.as_str();
         if let Some(ForPlan(plan_id)) = for_plan {
             let Some(plan) = plan_repo::get(&self.db, tenant, plan_id).await? else {
@@ -114,10 +130,16 @@ impl Services {
         key: &SimKey,
         patch: SimPatch,
     ) -> ServiceResult<Sim> {
-        let (mut tx, mut sim, _) = self.lock_sim(principal, key, Action::UpdateSim).await?;
+        let (mut tx, mut sim, decision) = self.lock_sim(principal, key, Action::UpdateSim).await?;
         patch.apply(&mut sim);
         sim.updated_at = self.clock.now().max(sim.updated_at);
         repo::update(&mut tx, &sim).await?;
+        self.audit_in(
+            &mut tx,
+            principal,
+            Event::allowed(Action::UpdateSim, &sim, decision),
+        )
+        .await?;
         tx.commit().await?;
         Ok(sim)
     }
@@ -137,14 +159,7 @@ impl Services {
         let shredded: Vec<SecretField> = sim.secret_fields.iter().copied().collect();
         sim.secret_fields.clear();
         sim.counters = Default::default();
-        let event = Event {
-            action: Action::DeleteSim,
-            sim: Some(&sim),
-            fields: &shredded,
-            outcome: "allowed",
-            reason: None,
-            policy_ids: decision.policy_ids,
-        };
+        let event = Event::allowed(Action::DeleteSim, &sim, decision).with_fields(&shredded);
         self.audit_in(&mut tx, principal, event).await?;
         repo::update(&mut tx, &sim).await?;
         tx.commit().await?;
@@ -166,9 +181,16 @@ impl Services {
         let sim = repo::get_for_update(&mut tx, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        let decision =
-            self.authorize(principal, action, &sim_resource(&sim), &Context::default())?;
-        Ok((tx, sim, decision))
+        match self.decide(principal, action, &sim_resource(&sim), &Context::default())? {
+            Ok(decision) => Ok((tx, sim, decision)),
+            Err(refusal) => {
+                // Let go of the lock (and SQLite's one write connection) before recording.
+                drop(tx);
+                Err(self
+                    .refuse(principal, action, refusal, Target::sim(&sim))
+                    .await)
+            }
+        }
     }
 }
 

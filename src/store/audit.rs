@@ -2,7 +2,7 @@
 //! (PostgreSQL `FOR UPDATE`; SQLite's write transaction holds the database) while the next
 //! record is linked to it.
 
-use super::{Db, StoreResult, Tx, on_pool, on_tx};
+use super::{Bind, Db, SqlBuilder, StoreResult, Tx, bind_all, on_pool, on_tx};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {
@@ -14,13 +14,13 @@ pub struct AuditRow {
     pub outcome: String,
     pub subject: String,
     pub sim_id: Option<String>,
+    pub iccid: Option<String>,
     pub record: String,
     pub prev_hash: String,
     pub hash: String,
 }
 
-const COLUMNS: &str =
-    "tenant_id, seq, id, occurred_at, action, outcome, subject, sim_id, record, prev_hash, hash";
+const COLUMNS: &str = "tenant_id, seq, id, occurred_at, action, outcome, subject, sim_id, iccid, record, prev_hash, hash";
 
 /// The end of a tenant's chain, locked until `tx` ends: `(seq, hash)`, `(0, "")` when empty.
 pub async fn lock_head(tx: &mut Tx, tenant: &str) -> StoreResult<(i64, String)> {
@@ -40,7 +40,7 @@ pub async fn lock_head(tx: &mut Tx, tenant: &str) -> StoreResult<(i64, String)> 
 /// Appends a linked record and moves the head to it.
 pub async fn append(tx: &mut Tx, row: &AuditRow) -> StoreResult<()> {
     let sql = sqlx::AssertSqlSafe(format!(
-        "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     ));
     on_tx!(tx, c => {
         sqlx::query(sql)
@@ -52,6 +52,7 @@ pub async fn append(tx: &mut Tx, row: &AuditRow) -> StoreResult<()> {
             .bind(&row.outcome)
             .bind(&row.subject)
             .bind(&row.sim_id)
+            .bind(&row.iccid)
             .bind(&row.record)
             .bind(&row.prev_hash)
             .bind(&row.hash)
@@ -86,4 +87,140 @@ pub async fn page(db: &Db, tenant: &str, after: i64, limit: i64) -> StoreResult<
     Ok(
         on_pool!(db, p => sqlx::query_as(sql).bind(tenant).bind(after).bind(limit).fetch_all(p).await)?,
     )
+}
+
+/// Which records a reviewer asks for. Every filter is optional and they combine with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// The acting principal's subject.
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// A SIM's id or ICCID.
+    pub sim: Option<String>,
+    pub outcome: Option<String>,
+    /// From this time on (microseconds, inclusive).
+    pub since: Option<i64>,
+    /// Before this time (microseconds, exclusive).
+    pub until: Option<i64>,
+}
+
+/// Which way to walk a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Oldest first, after a position (export).
+    Forward { after: i64 },
+    /// Newest first, before a position (browsing).
+    Backward { before: i64 },
+}
+
+/// Up to `limit` matching records of a tenant, walking from a position in `order`.
+pub async fn find(
+    db: &Db,
+    tenant: &str,
+    filter: &AuditFilter,
+    order: Order,
+    limit: i64,
+) -> StoreResult<Vec<AuditRow>> {
+    let mut b = SqlBuilder::default();
+    b.push(&format!(
+        "SELECT {COLUMNS} FROM audit_events WHERE tenant_id = "
+    ))
+    .bind_text(tenant);
+    let text = |b: &mut SqlBuilder, column: &str, value: &Option<String>| {
+        if let Some(v) = value {
+            b.push(&format!(" AND {column} = ")).bind_text(v.clone());
+        }
+    };
+    text(&mut b, "subject", &filter.actor);
+    text(&mut b, "action", &filter.action);
+    text(&mut b, "outcome", &filter.outcome);
+    if let Some(sim) = &filter.sim {
+        b.push(" AND (sim_id = ")
+            .bind_text(sim.clone())
+            .push(" OR iccid = ")
+            .bind_text(sim.clone())
+            .push(")");
+    }
+    if let Some(since) = filter.since {
+        b.push(" AND occurred_at >= ").bind(Bind::Int(since));
+    }
+    if let Some(until) = filter.until {
+        b.push(" AND occurred_at < ").bind(Bind::Int(until));
+    }
+    match order {
+        Order::Forward { after } => b
+            .push(" AND seq > ")
+            .bind(Bind::Int(after))
+            .push(" ORDER BY seq"),
+        Order::Backward { before } => b
+            .push(" AND seq < ")
+            .bind(Bind::Int(before))
+            .push(" ORDER BY seq DESC"),
+    };
+    b.push(" LIMIT ").bind(Bind::Int(limit));
+    let sql = sqlx::AssertSqlSafe(b.sql);
+    Ok(on_pool!(db, p => bind_all!(sqlx::query_as(sql), &b.binds).fetch_all(p).await)?)
+}
+
+/// Every chain's recorded head: `(tenant, seq, hash)`, in tenant order.
+pub async fn heads(db: &Db) -> StoreResult<Vec<(String, i64, String)>> {
+    Ok(on_pool!(db, p => sqlx::query_as(
+        "SELECT tenant_id, seq, hash FROM audit_heads WHERE seq > 0 ORDER BY tenant_id")
+        .fetch_all(p)
+        .await)?)
+}
+
+/// A signed statement that a chain's record `seq` had hash `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CheckpointRow {
+    pub tenant_id: String,
+    pub seq: i64,
+    pub hash: String,
+    pub signed_at: i64,
+    pub key_id: String,
+    pub signature: String,
+}
+
+/// Stores a checkpoint; one already made for the same position (by another replica) wins.
+pub async fn insert_checkpoint(db: &Db, c: &CheckpointRow) -> StoreResult<()> {
+    on_pool!(db, p => sqlx::query(
+        "INSERT INTO audit_checkpoints (tenant_id, seq, hash, signed_at, key_id, signature) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, seq) DO NOTHING")
+        .bind(&c.tenant_id)
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(c.signed_at)
+        .bind(&c.key_id)
+        .bind(&c.signature)
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// The checkpoints of a tenant's chain with `after < seq <= upto`, in order.
+pub async fn checkpoints(
+    db: &Db,
+    tenant: &str,
+    after: i64,
+    upto: i64,
+) -> StoreResult<Vec<CheckpointRow>> {
+    Ok(on_pool!(db, p => sqlx::query_as(
+        "SELECT tenant_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints \
+         WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq")
+        .bind(tenant)
+        .bind(after)
+        .bind(upto)
+        .fetch_all(p)
+        .await)?)
+}
+
+/// The position of a tenant's latest checkpoint (0 when it has none).
+pub async fn last_checkpoint(db: &Db, tenant: &str) -> StoreResult<i64> {
+    let seq: Option<i64> = on_pool!(db, p => sqlx::query_scalar(
+        "SELECT MAX(seq) FROM audit_checkpoints WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_one(p)
+        .await)?;
+    Ok(seq.unwrap_or(0))
 }

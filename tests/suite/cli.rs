@@ -49,6 +49,18 @@ fn init_makes_private_keys_and_never_overwrites_them() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
     assert_eq!(std::fs::read(keys.root_key()).unwrap(), before);
+    // A data directory from before audit checkpoints gets just their key.
+    std::fs::remove_file(keys.audit_signing_key()).unwrap();
+    std::fs::remove_file(keys.audit_verifying_key()).unwrap();
+    let upgrade = simvault(&data, &["init"]);
+    assert!(
+        upgrade.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upgrade.stderr)
+    );
+    assert_eq!(mode(&keys.audit_signing_key()), 0o600);
+    assert!(keys.audit_verifying_key().exists());
+    assert_eq!(std::fs::read(keys.root_key()).unwrap(), before);
 }
 
 #[test]
@@ -279,13 +291,22 @@ fn sealed_root_key_needs_its_passphrase() {
     }
     // The right one: serves until SIGTERM.
     let mut child = serve(Some("correct horse battery staple"));
-    // Logs go to standard output.
-    let stdout = child.stdout.take().unwrap();
-    let listening = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.contains("simvault listening"));
-    assert!(listening);
+    // Logs go to standard error (standard output is for commands' results).
+    // Read them on a thread that keeps draining, so the server never writes to a closed pipe.
+    let stderr = child.stderr.take().unwrap();
+    let (seen, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("simvault listening") {
+                let _ = seen.send(());
+            }
+        }
+    });
+    assert!(
+        listening
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_ok()
+    );
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -448,6 +469,49 @@ async fn key_rotation_commands() {
     assert_eq!(mode(&KeyPaths::new(&data).root_key()), 0o600);
     // Both or neither of --tenant/--root: refused.
     assert!(!simvault(&data, &["keys", "rotate"]).status.success());
+    // Both rotations are on the record: the tenant's in its chain, the root's on the platform's.
+    let export = |chain: &[&str]| {
+        let mut args = vec!["audit", "export"];
+        args.extend(chain);
+        let out = simvault(&data, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let tenant_log = export(&["--tenant", "acme"]);
+    let rotations: Vec<serde_json::Value> = tenant_log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["action"] == "keys.rotate")
+        .collect();
+    assert_eq!(rotations.len(), 2, "{tenant_log}");
+    assert!(
+        rotations[0]["actor"]["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("cli:")
+    );
+    assert_eq!(rotations[0]["actor"]["auth_method"], "local");
+    assert_eq!(rotations[1]["outcome"], "completed");
+    let platform_log = export(&["--platform"]);
+    assert!(
+        platform_log.contains("\"keys.rotate-root\""),
+        "{platform_log}"
+    );
+    let out = simvault(&data, &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let verdict = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        verdict.contains("acme: ok") && verdict.contains("_platform: ok"),
+        "{verdict}"
+    );
 
     let (_db, services) = library(&data).await;
     let principal = crate::vault::provisioner("acme");

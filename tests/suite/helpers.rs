@@ -181,6 +181,40 @@ impl TestApp {
         }
     }
 
+    /// The data directory (keys) this server was started with.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Runs the `simvault` binary against this server's keys and store.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_simvault"));
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env_remove("SIMVAULT_DATA_DIR");
+        match (self.test_db.sqlite_dir(), self.test_db.pg_schema()) {
+            (Some(dir), _) => {
+                // The CLI finds SQLite at D/simvault.db: point D's database at the test's.
+                let db = self.data_dir().join("simvault.db");
+                if !db.exists() {
+                    std::os::unix::fs::symlink(dir.join("simvault.db"), &db).unwrap();
+                }
+                cmd.env_remove("SIMVAULT_DATABASE_URL");
+            }
+            (None, Some(schema)) => {
+                let url = postgres_url().expect("postgres url");
+                let sep = if url.contains('?') { '&' } else { '?' };
+                cmd.env(
+                    "SIMVAULT_DATABASE_URL",
+                    format!("{url}{sep}options%5Bsearch_path%5D={schema}%2Cpublic"),
+                );
+            }
+            (None, None) => unreachable!("a test store is SQLite or PostgreSQL"),
+        }
+        cmd.output().unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -3,7 +3,7 @@
 //! plaintext, and are shredded with their SIM.
 
 use serde_json::{Value, json};
-use simvault::domain::Role;
+use simvault::domain::{Role, TenantId};
 
 use crate::helpers::{Api, Store, TestApp, both_stores, iccid, raw_sql};
 
@@ -763,7 +763,12 @@ async fn rotation_resumes_after_a_crash(store: Store) {
     .await;
     app.tenant("acme").await;
     seed_many(&app, 3000).await;
-    let task = app.services.start_rotation("acme").await.unwrap();
+    let actor = simvault::domain::Principal::local(TenantId::parse("acme").unwrap(), "test");
+    let task = app
+        .services
+        .start_rotation(&actor, Vec::new())
+        .await
+        .unwrap();
     let id = task.id.to_string();
     let services = app.services.clone();
     let (_keep, stop) = watch::channel(false);
@@ -870,7 +875,7 @@ async fn root_rotation(store: Store) {
     )
     .unwrap();
     let next = Keyring::new(std::sync::Arc::new(LocalRootKey::new(new_key)));
-    let n = simvault::service::rotation::rotate_root(&db, &current, &next, 1)
+    let n = simvault::service::rotation::rotate_root(&db, &current, &next, "test", 1)
         .await
         .unwrap();
     assert_eq!(n, 2, "one key version per tenant");
