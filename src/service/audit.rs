@@ -216,30 +216,44 @@ pub async fn append_platform(
 /// Links `record` to the end of its chain, inside `tx`. Any failure is `Unavailable`: the
 /// request it belongs to is refused with `503` (fail closed).
 async fn append(tx: &mut Tx, record: AuditRecord) -> ServiceResult<()> {
-    link_record(tx, record).await.map_err(|e| match e {
+    append_chain(tx, vec![record]).await
+}
+
+/// Links records of one chain, in order, to its end.
+async fn append_chain(tx: &mut Tx, records: Vec<AuditRecord>) -> ServiceResult<()> {
+    link_records(tx, records).await.map_err(|e| match e {
         ServiceError::Unavailable(_) => e,
         other => ServiceError::Unavailable(format!("audit log: {other}")),
     })
 }
 
-async fn link_record(tx: &mut Tx, record: AuditRecord) -> ServiceResult<()> {
-    let (seq, prev_hash) = audit::lock_head(tx, &record.tenant).await?;
-    let text = serde_json::to_string(&record).map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let row = AuditRow {
-        tenant_id: record.tenant,
-        seq: seq + 1,
-        id: record.id,
-        occurred_at: record.occurred_at,
-        action: record.action,
-        outcome: record.outcome,
-        subject: record.subject,
-        sim_id: record.sim_id,
-        iccid: record.iccid,
-        hash: link(&prev_hash, &text),
-        record: text,
-        prev_hash,
+async fn link_records(tx: &mut Tx, records: Vec<AuditRecord>) -> ServiceResult<()> {
+    let Some(first) = records.first() else {
+        return Ok(());
     };
-    audit::append(tx, &row).await?;
+    let (mut seq, mut prev_hash) = audit::lock_head(tx, &first.tenant).await?;
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        let text =
+            serde_json::to_string(&record).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        seq += 1;
+        let hash = link(&prev_hash, &text);
+        rows.push(AuditRow {
+            tenant_id: record.tenant,
+            seq,
+            id: record.id,
+            occurred_at: record.occurred_at,
+            action: record.action,
+            outcome: record.outcome,
+            subject: record.subject,
+            sim_id: record.sim_id,
+            iccid: record.iccid,
+            record: text,
+            prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+            hash,
+        });
+    }
+    audit::append(tx, &rows).await?;
     Ok(())
 }
 
@@ -274,11 +288,17 @@ pub async fn writer(db: Db, mut queue: mpsc::Receiver<Pending>) {
     }
 }
 
+/// Appends a batch (sorted by chain) in one transaction: each chain's head is locked once.
 async fn commit_batch(db: &Db, records: Vec<AuditRecord>) -> ServiceResult<()> {
     let mut tx = db.begin().await?;
+    let mut chain: Vec<AuditRecord> = Vec::new();
     for record in records {
-        append(&mut tx, record).await?;
+        if chain.first().is_some_and(|c| c.tenant != record.tenant) {
+            append_chain(&mut tx, std::mem::take(&mut chain)).await?;
+        }
+        chain.push(record);
     }
+    append_chain(&mut tx, chain).await?;
     Ok(tx.commit().await?)
 }
 

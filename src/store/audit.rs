@@ -37,31 +37,44 @@ pub async fn lock_head(tx: &mut Tx, tenant: &str) -> StoreResult<(i64, String)> 
     Ok(on_tx!(tx, c => sqlx::query_as(sql).bind(tenant).fetch_one(&mut *c).await)?)
 }
 
-/// Appends a linked record and moves the head to it.
-pub async fn append(tx: &mut Tx, row: &AuditRow) -> StoreResult<()> {
-    let sql = sqlx::AssertSqlSafe(format!(
-        "INSERT INTO audit_events ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-    ));
+/// Appends linked records of one chain (in order, following its locked head) and moves the
+/// head to the last: one multi-row INSERT and one head update, however many records.
+pub async fn append(tx: &mut Tx, rows: &[AuditRow]) -> StoreResult<()> {
+    let Some(last) = rows.last() else {
+        return Ok(());
+    };
+    let placeholders: Vec<String> = (0..rows.len())
+        .map(|i| {
+            let cols: Vec<String> = (1..=12).map(|c| format!("${}", i * 12 + c)).collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO audit_events ({COLUMNS}) VALUES {}",
+        placeholders.join(", ")
+    );
     on_tx!(tx, c => {
-        sqlx::query(sql)
-            .bind(&row.tenant_id)
-            .bind(row.seq)
-            .bind(&row.id)
-            .bind(row.occurred_at)
-            .bind(&row.action)
-            .bind(&row.outcome)
-            .bind(&row.subject)
-            .bind(&row.sim_id)
-            .bind(&row.iccid)
-            .bind(&row.record)
-            .bind(&row.prev_hash)
-            .bind(&row.hash)
-            .execute(&mut *c)
-            .await?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+        for row in rows {
+            q = q
+                .bind(&row.tenant_id)
+                .bind(row.seq)
+                .bind(&row.id)
+                .bind(row.occurred_at)
+                .bind(&row.action)
+                .bind(&row.outcome)
+                .bind(&row.subject)
+                .bind(&row.sim_id)
+                .bind(&row.iccid)
+                .bind(&row.record)
+                .bind(&row.prev_hash)
+                .bind(&row.hash);
+        }
+        q.execute(&mut *c).await?;
         sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant_id = $1")
-            .bind(&row.tenant_id)
-            .bind(row.seq)
-            .bind(&row.hash)
+            .bind(&last.tenant_id)
+            .bind(last.seq)
+            .bind(&last.hash)
             .execute(&mut *c)
             .await
             .map(|_| ())
