@@ -2,6 +2,7 @@
 //! No I/O and no dependency on any other module of this crate.
 
 pub mod identifiers;
+pub mod pin;
 pub mod principal;
 pub mod secrets;
 pub mod sim;
