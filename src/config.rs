@@ -44,6 +44,8 @@ pub struct Config {
     /// policies when unset.
     pub policy_dir: Option<PathBuf>,
     pub audit: AuditSettings,
+    /// PIN operations (reset, unblock) a minute per principal, per replica; 0 = unlimited.
+    pub pin_ops_per_minute: u32,
 }
 
 /// The audit log's signed checkpoints.
@@ -123,6 +125,12 @@ impl Config {
             iccid_luhn,
             limits: Limits::default(),
             policy_dir: env("SIMVAULT_POLICY_DIR").map(PathBuf::from),
+            pin_ops_per_minute: match env("SIMVAULT_PIN_OPS_PER_MINUTE") {
+                None => 30,
+                Some(v) => v
+                    .parse::<u32>()
+                    .context("SIMVAULT_PIN_OPS_PER_MINUTE must be a whole number (0: no limit)")?,
+            },
             audit: AuditSettings {
                 signing_key: path("SIMVAULT_AUDIT_SIGNING_KEY", keys.audit_signing_key()),
                 verifying_key: path("SIMVAULT_AUDIT_VERIFYING_KEY", keys.audit_verifying_key()),

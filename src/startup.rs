@@ -101,6 +101,7 @@ pub fn services(
     })?;
     Ok(Services {
         audit_key: signer.verifier(),
+        pin_limiter: crate::service::pins::PinRateLimiter::new(config.pin_ops_per_minute),
         audit_signer: Some(Arc::new(signer)),
         db,
         policy: PolicyHandle::new(load_policy(config)?),

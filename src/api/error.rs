@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::domain::pin::Verdict;
 use crate::domain::{Location, ValidationErrors};
 use crate::service::ServiceError;
 
@@ -36,6 +37,16 @@ pub enum ApiError {
     Unavailable,
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("wrong PIN")]
+    WrongPin { remaining: i64 },
+    #[error("wrong PUK")]
+    WrongPuk { remaining: i64 },
+    #[error("PIN blocked")]
+    PinBlocked,
+    #[error("PUK blocked")]
+    PukBlocked,
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
 }
 
 impl ApiError {
@@ -52,6 +63,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::WrongPin { .. } | ApiError::WrongPuk { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PinBlocked | ApiError::PukBlocked => StatusCode::LOCKED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -69,6 +83,11 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal-error",
+            ApiError::WrongPin { .. } => "wrong-pin",
+            ApiError::WrongPuk { .. } => "wrong-puk",
+            ApiError::PinBlocked => "pin-blocked",
+            ApiError::PukBlocked => "puk-blocked",
+            ApiError::RateLimited { .. } => "rate-limited",
         }
     }
 
@@ -85,6 +104,11 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::Unavailable => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
+            ApiError::WrongPin { .. } => "Wrong PIN",
+            ApiError::WrongPuk { .. } => "Wrong PUK",
+            ApiError::PinBlocked => "PIN blocked",
+            ApiError::PukBlocked => "PUK blocked",
+            ApiError::RateLimited { .. } => "Too many requests",
         }
     }
 
@@ -110,6 +134,24 @@ impl ApiError {
             ApiError::Internal(_) => {
                 "An internal error occurred; quote the request id when reporting it.".into()
             }
+            ApiError::WrongPin { remaining } => {
+                format!("The current PIN is wrong; {remaining} attempt(s) left before it is blocked.")
+            }
+            ApiError::WrongPuk { remaining: 0 } => {
+                "The PUK is wrong and its attempts are exhausted: the SIM is now permanently blocked.".into()
+            }
+            ApiError::WrongPuk { remaining } => {
+                format!("The PUK is wrong; {remaining} attempt(s) left before the SIM is blocked for good.")
+            }
+            ApiError::PinBlocked => {
+                "This PIN is blocked: unblock it with its PUK (unblock-pin).".into()
+            }
+            ApiError::PukBlocked => {
+                "The PUK attempts are exhausted: the SIM is permanently blocked.".into()
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                format!("Too many PIN operations; retry in {retry_after_secs} s.")
+            }
         }
     }
 
@@ -123,6 +165,15 @@ impl ApiError {
         p.insert("title".into(), json!(self.title()));
         p.insert("status".into(), json!(self.status().as_u16()));
         p.insert("detail".into(), json!(self.detail()));
+        match self {
+            ApiError::WrongPin { remaining } | ApiError::WrongPuk { remaining } => {
+                p.insert("remaining_attempts".into(), json!(remaining));
+            }
+            ApiError::PinBlocked | ApiError::PukBlocked => {
+                p.insert("remaining_attempts".into(), json!(0));
+            }
+            _ => {}
+        }
         if let ApiError::Validation(errs) = self {
             let items: Vec<Value> = errs
                 .errors()
@@ -155,6 +206,10 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
         res
     }
 }
@@ -182,6 +237,18 @@ impl From<ServiceError> for ApiError {
                 ApiError::Unavailable
             }
             ServiceError::Internal(cause) => ApiError::Internal(cause),
+            ServiceError::Pin(verdict) => match verdict {
+                Verdict::WrongPin { remaining } => ApiError::WrongPin { remaining },
+                Verdict::WrongPuk { remaining } => ApiError::WrongPuk { remaining },
+                Verdict::PinBlocked => ApiError::PinBlocked,
+                Verdict::PukBlocked => ApiError::PukBlocked,
+                Verdict::Success { .. } => {
+                    ApiError::Internal("a successful PIN attempt was answered as an error".into())
+                }
+            },
+            ServiceError::RateLimited { retry_after_secs } => {
+                ApiError::RateLimited { retry_after_secs }
+            }
         }
     }
 }
@@ -217,6 +284,17 @@ mod tests {
             ),
             (ApiError::Unavailable, 503, "unavailable"),
             (ApiError::Internal("x".into()), 500, "internal-error"),
+            (ApiError::WrongPin { remaining: 2 }, 400, "wrong-pin"),
+            (ApiError::WrongPuk { remaining: 9 }, 400, "wrong-puk"),
+            (ApiError::PinBlocked, 423, "pin-blocked"),
+            (ApiError::PukBlocked, 423, "puk-blocked"),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 3,
+                },
+                429,
+                "rate-limited",
+            ),
         ];
         for (err, status, slug) in table {
             assert_eq!(err.status().as_u16(), status, "{slug}");

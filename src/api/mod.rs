@@ -8,6 +8,7 @@ pub mod extract;
 mod fields;
 pub mod openapi;
 mod ops;
+pub mod pins;
 pub mod plans;
 pub mod secrets;
 pub mod sims;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(sims::router())
         .merge(secrets::router())
+        .merge(pins::router())
         .merge(admin::router())
         .merge(audit::router())
         .merge(plans::router())

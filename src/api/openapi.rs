@@ -55,6 +55,8 @@ impl Modify for Security {
         super::sims::delete_sim,
         super::secrets::reveal,
         super::secrets::write,
+        super::pins::reset_pin,
+        super::pins::unblock_pin,
         super::admin::key_status,
         super::admin::rotate,
         super::admin::get_task,

@@ -164,6 +164,14 @@ pub struct CreateSimBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
+    /// The card's PIN attempt counter maximum, 1–15 (default 3), for other card profiles.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, example = 3)]
+    pub pin_max: Option<Value>,
+    /// The card's PUK attempt counter maximum, 1–15 (default 10).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, example = 10)]
+    pub puk_max: Option<Value>,
     /// Secret fields, encrypted by the vault; never returned here.
     #[serde(default)]
     #[schema(value_type = Option<super::secrets::SecretsDoc>)]
@@ -198,6 +206,18 @@ impl CreateSimBody {
         let metadata = f
             .object("metadata", &self.metadata, check_metadata)
             .unwrap_or_default();
+        let mut counter_max = |name: &str, v: &Option<Value>, default: i64| match v {
+            None | Some(Value::Null) => default,
+            Some(v) => match v.as_i64().filter(|n| (1..=15).contains(n)) {
+                Some(n) => n,
+                None => {
+                    errs.pointer(format!("/{name}"), "must be a whole number from 1 to 15");
+                    default
+                }
+            },
+        };
+        let pin_max = counter_max("pin_max", &self.pin_max, 3);
+        let puk_max = counter_max("puk_max", &self.puk_max, 10);
         if eid.is_some() && sim_type != SimType::Esim {
             errs.pointer("/eid", "an EID is only given for an eSIM (sim_type esim)");
         }
@@ -220,6 +240,8 @@ impl CreateSimBody {
             device_id,
             compatibility_zones: zones,
             metadata,
+            pin_max,
+            puk_max,
             secrets,
         })
     }

@@ -42,6 +42,9 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     /// The policies that decided.
     pub policy_ids: Vec<String>,
+    /// For a PIN or PUK attempt: the counter's value after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_attempts: Option<i64>,
 }
 
 /// The hash linking a record's canonical text to its predecessor's hash.

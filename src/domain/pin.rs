@@ -97,6 +97,16 @@ impl Verdict {
     }
 }
 
+/// Whether `field` (a PIN or PUK) belongs to a pair whose PUK is exhausted: such a card is
+/// dead, and no write may bring its PIN or PUK back.
+pub fn blocked_for_good(counters: &RetryCounters, field: SecretField) -> bool {
+    match field {
+        SecretField::Pin1 | SecretField::Puk1 => counters.puk1 == Some(0),
+        SecretField::Pin2 | SecretField::Puk2 => counters.puk2 == Some(0),
+        _ => false,
+    }
+}
+
 /// Compares a presented PIN or PUK with the stored one in constant time (for equal lengths;
 /// the length of a 4–8 digit PIN is not a secret worth the complexity).
 pub fn same(stored: &SecretValue, given: &SecretValue) -> bool {

@@ -202,6 +202,9 @@ pub struct NewSim {
     pub device_id: Option<String>,
     pub compatibility_zones: LabelSet,
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The card profile's attempt counter maximums.
+    pub pin_max: i64,
+    pub puk_max: i64,
     /// Secrets to store with it.
     pub secrets: SecretChanges,
 }

@@ -46,10 +46,14 @@ pub enum Action {
     ReadTask,
     /// Read and verify the audit log.
     ReadAudit,
+    /// Set a new PIN by presenting the current one.
+    ResetPin,
+    /// Set a new PIN by presenting the PUK (a reason is required).
+    UnblockPin,
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 16] = [
         Action::CreateSim,
         Action::ReadSim,
         Action::ListSims,
@@ -64,6 +68,8 @@ impl Action {
         Action::ReadKeys,
         Action::ReadTask,
         Action::ReadAudit,
+        Action::ResetPin,
+        Action::UnblockPin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -82,6 +88,8 @@ impl Action {
             Action::ReadKeys => "keys.read",
             Action::ReadTask => "task.read",
             Action::ReadAudit => "audit.read",
+            Action::ResetPin => "pin.reset",
+            Action::UnblockPin => "pin.unblock",
         }
     }
 }
@@ -196,6 +204,7 @@ mod tests {
             (ReadKeys, &[Admin]),
             (ReadTask, &[Provisioner, Support, Operator, Admin]),
             (ReadAudit, &[Auditor]),
+            (ResetPin, &[Support]),
         ];
         for (action, who) in table {
             for role in Role::ALL {
@@ -208,9 +217,9 @@ mod tests {
             }
         }
         assert_eq!(
-            table.len() + 1,
+            table.len() + 2,
             Action::ALL.len(),
-            "ReadSecret is tested per field below"
+            "ReadSecret and UnblockPin are tested with their context below"
         );
     }
 
@@ -271,6 +280,33 @@ mod tests {
                 )
                 .is_err()
         );
+    }
+
+    #[test]
+    fn unblocking_needs_support_and_a_reason() {
+        for role in Role::ALL {
+            for method in [AuthMethod::Mtls, AuthMethod::Jwt] {
+                for reason in [false, true] {
+                    let allowed = Policy::builtin()
+                        .unwrap()
+                        .authorize(
+                            &principal(&[role], method),
+                            Action::UnblockPin,
+                            &Resource::of_tenant("acme"),
+                            &Context {
+                                reason_given: reason,
+                                secret_field: None,
+                            },
+                        )
+                        .is_ok();
+                    assert_eq!(
+                        allowed,
+                        role == Role::Support && reason,
+                        "{role} {method:?} {reason}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

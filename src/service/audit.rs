@@ -22,6 +22,8 @@ pub(super) struct Event<'a> {
     pub outcome: &'a str,
     pub reason: Option<&'a str>,
     pub policy_ids: Vec<String>,
+    /// For a PIN or PUK attempt: the counter after it.
+    pub remaining_attempts: Option<i64>,
 }
 
 impl<'a> Event<'a> {
@@ -34,6 +36,7 @@ impl<'a> Event<'a> {
             outcome: "allowed",
             reason: None,
             policy_ids: decision.policy_ids,
+            remaining_attempts: None,
         }
     }
 
@@ -113,6 +116,7 @@ impl Services {
             outcome: "denied".into(),
             reason: Some(reason.to_owned()),
             policy_ids: Vec::new(),
+            remaining_attempts: None,
         };
         self.commit_record(record).await
     }
@@ -179,6 +183,7 @@ fn record(principal: &Principal, event: Event<'_>, now: i64) -> AuditRecord {
         outcome: event.outcome.to_owned(),
         reason: event.reason.map(str::to_owned),
         policy_ids: event.policy_ids,
+        remaining_attempts: event.remaining_attempts,
     }
 }
 
@@ -209,6 +214,7 @@ pub async fn append_platform(
         outcome: outcome.to_owned(),
         reason: Some(reason.to_owned()),
         policy_ids: Vec::new(),
+        remaining_attempts: None,
     };
     append(tx, record).await
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod pins;
 pub mod plans;
 pub mod rotation;
 pub mod secrets;
@@ -32,6 +33,12 @@ pub enum ServiceError {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A PIN or PUK attempt that did not succeed (wrong, or blocked).
+    #[error("PIN attempt refused: {}", .0.outcome())]
+    Pin(crate::domain::pin::Verdict),
+    /// Too many requests of this kind from this principal; retry after this many seconds.
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
 }
 
 impl From<ValidationErrors> for ServiceError {
@@ -95,6 +102,8 @@ pub struct Services {
     pub audit_signer: Option<Arc<crate::audit::Signer>>,
     /// Verifies them.
     pub audit_key: crate::audit::CheckpointKey,
+    /// Per-principal limit on PIN operations.
+    pub pin_limiter: Arc<pins::PinRateLimiter>,
 }
 
 impl Services {
@@ -140,6 +149,7 @@ impl Services {
             outcome: "denied",
             reason: target.reason,
             policy_ids: refusal.policy_ids,
+            remaining_attempts: None,
         };
         match self.audit_alone(principal, event).await {
             Ok(()) => refusal.denial.into(),

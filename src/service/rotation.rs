@@ -105,6 +105,7 @@ impl Services {
             outcome: "allowed",
             reason: Some(&format!("new key version {version}, task {}", task.id)),
             policy_ids,
+            remaining_attempts: None,
         };
         self.audit_in(&mut tx, actor, event).await?;
         tx.commit().await?;
@@ -200,6 +201,7 @@ impl Services {
                     outcome: "completed",
                     reason: Some(&format!("key version {target}, task {}", task.id)),
                     policy_ids: Vec::new(),
+                    remaining_attempts: None,
                 };
                 self.audit_in(
                     &mut tx,

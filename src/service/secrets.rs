@@ -75,6 +75,24 @@ impl Services {
         Ok((row.version, kek))
     }
 
+    /// [`Services::kek`] inside a transaction that holds locks.
+    pub(super) async fn kek_in(
+        &self,
+        tx: &mut Tx,
+        tenant: &str,
+        version: i64,
+    ) -> ServiceResult<Arc<Key>> {
+        if let Some(kek) = self.keyring.cached_kek(tenant, version) {
+            return Ok(kek);
+        }
+        let row = keys::kek_in(tx, tenant, version).await?.ok_or_else(|| {
+            ServiceError::Internal(format!("tenant key version {version} is missing"))
+        })?;
+        Ok(self
+            .keyring
+            .open_kek(tenant, version, row.format, &row.wrapped_key)?)
+    }
+
     /// Before wrapping a new KEK: is our root key still the database's? (After a root-key
     /// rotation, replicas still holding the old key must not wrap anything new with it.)
     pub(super) async fn check_root(&self, tx: &mut Tx) -> ServiceResult<()> {
@@ -93,15 +111,8 @@ impl Services {
     /// The SIM's DEK, creating and wrapping one under the active KEK on first use.
     async fn dek_for_write(&self, tx: &mut Tx, sim: &Sim) -> ServiceResult<Key> {
         if let Some(row) = keys::dek(tx, &sim.id).await? {
-            vault::check_format(row.format)?;
-            let kek = self.kek(&sim.tenant_id, row.kek_version).await?;
-            return Ok(vault::unwrap_dek(
-                &kek,
-                &sim.tenant_id,
-                &sim.id,
-                row.kek_version,
-                &row.wrapped_dek,
-            )?);
+            let kek = self.kek_in(tx, &sim.tenant_id, row.kek_version).await?;
+            return open_dek(&kek, sim, &row);
         }
         let (version, kek) = self.active_kek(tx, &sim.tenant_id).await?;
         let dek = vault::new_key()?;
@@ -157,6 +168,13 @@ impl Services {
     ) -> ServiceResult<Sim> {
         let (mut tx, mut sim, decision) =
             self.lock_sim(principal, key, Action::WriteSecrets).await?;
+        if changes
+            .iter()
+            .any(|(f, _)| crate::domain::pin::blocked_for_good(&sim.counters, *f))
+        {
+            // A PUK-exhausted card stays dead: new PINs or PUKs would undo the block.
+            return Err(ServiceError::Pin(crate::domain::pin::Verdict::PukBlocked));
+        }
         self.apply_secrets(&mut tx, &mut sim, &changes).await?;
         let fields: Vec<SecretField> = changes.iter().map(|(f, _)| *f).collect();
         let event = Event::allowed(Action::WriteSecrets, &sim, decision).with_fields(&fields);
@@ -212,15 +230,8 @@ impl Services {
         let Some((dek_row, rows)) = stored else {
             return Ok((sim, revealed));
         };
-        vault::check_format(dek_row.format)?;
         let kek = self.kek(&sim.tenant_id, dek_row.kek_version).await?;
-        let dek = vault::unwrap_dek(
-            &kek,
-            &sim.tenant_id,
-            &sim.id,
-            dek_row.kek_version,
-            &dek_row.wrapped_dek,
-        )?;
+        let dek = open_dek(&kek, &sim, &dek_row)?;
         for (field, slot) in &mut revealed {
             if let Some(row) = rows.iter().find(|r| r.field == field.as_str()) {
                 vault::check_format(row.format)?;
@@ -237,6 +248,7 @@ impl Services {
             outcome: "allowed",
             reason,
             policy_ids,
+            remaining_attempts: None,
         };
         self.audit_alone(principal, event).await.map_err(|e| {
             tracing::error!(error = %e, "could not record a secret read: refused");
@@ -244,4 +256,16 @@ impl Services {
         })?;
         Ok((sim, revealed))
     }
+}
+
+/// Unwraps a SIM's DEK with the KEK version that wrapped it (checking the blob's format).
+pub(super) fn open_dek(kek: &Key, sim: &Sim, row: &DekRow) -> ServiceResult<Key> {
+    vault::check_format(row.format)?;
+    Ok(vault::unwrap_dek(
+        kek,
+        &sim.tenant_id,
+        &sim.id,
+        row.kek_version,
+        &row.wrapped_dek,
+    )?)
 }

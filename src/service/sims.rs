@@ -52,7 +52,11 @@ impl Services {
             last_synced_at: None,
             deleted_at: None,
             secret_fields: Default::default(),
-            counters: Default::default(),
+            counters: crate::domain::RetryCounters {
+                pin_max: new.pin_max,
+                puk_max: new.puk_max,
+                ..Default::default()
+            },
         };
         let mut tx = self.db.begin().await?;
         repo::insert(&mut tx, &sim)
@@ -177,18 +181,34 @@ impl Services {
         key: &SimKey,
         action: Action,
     ) -> ServiceResult<(Tx, Sim, Decision)> {
+        self.lock_sim_with(principal, key, action, &Context::default(), None)
+            .await
+    }
+
+    /// [`Services::lock_sim`] with a decision context, and the reason given (for the record
+    /// of a refusal).
+    pub(super) async fn lock_sim_with(
+        &self,
+        principal: &Principal,
+        key: &SimKey,
+        action: Action,
+        context: &Context,
+        reason: Option<&str>,
+    ) -> ServiceResult<(Tx, Sim, Decision)> {
         let mut tx = self.db.begin().await?;
         let sim = repo::get_for_update(&mut tx, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        match self.decide(principal, action, &sim_resource(&sim), &Context::default())? {
+        match self.decide(principal, action, &sim_resource(&sim), context)? {
             Ok(decision) => Ok((tx, sim, decision)),
             Err(refusal) => {
                 // Let go of the lock (and SQLite's one write connection) before recording.
                 drop(tx);
-                Err(self
-                    .refuse(principal, action, refusal, Target::sim(&sim))
-                    .await)
+                let target = Target {
+                    reason,
+                    ..Target::sim(&sim)
+                };
+                Err(self.refuse(principal, action, refusal, target).await)
             }
         }
     }

@@ -64,6 +64,17 @@ pub async fn kek(db: &Db, tenant: &str, version: i64) -> StoreResult<Option<Tena
     Ok(on_pool!(db, p => sqlx::query_as(sql).bind(tenant).bind(version).fetch_optional(p).await)?)
 }
 
+/// One KEK version of a tenant, read inside `tx` (a transaction holding locks must not wait
+/// for a second pooled connection: under load that deadlocks against the pool).
+pub async fn kek_in(tx: &mut Tx, tenant: &str, version: i64) -> StoreResult<Option<TenantKeyRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version = $2"
+    ));
+    Ok(
+        on_tx!(tx, c => sqlx::query_as(sql).bind(tenant).bind(version).fetch_optional(&mut *c).await)?,
+    )
+}
+
 /// Every KEK version of a tenant, oldest first.
 pub async fn keks(db: &Db, tenant: &str) -> StoreResult<Vec<TenantKeyRow>> {
     let sql = sqlx::AssertSqlSafe(format!(
@@ -151,6 +162,20 @@ pub async fn put_secret(
         .await
         .map(|_| ()))?;
     Ok(())
+}
+
+/// One encrypted field of a SIM: `(format, ciphertext)`.
+pub async fn secret(
+    tx: &mut Tx,
+    sim_id: &uuid::Uuid,
+    field: &str,
+) -> StoreResult<Option<(i64, Vec<u8>)>> {
+    Ok(on_tx!(tx, c => sqlx::query_as(
+        "SELECT format, ciphertext FROM sim_secrets WHERE sim_id = $1 AND field = $2")
+        .bind(sim_id.to_string())
+        .bind(field)
+        .fetch_optional(&mut *c)
+        .await)?)
 }
 
 pub async fn delete_secret(tx: &mut Tx, sim_id: &uuid::Uuid, field: &str) -> StoreResult<()> {

@@ -188,6 +188,45 @@ impl TestApp {
 
     /// Runs the `simvault` binary against this server's keys and store.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Starts another server process on this server's keys and store (a second replica);
+    /// returns it and its base URL. Kill it when done.
+    pub fn spawn_replica(&self, env: &[(&str, &str)]) -> (std::process::Child, String) {
+        use std::io::BufRead as _;
+        let mut cmd = self.command(&["serve", "--listen", "127.0.0.1:0"]);
+        cmd.envs(env.iter().copied())
+            .env("SIMVAULT_LOG", "info")
+            .env("SIMVAULT_LOG_FORMAT", "json")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (found, addr) = std::sync::mpsc::channel();
+        // Keep draining its log so the replica never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("simvault listening") {
+                    let log: Value = serde_json::from_str(&line).unwrap_or_default();
+                    if let Some(addr) = log["addr"].as_str() {
+                        let _ = found.send(addr.to_owned());
+                    }
+                }
+            }
+        });
+        let addr = addr
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the replica did not start");
+        let port = addr.rsplit(':').next().unwrap().to_owned();
+        (child, format!("https://localhost:{port}"))
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_simvault"));
         cmd.args(args)
             .arg("--data-dir")
@@ -212,7 +251,7 @@ impl TestApp {
             }
             (None, None) => unreachable!("a test store is SQLite or PostgreSQL"),
         }
-        cmd.output().unwrap()
+        cmd
     }
 
     pub fn url(&self, path: &str) -> String {

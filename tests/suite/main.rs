@@ -10,6 +10,7 @@ mod cli;
 mod errors;
 mod listing;
 mod ops;
+mod pins;
 mod policies;
 mod replicas;
 mod sims;

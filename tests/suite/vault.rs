@@ -606,6 +606,8 @@ pub async fn seed_with_secrets(
             device_id: None,
             compatibility_zones: Default::default(),
             metadata: Default::default(),
+            pin_max: 3,
+            puk_max: 10,
             secrets: vec![(
                 SecretField::Ki,
                 Some(SecretField::Ki.parse(&format!("{i:032x}")).unwrap()),
