@@ -209,6 +209,31 @@ pub struct NewSim {
     pub secrets: SecretChanges,
 }
 
+impl NewSim {
+    /// A physical SIM with this ICCID and nothing else: default counters, no secrets.
+    pub fn new(iccid: Iccid) -> Self {
+        let counters = RetryCounters::default();
+        Self {
+            iccid,
+            imsi: None,
+            msisdn: None,
+            imei: None,
+            eid: None,
+            sim_type: SimType::Physical,
+            carrier_status: None,
+            vendor: None,
+            tags: LabelSet::default(),
+            group_id: None,
+            device_id: None,
+            compatibility_zones: LabelSet::default(),
+            metadata: serde_json::Map::new(),
+            pin_max: counters.pin_max,
+            puk_max: counters.puk_max,
+            secrets: Vec::new(),
+        }
+    }
+}
+
 /// Secret fields to set (`Some`) or remove (`None`), each at most once.
 pub type SecretChanges = Vec<(SecretField, Option<SecretValue>)>;
 
