@@ -47,6 +47,11 @@ pub enum ApiError {
     PukBlocked,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    #[error("invalid state transition")]
+    InvalidTransition {
+        from: crate::domain::SimState,
+        to: crate::domain::SimState,
+    },
 }
 
 impl ApiError {
@@ -63,7 +68,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::WrongPin { .. } | ApiError::WrongPuk { .. } => StatusCode::BAD_REQUEST,
+            ApiError::WrongPin { .. }
+            | ApiError::WrongPuk { .. }
+            | ApiError::InvalidTransition { .. } => StatusCode::BAD_REQUEST,
             ApiError::PinBlocked | ApiError::PukBlocked => StatusCode::LOCKED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
@@ -88,6 +95,7 @@ impl ApiError {
             ApiError::PinBlocked => "pin-blocked",
             ApiError::PukBlocked => "puk-blocked",
             ApiError::RateLimited { .. } => "rate-limited",
+            ApiError::InvalidTransition { .. } => "invalid-state-transition",
         }
     }
 
@@ -109,6 +117,7 @@ impl ApiError {
             ApiError::PinBlocked => "PIN blocked",
             ApiError::PukBlocked => "PUK blocked",
             ApiError::RateLimited { .. } => "Too many requests",
+            ApiError::InvalidTransition { .. } => "State change not allowed",
         }
     }
 
@@ -152,6 +161,9 @@ impl ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 format!("Too many PIN operations; retry in {retry_after_secs} s.")
             }
+            ApiError::InvalidTransition { from, to } => {
+                format!("A SIM cannot move from {from} to {to}.")
+            }
         }
     }
 
@@ -171,6 +183,10 @@ impl ApiError {
             }
             ApiError::PinBlocked | ApiError::PukBlocked => {
                 p.insert("remaining_attempts".into(), json!(0));
+            }
+            ApiError::InvalidTransition { from, to } => {
+                p.insert("current_state".into(), json!(from.as_str()));
+                p.insert("requested_state".into(), json!(to.as_str()));
             }
             _ => {}
         }
@@ -249,6 +265,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::RateLimited { retry_after_secs } => {
                 ApiError::RateLimited { retry_after_secs }
             }
+            ServiceError::InvalidTransition { from, to } => {
+                ApiError::InvalidTransition { from, to }
+            }
         }
     }
 }
@@ -287,6 +306,14 @@ mod tests {
             (ApiError::WrongPin { remaining: 2 }, 400, "wrong-pin"),
             (ApiError::WrongPuk { remaining: 9 }, 400, "wrong-puk"),
             (ApiError::PinBlocked, 423, "pin-blocked"),
+            (
+                ApiError::InvalidTransition {
+                    from: crate::domain::SimState::Blocked,
+                    to: crate::domain::SimState::Active,
+                },
+                400,
+                "invalid-state-transition",
+            ),
             (ApiError::PukBlocked, 423, "puk-blocked"),
             (
                 ApiError::RateLimited {

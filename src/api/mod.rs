@@ -6,6 +6,7 @@ pub mod audit;
 pub mod error;
 pub mod extract;
 mod fields;
+pub mod lifecycle;
 pub mod openapi;
 mod ops;
 pub mod pins;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sims::router())
         .merge(secrets::router())
         .merge(pins::router())
+        .merge(lifecycle::router())
         .merge(admin::router())
         .merge(audit::router())
         .merge(plans::router())

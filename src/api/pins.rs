@@ -131,8 +131,6 @@ fn secret(
     }
 }
 
-const MAX_REASON_CHARS: usize = 500;
-
 fn reason(v: Option<Value>, required: bool, errs: &mut ValidationErrors) -> Option<String> {
     let text = match v {
         None | Some(Value::Null) if !required => return None,
@@ -146,18 +144,9 @@ fn reason(v: Option<Value>, required: bool, errs: &mut ValidationErrors) -> Opti
             return None;
         }
     };
-    let text = text.trim();
-    if text.is_empty()
-        || text.chars().count() > MAX_REASON_CHARS
-        || text.chars().any(char::is_control)
-    {
-        errs.pointer(
-            "/reason",
-            format!("reason must be 1 to {MAX_REASON_CHARS} printable characters"),
-        );
-        return None;
-    }
-    Some(text.to_owned())
+    crate::domain::validation::reason(&text)
+        .map_err(|rule| errs.pointer("/reason", rule))
+        .ok()
 }
 
 /// Set a new PIN by presenting the current one (support). A wrong PIN costs an attempt

@@ -261,7 +261,6 @@ impl Serialize for RevealedFields {
 }
 
 const REASON_HEADER: &str = "x-simvault-reason";
-const MAX_REASON_CHARS: usize = 500;
 
 /// The reason (ticket) for a reveal: `reason` in the query or the `X-Simvault-Reason` header.
 fn reason(q: &QueryPairs, headers: &HeaderMap, errs: &mut ValidationErrors) -> Option<String> {
@@ -270,18 +269,9 @@ fn reason(q: &QueryPairs, headers: &HeaderMap, errs: &mut ValidationErrors) -> O
         .get(REASON_HEADER)
         .map(|v| v.to_str().map(str::to_owned).unwrap_or_default());
     let text = from_query.or(from_header)?;
-    let text = text.trim();
-    if text.is_empty()
-        || text.chars().count() > MAX_REASON_CHARS
-        || text.chars().any(char::is_control)
-    {
-        errs.parameter(
-            "reason",
-            format!("reason must be 1 to {MAX_REASON_CHARS} printable characters"),
-        );
-        return None;
-    }
-    Some(text.to_owned())
+    crate::domain::validation::reason(&text)
+        .map_err(|rule| errs.parameter("reason", rule))
+        .ok()
 }
 
 fn requested_fields(q: &QueryPairs, errs: &mut ValidationErrors) -> Vec<SecretField> {

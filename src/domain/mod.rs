@@ -1,6 +1,7 @@
 //! Pure domain code: identifiers, the SIM aggregate and its rules, tenants and plans.
 //! No I/O and no dependency on any other module of this crate.
 
+pub mod esim;
 pub mod identifiers;
 pub mod pin;
 pub mod principal;

@@ -78,3 +78,21 @@ impl std::error::Error for ValidationErrors {}
 pub fn pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
+
+/// Longest reason (ticket text) accepted.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// A reason (why, usually a ticket) as recorded: trimmed, 1–500 printable characters; `Err`
+/// holds the rule to report.
+pub fn reason(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty()
+        || text.chars().count() > MAX_REASON_CHARS
+        || text.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "reason must be 1 to {MAX_REASON_CHARS} printable characters"
+        ));
+    }
+    Ok(text.to_owned())
+}

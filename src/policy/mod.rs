@@ -50,10 +50,14 @@ pub enum Action {
     ResetPin,
     /// Set a new PIN by presenting the PUK (a reason is required).
     UnblockPin,
+    /// Move a SIM along its lifecycle.
+    ChangeState,
+    /// The eSIM installation view (activation code, QR code, links): a secret read.
+    ReadEsim,
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 18] = [
         Action::CreateSim,
         Action::ReadSim,
         Action::ListSims,
@@ -70,6 +74,8 @@ impl Action {
         Action::ReadAudit,
         Action::ResetPin,
         Action::UnblockPin,
+        Action::ChangeState,
+        Action::ReadEsim,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +96,8 @@ impl Action {
             Action::ReadAudit => "audit.read",
             Action::ResetPin => "pin.reset",
             Action::UnblockPin => "pin.unblock",
+            Action::ChangeState => "sim.state",
+            Action::ReadEsim => "esim.read",
         }
     }
 }
@@ -205,6 +213,8 @@ mod tests {
             (ReadTask, &[Provisioner, Support, Operator, Admin]),
             (ReadAudit, &[Auditor]),
             (ResetPin, &[Support]),
+            (ChangeState, &[Operator, Admin]),
+            (ReadEsim, &[Provisioner, Support, Operator]),
         ];
         for (action, who) in table {
             for role in Role::ALL {

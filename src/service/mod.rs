@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod audit;
+pub mod esim;
+pub mod lifecycle;
 pub mod pins;
 pub mod plans;
 pub mod rotation;
@@ -36,6 +38,12 @@ pub enum ServiceError {
     /// A PIN or PUK attempt that did not succeed (wrong, or blocked).
     #[error("PIN attempt refused: {}", .0.outcome())]
     Pin(crate::domain::pin::Verdict),
+    /// The lifecycle does not allow this move.
+    #[error("invalid state transition from {from} to {to}")]
+    InvalidTransition {
+        from: crate::domain::SimState,
+        to: crate::domain::SimState,
+    },
     /// Too many requests of this kind from this principal; retry after this many seconds.
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },

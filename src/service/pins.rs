@@ -153,16 +153,41 @@ impl Services {
                 let new_pin = vec![(pin_field, Some(change.new_pin))];
                 self.apply_secrets(&mut tx, &mut sim, &new_pin).await?;
             }
+            let exhausted = format!("{} attempts exhausted", puk_field.as_str().to_uppercase());
             if verdict == (Verdict::WrongPuk { remaining: 0 }) {
                 // The card would be dead now: so is the SIM, for good.
-                sim.state = SimState::Blocked;
-                sim.state_reason = Some(format!(
-                    "{} attempts exhausted",
-                    puk_field.as_str().to_uppercase()
-                ));
+                if sim.state == SimState::Blocked {
+                    sim.state_reason = Some(exhausted);
+                } else {
+                    self.move_state(
+                        &mut tx,
+                        principal,
+                        &mut sim,
+                        SimState::Blocked,
+                        Some(&exhausted),
+                    )
+                    .await?;
+                }
             }
             sim.updated_at = self.clock.now().max(sim.updated_at);
             repo::update(&mut tx, &sim).await?;
+            let event = match (verdict, change.proof) {
+                (Verdict::Success { .. }, Proof::Pin) => Some("sim.pin_reset"),
+                (Verdict::Success { .. }, Proof::Puk) => Some("sim.pin_unblocked"),
+                (Verdict::WrongPin { remaining: 0 }, _) => Some("sim.pin_blocked"),
+                (Verdict::WrongPuk { remaining: 0 }, _) => Some("sim.puk_blocked"),
+                _ => None,
+            };
+            if let Some(event) = event {
+                let counters = serde_json::json!({
+                    "pin_type": change.pin_type.as_str(),
+                    "pin_remaining_attempts": sim.counters.status().iter()
+                        .find(|(n, _)| *n == pin_field.as_str()).map(|(_, v)| *v),
+                    "puk_remaining_attempts": sim.counters.status().iter()
+                        .find(|(n, _)| *n == puk_field.as_str()).map(|(_, v)| *v),
+                });
+                self.emit(&mut tx, &sim, event, counters).await?;
+            }
         }
         let fields: Vec<SecretField> = match change.proof {
             Proof::Pin => vec![pin_field],

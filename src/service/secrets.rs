@@ -177,6 +177,14 @@ impl Services {
         }
         self.apply_secrets(&mut tx, &mut sim, &changes).await?;
         let fields: Vec<SecretField> = changes.iter().map(|(f, _)| *f).collect();
+        let names: Vec<&str> = fields.iter().map(|f| f.as_str()).collect();
+        self.emit(
+            &mut tx,
+            &sim,
+            "sim.secrets_updated",
+            serde_json::json!({"fields": names}),
+        )
+        .await?;
         let event = Event::allowed(Action::WriteSecrets, &sim, decision).with_fields(&fields);
         self.audit_in(&mut tx, principal, event).await?;
         sim.updated_at = self.clock.now().max(sim.updated_at);
@@ -226,20 +234,7 @@ impl Services {
         }
         policy_ids.sort();
         policy_ids.dedup();
-        let mut revealed: Revealed = fields.iter().map(|f| (*f, None)).collect();
-        let Some((dek_row, rows)) = stored else {
-            return Ok((sim, revealed));
-        };
-        let kek = self.kek(&sim.tenant_id, dek_row.kek_version).await?;
-        let dek = open_dek(&kek, &sim, &dek_row)?;
-        for (field, slot) in &mut revealed {
-            if let Some(row) = rows.iter().find(|r| r.field == field.as_str()) {
-                vault::check_format(row.format)?;
-                let text =
-                    vault::open_field(&dek, &sim.tenant_id, &sim.id, *field, &row.ciphertext)?;
-                *slot = Some(SecretValue::from_stored(text));
-            }
-        }
+        let revealed = self.open_stored(&sim, stored, fields).await?;
         // Fail closed: no record, no secret.
         let event = Event {
             action: Action::ReadSecret,
@@ -255,6 +250,32 @@ impl Services {
             ServiceError::Unavailable(format!("audit log: {e}"))
         })?;
         Ok((sim, revealed))
+    }
+}
+
+impl Services {
+    /// Decrypts `fields` from what [`repo::get_with_secrets`] returned (`None` for unset).
+    pub(super) async fn open_stored(
+        &self,
+        sim: &Sim,
+        stored: Option<(DekRow, Vec<keys::SecretRow>)>,
+        fields: &[SecretField],
+    ) -> ServiceResult<Revealed> {
+        let mut revealed: Revealed = fields.iter().map(|f| (*f, None)).collect();
+        let Some((dek_row, rows)) = stored else {
+            return Ok(revealed);
+        };
+        let kek = self.kek(&sim.tenant_id, dek_row.kek_version).await?;
+        let dek = open_dek(&kek, sim, &dek_row)?;
+        for (field, slot) in &mut revealed {
+            if let Some(row) = rows.iter().find(|r| r.field == field.as_str()) {
+                vault::check_format(row.format)?;
+                let text =
+                    vault::open_field(&dek, &sim.tenant_id, &sim.id, *field, &row.ciphertext)?;
+                *slot = Some(SecretValue::from_stored(text));
+            }
+        }
+        Ok(revealed)
     }
 }
 

@@ -66,6 +66,8 @@ impl Services {
             self.apply_secrets(&mut tx, &mut sim, &new.secrets).await?;
             repo::update(&mut tx, &sim).await?;
         }
+        self.emit(&mut tx, &sim, "sim.created", serde_json::json!({}))
+            .await?;
         let fields: Vec<SecretField> = new.secrets.iter().map(|(f, _)| *f).collect();
         self.audit_in(
             &mut tx,
@@ -165,6 +167,8 @@ impl Services {
         sim.counters = Default::default();
         let event = Event::allowed(Action::DeleteSim, &sim, decision).with_fields(&shredded);
         self.audit_in(&mut tx, principal, event).await?;
+        self.emit(&mut tx, &sim, "sim.deleted", serde_json::json!({}))
+            .await?;
         repo::update(&mut tx, &sim).await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim deleted");

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod identities;
 pub mod keys;
+pub mod lifecycle;
 pub mod plans;
 pub mod sims;
 pub mod tasks;

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod cli;
 mod errors;
+mod lifecycle;
 mod listing;
 mod ops;
 mod pins;

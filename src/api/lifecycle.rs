@@ -1,0 +1,223 @@
+//! The SIM lifecycle (`PATCH /v1/sims/{sim}/state`, `GET /v1/sims/{sim}/history`) and the eSIM
+//! installation view (`GET /v1/sims/{sim}/esim`).
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::ApiResult;
+use super::extract::{ApiJson, Caller, QueryPairs, present};
+use super::sims::SimRef;
+use crate::domain::sim::page_count;
+use crate::domain::{SimState, ValidationErrors, esim, format_timestamp};
+use crate::store::lifecycle::HistoryRow;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sims/{sim}/state", patch(change_state))
+        .route("/v1/sims/{sim}/history", get(history))
+        .route("/v1/sims/{sim}/esim", get(esim_view))
+}
+
+/// `PATCH /v1/sims/{sim}/state` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateBody {
+    /// `inventory`, `active`, `suspended`, `blocked` or `retired`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, example = "active")]
+    pub state: Option<Value>,
+    /// Why (recorded in the history): 1–500 characters.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub reason: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StateView {
+    pub id: uuid::Uuid,
+    pub iccid: String,
+    pub state: String,
+    pub previous_state: String,
+    pub updated_at: String,
+}
+
+/// Move a SIM along its lifecycle (operator, admin). Asking for the current state is a no-op.
+#[utoipa::path(patch, path = "/v1/sims/{sim}/state", tag = "sims", request_body = StateBody,
+    params(("sim" = String, Path, description = "UUID or ICCID")),
+    responses(
+        (status = 200, description = "The new state", body = StateView),
+        (status = 400, description = "Invalid input, or invalid-state-transition", body = super::openapi::Problem),
+        (status = 403, description = "Not allowed", body = super::openapi::Problem),
+        (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
+    ))]
+async fn change_state(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    SimRef(key): SimRef,
+    ApiJson(body): ApiJson<StateBody>,
+) -> ApiResult<axum::Json<StateView>> {
+    let mut errs = ValidationErrors::new();
+    let to = match body
+        .state
+        .as_ref()
+        .map(|v| v.as_str().map(str::parse::<SimState>))
+    {
+        Some(Some(Ok(s))) => Some(s),
+        None | Some(Some(Err(()))) | Some(None) => {
+            errs.pointer(
+                "/state",
+                "state must be one of inventory, active, suspended, blocked, retired",
+            );
+            None
+        }
+    };
+    let reason = match body.reason {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => crate::domain::validation::reason(&s)
+            .map_err(|rule| errs.pointer("/reason", rule))
+            .ok(),
+        Some(_) => {
+            errs.pointer("/reason", "must be a string");
+            None
+        }
+    };
+    let (Some(to), true) = (to, errs.is_empty()) else {
+        return Err(errs.into());
+    };
+    let change = state
+        .services
+        .change_state(&principal, &key, to, reason.as_deref())
+        .await?;
+    Ok(axum::Json(StateView {
+        id: change.sim.id,
+        iccid: change.sim.iccid.as_str().to_owned(),
+        state: change.sim.state.as_str().to_owned(),
+        previous_state: change.previous.as_str().to_owned(),
+        updated_at: format_timestamp(change.sim.updated_at),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryActor {
+    pub subject: String,
+    pub auth_method: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    pub from: String,
+    pub to: String,
+    pub reason: Option<String>,
+    pub actor: HistoryActor,
+    pub occurred_at: String,
+}
+
+impl From<HistoryRow> for HistoryEntry {
+    fn from(h: HistoryRow) -> Self {
+        HistoryEntry {
+            from: h.from_state,
+            to: h.to_state,
+            reason: h.reason,
+            actor: HistoryActor {
+                subject: h.actor,
+                auth_method: h.auth_method,
+            },
+            occurred_at: format_timestamp(h.occurred_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryPage {
+    /// Newest first.
+    pub items: Vec<HistoryEntry>,
+    pub total: u64,
+    pub page: u32,
+    pub page_size: u32,
+    pub pages: u64,
+}
+
+/// A SIM's state history, newest first (whoever may read the SIM).
+#[utoipa::path(get, path = "/v1/sims/{sim}/history", tag = "sims",
+    params(
+        ("sim" = String, Path, description = "UUID or ICCID"),
+        ("page" = Option<u32>, Query), ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = HistoryPage),
+        (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
+    ))]
+async fn history(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    SimRef(key): SimRef,
+    q: QueryPairs,
+) -> ApiResult<axum::Json<HistoryPage>> {
+    let mut errs = ValidationErrors::new();
+    q.reject_unknown(&["page", "page_size"], &mut errs);
+    let (page, page_size) = q.paging(20, 250, &mut errs);
+    errs.finish(())?;
+    let page = state
+        .services
+        .sim_history(&principal, &key, page, page_size)
+        .await?;
+    Ok(axum::Json(HistoryPage {
+        pages: page_count(page.total, page.page_size),
+        items: page.items.into_iter().map(HistoryEntry::from).collect(),
+        total: page.total,
+        page: page.page,
+        page_size: page.page_size,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EsimView {
+    /// `LPA:1$…`; null for a physical SIM or an eSIM without a code.
+    pub activation_code: Option<String>,
+    /// An inline `<svg>` QR code of exactly the activation code.
+    pub qr_svg: Option<String>,
+    pub android_deeplink: Option<String>,
+    pub ios_deeplink: Option<String>,
+}
+
+/// The eSIM installation view: the activation code as QR code and one-tap links (provisioner,
+/// support, operator; audited). `Cache-Control: no-store`.
+#[utoipa::path(get, path = "/v1/sims/{sim}/esim", tag = "sims",
+    params(("sim" = String, Path, description = "UUID or ICCID")),
+    responses(
+        (status = 200, description = "The view (all null for a physical SIM)", body = EsimView),
+        (status = 403, description = "Not allowed", body = super::openapi::Problem),
+        (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
+    ))]
+async fn esim_view(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    SimRef(key): SimRef,
+) -> ApiResult<Response> {
+    let (_, code) = state.services.esim_view(&principal, &key).await?;
+    let view = match code {
+        Some(code) => {
+            let code = code.expose();
+            EsimView {
+                activation_code: Some(code.to_owned()),
+                qr_svg: esim::qr_svg(code),
+                android_deeplink: Some(esim::android_link(code)),
+                ios_deeplink: Some(esim::ios_link(code)),
+            }
+        }
+        None => EsimView {
+            activation_code: None,
+            qr_svg: None,
+            android_deeplink: None,
+            ios_deeplink: None,
+        },
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(view)).into_response())
+}

@@ -1,0 +1,50 @@
+//! The eSIM installation view: a secret read (the activation code lets anyone download the
+//! profile), decided by policy and recorded before the code leaves the service.
+
+use super::audit::Event;
+use super::{ServiceError, ServiceResult, Services, Target};
+use crate::domain::{Principal, SecretField, SecretValue, Sim, SimType};
+use crate::policy::{Action, Context};
+use crate::store::sims::{self as repo, SimKey};
+
+impl Services {
+    /// `GET /v1/sims/{sim}/esim`: the SIM and its activation code (`None` for a physical SIM
+    /// or an eSIM without one).
+    pub async fn esim_view(
+        &self,
+        principal: &Principal,
+        key: &SimKey,
+    ) -> ServiceResult<(Sim, Option<SecretValue>)> {
+        let (sim, stored) = repo::get_with_secrets(&self.db, principal.tenant.as_str(), key)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        let fields = [SecretField::ActivationCode];
+        let resource = super::sims::sim_resource(&sim);
+        let decision =
+            match self.decide(principal, Action::ReadEsim, &resource, &Context::default())? {
+                Ok(d) => d,
+                Err(refusal) => {
+                    let target = Target {
+                        sim: Some(&sim),
+                        fields: &fields,
+                        reason: None,
+                    };
+                    return Err(self
+                        .refuse(principal, Action::ReadEsim, refusal, target)
+                        .await);
+                }
+            };
+        let code = if sim.sim_type == SimType::Esim {
+            self.open_stored(&sim, stored, &fields)
+                .await?
+                .pop()
+                .and_then(|(_, v)| v)
+        } else {
+            None
+        };
+        // Fail closed: no record, no code.
+        let event = Event::allowed(Action::ReadEsim, &sim, decision).with_fields(&fields);
+        self.audit_alone(principal, event).await?;
+        Ok((sim, code))
+    }
+}

@@ -1,0 +1,96 @@
+//! SIM state history and the domain-event outbox.
+
+use super::{Db, StoreResult, Tx, on_pool, on_tx};
+
+/// One state change of a SIM.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct HistoryRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub sim_id: String,
+    pub from_state: String,
+    pub to_state: String,
+    pub reason: Option<String>,
+    pub actor: String,
+    pub auth_method: String,
+    pub occurred_at: i64,
+}
+
+pub async fn insert_history(tx: &mut Tx, h: &HistoryRow) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO sim_state_history (id, tenant_id, sim_id, from_state, to_state, reason, actor, \
+         auth_method, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+        .bind(&h.id)
+        .bind(&h.tenant_id)
+        .bind(&h.sim_id)
+        .bind(&h.from_state)
+        .bind(&h.to_state)
+        .bind(&h.reason)
+        .bind(&h.actor)
+        .bind(&h.auth_method)
+        .bind(h.occurred_at)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// A page of a SIM's history, newest first, and the total.
+pub async fn history(
+    db: &Db,
+    sim_id: &str,
+    limit: i64,
+    offset: i64,
+) -> StoreResult<(Vec<HistoryRow>, i64)> {
+    let rows = on_pool!(db, p => sqlx::query_as(
+        "SELECT id, tenant_id, sim_id, from_state, to_state, reason, actor, auth_method, occurred_at \
+         FROM sim_state_history WHERE sim_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2 OFFSET $3")
+        .bind(sim_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(p)
+        .await)?;
+    let total: i64 = on_pool!(db, p => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM sim_state_history WHERE sim_id = $1")
+        .bind(sim_id)
+        .fetch_one(p)
+        .await)?;
+    Ok((rows, total))
+}
+
+/// A domain event for the outbox.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub event_type: String,
+    pub sim_id: Option<String>,
+    pub payload: String,
+    pub occurred_at: i64,
+}
+
+pub async fn insert_event(tx: &mut Tx, e: &EventRow) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO domain_events (id, tenant_id, event_type, sim_id, payload, occurred_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(&e.id)
+        .bind(&e.tenant_id)
+        .bind(&e.event_type)
+        .bind(&e.sim_id)
+        .bind(&e.payload)
+        .bind(e.occurred_at)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// A tenant's events, oldest first.
+pub async fn events(db: &Db, tenant: &str) -> StoreResult<Vec<EventRow>> {
+    Ok(on_pool!(db, p => sqlx::query_as(
+        "SELECT id, tenant_id, event_type, sim_id, payload, occurred_at FROM domain_events \
+         WHERE tenant_id = $1 ORDER BY occurred_at, id")
+        .bind(tenant)
+        .fetch_all(p)
+        .await)?)
+}
