@@ -66,6 +66,8 @@ async fn main() -> anyhow::Result<()> {
                 deleted_at: None,
                 secret_fields: Default::default(),
                 counters: Default::default(),
+                consumed_data: None,
+                data_limit: None,
             };
             sims::insert(&mut tx, &sim).await?;
         }

@@ -46,6 +46,10 @@ pub struct Config {
     pub audit: AuditSettings,
     /// PIN operations (reset, unblock) a minute per principal, per replica; 0 = unlimited.
     pub pin_ops_per_minute: u32,
+    /// The carrier's system (generic HTTP upstream), if any.
+    pub upstream: Option<crate::upstream::HttpSettings>,
+    /// The background sync of every SIM from upstream (interval 0: off).
+    pub sync: crate::service::sync::SyncSettings,
 }
 
 /// The audit log's signed checkpoints.
@@ -75,6 +79,24 @@ impl Default for TaskSettings {
             lease: std::time::Duration::from_secs(30),
             poll: std::time::Duration::from_secs(5),
         }
+    }
+}
+
+/// A whole number from the environment within `range`, else `default` when unset.
+fn seconds(name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> anyhow::Result<u64> {
+    match env(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .with_context(|| {
+                format!(
+                    "{name} must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                )
+            }),
     }
 }
 
@@ -130,6 +152,37 @@ impl Config {
                 Some(v) => v
                     .parse::<u32>()
                     .context("SIMVAULT_PIN_OPS_PER_MINUTE must be a whole number (0: no limit)")?,
+            },
+            upstream: match env("SIMVAULT_UPSTREAM_URL") {
+                None => None,
+                Some(url) => {
+                    anyhow::ensure!(
+                        url.starts_with("https://") || url.starts_with("http://"),
+                        "SIMVAULT_UPSTREAM_URL must be an http(s) URL"
+                    );
+                    Some(crate::upstream::HttpSettings {
+                        url,
+                        token: env("SIMVAULT_UPSTREAM_TOKEN").map(secrecy::SecretString::from),
+                        timeout: std::time::Duration::from_secs(seconds(
+                            "SIMVAULT_UPSTREAM_TIMEOUT_SECS",
+                            10,
+                            1..=300,
+                        )?),
+                        client_identity: env("SIMVAULT_UPSTREAM_CLIENT_CERT")
+                            .zip(env("SIMVAULT_UPSTREAM_CLIENT_KEY"))
+                            .map(|(c, k)| (PathBuf::from(c), PathBuf::from(k))),
+                        ca: env("SIMVAULT_UPSTREAM_CA").map(PathBuf::from),
+                    })
+                }
+            },
+            sync: crate::service::sync::SyncSettings {
+                interval: std::time::Duration::from_secs(seconds(
+                    "SIMVAULT_UPSTREAM_SYNC_SECS",
+                    300,
+                    0..=604_800,
+                )?),
+                concurrency: usize::try_from(seconds("SIMVAULT_UPSTREAM_CONCURRENCY", 8, 1..=256)?)
+                    .unwrap_or(8),
             },
             audit: AuditSettings {
                 signing_key: path("SIMVAULT_AUDIT_SIGNING_KEY", keys.audit_signing_key()),

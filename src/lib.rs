@@ -19,4 +19,5 @@ pub mod service;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;
 pub mod vault;

@@ -102,6 +102,13 @@ pub fn services(
     Ok(Services {
         audit_key: signer.verifier(),
         pin_limiter: crate::service::pins::PinRateLimiter::new(config.pin_ops_per_minute),
+        upstream: match &config.upstream {
+            Some(settings) => Some(Arc::new(
+                crate::upstream::HttpConnector::new(settings)
+                    .context("setting up the upstream connector")?,
+            )),
+            None => None,
+        },
         audit_signer: Some(Arc::new(signer)),
         db,
         policy: PolicyHandle::new(load_policy(config)?),
@@ -186,10 +193,12 @@ impl Application {
             let checkpoints = crate::service::audit::checkpoint_worker(
                 services.clone(),
                 config.audit.checkpoint_interval,
-                workers_stop,
+                workers_stop.clone(),
             );
+            let sync =
+                crate::service::sync::worker(services.clone(), config.sync, workers_stop.clone());
             async move {
-                tokio::join!(tasks, checkpoints);
+                tokio::join!(tasks, checkpoints, sync);
             }
         });
         let (stop, stopped) = oneshot::channel::<()>();

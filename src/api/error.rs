@@ -47,6 +47,8 @@ pub enum ApiError {
     PukBlocked,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    #[error("upstream unavailable")]
+    UpstreamUnavailable { timed_out: bool },
     #[error("invalid state transition")]
     InvalidTransition {
         from: crate::domain::SimState,
@@ -73,6 +75,8 @@ impl ApiError {
             | ApiError::InvalidTransition { .. } => StatusCode::BAD_REQUEST,
             ApiError::PinBlocked | ApiError::PukBlocked => StatusCode::LOCKED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UpstreamUnavailable { timed_out: true } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::UpstreamUnavailable { timed_out: false } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -96,6 +100,7 @@ impl ApiError {
             ApiError::PukBlocked => "puk-blocked",
             ApiError::RateLimited { .. } => "rate-limited",
             ApiError::InvalidTransition { .. } => "invalid-state-transition",
+            ApiError::UpstreamUnavailable { .. } => "upstream-unavailable",
         }
     }
 
@@ -118,6 +123,7 @@ impl ApiError {
             ApiError::PukBlocked => "PUK blocked",
             ApiError::RateLimited { .. } => "Too many requests",
             ApiError::InvalidTransition { .. } => "State change not allowed",
+            ApiError::UpstreamUnavailable { .. } => "Upstream system unavailable",
         }
     }
 
@@ -163,6 +169,12 @@ impl ApiError {
             }
             ApiError::InvalidTransition { from, to } => {
                 format!("A SIM cannot move from {from} to {to}.")
+            }
+            ApiError::UpstreamUnavailable { timed_out: true } => {
+                "The carrier's system did not answer in time; nothing was changed.".into()
+            }
+            ApiError::UpstreamUnavailable { timed_out: false } => {
+                "The carrier's system failed or answered something unusable; nothing was changed.".into()
             }
         }
     }
@@ -268,6 +280,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::InvalidTransition { from, to } => {
                 ApiError::InvalidTransition { from, to }
             }
+            ServiceError::Upstream(e) => {
+                tracing::warn!(error = %e, "upstream refresh failed");
+                ApiError::UpstreamUnavailable {
+                    timed_out: e == crate::upstream::UpstreamError::Timeout,
+                }
+            }
         }
     }
 }
@@ -306,6 +324,16 @@ mod tests {
             (ApiError::WrongPin { remaining: 2 }, 400, "wrong-pin"),
             (ApiError::WrongPuk { remaining: 9 }, 400, "wrong-puk"),
             (ApiError::PinBlocked, 423, "pin-blocked"),
+            (
+                ApiError::UpstreamUnavailable { timed_out: false },
+                502,
+                "upstream-unavailable",
+            ),
+            (
+                ApiError::UpstreamUnavailable { timed_out: true },
+                504,
+                "upstream-unavailable",
+            ),
             (
                 ApiError::InvalidTransition {
                     from: crate::domain::SimState::Blocked,

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::ApiResult;
 use super::extract::{ApiJson, Caller, QueryPairs, present};
-use super::sims::SimRef;
+use super::sims::{SimRef, SimView};
 use crate::domain::sim::page_count;
 use crate::domain::{SimState, ValidationErrors, esim, format_timestamp};
 use crate::store::lifecycle::HistoryRow;
@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/sims/{sim}/state", patch(change_state))
         .route("/v1/sims/{sim}/history", get(history))
         .route("/v1/sims/{sim}/esim", get(esim_view))
+        .route("/v1/sims/{sim}/refresh", axum::routing::post(refresh))
 }
 
 /// `PATCH /v1/sims/{sim}/state` body.
@@ -220,4 +221,25 @@ async fn esim_view(
         },
     };
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(view)).into_response())
+}
+
+/// Pull the SIM's state from the carrier's system (operator, admin). No data upstream: the SIM
+/// as stored. Upstream failing: `502`; not answering in time: `504`; either way nothing changes.
+#[utoipa::path(post, path = "/v1/sims/{sim}/refresh", tag = "sims",
+    params(("sim" = String, Path, description = "UUID or ICCID")),
+    responses(
+        (status = 200, description = "The SIM", body = SimView),
+        (status = 403, description = "Not allowed", body = super::openapi::Problem),
+        (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
+        (status = 409, description = "No upstream is configured", body = super::openapi::Problem),
+        (status = 502, description = "upstream-unavailable", body = super::openapi::Problem),
+        (status = 504, description = "upstream-unavailable (timeout)", body = super::openapi::Problem),
+    ))]
+async fn refresh(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    SimRef(key): SimRef,
+) -> ApiResult<axum::Json<SimView>> {
+    let sim = state.services.refresh_sim(&principal, &key).await?;
+    Ok(axum::Json(sim.into()))
 }

@@ -59,6 +59,7 @@ impl Modify for Security {
         super::lifecycle::change_state,
         super::lifecycle::history,
         super::lifecycle::esim_view,
+        super::lifecycle::refresh,
         super::pins::unblock_pin,
         super::admin::key_status,
         super::admin::rotate,

@@ -72,6 +72,12 @@ pub struct SimView {
     pub created_at: String,
     pub updated_at: String,
     pub last_synced_at: Option<String>,
+    /// Data used this billing period, as the carrier reports it.
+    #[schema(value_type = Option<crate::domain::usage::DataAmount>)]
+    pub consumed_data: Option<crate::domain::usage::DataAmount>,
+    /// The period's data limit.
+    #[schema(value_type = Option<crate::domain::usage::DataAmount>)]
+    pub data_limit: Option<crate::domain::usage::DataAmount>,
 }
 
 impl From<Sim> for SimView {
@@ -108,6 +114,8 @@ impl From<Sim> for SimView {
             created_at: format_timestamp(s.created_at),
             updated_at: format_timestamp(s.updated_at),
             last_synced_at: s.last_synced_at.map(format_timestamp),
+            consumed_data: s.consumed_data,
+            data_limit: s.data_limit,
         }
     }
 }
@@ -489,7 +497,7 @@ async fn create_sim(
     params(
         ("page" = Option<u32>, Query, description = "1-based page, default 1"),
         ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
-        ("sort_by" = Option<String>, Query, description = "created_at, updated_at (default), iccid, imsi, msisdn, state"),
+        ("sort_by" = Option<String>, Query, description = "created_at, updated_at (default), iccid, imsi, msisdn, state, consumed_data"),
         ("sort_order" = Option<String>, Query, description = "asc or desc (default)"),
         ("state" = Option<Vec<SimState>>, Query, description = "repeatable; any of"),
         ("sim_type" = Option<SimType>, Query),

@@ -9,6 +9,7 @@ pub mod secrets;
 pub mod sim;
 pub mod task;
 pub mod tenant;
+pub mod usage;
 pub mod validation;
 
 pub use identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msisdn};

@@ -184,6 +184,9 @@ pub struct Sim {
     /// Which secret fields are set (never their values).
     pub secret_fields: BTreeSet<SecretField>,
     pub counters: RetryCounters,
+    /// Data used this billing period, and its limit, as the carrier last reported them.
+    pub consumed_data: Option<super::usage::DataAmount>,
+    pub data_limit: Option<super::usage::DataAmount>,
 }
 
 /// A validated request to create a SIM.
@@ -360,16 +363,19 @@ pub enum SortField {
     Imsi,
     Msisdn,
     State,
+    /// Data used this billing period, in MB whatever unit the carrier reported.
+    ConsumedData,
 }
 
 impl SortField {
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "created_at",
         "updated_at",
         "iccid",
         "imsi",
         "msisdn",
         "state",
+        "consumed_data",
     ];
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -380,6 +386,7 @@ impl SortField {
             "imsi" => SortField::Imsi,
             "msisdn" => SortField::Msisdn,
             "state" => SortField::State,
+            "consumed_data" => SortField::ConsumedData,
             _ => return None,
         })
     }
@@ -392,6 +399,7 @@ impl SortField {
             SortField::Imsi => "imsi",
             SortField::Msisdn => "msisdn",
             SortField::State => "state",
+            SortField::ConsumedData => "consumed_mb",
         }
     }
 }

@@ -54,10 +54,12 @@ pub enum Action {
     ChangeState,
     /// The eSIM installation view (activation code, QR code, links): a secret read.
     ReadEsim,
+    /// Pull a SIM's state from the carrier's system.
+    RefreshSim,
 }
 
 impl Action {
-    pub const ALL: [Action; 18] = [
+    pub const ALL: [Action; 19] = [
         Action::CreateSim,
         Action::ReadSim,
         Action::ListSims,
@@ -76,6 +78,7 @@ impl Action {
         Action::UnblockPin,
         Action::ChangeState,
         Action::ReadEsim,
+        Action::RefreshSim,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +101,7 @@ impl Action {
             Action::UnblockPin => "pin.unblock",
             Action::ChangeState => "sim.state",
             Action::ReadEsim => "esim.read",
+            Action::RefreshSim => "sim.refresh",
         }
     }
 }
@@ -214,6 +218,7 @@ mod tests {
             (ReadAudit, &[Auditor]),
             (ResetPin, &[Support]),
             (ChangeState, &[Operator, Admin]),
+            (RefreshSim, &[Operator, Admin]),
             (ReadEsim, &[Provisioner, Support, Operator]),
         ];
         for (action, who) in table {

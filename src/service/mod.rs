@@ -10,6 +10,7 @@ pub mod plans;
 pub mod rotation;
 pub mod secrets;
 pub mod sims;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -38,6 +39,9 @@ pub enum ServiceError {
     /// A PIN or PUK attempt that did not succeed (wrong, or blocked).
     #[error("PIN attempt refused: {}", .0.outcome())]
     Pin(crate::domain::pin::Verdict),
+    /// The carrier's system failed or did not answer in time; nothing was changed.
+    #[error("{0}")]
+    Upstream(crate::upstream::UpstreamError),
     /// The lifecycle does not allow this move.
     #[error("invalid state transition from {from} to {to}")]
     InvalidTransition {
@@ -112,6 +116,8 @@ pub struct Services {
     pub audit_key: crate::audit::CheckpointKey,
     /// Per-principal limit on PIN operations.
     pub pin_limiter: Arc<pins::PinRateLimiter>,
+    /// The carrier's system, when one is configured.
+    pub upstream: Option<Arc<dyn crate::upstream::Connector>>,
 }
 
 impl Services {

@@ -57,6 +57,8 @@ impl Services {
                 puk_max: new.puk_max,
                 ..Default::default()
             },
+            consumed_data: None,
+            data_limit: None,
         };
         let mut tx = self.db.begin().await?;
         repo::insert(&mut tx, &sim)

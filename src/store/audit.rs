@@ -196,7 +196,8 @@ pub struct CheckpointRow {
 
 /// Stores a checkpoint; one already made for the same position (by another replica) wins.
 pub async fn insert_checkpoint(db: &Db, c: &CheckpointRow) -> StoreResult<()> {
-    on_pool!(db, p => sqlx::query(
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, conn => sqlx::query(
         "INSERT INTO audit_checkpoints (tenant_id, seq, hash, signed_at, key_id, signature) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, seq) DO NOTHING")
         .bind(&c.tenant_id)
@@ -205,9 +206,10 @@ pub async fn insert_checkpoint(db: &Db, c: &CheckpointRow) -> StoreResult<()> {
         .bind(c.signed_at)
         .bind(&c.key_id)
         .bind(&c.signature)
-        .execute(p)
+        .execute(&mut *conn)
         .await
         .map(|_| ()))?;
+    tx.commit().await?;
     Ok(())
 }
 

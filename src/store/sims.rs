@@ -9,6 +9,7 @@ use super::{
     on_tx,
 };
 use crate::domain::sim::{SimListQuery, SimState, SimType};
+use crate::domain::usage::DataAmount;
 use crate::domain::{
     Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, RetryCounters, SecretField, Sim, SimId,
 };
@@ -23,7 +24,8 @@ pub enum SimKey {
 const COLUMNS: &str = "id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, state, state_reason, \
     carrier_status, vendor, tags, group_id, device_id, compatibility_zones, is_attached, \
     esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
-    secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining";
+    secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, consumed_data, data_limit, \
+    consumed_mb";
 
 #[derive(sqlx::FromRow)]
 struct SimRow {
@@ -57,6 +59,10 @@ struct SimRow {
     pin2_remaining: Option<i64>,
     puk1_remaining: Option<i64>,
     puk2_remaining: Option<i64>,
+    consumed_data: Option<String>,
+    data_limit: Option<String>,
+    #[allow(dead_code)] // derived from consumed_data; read for sorting only
+    consumed_mb: Option<f64>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -132,8 +138,19 @@ impl TryFrom<SimRow> for Sim {
                 puk1: r.puk1_remaining,
                 puk2: r.puk2_remaining,
             },
+            consumed_data: usage(r.consumed_data.as_deref(), "consumed_data")?,
+            data_limit: usage(r.data_limit.as_deref(), "data_limit")?,
         })
     }
+}
+
+fn usage(text: Option<&str>, what: &str) -> StoreResult<Option<DataAmount>> {
+    text.map(|t| serde_json::from_str(t).map_err(|_| corrupt(what)))
+        .transpose()
+}
+
+fn usage_text(d: Option<DataAmount>) -> Option<String> {
+    d.and_then(|d| serde_json::to_string(&d).ok())
 }
 
 fn labels_json(set: &BTreeSet<String>) -> Json<serde_json::Value> {
@@ -150,7 +167,7 @@ fn secret_fields_text(fields: &std::collections::BTreeSet<SecretField>) -> Strin
         .join(",")
 }
 
-/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$30`).
+/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$33`).
 macro_rules! bind_sim {
     ($query:expr, $sim:expr) => {{
         let sim: &Sim = $sim;
@@ -185,6 +202,9 @@ macro_rules! bind_sim {
             .bind(sim.counters.pin2)
             .bind(sim.counters.puk1)
             .bind(sim.counters.puk2)
+            .bind(usage_text(sim.consumed_data))
+            .bind(usage_text(sim.data_limit))
+            .bind(sim.consumed_data.map(DataAmount::megabytes))
     }};
 }
 
@@ -193,9 +213,10 @@ pub async fn insert(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
     const SQL: &str = "INSERT INTO sims (id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, \
         state, state_reason, carrier_status, vendor, tags, group_id, device_id, compatibility_zones, \
         is_attached, esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
-        secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining) \
+        secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, \
+        consumed_data, data_limit, consumed_mb) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-        $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)";
+        $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)";
     on_tx!(tx, c => bind_sim!(sqlx::query(SQL), sim)
         .execute(&mut *c)
         .await
@@ -211,7 +232,8 @@ pub async fn update(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
         group_id = $14, device_id = $15, compatibility_zones = $16, is_attached = $17, \
         esim_profile_state = $18, metadata = $19, created_at = $20, updated_at = $21, \
         last_synced_at = $22, deleted_at = $23, secret_fields = $24, pin_max = $25, puk_max = $26, \
-        pin1_remaining = $27, pin2_remaining = $28, puk1_remaining = $29, puk2_remaining = $30 \
+        pin1_remaining = $27, pin2_remaining = $28, puk1_remaining = $29, puk2_remaining = $30, \
+        consumed_data = $31, data_limit = $32, consumed_mb = $33 \
         WHERE id = $1 AND tenant_id = $2 AND iccid = $3";
     let done = on_tx!(tx, c => bind_sim!(sqlx::query(SQL), sim)
         .execute(&mut *c)
@@ -558,4 +580,44 @@ pub async fn get_with_secrets(
     secrets.extend(rows.filter_map(|r| secret(&r)));
     let sim = Sim::try_from(first.sim)?;
     Ok(Some((sim, dek.map(|d| (d, secrets)))))
+}
+
+/// A SIM claimed for an upstream sync round.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SyncClaim {
+    pub id: String,
+    pub tenant_id: String,
+    pub iccid: String,
+}
+
+/// Claims up to `limit` live SIMs due for a sync at `now`, making them due again at `next`.
+/// Replicas claim disjoint sets (PostgreSQL `SKIP LOCKED`; SQLite's single writer), so each
+/// SIM is synced by one of them per round.
+pub async fn claim_due(db: &Db, now: i64, next: i64, limit: i64) -> StoreResult<Vec<SyncClaim>> {
+    let skip = match db.dialect() {
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE sims SET sync_due_at = $2 WHERE id IN (SELECT id FROM sims \
+         WHERE sync_due_at <= $1 AND deleted_at IS NULL ORDER BY sync_due_at, id LIMIT $3{skip}) \
+         RETURNING id, tenant_id, iccid"
+    ));
+    let mut tx = db.begin().await?;
+    let claimed = on_tx!(&mut tx, c => sqlx::query_as(sql).bind(now).bind(next).bind(limit).fetch_all(&mut *c).await)?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// Makes a SIM due for a sync again at `at` (after a failed attempt, with backoff).
+pub async fn reschedule_sync(db: &Db, id: &str, at: i64) -> StoreResult<()> {
+    let mut tx = db.begin().await?;
+    on_tx!(&mut tx, c => sqlx::query("UPDATE sims SET sync_due_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(at)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    tx.commit().await?;
+    Ok(())
 }

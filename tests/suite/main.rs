@@ -17,4 +17,5 @@ mod replicas;
 mod sims;
 mod store_contract;
 mod tenancy;
+mod upstream;
 mod vault;

@@ -45,6 +45,8 @@ fn sim(tenant: &str, n: u64) -> Sim {
         deleted_at: None,
         secret_fields: Default::default(),
         counters: Default::default(),
+        consumed_data: None,
+        data_limit: None,
     }
 }
 
