@@ -765,3 +765,123 @@ fn init_with_tenant(data: &Path) {
             .success()
     );
 }
+
+/// `simvault milenage` reproduces every TS 35.208 set, from OP and from OPc, and touches no
+/// database (it runs in an empty directory with no data directory at all).
+#[test]
+fn milenage_calculator_reproduces_every_vector() {
+    let text = include_str!("../vectors/milenage-ts35208.json");
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_simvault"))
+            .arg("milenage")
+            .args(args)
+            .current_dir(empty.path())
+            .env_remove("SIMVAULT_DATABASE_URL")
+            .env("SIMVAULT_DATA_DIR", empty.path().join("none"))
+            .output()
+            .unwrap()
+    };
+    for (name, s) in v["sets"].as_object().unwrap() {
+        let h = |k: &str| s[k].as_str().unwrap();
+        for key in ["op", "opc"] {
+            let out = run(&[
+                "--k",
+                h("k"),
+                &format!("--{key}"),
+                h(key),
+                "--rand",
+                h("rand"),
+                "--sqn",
+                h("sqn"),
+                "--amf",
+                h("amf"),
+                "--json",
+            ]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let expected = serde_json::json!({
+                "opc": h("opc"), "mac_a": h("f1"), "mac_s": h("f1star"), "res": h("f2"),
+                "ck": h("f3"), "ik": h("f4"), "ak": h("f5"), "ak_star": h("f5star"),
+                "autn": h("autn"),
+            });
+            assert_eq!(got, expected, "set {name} from {key}");
+        }
+    }
+    assert!(
+        !empty.path().join("none").exists(),
+        "no data directory was made"
+    );
+    let plain = run(&[
+        "--k",
+        "465b5ce8b199b49faa5f0a2ee238a6bc",
+        "--opc",
+        "cd63cb71954a9f4e48a5994e37a02baf",
+        "--rand",
+        "23553cbe9637a89d218ae64dae47bf35",
+        "--sqn",
+        "ff9bb4d0b607",
+        "--amf",
+        "b9b9",
+    ]);
+    assert!(String::from_utf8_lossy(&plain.stdout).contains("mac_a    4a9ffac354dfafb3"));
+    for bad in [
+        vec![
+            "--k",
+            "465b",
+            "--opc",
+            "cd63cb71954a9f4e48a5994e37a02baf",
+            "--rand",
+            "23553cbe9637a89d218ae64dae47bf35",
+            "--sqn",
+            "ff9bb4d0b607",
+            "--amf",
+            "b9b9",
+        ],
+        vec![
+            "--k",
+            "465b5ce8b199b49faa5f0a2ee238a6bc",
+            "--rand",
+            "23553cbe9637a89d218ae64dae47bf35",
+            "--sqn",
+            "ff9bb4d0b607",
+            "--amf",
+            "b9b9",
+        ],
+        vec![
+            "--k",
+            "465b5ce8b199b49faa5f0a2ee238a6bc",
+            "--opc",
+            "cd63cb71954a9f4e48a5994e37a02baf",
+            "--op",
+            "cd63cb71954a9f4e48a5994e37a02baf",
+            "--rand",
+            "23553cbe9637a89d218ae64dae47bf35",
+            "--sqn",
+            "ff9bb4d0b607",
+            "--amf",
+            "b9b9",
+        ],
+        vec![
+            "--k",
+            "465b5ce8b199b49faa5f0a2ee238a6bc",
+            "--opc",
+            "cd63cb71954a9f4e48a5994e37a02baf",
+            "--rand",
+            "23553cbe9637a89d218ae64dae47bf35",
+            "--sqn",
+            "ff9bb4d0b6",
+            "--amf",
+            "b9b9",
+        ],
+    ] {
+        let out = run(&bad);
+        assert!(!out.status.success(), "{bad:?}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("465b5ce8b199b49faa5f0a2ee238a6bc"));
+    }
+}
