@@ -68,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
                 counters: Default::default(),
                 consumed_data: None,
                 data_limit: None,
+                auth: Default::default(),
             };
             sims::insert(&mut tx, &sim).await?;
         }

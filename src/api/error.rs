@@ -49,6 +49,8 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("upstream unavailable")]
     UpstreamUnavailable { timed_out: bool },
+    #[error("resynchronisation failed")]
+    ResyncFailed,
     #[error("invalid state transition")]
     InvalidTransition {
         from: crate::domain::SimState,
@@ -72,6 +74,7 @@ impl ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::WrongPin { .. }
             | ApiError::WrongPuk { .. }
+            | ApiError::ResyncFailed
             | ApiError::InvalidTransition { .. } => StatusCode::BAD_REQUEST,
             ApiError::PinBlocked | ApiError::PukBlocked => StatusCode::LOCKED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -101,6 +104,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate-limited",
             ApiError::InvalidTransition { .. } => "invalid-state-transition",
             ApiError::UpstreamUnavailable { .. } => "upstream-unavailable",
+            ApiError::ResyncFailed => "resync-failed",
         }
     }
 
@@ -124,6 +128,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "Too many requests",
             ApiError::InvalidTransition { .. } => "State change not allowed",
             ApiError::UpstreamUnavailable { .. } => "Upstream system unavailable",
+            ApiError::ResyncFailed => "Resynchronisation failed",
         }
     }
 
@@ -175,6 +180,9 @@ impl ApiError {
             }
             ApiError::UpstreamUnavailable { timed_out: false } => {
                 "The carrier's system failed or answered something unusable; nothing was changed.".into()
+            }
+            ApiError::ResyncFailed => {
+                "The AUTS did not verify for this RAND; the sequence number was not changed.".into()
             }
         }
     }
@@ -286,6 +294,7 @@ impl From<ServiceError> for ApiError {
                     timed_out: e == crate::upstream::UpstreamError::Timeout,
                 }
             }
+            ServiceError::ResyncFailed => ApiError::ResyncFailed,
         }
     }
 }
@@ -324,6 +333,7 @@ mod tests {
             (ApiError::WrongPin { remaining: 2 }, 400, "wrong-pin"),
             (ApiError::WrongPuk { remaining: 9 }, 400, "wrong-puk"),
             (ApiError::PinBlocked, 423, "pin-blocked"),
+            (ApiError::ResyncFailed, 400, "resync-failed"),
             (
                 ApiError::UpstreamUnavailable { timed_out: false },
                 502,

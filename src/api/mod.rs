@@ -2,6 +2,7 @@
 //! call a service function and map its error.
 
 pub mod admin;
+pub mod auc;
 pub mod audit;
 pub mod error;
 pub mod extract;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sims::router())
         .merge(secrets::router())
         .merge(pins::router())
+        .merge(auc::router())
         .merge(lifecycle::router())
         .merge(admin::router())
         .merge(audit::router())

@@ -56,6 +56,7 @@ impl Modify for Security {
         super::secrets::reveal,
         super::secrets::write,
         super::pins::reset_pin,
+        super::auc::auth_vectors,
         super::lifecycle::change_state,
         super::lifecycle::history,
         super::lifecycle::esim_view,

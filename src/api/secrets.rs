@@ -86,6 +86,8 @@ impl<'de> Deserialize<'de> for SecretInput {
 #[derive(Default)]
 pub struct SecretsInput {
     fields: Vec<(SecretField, SecretInput)>,
+    /// OP, accepted wherever OPc is and turned into OPc at once (never stored).
+    op: Option<SecretInput>,
     unknown: Vec<String>,
     not_an_object: bool,
 }
@@ -116,6 +118,10 @@ impl<'de> Deserialize<'de> for SecretsInput {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretsInput, A::Error> {
                 let mut out = SecretsInput::default();
                 while let Some(key) = map.next_key::<String>()? {
+                    if key == "op" {
+                        out.op = Some(map.next_value::<SecretInput>()?);
+                        continue;
+                    }
                     match key.parse::<SecretField>() {
                         Ok(field) => {
                             let value = map.next_value::<SecretInput>()?;
@@ -215,6 +221,35 @@ impl SecretsInput {
                 SecretInput::Null if allow_remove => changes.push((field, None)),
                 SecretInput::Null => {}
                 SecretInput::WrongType => errs.pointer(at, "must be a string"),
+            }
+        }
+        if let Some(op) = self.op {
+            let at = format!("{prefix}/op");
+            let op = match op {
+                SecretInput::Value(v) => SecretField::Opc
+                    .parse(secrecy::ExposeSecret::expose_secret(&v))
+                    .map_err(|rule| errs.pointer(at.clone(), rule))
+                    .ok(),
+                SecretInput::Null => None,
+                SecretInput::WrongType => {
+                    errs.pointer(at.clone(), "must be a string");
+                    None
+                }
+            };
+            let ki = changes
+                .iter()
+                .find(|(f, _)| *f == SecretField::Ki)
+                .and_then(|(_, v)| v.clone());
+            if changes.iter().any(|(f, _)| *f == SecretField::Opc) {
+                errs.pointer(at, "give op or opc, not both");
+            } else if let Some(op) = op {
+                match ki {
+                    Some(ki) => changes.push((SecretField::Opc, Some(opc_from(&ki, &op)))),
+                    None => errs.pointer(
+                        at,
+                        "op needs ki in the same request: OPc is derived from both, and OP is never stored",
+                    ),
+                }
             }
         }
         changes
@@ -363,4 +398,16 @@ async fn write(
         .put_secrets(&principal, &key, changes)
         .await?;
     Ok(axum::Json(sim.into()))
+}
+
+/// OPc = E_K(OP) ⊕ OP, as a secret value (lower-case hex).
+fn opc_from(ki: &SecretValue, op: &SecretValue) -> SecretValue {
+    let block = |v: &SecretValue| -> Zeroizing<[u8; 16]> {
+        let mut b = Zeroizing::new([0u8; 16]);
+        // Both were validated as 32 hex digits.
+        let _ = hex::decode_to_slice(v.expose(), &mut b[..]);
+        b
+    };
+    let opc = crate::domain::milenage::opc_from_op(&block(ki), &block(op));
+    SecretValue::from_stored(Zeroizing::new(hex::encode(*opc)))
 }

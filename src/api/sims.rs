@@ -180,6 +180,18 @@ pub struct CreateSimBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>, example = 10)]
     pub puk_max: Option<Value>,
+    /// AMF for authentication vectors, 4 hex digits (default `8000`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "8000")]
+    pub amf: Option<Value>,
+    /// The last SQN the card has seen, 12 hex digits (default `000000000000`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "000000000000")]
+    pub sqn: Option<Value>,
+    /// Width of IND in SQN, 0–10 bits (default 5).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, example = 5)]
+    pub ind_bitlen: Option<Value>,
     /// Secret fields, encrypted by the vault; never returned here.
     #[serde(default)]
     #[schema(value_type = Option<super::secrets::SecretsDoc>)]
@@ -226,6 +238,42 @@ impl CreateSimBody {
         };
         let pin_max = counter_max("pin_max", &self.pin_max, 3);
         let puk_max = counter_max("puk_max", &self.puk_max, 10);
+        let mut auth = crate::domain::sqn::AuthData::default();
+        let mut hex_field = |name: &str, v: &Option<Value>, digits: usize| -> Option<Vec<u8>> {
+            match v {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) if s.len() == digits => match hex::decode(s) {
+                    Ok(b) => Some(b),
+                    Err(_) => {
+                        errs.pointer(
+                            format!("/{name}"),
+                            format!("must be {digits} hexadecimal digits"),
+                        );
+                        None
+                    }
+                },
+                Some(_) => {
+                    errs.pointer(
+                        format!("/{name}"),
+                        format!("must be {digits} hexadecimal digits"),
+                    );
+                    None
+                }
+            }
+        };
+        if let Some(b) = hex_field("amf", &self.amf, 4) {
+            auth.amf = [b[0], b[1]];
+        }
+        if let Some(b) = hex_field("sqn", &self.sqn, 12) {
+            auth.sqn = crate::domain::sqn::from_bytes(&[b[0], b[1], b[2], b[3], b[4], b[5]]);
+        }
+        match &self.ind_bitlen {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64().filter(|n| *n <= 10) {
+                Some(n) => auth.ind_bitlen = u8::try_from(n).unwrap_or(5),
+                None => errs.pointer("/ind_bitlen", "must be a whole number from 0 to 10"),
+            },
+        }
         if eid.is_some() && sim_type != SimType::Esim {
             errs.pointer("/eid", "an EID is only given for an eSIM (sim_type esim)");
         }
@@ -250,6 +298,7 @@ impl CreateSimBody {
             metadata,
             pin_max,
             puk_max,
+            auth,
             secrets,
         })
     }

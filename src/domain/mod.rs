@@ -8,6 +8,7 @@ pub mod pin;
 pub mod principal;
 pub mod secrets;
 pub mod sim;
+pub mod sqn;
 pub mod task;
 pub mod tenant;
 pub mod usage;

@@ -187,6 +187,8 @@ pub struct Sim {
     /// Data used this billing period, and its limit, as the carrier last reported them.
     pub consumed_data: Option<super::usage::DataAmount>,
     pub data_limit: Option<super::usage::DataAmount>,
+    /// AMF, last SQN issued and IND width, for authentication vectors.
+    pub auth: super::sqn::AuthData,
 }
 
 /// A validated request to create a SIM.
@@ -208,6 +210,8 @@ pub struct NewSim {
     /// The card profile's attempt counter maximums.
     pub pin_max: i64,
     pub puk_max: i64,
+    /// Authentication data (AMF, starting SQN, IND width).
+    pub auth: super::sqn::AuthData,
     /// Secrets to store with it.
     pub secrets: SecretChanges,
 }
@@ -232,6 +236,7 @@ impl NewSim {
             metadata: serde_json::Map::new(),
             pin_max: counters.pin_max,
             puk_max: counters.puk_max,
+            auth: super::sqn::AuthData::default(),
             secrets: Vec::new(),
         }
     }

@@ -56,10 +56,12 @@ pub enum Action {
     ReadEsim,
     /// Pull a SIM's state from the carrier's system.
     RefreshSim,
+    /// Compute authentication vectors from the SIM's Ki and OPc (the HSS/UDM).
+    AuthVectors,
 }
 
 impl Action {
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 20] = [
         Action::CreateSim,
         Action::ReadSim,
         Action::ListSims,
@@ -79,6 +81,7 @@ impl Action {
         Action::ChangeState,
         Action::ReadEsim,
         Action::RefreshSim,
+        Action::AuthVectors,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +105,7 @@ impl Action {
             Action::ChangeState => "sim.state",
             Action::ReadEsim => "esim.read",
             Action::RefreshSim => "sim.refresh",
+            Action::AuthVectors => "auth.vectors",
         }
     }
 }
@@ -232,9 +236,9 @@ mod tests {
             }
         }
         assert_eq!(
-            table.len() + 2,
+            table.len() + 3,
             Action::ALL.len(),
-            "ReadSecret and UnblockPin are tested with their context below"
+            "ReadSecret, UnblockPin and AuthVectors are tested with their context below"
         );
     }
 
@@ -320,6 +324,28 @@ mod tests {
                         "{role} {method:?} {reason}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn authentication_vectors_only_to_the_auc_over_mtls() {
+        for role in Role::ALL {
+            for method in [AuthMethod::Mtls, AuthMethod::Jwt] {
+                let allowed = Policy::builtin()
+                    .unwrap()
+                    .authorize(
+                        &principal(&[role], method),
+                        Action::AuthVectors,
+                        &Resource::of_tenant("acme"),
+                        &Context::default(),
+                    )
+                    .is_ok();
+                assert_eq!(
+                    allowed,
+                    role == Role::Auc && method == AuthMethod::Mtls,
+                    "{role} {method:?}"
+                );
             }
         }
     }

@@ -2,6 +2,7 @@
 //! opens the transaction, calls the store, and returns domain values. Nothing here knows HTTP.
 
 pub mod admin;
+pub mod auc;
 pub mod audit;
 pub mod esim;
 pub mod lifecycle;
@@ -42,6 +43,9 @@ pub enum ServiceError {
     /// The carrier's system failed or did not answer in time; nothing was changed.
     #[error("{0}")]
     Upstream(crate::upstream::UpstreamError),
+    /// An AUTS whose MAC-S did not verify.
+    #[error("resynchronisation failed")]
+    ResyncFailed,
     /// The lifecycle does not allow this move.
     #[error("invalid state transition from {from} to {to}")]
     InvalidTransition {

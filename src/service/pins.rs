@@ -221,7 +221,7 @@ impl Services {
     }
 
     /// Decrypts one secret field of a locked SIM inside `tx`.
-    async fn open_secret_in(
+    pub(super) async fn open_secret_in(
         &self,
         tx: &mut Tx,
         sim: &Sim,

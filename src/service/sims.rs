@@ -59,6 +59,7 @@ impl Services {
             },
             consumed_data: None,
             data_limit: None,
+            auth: new.auth,
         };
         let mut tx = self.db.begin().await?;
         repo::insert(&mut tx, &sim)

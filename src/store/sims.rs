@@ -9,6 +9,7 @@ use super::{
     on_tx,
 };
 use crate::domain::sim::{SimListQuery, SimState, SimType};
+use crate::domain::sqn::AuthData;
 use crate::domain::usage::DataAmount;
 use crate::domain::{
     Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, RetryCounters, SecretField, Sim, SimId,
@@ -25,7 +26,7 @@ const COLUMNS: &str = "id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, 
     carrier_status, vendor, tags, group_id, device_id, compatibility_zones, is_attached, \
     esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
     secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, consumed_data, data_limit, \
-    consumed_mb";
+    consumed_mb, amf, sqn, ind_bitlen";
 
 #[derive(sqlx::FromRow)]
 struct SimRow {
@@ -63,6 +64,9 @@ struct SimRow {
     data_limit: Option<String>,
     #[allow(dead_code)] // derived from consumed_data; read for sorting only
     consumed_mb: Option<f64>,
+    amf: String,
+    sqn: i64,
+    ind_bitlen: i64,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -140,6 +144,14 @@ impl TryFrom<SimRow> for Sim {
             },
             consumed_data: usage(r.consumed_data.as_deref(), "consumed_data")?,
             data_limit: usage(r.data_limit.as_deref(), "data_limit")?,
+            auth: AuthData {
+                amf: hex::decode(&r.amf)
+                    .ok()
+                    .and_then(|b| <[u8; 2]>::try_from(b).ok())
+                    .ok_or_else(|| corrupt("amf"))?,
+                sqn: u64::try_from(r.sqn).map_err(|_| corrupt("sqn"))?,
+                ind_bitlen: u8::try_from(r.ind_bitlen).map_err(|_| corrupt("ind_bitlen"))?,
+            },
         })
     }
 }
@@ -167,7 +179,7 @@ fn secret_fields_text(fields: &std::collections::BTreeSet<SecretField>) -> Strin
         .join(",")
 }
 
-/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$33`).
+/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$36`).
 macro_rules! bind_sim {
     ($query:expr, $sim:expr) => {{
         let sim: &Sim = $sim;
@@ -205,6 +217,9 @@ macro_rules! bind_sim {
             .bind(usage_text(sim.consumed_data))
             .bind(usage_text(sim.data_limit))
             .bind(sim.consumed_data.map(DataAmount::megabytes))
+            .bind(hex::encode(sim.auth.amf))
+            .bind(i64::try_from(sim.auth.sqn).unwrap_or(i64::MAX))
+            .bind(i64::from(sim.auth.ind_bitlen))
     }};
 }
 
@@ -214,9 +229,9 @@ pub async fn insert(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
         state, state_reason, carrier_status, vendor, tags, group_id, device_id, compatibility_zones, \
         is_attached, esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
         secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, \
-        consumed_data, data_limit, consumed_mb) \
+        consumed_data, data_limit, consumed_mb, amf, sqn, ind_bitlen) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-        $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33)";
+        $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36)";
     on_tx!(tx, c => bind_sim!(sqlx::query(SQL), sim)
         .execute(&mut *c)
         .await
@@ -233,7 +248,8 @@ pub async fn update(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
         esim_profile_state = $18, metadata = $19, created_at = $20, updated_at = $21, \
         last_synced_at = $22, deleted_at = $23, secret_fields = $24, pin_max = $25, puk_max = $26, \
         pin1_remaining = $27, pin2_remaining = $28, puk1_remaining = $29, puk2_remaining = $30, \
-        consumed_data = $31, data_limit = $32, consumed_mb = $33 \
+        consumed_data = $31, data_limit = $32, consumed_mb = $33, amf = $34, sqn = $35, \
+        ind_bitlen = $36 \
         WHERE id = $1 AND tenant_id = $2 AND iccid = $3";
     let done = on_tx!(tx, c => bind_sim!(sqlx::query(SQL), sim)
         .execute(&mut *c)

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod auc;
 mod audit;
 mod auth;
 mod cli;

@@ -47,6 +47,7 @@ fn sim(tenant: &str, n: u64) -> Sim {
         counters: Default::default(),
         consumed_data: None,
         data_limit: None,
+        auth: Default::default(),
     }
 }
 

@@ -608,6 +608,7 @@ pub async fn seed_with_secrets(
             metadata: Default::default(),
             pin_max: 3,
             puk_max: 10,
+            auth: Default::default(),
             secrets: vec![(
                 SecretField::Ki,
                 Some(SecretField::Ki.parse(&format!("{i:032x}")).unwrap()),
