@@ -14,8 +14,8 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, present};
 use super::sims::SimRef;
-use crate::domain::ValidationErrors;
-use crate::service::auc::Resync;
+use crate::domain::{ValidationErrors, kdf};
+use crate::service::auc::{Derive, Resync};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/sims/{sim}/auth-vectors", post(auth_vectors))
@@ -33,11 +33,11 @@ pub struct AuthVectorsBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub resync: Option<Value>,
-    /// 5G: the serving network name (XRES*, KAUSF). Not available yet.
+    /// 5G: the serving network name (`5G:mnc093.mcc208.3gppnetwork.org`): adds XRES* and KAUSF.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub serving_network_name: Option<Value>,
-    /// 4G: the PLMN id (KASME). Not available yet.
+    /// 4G: the PLMN id as MCC ‖ MNC digits (`20893`, `208034`): adds KASME.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub plmn_id: Option<Value>,
@@ -52,6 +52,12 @@ pub struct VectorView {
     pub ik: String,
     pub kc: String,
     pub sres: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xres_star: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kausf: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kasme: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -118,23 +124,33 @@ async fn auth_vectors(
             None
         }
     };
-    for (name, v) in [
-        ("serving_network_name", &body.serving_network_name),
-        ("plmn_id", &body.plmn_id),
-    ] {
-        if v.as_ref().is_some_and(|v| !v.is_null()) {
-            errs.pointer(
-                format!("/{name}"),
-                "4G/5G key derivation (KASME, XRES*, KAUSF) is not available yet",
-            );
+    let mut derive = Derive::default();
+    match &body.serving_network_name {
+        None | Some(Value::Null) => {}
+        Some(Value::String(n)) if kdf::valid_serving_network_name(n) => {
+            derive.serving_network_name = Some(n.clone());
         }
+        Some(_) => errs.pointer(
+            "/serving_network_name",
+            "must be a serving network name such as 5G:mnc093.mcc208.3gppnetwork.org",
+        ),
+    }
+    match &body.plmn_id {
+        None | Some(Value::Null) => {}
+        Some(v) => match v.as_str().and_then(kdf::plmn_id) {
+            Some(p) => derive.plmn_id = Some(p),
+            None => errs.pointer(
+                "/plmn_id",
+                "must be MCC and MNC as 5 or 6 digits, e.g. 20893",
+            ),
+        },
     }
     if !errs.is_empty() {
         return Err(ApiError::Validation(errs));
     }
     let vectors = state
         .services
-        .auth_vectors(&principal, &key, count, resync)
+        .auth_vectors(&principal, &key, count, resync, &derive)
         .await?;
     let view = VectorsView {
         vectors: vectors
@@ -147,6 +163,9 @@ async fn auth_vectors(
                 ik: hex::encode(*v.ik),
                 kc: hex::encode(*v.kc),
                 sres: hex::encode(v.sres),
+                xres_star: v.xres_star.map(hex::encode),
+                kausf: v.kausf.as_ref().map(|k| hex::encode(**k)),
+                kasme: v.kasme.as_ref().map(|k| hex::encode(**k)),
             })
             .collect(),
     };

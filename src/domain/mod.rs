@@ -3,6 +3,7 @@
 
 pub mod esim;
 pub mod identifiers;
+pub mod kdf;
 pub mod milenage;
 pub mod pin;
 pub mod principal;

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services};
 use crate::domain::milenage::{Block, Milenage};
-use crate::domain::{Principal, SecretField, SimState, sqn};
+use crate::domain::{Principal, SecretField, SimState, kdf, sqn};
 use crate::policy::Action;
 use crate::store::sims::{self as repo, SimKey};
 
@@ -18,6 +18,15 @@ use crate::store::sims::{self as repo, SimKey};
 pub struct Resync {
     pub rand: Block,
     pub auts: [u8; 14],
+}
+
+/// Which 4G/5G keys to derive for each vector.
+#[derive(Debug, Clone, Default)]
+pub struct Derive {
+    /// 5G: XRES* and KAUSF for this serving network name.
+    pub serving_network_name: Option<String>,
+    /// 4G: KASME for this PLMN identity.
+    pub plmn_id: Option<[u8; 3]>,
 }
 
 /// One authentication vector (what the network needs; never K or OPc).
@@ -30,6 +39,9 @@ pub struct AuthVector {
     pub ik: Zeroizing<Block>,
     pub kc: Zeroizing<[u8; 8]>,
     pub sres: [u8; 4],
+    pub xres_star: Option<[u8; 16]>,
+    pub kausf: Option<Zeroizing<[u8; 32]>>,
+    pub kasme: Option<Zeroizing<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for AuthVector {
@@ -56,6 +68,7 @@ impl Services {
         key: &SimKey,
         count: usize,
         resync: Option<Resync>,
+        derive: &Derive,
     ) -> ServiceResult<Vec<AuthVector>> {
         let (mut tx, mut sim, decision) =
             self.lock_sim(principal, key, Action::AuthVectors).await?;
@@ -114,9 +127,18 @@ impl Services {
             // ThreadRng (ChaCha, reseeded from the OS) is not Send: not held across awaits.
             rand::rng().fill_bytes(&mut rand);
             let out = milenage.compute(&rand, &sqn_bytes, &sim.auth.amf);
+            let autn = out.autn(&sqn_bytes, &sim.auth.amf);
+            let mut sqn_xor_ak = [0u8; 6];
+            sqn_xor_ak.copy_from_slice(&autn[..6]);
+            let snn = derive.serving_network_name.as_deref();
             vectors.push(AuthVector {
                 rand,
-                autn: out.autn(&sqn_bytes, &sim.auth.amf),
+                autn,
+                xres_star: snn.map(|n| kdf::xres_star(&out.ck, &out.ik, n, &rand, &out.res)),
+                kausf: snn.map(|n| kdf::kausf(&out.ck, &out.ik, n, &sqn_xor_ak)),
+                kasme: derive
+                    .plmn_id
+                    .map(|p| kdf::kasme(&out.ck, &out.ik, &p, &sqn_xor_ak)),
                 xres: out.res,
                 kc: out.kc(),
                 sres: out.sres(),

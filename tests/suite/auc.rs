@@ -145,6 +145,49 @@ async fn vectors_check_out_and_sqns_increase(store: Store) {
 }
 both_stores!(vectors, vectors_check_out_and_sqns_increase);
 
+/// 4G and 5G keys on request, derived from the vector's own CK, IK, RAND, XRES and SQN ⊕ AK.
+async fn derived_keys(store: Store) {
+    let (_app, auc) = setup(store).await;
+    let snn = "5G:mnc093.mcc208.3gppnetwork.org";
+    let a = auc
+        .post(
+            &vectors_path(),
+            &json!({"serving_network_name": snn, "plmn_id": "20893"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let v = &a.body["vectors"][0];
+    check(&card(), v);
+    let b = |k: &str| -> [u8; 16] {
+        hex::decode(v[k].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let autn = hex::decode(v["autn"].as_str().unwrap()).unwrap();
+    let sqn_xor_ak: [u8; 6] = autn[..6].try_into().unwrap();
+    let xres = hex::decode(v["xres"].as_str().unwrap()).unwrap();
+    use simvault::domain::kdf;
+    assert_eq!(
+        v["xres_star"],
+        hex::encode(kdf::xres_star(&b("ck"), &b("ik"), snn, &b("rand"), &xres))
+    );
+    assert_eq!(
+        v["kausf"],
+        hex::encode(*kdf::kausf(&b("ck"), &b("ik"), snn, &sqn_xor_ak))
+    );
+    let plmn = kdf::plmn_id("20893").unwrap();
+    assert_eq!(
+        v["kasme"],
+        hex::encode(*kdf::kasme(&b("ck"), &b("ik"), &plmn, &sqn_xor_ak))
+    );
+    // Not asked for: not there.
+    let plain = auc.post(&vectors_path(), &json!({})).await;
+    assert!(plain.body["vectors"][0].get("kasme").is_none());
+    assert!(plain.body["vectors"][0].get("xres_star").is_none());
+}
+both_stores!(derived, derived_keys);
+
 async fn sqns_are_unique(apis: &[Api], n: usize) -> Vec<u64> {
     let card = card();
     let mut tasks = Vec::new();
@@ -267,7 +310,8 @@ async fn refusals(store: Store) {
         json!({"resync": {"rand": "00", "auts": "00"}}),
         json!({"resync": "x"}),
         json!({"rand": "00000000000000000000000000000000"}),
-        json!({"serving_network_name": "5G:mnc001.mcc001.3gppnetwork.org"}),
+        json!({"serving_network_name": "mnc001.mcc001.3gppnetwork.org"}),
+        json!({"plmn_id": "2089"}),
     ] {
         assert_eq!(auc.post(&vectors_path(), &body).await.status, 400, "{body}");
     }
