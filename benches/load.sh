@@ -4,7 +4,8 @@
 # run. Bounded: every oha run stops after $DURATION; the server is stopped at the end.
 #
 # Endpoints: /healthz (baseline), GET /v1/sims/{id}, GET /v1/sims?search=…, and
-# GET /v1/sims/{id}/secrets?fields=ki,opc (decrypting through the key hierarchy).
+# GET /v1/sims/{id}/secrets?fields=ki,opc (decrypting through the key hierarchy, audited), and
+# POST /v1/sims/{id}/auth-vectors with count=32 (the auc role over mTLS).
 #
 #   SIMS=100000 DURATION=15s benches/load.sh
 #   SIMVAULT_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test benches/load.sh
@@ -37,6 +38,7 @@ fi
 $BIN init --data-dir "$D" >/dev/null
 $BIN tenant create bench --data-dir "$D" >/dev/null
 $BIN cert issue --tenant bench --role provisioner --name loader --out-dir "$WORK" --data-dir "$D" >/dev/null
+$BIN cert issue --tenant bench --role auc --name hss --out-dir "$WORK" --data-dir "$D" >/dev/null
 echo "seeding $SIMS SIMs ($STORE)..."
 target/release/examples/seed "$D" bench "$SIMS"
 
@@ -64,12 +66,14 @@ run healthz "$URL/healthz" "${TLS[@]}"
 run get_by_id "$URL/v1/sims/$ID" "${MTLS[@]}"
 run search "$URL/v1/sims?search=$TERM" "${MTLS[@]}"
 run secrets "$URL/v1/sims/$ID/secrets?fields=ki,opc" "${MTLS[@]}"
+AUC=(--cacert "$D/keys/ca.pem" --cert "$WORK/hss.pem" --key "$WORK/hss.key")
+run vectors32 "$URL/v1/sims/$ID/auth-vectors" "${AUC[@]}" -m POST -H 'content-type: application/json' -d '{"count":32}'
 
 python3 - "$WORK" "$STORE" "$SIMS" <<'PY'
 import json, sys, os
 work, store, sims = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = {}
-for name in ["healthz", "get_by_id", "search", "secrets"]:
+for name in ["healthz", "get_by_id", "search", "secrets", "vectors32"]:
     d = json.load(open(os.path.join(work, name + ".json")))
     s = d["summary"]
     codes = d.get("statusCodeDistribution", {})
@@ -79,4 +83,5 @@ print(f"\nstore={store} sims={sims} connections=32")
 print(f"{'endpoint':<12} {'req/s':>10} {'p99 ms':>8} {'vs healthz':>11}  status codes")
 for name, (rps, p99, ok, codes) in rows.items():
     print(f"{name:<12} {rps:>10.0f} {p99:>8.2f} {rps / base:>10.2f}x  {codes}")
+print(f"authentication vectors/s through the API (count=32): {rows['vectors32'][0] * 32:.0f}")
 PY
