@@ -302,3 +302,93 @@ async fn the_sync_worker_skips_nothing_and_shares_rounds(store: Store) {
     assert!(stopped.is_ok(), "the workers did not stop");
 }
 both_stores!(sync_worker, the_sync_worker_skips_nothing_and_shares_rounds);
+
+/// Serves the fake upstream over HTTPS, requiring a client certificate from the test CA.
+async fn mtls_upstream(app: &TestApp) -> String {
+    use rustls::pki_types::PrivateKeyDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in simvault::server::tls::load_certs(&app.keys.ca_cert()).unwrap() {
+        roots.add(ca).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            simvault::server::tls::load_certs(&app.keys.server_cert()).unwrap(),
+            PrivateKeyDer::from_pem_file(app.keys.server_key()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let router = axum::Router::new()
+        .route("/sims/{iccid}", axum::routing::get(sim))
+        .with_state(Arc::new(Fake::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, router) = (acceptor.clone(), router.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(router);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    });
+    format!("https://localhost:{port}")
+}
+
+/// An upstream that wants mutual TLS: refresh works with the configured client certificate
+/// and fails (502, nothing changed) without one.
+async fn refresh_over_mutual_tls(store: Store) {
+    for with_identity in [true, false] {
+        // A first server only to get the test CA and a client certificate from it.
+        let probe = TestApp::spawn(store).await;
+        let url = mtls_upstream(&probe).await;
+        let (cert, key) = probe.issue_cert("acme", "upstream-client");
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("c.key"));
+        std::fs::write(&cert_path, cert).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        let ca = probe.keys.ca_cert();
+        let app = TestApp::spawn_with(store, move |c| {
+            c.upstream = Some(simvault::upstream::HttpSettings {
+                url,
+                token: None,
+                timeout: Duration::from_secs(5),
+                client_identity: with_identity.then(|| (cert_path, key_path)),
+                ca: Some(ca),
+            });
+            c.sync.interval = Duration::ZERO;
+        })
+        .await;
+        app.tenant("acme").await;
+        let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+        prov.create_sim(json!({"iccid": iccid(1)})).await;
+        let operator = app.jwt_client("acme", &[Role::Operator]);
+        let a = operator
+            .post(&format!("/v1/sims/{}/refresh", iccid(1)), &json!({}))
+            .await;
+        if with_identity {
+            assert_eq!(a.status, 200, "{:?}", a.body);
+            assert_eq!(a.body["carrier_status"], "LIVE");
+        } else {
+            assert_eq!(a.status, 502, "{:?}", a.body);
+        }
+    }
+}
+both_stores!(mutual_tls, refresh_over_mutual_tls);
