@@ -370,7 +370,7 @@ async fn refresh_over_mutual_tls(store: Store) {
                 url,
                 token: None,
                 timeout: Duration::from_secs(5),
-                client_identity: with_identity.then(|| (cert_path, key_path)),
+                client_identity: with_identity.then_some((cert_path, key_path)),
                 ca: Some(ca),
             });
             c.sync.interval = Duration::ZERO;
