@@ -192,6 +192,24 @@ impl SecretsInput {
         allow_remove: bool,
         errs: &mut ValidationErrors,
     ) -> SecretChanges {
+        let (changes, pending_op) = self.parse_with_op(prefix, allow_remove, errs);
+        if pending_op.is_some() {
+            errs.pointer(
+                format!("{prefix}/op"),
+                "op needs ki in the same request: OPc is derived from both, and OP is never stored",
+            );
+        }
+        changes
+    }
+
+    /// Like [`SecretsInput::parse`], but an `op` given without `ki` is handed back (to be
+    /// combined with the SIM's stored Ki) instead of refused.
+    pub fn parse_with_op(
+        self,
+        prefix: &str,
+        allow_remove: bool,
+        errs: &mut ValidationErrors,
+    ) -> (SecretChanges, Option<SecretValue>) {
         if self.not_an_object {
             errs.pointer(prefix, "must be an object of secret fields");
         }
@@ -244,15 +262,15 @@ impl SecretsInput {
                 errs.pointer(at, "give op or opc, not both");
             } else if let Some(op) = op {
                 match ki {
-                    Some(ki) => changes.push((SecretField::Opc, Some(opc_from(&ki, &op)))),
-                    None => errs.pointer(
-                        at,
-                        "op needs ki in the same request: OPc is derived from both, and OP is never stored",
-                    ),
+                    Some(ki) => changes.push((
+                        SecretField::Opc,
+                        Some(crate::domain::milenage::opc_value(&ki, &op)),
+                    )),
+                    None => return (changes, Some(op)),
                 }
             }
         }
-        changes
+        (changes, None)
     }
 }
 
@@ -388,26 +406,14 @@ async fn write(
     ApiJson(body): ApiJson<SecretsInput>,
 ) -> ApiResult<axum::Json<SimView>> {
     let mut errs = ValidationErrors::new();
-    let changes = body.parse("", true, &mut errs);
-    if changes.is_empty() && errs.is_empty() {
+    let (changes, op) = body.parse_with_op("", true, &mut errs);
+    if changes.is_empty() && op.is_none() && errs.is_empty() {
         errs.pointer("", "name at least one secret field");
     }
     errs.finish(())?;
     let sim = state
         .services
-        .put_secrets(&principal, &key, changes)
+        .put_secrets(&principal, &key, changes, op)
         .await?;
     Ok(axum::Json(sim.into()))
-}
-
-/// OPc = E_K(OP) ⊕ OP, as a secret value (lower-case hex).
-fn opc_from(ki: &SecretValue, op: &SecretValue) -> SecretValue {
-    let block = |v: &SecretValue| -> Zeroizing<[u8; 16]> {
-        let mut b = Zeroizing::new([0u8; 16]);
-        // Both were validated as 32 hex digits.
-        let _ = hex::decode_to_slice(v.expose(), &mut b[..]);
-        b
-    };
-    let opc = crate::domain::milenage::opc_from_op(&block(ki), &block(op));
-    SecretValue::from_stored(Zeroizing::new(hex::encode(*opc)))
 }

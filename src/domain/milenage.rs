@@ -106,6 +106,18 @@ pub fn opc_from_op(k: &Block, op: &Block) -> Zeroizing<Block> {
     Zeroizing::new(xor(&encrypt(&cipher, op), op))
 }
 
+/// OPc from secret values of Ki and OP (both validated 32 hex digits), as a secret value.
+pub fn opc_value(ki: &super::SecretValue, op: &super::SecretValue) -> super::SecretValue {
+    let block = |v: &super::SecretValue| -> Zeroizing<Block> {
+        let mut b = Zeroizing::new([0u8; 16]);
+        // Validated on the way in; a malformed value yields zeros, never a panic.
+        let _ = hex::decode_to_slice(v.expose(), &mut b[..]);
+        b
+    };
+    let opc = opc_from_op(&block(ki), &block(op));
+    super::SecretValue::from_stored(Zeroizing::new(hex::encode(*opc)))
+}
+
 impl Milenage {
     pub fn new(k: &Block, opc: &Block) -> Self {
         let mut key = Array::from(*k);

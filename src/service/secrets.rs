@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services, Target};
 use crate::domain::sim::SecretChanges;
-use crate::domain::{Principal, SecretField, SecretValue, Sim};
+use crate::domain::{Principal, SecretField, SecretValue, Sim, ValidationErrors};
 use crate::policy::{Action, Context};
 use crate::store::Tx;
 use crate::store::keys::{self, DekRow, TenantKeyRow};
@@ -164,10 +164,25 @@ impl Services {
         &self,
         principal: &Principal,
         key: &SimKey,
-        changes: SecretChanges,
+        mut changes: SecretChanges,
+        op: Option<SecretValue>,
     ) -> ServiceResult<Sim> {
         let (mut tx, mut sim, decision) =
             self.lock_sim(principal, key, Action::WriteSecrets).await?;
+        if let Some(op) = op {
+            // OPc from OP and the SIM's stored Ki; OP itself is never stored.
+            let Some(ki) = self.open_secret_in(&mut tx, &sim, SecretField::Ki).await? else {
+                return Err(ValidationErrors::single_pointer(
+                    "/op",
+                    "this SIM has no Ki: give ki with op",
+                )
+                .into());
+            };
+            changes.push((
+                SecretField::Opc,
+                Some(crate::domain::milenage::opc_value(&ki, &op)),
+            ));
+        }
         if changes
             .iter()
             .any(|(f, _)| crate::domain::pin::blocked_for_good(&sim.counters, *f))
