@@ -14,6 +14,7 @@ pub mod task;
 pub mod tenant;
 pub mod usage;
 pub mod validation;
+pub mod webhook_target;
 
 pub use identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msisdn};
 pub use principal::{AuthMethod, Origin, Principal, Role};
