@@ -66,14 +66,13 @@ pub struct VectorsView {
 }
 
 fn hex_bytes<const N: usize>(v: Option<&Value>, at: &str, errs: &mut ValidationErrors) -> [u8; N] {
-    let mut out = [0u8; N];
-    let ok = v
+    let parsed = v
         .and_then(Value::as_str)
-        .is_some_and(|s| s.len() == 2 * N && hex::decode_to_slice(s, &mut out).is_ok());
-    if !ok {
+        .and_then(crate::domain::validation::hex_array::<N>);
+    if parsed.is_none() {
         errs.pointer(at, format!("must be {} hexadecimal digits", 2 * N));
     }
-    out
+    parsed.unwrap_or([0; N])
 }
 
 /// Authentication vectors (role `auc`, mTLS only). Each RAND is fresh from a CSPRNG; each

@@ -239,33 +239,11 @@ impl CreateSimBody {
         let pin_max = counter_max("pin_max", &self.pin_max, 3);
         let puk_max = counter_max("puk_max", &self.puk_max, 10);
         let mut auth = crate::domain::sqn::AuthData::default();
-        let mut hex_field = |name: &str, v: &Option<Value>, digits: usize| -> Option<Vec<u8>> {
-            match v {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) if s.len() == digits => match hex::decode(s) {
-                    Ok(b) => Some(b),
-                    Err(_) => {
-                        errs.pointer(
-                            format!("/{name}"),
-                            format!("must be {digits} hexadecimal digits"),
-                        );
-                        None
-                    }
-                },
-                Some(_) => {
-                    errs.pointer(
-                        format!("/{name}"),
-                        format!("must be {digits} hexadecimal digits"),
-                    );
-                    None
-                }
-            }
-        };
-        if let Some(b) = hex_field("amf", &self.amf, 4) {
-            auth.amf = [b[0], b[1]];
+        if let Some(amf) = optional_hex::<2>("amf", &self.amf, &mut errs) {
+            auth.amf = amf;
         }
-        if let Some(b) = hex_field("sqn", &self.sqn, 12) {
-            auth.sqn = crate::domain::sqn::from_bytes(&[b[0], b[1], b[2], b[3], b[4], b[5]]);
+        if let Some(sqn) = optional_hex::<6>("sqn", &self.sqn, &mut errs) {
+            auth.sqn = crate::domain::sqn::from_bytes(&sqn);
         }
         match &self.ind_bitlen {
             None | Some(Value::Null) => {}
@@ -301,6 +279,29 @@ impl CreateSimBody {
             auth,
             secrets,
         })
+    }
+}
+
+/// An optional field of exactly `2 * N` hex digits; missing or null is `None`.
+fn optional_hex<const N: usize>(
+    name: &str,
+    v: &Option<Value>,
+    errs: &mut ValidationErrors,
+) -> Option<[u8; N]> {
+    match v {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let parsed = v
+                .as_str()
+                .and_then(crate::domain::validation::hex_array::<N>);
+            if parsed.is_none() {
+                errs.pointer(
+                    format!("/{name}"),
+                    format!("must be {} hexadecimal digits", 2 * N),
+                );
+            }
+            parsed
+        }
     }
 }
 

@@ -106,14 +106,17 @@ pub fn opc_from_op(k: &Block, op: &Block) -> Zeroizing<Block> {
     Zeroizing::new(xor(&encrypt(&cipher, op), op))
 }
 
+/// A 128-bit key (Ki, OPc, OP) from its stored form, 32 hex digits; `None` if malformed.
+pub fn key_block(v: &super::SecretValue) -> Option<Zeroizing<Block>> {
+    let mut b = Zeroizing::new([0u8; 16]);
+    hex::decode_to_slice(v.expose(), &mut b[..]).ok()?;
+    Some(b)
+}
+
 /// OPc from secret values of Ki and OP (both validated 32 hex digits), as a secret value.
 pub fn opc_value(ki: &super::SecretValue, op: &super::SecretValue) -> super::SecretValue {
-    let block = |v: &super::SecretValue| -> Zeroizing<Block> {
-        let mut b = Zeroizing::new([0u8; 16]);
-        // Validated on the way in; a malformed value yields zeros, never a panic.
-        let _ = hex::decode_to_slice(v.expose(), &mut b[..]);
-        b
-    };
+    // Validated on the way in; a malformed value yields zeros, never a panic.
+    let block = |v| key_block(v).unwrap_or_else(|| Zeroizing::new([0; 16]));
     let opc = opc_from_op(&block(ki), &block(op));
     super::SecretValue::from_stored(Zeroizing::new(hex::encode(*opc)))
 }

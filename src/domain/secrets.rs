@@ -292,6 +292,17 @@ impl RetryCounters {
         }
     }
 
+    /// Attempts left for a PIN or PUK (`None` when it is not set or not a PIN/PUK).
+    pub fn remaining(&self, field: SecretField) -> Option<i64> {
+        match field {
+            SecretField::Pin1 => self.pin1,
+            SecretField::Pin2 => self.pin2,
+            SecretField::Puk1 => self.puk1,
+            SecretField::Puk2 => self.puk2,
+            _ => None,
+        }
+    }
+
     /// `(name, remaining)` for each PIN/PUK that is set.
     pub fn status(&self) -> Vec<(&'static str, i64)> {
         [

@@ -96,3 +96,9 @@ pub fn reason(text: &str) -> Result<String, String> {
     }
     Ok(text.to_owned())
 }
+
+/// Exactly `2 * N` hexadecimal digits (either case) as bytes.
+pub fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    (s.len() == 2 * N && hex::decode_to_slice(s, &mut out).is_ok()).then_some(out)
+}

@@ -8,7 +8,7 @@ use zeroize::Zeroizing;
 
 use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services};
-use crate::domain::milenage::{Block, Milenage};
+use crate::domain::milenage::{self, Block, Milenage};
 use crate::domain::{Principal, SecretField, SimState, kdf, sqn};
 use crate::policy::Action;
 use crate::store::sims::{self as repo, SimKey};
@@ -52,10 +52,8 @@ impl std::fmt::Debug for AuthVector {
 
 /// A 16-byte key from its stored hex form.
 fn key_block(v: &crate::domain::SecretValue) -> ServiceResult<Zeroizing<Block>> {
-    let mut b = Zeroizing::new([0u8; 16]);
-    hex::decode_to_slice(v.expose(), &mut b[..])
-        .map_err(|_| ServiceError::Internal("a stored key is not 32 hex digits".into()))?;
-    Ok(b)
+    milenage::key_block(v)
+        .ok_or_else(|| ServiceError::Internal("a stored key is not 32 hex digits".into()))
 }
 
 impl Services {

@@ -354,11 +354,9 @@ pub async fn chains(db: &Db) -> ServiceResult<Vec<String>> {
 /// do this at once: a position already signed keeps its first checkpoint.
 pub async fn checkpoint_all(db: &Db, signer: &Signer, now: i64) -> ServiceResult<usize> {
     let mut signed = 0;
-    for (chain, seq, hash) in audit::heads(db).await? {
-        if audit::last_checkpoint(db, &chain).await? < seq {
-            audit::insert_checkpoint(db, &signer.sign(&chain, seq, &hash, now)).await?;
-            signed += 1;
-        }
+    for (chain, seq, hash) in audit::unsigned_heads(db).await? {
+        audit::insert_checkpoint(db, &signer.sign(&chain, seq, &hash, now)).await?;
+        signed += 1;
     }
     Ok(signed)
 }

@@ -20,20 +20,20 @@ impl Services {
             .ok_or(ServiceError::NotFound)?;
         let fields = [SecretField::ActivationCode];
         let resource = super::sims::sim_resource(&sim);
-        let decision =
-            match self.decide(principal, Action::ReadEsim, &resource, &Context::default())? {
-                Ok(d) => d,
-                Err(refusal) => {
-                    let target = Target {
-                        sim: Some(&sim),
-                        fields: &fields,
-                        reason: None,
-                    };
-                    return Err(self
-                        .refuse(principal, Action::ReadEsim, refusal, target)
-                        .await);
-                }
-            };
+        let target = Target {
+            sim: Some(&sim),
+            fields: &fields,
+            reason: None,
+        };
+        let decision = self
+            .authorize(
+                principal,
+                Action::ReadEsim,
+                &resource,
+                &Context::default(),
+                target,
+            )
+            .await?;
         let code = if sim.sim_type == SimType::Esim {
             self.open_stored(&sim, stored, &fields)
                 .await?

@@ -181,10 +181,8 @@ impl Services {
             if let Some(event) = event {
                 let counters = serde_json::json!({
                     "pin_type": change.pin_type.as_str(),
-                    "pin_remaining_attempts": sim.counters.status().iter()
-                        .find(|(n, _)| *n == pin_field.as_str()).map(|(_, v)| *v),
-                    "puk_remaining_attempts": sim.counters.status().iter()
-                        .find(|(n, _)| *n == puk_field.as_str()).map(|(_, v)| *v),
+                    "pin_remaining_attempts": sim.counters.remaining(pin_field),
+                    "puk_remaining_attempts": sim.counters.remaining(puk_field),
                 });
                 self.emit(&mut tx, &sim, event, counters).await?;
             }

@@ -30,7 +30,18 @@ impl Services {
         if let Some(kek) = self.keyring.cached_kek(tenant, version) {
             return Ok(kek);
         }
-        let row = keys::kek(&self.db, tenant, version).await?.ok_or_else(|| {
+        let row = keys::kek(&self.db, tenant, version).await?;
+        self.open_kek_row(tenant, version, row)
+    }
+
+    /// Opens (and caches) a KEK version read from the store.
+    fn open_kek_row(
+        &self,
+        tenant: &str,
+        version: i64,
+        row: Option<TenantKeyRow>,
+    ) -> ServiceResult<Arc<Key>> {
+        let row = row.ok_or_else(|| {
             ServiceError::Internal(format!("tenant key version {version} is missing"))
         })?;
         Ok(self
@@ -85,12 +96,8 @@ impl Services {
         if let Some(kek) = self.keyring.cached_kek(tenant, version) {
             return Ok(kek);
         }
-        let row = keys::kek_in(tx, tenant, version).await?.ok_or_else(|| {
-            ServiceError::Internal(format!("tenant key version {version} is missing"))
-        })?;
-        Ok(self
-            .keyring
-            .open_kek(tenant, version, row.format, &row.wrapped_key)?)
+        let row = keys::kek_in(tx, tenant, version).await?;
+        self.open_kek_row(tenant, version, row)
     }
 
     /// Before wrapping a new KEK: is our root key still the database's? (After a root-key
@@ -232,20 +239,16 @@ impl Services {
                 reason_given: reason.is_some(),
                 secret_field: Some(*field),
             };
-            match self.decide(principal, Action::ReadSecret, &resource, &context)? {
-                Ok(decision) => policy_ids.extend(decision.policy_ids),
-                Err(refusal) => {
-                    // Refused whole, and recorded with every field asked for.
-                    let target = Target {
-                        sim: Some(&sim),
-                        fields,
-                        reason,
-                    };
-                    return Err(self
-                        .refuse(principal, Action::ReadSecret, refusal, target)
-                        .await);
-                }
-            }
+            // Refused whole, and recorded with every field asked for.
+            let target = Target {
+                sim: Some(&sim),
+                fields,
+                reason,
+            };
+            let decision = self
+                .authorize(principal, Action::ReadSecret, &resource, &context, target)
+                .await?;
+            policy_ids.extend(decision.policy_ids);
         }
         policy_ids.sort();
         policy_ids.dedup();

@@ -21,16 +21,14 @@ impl Services {
             .await?
             .ok_or(ServiceError::NotFound)?;
         let resource = super::sims::sim_resource(&sim);
-        if let Err(refusal) = self.decide(
+        self.authorize(
             principal,
             Action::RefreshSim,
             &resource,
             &Context::default(),
-        )? {
-            return Err(self
-                .refuse(principal, Action::RefreshSim, refusal, Target::sim(&sim))
-                .await);
-        }
+            Target::sim(&sim),
+        )
+        .await?;
         let upstream = self.upstream.as_ref().ok_or_else(|| {
             ServiceError::Conflict(
                 "no upstream system is configured (SIMVAULT_UPSTREAM_URL)".into(),

@@ -230,12 +230,12 @@ pub async fn checkpoints(
         .await)?)
 }
 
-/// The position of a tenant's latest checkpoint (0 when it has none).
-pub async fn last_checkpoint(db: &Db, tenant: &str) -> StoreResult<i64> {
-    let seq: Option<i64> = on_pool!(db, p => sqlx::query_scalar(
-        "SELECT MAX(seq) FROM audit_checkpoints WHERE tenant_id = $1")
-        .bind(tenant)
-        .fetch_one(p)
-        .await)?;
-    Ok(seq.unwrap_or(0))
+/// The heads of chains that moved since their latest checkpoint: `(tenant, seq, hash)`.
+pub async fn unsigned_heads(db: &Db) -> StoreResult<Vec<(String, i64, String)>> {
+    Ok(on_pool!(db, p => sqlx::query_as(
+        "SELECT h.tenant_id, h.seq, h.hash FROM audit_heads h WHERE h.seq > COALESCE(\
+         (SELECT MAX(c.seq) FROM audit_checkpoints c WHERE c.tenant_id = h.tenant_id), 0) \
+         ORDER BY h.tenant_id")
+        .fetch_all(p)
+        .await)?)
 }

@@ -56,20 +56,22 @@ pub async fn active_kek(tx: &mut Tx, tenant: &str) -> StoreResult<Option<TenantK
     Ok(on_tx!(tx, c => sqlx::query_as(sql).bind(tenant).fetch_optional(&mut *c).await)?)
 }
 
+fn kek_sql() -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version = $2"
+    ))
+}
+
 /// One KEK version of a tenant.
 pub async fn kek(db: &Db, tenant: &str, version: i64) -> StoreResult<Option<TenantKeyRow>> {
-    let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version = $2"
-    ));
+    let sql = kek_sql();
     Ok(on_pool!(db, p => sqlx::query_as(sql).bind(tenant).bind(version).fetch_optional(p).await)?)
 }
 
 /// One KEK version of a tenant, read inside `tx` (a transaction holding locks must not wait
 /// for a second pooled connection: under load that deadlocks against the pool).
 pub async fn kek_in(tx: &mut Tx, tenant: &str, version: i64) -> StoreResult<Option<TenantKeyRow>> {
-    let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version = $2"
-    ));
+    let sql = kek_sql();
     Ok(
         on_tx!(tx, c => sqlx::query_as(sql).bind(tenant).bind(version).fetch_optional(&mut *c).await)?,
     )
