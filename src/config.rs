@@ -50,6 +50,8 @@ pub struct Config {
     pub upstream: Option<crate::upstream::HttpSettings>,
     /// The background sync of every SIM from upstream (interval 0: off).
     pub sync: crate::service::sync::SyncSettings,
+    /// Webhook delivery.
+    pub webhooks: crate::service::webhooks::WebhookSettings,
 }
 
 /// The audit log's signed checkpoints.
@@ -71,6 +73,9 @@ pub struct TaskSettings {
     pub lease: std::time::Duration,
     /// How often idle workers look for work (they are also woken when work is queued).
     pub poll: std::time::Duration,
+    /// Whether this replica works on bulk tasks (`SIMVAULT_BULK_WORKER=false` makes an
+    /// API-only replica; others do the work).
+    pub bulk_worker: bool,
 }
 
 impl Default for TaskSettings {
@@ -78,6 +83,7 @@ impl Default for TaskSettings {
         Self {
             lease: std::time::Duration::from_secs(30),
             poll: std::time::Duration::from_secs(5),
+            bulk_worker: true,
         }
     }
 }
@@ -198,6 +204,38 @@ impl Config {
                     },
                 ),
             },
+            webhooks: {
+                let ms = |name, default, range| {
+                    seconds(name, default, range).map(std::time::Duration::from_millis)
+                };
+                crate::service::webhooks::WebhookSettings {
+                    allow_insecure: match env("SIMVAULT_WEBHOOK_ALLOW_INSECURE").as_deref() {
+                        None | Some("false") | Some("0") => false,
+                        Some("true") | Some("1") => true,
+                        Some(_) => {
+                            anyhow::bail!("SIMVAULT_WEBHOOK_ALLOW_INSECURE must be true or false")
+                        }
+                    },
+                    timeout: std::time::Duration::from_secs(seconds(
+                        "SIMVAULT_WEBHOOK_TIMEOUT_SECS",
+                        10,
+                        1..=120,
+                    )?),
+                    retry_base: ms("SIMVAULT_WEBHOOK_RETRY_BASE_MS", 10_000, 10..=3_600_000)?,
+                    give_up_after: std::time::Duration::from_secs(seconds(
+                        "SIMVAULT_WEBHOOK_GIVE_UP_SECS",
+                        86_400,
+                        1..=604_800,
+                    )?),
+                    poll: ms("SIMVAULT_WEBHOOK_POLL_MS", 1_000, 10..=60_000)?,
+                    concurrency: usize::try_from(seconds(
+                        "SIMVAULT_WEBHOOK_CONCURRENCY",
+                        8,
+                        1..=256,
+                    )?)
+                    .unwrap_or(8),
+                }
+            },
             tasks: TaskSettings {
                 lease: match env("SIMVAULT_TASK_LEASE_SECS") {
                     None => TaskSettings::default().lease,
@@ -207,6 +245,11 @@ impl Config {
                             .filter(|s| (1..=3600).contains(s))
                             .context("SIMVAULT_TASK_LEASE_SECS must be 1 to 3600 seconds")?,
                     ),
+                },
+                bulk_worker: match env("SIMVAULT_BULK_WORKER").as_deref() {
+                    None | Some("true") | Some("1") => true,
+                    Some("false") | Some("0") => false,
+                    Some(_) => anyhow::bail!("SIMVAULT_BULK_WORKER must be true or false"),
                 },
                 ..TaskSettings::default()
             },

@@ -115,6 +115,7 @@ pub fn services(
         clock,
         settings: Settings {
             iccid_luhn: config.iccid_luhn,
+            webhooks: config.webhooks,
         },
         keyring,
         tasks_ready: Arc::new(tokio::sync::Notify::new()),
@@ -197,8 +198,11 @@ impl Application {
             );
             let sync =
                 crate::service::sync::worker(services.clone(), config.sync, workers_stop.clone());
+            let bulk =
+                crate::service::bulk::worker(services.clone(), config.tasks, workers_stop.clone());
+            let webhooks = crate::service::webhooks::worker(services.clone(), workers_stop.clone());
             async move {
-                tokio::join!(tasks, checkpoints, sync);
+                tokio::join!(tasks, checkpoints, sync, bulk, webhooks);
             }
         });
         let (stop, stopped) = oneshot::channel::<()>();

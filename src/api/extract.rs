@@ -179,35 +179,45 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         // Straight into `T`: secret fields must never pass through a `serde_json::Value`.
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let parsed = T::deserialize(&mut de).and_then(|t| de.end().map(|()| t));
-        parsed.map(ApiJson).map_err(|e| match e.classify() {
-            serde_json::error::Category::Syntax
-            | serde_json::error::Category::Eof
-            | serde_json::error::Category::Io => ApiError::Malformed(format!(
-                "the body is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            )),
-            serde_json::error::Category::Data => {
-                // serde names an unknown field as: unknown field `name`, expected one of …
-                // Nothing else of its message is repeated: it may quote a value.
-                let msg = e.to_string();
-                let field = msg
-                    .strip_prefix("unknown field `")
-                    .and_then(|rest| rest.split('`').next());
-                match field {
-                    Some(name) => ValidationErrors::single_pointer(
-                        format!("/{}", crate::domain::validation::pointer_token(name)),
-                        "unknown field",
-                    )
-                    .into(),
-                    None => ValidationErrors::single_pointer(
-                        "",
-                        "the body must be a JSON object of the documented fields",
-                    )
-                    .into(),
-                }
-            }
-        })
+        parsed.map(ApiJson).map_err(json_error)
+    }
+}
+
+/// A serde_json error as an answer: syntax errors are `malformed-request`; data errors name
+/// the unknown field, if that is what it is, and nothing else of serde's message (it may
+/// quote a value).
+pub fn json_error(e: serde_json::Error) -> ApiError {
+    match e.classify() {
+        serde_json::error::Category::Syntax
+        | serde_json::error::Category::Eof
+        | serde_json::error::Category::Io => ApiError::Malformed(format!(
+            "the body is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )),
+        serde_json::error::Category::Data => data_error(&e, "").into(),
+    }
+}
+
+/// A data error of the object at `prefix` (a JSON pointer) as a validation error.
+pub fn data_error(e: &serde_json::Error, prefix: &str) -> ValidationErrors {
+    // serde names an unknown field as: unknown field `name`, expected one of …
+    let msg = e.to_string();
+    let field = msg
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next());
+    match field {
+        Some(name) => ValidationErrors::single_pointer(
+            format!(
+                "{prefix}/{}",
+                crate::domain::validation::pointer_token(name)
+            ),
+            "unknown field",
+        ),
+        None => ValidationErrors::single_pointer(
+            prefix,
+            "must be a JSON object of the documented fields",
+        ),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auc;
 pub mod audit;
+pub mod bulk;
 pub mod error;
 pub mod extract;
 mod fields;
@@ -14,6 +15,7 @@ pub mod pins;
 pub mod plans;
 pub mod secrets;
 pub mod sims;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -58,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(audit::router())
         .merge(plans::router())
+        .merge(bulk::router())
+        .merge(webhooks::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -58,9 +58,8 @@ pub struct SimView {
     pub compatibility_zones: Vec<String>,
     pub is_attached: bool,
     pub esim_profile_state: Option<String>,
-    /// The link made by bulk provisioning, if any.
-    #[schema(value_type = Option<Object>)]
-    pub link: Option<Value>,
+    /// The link made by bulk provisioning, if any: `{id, name, plan_ids}`.
+    pub link: Option<super::bulk::LinkRef>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, Value>,
     /// Names of the secret fields that are set (never their values).
@@ -100,7 +99,7 @@ impl From<Sim> for SimView {
             compatibility_zones: s.compatibility_zones.into_iter().collect(),
             is_attached: s.is_attached,
             esim_profile_state: s.esim_profile_state,
-            link: None,
+            link: s.link.map(super::bulk::LinkRef::from),
             metadata: s.metadata,
             secrets_present: s.secret_fields.iter().map(|f| f.as_str().to_owned()).collect(),
             pin_status: s
@@ -280,6 +279,20 @@ impl CreateSimBody {
             secrets,
         })
     }
+}
+
+/// One SIM of a batch (an import row, as JSON text): parsed and validated like a
+/// `POST /v1/sims` body; every problem is reported, with pointers into the row.
+pub fn parse_sim_row(text: &[u8], luhn: LuhnPolicy) -> Result<NewSim, ValidationErrors> {
+    use serde::Deserialize as _;
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let body = CreateSimBody::deserialize(&mut de)
+        .and_then(|b| de.end().map(|()| b))
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => super::extract::data_error(&e, ""),
+            _ => ValidationErrors::single_pointer("", "not valid JSON"),
+        })?;
+    body.parse(luhn)
 }
 
 /// An optional field of exactly `2 * N` hex digits; missing or null is `None`.

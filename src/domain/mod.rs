@@ -1,9 +1,11 @@
 //! Pure domain code: identifiers, the SIM aggregate and its rules, tenants and plans.
 //! No I/O and no dependency on any other module of this crate.
 
+pub mod eki;
 pub mod esim;
 pub mod identifiers;
 pub mod kdf;
+pub mod link;
 pub mod milenage;
 pub mod pin;
 pub mod principal;
@@ -17,6 +19,7 @@ pub mod validation;
 pub mod webhook_target;
 
 pub use identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msisdn};
+pub use link::Link;
 pub use principal::{AuthMethod, Origin, Principal, Role};
 pub use secrets::{RetryCounters, SecretField, SecretValue};
 pub use sim::{NewSim, Sim, SimPatch, SimState, SimType};

@@ -58,10 +58,18 @@ pub enum Action {
     RefreshSim,
     /// Compute authentication vectors from the SIM's Ki and OPc (the HSS/UDM).
     AuthVectors,
+    /// Queue a batch of SIMs (with secrets) for creation.
+    ImportSims,
+    /// Bind SIMs to named links (and plans) in bulk.
+    ProvisionLinks,
+    /// See links.
+    ReadLinks,
+    /// Create, list and delete webhooks and see their deliveries.
+    ManageWebhooks,
 }
 
 impl Action {
-    pub const ALL: [Action; 20] = [
+    pub const ALL: [Action; 24] = [
         Action::CreateSim,
         Action::ReadSim,
         Action::ListSims,
@@ -82,6 +90,10 @@ impl Action {
         Action::ReadEsim,
         Action::RefreshSim,
         Action::AuthVectors,
+        Action::ImportSims,
+        Action::ProvisionLinks,
+        Action::ReadLinks,
+        Action::ManageWebhooks,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +118,10 @@ impl Action {
             Action::ReadEsim => "esim.read",
             Action::RefreshSim => "sim.refresh",
             Action::AuthVectors => "auth.vectors",
+            Action::ImportSims => "sim.import",
+            Action::ProvisionLinks => "link.provision",
+            Action::ReadLinks => "link.read",
+            Action::ManageWebhooks => "webhook.manage",
         }
     }
 }

@@ -69,6 +69,24 @@ impl Services {
         append(tx, record(principal, event, self.clock.now())).await
     }
 
+    /// Appends records of one principal's tenant chain, in order, inside `tx`.
+    pub(super) async fn audit_all_in(
+        &self,
+        tx: &mut Tx,
+        principal: &Principal,
+        events: Vec<Event<'_>>,
+    ) -> ServiceResult<()> {
+        let now = self.clock.now();
+        append_chain(
+            tx,
+            events
+                .into_iter()
+                .map(|e| record(principal, e, now))
+                .collect(),
+        )
+        .await
+    }
+
     /// Appends a record in a transaction shared with other requests' records (group commit:
     /// one durable commit for many) and returns once it is durable. Must not be called while
     /// holding a write transaction (SQLite has one write connection).

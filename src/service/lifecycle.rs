@@ -31,6 +31,8 @@ impl Services {
             self.lock_sim(principal, key, Action::ChangeState).await?;
         let from = sim.state;
         if from == to {
+            drop(tx);
+            self.attach_links(std::slice::from_mut(&mut sim)).await?;
             return Ok(StateChange {
                 sim,
                 previous: from,
@@ -49,6 +51,7 @@ impl Services {
         self.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, from = from.as_str(), to = to.as_str(), "state changed");
+        self.attach_links(std::slice::from_mut(&mut sim)).await?;
         Ok(StateChange {
             sim,
             previous: from,

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auc;
 pub mod audit;
+pub mod bulk;
 pub mod esim;
 pub mod lifecycle;
 pub mod pins;
@@ -12,6 +13,7 @@ pub mod rotation;
 pub mod secrets;
 pub mod sims;
 pub mod sync;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -100,6 +102,7 @@ fn conflict(message: &str) -> impl FnOnce(StoreError) -> ServiceError + '_ {
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub iccid_luhn: LuhnPolicy,
+    pub webhooks: webhooks::WebhookSettings,
 }
 
 /// Everything the use cases need, shared by all requests.

@@ -96,6 +96,8 @@ impl Services {
             error: None,
             created_at: now,
             updated_at: now,
+            kek_version: None,
+            wrapped_key: None,
         };
         tasks::insert(&mut tx, &task).await?;
         let event = Event {
@@ -109,7 +111,7 @@ impl Services {
         };
         self.audit_in(&mut tx, actor, event).await?;
         tx.commit().await?;
-        self.tasks_ready.notify_one();
+        self.tasks_ready.notify_waiters();
         tracing::info!(tenant, version, task_id = %task.id, "key rotation started");
         Task::try_from(task)
     }
@@ -317,13 +319,17 @@ pub async fn worker(
         if *stop.borrow() {
             return;
         }
+        // Registered before looking for work, so a task queued meanwhile is not missed.
+        let queued = services.tasks_ready.notified();
+        tokio::pin!(queued);
+        queued.as_mut().enable();
         match services.run_rotation(&owner, lease, &stop).await {
             Ok(Some(_)) => continue,
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "task worker error"),
         }
         tokio::select! {
-            () = services.tasks_ready.notified() => {}
+            () = queued => {}
             () = tokio::time::sleep(poll) => {}
             _ = stop.changed() => {}
         }

@@ -2,7 +2,7 @@
 
 use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult, Services, Target, conflict};
-use crate::domain::sim::SimListQuery;
+use crate::domain::sim::{SecretChanges, SimListQuery};
 use crate::domain::{
     NewSim, Principal, SecretField, Sim, SimPatch, SimState, Timestamp, ValidationErrors,
 };
@@ -26,52 +26,18 @@ impl Services {
             decision.policy_ids.extend(writes.policy_ids);
             decision.policy_ids.sort();
         }
-        let now = self.clock.now();
-        let mut sim = Sim {
-            id: uuid::Uuid::new_v4(),
-            tenant_id: principal.tenant.as_str().to_owned(),
-            iccid: new.iccid,
-            imsi: new.imsi,
-            msisdn: new.msisdn,
-            imei: new.imei,
-            eid: new.eid,
-            sim_type: new.sim_type,
-            state: SimState::Inventory,
-            state_reason: None,
-            carrier_status: new.carrier_status,
-            vendor: new.vendor,
-            tags: new.tags,
-            group_id: new.group_id,
-            device_id: new.device_id,
-            compatibility_zones: new.compatibility_zones,
-            is_attached: false,
-            esim_profile_state: None,
-            metadata: new.metadata,
-            created_at: now,
-            updated_at: now,
-            last_synced_at: None,
-            deleted_at: None,
-            secret_fields: Default::default(),
-            counters: crate::domain::RetryCounters {
-                pin_max: new.pin_max,
-                puk_max: new.puk_max,
-                ..Default::default()
-            },
-            consumed_data: None,
-            data_limit: None,
-            auth: new.auth,
-        };
+        let (mut sim, secrets) = new_sim(principal.tenant.as_str(), new, self.clock.now());
         let mut tx = self.db.begin().await?;
         repo::insert(&mut tx, &sim)
             .await
             .map_err(conflict("a SIM with this ICCID already exists"))?;
-        if !new.secrets.is_empty() {
-            self.apply_secrets(&mut tx, &mut sim, &new.secrets).await?;
+        if !secrets.is_empty() {
+            self.apply_secrets(&mut tx, &mut sim, &secrets).await?;
             repo::update(&mut tx, &sim).await?;
         }
         self.emit(&mut tx, &sim, "sim.created", serde_json::json!({}))
             .await?;
-        let fields: Vec<SecretField> = new.secrets.iter().map(|(f, _)| *f).collect();
+        let fields: Vec<SecretField> = secrets.iter().map(|(f, _)| *f).collect();
         self.audit_in(
             &mut tx,
             principal,
@@ -84,7 +50,7 @@ impl Services {
     }
 
     pub async fn get_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Sim> {
-        let sim = repo::get(&self.db, principal.tenant.as_str(), key)
+        let mut sim = repo::get(&self.db, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.authorize(
@@ -95,6 +61,7 @@ impl Services {
             Target::sim(&sim),
         )
         .await?;
+        self.attach_links(std::slice::from_mut(&mut sim)).await?;
         Ok(sim)
     }
 
@@ -124,7 +91,8 @@ impl Services {
             }
             query.compatibility_zones = plan.compatibility_zones.into_iter().collect();
         }
-        let (items, total) = repo::list(&self.db, tenant, &query).await?;
+        let (mut items, total) = repo::list(&self.db, tenant, &query).await?;
+        self.attach_links(&mut items).await?;
         Ok(Page {
             items,
             total,
@@ -150,6 +118,7 @@ impl Services {
         )
         .await?;
         tx.commit().await?;
+        self.attach_links(std::slice::from_mut(&mut sim)).await?;
         Ok(sim)
     }
 
@@ -219,6 +188,46 @@ impl Services {
             }
         }
     }
+}
+
+/// A new SIM of `tenant` in `inventory`, and the secrets to store with it.
+pub(super) fn new_sim(tenant: &str, new: NewSim, now: Timestamp) -> (Sim, SecretChanges) {
+    let sim = Sim {
+        id: uuid::Uuid::new_v4(),
+        tenant_id: tenant.to_owned(),
+        iccid: new.iccid,
+        imsi: new.imsi,
+        msisdn: new.msisdn,
+        imei: new.imei,
+        eid: new.eid,
+        sim_type: new.sim_type,
+        state: SimState::Inventory,
+        state_reason: None,
+        carrier_status: new.carrier_status,
+        vendor: new.vendor,
+        tags: new.tags,
+        group_id: new.group_id,
+        device_id: new.device_id,
+        compatibility_zones: new.compatibility_zones,
+        is_attached: false,
+        esim_profile_state: None,
+        metadata: new.metadata,
+        created_at: now,
+        updated_at: now,
+        last_synced_at: None,
+        deleted_at: None,
+        secret_fields: Default::default(),
+        link: None,
+        counters: crate::domain::RetryCounters {
+            pin_max: new.pin_max,
+            puk_max: new.puk_max,
+            ..Default::default()
+        },
+        consumed_data: None,
+        data_limit: None,
+        auth: new.auth,
+    };
+    (sim, new.secrets)
 }
 
 pub(super) fn sim_resource(sim: &Sim) -> Resource<'_> {

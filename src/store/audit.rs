@@ -38,24 +38,19 @@ pub async fn lock_head(tx: &mut Tx, tenant: &str) -> StoreResult<(i64, String)> 
 }
 
 /// Appends linked records of one chain (in order, following its locked head) and moves the
-/// head to the last: one multi-row INSERT and one head update, however many records.
+/// head to the last: multi-row INSERTs of up to 1,000 records and one head update.
 pub async fn append(tx: &mut Tx, rows: &[AuditRow]) -> StoreResult<()> {
     let Some(last) = rows.last() else {
         return Ok(());
     };
-    let placeholders: Vec<String> = (0..rows.len())
-        .map(|i| {
-            let cols: Vec<String> = (1..=12).map(|c| format!("${}", i * 12 + c)).collect();
-            format!("({})", cols.join(", "))
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO audit_events ({COLUMNS}) VALUES {}",
-        placeholders.join(", ")
-    );
-    on_tx!(tx, c => {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-        for row in rows {
+    for chunk in rows.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO audit_events ({COLUMNS}) VALUES {}",
+            super::placeholders(chunk.len(), 12)
+        );
+        on_tx!(tx, c => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for row in chunk {
             q = q
                 .bind(&row.tenant_id)
                 .bind(row.seq)
@@ -70,15 +65,16 @@ pub async fn append(tx: &mut Tx, rows: &[AuditRow]) -> StoreResult<()> {
                 .bind(&row.prev_hash)
                 .bind(&row.hash);
         }
-        q.execute(&mut *c).await?;
-        sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant_id = $1")
-            .bind(&last.tenant_id)
-            .bind(last.seq)
-            .bind(&last.hash)
-            .execute(&mut *c)
-            .await
-            .map(|_| ())
-    })?;
+            q.execute(&mut *c).await.map(|_| ())
+        })?;
+    }
+    on_tx!(tx, c => sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant_id = $1")
+        .bind(&last.tenant_id)
+        .bind(last.seq)
+        .bind(&last.hash)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
     Ok(())
 }
 

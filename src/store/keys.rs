@@ -142,6 +142,75 @@ pub async fn insert_dek(
     .map_err(StoreError::from_write)
 }
 
+/// Inserts the DEKs of new SIMs of one tenant: `(sim id, wrapped DEK)`.
+pub async fn insert_deks(
+    tx: &mut Tx,
+    tenant: &str,
+    deks: &[(String, DekRow)],
+    now: i64,
+) -> StoreResult<()> {
+    for chunk in deks.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO sim_deks (sim_id, tenant_id, kek_version, format, wrapped_dek, created_at, updated_at) \
+             VALUES {}",
+            super::placeholders(chunk.len(), 7)
+        );
+        on_tx!(tx, c => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for (sim_id, row) in chunk {
+                q = q
+                    .bind(sim_id)
+                    .bind(tenant)
+                    .bind(row.kek_version)
+                    .bind(row.format)
+                    .bind(&row.wrapped_dek)
+                    .bind(now)
+                    .bind(now);
+            }
+            q.execute(&mut *c).await.map(|_| ())
+        })
+        .map_err(StoreError::from_write)?;
+    }
+    Ok(())
+}
+
+/// One sealed secret field of a new SIM.
+#[derive(Debug, Clone)]
+pub struct NewSecret {
+    pub sim_id: String,
+    pub field: &'static str,
+    pub ciphertext: Vec<u8>,
+}
+
+/// Inserts the sealed fields of new SIMs.
+pub async fn insert_secrets(
+    tx: &mut Tx,
+    secrets: &[NewSecret],
+    format: i64,
+    now: i64,
+) -> StoreResult<()> {
+    for chunk in secrets.chunks(2000) {
+        let sql = format!(
+            "INSERT INTO sim_secrets (sim_id, field, format, ciphertext, updated_at) VALUES {}",
+            super::placeholders(chunk.len(), 5)
+        );
+        on_tx!(tx, c => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for s in chunk {
+                q = q
+                    .bind(&s.sim_id)
+                    .bind(s.field)
+                    .bind(format)
+                    .bind(&s.ciphertext)
+                    .bind(now);
+            }
+            q.execute(&mut *c).await.map(|_| ())
+        })
+        .map_err(StoreError::from_write)?;
+    }
+    Ok(())
+}
+
 /// Writes one encrypted field (insert or replace).
 pub async fn put_secret(
     tx: &mut Tx,

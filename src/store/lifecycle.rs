@@ -70,18 +70,30 @@ pub struct EventRow {
 }
 
 pub async fn insert_event(tx: &mut Tx, e: &EventRow) -> StoreResult<()> {
-    on_tx!(tx, c => sqlx::query(
-        "INSERT INTO domain_events (id, tenant_id, event_type, sim_id, payload, occurred_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(&e.id)
-        .bind(&e.tenant_id)
-        .bind(&e.event_type)
-        .bind(&e.sim_id)
-        .bind(&e.payload)
-        .bind(e.occurred_at)
-        .execute(&mut *c)
-        .await
-        .map(|_| ()))?;
+    insert_events(tx, std::slice::from_ref(e)).await
+}
+
+/// Writes events to the outbox, in few statements.
+pub async fn insert_events(tx: &mut Tx, events: &[EventRow]) -> StoreResult<()> {
+    for chunk in events.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO domain_events (id, tenant_id, event_type, sim_id, payload, occurred_at) VALUES {}",
+            super::placeholders(chunk.len(), 6)
+        );
+        on_tx!(tx, c => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for e in chunk {
+                q = q
+                    .bind(&e.id)
+                    .bind(&e.tenant_id)
+                    .bind(&e.event_type)
+                    .bind(&e.sim_id)
+                    .bind(&e.payload)
+                    .bind(e.occurred_at);
+            }
+            q.execute(&mut *c).await.map(|_| ())
+        })?;
+    }
     Ok(())
 }
 

@@ -9,10 +9,12 @@ pub mod audit;
 pub mod identities;
 pub mod keys;
 pub mod lifecycle;
+pub mod links;
 pub mod plans;
 pub mod sims;
 pub mod tasks;
 pub mod tenants;
+pub mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -288,6 +290,26 @@ macro_rules! bind_all {
     }};
 }
 pub(crate) use bind_all;
+
+/// `($1, $2, …), (…), …`: placeholders for `rows` rows of `columns` values each.
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 1..=columns {
+            if c > 1 {
+                out.push_str(", ");
+            }
+            out.push('$');
+            out.push_str(&(r * columns + c).to_string());
+        }
+        out.push(')');
+    }
+    out
+}
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
 pub(crate) fn like_escape(s: &str) -> String {

@@ -125,6 +125,7 @@ impl TryFrom<SimRow> for Sim {
             updated_at: r.updated_at,
             last_synced_at: r.last_synced_at,
             deleted_at: r.deleted_at,
+            link: None,
             secret_fields: r
                 .secret_fields
                 .split(',')
@@ -238,6 +239,34 @@ pub async fn insert(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
         .map(|_| ()))
     .map_err(StoreError::from_write)?;
     Ok(())
+}
+
+/// Inserts many new SIMs in few statements; a SIM whose ICCID exists already (in any tenant,
+/// or earlier in `sims`) is skipped. Returns the ids of those inserted.
+pub async fn insert_many(tx: &mut Tx, sims: &[Sim]) -> StoreResult<Vec<String>> {
+    const CHUNK: usize = 400; // 36 values a row, well under both backends' bind limits
+    let mut inserted = Vec::with_capacity(sims.len());
+    for chunk in sims.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO sims (id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, \
+            state, state_reason, carrier_status, vendor, tags, group_id, device_id, compatibility_zones, \
+            is_attached, esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
+            secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, \
+            consumed_data, data_limit, consumed_mb, amf, sqn, ind_bitlen) VALUES {} \
+            ON CONFLICT DO NOTHING RETURNING id",
+            super::placeholders(chunk.len(), 36)
+        );
+        let ids: Vec<String> = on_tx!(tx, c => {
+            let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()));
+            for sim in chunk {
+                q = bind_sim!(q, sim);
+            }
+            q.fetch_all(&mut *c).await
+        })
+        .map_err(StoreError::from_write)?;
+        inserted.extend(ids);
+    }
+    Ok(inserted)
 }
 
 /// Writes back every field of an existing SIM; its id, tenant and ICCID never change.

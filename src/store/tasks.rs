@@ -18,15 +18,19 @@ pub struct TaskRow {
     pub error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// A bulk task's own data key (sealing import items), wrapped under this KEK version.
+    pub kek_version: Option<i64>,
+    pub wrapped_key: Option<Vec<u8>>,
 }
 
 const COLUMNS: &str = "id, tenant_id, type, status, params, total_items, completed_items, \
-    failed_items, error, created_at, updated_at";
+    failed_items, error, created_at, updated_at, kek_version, wrapped_key";
 
 pub async fn insert(tx: &mut Tx, task: &TaskRow) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO tasks (id, tenant_id, type, status, params, total_items, completed_items, \
-         failed_items, error, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+         failed_items, error, created_at, updated_at, kek_version, wrapped_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
         .bind(&task.id)
         .bind(&task.tenant_id)
         .bind(&task.kind)
@@ -38,6 +42,8 @@ pub async fn insert(tx: &mut Tx, task: &TaskRow) -> StoreResult<()> {
         .bind(&task.error)
         .bind(task.created_at)
         .bind(task.updated_at)
+        .bind(task.kek_version)
+        .bind(&task.wrapped_key)
         .execute(&mut *c)
         .await
         .map(|_| ()))?;
@@ -148,4 +154,293 @@ pub async fn release(db: &Db, id: &str, owner: &str) -> StoreResult<()> {
         .await
         .map(|_| ()))?;
     tx.commit().await
+}
+
+/// One unit of a bulk task.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ItemRow {
+    pub task_id: String,
+    /// Position in the request, from 1.
+    pub seq: i64,
+    /// The line of the source file (imports), if any.
+    pub line: Option<i64>,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    /// Sealed input (imports), cleared once the item is done.
+    pub input: Option<Vec<u8>>,
+    pub sim_id: Option<String>,
+    /// JSON text.
+    pub result: Option<String>,
+    pub error: Option<String>,
+}
+
+const ITEM_COLUMNS: &str = "task_id, seq, line, status, input, sim_id, result, error";
+
+/// Queues items (any number: written in chunks).
+pub async fn insert_items(tx: &mut Tx, items: &[ItemRow]) -> StoreResult<()> {
+    const CHUNK: usize = 1000;
+    for chunk in items.chunks(CHUNK) {
+        let sql = format!(
+            "INSERT INTO task_items ({ITEM_COLUMNS}) VALUES {}",
+            super::placeholders(chunk.len(), 8)
+        );
+        on_tx!(tx, c => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for i in chunk {
+                q = q
+                    .bind(&i.task_id)
+                    .bind(i.seq)
+                    .bind(i.line)
+                    .bind(&i.status)
+                    .bind(&i.input)
+                    .bind(&i.sim_id)
+                    .bind(&i.result)
+                    .bind(&i.error);
+            }
+            q.execute(&mut *c).await.map(|_| ())
+        })?;
+    }
+    Ok(())
+}
+
+/// The oldest unfinished task of one of `kinds` with items nobody holds a live lease on.
+pub async fn with_claimable_items(
+    db: &Db,
+    kinds: &[&str],
+    now: i64,
+) -> StoreResult<Option<TaskRow>> {
+    let mut b = super::SqlBuilder::default();
+    b.push("SELECT ")
+        .push(COLUMNS)
+        .push(" FROM tasks t WHERE t.status IN ('pending', 'running') AND t.type IN (");
+    for (i, kind) in kinds.iter().enumerate() {
+        if i > 0 {
+            b.push(", ");
+        }
+        b.bind_text(*kind);
+    }
+    b.push(
+        ") AND EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.status = 'pending' \
+         AND (i.lease_until IS NULL OR i.lease_until < ",
+    )
+    .bind(super::Bind::Int(now))
+    .push(")) ORDER BY t.created_at LIMIT 1");
+    let sql = sqlx::AssertSqlSafe(b.sql);
+    Ok(on_pool!(db, p => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_optional(p).await)?)
+}
+
+/// Unfinished tasks of `kinds` with no pending item left (their last worker stopped between
+/// its last batch and finishing the task).
+pub async fn without_pending(db: &Db, kinds: &[&str]) -> StoreResult<Vec<String>> {
+    let mut b = super::SqlBuilder::default();
+    b.push("SELECT t.id FROM tasks t WHERE t.status IN ('pending', 'running') AND t.type IN (");
+    for (i, kind) in kinds.iter().enumerate() {
+        if i > 0 {
+            b.push(", ");
+        }
+        b.bind_text(*kind);
+    }
+    b.push(
+        ") AND NOT EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.status = 'pending') \
+         ORDER BY t.created_at LIMIT 100",
+    );
+    let sql = sqlx::AssertSqlSafe(b.sql);
+    Ok(on_pool!(db, p => super::bind_all!(sqlx::query_scalar(sql), &b.binds).fetch_all(p).await)?)
+}
+
+/// Leases up to `limit` pending items of a task to `owner` until `until`, oldest first,
+/// skipping items another worker holds (PostgreSQL `FOR UPDATE SKIP LOCKED`, so replicas
+/// take disjoint batches; SQLite's single writer serialises the claim). Returns them in order.
+pub async fn claim_items(
+    db: &Db,
+    task_id: &str,
+    owner: &str,
+    now: i64,
+    until: i64,
+    limit: i64,
+) -> StoreResult<Vec<ItemRow>> {
+    let mut tx = db.begin().await?;
+    let skip = match tx.dialect() {
+        super::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        super::Dialect::Sqlite => "",
+    };
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE task_items SET lease_owner = $1, lease_until = $2 WHERE task_id = $3 AND seq IN \
+         (SELECT seq FROM task_items WHERE task_id = $3 AND status = 'pending' \
+          AND (lease_until IS NULL OR lease_until < $4) ORDER BY seq LIMIT $5{skip}) \
+         RETURNING {ITEM_COLUMNS}"
+    ));
+    let mut rows: Vec<ItemRow> = on_tx!(&mut tx, c => sqlx::query_as(sql)
+        .bind(owner)
+        .bind(until)
+        .bind(task_id)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await)?;
+    tx.commit().await?;
+    rows.sort_by_key(|r| r.seq);
+    Ok(rows)
+}
+
+/// Inside the transaction that records their outcome: which of `seqs` `owner` still holds
+/// (pending, leased to it), locking them (PostgreSQL) until the transaction ends. Items whose
+/// lease ran out and went to another worker are not among them.
+pub async fn still_held(
+    tx: &mut Tx,
+    task_id: &str,
+    owner: &str,
+    seqs: &[i64],
+) -> StoreResult<Vec<i64>> {
+    let mut held = Vec::with_capacity(seqs.len());
+    for chunk in seqs.chunks(1000) {
+        let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+        let lock = tx.row_lock();
+        // The seqs are integers we formatted ourselves: no injection.
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT seq FROM task_items WHERE task_id = $1 AND lease_owner = $2 \
+             AND status = 'pending' AND seq IN ({}){lock}",
+            list.join(", ")
+        ));
+        let rows: Vec<i64> = on_tx!(tx, c => sqlx::query_scalar(sql)
+            .bind(task_id)
+            .bind(owner)
+            .fetch_all(&mut *c)
+            .await)?;
+        held.extend(rows);
+    }
+    held.sort_unstable();
+    Ok(held)
+}
+
+/// An item's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub seq: i64,
+    pub succeeded: bool,
+    pub sim_id: Option<String>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Records outcomes of a task's items (clearing their input and lease) and the task's counts.
+pub async fn record_outcomes(
+    tx: &mut Tx,
+    task_id: &str,
+    outcomes: &[Outcome],
+    now: i64,
+) -> StoreResult<()> {
+    for chunk in outcomes.chunks(1000) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = i * 5 + 1;
+                format!(
+                    "(CAST(${} AS BIGINT), ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                )
+            })
+            .collect();
+        let sql = sqlx::AssertSqlSafe(format!(
+            "WITH v (seq, status, sim_id, result, error) AS (VALUES {}) \
+             UPDATE task_items SET status = v.status, sim_id = COALESCE(v.sim_id, task_items.sim_id), \
+             result = v.result, error = v.error, input = NULL, lease_owner = NULL, lease_until = NULL \
+             FROM v WHERE task_items.task_id = $1 AND task_items.seq = v.seq",
+            values.join(", ")
+        ));
+        on_tx!(tx, c => {
+            let mut q = sqlx::query(sql).bind(task_id);
+            for o in chunk {
+                q = q
+                    .bind(o.seq)
+                    .bind(if o.succeeded { "succeeded" } else { "failed" })
+                    .bind(&o.sim_id)
+                    .bind(&o.result)
+                    .bind(&o.error);
+            }
+            q.execute(&mut *c).await.map(|_| ())
+        })?;
+    }
+    let done = outcomes.iter().filter(|o| o.succeeded).count();
+    let failed = outcomes.len() - done;
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE tasks SET status = 'running', completed_items = completed_items + $1, \
+         failed_items = failed_items + $2, updated_at = $3 WHERE id = $4")
+        .bind(i64::try_from(done).unwrap_or(i64::MAX))
+        .bind(i64::try_from(failed).unwrap_or(i64::MAX))
+        .bind(now)
+        .bind(task_id)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// The task, locked until `tx` ends, if it is still unfinished and has no pending item.
+pub async fn lock_if_done(tx: &mut Tx, id: &str) -> StoreResult<Option<TaskRow>> {
+    let lock = tx.row_lock();
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM tasks WHERE id = $1 AND status IN ('pending', 'running'){lock}"
+    ));
+    let row: Option<TaskRow> =
+        on_tx!(tx, c => sqlx::query_as(sql).bind(id).fetch_optional(&mut *c).await)?;
+    let Some(row) = row else { return Ok(None) };
+    let pending: i64 = on_tx!(tx, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM task_items WHERE task_id = $1 AND status = 'pending'")
+        .bind(id)
+        .fetch_one(&mut *c)
+        .await)?;
+    Ok((pending == 0).then_some(row))
+}
+
+/// Ends a bulk task and destroys its data key.
+pub async fn complete(tx: &mut Tx, id: &str, status: &str, now: i64) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "UPDATE tasks SET status = $1, wrapped_key = NULL, lease_owner = NULL, lease_until = NULL, \
+         updated_at = $2 WHERE id = $3")
+        .bind(status)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// A page of a task's items in request order, optionally of one status, and how many match.
+pub async fn items(
+    db: &Db,
+    task_id: &str,
+    status: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> StoreResult<(Vec<ItemRow>, i64)> {
+    let filter = if status.is_some() {
+        " AND status = $2"
+    } else {
+        " AND $2 IS NULL"
+    };
+    let page_sql = sqlx::AssertSqlSafe(format!(
+        "SELECT task_id, seq, line, status, NULL AS input, sim_id, result, error FROM task_items \
+         WHERE task_id = $1{filter} ORDER BY seq LIMIT $3 OFFSET $4"
+    ));
+    let count_sql = sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM task_items WHERE task_id = $1{filter}"
+    ));
+    let rows = on_pool!(db, p => sqlx::query_as(page_sql)
+        .bind(task_id)
+        .bind(status)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(p)
+        .await)?;
+    let total = on_pool!(db, p => sqlx::query_scalar(count_sql)
+        .bind(task_id)
+        .bind(status)
+        .fetch_one(p)
+        .await)?;
+    Ok((rows, total))
 }

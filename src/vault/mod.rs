@@ -104,6 +104,21 @@ pub fn dek_aad(tenant: &str, sim_id: &uuid::Uuid, kek_version: i64) -> Vec<u8> {
     format!("simvault/v1/dek\0{tenant}\0{sim_id}\0{kek_version}").into_bytes()
 }
 
+/// Associated data of a bulk task's data key wrapped by a tenant KEK.
+pub fn task_key_aad(tenant: &str, task_id: &str, kek_version: i64) -> Vec<u8> {
+    format!("simvault/v1/task-key\0{tenant}\0{task_id}\0{kek_version}").into_bytes()
+}
+
+/// Associated data of one bulk task item sealed by the task's key.
+pub fn task_item_aad(tenant: &str, task_id: &str, seq: i64) -> Vec<u8> {
+    format!("simvault/v1/task-item\0{tenant}\0{task_id}\0{seq}").into_bytes()
+}
+
+/// Associated data of a webhook's signing secret sealed by a tenant KEK.
+pub fn webhook_secret_aad(tenant: &str, webhook_id: &str, kek_version: i64) -> Vec<u8> {
+    format!("simvault/v1/webhook-secret\0{tenant}\0{webhook_id}\0{kek_version}").into_bytes()
+}
+
 /// Associated data of one secret field encrypted by a SIM's DEK.
 pub fn field_aad(tenant: &str, sim_id: &uuid::Uuid, field: SecretField) -> Vec<u8> {
     format!("simvault/v1/secret\0{tenant}\0{sim_id}\0{}", field.as_str()).into_bytes()

@@ -7,6 +7,7 @@ mod helpers;
 mod auc;
 mod audit;
 mod auth;
+mod bulk;
 mod cli;
 mod errors;
 mod lifecycle;

@@ -44,6 +44,7 @@ fn sim(tenant: &str, n: u64) -> Sim {
         last_synced_at: None,
         deleted_at: None,
         secret_fields: Default::default(),
+        link: None,
         counters: Default::default(),
         consumed_data: None,
         data_limit: None,

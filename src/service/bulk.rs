@@ -1,0 +1,1004 @@
+//! Bulk tasks: importing batches of SIMs with their secrets, and provisioning links.
+//!
+//! A task and its items are rows, written when the request is accepted (`202`). Workers in
+//! every replica lease batches of pending items (PostgreSQL `FOR UPDATE SKIP LOCKED`, so
+//! replicas take disjoint batches) and commit each batch's changes, its items' outcomes, its
+//! audit records and outbox events in one transaction: an item is done exactly once, and a
+//! process killed mid-batch leaves its items pending, to be leased again when the lease runs
+//! out. The task completes (with a `task.completed` event) when no item is pending.
+//!
+//! Import items hold secrets until they are done: each is sealed under the task's own data
+//! key (wrapped by the tenant KEK), cleared when its SIM is created, and the task key is
+//! destroyed when the task ends.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::audit::Event;
+use super::{Page, ServiceError, ServiceResult, Services};
+use crate::domain::link::{self, Link};
+use crate::domain::sim::SecretChanges;
+use crate::domain::sqn::AuthData;
+use crate::domain::{
+    AuthMethod, Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, NewSim, Origin, Principal, Role,
+    SecretField, SecretValue, Sim, SimType, Task, TenantId, ValidationErrors,
+};
+use crate::policy::Action;
+use crate::store::keys::{self, DekRow, NewSecret};
+use crate::store::lifecycle::EventRow;
+use crate::store::links::{self as link_repo, Refused};
+use crate::store::sims::{self as sim_repo, SimKey};
+use crate::store::tasks::{self, ItemRow, Outcome, TaskRow};
+use crate::store::{Tx, plans as plan_repo};
+use crate::vault;
+
+pub const IMPORT_TASK: &str = "import";
+pub const LINKS_TASK: &str = "provision_links";
+const KINDS: [&str; 2] = [IMPORT_TASK, LINKS_TASK];
+/// Items leased and committed together.
+const BATCH: i64 = 500;
+
+/// One row of an import: where it came from, and the SIM it asks for or why it is invalid.
+#[derive(Debug)]
+pub struct ImportRow {
+    /// The line of the source file, or the position in the request (from 1).
+    pub line: i64,
+    pub sim: Result<NewSim, ValidationErrors>,
+}
+
+/// `POST /v1/sims/bulk/provision-links`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvisionLinks {
+    pub name_prefix: String,
+    pub sim_ids: Vec<uuid::Uuid>,
+    pub plan_ids: Vec<uuid::Uuid>,
+    pub counter_start: u64,
+}
+
+/// One item of a task as its owner sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub seq: i64,
+    pub line: Option<i64>,
+    pub sim_id: Option<uuid::Uuid>,
+    pub status: String,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<String>,
+}
+
+/// Who asked for a task: its records are theirs, though a worker writes them later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Actor {
+    subject: String,
+    roles: Vec<String>,
+    auth_method: String,
+    credential: Option<String>,
+    client_addr: Option<String>,
+    request_id: Option<String>,
+}
+
+impl Actor {
+    fn of(p: &Principal) -> Self {
+        Actor {
+            subject: p.subject.clone(),
+            roles: p.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            auth_method: p.auth_method.as_str().to_owned(),
+            credential: p.credential_id.clone(),
+            client_addr: p.origin.client_addr.clone(),
+            request_id: p.origin.request_id.clone(),
+        }
+    }
+
+    fn principal(&self, tenant: &str) -> ServiceResult<Principal> {
+        let tenant = TenantId::parse(tenant).map_err(|e| ServiceError::Internal(e.into()))?;
+        Ok(Principal {
+            tenant,
+            roles: self
+                .roles
+                .iter()
+                .filter_map(|r| r.parse::<Role>().ok())
+                .collect(),
+            subject: self.subject.clone(),
+            auth_method: match self.auth_method.as_str() {
+                "mtls" => AuthMethod::Mtls,
+                "jwt" => AuthMethod::Jwt,
+                _ => AuthMethod::Local,
+            },
+            credential_id: self.credential.clone(),
+            origin: Origin {
+                request_id: self.request_id.clone(),
+                client_addr: self.client_addr.clone(),
+            },
+        })
+    }
+}
+
+/// An import row as sealed in its item: validated values as text, secrets wiped on drop.
+#[derive(Serialize, Deserialize)]
+struct StoredRow {
+    iccid: String,
+    imsi: Option<String>,
+    msisdn: Option<String>,
+    imei: Option<String>,
+    eid: Option<String>,
+    sim_type: String,
+    carrier_status: Option<String>,
+    vendor: Option<String>,
+    tags: Vec<String>,
+    group_id: Option<String>,
+    device_id: Option<String>,
+    zones: Vec<String>,
+    metadata: serde_json::Map<String, serde_json::Value>,
+    pin_max: i64,
+    puk_max: i64,
+    amf: [u8; 2],
+    sqn: u64,
+    ind_bitlen: u8,
+    secrets: Vec<(String, String)>,
+}
+
+impl Drop for StoredRow {
+    fn drop(&mut self) {
+        for (_, v) in &mut self.secrets {
+            v.zeroize();
+        }
+    }
+}
+
+impl StoredRow {
+    fn of(new: &NewSim) -> Self {
+        StoredRow {
+            iccid: new.iccid.as_str().to_owned(),
+            imsi: new.imsi.as_ref().map(|v| v.as_str().to_owned()),
+            msisdn: new.msisdn.as_ref().map(|v| v.as_str().to_owned()),
+            imei: new.imei.as_ref().map(|v| v.as_str().to_owned()),
+            eid: new.eid.as_ref().map(|v| v.as_str().to_owned()),
+            sim_type: new.sim_type.as_str().to_owned(),
+            carrier_status: new.carrier_status.clone(),
+            vendor: new.vendor.clone(),
+            tags: new.tags.iter().cloned().collect(),
+            group_id: new.group_id.clone(),
+            device_id: new.device_id.clone(),
+            zones: new.compatibility_zones.iter().cloned().collect(),
+            metadata: new.metadata.clone(),
+            pin_max: new.pin_max,
+            puk_max: new.puk_max,
+            amf: new.auth.amf,
+            sqn: new.auth.sqn,
+            ind_bitlen: new.auth.ind_bitlen,
+            secrets: new
+                .secrets
+                .iter()
+                .filter_map(|(f, v)| {
+                    v.as_ref()
+                        .map(|v| (f.as_str().to_owned(), v.expose().to_owned()))
+                })
+                .collect(),
+        }
+    }
+
+    /// Back to a validated SIM. The values were validated when the row was accepted; one
+    /// that no longer parses means the sealed item is not what we wrote.
+    fn into_new_sim(mut self) -> ServiceResult<NewSim> {
+        let bad = |what: &str| ServiceError::Internal(format!("sealed import row: bad {what}"));
+        let mut new =
+            NewSim::new(Iccid::parse(&self.iccid, LuhnPolicy::Relaxed).map_err(|_| bad("iccid"))?);
+        new.imsi = self
+            .imsi
+            .as_deref()
+            .map(Imsi::parse)
+            .transpose()
+            .map_err(|_| bad("imsi"))?;
+        new.msisdn = self
+            .msisdn
+            .as_deref()
+            .map(Msisdn::parse)
+            .transpose()
+            .map_err(|_| bad("msisdn"))?;
+        new.imei = self
+            .imei
+            .as_deref()
+            .map(Imei::parse)
+            .transpose()
+            .map_err(|_| bad("imei"))?;
+        new.eid = self
+            .eid
+            .as_deref()
+            .map(Eid::parse)
+            .transpose()
+            .map_err(|_| bad("eid"))?;
+        new.sim_type = self
+            .sim_type
+            .parse::<SimType>()
+            .map_err(|()| bad("sim_type"))?;
+        new.carrier_status = self.carrier_status.take();
+        new.vendor = self.vendor.take();
+        new.tags = std::mem::take(&mut self.tags).into_iter().collect();
+        new.group_id = self.group_id.take();
+        new.device_id = self.device_id.take();
+        new.compatibility_zones = std::mem::take(&mut self.zones).into_iter().collect();
+        new.metadata = std::mem::take(&mut self.metadata);
+        new.pin_max = self.pin_max;
+        new.puk_max = self.puk_max;
+        new.auth = AuthData {
+            amf: self.amf,
+            sqn: self.sqn,
+            ind_bitlen: self.ind_bitlen,
+        };
+        let mut secrets: SecretChanges = Vec::with_capacity(self.secrets.len());
+        for (name, value) in &self.secrets {
+            let field = SecretField::ALL
+                .into_iter()
+                .find(|f| f.as_str() == name)
+                .ok_or_else(|| bad("secret field"))?;
+            secrets.push((
+                field,
+                Some(SecretValue::from_stored(Zeroizing::new(value.clone()))),
+            ));
+        }
+        new.secrets = secrets;
+        Ok(new)
+    }
+}
+
+/// The text of an item's validation failure: every field with its problem, never a value.
+fn describe(errors: &ValidationErrors) -> String {
+    errors
+        .errors()
+        .iter()
+        .map(|e| match &e.location {
+            crate::domain::Location::Pointer(p) | crate::domain::Location::Parameter(p) => {
+                format!("{}: {}", p.trim_start_matches('/'), e.detail)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl TryFrom<ItemRow> for Item {
+    type Error = ServiceError;
+    fn try_from(r: ItemRow) -> ServiceResult<Item> {
+        Ok(Item {
+            seq: r.seq,
+            line: r.line,
+            sim_id: r
+                .sim_id
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(|_| ServiceError::Internal("corrupt item SIM id".into()))?,
+            status: r.status,
+            result: r.result.and_then(|t| serde_json::from_str(&t).ok()),
+            error: r.error,
+        })
+    }
+}
+
+impl Services {
+    /// `POST /v1/sims/bulk/import`: accepts the rows as one task. Invalid rows fail at once
+    /// (their item says why); the rest are queued, sealed.
+    pub async fn start_import(
+        &self,
+        principal: &Principal,
+        rows: Vec<ImportRow>,
+    ) -> ServiceResult<Task> {
+        let decision = self
+            .authorize_in_tenant(principal, Action::ImportSims)
+            .await?;
+        self.queue_import(principal, rows, decision.policy_ids)
+            .await
+    }
+
+    /// Queues an import as `actor`'s (the API after authorizing, or `simvault import` on the
+    /// host), recorded as allowed by `policy_ids`.
+    pub async fn queue_import(
+        &self,
+        actor: &Principal,
+        rows: Vec<ImportRow>,
+        policy_ids: Vec<String>,
+    ) -> ServiceResult<Task> {
+        let principal = actor;
+        if rows.is_empty() || rows.len() > link::MAX_BULK_ITEMS {
+            return Err(ValidationErrors::single_pointer(
+                "/sims",
+                format!("must hold 1 to {} SIMs", link::MAX_BULK_ITEMS),
+            )
+            .into());
+        }
+        let tenant = principal.tenant.as_str();
+        let task_id = uuid::Uuid::new_v4().to_string();
+        let task_key = vault::new_key()?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut failed = 0;
+        for (i, row) in rows.into_iter().enumerate() {
+            let seq = i64::try_from(i).unwrap_or(i64::MAX) + 1;
+            let mut item = ItemRow {
+                task_id: task_id.clone(),
+                seq,
+                line: Some(row.line),
+                status: "pending".into(),
+                input: None,
+                sim_id: None,
+                result: None,
+                error: None,
+            };
+            match row.sim {
+                Ok(new) => {
+                    let text = Zeroizing::new(
+                        serde_json::to_vec(&StoredRow::of(&new))
+                            .map_err(|e| ServiceError::Internal(e.to_string()))?,
+                    );
+                    let aad = vault::task_item_aad(tenant, &task_id, seq);
+                    item.input = Some(vault::seal(&task_key, &text, &aad)?);
+                }
+                Err(errors) => {
+                    item.status = "failed".into();
+                    item.error = Some(describe(&errors));
+                    failed += 1;
+                }
+            }
+            items.push(item);
+        }
+        let total = i64::try_from(items.len()).unwrap_or(i64::MAX);
+        let mut tx = self.db.begin().await?;
+        let (version, kek) = self.active_kek(&mut tx, tenant).await?;
+        let wrapped = vault::seal(
+            &kek,
+            task_key.as_ref(),
+            &vault::task_key_aad(tenant, &task_id, version),
+        )?;
+        let params = json!({ "actor": Actor::of(principal) });
+        let task = self
+            .queue_task(
+                &mut tx,
+                tenant,
+                IMPORT_TASK,
+                params,
+                total,
+                failed,
+                Some((version, wrapped)),
+                &items,
+            )
+            .await?;
+        let reason = format!("task {task_id}: {total} row(s), {failed} invalid");
+        let event = Event {
+            action: Action::ImportSims,
+            sim: None,
+            fields: &[],
+            outcome: "allowed",
+            reason: Some(&reason),
+            policy_ids,
+            remaining_attempts: None,
+        };
+        self.audit_in(&mut tx, principal, event).await?;
+        tx.commit().await?;
+        self.tasks_ready.notify_waiters();
+        tracing::info!(task_id = %task_id, tenant, total, invalid = failed, "import queued");
+        self.finish_if_done(&task_id).await?;
+        Task::try_from(task)
+    }
+
+    /// `POST /v1/sims/bulk/provision-links`. Unknown plans are refused before anything is
+    /// queued; a SIM that is linked already (or not the tenant's) fails its item only.
+    pub async fn start_provision_links(
+        &self,
+        principal: &Principal,
+        request: ProvisionLinks,
+    ) -> ServiceResult<Task> {
+        let decision = self
+            .authorize_in_tenant(principal, Action::ProvisionLinks)
+            .await?;
+        let tenant = principal.tenant.as_str();
+        let mut errors = ValidationErrors::new();
+        for (i, plan) in request.plan_ids.iter().enumerate() {
+            if plan_repo::get(&self.db, tenant, *plan).await?.is_none() {
+                errors.pointer(format!("/plan_ids/{i}"), "no plan with this id");
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors.into());
+        }
+        let task_id = uuid::Uuid::new_v4().to_string();
+        let items: Vec<ItemRow> = request
+            .sim_ids
+            .iter()
+            .enumerate()
+            .map(|(i, sim)| ItemRow {
+                task_id: task_id.clone(),
+                seq: i64::try_from(i).unwrap_or(i64::MAX) + 1,
+                line: None,
+                status: "pending".into(),
+                input: None,
+                sim_id: Some(sim.to_string()),
+                result: None,
+                error: None,
+            })
+            .collect();
+        let total = i64::try_from(items.len()).unwrap_or(i64::MAX);
+        let params = json!({
+            "actor": Actor::of(principal),
+            "name_prefix": request.name_prefix,
+            "counter_start": request.counter_start,
+            "plan_ids": request.plan_ids,
+        });
+        let mut tx = self.db.begin().await?;
+        let task = self
+            .queue_task(&mut tx, tenant, LINKS_TASK, params, total, 0, None, &items)
+            .await?;
+        let reason = format!(
+            "task {task_id}: {total} SIM(s), names {}_{}…",
+            request.name_prefix, request.counter_start
+        );
+        let event = Event {
+            action: Action::ProvisionLinks,
+            sim: None,
+            fields: &[],
+            outcome: "allowed",
+            reason: Some(&reason),
+            policy_ids: decision.policy_ids,
+            remaining_attempts: None,
+        };
+        self.audit_in(&mut tx, principal, event).await?;
+        tx.commit().await?;
+        self.tasks_ready.notify_waiters();
+        tracing::info!(task_id = %task_id, tenant, total, "link provisioning queued");
+        Task::try_from(task)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn queue_task(
+        &self,
+        tx: &mut Tx,
+        tenant: &str,
+        kind: &str,
+        params: serde_json::Value,
+        total: i64,
+        failed: i64,
+        key: Option<(i64, Vec<u8>)>,
+        items: &[ItemRow],
+    ) -> ServiceResult<TaskRow> {
+        let now = self.clock.now();
+        let (kek_version, wrapped_key) = key.unzip();
+        let task = TaskRow {
+            id: items
+                .first()
+                .map(|i| i.task_id.clone())
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            tenant_id: tenant.to_owned(),
+            kind: kind.to_owned(),
+            status: "pending".into(),
+            params: sqlx::types::Json(params),
+            total_items: total,
+            completed_items: 0,
+            failed_items: failed,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            kek_version,
+            wrapped_key,
+        };
+        tasks::insert(tx, &task).await?;
+        tasks::insert_items(tx, items).await?;
+        Ok(task)
+    }
+
+    /// `GET /v1/tasks/{id}/items`: in request order, optionally of one status.
+    pub async fn task_items(
+        &self,
+        principal: &Principal,
+        id: uuid::Uuid,
+        status: Option<&str>,
+        page: u32,
+        page_size: u32,
+    ) -> ServiceResult<Page<Item>> {
+        self.get_task(principal, id).await?;
+        let offset = i64::from(page.saturating_sub(1)) * i64::from(page_size);
+        let (rows, total) = tasks::items(
+            &self.db,
+            &id.to_string(),
+            status,
+            offset,
+            i64::from(page_size),
+        )
+        .await?;
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(Item::try_from)
+                .collect::<ServiceResult<_>>()?,
+            total: u64::try_from(total).unwrap_or(0),
+            page,
+            page_size,
+        })
+    }
+
+    /// `GET /v1/links/{id}`.
+    pub async fn get_link(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Link> {
+        self.authorize_in_tenant(principal, Action::ReadLinks)
+            .await?;
+        link_repo::get(&self.db, principal.tenant.as_str(), id)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// `GET /v1/links`, oldest first, optionally of one SIM.
+    pub async fn list_links(
+        &self,
+        principal: &Principal,
+        sim: Option<uuid::Uuid>,
+        page: u32,
+        page_size: u32,
+    ) -> ServiceResult<Page<Link>> {
+        self.authorize_in_tenant(principal, Action::ReadLinks)
+            .await?;
+        let offset = i64::from(page.saturating_sub(1)) * i64::from(page_size);
+        let sim = sim.map(|s| s.to_string());
+        let (items, total) = link_repo::list(
+            &self.db,
+            principal.tenant.as_str(),
+            sim.as_deref(),
+            i64::from(page_size),
+            offset,
+        )
+        .await?;
+        Ok(Page {
+            items,
+            total: u64::try_from(total).unwrap_or(0),
+            page,
+            page_size,
+        })
+    }
+
+    /// Fills in the links of SIMs about to be shown.
+    pub(super) async fn attach_links(&self, sims: &mut [Sim]) -> ServiceResult<()> {
+        let Some(tenant) = sims.first().map(|s| s.tenant_id.clone()) else {
+            return Ok(());
+        };
+        let ids: Vec<String> = sims.iter().map(|s| s.id.to_string()).collect();
+        let mut links: BTreeMap<uuid::Uuid, Link> = link_repo::for_sims(&self.db, &tenant, &ids)
+            .await?
+            .into_iter()
+            .map(|l| (l.sim_id, l))
+            .collect();
+        for sim in sims {
+            sim.link = links.remove(&sim.id);
+        }
+        Ok(())
+    }
+
+    /// Works on bulk tasks: leases one batch of items and commits its outcomes. Returns
+    /// whether there was anything to do.
+    pub async fn run_bulk_batch(&self, owner: &str, lease: Duration) -> ServiceResult<bool> {
+        let now = self.clock.now();
+        let Some(task) = tasks::with_claimable_items(&self.db, &KINDS, now).await? else {
+            // Nothing to lease: finish tasks whose last worker stopped just before.
+            for id in tasks::without_pending(&self.db, &KINDS).await? {
+                self.finish_if_done(&id).await?;
+            }
+            return Ok(false);
+        };
+        // Even when another replica leased the batch first, there may be more: look again.
+        self.work_on(&task, owner, lease).await.map(|_| true)
+    }
+
+    /// Leases one batch of `task`'s items and commits their outcomes; finishes the task when
+    /// none is left. Returns whether it leased anything.
+    pub async fn work_on(
+        &self,
+        task: &TaskRow,
+        owner: &str,
+        lease: Duration,
+    ) -> ServiceResult<bool> {
+        let lease_us = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+        let now = self.clock.now();
+        let items =
+            tasks::claim_items(&self.db, &task.id, owner, now, now + lease_us, BATCH).await?;
+        if items.is_empty() {
+            self.finish_if_done(&task.id).await?;
+            return Ok(false);
+        }
+        match task.kind.as_str() {
+            IMPORT_TASK => self.import_batch(task, items, owner).await?,
+            LINKS_TASK => self.links_batch(task, items, owner).await?,
+            other => {
+                return Err(ServiceError::Internal(format!(
+                    "unknown bulk task type {other}"
+                )));
+            }
+        }
+        self.finish_if_done(&task.id).await?;
+        Ok(true)
+    }
+
+    fn task_actor(&self, task: &TaskRow) -> ServiceResult<Principal> {
+        let actor: Actor = serde_json::from_value(task.params.0["actor"].clone())
+            .map_err(|e| ServiceError::Internal(format!("task without its actor: {e}")))?;
+        actor.principal(&task.tenant_id)
+    }
+
+    async fn import_batch(
+        &self,
+        task: &TaskRow,
+        items: Vec<ItemRow>,
+        owner: &str,
+    ) -> ServiceResult<()> {
+        let tenant = task.tenant_id.as_str();
+        let actor = self.task_actor(task)?;
+        let (Some(key_version), Some(wrapped)) = (task.kek_version, task.wrapped_key.as_ref())
+        else {
+            return Err(ServiceError::Internal("import task without its key".into()));
+        };
+        let kek = self.kek(tenant, key_version).await?;
+        let task_key: vault::Key = {
+            let bytes = vault::open(
+                &kek,
+                wrapped,
+                &vault::task_key_aad(tenant, &task.id, key_version),
+                "task key",
+            )?;
+            let mut key = Zeroizing::new([0u8; 32]);
+            if bytes.len() != 32 {
+                return Err(ServiceError::Internal("task key of the wrong size".into()));
+            }
+            key.copy_from_slice(&bytes);
+            key
+        };
+        // Unseal and build every SIM before the transaction: the write lock is held for the
+        // statements only.
+        let now = self.clock.now();
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut built: Vec<(i64, Option<i64>, Sim, SecretChanges)> =
+            Vec::with_capacity(items.len());
+        for item in &items {
+            let opened = item
+                .input
+                .as_ref()
+                .ok_or_else(|| ServiceError::Internal("pending import item without input".into()))
+                .and_then(|blob| {
+                    let text = vault::open(
+                        &task_key,
+                        blob,
+                        &vault::task_item_aad(tenant, &task.id, item.seq),
+                        "import item",
+                    )?;
+                    let row: StoredRow = serde_json::from_slice(&text)
+                        .map_err(|e| ServiceError::Internal(format!("sealed import row: {e}")))?;
+                    row.into_new_sim()
+                });
+            match opened {
+                Ok(new) => {
+                    let (sim, secrets) = super::sims::new_sim(tenant, new, now);
+                    built.push((item.seq, item.line, sim, secrets));
+                }
+                Err(e) => {
+                    tracing::error!(task_id = %task.id, seq = item.seq, error = %e, "an import item could not be opened");
+                    outcomes.push(failed(item.seq, "the stored row could not be read"));
+                }
+            }
+        }
+        let mut tx = self.db.begin().await?;
+        let held: HashSet<i64> = tasks::still_held(
+            &mut tx,
+            &task.id,
+            owner,
+            &items.iter().map(|i| i.seq).collect::<Vec<_>>(),
+        )
+        .await?
+        .into_iter()
+        .collect();
+        built.retain(|(seq, ..)| held.contains(seq));
+        outcomes.retain(|o| held.contains(&o.seq));
+        let (version, active) = self.active_kek(&mut tx, tenant).await?;
+        let mut sims = Vec::with_capacity(built.len());
+        let mut deks = Vec::new();
+        let mut sealed = Vec::new();
+        let mut pending_secrets = Vec::with_capacity(built.len());
+        for (_, _, sim, secrets) in &mut built {
+            if !secrets.is_empty() {
+                let dek = vault::new_key()?;
+                deks.push((
+                    sim.id.to_string(),
+                    DekRow {
+                        kek_version: version,
+                        format: vault::FORMAT,
+                        wrapped_dek: vault::wrap_dek(&active, tenant, &sim.id, version, &dek)?,
+                    },
+                ));
+                for (field, value) in secrets.iter() {
+                    if let Some(v) = value {
+                        sealed.push(NewSecret {
+                            sim_id: sim.id.to_string(),
+                            field: field.as_str(),
+                            ciphertext: vault::seal_field(
+                                &dek,
+                                tenant,
+                                &sim.id,
+                                *field,
+                                v.expose(),
+                            )?,
+                        });
+                        sim.secret_fields.insert(*field);
+                        sim.counters.provisioned(*field);
+                    }
+                }
+            }
+            pending_secrets.push(secrets.iter().map(|(f, _)| *f).collect::<Vec<_>>());
+            sims.push(sim.clone());
+        }
+        let inserted: HashSet<String> = sim_repo::insert_many(&mut tx, &sims)
+            .await?
+            .into_iter()
+            .collect();
+        deks.retain(|(id, _)| inserted.contains(id));
+        sealed.retain(|s| inserted.contains(&s.sim_id));
+        keys::insert_deks(&mut tx, tenant, &deks, now).await?;
+        keys::insert_secrets(&mut tx, &sealed, vault::FORMAT, now).await?;
+        keys::count_wraps(
+            &mut tx,
+            tenant,
+            version,
+            i64::try_from(deks.len()).unwrap_or(i64::MAX),
+        )
+        .await?;
+        let mut events = Vec::new();
+        let mut reasons = Vec::new();
+        let mut created = Vec::new();
+        for ((seq, line, sim, _), fields) in built.iter().zip(&pending_secrets) {
+            if inserted.contains(&sim.id.to_string()) {
+                outcomes.push(Outcome {
+                    seq: *seq,
+                    succeeded: true,
+                    sim_id: Some(sim.id.to_string()),
+                    result: Some(
+                        json!({"sim_id": sim.id, "iccid": sim.iccid.as_str()}).to_string(),
+                    ),
+                    error: None,
+                });
+                events.push(EventRow {
+                    id: uuid::Uuid::new_v4().to_string(),
+                    tenant_id: tenant.to_owned(),
+                    event_type: "sim.created".into(),
+                    sim_id: Some(sim.id.to_string()),
+                    payload: json!({"sim_id": sim.id, "iccid": sim.iccid.as_str(), "state": sim.state.as_str(), "task_id": task.id}).to_string(),
+                    occurred_at: now,
+                });
+                reasons.push(format!("task {} line {}", task.id, line.unwrap_or(*seq)));
+                created.push((sim, fields.as_slice()));
+            } else {
+                outcomes.push(failed(*seq, "a SIM with this ICCID already exists"));
+            }
+        }
+        crate::store::lifecycle::insert_events(&mut tx, &events).await?;
+        let records: Vec<Event<'_>> = created
+            .iter()
+            .zip(&reasons)
+            .map(|((sim, fields), reason)| Event {
+                action: Action::ImportSims,
+                sim: Some(*sim),
+                fields,
+                outcome: "allowed",
+                reason: Some(reason),
+                policy_ids: Vec::new(),
+                remaining_attempts: None,
+            })
+            .collect();
+        outcomes.sort_by_key(|o| o.seq);
+        tasks::record_outcomes(&mut tx, &task.id, &outcomes, now).await?;
+        self.audit_all_in(&mut tx, &actor, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn links_batch(
+        &self,
+        task: &TaskRow,
+        items: Vec<ItemRow>,
+        owner: &str,
+    ) -> ServiceResult<()> {
+        let tenant = task.tenant_id.as_str();
+        let actor = self.task_actor(task)?;
+        let params = &task.params.0;
+        let prefix = params["name_prefix"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let counter_start = params["counter_start"].as_u64().unwrap_or(1);
+        let plan_ids: Vec<uuid::Uuid> =
+            serde_json::from_value(params["plan_ids"].clone()).unwrap_or_default();
+        let task_id: uuid::Uuid = task
+            .id
+            .parse()
+            .map_err(|_| ServiceError::Internal("corrupt task id".into()))?;
+        let now = self.clock.now();
+        let mut tx = self.db.begin().await?;
+        let held: HashSet<i64> = tasks::still_held(
+            &mut tx,
+            &task.id,
+            owner,
+            &items.iter().map(|i| i.seq).collect::<Vec<_>>(),
+        )
+        .await?
+        .into_iter()
+        .collect();
+        let mut outcomes = Vec::new();
+        let mut linked = Vec::new();
+        for item in items.iter().filter(|i| held.contains(&i.seq)) {
+            let sim_id = item
+                .sim_id
+                .as_deref()
+                .and_then(|s| s.parse::<uuid::Uuid>().ok());
+            let sim = match sim_id {
+                Some(id) => sim_repo::get_for_update(&mut tx, tenant, &SimKey::Id(id)).await?,
+                None => None,
+            };
+            let Some(sim) = sim else {
+                outcomes.push(failed(item.seq, "no such SIM"));
+                continue;
+            };
+            let index = u64::try_from(item.seq - 1).unwrap_or(0);
+            let link = Link {
+                id: uuid::Uuid::new_v4(),
+                tenant_id: tenant.to_owned(),
+                sim_id: sim.id,
+                name: link::name(&prefix, counter_start, index),
+                plan_ids: plan_ids.clone(),
+                task_id: Some(task_id),
+                created_at: now,
+            };
+            match link_repo::insert(&mut tx, &link).await? {
+                Ok(()) => {
+                    outcomes.push(Outcome {
+                        seq: item.seq,
+                        succeeded: true,
+                        sim_id: None,
+                        result: Some(json!({"link_id": link.id, "name": link.name}).to_string()),
+                        error: None,
+                    });
+                    linked.push((sim, link));
+                }
+                Err(Refused::SimLinked) => outcomes.push(failed(item.seq, "SIM already linked")),
+                Err(Refused::NameTaken) => {
+                    outcomes.push(failed(item.seq, "a link with this name already exists"))
+                }
+            }
+        }
+        let reasons: Vec<String> = linked
+            .iter()
+            .map(|(_, l)| format!("link {} ({}), task {}", l.name, l.id, task.id))
+            .collect();
+        let records = linked
+            .iter()
+            .zip(&reasons)
+            .map(|((sim, _), reason)| Event {
+                action: Action::ProvisionLinks,
+                sim: Some(sim),
+                fields: &[],
+                outcome: "allowed",
+                reason: Some(reason),
+                policy_ids: Vec::new(),
+                remaining_attempts: None,
+            })
+            .collect();
+        tasks::record_outcomes(&mut tx, &task.id, &outcomes, now).await?;
+        self.audit_all_in(&mut tx, &actor, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Completes a bulk task with no pending item left: status, `task.completed` event and
+    /// record, and its key destroyed, in one transaction (only one worker gets to do it).
+    pub(super) async fn finish_if_done(&self, task_id: &str) -> ServiceResult<()> {
+        let mut tx = self.db.begin().await?;
+        let Some(task) = tasks::lock_if_done(&mut tx, task_id).await? else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        tasks::complete(&mut tx, task_id, "completed", now).await?;
+        self.emit_task_completed(&mut tx, &task, "completed", now)
+            .await?;
+        let action = if task.kind == IMPORT_TASK {
+            Action::ImportSims
+        } else {
+            Action::ProvisionLinks
+        };
+        let reason = format!(
+            "task {task_id}: {} succeeded, {} failed",
+            task.completed_items, task.failed_items
+        );
+        let event = Event {
+            action,
+            sim: None,
+            fields: &[],
+            outcome: "completed",
+            reason: Some(&reason),
+            policy_ids: Vec::new(),
+            remaining_attempts: None,
+        };
+        let tenant =
+            TenantId::parse(&task.tenant_id).map_err(|e| ServiceError::Internal(e.into()))?;
+        self.audit_in(&mut tx, &Principal::local(tenant, "system:tasks"), event)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(task_id, kind = %task.kind, completed = task.completed_items, failed = task.failed_items, "task completed");
+        Ok(())
+    }
+
+    /// The `task.completed` outbox event (counts as of completion).
+    pub(super) async fn emit_task_completed(
+        &self,
+        tx: &mut Tx,
+        task: &TaskRow,
+        status: &str,
+        now: i64,
+    ) -> ServiceResult<()> {
+        crate::store::lifecycle::insert_event(
+            tx,
+            &EventRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                tenant_id: task.tenant_id.clone(),
+                event_type: "task.completed".into(),
+                sim_id: None,
+                payload: json!({
+                    "task_id": task.id,
+                    "type": task.kind,
+                    "status": status,
+                    "total_items": task.total_items,
+                    "completed_items": task.completed_items,
+                    "failed_items": task.failed_items,
+                })
+                .to_string(),
+                occurred_at: now,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+fn failed(seq: i64, error: &str) -> Outcome {
+    Outcome {
+        seq,
+        succeeded: false,
+        sim_id: None,
+        result: None,
+        error: Some(error.to_owned()),
+    }
+}
+
+/// The background worker for bulk tasks: works while there are items to lease (in this or
+/// any replica's tasks, including those a dead worker left), until `stop` turns true.
+pub async fn worker(
+    services: std::sync::Arc<Services>,
+    settings: crate::config::TaskSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    if !settings.bulk_worker {
+        tracing::info!("bulk task worker off in this replica (SIMVAULT_BULK_WORKER=false)");
+        return;
+    }
+    let (lease, poll) = (settings.lease, settings.poll);
+    let owner = uuid::Uuid::new_v4().to_string();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        // Registered before looking for work, so a task queued meanwhile is not missed.
+        let queued = services.tasks_ready.notified();
+        tokio::pin!(queued);
+        queued.as_mut().enable();
+        match services.run_bulk_batch(&owner, lease).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "bulk task worker error"),
+        }
+        tokio::select! {
+            () = queued => {}
+            () = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Links made by bulk provisioning.
+
+use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
+use crate::domain::Link;
+
+#[derive(sqlx::FromRow)]
+struct LinkRow {
+    id: String,
+    tenant_id: String,
+    sim_id: String,
+    name: String,
+    plan_ids: String,
+    task_id: Option<String>,
+    created_at: i64,
+}
+
+const COLUMNS: &str = "id, tenant_id, sim_id, name, plan_ids, task_id, created_at";
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("links.{what}"))
+}
+
+impl TryFrom<LinkRow> for Link {
+    type Error = StoreError;
+    fn try_from(r: LinkRow) -> StoreResult<Link> {
+        Ok(Link {
+            id: r.id.parse().map_err(|_| corrupt("id"))?,
+            tenant_id: r.tenant_id,
+            sim_id: r.sim_id.parse().map_err(|_| corrupt("sim_id"))?,
+            name: r.name,
+            plan_ids: serde_json::from_str(&r.plan_ids).map_err(|_| corrupt("plan_ids"))?,
+            task_id: r
+                .task_id
+                .map(|t| t.parse())
+                .transpose()
+                .map_err(|_| corrupt("task_id"))?,
+            created_at: r.created_at,
+        })
+    }
+}
+
+/// Why a link could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The SIM has a link already.
+    SimLinked,
+    /// The tenant has a link of this name already.
+    NameTaken,
+}
+
+/// Makes a link, unless the SIM is linked or the name taken (checked by the unique
+/// constraints, so concurrent workers cannot both succeed).
+pub async fn insert(tx: &mut Tx, link: &Link) -> StoreResult<Result<(), Refused>> {
+    let plan_ids = serde_json::to_string(&link.plan_ids).map_err(|_| corrupt("plan_ids"))?;
+    let inserted = on_tx!(tx, c => sqlx::query(
+        "INSERT INTO links (id, tenant_id, sim_id, name, plan_ids, task_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
+        .bind(link.id.to_string())
+        .bind(&link.tenant_id)
+        .bind(link.sim_id.to_string())
+        .bind(&link.name)
+        .bind(plan_ids)
+        .bind(link.task_id.map(|t| t.to_string()))
+        .bind(link.created_at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected() == 1))?;
+    if inserted {
+        return Ok(Ok(()));
+    }
+    let linked: i64 = on_tx!(tx, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM links WHERE sim_id = $1")
+        .bind(link.sim_id.to_string())
+        .fetch_one(&mut *c)
+        .await)?;
+    Ok(Err(if linked > 0 {
+        Refused::SimLinked
+    } else {
+        Refused::NameTaken
+    }))
+}
+
+pub async fn get(db: &Db, tenant: &str, id: uuid::Uuid) -> StoreResult<Option<Link>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM links WHERE tenant_id = $1 AND id = $2"
+    ));
+    let row: Option<LinkRow> = on_pool!(db, p => sqlx::query_as(sql)
+        .bind(tenant)
+        .bind(id.to_string())
+        .fetch_optional(p)
+        .await)?;
+    row.map(Link::try_from).transpose()
+}
+
+/// The links of these SIMs (of one tenant).
+pub async fn for_sims(db: &Db, tenant: &str, sim_ids: &[String]) -> StoreResult<Vec<Link>> {
+    if sim_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut b = super::SqlBuilder::default();
+    b.push("SELECT ")
+        .push(COLUMNS)
+        .push(" FROM links WHERE tenant_id = ")
+        .bind_text(tenant)
+        .push(" AND sim_id IN (");
+    for (i, id) in sim_ids.iter().enumerate() {
+        if i > 0 {
+            b.push(", ");
+        }
+        b.bind_text(id.clone());
+    }
+    b.push(")");
+    let sql = sqlx::AssertSqlSafe(b.sql);
+    let rows: Vec<LinkRow> =
+        on_pool!(db, p => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_all(p).await)?;
+    rows.into_iter().map(Link::try_from).collect()
+}
+
+/// A page of the tenant's links (oldest first), optionally of one SIM, and how many match.
+pub async fn list(
+    db: &Db,
+    tenant: &str,
+    sim_id: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> StoreResult<(Vec<Link>, i64)> {
+    let filter = if sim_id.is_some() {
+        " AND sim_id = $2"
+    } else {
+        " AND $2 IS NULL"
+    };
+    let page = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM links WHERE tenant_id = $1{filter} ORDER BY created_at, name \
+         LIMIT $3 OFFSET $4"
+    ));
+    let count = sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM links WHERE tenant_id = $1{filter}"
+    ));
+    let rows: Vec<LinkRow> = on_pool!(db, p => sqlx::query_as(page)
+        .bind(tenant)
+        .bind(sim_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(p)
+        .await)?;
+    let total: i64 = on_pool!(db, p => sqlx::query_scalar(count)
+        .bind(tenant)
+        .bind(sim_id)
+        .fetch_one(p)
+        .await)?;
+    Ok((
+        rows.into_iter()
+            .map(Link::try_from)
+            .collect::<StoreResult<_>>()?,
+        total,
+    ))
+}

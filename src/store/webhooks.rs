@@ -1,0 +1,342 @@
+//! Webhook subscriptions, the fan-out of outbox events to them, and deliveries with leases.
+
+use super::lifecycle::EventRow;
+use super::{Db, Dialect, StoreResult, Tx, on_pool, on_tx};
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct WebhookRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub url: String,
+    /// JSON array of event names.
+    pub events: String,
+    pub description: Option<String>,
+    /// The signing secret, sealed under this tenant KEK version.
+    pub kek_version: i64,
+    pub secret: Vec<u8>,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, tenant_id, url, events, description, kek_version, secret, created_at";
+
+pub async fn insert(tx: &mut Tx, w: &WebhookRow) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(
+        "INSERT INTO webhooks (id, tenant_id, url, events, description, kek_version, secret, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(&w.id)
+        .bind(&w.tenant_id)
+        .bind(&w.url)
+        .bind(&w.events)
+        .bind(&w.description)
+        .bind(w.kek_version)
+        .bind(&w.secret)
+        .bind(w.created_at)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))?;
+    Ok(())
+}
+
+/// The tenant's webhooks, oldest first.
+pub async fn list(db: &Db, tenant: &str) -> StoreResult<Vec<WebhookRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 ORDER BY created_at, id"
+    ));
+    Ok(on_pool!(db, p => sqlx::query_as(sql).bind(tenant).fetch_all(p).await)?)
+}
+
+pub async fn get(db: &Db, tenant: &str, id: &str) -> StoreResult<Option<WebhookRow>> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 AND id = $2"
+    ));
+    Ok(on_pool!(db, p => sqlx::query_as(sql).bind(tenant).bind(id).fetch_optional(p).await)?)
+}
+
+/// Deletes a webhook and its deliveries (pending ones are never sent). Returns whether the
+/// tenant had it.
+pub async fn delete(tx: &mut Tx, tenant: &str, id: &str) -> StoreResult<bool> {
+    Ok(on_tx!(tx, c => {
+        sqlx::query("DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND webhook_id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected() == 1)
+    })?)
+}
+
+/// Up to `limit` outbox events not yet fanned out, oldest first, locked until `tx` ends
+/// (PostgreSQL skips events another replica is fanning out).
+pub async fn undispatched(tx: &mut Tx, limit: i64) -> StoreResult<Vec<EventRow>> {
+    let lock = match tx.dialect() {
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT id, tenant_id, event_type, sim_id, payload, occurred_at FROM domain_events \
+         WHERE dispatched = 0 ORDER BY occurred_at LIMIT $1{lock}"
+    ));
+    Ok(on_tx!(tx, c => sqlx::query_as(sql).bind(limit).fetch_all(&mut *c).await)?)
+}
+
+/// Every webhook of these tenants.
+pub async fn of_tenants(tx: &mut Tx, tenants: &[&str]) -> StoreResult<Vec<WebhookRow>> {
+    if tenants.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut b = super::SqlBuilder::default();
+    b.push("SELECT ")
+        .push(COLUMNS)
+        .push(" FROM webhooks WHERE tenant_id IN (");
+    for (i, t) in tenants.iter().enumerate() {
+        if i > 0 {
+            b.push(", ");
+        }
+        b.bind_text(*t);
+    }
+    b.push(")");
+    let sql = sqlx::AssertSqlSafe(b.sql);
+    Ok(on_tx!(tx, c => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_all(&mut *c).await)?)
+}
+
+/// A delivery to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    pub id: String,
+    pub webhook_id: String,
+    pub tenant_id: String,
+    pub event_id: String,
+    pub event_type: String,
+}
+
+/// Queues deliveries (one per webhook and event: a repeat is ignored) and marks the events
+/// fanned out.
+pub async fn fan_out(
+    tx: &mut Tx,
+    deliveries: &[NewDelivery],
+    events: &[String],
+    now: i64,
+) -> StoreResult<()> {
+    for chunk in deliveries.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, event_type, status, \
+             attempts, next_attempt_at, created_at, updated_at) VALUES {} ON CONFLICT DO NOTHING",
+            (0..chunk.len())
+                .map(|i| {
+                    let b = i * 6;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 6,
+                        b + 6
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        on_tx!(tx, c => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for d in chunk {
+                q = q
+                    .bind(&d.id)
+                    .bind(&d.webhook_id)
+                    .bind(&d.tenant_id)
+                    .bind(&d.event_id)
+                    .bind(&d.event_type)
+                    .bind(now);
+            }
+            q.execute(&mut *c).await.map(|_| ())
+        })?;
+    }
+    for chunk in events.chunks(1000) {
+        let mut b = super::SqlBuilder::default();
+        b.push("UPDATE domain_events SET dispatched = 1 WHERE id IN (");
+        for (i, id) in chunk.iter().enumerate() {
+            if i > 0 {
+                b.push(", ");
+            }
+            b.bind_text(id.clone());
+        }
+        b.push(")");
+        let sql = sqlx::AssertSqlSafe(b.sql);
+        on_tx!(tx, c => super::bind_all!(sqlx::query(sql), &b.binds).execute(&mut *c).await.map(|_| ()))?;
+    }
+    Ok(())
+}
+
+/// A claimed delivery with what it takes to send it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DueDelivery {
+    pub id: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub webhook_id: String,
+    pub tenant_id: String,
+    pub url: String,
+    pub kek_version: i64,
+    pub secret: Vec<u8>,
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub occurred_at: i64,
+}
+
+/// Leases up to `limit` due deliveries to `owner` until `until` (PostgreSQL skips rows
+/// another replica is claiming), so no attempt is sent twice.
+pub async fn claim_due(
+    db: &Db,
+    owner: &str,
+    now: i64,
+    until: i64,
+    limit: i64,
+) -> StoreResult<Vec<DueDelivery>> {
+    let mut tx = db.begin().await?;
+    let skip = match tx.dialect() {
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
+    let claim = sqlx::AssertSqlSafe(format!(
+        "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN \
+         (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
+          AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at LIMIT $4{skip}) \
+         RETURNING id"
+    ));
+    let ids: Vec<String> = on_tx!(&mut tx, c => sqlx::query_scalar(claim)
+        .bind(owner)
+        .bind(until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await)?;
+    if ids.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let mut b = super::SqlBuilder::default();
+    b.push(
+        "SELECT d.id, d.attempts, d.created_at, w.id AS webhook_id, w.tenant_id, w.url, \
+         w.kek_version, w.secret, e.id AS event_id, e.event_type, e.payload, e.occurred_at \
+         FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+         JOIN domain_events e ON e.id = d.event_id WHERE d.id IN (",
+    );
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            b.push(", ");
+        }
+        b.bind_text(id.clone());
+    }
+    b.push(") ORDER BY d.next_attempt_at");
+    let sql = sqlx::AssertSqlSafe(b.sql);
+    let rows = on_tx!(&mut tx, c => super::bind_all!(sqlx::query_as(sql), &b.binds)
+        .fetch_all(&mut *c)
+        .await)?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// What an attempt came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    Delivered {
+        status: i64,
+    },
+    /// Failed; try again at `next_at`.
+    Retry {
+        status: Option<i64>,
+        error: String,
+        next_at: i64,
+    },
+    /// Failed for the last time.
+    GaveUp {
+        status: Option<i64>,
+        error: String,
+    },
+}
+
+/// Records an attempt and releases the lease, only while `owner` holds it. Returns whether
+/// it did.
+pub async fn record_attempt(
+    db: &Db,
+    id: &str,
+    owner: &str,
+    attempt: &Attempt,
+    now: i64,
+) -> StoreResult<bool> {
+    let (status, code, error, next_at, delivered_at) = match attempt {
+        Attempt::Delivered { status } => ("delivered", Some(*status), None, now, Some(now)),
+        Attempt::Retry {
+            status,
+            error,
+            next_at,
+        } => ("pending", *status, Some(error.as_str()), *next_at, None),
+        Attempt::GaveUp { status, error } => ("failed", *status, Some(error.as_str()), now, None),
+    };
+    let mut tx = db.begin().await?;
+    let done = on_tx!(&mut tx, c => sqlx::query(
+        "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_status = $2, \
+         last_error = $3, next_attempt_at = $4, delivered_at = $5, updated_at = $6, \
+         lease_owner = NULL, lease_until = NULL WHERE id = $7 AND lease_owner = $8")
+        .bind(status)
+        .bind(code)
+        .bind(error)
+        .bind(next_at)
+        .bind(delivered_at)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected() == 1))?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// A delivery as its webhook's owner sees it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+/// A page of a webhook's deliveries, newest first, and how many it has.
+pub async fn deliveries(
+    db: &Db,
+    webhook_id: &str,
+    limit: i64,
+    offset: i64,
+) -> StoreResult<(Vec<DeliveryRow>, i64)> {
+    let rows = on_pool!(db, p => sqlx::query_as(
+        "SELECT id, event_id, event_type, status, attempts, last_status, last_error, \
+         next_attempt_at, created_at, updated_at, delivered_at FROM webhook_deliveries \
+         WHERE webhook_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3")
+        .bind(webhook_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(p)
+        .await)?;
+    let total = on_pool!(db, p => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1")
+        .bind(webhook_id)
+        .fetch_one(p)
+        .await)?;
+    Ok((rows, total))
+}
