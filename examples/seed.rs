@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
                 last_synced_at: None,
                 deleted_at: None,
                 secret_fields: Default::default(),
+                link: None,
                 counters: Default::default(),
                 consumed_data: None,
                 data_limit: None,

@@ -240,6 +240,10 @@ mod tests {
             (ChangeState, &[Operator, Admin]),
             (RefreshSim, &[Operator, Admin]),
             (ReadEsim, &[Provisioner, Support, Operator]),
+            (ImportSims, &[Provisioner]),
+            (ProvisionLinks, &[Operator, Admin]),
+            (ReadLinks, &[Provisioner, Support, Operator, Admin]),
+            (ManageWebhooks, &[Admin]),
         ];
         for (action, who) in table {
             for role in Role::ALL {

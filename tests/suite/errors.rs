@@ -36,12 +36,7 @@ async fn all_validation_errors_at_once(store: Store) {
         )
         .await;
     assert_problem(&a, 400, "validation-error");
-    let pointers: Vec<&str> = a.body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["pointer"].as_str().unwrap())
-        .collect();
+    let pointers = a.pointers();
     assert_eq!(
         pointers,
         vec![

@@ -365,6 +365,19 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The JSON pointers of a validation problem's errors, in order.
+    pub fn pointers(&self) -> Vec<&str> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e["pointer"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn content_type(&self) -> &str {
         self.headers
             .get("content-type")

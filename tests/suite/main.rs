@@ -21,3 +21,4 @@ mod store_contract;
 mod tenancy;
 mod upstream;
 mod vault;
+mod webhooks;

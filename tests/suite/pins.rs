@@ -216,12 +216,7 @@ async fn refusals_cost_no_attempt(store: Store) {
     for (body, pointer) in cases {
         let a = support.post(&path("reset-pin"), &body).await;
         assert_eq!(a.status, 400, "{body}");
-        let pointers: Vec<&str> = a.body["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["pointer"].as_str().unwrap())
-            .collect();
+        let pointers = a.pointers();
         assert_eq!(pointers, [pointer], "{body}");
         let mut echoed = a.body.clone();
         echoed.as_object_mut().unwrap().remove("request_id"); // random: may hold any digits
