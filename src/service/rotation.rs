@@ -193,6 +193,10 @@ impl Services {
             let now = self.clock.now();
             if stale.is_empty() {
                 keys::retire_unused(&mut tx, &tenant, target, now).await?;
+                if let Some(current) = tasks::lock_if_done(&mut tx, &task.id).await? {
+                    self.emit_task_completed(&mut tx, &current, "completed", now)
+                        .await?;
+                }
                 tasks::finish(&mut tx, &task.id, owner, "completed", None, now).await?;
                 let tenant_id =
                     TenantId::parse(&tenant).map_err(|e| ServiceError::Internal(e.into()))?;

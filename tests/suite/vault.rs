@@ -710,6 +710,16 @@ async fn rotation_under_load(store: Store) {
     assert_eq!(done["failed_items"], 0);
     assert_eq!(done["pending_items"], 0);
     assert!(ops.load(Ordering::Relaxed) > 20, "the load ran");
+    // Its completion is an outbox event, like every task's.
+    let events = simvault::store::lifecycle::events(&app.test_db.db, "acme")
+        .await
+        .unwrap();
+    let completed: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "task.completed" && e.payload.contains(&id))
+        .collect();
+    assert_eq!(completed.len(), 1);
+    assert!(completed[0].payload.contains("\"type\":\"key_rotation\""));
     assert_eq!(
         failures.load(Ordering::Relaxed),
         0,
