@@ -76,6 +76,8 @@ pub struct TaskSettings {
     /// Whether this replica works on bulk tasks (`SIMVAULT_BULK_WORKER=false` makes an
     /// API-only replica; others do the work).
     pub bulk_worker: bool,
+    /// Bulk batches this replica works on at once (one prepares while another commits).
+    pub bulk_concurrency: usize,
 }
 
 impl Default for TaskSettings {
@@ -84,6 +86,7 @@ impl Default for TaskSettings {
             lease: std::time::Duration::from_secs(30),
             poll: std::time::Duration::from_secs(5),
             bulk_worker: true,
+            bulk_concurrency: 2,
         }
     }
 }
@@ -251,6 +254,8 @@ impl Config {
                     Some("false") | Some("0") => false,
                     Some(_) => anyhow::bail!("SIMVAULT_BULK_WORKER must be true or false"),
                 },
+                bulk_concurrency: usize::try_from(seconds("SIMVAULT_BULK_CONCURRENCY", 2, 1..=16)?)
+                    .unwrap_or(2),
                 ..TaskSettings::default()
             },
             root_key: match env("SIMVAULT_ROOT_KEY_PROVIDER").as_deref() {

@@ -969,18 +969,35 @@ fn failed(seq: i64, error: &str) -> Outcome {
     }
 }
 
-/// The background worker for bulk tasks: works while there are items to lease (in this or
-/// any replica's tasks, including those a dead worker left), until `stop` turns true.
+/// The background worker for bulk tasks: `bulk_concurrency` loops that work while there are
+/// items to lease (in this or any replica's tasks, including those a dead worker left), until
+/// `stop` turns true.
 pub async fn worker(
     services: std::sync::Arc<Services>,
     settings: crate::config::TaskSettings,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     if !settings.bulk_worker {
         tracing::info!("bulk task worker off in this replica (SIMVAULT_BULK_WORKER=false)");
         return;
     }
-    let (lease, poll) = (settings.lease, settings.poll);
+    let loops = (0..settings.bulk_concurrency.max(1)).map(|_| {
+        worker_loop(
+            services.clone(),
+            settings.lease,
+            settings.poll,
+            stop.clone(),
+        )
+    });
+    futures_util::future::join_all(loops).await;
+}
+
+async fn worker_loop(
+    services: std::sync::Arc<Services>,
+    lease: Duration,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let owner = uuid::Uuid::new_v4().to_string();
     loop {
         if *stop.borrow() {

@@ -191,7 +191,7 @@ impl Services {
 }
 
 /// A new SIM of `tenant` in `inventory`, and the secrets to store with it.
-pub(super) fn new_sim(tenant: &str, new: NewSim, now: Timestamp) -> (Sim, SecretChanges) {
+pub fn new_sim(tenant: &str, new: NewSim, now: Timestamp) -> (Sim, SecretChanges) {
     let sim = Sim {
         id: uuid::Uuid::new_v4(),
         tenant_id: tenant.to_owned(),
