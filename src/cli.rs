@@ -116,6 +116,24 @@ pub enum KeysCommand {
     /// Rotate a tenant's key-encryption key: add a version and re-wrap every SIM key under it,
     /// here and now (a running server's worker shares the work), printing progress.
     Rotate(RotateArgs),
+    /// Create the root key inside the HSM named by SIMVAULT_PKCS11_MODULE, _TOKEN_LABEL, _PIN
+    /// and _KEY_LABEL: AES-256, sensitive, never extractable. Refuses if the label exists.
+    /// (`--data-dir` is accepted for symmetry; the key lives in the token.)
+    HsmInit(DataDir),
+    /// Move the root key between providers, re-wrapping every tenant key in one transaction
+    /// (servers keep serving; restart them with the new provider afterwards). From the
+    /// configured provider to `pkcs11` (the HSM of SIMVAULT_PKCS11_*), or to `file` (a new
+    /// D/keys/root.key).
+    MigrateRoot(MigrateRootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateRootArgs {
+    /// `pkcs11` or `file`.
+    #[arg(long, value_parser = ["pkcs11", "file"])]
+    pub to: String,
+    #[command(flatten)]
+    pub data: DataDir,
 }
 
 #[derive(Args)]
@@ -352,6 +370,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::Rotate(args),
         } => rotate_tenant_key(&args).await,
+        Command::Keys {
+            command: KeysCommand::HsmInit(_),
+        } => hsm_init(),
+        Command::Keys {
+            command: KeysCommand::MigrateRoot(args),
+        } => migrate_root(&args).await,
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => {
@@ -631,6 +655,91 @@ async fn rotate_root_key(config: &Config) -> anyhow::Result<()> {
     println!(
         "root key rotated: {n} tenant key version(s) re-wrapped; restart every replica with the new key"
     );
+    Ok(())
+}
+
+fn hsm_init() -> anyhow::Result<()> {
+    let settings = crate::config::pkcs11_settings()?;
+    crate::vault::pkcs11::create_root_key(&settings)?;
+    let [sensitive, extractable, always_sensitive, never_extractable] =
+        crate::vault::pkcs11::key_attributes(&settings)?;
+    if !sensitive || extractable || !always_sensitive || !never_extractable {
+        bail!(
+            "the token created the key but reports sensitive={sensitive} extractable={extractable} \
+             always_sensitive={always_sensitive} never_extractable={never_extractable}: do not use it"
+        );
+    }
+    println!(
+        "root key {:?} created in token {:?}: sensitive=true extractable=false \
+         always_sensitive=true never_extractable=true",
+        settings.key_label, settings.token_label
+    );
+    Ok(())
+}
+
+async fn migrate_root(args: &MigrateRootArgs) -> anyhow::Result<()> {
+    use crate::vault::root::{self, LocalRootKey};
+    use crate::vault::{Keyring, RootKeySource};
+    let config = Config::from_env(&args.data.path(), None)?;
+    let keys = KeyPaths::new(&args.data.path());
+    let from_hsm = matches!(config.root_key, RootKeySource::Pkcs11(..));
+    if from_hsm == (args.to == "pkcs11") {
+        bail!(
+            "the configured provider (SIMVAULT_ROOT_KEY_PROVIDER) is already {}: nothing to move",
+            args.to
+        );
+    }
+    let db = startup::open_store(&config).await?;
+    let current = startup::open_vault(&config, &db, &SystemClock).await?;
+    let actor = crate::domain::principal::cli_subject();
+    let (next, file) = if args.to == "pkcs11" {
+        let hsm = crate::vault::pkcs11::Pkcs11RootKey::open(
+            crate::config::pkcs11_settings()?,
+            std::time::Duration::from_secs(300),
+        )?;
+        (Keyring::new(std::sync::Arc::new(hsm)), None)
+    } else {
+        let path = keys.root_key();
+        if path.exists() {
+            bail!(
+                "{} exists (a root key from before the HSM?): move it away first",
+                path.display()
+            );
+        }
+        let key = crate::vault::new_key()?;
+        let next_path = root::next_path(&path);
+        let _ = std::fs::remove_file(&next_path);
+        pki::write_new(&next_path, root::encode_plain(&key).as_bytes(), true)?;
+        (
+            Keyring::new(std::sync::Arc::new(LocalRootKey::new(key))),
+            Some((next_path, path)),
+        )
+    };
+    let n = crate::service::rotation::move_root(
+        &db,
+        &current,
+        &next,
+        &actor,
+        &format!("keys.migrate-root.{}", args.to),
+        SystemClock.now(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some((next_path, path)) = file {
+        std::fs::rename(&next_path, &path)?;
+    }
+    db.close().await;
+    println!(
+        "root key moved to {}: {n} tenant key version(s) re-wrapped; restart every replica with \
+         SIMVAULT_ROOT_KEY_PROVIDER={}",
+        args.to, args.to
+    );
+    if args.to == "pkcs11" && matches!(config.root_key, RootKeySource::File(_)) {
+        println!(
+            "{} no longer opens this database's keys; keep it offline only for old backups, or destroy it",
+            keys.root_key().display()
+        );
+    }
     Ok(())
 }
 

@@ -109,6 +109,20 @@ fn seconds(name: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> an
     }
 }
 
+/// The HSM holding the root key: `SIMVAULT_PKCS11_MODULE`, `_TOKEN_LABEL`, `_PIN` (all
+/// required) and `_KEY_LABEL` (default `simvault-root`).
+pub fn pkcs11_settings() -> anyhow::Result<crate::vault::pkcs11::Pkcs11Settings> {
+    let required = |name: &str| {
+        env(name).with_context(|| format!("{name} must be set for the pkcs11 root-key provider"))
+    };
+    Ok(crate::vault::pkcs11::Pkcs11Settings {
+        module: PathBuf::from(required("SIMVAULT_PKCS11_MODULE")?),
+        token_label: required("SIMVAULT_PKCS11_TOKEN_LABEL")?,
+        pin: secrecy::SecretString::from(required("SIMVAULT_PKCS11_PIN")?),
+        key_label: env("SIMVAULT_PKCS11_KEY_LABEL").unwrap_or_else(|| "simvault-root".into()),
+    })
+}
+
 /// Reads one environment variable; empty counts as unset.
 pub fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -261,8 +275,13 @@ impl Config {
             root_key: match env("SIMVAULT_ROOT_KEY_PROVIDER").as_deref() {
                 None | Some("file") => RootKeySource::File(keys.root_key()),
                 Some("env") => RootKeySource::Env,
-                Some("pkcs11") => anyhow::bail!(
-                    "SIMVAULT_ROOT_KEY_PROVIDER=pkcs11 is not available in this version: use file or env"
+                Some("pkcs11") => RootKeySource::Pkcs11(
+                    pkcs11_settings()?,
+                    std::time::Duration::from_secs(seconds(
+                        "SIMVAULT_PKCS11_CACHE_SECS",
+                        300,
+                        1..=86_400,
+                    )?),
                 ),
                 Some(_) => anyhow::bail!("SIMVAULT_ROOT_KEY_PROVIDER must be file, env or pkcs11"),
             },

@@ -30,6 +30,16 @@ async fn healthz() -> impl IntoResponse {
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let keyring = state.services.keyring.clone();
+    let keys_ok = tokio::task::spawn_blocking(move || keyring.root_available())
+        .await
+        .unwrap_or(false);
+    if !keys_ok {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not-ready", "keys": "unavailable"})),
+        );
+    }
     match state.services.db.ping().await {
         Ok(()) => (
             StatusCode::OK,

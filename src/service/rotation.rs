@@ -280,6 +280,18 @@ pub async fn rotate_root(
     actor: &str,
     now: i64,
 ) -> ServiceResult<usize> {
+    move_root(db, current, next, actor, "keys.rotate-root", now).await
+}
+
+/// [`rotate_root`], recorded as `action` (a rotation, or a move between providers).
+pub async fn move_root(
+    db: &crate::store::Db,
+    current: &crate::vault::Keyring,
+    next: &crate::vault::Keyring,
+    actor: &str,
+    action: &str,
+    now: i64,
+) -> ServiceResult<usize> {
     let mut tx = db.begin().await?;
     let check = keys::root_check_in(&mut tx).await?;
     match check {
@@ -300,7 +312,7 @@ pub async fn rotate_root(
     super::audit::append_platform(
         &mut tx,
         actor,
-        "keys.rotate-root",
+        action,
         "completed",
         &format!("{} tenant key version(s) re-wrapped", keks.len()),
         now,

@@ -15,6 +15,10 @@ use crate::vault::{self, Key, VaultError};
 
 impl From<VaultError> for ServiceError {
     fn from(e: VaultError) -> Self {
+        if e == VaultError::Unavailable {
+            tracing::error!("the root key's module is unavailable: answered 503");
+            return ServiceError::Unavailable(e.to_string());
+        }
         // An integrity failure means tampering or a wrong key: loud in the log, opaque outside.
         tracing::error!(error = %e, "vault operation failed");
         ServiceError::Internal(e.to_string())

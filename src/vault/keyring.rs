@@ -2,18 +2,24 @@
 //! secret read costs one DEK unwrap, not a root-key operation.
 //!
 //! KEK versions never change once written (rotation adds a version; re-wrapping under a new
-//! root key changes only the wrapping), so a cached KEK never goes stale.
+//! root key changes only the wrapping), so a cached KEK never goes stale. A root key in a
+//! hardware module bounds how long KEKs stay cached: an expired one is dropped (and zeroized
+//! with its last reference) and unwrapped again by the module.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use super::{FORMAT, Key, RootKey, VaultError, check_format, kek_aad, new_key};
 
 const ROOT_CHECK_AAD: &[u8] = b"simvault/v1/root-check";
 
+/// Opened KEKs by (tenant, version), with when each was opened.
+type KekCache = HashMap<(String, i64), (Arc<Key>, Instant)>;
+
 pub struct Keyring {
     root: Arc<dyn RootKey>,
-    keks: RwLock<HashMap<(String, i64), Arc<Key>>>,
+    keks: RwLock<KekCache>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -42,19 +48,30 @@ impl Keyring {
     }
 
     pub fn cached_kek(&self, tenant: &str, version: i64) -> Option<Arc<Key>> {
-        self.keks
-            .read()
-            .ok()?
-            .get(&(tenant.to_owned(), version))
-            .cloned()
+        let key = (tenant.to_owned(), version);
+        let (kek, cached_at) = self.keks.read().ok()?.get(&key).cloned()?;
+        match self.root.cache_lifetime() {
+            Some(lifetime) if cached_at.elapsed() >= lifetime => {
+                if let Ok(mut cache) = self.keks.write() {
+                    cache.remove(&key);
+                }
+                None
+            }
+            _ => Some(kek),
+        }
     }
 
     fn remember(&self, tenant: &str, version: i64, kek: Key) -> Arc<Key> {
         let kek = Arc::new(kek);
         if let Ok(mut cache) = self.keks.write() {
-            cache.insert((tenant.to_owned(), version), kek.clone());
+            cache.insert((tenant.to_owned(), version), (kek.clone(), Instant::now()));
         }
         kek
+    }
+
+    /// Whether the root key can be used now (`/readyz`).
+    pub fn root_available(&self) -> bool {
+        self.root.available()
     }
 
     /// Unwraps (and caches) a stored tenant KEK.
@@ -106,6 +123,48 @@ impl Keyring {
 mod tests {
     use super::*;
     use crate::vault::root::LocalRootKey;
+
+    /// A root key whose KEKs may be cached briefly, counting its unwraps.
+    #[derive(Debug)]
+    struct Brief(LocalRootKey, std::sync::atomic::AtomicUsize);
+
+    impl RootKey for Brief {
+        fn wrap(&self, key: &Key, aad: &[u8]) -> Result<Vec<u8>, VaultError> {
+            self.0.wrap(key, aad)
+        }
+        fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<Key, VaultError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.unwrap(wrapped, aad)
+        }
+        fn cache_lifetime(&self) -> Option<std::time::Duration> {
+            Some(std::time::Duration::from_millis(50))
+        }
+    }
+
+    #[test]
+    fn cached_keks_expire_when_the_root_key_says_so() {
+        let root = Arc::new(Brief(
+            LocalRootKey::new(new_key().unwrap()),
+            Default::default(),
+        ));
+        let ring = Keyring::new(root.clone());
+        let (_, wrapped) = ring.new_kek("t", 1).unwrap();
+        let unwraps = || root.1.load(std::sync::atomic::Ordering::SeqCst);
+        ring.open_kek("t", 1, FORMAT, &wrapped).unwrap();
+        assert!(ring.cached_kek("t", 1).is_some());
+        ring.open_kek("t", 1, FORMAT, &wrapped).unwrap();
+        assert_eq!(unwraps(), 1, "served from the cache");
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        assert!(ring.cached_kek("t", 1).is_none(), "expired");
+        ring.open_kek("t", 1, FORMAT, &wrapped).unwrap();
+        assert_eq!(unwraps(), 2, "unwrapped again by the root key");
+        // A file root key's KEKs stay cached.
+        let local = Keyring::new(Arc::new(LocalRootKey::new(new_key().unwrap())));
+        let (_, wrapped) = local.new_kek("t", 1).unwrap();
+        local.open_kek("t", 1, FORMAT, &wrapped).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        assert!(local.cached_kek("t", 1).is_some());
+    }
 
     #[test]
     fn root_check_tells_keys_apart() {

@@ -11,6 +11,7 @@
 //! zeroizing buffers; fall back to anything weaker when a check fails.
 
 pub mod keyring;
+pub mod pkcs11;
 pub mod root;
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
@@ -40,6 +41,9 @@ pub enum VaultError {
     Format(i64),
     #[error("randomness unavailable")]
     Random,
+    /// The root key's hardware module cannot be reached now.
+    #[error("the root key is unavailable")]
+    Unavailable,
 }
 
 /// Fresh key material from the operating system's CSPRNG.

@@ -27,6 +27,14 @@ use super::{Key, VaultError, new_key, open, seal};
 pub trait RootKey: Send + Sync + std::fmt::Debug {
     fn wrap(&self, key: &Key, aad: &[u8]) -> Result<Vec<u8>, VaultError>;
     fn unwrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<Key, VaultError>;
+    /// Whether the key can be used now (a hardware module may go away); for `/readyz`.
+    fn available(&self) -> bool {
+        true
+    }
+    /// How long unwrapped tenant KEKs may stay cached (`None`: for the process's life).
+    fn cache_lifetime(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// A root key held in this process (file, sealed file or environment).
@@ -64,6 +72,8 @@ impl RootKey for LocalRootKey {
 pub enum RootKeySource {
     File(PathBuf),
     Env,
+    /// A hardware module over PKCS#11; unwrapped KEKs are cached for the given lifetime.
+    Pkcs11(super::pkcs11::Pkcs11Settings, std::time::Duration),
 }
 
 const SEALED_FORMAT: &str = "simvault-sealed-root-key";
@@ -223,6 +233,11 @@ pub fn read_file(
 /// Loads the configured root key.
 pub fn load(source: &RootKeySource) -> anyhow::Result<Arc<dyn RootKey>> {
     let key = match source {
+        RootKeySource::Pkcs11(settings, lifetime) => {
+            let hsm = super::pkcs11::Pkcs11RootKey::open(settings.clone(), *lifetime)
+                .context("SIMVAULT_ROOT_KEY_PROVIDER=pkcs11: the HSM is not usable")?;
+            return Ok(Arc::new(hsm));
+        }
         RootKeySource::File(path) => read_file(path, || passphrase("Root key passphrase: "))?,
         RootKeySource::Env => {
             let text = Zeroizing::new(std::env::var("SIMVAULT_ROOT_KEY").map_err(|_| {

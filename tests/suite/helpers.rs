@@ -191,6 +191,41 @@ impl TestApp {
         self.command(args).output().unwrap()
     }
 
+    /// Runs the `simvault` binary with extra environment variables.
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        self.command(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    }
+
+    /// Starts `simvault serve` expecting it to refuse to start: its output once it exits, or
+    /// `None` (and the process killed) if it is still running after `limit`.
+    pub fn serve_refused(
+        &self,
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> Option<std::process::Output> {
+        let mut child = self
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if child.try_wait().unwrap().is_some() {
+                return Some(child.wait_with_output().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// Starts another server process on this server's keys and store (a second replica);
     /// returns it and its base URL. Kill it when done.
     pub fn spawn_replica(&self, env: &[(&str, &str)]) -> (std::process::Child, String) {
