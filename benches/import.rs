@@ -8,6 +8,8 @@
 //!
 //! SIMVAULT_BENCH_SIMS changes the count (default 100000). Stops by itself.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,13 +21,7 @@ use simvault::domain::{
 use simvault::service::bulk::ImportRow;
 use simvault::store::Db;
 
-fn iccid(n: usize) -> String {
-    let body = format!("8944{n:014}");
-    (0..10)
-        .map(|d| format!("{body}{d}"))
-        .find(|s| simvault::domain::identifiers::luhn_valid(s))
-        .unwrap_or_default()
-}
+use common::iccid;
 
 async fn open(dir: &std::path::Path, schema: &str) -> anyhow::Result<(Db, &'static str)> {
     Ok(match std::env::var("SIMVAULT_BENCH_DATABASE_URL") {

@@ -7,9 +7,11 @@
 //!
 //! Each run takes a few seconds per scenario and stops by itself.
 
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+
+use common::{iccid, per_second};
 
 use simvault::clock::{SharedClock, SystemClock};
 use simvault::config::Config;
@@ -23,14 +25,6 @@ use simvault::store::sims::SimKey;
 const CALLERS: usize = 32;
 const SIMS: usize = 1000;
 const SECONDS: u64 = 5;
-
-fn iccid(n: usize) -> String {
-    let body = format!("8944{n:014}");
-    (0..10)
-        .map(|d| format!("{body}{d}"))
-        .find(|s| simvault::domain::identifiers::luhn_valid(s))
-        .unwrap_or_default()
-}
 
 async fn open(dir: &std::path::Path) -> anyhow::Result<(Db, &'static str)> {
     Ok(match std::env::var("SIMVAULT_BENCH_DATABASE_URL") {
@@ -64,27 +58,15 @@ fn change(pin: &str) -> anyhow::Result<PinChange> {
 
 /// Correct resets (the PIN set to itself) for `SECONDS`, callers spread over `sims` SIMs.
 async fn run(services: Arc<Services>, support: Principal, sims: usize) -> anyhow::Result<f64> {
-    let done = Arc::new(AtomicU64::new(0));
-    let end = Instant::now() + Duration::from_secs(SECONDS);
-    let mut tasks = Vec::new();
-    for c in 0..CALLERS {
-        let (services, support, done) = (services.clone(), support.clone(), done.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut n = c;
-            while Instant::now() < end {
-                let key = SimKey::Iccid(iccid(n % sims));
-                services.change_pin(&support, &key, change("1234")?).await?;
-                done.fetch_add(1, Ordering::Relaxed);
-                n += CALLERS;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    let start = Instant::now();
-    for t in tasks {
-        t.await??;
-    }
-    Ok(done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+    per_second(CALLERS, SECONDS, move |n| {
+        let (services, support) = (services.clone(), support.clone());
+        async move {
+            let key = SimKey::Iccid(iccid(n % sims));
+            services.change_pin(&support, &key, change("1234")?).await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 #[tokio::main]
