@@ -665,8 +665,10 @@ impl Services {
                         &vault::task_item_aad(tenant, &task.id, item.seq),
                         "import item",
                     )?;
-                    let row: StoredRow = serde_json::from_slice(&text)
-                        .map_err(|e| ServiceError::Internal(format!("sealed import row: {e}")))?;
+                    // Not serde's message: it may quote a value.
+                    let row: StoredRow = serde_json::from_slice(&text).map_err(|_| {
+                        ServiceError::Internal("sealed import row is malformed".into())
+                    })?;
                     row.into_new_sim()
                 });
             match opened {
