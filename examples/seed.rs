@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use simvault::clock::{Clock, SystemClock};
 use simvault::config::Config;
-use simvault::domain::{Iccid, Imsi, LuhnPolicy, Msisdn, Sim, SimState, SimType, TenantId};
+use simvault::domain::{Iccid, Imsi, LuhnPolicy, Msisdn, NewSim, SimType, TenantId};
 use simvault::service::admin;
+use simvault::service::sims::new_sim;
 use simvault::store::sims;
 
 fn iccid(n: u64) -> Option<Iccid> {
@@ -36,41 +37,18 @@ async fn main() -> anyhow::Result<()> {
         let mut tx = db.begin().await?;
         for &n in chunk {
             let now = start + i64::try_from(n)?;
-            let sim = Sim {
-                id: uuid::Uuid::new_v4(),
-                tenant_id: tenant.as_str().to_owned(),
-                iccid: iccid(n).ok_or_else(|| anyhow::anyhow!("no iccid"))?,
-                imsi: Some(Imsi::parse(&format!("23415{n:010}")).map_err(anyhow::Error::msg)?),
-                msisdn: Some(Msisdn::parse(&format!("4477{n:08}")).map_err(anyhow::Error::msg)?),
-                imei: None,
-                eid: None,
-                sim_type: if n % 5 == 0 {
-                    SimType::Esim
-                } else {
-                    SimType::Physical
-                },
-                state: SimState::Inventory,
-                state_reason: None,
-                carrier_status: None,
-                vendor: Some(if n % 2 == 0 { "GEMALTO" } else { "IDEMIA" }.into()),
-                tags: BTreeSet::from([format!("batch-{}", n / 1000)]),
-                group_id: None,
-                device_id: None,
-                compatibility_zones: BTreeSet::from([zones[(n % 4) as usize].to_owned()]),
-                is_attached: false,
-                esim_profile_state: None,
-                metadata: serde_json::Map::new(),
-                created_at: now,
-                updated_at: now,
-                last_synced_at: None,
-                deleted_at: None,
-                secret_fields: Default::default(),
-                link: None,
-                counters: Default::default(),
-                consumed_data: None,
-                data_limit: None,
-                auth: Default::default(),
+            let mut new = NewSim::new(iccid(n).ok_or_else(|| anyhow::anyhow!("no iccid"))?);
+            new.imsi = Some(Imsi::parse(&format!("23415{n:010}")).map_err(anyhow::Error::msg)?);
+            new.msisdn = Some(Msisdn::parse(&format!("4477{n:08}")).map_err(anyhow::Error::msg)?);
+            new.sim_type = if n % 5 == 0 {
+                SimType::Esim
+            } else {
+                SimType::Physical
             };
+            new.vendor = Some(if n % 2 == 0 { "GEMALTO" } else { "IDEMIA" }.into());
+            new.tags = BTreeSet::from([format!("batch-{}", n / 1000)]);
+            new.compatibility_zones = BTreeSet::from([zones[(n % 4) as usize].to_owned()]);
+            let (sim, _) = new_sim(tenant.as_str(), new, now);
             sims::insert(&mut tx, &sim).await?;
         }
         tx.commit().await?;

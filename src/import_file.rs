@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use zeroize::Zeroizing;
 
-use crate::domain::{LuhnPolicy, ValidationErrors, eki};
+use crate::domain::{LuhnPolicy, SecretField, ValidationErrors, eki};
 use crate::service::bulk::ImportRow;
 
 /// The columns a CSV may name.
@@ -28,15 +28,6 @@ pub const COLUMNS: [&str; 13] = [
     "activation_code",
     "sim_type",
     "eid",
-];
-const SECRETS: [&str; 7] = [
-    "ki",
-    "opc",
-    "pin1",
-    "puk1",
-    "pin2",
-    "puk2",
-    "activation_code",
 ];
 
 /// A file's format.
@@ -182,7 +173,7 @@ fn csv_row(
                 Some(Err(e)) => errs.pointer("/eki", e.to_string()),
                 None => errs.pointer("/eki", "no transport key"),
             }
-        } else if SECRETS.contains(&name.as_str()) {
+        } else if name.parse::<SecretField>().is_ok() {
             secrets.push((name.as_str(), Zeroizing::new(text.to_owned())));
         } else {
             plain.insert(name.clone(), serde_json::Value::String(text.to_owned()));

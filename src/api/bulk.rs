@@ -14,8 +14,8 @@ use super::AppState;
 use super::admin::TaskView;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
+use super::fields::Fields;
 use crate::domain::link::{MAX_BULK_ITEMS, check_prefix};
-use crate::domain::sim::page_count;
 use crate::domain::{Link, ValidationErrors, format_timestamp};
 use crate::service::bulk::{ImportRow, Item, ProvisionLinks};
 
@@ -77,8 +77,8 @@ pub struct LinkRef {
     pub plan_ids: Vec<uuid::Uuid>,
 }
 
-impl From<Link> for LinkRef {
-    fn from(l: Link) -> Self {
+impl From<crate::domain::link::LinkRef> for LinkRef {
+    fn from(l: crate::domain::link::LinkRef) -> Self {
         LinkRef {
             id: l.id,
             name: l.name,
@@ -113,15 +113,6 @@ impl From<Link> for LinkView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct LinkPage {
-    pub items: Vec<LinkView>,
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
-    pub pages: u64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 pub struct ItemView {
     /// Position in the request, from 1.
     pub seq: i64,
@@ -149,15 +140,6 @@ impl From<Item> for ItemView {
             error: i.error,
         }
     }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ItemPage {
-    pub items: Vec<ItemView>,
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
-    pub pages: u64,
 }
 
 fn accepted(task: crate::domain::Task) -> impl IntoResponse {
@@ -266,23 +248,11 @@ fn uuid_list(
 
 fn parse_provision(body: &ProvisionLinksBody) -> Result<ProvisionLinks, ValidationErrors> {
     let mut errs = ValidationErrors::new();
-    let name_prefix = match &body.name_prefix {
-        Some(Value::String(s)) => match check_prefix(s) {
-            Ok(()) => s.clone(),
-            Err(e) => {
-                errs.pointer("/name_prefix", e);
-                String::new()
-            }
-        },
-        None | Some(Value::Null) => {
-            errs.pointer("/name_prefix", "is required");
-            String::new()
-        }
-        Some(_) => {
-            errs.pointer("/name_prefix", "must be a string");
-            String::new()
-        }
-    };
+    let name_prefix = Fields { errs: &mut errs }
+        .required("name_prefix", &body.name_prefix, |s| {
+            check_prefix(s).map(|()| s.to_owned())
+        })
+        .unwrap_or_default();
     let sim_ids = uuid_list("sim_ids", body.sim_ids.as_ref(), true, &mut errs);
     let plan_ids = uuid_list("plan_ids", body.plan_ids.as_ref(), false, &mut errs);
     let counter_start = match &body.counter_start {
@@ -315,7 +285,7 @@ fn parse_provision(body: &ProvisionLinksBody) -> Result<ProvisionLinks, Validati
         ("page_size" = Option<u32>, Query, description = "1–1000, default 100"),
     ),
     responses(
-        (status = 200, description = "One page of items", body = ItemPage),
+        (status = 200, description = "One page of items", body = super::PageView<ItemView>),
         (status = 404, description = "No such task in your tenant", body = super::openapi::Problem),
     ))]
 async fn task_items(
@@ -323,7 +293,7 @@ async fn task_items(
     Caller(principal): Caller,
     Path(id): Path<String>,
     q: QueryPairs,
-) -> ApiResult<axum::Json<ItemPage>> {
+) -> ApiResult<axum::Json<super::PageView<ItemView>>> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     let mut errs = ValidationErrors::new();
     q.reject_unknown(&["status", "page", "page_size"], &mut errs);
@@ -339,13 +309,7 @@ async fn task_items(
         .services
         .task_items(&principal, id, status, page, page_size)
         .await?;
-    Ok(axum::Json(ItemPage {
-        pages: page_count(page.total, page.page_size),
-        items: page.items.into_iter().map(ItemView::from).collect(),
-        total: page.total,
-        page: page.page,
-        page_size: page.page_size,
-    }))
+    Ok(axum::Json(super::PageView::of(page)))
 }
 
 /// Links made by bulk provisioning, oldest first.
@@ -355,12 +319,12 @@ async fn task_items(
         ("page" = Option<u32>, Query, description = "1-based page, default 1"),
         ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
     ),
-    responses((status = 200, description = "One page", body = LinkPage)))]
+    responses((status = 200, description = "One page", body = super::PageView<LinkView>)))]
 async fn list_links(
     State(state): State<AppState>,
     Caller(principal): Caller,
     q: QueryPairs,
-) -> ApiResult<axum::Json<LinkPage>> {
+) -> ApiResult<axum::Json<super::PageView<LinkView>>> {
     let mut errs = ValidationErrors::new();
     q.reject_unknown(&["sim_id", "page", "page_size"], &mut errs);
     let (page, page_size) = q.paging(20, 250, &mut errs);
@@ -378,13 +342,7 @@ async fn list_links(
         .services
         .list_links(&principal, sim, page, page_size)
         .await?;
-    Ok(axum::Json(LinkPage {
-        pages: page_count(page.total, page.page_size),
-        items: page.items.into_iter().map(LinkView::from).collect(),
-        total: page.total,
-        page: page.page,
-        page_size: page.page_size,
-    }))
+    Ok(axum::Json(super::PageView::of(page)))
 }
 
 /// One link.

@@ -14,7 +14,6 @@ use super::AppState;
 use super::error::ApiResult;
 use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::sims::{SimRef, SimView};
-use crate::domain::sim::page_count;
 use crate::domain::{SimState, ValidationErrors, esim, format_timestamp};
 use crate::store::lifecycle::HistoryRow;
 
@@ -135,16 +134,6 @@ impl From<HistoryRow> for HistoryEntry {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HistoryPage {
-    /// Newest first.
-    pub items: Vec<HistoryEntry>,
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
-    pub pages: u64,
-}
-
 /// A SIM's state history, newest first (whoever may read the SIM).
 #[utoipa::path(get, path = "/v1/sims/{sim}/history", tag = "sims",
     params(
@@ -152,7 +141,7 @@ pub struct HistoryPage {
         ("page" = Option<u32>, Query), ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
     ),
     responses(
-        (status = 200, description = "One page", body = HistoryPage),
+        (status = 200, description = "One page", body = super::PageView<HistoryEntry>),
         (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
     ))]
 async fn history(
@@ -160,7 +149,7 @@ async fn history(
     Caller(principal): Caller,
     SimRef(key): SimRef,
     q: QueryPairs,
-) -> ApiResult<axum::Json<HistoryPage>> {
+) -> ApiResult<axum::Json<super::PageView<HistoryEntry>>> {
     let mut errs = ValidationErrors::new();
     q.reject_unknown(&["page", "page_size"], &mut errs);
     let (page, page_size) = q.paging(20, 250, &mut errs);
@@ -169,13 +158,7 @@ async fn history(
         .services
         .sim_history(&principal, &key, page, page_size)
         .await?;
-    Ok(axum::Json(HistoryPage {
-        pages: page_count(page.total, page.page_size),
-        items: page.items.into_iter().map(HistoryEntry::from).collect(),
-        total: page.total,
-        page: page.page,
-        page_size: page.page_size,
-    }))
+    Ok(axum::Json(super::PageView::of(page)))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -49,6 +49,32 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
 }
 
+/// One page of a paginated list: `{items, total, page, page_size, pages}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PageView<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub page: u32,
+    pub page_size: u32,
+    pub pages: u64,
+}
+
+impl<T> PageView<T> {
+    /// The answer for a service page, each item turned into its view.
+    pub fn of<S>(page: crate::service::Page<S>) -> Self
+    where
+        T: From<S>,
+    {
+        PageView {
+            pages: crate::domain::sim::page_count(page.total, page.page_size),
+            items: page.items.into_iter().map(T::from).collect(),
+            total: page.total,
+            page: page.page,
+            page_size: page.page_size,
+        }
+    }
+}
+
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::fields::Fields;
-use crate::domain::sim::{MAX_ZONES, page_count};
+use crate::domain::sim::MAX_ZONES;
 use crate::domain::{Plan, ValidationErrors, format_timestamp};
 
 pub fn router() -> Router<AppState> {
@@ -54,15 +54,6 @@ pub struct CreatePlanBody {
     pub compatibility_zones: Option<Value>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PlanPage {
-    pub items: Vec<PlanView>,
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
-    pub pages: u64,
-}
-
 /// Create a plan.
 #[utoipa::path(post, path = "/v1/plans", tag = "plans", request_body = CreatePlanBody,
     responses(
@@ -101,12 +92,12 @@ async fn create_plan(
         ("page" = Option<u32>, Query, description = "1-based page, default 1"),
         ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
     ),
-    responses((status = 200, description = "One page", body = PlanPage)))]
+    responses((status = 200, description = "One page", body = super::PageView<PlanView>)))]
 async fn list_plans(
     State(state): State<AppState>,
     Caller(principal): Caller,
     q: QueryPairs,
-) -> ApiResult<axum::Json<PlanPage>> {
+) -> ApiResult<axum::Json<super::PageView<PlanView>>> {
     let mut errs = ValidationErrors::new();
     q.reject_unknown(&["page", "page_size"], &mut errs);
     let (page, page_size) = q.paging(20, 250, &mut errs);
@@ -115,13 +106,7 @@ async fn list_plans(
         .services
         .list_plans(&principal, page, page_size)
         .await?;
-    Ok(axum::Json(PlanPage {
-        pages: page_count(page.total, page.page_size),
-        items: page.items.into_iter().map(PlanView::from).collect(),
-        total: page.total,
-        page: page.page,
-        page_size: page.page_size,
-    }))
+    Ok(axum::Json(super::PageView::of(page)))
 }
 
 /// One plan.

@@ -17,7 +17,7 @@ use super::fields::{Fields, label};
 use super::secrets::SecretsInput;
 use crate::domain::sim::{
     DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TAGS, MAX_ZONES, SimListQuery, SortField,
-    check_carrier_status, check_metadata, page_count,
+    check_carrier_status, check_metadata,
 };
 use crate::domain::{
     Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, NewSim, Sim, SimPatch, SimState, SimType,
@@ -381,16 +381,6 @@ impl PatchSimBody {
     }
 }
 
-/// One page of SIMs.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SimPage {
-    pub items: Vec<SimView>,
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
-    pub pages: u64,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Deleted {
     pub success: bool,
@@ -573,26 +563,20 @@ async fn create_sim(
         ("for_plan_id" = Option<uuid::Uuid>, Query, description = "SIMs in any of the plan's zones; wins over compatibility_zones"),
     ),
     responses(
-        (status = 200, description = "One page", body = SimPage),
+        (status = 200, description = "One page", body = super::PageView<SimView>),
         (status = 400, description = "Invalid parameters", body = super::openapi::Problem),
     ))]
 async fn list_sims(
     State(state): State<AppState>,
     Caller(principal): Caller,
     query: QueryPairs,
-) -> ApiResult<axum::Json<SimPage>> {
+) -> ApiResult<axum::Json<super::PageView<SimView>>> {
     let (query, for_plan) = parse_list_query(&query)?;
     let page = state
         .services
         .list_sims(&principal, query, for_plan)
         .await?;
-    Ok(axum::Json(SimPage {
-        pages: page_count(page.total, page.page_size),
-        items: page.items.into_iter().map(SimView::from).collect(),
-        total: page.total,
-        page: page.page,
-        page_size: page.page_size,
-    }))
+    Ok(axum::Json(super::PageView::of(page)))
 }
 
 /// One SIM, by UUID or ICCID.

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
-use crate::domain::sim::page_count;
+use super::fields::Fields;
 use crate::domain::{ValidationErrors, format_timestamp};
 use crate::service::webhooks::{NewWebhook, Webhook};
 use crate::store::webhooks::DeliveryRow;
@@ -117,15 +117,6 @@ impl From<DeliveryRow> for DeliveryView {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryPage {
-    pub items: Vec<DeliveryView>,
-    pub total: u64,
-    pub page: u32,
-    pub page_size: u32,
-    pub pages: u64,
-}
-
 /// Subscribe a URL to events (admin). The answer holds the signing secret, shown only here.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", request_body = CreateWebhookBody,
     responses(
@@ -139,17 +130,14 @@ async fn create(
     ApiJson(body): ApiJson<CreateWebhookBody>,
 ) -> ApiResult<impl IntoResponse> {
     let mut errs = ValidationErrors::new();
-    let url = match &body.url {
-        Some(Value::String(s)) => s.clone(),
-        None | Some(Value::Null) => {
-            errs.pointer("/url", "is required");
-            String::new()
-        }
-        Some(_) => {
-            errs.pointer("/url", "must be a string");
-            String::new()
-        }
-    };
+    let mut f = Fields { errs: &mut errs };
+    let url = f
+        .required_str("url", &body.url)
+        .unwrap_or_default()
+        .to_owned();
+    let description = f
+        .optional_str("description", &body.description)
+        .map(str::to_owned);
     let events = match &body.events {
         Some(Value::Array(items)) => items
             .iter()
@@ -169,14 +157,6 @@ async fn create(
         Some(_) => {
             errs.pointer("/events", "must be an array of event names");
             Vec::new()
-        }
-    };
-    let description = match &body.description {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            errs.pointer("/description", "must be a string");
-            None
         }
     };
     errs.finish(())?;
@@ -248,7 +228,7 @@ async fn delete(
         ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
     ),
     responses(
-        (status = 200, description = "One page", body = DeliveryPage),
+        (status = 200, description = "One page", body = super::PageView<DeliveryView>),
         (status = 404, description = "No such webhook in your tenant", body = super::openapi::Problem),
     ))]
 async fn deliveries(
@@ -256,7 +236,7 @@ async fn deliveries(
     Caller(principal): Caller,
     Path(id): Path<String>,
     q: QueryPairs,
-) -> ApiResult<axum::Json<DeliveryPage>> {
+) -> ApiResult<axum::Json<super::PageView<DeliveryView>>> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     let mut errs = ValidationErrors::new();
     q.reject_unknown(&["page", "page_size"], &mut errs);
@@ -266,11 +246,5 @@ async fn deliveries(
         .services
         .webhook_deliveries(&principal, id, page, page_size)
         .await?;
-    Ok(axum::Json(DeliveryPage {
-        pages: page_count(page.total, page.page_size),
-        items: page.items.into_iter().map(DeliveryView::from).collect(),
-        total: page.total,
-        page: page.page,
-        page_size: page.page_size,
-    }))
+    Ok(axum::Json(super::PageView::of(page)))
 }

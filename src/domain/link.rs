@@ -16,6 +16,14 @@ pub struct Link {
     pub created_at: Timestamp,
 }
 
+/// A SIM's link as the SIM shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRef {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub plan_ids: Vec<uuid::Uuid>,
+}
+
 /// Longest link name prefix.
 pub const MAX_PREFIX_CHARS: usize = 64;
 /// Most SIMs (or rows) in one bulk task.

@@ -189,8 +189,8 @@ pub struct Sim {
     pub data_limit: Option<super::usage::DataAmount>,
     /// AMF, last SQN issued and IND width, for authentication vectors.
     pub auth: super::sqn::AuthData,
-    /// The link bulk provisioning made for it, when the caller asked for it.
-    pub link: Option<super::Link>,
+    /// The link bulk provisioning made for it (read with the SIM; not written with it).
+    pub link: Option<super::link::LinkRef>,
 }
 
 /// A validated request to create a SIM.

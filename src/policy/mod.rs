@@ -161,7 +161,8 @@ pub struct Context {
 }
 
 /// An allow, with the `@id`s of the policies that allowed it (recorded in the audit trail).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The default (no ids) is for work done on behalf of an earlier decision (bulk task items).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {
     pub policy_ids: Vec<String>,
 }

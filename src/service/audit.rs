@@ -40,6 +40,24 @@ impl<'a> Event<'a> {
         }
     }
 
+    /// Something done to the tenant as a whole (no SIM), with its outcome and reason.
+    pub fn tenant_wide(
+        action: Action,
+        outcome: &'a str,
+        reason: Option<&'a str>,
+        policy_ids: Vec<String>,
+    ) -> Self {
+        Self {
+            action,
+            sim: None,
+            fields: &[],
+            outcome,
+            reason,
+            policy_ids,
+            remaining_attempts: None,
+        }
+    }
+
     pub fn with_fields(self, fields: &'a [SecretField]) -> Self {
         Self { fields, ..self }
     }

@@ -11,7 +11,7 @@
 //! key (wrapped by the tenant KEK), cleared when its SIM is created, and the task key is
 //! destroyed when the task ends.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ use crate::domain::{
     AuthMethod, Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, NewSim, Origin, Principal, Role,
     SecretField, SecretValue, Sim, SimType, Task, TenantId, ValidationErrors,
 };
-use crate::policy::Action;
+use crate::policy::{Action, Decision};
 use crate::store::keys::{self, DekRow, NewSecret};
 use crate::store::lifecycle::EventRow;
 use crate::store::links::{self as link_repo, Refused};
@@ -185,33 +185,12 @@ impl StoredRow {
     /// Back to a validated SIM. The values were validated when the row was accepted; one
     /// that no longer parses means the sealed item is not what we wrote.
     fn into_new_sim(mut self) -> ServiceResult<NewSim> {
-        let bad = |what: &str| ServiceError::Internal(format!("sealed import row: bad {what}"));
         let mut new =
             NewSim::new(Iccid::parse(&self.iccid, LuhnPolicy::Relaxed).map_err(|_| bad("iccid"))?);
-        new.imsi = self
-            .imsi
-            .as_deref()
-            .map(Imsi::parse)
-            .transpose()
-            .map_err(|_| bad("imsi"))?;
-        new.msisdn = self
-            .msisdn
-            .as_deref()
-            .map(Msisdn::parse)
-            .transpose()
-            .map_err(|_| bad("msisdn"))?;
-        new.imei = self
-            .imei
-            .as_deref()
-            .map(Imei::parse)
-            .transpose()
-            .map_err(|_| bad("imei"))?;
-        new.eid = self
-            .eid
-            .as_deref()
-            .map(Eid::parse)
-            .transpose()
-            .map_err(|_| bad("eid"))?;
+        new.imsi = optional(&self.imsi, Imsi::parse, "imsi")?;
+        new.msisdn = optional(&self.msisdn, Msisdn::parse, "msisdn")?;
+        new.imei = optional(&self.imei, Imei::parse, "imei")?;
+        new.eid = optional(&self.eid, Eid::parse, "eid")?;
         new.sim_type = self
             .sim_type
             .parse::<SimType>()
@@ -232,10 +211,9 @@ impl StoredRow {
         };
         let mut secrets: SecretChanges = Vec::with_capacity(self.secrets.len());
         for (name, value) in &self.secrets {
-            let field = SecretField::ALL
-                .into_iter()
-                .find(|f| f.as_str() == name)
-                .ok_or_else(|| bad("secret field"))?;
+            let field = name
+                .parse::<SecretField>()
+                .map_err(|()| bad("secret field"))?;
             secrets.push((
                 field,
                 Some(SecretValue::from_stored(Zeroizing::new(value.clone()))),
@@ -244,6 +222,23 @@ impl StoredRow {
         new.secrets = secrets;
         Ok(new)
     }
+}
+
+fn bad(what: &str) -> ServiceError {
+    ServiceError::Internal(format!("sealed import row: bad {what}"))
+}
+
+/// An optional identifier of a sealed row, parsed again.
+fn optional<T, E>(
+    value: &Option<String>,
+    parse: impl Fn(&str) -> Result<T, E>,
+    what: &str,
+) -> ServiceResult<Option<T>> {
+    value
+        .as_deref()
+        .map(parse)
+        .transpose()
+        .map_err(|_| bad(what))
 }
 
 /// The text of an item's validation failure: every field with its problem, never a value.
@@ -313,7 +308,6 @@ impl Services {
         let task_id = uuid::Uuid::new_v4().to_string();
         let task_key = vault::new_key()?;
         let mut items = Vec::with_capacity(rows.len());
-        let mut failed = 0;
         for (i, row) in rows.into_iter().enumerate() {
             let seq = i64::try_from(i).unwrap_or(i64::MAX) + 1;
             let mut item = ItemRow {
@@ -338,12 +332,10 @@ impl Services {
                 Err(errors) => {
                     item.status = "failed".into();
                     item.error = Some(describe(&errors));
-                    failed += 1;
                 }
             }
             items.push(item);
         }
-        let total = i64::try_from(items.len()).unwrap_or(i64::MAX);
         let mut tx = self.db.begin().await?;
         let (version, kek) = self.active_kek(&mut tx, tenant).await?;
         let wrapped = vault::seal(
@@ -355,25 +347,15 @@ impl Services {
         let task = self
             .queue_task(
                 &mut tx,
-                tenant,
-                IMPORT_TASK,
+                (&task_id, tenant, IMPORT_TASK),
                 params,
-                total,
-                failed,
                 Some((version, wrapped)),
                 &items,
             )
             .await?;
+        let (total, failed) = (task.total_items, task.failed_items);
         let reason = format!("task {task_id}: {total} row(s), {failed} invalid");
-        let event = Event {
-            action: Action::ImportSims,
-            sim: None,
-            fields: &[],
-            outcome: "allowed",
-            reason: Some(&reason),
-            policy_ids,
-            remaining_attempts: None,
-        };
+        let event = Event::tenant_wide(Action::ImportSims, "allowed", Some(&reason), policy_ids);
         self.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         self.tasks_ready.notify_waiters();
@@ -418,7 +400,6 @@ impl Services {
                 error: None,
             })
             .collect();
-        let total = i64::try_from(items.len()).unwrap_or(i64::MAX);
         let params = json!({
             "actor": Actor::of(principal),
             "name_prefix": request.name_prefix,
@@ -427,21 +408,25 @@ impl Services {
         });
         let mut tx = self.db.begin().await?;
         let task = self
-            .queue_task(&mut tx, tenant, LINKS_TASK, params, total, 0, None, &items)
+            .queue_task(
+                &mut tx,
+                (&task_id, tenant, LINKS_TASK),
+                params,
+                None,
+                &items,
+            )
             .await?;
+        let total = task.total_items;
         let reason = format!(
             "task {task_id}: {total} SIM(s), names {}_{}…",
             request.name_prefix, request.counter_start
         );
-        let event = Event {
-            action: Action::ProvisionLinks,
-            sim: None,
-            fields: &[],
-            outcome: "allowed",
-            reason: Some(&reason),
-            policy_ids: decision.policy_ids,
-            remaining_attempts: None,
-        };
+        let event = Event::tenant_wide(
+            Action::ProvisionLinks,
+            "allowed",
+            Some(&reason),
+            decision.policy_ids,
+        );
         self.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         self.tasks_ready.notify_waiters();
@@ -449,32 +434,27 @@ impl Services {
         Task::try_from(task)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Writes task `id` and its items; the counts come from the items.
     async fn queue_task(
         &self,
         tx: &mut Tx,
-        tenant: &str,
-        kind: &str,
+        (id, tenant, kind): (&str, &str, &str),
         params: serde_json::Value,
-        total: i64,
-        failed: i64,
         key: Option<(i64, Vec<u8>)>,
         items: &[ItemRow],
     ) -> ServiceResult<TaskRow> {
         let now = self.clock.now();
         let (kek_version, wrapped_key) = key.unzip();
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let task = TaskRow {
-            id: items
-                .first()
-                .map(|i| i.task_id.clone())
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            id: id.to_owned(),
             tenant_id: tenant.to_owned(),
             kind: kind.to_owned(),
             status: "pending".into(),
             params: sqlx::types::Json(params),
-            total_items: total,
+            total_items: count(items.len()),
             completed_items: 0,
-            failed_items: failed,
+            failed_items: count(items.iter().filter(|i| i.status == "failed").count()),
             error: None,
             created_at: now,
             updated_at: now,
@@ -551,23 +531,6 @@ impl Services {
             page,
             page_size,
         })
-    }
-
-    /// Fills in the links of SIMs about to be shown.
-    pub(super) async fn attach_links(&self, sims: &mut [Sim]) -> ServiceResult<()> {
-        let Some(tenant) = sims.first().map(|s| s.tenant_id.clone()) else {
-            return Ok(());
-        };
-        let ids: Vec<String> = sims.iter().map(|s| s.id.to_string()).collect();
-        let mut links: BTreeMap<uuid::Uuid, Link> = link_repo::for_sims(&self.db, &tenant, &ids)
-            .await?
-            .into_iter()
-            .map(|l| (l.sim_id, l))
-            .collect();
-        for sim in sims {
-            sim.link = links.remove(&sim.id);
-        }
-        Ok(())
     }
 
     /// Works on bulk tasks: leases one batch of items and commits its outcomes. Returns
@@ -683,15 +646,7 @@ impl Services {
             }
         }
         let mut tx = self.db.begin().await?;
-        let held: HashSet<i64> = tasks::still_held(
-            &mut tx,
-            &task.id,
-            owner,
-            &items.iter().map(|i| i.seq).collect::<Vec<_>>(),
-        )
-        .await?
-        .into_iter()
-        .collect();
+        let held = tasks::still_held(&mut tx, &task.id, owner, &items).await?;
         built.retain(|(seq, ..)| held.contains(seq));
         outcomes.retain(|o| held.contains(&o.seq));
         let (version, active) = self.active_kek(&mut tx, tenant).await?;
@@ -779,13 +734,8 @@ impl Services {
             .iter()
             .zip(&reasons)
             .map(|((sim, fields), reason)| Event {
-                action: Action::ImportSims,
-                sim: Some(*sim),
-                fields,
-                outcome: "allowed",
                 reason: Some(reason),
-                policy_ids: Vec::new(),
-                remaining_attempts: None,
+                ..Event::allowed(Action::ImportSims, sim, Decision::default()).with_fields(fields)
             })
             .collect();
         outcomes.sort_by_key(|o| o.seq);
@@ -817,15 +767,7 @@ impl Services {
             .map_err(|_| ServiceError::Internal("corrupt task id".into()))?;
         let now = self.clock.now();
         let mut tx = self.db.begin().await?;
-        let held: HashSet<i64> = tasks::still_held(
-            &mut tx,
-            &task.id,
-            owner,
-            &items.iter().map(|i| i.seq).collect::<Vec<_>>(),
-        )
-        .await?
-        .into_iter()
-        .collect();
+        let held = tasks::still_held(&mut tx, &task.id, owner, &items).await?;
         let mut outcomes = Vec::new();
         let mut linked = Vec::new();
         for item in items.iter().filter(|i| held.contains(&i.seq)) {
@@ -876,13 +818,8 @@ impl Services {
             .iter()
             .zip(&reasons)
             .map(|((sim, _), reason)| Event {
-                action: Action::ProvisionLinks,
-                sim: Some(sim),
-                fields: &[],
-                outcome: "allowed",
                 reason: Some(reason),
-                policy_ids: Vec::new(),
-                remaining_attempts: None,
+                ..Event::allowed(Action::ProvisionLinks, sim, Decision::default())
             })
             .collect();
         tasks::record_outcomes(&mut tx, &task.id, &outcomes, now).await?;
@@ -911,15 +848,7 @@ impl Services {
             "task {task_id}: {} succeeded, {} failed",
             task.completed_items, task.failed_items
         );
-        let event = Event {
-            action,
-            sim: None,
-            fields: &[],
-            outcome: "completed",
-            reason: Some(&reason),
-            policy_ids: Vec::new(),
-            remaining_attempts: None,
-        };
+        let event = Event::tenant_wide(action, "completed", Some(&reason), Vec::new());
         let tenant =
             TenantId::parse(&task.tenant_id).map_err(|e| ServiceError::Internal(e.into()))?;
         self.audit_in(&mut tx, &Principal::local(tenant, "system:tasks"), event)
@@ -998,26 +927,12 @@ async fn worker_loop(
     services: std::sync::Arc<Services>,
     lease: Duration,
     poll: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let owner = uuid::Uuid::new_v4().to_string();
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        // Registered before looking for work, so a task queued meanwhile is not missed.
-        let queued = services.tasks_ready.notified();
-        tokio::pin!(queued);
-        queued.as_mut().enable();
-        match services.run_bulk_batch(&owner, lease).await {
-            Ok(true) => continue,
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "bulk task worker error"),
-        }
-        tokio::select! {
-            () = queued => {}
-            () = tokio::time::sleep(poll) => {}
-            _ = stop.changed() => {}
-        }
-    }
+    let step = || {
+        let (services, owner) = (services.clone(), owner.clone());
+        async move { services.run_bulk_batch(&owner, lease).await }
+    };
+    super::task_loop(&services, "bulk tasks", poll, stop, step).await;
 }

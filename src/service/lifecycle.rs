@@ -31,8 +31,6 @@ impl Services {
             self.lock_sim(principal, key, Action::ChangeState).await?;
         let from = sim.state;
         if from == to {
-            drop(tx);
-            self.attach_links(std::slice::from_mut(&mut sim)).await?;
             return Ok(StateChange {
                 sim,
                 previous: from,
@@ -51,7 +49,6 @@ impl Services {
         self.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, from = from.as_str(), to = to.as_str(), "state changed");
-        self.attach_links(std::slice::from_mut(&mut sim)).await?;
         Ok(StateChange {
             sim,
             previous: from,

@@ -98,6 +98,39 @@ fn conflict(message: &str) -> impl FnOnce(StoreError) -> ServiceError + '_ {
     }
 }
 
+/// A background task loop: runs `step` until `stop` turns true — again at once when it found
+/// work, otherwise after `poll` or as soon as a task is queued (`tasks_ready`; the wake-up is
+/// registered before looking, so a task queued meanwhile is not missed).
+pub(crate) async fn task_loop<Step, Fut>(
+    services: &Services,
+    what: &str,
+    poll: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut step: Step,
+) where
+    Step: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ServiceResult<bool>>,
+{
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let queued = services.tasks_ready.notified();
+        tokio::pin!(queued);
+        queued.as_mut().enable();
+        match step().await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, worker = what, "background task error"),
+        }
+        tokio::select! {
+            () = queued => {}
+            () = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
 /// Deployment settings the use cases depend on.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {

@@ -102,15 +102,7 @@ impl Services {
         };
         let reason = change.reason.as_deref();
         if let Err(retry_after_secs) = self.pin_limiter.check(principal) {
-            let event = Event {
-                action,
-                sim: None,
-                fields: &[],
-                outcome: "rate-limited",
-                reason,
-                policy_ids: Vec::new(),
-                remaining_attempts: None,
-            };
+            let event = Event::tenant_wide(action, "rate-limited", reason, Vec::new());
             self.audit_alone(principal, event).await?;
             return Err(ServiceError::RateLimited { retry_after_secs });
         }

@@ -100,15 +100,8 @@ impl Services {
             wrapped_key: None,
         };
         tasks::insert(&mut tx, &task).await?;
-        let event = Event {
-            action: Action::RotateKeys,
-            sim: None,
-            fields: &[],
-            outcome: "allowed",
-            reason: Some(&format!("new key version {version}, task {}", task.id)),
-            policy_ids,
-            remaining_attempts: None,
-        };
+        let reason = format!("new key version {version}, task {}", task.id);
+        let event = Event::tenant_wide(Action::RotateKeys, "allowed", Some(&reason), policy_ids);
         self.audit_in(&mut tx, actor, event).await?;
         tx.commit().await?;
         self.tasks_ready.notify_waiters();
@@ -200,15 +193,9 @@ impl Services {
                 tasks::finish(&mut tx, &task.id, owner, "completed", None, now).await?;
                 let tenant_id =
                     TenantId::parse(&tenant).map_err(|e| ServiceError::Internal(e.into()))?;
-                let event = Event {
-                    action: Action::RotateKeys,
-                    sim: None,
-                    fields: &[],
-                    outcome: "completed",
-                    reason: Some(&format!("key version {target}, task {}", task.id)),
-                    policy_ids: Vec::new(),
-                    remaining_attempts: None,
-                };
+                let reason = format!("key version {target}, task {}", task.id);
+                let event =
+                    Event::tenant_wide(Action::RotateKeys, "completed", Some(&reason), Vec::new());
                 self.audit_in(
                     &mut tx,
                     &Principal::local(tenant_id, "system:key-rotation"),
@@ -328,26 +315,15 @@ pub async fn worker(
     services: std::sync::Arc<Services>,
     lease: Duration,
     poll: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let owner = uuid::Uuid::new_v4().to_string();
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        // Registered before looking for work, so a task queued meanwhile is not missed.
-        let queued = services.tasks_ready.notified();
-        tokio::pin!(queued);
-        queued.as_mut().enable();
-        match services.run_rotation(&owner, lease, &stop).await {
-            Ok(Some(_)) => continue,
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "task worker error"),
-        }
-        tokio::select! {
-            () = queued => {}
-            () = tokio::time::sleep(poll) => {}
-            _ = stop.changed() => {}
-        }
-    }
+    let watching = stop.clone();
+    super::task_loop(&services, "key rotation", poll, stop, async || {
+        Ok(services
+            .run_rotation(&owner, lease, &watching)
+            .await?
+            .is_some())
+    })
+    .await;
 }

@@ -50,7 +50,7 @@ impl Services {
     }
 
     pub async fn get_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Sim> {
-        let mut sim = repo::get(&self.db, principal.tenant.as_str(), key)
+        let sim = repo::get(&self.db, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.authorize(
@@ -61,7 +61,6 @@ impl Services {
             Target::sim(&sim),
         )
         .await?;
-        self.attach_links(std::slice::from_mut(&mut sim)).await?;
         Ok(sim)
     }
 
@@ -91,8 +90,7 @@ impl Services {
             }
             query.compatibility_zones = plan.compatibility_zones.into_iter().collect();
         }
-        let (mut items, total) = repo::list(&self.db, tenant, &query).await?;
-        self.attach_links(&mut items).await?;
+        let (items, total) = repo::list(&self.db, tenant, &query).await?;
         Ok(Page {
             items,
             total,
@@ -118,7 +116,6 @@ impl Services {
         )
         .await?;
         tx.commit().await?;
-        self.attach_links(std::slice::from_mut(&mut sim)).await?;
         Ok(sim)
     }
 

@@ -225,15 +225,12 @@ impl Services {
             url.host_str().unwrap_or_default(),
             events.join(", ")
         );
-        let event = Event {
-            action: Action::ManageWebhooks,
-            sim: None,
-            fields: &[],
-            outcome: "allowed",
-            reason: Some(&reason),
-            policy_ids: decision.policy_ids,
-            remaining_attempts: None,
-        };
+        let event = Event::tenant_wide(
+            Action::ManageWebhooks,
+            "allowed",
+            Some(&reason),
+            decision.policy_ids,
+        );
         self.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         tracing::info!(webhook_id = %id, tenant, "webhook created");
@@ -264,15 +261,12 @@ impl Services {
             return Err(ServiceError::NotFound);
         }
         let reason = format!("webhook {id} deleted");
-        let event = Event {
-            action: Action::ManageWebhooks,
-            sim: None,
-            fields: &[],
-            outcome: "allowed",
-            reason: Some(&reason),
-            policy_ids: decision.policy_ids,
-            remaining_attempts: None,
-        };
+        let event = Event::tenant_wide(
+            Action::ManageWebhooks,
+            "allowed",
+            Some(&reason),
+            decision.policy_ids,
+        );
         self.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         tracing::info!(webhook_id = %id, "webhook deleted");
@@ -305,6 +299,9 @@ impl Services {
 
     /// Fans out up to one batch of outbox events into deliveries. Returns how many events.
     pub async fn dispatch_events(&self) -> ServiceResult<usize> {
+        if !repo::any_undispatched(&self.db).await? {
+            return Ok(0);
+        }
         let mut tx = self.db.begin().await?;
         let events = repo::undispatched(&mut tx, DISPATCH_BATCH).await?;
         if events.is_empty() {

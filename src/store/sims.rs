@@ -8,6 +8,7 @@ use super::{
     Bind, Db, Dialect, SqlBuilder, StoreError, StoreResult, Tx, bind_all, like_escape, on_pool,
     on_tx,
 };
+use crate::domain::link::LinkRef;
 use crate::domain::sim::{SimListQuery, SimState, SimType};
 use crate::domain::sqn::AuthData;
 use crate::domain::usage::DataAmount;
@@ -27,6 +28,21 @@ const COLUMNS: &str = "id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, 
     esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
     secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, consumed_data, data_limit, \
     consumed_mb, amf, sqn, ind_bitlen";
+
+/// The SIM's link, as columns of the SIM's own row: scalar subqueries on the unique
+/// `links.sim_id`, so no join changes the row count, the ordering or a `FOR UPDATE`.
+fn link_columns(table: &str) -> String {
+    [
+        ("id", "link_id"),
+        ("name", "link_name"),
+        ("plan_ids", "link_plan_ids"),
+    ]
+    .iter()
+    .map(|(c, alias)| {
+        format!(", (SELECT l.{c} FROM links l WHERE l.sim_id = {table}.id) AS {alias}")
+    })
+    .collect()
+}
 
 #[derive(sqlx::FromRow)]
 struct SimRow {
@@ -67,6 +83,13 @@ struct SimRow {
     amf: String,
     sqn: i64,
     ind_bitlen: i64,
+    /// Read only where the query selects [`link_columns`].
+    #[sqlx(default)]
+    link_id: Option<String>,
+    #[sqlx(default)]
+    link_name: Option<String>,
+    #[sqlx(default)]
+    link_plan_ids: Option<String>,
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -125,7 +148,14 @@ impl TryFrom<SimRow> for Sim {
             updated_at: r.updated_at,
             last_synced_at: r.last_synced_at,
             deleted_at: r.deleted_at,
-            link: None,
+            link: match (r.link_id, r.link_name, r.link_plan_ids) {
+                (Some(id), Some(name), Some(plans)) => Some(LinkRef {
+                    id: id.parse().map_err(|_| corrupt("link id"))?,
+                    name,
+                    plan_ids: serde_json::from_str(&plans).map_err(|_| corrupt("link plans"))?,
+                }),
+                _ => None,
+            },
             secret_fields: r
                 .secret_fields
                 .split(',')
@@ -302,6 +332,7 @@ fn select_one(tenant_id: &str, key: &SimKey) -> SqlBuilder {
     let mut b = SqlBuilder::default();
     b.push("SELECT ")
         .push(COLUMNS)
+        .push(&link_columns("sims"))
         .push(" FROM sims WHERE tenant_id = ");
     b.bind_text(tenant_id);
     key_clause(&mut b, key);
@@ -484,6 +515,7 @@ pub async fn list(db: &Db, tenant_id: &str, q: &SimListQuery) -> StoreResult<(Ve
             .collect::<Vec<_>>()
             .join(", "),
     );
+    page.push(&link_columns("s"));
     if windowed {
         page.push(", count(*) OVER () AS total_count");
     }

@@ -290,11 +290,11 @@ pub async fn still_held(
     tx: &mut Tx,
     task_id: &str,
     owner: &str,
-    seqs: &[i64],
-) -> StoreResult<Vec<i64>> {
-    let mut held = Vec::with_capacity(seqs.len());
-    for chunk in seqs.chunks(1000) {
-        let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+    items: &[ItemRow],
+) -> StoreResult<std::collections::HashSet<i64>> {
+    let mut held = std::collections::HashSet::with_capacity(items.len());
+    for chunk in items.chunks(1000) {
+        let list: Vec<String> = chunk.iter().map(|i| i.seq.to_string()).collect();
         let lock = tx.row_lock();
         // The seqs are integers we formatted ourselves: no injection.
         let sql = sqlx::AssertSqlSafe(format!(
@@ -309,7 +309,6 @@ pub async fn still_held(
             .await)?;
         held.extend(rows);
     }
-    held.sort_unstable();
     Ok(held)
 }
 

@@ -70,6 +70,27 @@ pub async fn delete(tx: &mut Tx, tenant: &str, id: &str) -> StoreResult<bool> {
     })?)
 }
 
+/// Whether any event waits to be fanned out, read without taking a write lock (SQLite has
+/// one writer: idle workers must not queue for it every poll).
+pub async fn any_undispatched(db: &Db) -> StoreResult<bool> {
+    let found: Option<String> = on_pool!(db, p => sqlx::query_scalar(
+        "SELECT id FROM domain_events WHERE dispatched = 0 LIMIT 1")
+        .fetch_optional(p)
+        .await)?;
+    Ok(found.is_some())
+}
+
+/// Whether any delivery is due, read without taking a write lock.
+pub async fn any_due(db: &Db, now: i64) -> StoreResult<bool> {
+    let found: Option<String> = on_pool!(db, p => sqlx::query_scalar(
+        "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+         AND (lease_until IS NULL OR lease_until < $1) LIMIT 1")
+        .bind(now)
+        .fetch_optional(p)
+        .await)?;
+    Ok(found.is_some())
+}
+
 /// Up to `limit` outbox events not yet fanned out, oldest first, locked until `tx` ends
 /// (PostgreSQL skips events another replica is fanning out).
 pub async fn undispatched(tx: &mut Tx, limit: i64) -> StoreResult<Vec<EventRow>> {
@@ -200,6 +221,9 @@ pub async fn claim_due(
     until: i64,
     limit: i64,
 ) -> StoreResult<Vec<DueDelivery>> {
+    if !any_due(db, now).await? {
+        return Ok(Vec::new());
+    }
     let mut tx = db.begin().await?;
     let skip = match tx.dialect() {
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
