@@ -54,7 +54,8 @@ pub async fn open_vault(
     }
     // Ours, or one another replica stored first: either way it must open with this key.
     let (format, blob) = keys::root_check(db).await?.ok_or_else(mismatch)?;
-    if keyring.verify_root_check(format, &blob).is_ok() {
+    if keyring.open_root_check(format, &blob).is_ok() {
+        crate::service::integrity::adopt(db, &keyring, clock.now()).await?;
         return Ok(Arc::new(keyring));
     }
     // A root-key rotation that switched the database but died before renaming its new key
@@ -66,10 +67,11 @@ pub async fn open_vault(
                 crate::vault::root::passphrase("Root key passphrase: ")
             })?;
             let candidate = Keyring::new(Arc::new(crate::vault::root::LocalRootKey::new(key)));
-            if candidate.verify_root_check(format, &blob).is_ok() {
+            if candidate.open_root_check(format, &blob).is_ok() {
                 std::fs::rename(&next, path)
                     .context("finishing an interrupted root-key rotation")?;
                 tracing::warn!(path = %path.display(), "finished an interrupted root-key rotation");
+                crate::service::integrity::adopt(db, &candidate, clock.now()).await?;
                 return Ok(Arc::new(candidate));
             }
         }

@@ -117,7 +117,7 @@ impl Services {
             .await
     }
 
-    async fn commit_record(&self, record: AuditRecord) -> ServiceResult<()> {
+    pub(super) async fn commit_record(&self, record: AuditRecord) -> ServiceResult<()> {
         let stopped = || ServiceError::Unavailable("the audit writer has stopped".into());
         let (done, wait) = oneshot::channel();
         self.audit_writer

@@ -6,6 +6,7 @@ pub mod auc;
 pub mod audit;
 pub mod bulk;
 pub mod esim;
+pub mod integrity;
 pub mod lifecycle;
 pub mod pins;
 pub mod plans;

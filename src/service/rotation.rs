@@ -281,21 +281,24 @@ pub async fn move_root(
 ) -> ServiceResult<usize> {
     let mut tx = db.begin().await?;
     let check = keys::root_check_in(&mut tx).await?;
-    match check {
-        Some((format, blob)) if current.verify_root_check(format, &blob).is_ok() => {}
+    let next_check = match check {
+        Some((format, blob)) if current.verify_root_check(format, &blob).is_ok() => {
+            // The same integrity key under the new root key: every row MAC stays valid.
+            current.rewrap_root_check_for(next, format, &blob)?
+        }
         _ => {
             return Err(ServiceError::Conflict(
                 "the current root key does not match this database".into(),
             ));
         }
-    }
+    };
     let keks = keys::all_keks_for_update(&mut tx).await?;
     for k in &keks {
         let wrapped =
             current.rewrap_kek_for(next, &k.tenant_id, k.version, k.format, &k.wrapped_key)?;
         keys::rewrap_kek(&mut tx, &k.tenant_id, k.version, vault::FORMAT, &wrapped).await?;
     }
-    keys::replace_root_check(&mut tx, vault::FORMAT, &next.make_root_check()?, now).await?;
+    keys::replace_root_check(&mut tx, vault::FORMAT, &next_check, now).await?;
     super::audit::append_platform(
         &mut tx,
         actor,

@@ -10,9 +10,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use super::integrity::IntegrityKey;
 use super::{FORMAT, Key, RootKey, VaultError, check_format, kek_aad, new_key};
 
-const ROOT_CHECK_AAD: &[u8] = b"simvault/v1/root-check";
+/// The root-key check of a database whose security-relevant rows are not yet authenticated
+/// (made before row integrity existed).
+const ROOT_CHECK_AAD_V1: &[u8] = b"simvault/v1/root-check";
+/// The root-key check of a database whose rows carry MACs under the key inside it. Only the
+/// root key can re-wrap a check, so a database writer cannot turn a v2 database back into one
+/// whose rows would be adopted unchecked.
+const ROOT_CHECK_AAD_V2: &[u8] = b"simvault/v2/root-check+row-integrity";
+
+/// What opening the root-key check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootCheck {
+    /// The database's rows are authenticated.
+    Authenticated,
+    /// A database from before row integrity: its rows must be adopted (given MACs) once.
+    NeedsAdoption,
+}
 
 /// Opened KEKs by (tenant, version), with when each was opened.
 type KekCache = HashMap<(String, i64), (Arc<Key>, Instant)>;
@@ -20,6 +36,8 @@ type KekCache = HashMap<(String, i64), (Arc<Key>, Instant)>;
 pub struct Keyring {
     root: Arc<dyn RootKey>,
     keks: RwLock<KekCache>,
+    /// Set once the database's root-key check has been opened.
+    integrity: std::sync::OnceLock<Arc<IntegrityKey>>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -33,18 +51,76 @@ impl Keyring {
         Self {
             root,
             keks: RwLock::new(HashMap::new()),
+            integrity: std::sync::OnceLock::new(),
         }
     }
 
-    /// A blob that only this root key opens, stored once per database.
+    /// A blob that only this root key opens, stored once per database; the key inside it is
+    /// the database's row-integrity key.
     pub fn make_root_check(&self) -> Result<Vec<u8>, VaultError> {
-        self.root.wrap(&new_key()?, ROOT_CHECK_AAD)
+        self.root.wrap(&new_key()?, ROOT_CHECK_AAD_V2)
     }
 
     /// Whether `blob` was made by this root key.
     pub fn verify_root_check(&self, format: i64, blob: &[u8]) -> Result<(), VaultError> {
+        self.unwrap_root_check(format, blob).map(|_| ())
+    }
+
+    fn unwrap_root_check(&self, format: i64, blob: &[u8]) -> Result<(Key, RootCheck), VaultError> {
         check_format(format)?;
-        self.root.unwrap(blob, ROOT_CHECK_AAD).map(|_| ())
+        match self.root.unwrap(blob, ROOT_CHECK_AAD_V2) {
+            Ok(key) => Ok((key, RootCheck::Authenticated)),
+            Err(VaultError::Integrity(_)) => self
+                .root
+                .unwrap(blob, ROOT_CHECK_AAD_V1)
+                .map(|key| (key, RootCheck::NeedsAdoption)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens this database's root-key check with this root key and takes the row-integrity
+    /// key from it (the first check opened stays: one keyring serves one database).
+    pub fn open_root_check(&self, format: i64, blob: &[u8]) -> Result<RootCheck, VaultError> {
+        let (key, check) = self.unwrap_root_check(format, blob)?;
+        if self.integrity.get().is_none() {
+            let _ = self.integrity.set(Arc::new(IntegrityKey::derive(&key)?));
+        }
+        Ok(check)
+    }
+
+    /// The check blob re-wrapped as an authenticated database's (after adoption), holding
+    /// the same integrity key.
+    pub fn seal_root_check_authenticated(
+        &self,
+        format: i64,
+        blob: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        let (key, _) = self.unwrap_root_check(format, blob)?;
+        self.root.wrap(&key, ROOT_CHECK_AAD_V2)
+    }
+
+    /// Re-wraps this database's check (the same integrity key) from this keyring's root key
+    /// to `next`'s, for a root-key rotation or a move between providers.
+    pub fn rewrap_root_check_for(
+        &self,
+        next: &Keyring,
+        format: i64,
+        blob: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        let (key, check) = self.unwrap_root_check(format, blob)?;
+        let aad = match check {
+            RootCheck::Authenticated => ROOT_CHECK_AAD_V2,
+            RootCheck::NeedsAdoption => ROOT_CHECK_AAD_V1,
+        };
+        next.root.wrap(&key, aad)
+    }
+
+    /// The row-integrity key, once [`Keyring::open_root_check`] has run.
+    pub fn integrity(&self) -> Result<Arc<IntegrityKey>, VaultError> {
+        self.integrity
+            .get()
+            .cloned()
+            .ok_or(VaultError::Integrity("the integrity key is not loaded"))
     }
 
     pub fn cached_kek(&self, tenant: &str, version: i64) -> Option<Arc<Key>> {
@@ -174,6 +250,49 @@ mod tests {
         assert!(a.verify_root_check(FORMAT, &check).is_ok());
         assert!(b.verify_root_check(FORMAT, &check).is_err());
         assert!(a.verify_root_check(FORMAT + 1, &check).is_err());
+    }
+
+    #[test]
+    fn the_integrity_key_survives_a_root_rotation_and_adoption() {
+        let a = Keyring::new(Arc::new(LocalRootKey::new(new_key().unwrap())));
+        let b = Keyring::new(Arc::new(LocalRootKey::new(new_key().unwrap())));
+        let check = a.make_root_check().unwrap();
+        assert_eq!(
+            a.open_root_check(FORMAT, &check).unwrap(),
+            RootCheck::Authenticated
+        );
+        let mac = a
+            .integrity()
+            .unwrap()
+            .mac(super::super::integrity::Purpose::Sim, &[b"x"]);
+        let moved = a.rewrap_root_check_for(&b, FORMAT, &check).unwrap();
+        assert!(
+            b.integrity().is_err(),
+            "not loaded before its check is opened"
+        );
+        assert_eq!(
+            b.open_root_check(FORMAT, &moved).unwrap(),
+            RootCheck::Authenticated
+        );
+        assert!(
+            b.integrity()
+                .unwrap()
+                .verify(super::super::integrity::Purpose::Sim, &[b"x"], Some(&mac))
+                .is_ok()
+        );
+        // A v1 check (before row integrity) needs adoption, then is sealed as v2.
+        let key = new_key().unwrap();
+        let old = a.root.wrap(&key, ROOT_CHECK_AAD_V1).unwrap();
+        let fresh = Keyring::new(a.root.clone());
+        assert_eq!(
+            fresh.open_root_check(FORMAT, &old).unwrap(),
+            RootCheck::NeedsAdoption
+        );
+        let sealed = fresh.seal_root_check_authenticated(FORMAT, &old).unwrap();
+        assert_eq!(
+            fresh.open_root_check(FORMAT, &sealed).unwrap(),
+            RootCheck::Authenticated
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! Must never: log, format or return key material or plaintext; hold plaintext or keys outside
 //! zeroizing buffers; fall back to anything weaker when a check fails.
 
+pub mod integrity;
 pub mod keyring;
 pub mod pkcs11;
 pub mod root;
@@ -21,7 +22,8 @@ use zeroize::Zeroizing;
 
 use crate::domain::SecretField;
 
-pub use keyring::Keyring;
+pub use integrity::{IntegrityKey, Purpose};
+pub use keyring::{Keyring, RootCheck};
 pub use root::{RootKey, RootKeySource};
 
 /// Format version of every blob written by this code.

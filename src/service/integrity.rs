@@ -1,0 +1,93 @@
+//! Row integrity at the use-case level: adopting a database from before row MACs (once, the
+//! first time a process holding the root key opens it), and reporting a row whose MAC fails.
+//!
+//! A row that fails its check is refused (an opaque internal error), logged, counted in
+//! `/metrics` (`simvault_integrity_failures_total{row}`) and recorded on the platform chain:
+//! never obeyed.
+
+use crate::service::audit::append_platform;
+use crate::service::{ServiceError, ServiceResult, Services};
+use crate::store::{Db, keys};
+use crate::vault::{self, Keyring, Purpose, RootCheck};
+
+/// Who adopts rows and reports failures on the platform chain.
+pub const INTEGRITY_ACTOR: &str = "system:integrity";
+
+/// Gives every security-relevant row of a database made before row integrity its MAC, then
+/// re-seals the root-key check as an authenticated database's, all in one transaction (so it
+/// happens once, whichever replica gets there first). Does nothing for an authenticated
+/// database. Must run before the database serves anything.
+pub async fn adopt(db: &Db, keyring: &Keyring, now: i64) -> ServiceResult<()> {
+    let mut tx = db.begin().await?;
+    let Some((format, blob)) = keys::root_check_in(&mut tx).await? else {
+        return Err(ServiceError::Internal(
+            "the root-key check is missing".into(),
+        ));
+    };
+    if keyring.open_root_check(format, &blob)? == RootCheck::Authenticated {
+        return Ok(());
+    }
+    let key = keyring.integrity()?;
+    // Each kind of authenticated row adds its adopter here: it gives every row of its table
+    // a MAC under `key` and returns how many it adopted.
+    let adopted: Vec<(Purpose, u64)> = Vec::new();
+    let _ = &key;
+    let sealed = keyring.seal_root_check_authenticated(format, &blob)?;
+    keys::replace_root_check(&mut tx, vault::FORMAT, &sealed, now).await?;
+    let summary = adopted
+        .iter()
+        .map(|(p, n)| format!("{n} {}", p.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    append_platform(
+        &mut tx,
+        INTEGRITY_ACTOR,
+        "integrity.adopt",
+        "completed",
+        &format!("rows given MACs: {summary}"),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::warn!(rows = %summary, "adopted a database from before row integrity");
+    Ok(())
+}
+
+impl Services {
+    /// Reports a stored row whose MAC failed (`row` names it: an id, never content) and
+    /// returns the error to answer with. The report is best effort: the request is refused
+    /// whether or not it could be recorded. Must not be called while holding a write
+    /// transaction (SQLite has one write connection): drop it first.
+    pub async fn integrity_failure(&self, purpose: Purpose, row: &str) -> ServiceError {
+        integrity_failure(&self.db, purpose, row, self.clock.now()).await
+    }
+}
+
+/// [`Services::integrity_failure`] for callers without the use cases (authentication, CLI).
+pub async fn integrity_failure(db: &Db, purpose: Purpose, row: &str, now: i64) -> ServiceError {
+    tracing::error!(
+        row_kind = purpose.as_str(),
+        row,
+        "stored row failed its integrity check: refused"
+    );
+    metrics::counter!("simvault_integrity_failures_total", "row" => purpose.as_str()).increment(1);
+    let recorded = async {
+        let mut tx = db.begin().await?;
+        append_platform(
+            &mut tx,
+            INTEGRITY_ACTOR,
+            "integrity.check",
+            "failed",
+            &format!("{} {row}: MAC does not verify", purpose.as_str()),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, ServiceError>(())
+    }
+    .await;
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "could not record an integrity failure");
+    }
+    ServiceError::Internal(format!("integrity check failed for a {}", purpose.as_str()))
+}
