@@ -99,9 +99,14 @@ impl TryFrom<AuditRow> for AuditEventView {
     type Error = ApiError;
 
     fn try_from(row: AuditRow) -> Result<Self, ApiError> {
-        let r: AuditRecord = serde_json::from_str(&row.record).map_err(|e| {
-            tracing::error!(seq = row.seq, error = %e, "unreadable audit record");
-            ApiError::Internal("unreadable audit record".into())
+        // The record is what the chain hashes; a row whose search columns disagree with it
+        // was altered to move it in or out of filters, and is not shown as if it were whole.
+        let r: AuditRecord = crate::audit::parse_row(&row).ok_or_else(|| {
+            tracing::error!(
+                seq = row.seq,
+                "audit record unreadable or its search columns disagree with it"
+            );
+            ApiError::Internal("audit record failed its integrity check".into())
         })?;
         Ok(AuditEventView {
             seq: row.seq,

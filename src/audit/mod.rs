@@ -56,6 +56,27 @@ pub fn link(prev_hash: &str, record_text: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// Whether a row's searchable columns say what its hashed record says. The columns are
+/// outside the hash (they exist for filtered queries), so a row whose columns were changed to
+/// hide it from a filter is a broken chain, found by [`Verifier`], and is never shown as it
+/// claims to be.
+pub fn index_agrees(row: &AuditRow, record: &AuditRecord) -> bool {
+    row.tenant_id == record.tenant
+        && row.id == record.id
+        && row.occurred_at == record.occurred_at
+        && row.action == record.action
+        && row.outcome == record.outcome
+        && row.subject == record.subject
+        && row.sim_id == record.sim_id
+        && row.iccid == record.iccid
+}
+
+/// The hashed record of a row, if its text parses and its searchable columns agree with it.
+pub fn parse_row(row: &AuditRow) -> Option<AuditRecord> {
+    let record: AuditRecord = serde_json::from_str(&row.record).ok()?;
+    index_agrees(row, &record).then_some(record)
+}
+
 /// The result of checking a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verification {
@@ -108,7 +129,8 @@ impl Verifier {
             }
             let mut ok = row.seq == self.expected_seq
                 && row.prev_hash == self.prev_hash
-                && row.hash == link(&row.prev_hash, &row.record);
+                && row.hash == link(&row.prev_hash, &row.record)
+                && parse_row(row).is_some();
             while let Some(c) = marks.next_if(|c| c.seq <= row.seq) {
                 // A checkpoint must be genuine and name exactly this record's hash.
                 let genuine = c.seq == row.seq && self.key.verify(c) && c.hash == row.hash;
@@ -154,11 +176,34 @@ impl Verifier {
 mod tests {
     use super::*;
 
+    fn record(seq: i64, reason: &str) -> String {
+        serde_json::to_string(&AuditRecord {
+            id: format!("id{seq}"),
+            occurred_at: seq,
+            tenant: "t".into(),
+            subject: "s".into(),
+            roles: Vec::new(),
+            auth_method: "mtls".into(),
+            credential: None,
+            client_addr: None,
+            request_id: None,
+            action: "a".into(),
+            sim_id: Some(format!("sim{seq}")),
+            iccid: Some(format!("89{seq}")),
+            fields: Vec::new(),
+            outcome: "allowed".into(),
+            reason: Some(reason.into()),
+            policy_ids: Vec::new(),
+            remaining_attempts: None,
+        })
+        .unwrap()
+    }
+
     fn chain(n: i64) -> Vec<AuditRow> {
         let mut prev = String::new();
         (1..=n)
             .map(|seq| {
-                let record = format!("{{\"n\":{seq}}}");
+                let record = record(seq, "r");
                 let hash = link(&prev, &record);
                 let row = AuditRow {
                     tenant_id: "t".into(),
@@ -168,8 +213,8 @@ mod tests {
                     action: "a".into(),
                     outcome: "allowed".into(),
                     subject: "s".into(),
-                    sim_id: None,
-                    iccid: None,
+                    sim_id: Some(format!("sim{seq}")),
+                    iccid: Some(format!("89{seq}")),
                     record,
                     prev_hash: prev.clone(),
                     hash: hash.clone(),
@@ -230,7 +275,7 @@ mod tests {
         let rows = chain(6);
         let head = head_of(&rows);
         let mut edited = rows.clone();
-        edited[2].record = "{\"n\":99}".into();
+        edited[2].record = record(3, "changed");
         assert_eq!(verify(&edited, head.clone()).first_bad_seq, Some(3));
         let mut deleted = rows.clone();
         deleted.remove(3);
@@ -242,9 +287,36 @@ mod tests {
         assert_eq!(verify(truncated, head.clone()).first_bad_seq, Some(5));
         // A rewritten tail with a recomputed chain still disagrees with the recorded head.
         let mut forged = rows.clone();
-        forged[5].record = "{\"n\":7}".into();
+        forged[5].record = record(6, "forged");
         forged[5].hash = link(&forged[5].prev_hash, &forged[5].record);
         assert_eq!(verify(&forged, head).first_bad_seq, Some(7));
+    }
+
+    #[test]
+    fn a_changed_search_column_breaks_the_chain() {
+        let rows = chain(4);
+        let head = head_of(&rows);
+        let changes: [(&str, fn(&mut AuditRow)); 8] = [
+            ("action", |r| r.action = "other".into()),
+            ("outcome", |r| r.outcome = "denied".into()),
+            ("subject", |r| r.subject = "someone-else".into()),
+            ("sim_id", |r| r.sim_id = None),
+            ("iccid", |r| r.iccid = Some("8900".into())),
+            ("occurred_at", |r| r.occurred_at += 1),
+            ("id", |r| r.id = "another".into()),
+            ("tenant_id", |r| r.tenant_id = "u".into()),
+        ];
+        for (column, change) in changes {
+            let mut tampered = rows.clone();
+            change(&mut tampered[2]);
+            assert_eq!(
+                verify(&tampered, head.clone()).first_bad_seq,
+                Some(3),
+                "{column}"
+            );
+            assert!(parse_row(&tampered[2]).is_none(), "{column}");
+        }
+        assert!(parse_row(&rows[2]).is_some());
     }
 
     /// What the recorded head cannot catch: the whole chain rewritten with its head, or its
@@ -260,7 +332,7 @@ mod tests {
         assert_eq!(v.first_bad_seq, Some(5));
         // Record 2 rewritten and every later hash recomputed, head moved along.
         let mut rewritten = rows.clone();
-        rewritten[1].record = "{\"n\":42}".into();
+        rewritten[1].record = record(2, "rewritten");
         for i in 1..rewritten.len() {
             rewritten[i].prev_hash = rewritten[i - 1].hash.clone();
             rewritten[i].hash = link(&rewritten[i].prev_hash, &rewritten[i].record);

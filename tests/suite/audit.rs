@@ -419,7 +419,7 @@ async fn export(api: &Api, query: &str) -> String {
 
 /// Six records, a signed checkpoint over them, and a verdict from both verify paths.
 async fn tampered(store: Store, tamper: &str) -> (Value, String) {
-    let (app, prov, auditor) = setup(store).await;
+    let (mut app, prov, auditor) = setup(store).await;
     for _ in 0..5 {
         prov.get(&format!("/v1/sims/{}/secrets?fields=ki", iccid(1)))
             .await;
@@ -447,6 +447,8 @@ async fn tampered(store: Store, tamper: &str) -> (Value, String) {
     let v = auditor.get("/v1/audit/verify").await.body;
     let out = app.cli(&["audit", "verify", "--tenant", "acme"]);
     assert!(!out.status.success(), "the CLI must fail on a broken chain");
+    // Each case is a server of its own: close its connections before the next one.
+    app.app.stop().await;
     (v, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -474,6 +476,33 @@ async fn tampering_is_detected_by_both_verify_paths(store: Store) {
             "DELETE FROM audit_events WHERE tenant_id = 'acme' AND seq > 4",
             5,
         ),
+        // The search columns are outside the hash: changing one to hide a record from
+        // filtered queries is a break at that record.
+        (
+            "change the action column",
+            "UPDATE audit_events SET action = 'sim.read' WHERE tenant_id = 'acme' AND seq = 3",
+            3,
+        ),
+        (
+            "change the outcome column",
+            "UPDATE audit_events SET outcome = 'denied' WHERE tenant_id = 'acme' AND seq = 4",
+            4,
+        ),
+        (
+            "change the subject column",
+            "UPDATE audit_events SET subject = 'someone-else' WHERE tenant_id = 'acme' AND seq = 2",
+            2,
+        ),
+        (
+            "clear the SIM columns",
+            "UPDATE audit_events SET sim_id = NULL, iccid = NULL WHERE tenant_id = 'acme' AND seq = 5",
+            5,
+        ),
+        (
+            "move the time column",
+            "UPDATE audit_events SET occurred_at = occurred_at - 86400000000 WHERE tenant_id = 'acme' AND seq = 6",
+            6,
+        ),
         (
             "truncate the tail and move the recorded head back",
             "DELETE FROM audit_events WHERE tenant_id = 'acme' AND seq > 4;\
@@ -492,6 +521,35 @@ async fn tampering_is_detected_by_both_verify_paths(store: Store) {
     }
 }
 both_stores!(tampering, tampering_is_detected_by_both_verify_paths);
+
+/// A record whose search columns were changed is not shown as if it were whole: the events
+/// query refuses (opaque), instead of listing it under a filter it does not match.
+async fn altered_search_columns_are_not_served(store: Store) {
+    let (app, prov, auditor) = setup(store).await;
+    prov.get(&format!("/v1/sims/{}/secrets?fields=ki", iccid(1)))
+        .await;
+    let before = auditor.get("/v1/audit/events?action=secrets.read").await;
+    assert_eq!(before.status, 200, "{}", before.body);
+    assert_eq!(before.body["items"].as_array().unwrap().len(), 1);
+    exec(
+        &app,
+        "UPDATE audit_events SET action = 'sim.read', outcome = 'denied' WHERE tenant_id = 'acme' AND action = 'secrets.read'",
+    )
+    .await;
+    let hidden = auditor.get("/v1/audit/events?action=secrets.read").await;
+    assert_eq!(hidden.body["items"].as_array().map(Vec::len), Some(0));
+    // Under the filter it was moved into, it is refused rather than shown.
+    let moved = auditor.get("/v1/audit/events?action=sim.read").await;
+    assert_eq!(moved.status, 500, "{}", moved.body);
+    assert!(
+        !moved.body.to_string().contains("secrets.read"),
+        "{}",
+        moved.body
+    );
+    let v = auditor.get("/v1/audit/verify").await.body;
+    assert_eq!(v["ok"], false, "{v}");
+}
+both_stores!(altered_columns, altered_search_columns_are_not_served);
 
 /// Fail closed: when records cannot be written, no secret is returned and no change is made.
 async fn no_record_no_secret_no_change(store: Store) {
