@@ -9,6 +9,7 @@
 #
 #   SIMS=100000 DURATION=15s benches/load.sh
 #   SIMVAULT_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test benches/load.sh
+#   SIMVAULT_BIN=../old/target/release/simvault SEED_BIN=../old/target/release/examples/seed benches/load.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +19,13 @@ CONNS="${CONNS:-32}"
 PORT="${PORT:-18443}"
 command -v oha >/dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
 
-cargo build --release --bin simvault --example seed -q
-BIN=target/release/simvault
+# SIMVAULT_BIN and SEED_BIN measure another build (e.g. an older commit's, for a before/after
+# comparison on the same machine); by default this tree's release build.
+if [ -z "${SIMVAULT_BIN:-}" ]; then
+  cargo build --release --bin simvault --example seed -q
+fi
+BIN="${SIMVAULT_BIN:-target/release/simvault}"
+SEED="${SEED_BIN:-target/release/examples/seed}"
 WORK=$(mktemp -d)
 D="$WORK/data"
 cleanup() { [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
@@ -40,7 +46,7 @@ $BIN tenant create bench --data-dir "$D" >/dev/null
 $BIN cert issue --tenant bench --role provisioner --name loader --out-dir "$WORK" --data-dir "$D" >/dev/null
 $BIN cert issue --tenant bench --role auc --name hss --out-dir "$WORK" --data-dir "$D" >/dev/null
 echo "seeding $SIMS SIMs ($STORE)..."
-target/release/examples/seed "$D" bench "$SIMS"
+"$SEED" "$D" bench "$SIMS"
 
 SIMVAULT_LOG=warn $BIN serve --data-dir "$D" --listen "127.0.0.1:$PORT" &
 SERVER=$!
