@@ -3,7 +3,13 @@
 //!
 //! A row that fails its check is refused (an opaque internal error), logged, counted in
 //! `/metrics` (`simvault_integrity_failures_total{row}`) and recorded on the platform chain:
-//! never obeyed.
+//! never obeyed. The check itself lives in the store (each authenticated table's one
+//! conversion from stored row to value); a failure travels up as
+//! [`ServiceError::Integrity`] and is reported once by whoever ends the request or background
+//! step (the request-context middleware, the task loop, the sync and webhook workers), when no
+//! transaction is held any more.
+//!
+//! Must never: treat a row as authentic because its MAC is missing, or report a row's content.
 
 use std::sync::Arc;
 

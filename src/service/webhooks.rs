@@ -414,10 +414,15 @@ impl Services {
         let allow_insecure = self.settings.webhooks.allow_insecure;
         // Checked again at each attempt: the deployment's rule may have changed since.
         let url = check_url(&d.url, allow_insecure).map_err(|e| format!("target refused: {e}"))?;
-        let kek = self
-            .kek(&d.tenant_id, d.kek_version)
-            .await
-            .map_err(|_| "the webhook's secret could not be opened".to_owned())?;
+        let kek = match self.kek(&d.tenant_id, d.kek_version).await {
+            Ok(kek) => kek,
+            Err(e) => {
+                if let ServiceError::Integrity(f) = &e {
+                    self.report_integrity(f).await;
+                }
+                return Err("the webhook's secret could not be opened".to_owned());
+            }
+        };
         let secret = vault::open(
             &kek,
             &d.secret,

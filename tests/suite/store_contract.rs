@@ -7,7 +7,7 @@ use simvault::domain::{Iccid, Imsi, LuhnPolicy, Msisdn, Plan, Sim, SimState, Sim
 use simvault::store::sims::{self as repo, SimKey};
 use simvault::store::{StoreError, identities, plans, tenants};
 
-use crate::helpers::{Store, TestDb, both_stores, iccid};
+use crate::helpers::{Store, TestDb, both_stores, iccid, raw_sql};
 
 /// A row-integrity key of its own: these tests use the store without a vault.
 fn test_key() -> std::sync::Arc<simvault::vault::IntegrityKey> {
@@ -307,3 +307,60 @@ async fn concurrent_patches_do_not_lose_updates(store: Store) {
     assert_eq!(final_sim.tags.len(), 2 + 16);
 }
 both_stores!(concurrent_patches, concurrent_patches_do_not_lose_updates);
+
+/// Every read of a SIM checks its MAC: a row written under another database's integrity key
+/// (or whose covered column changed) is refused by get, lists, locked reads and secret reads,
+/// naming only the row's id; a change to a column the MAC leaves out is not a failure.
+async fn sim_reads_check_the_row_mac(store: Store) {
+    use simvault::vault::{IntegrityFailure, Purpose};
+    let t = TestDb::new(store).await;
+    let db = &t.db;
+    let (key, other) = (test_key(), test_key());
+    create_tenant(db, "a").await.unwrap();
+    let s = sim("a", 11);
+    let mut tx = db.begin().await.unwrap();
+    repo::insert(&mut tx, &key, &s).await.unwrap();
+    tx.commit().await.unwrap();
+    let by_id = SimKey::Id(s.id);
+    assert_eq!(
+        repo::get(db, &key, "a", &by_id).await.unwrap(),
+        Some(s.clone())
+    );
+
+    let refused = |r: Result<_, StoreError>| match r {
+        Err(StoreError::Integrity(IntegrityFailure { purpose, row })) => {
+            assert_eq!(purpose, Purpose::Sim);
+            assert_eq!(row, s.id.to_string());
+        }
+        Ok(_) => panic!("a row under another key was returned"),
+        Err(e) => panic!("unexpected error: {e}"),
+    };
+    refused(repo::get(db, &other, "a", &by_id).await.map(|_| ()));
+    refused(
+        repo::list(db, &other, "a", &SimListQuery::default())
+            .await
+            .map(|_| ()),
+    );
+    refused(
+        repo::get_with_secrets(db, &other, "a", &by_id)
+            .await
+            .map(|_| ()),
+    );
+    let mut tx = db.begin().await.unwrap();
+    refused(
+        repo::get_for_update(&mut tx, &other, "a", &by_id)
+            .await
+            .map(|_| ()),
+    );
+    drop(tx);
+
+    // An uncovered column (vendor) may change; a covered one (puk_max) may not.
+    raw_sql!(db, p => sqlx::query("UPDATE sims SET vendor = 'W'").execute(p).await.map(|_| ()))
+        .unwrap();
+    let read = repo::get(db, &key, "a", &by_id).await.unwrap().unwrap();
+    assert_eq!(read.vendor.as_deref(), Some("W"));
+    raw_sql!(db, p => sqlx::query("UPDATE sims SET puk_max = 99").execute(p).await.map(|_| ()))
+        .unwrap();
+    refused(repo::get(db, &key, "a", &by_id).await.map(|_| ()));
+}
+both_stores!(sim_row_macs, sim_reads_check_the_row_mac);
