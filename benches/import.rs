@@ -82,6 +82,7 @@ fn row(n: usize) -> anyhow::Result<NewSim> {
 /// Plain inserts of the same SIM rows and their secret values (in clear), in transactions
 /// of 500 multi-row statements: no keys, no encryption, no items, no events, no audit.
 async fn raw_inserts(db: &Db, tenant: &str, count: usize) -> anyhow::Result<f64> {
+    let integrity = simvault::vault::IntegrityKey::derive(&simvault::vault::new_key()?)?;
     let start = Instant::now();
     let now = SystemClock.now();
     let mut done = 0;
@@ -99,7 +100,7 @@ async fn raw_inserts(db: &Db, tenant: &str, count: usize) -> anyhow::Result<f64>
             sims.push(sim);
         }
         let mut tx = db.begin().await?;
-        simvault::store::sims::insert_many(&mut tx, &sims).await?;
+        simvault::store::sims::insert_many(&mut tx, &integrity, &sims).await?;
         tx.commit().await?;
         insert_plain_secrets(db, &plain).await?;
         done = end;

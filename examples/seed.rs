@@ -28,6 +28,10 @@ async fn main() -> anyhow::Result<()> {
     let tenant = TenantId::parse(&args[2]).map_err(anyhow::Error::msg)?;
     let count: u64 = args[3].parse()?;
     let db = simvault::startup::open_store(&config).await?;
+    // The database's own integrity key (opening the vault adopts an older database first).
+    let integrity = simvault::startup::open_vault(&config, &db, &SystemClock)
+        .await?
+        .integrity()?;
     if !admin::tenant_exists(&db, &tenant).await? {
         admin::create_tenant(&db, &SystemClock, &tenant).await?;
     }
@@ -49,7 +53,7 @@ async fn main() -> anyhow::Result<()> {
             new.tags = BTreeSet::from([format!("batch-{}", n / 1000)]);
             new.compatibility_zones = BTreeSet::from([zones[(n % 4) as usize].to_owned()]);
             let (sim, _) = new_sim(tenant.as_str(), new, now);
-            sims::insert(&mut tx, &sim).await?;
+            sims::insert(&mut tx, &integrity, &sim).await?;
         }
         tx.commit().await?;
     }

@@ -37,6 +37,10 @@ pub enum ApiError {
     Unavailable,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A stored row failed its integrity check: answered exactly like [`ApiError::Internal`],
+    /// and reported by the request-context middleware once the handler is done.
+    #[error("{0}")]
+    Integrity(crate::vault::IntegrityFailure),
     #[error("wrong PIN")]
     WrongPin { remaining: i64 },
     #[error("wrong PUK")]
@@ -71,7 +75,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Integrity(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::WrongPin { .. }
             | ApiError::WrongPuk { .. }
             | ApiError::ResyncFailed
@@ -96,7 +100,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload-too-large",
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::Unavailable => "unavailable",
-            ApiError::Internal(_) => "internal-error",
+            ApiError::Internal(_) | ApiError::Integrity(_) => "internal-error",
             ApiError::WrongPin { .. } => "wrong-pin",
             ApiError::WrongPuk { .. } => "wrong-puk",
             ApiError::PinBlocked => "pin-blocked",
@@ -120,7 +124,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "Request body too large",
             ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::Unavailable => "Service unavailable",
-            ApiError::Internal(_) => "Internal server error",
+            ApiError::Internal(_) | ApiError::Integrity(_) => "Internal server error",
             ApiError::WrongPin { .. } => "Wrong PIN",
             ApiError::WrongPuk { .. } => "Wrong PUK",
             ApiError::PinBlocked => "PIN blocked",
@@ -151,7 +155,7 @@ impl ApiError {
                 "The service cannot serve this request right now; retry later.".into()
             }
             // The cause goes to the log, never to the client.
-            ApiError::Internal(_) => {
+            ApiError::Internal(_) | ApiError::Integrity(_) => {
                 "An internal error occurred; quote the request id when reporting it.".into()
             }
             ApiError::WrongPin { remaining } => {
@@ -238,6 +242,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut res = status.into_response();
         res.extensions_mut().insert(PendingProblem(self.problem()));
+        if let ApiError::Integrity(failure) = &self {
+            res.extensions_mut().insert(failure.clone());
+        }
         if matches!(self, ApiError::Unauthorized) {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -273,6 +280,7 @@ impl From<ServiceError> for ApiError {
                 ApiError::Unavailable
             }
             ServiceError::Internal(cause) => ApiError::Internal(cause),
+            ServiceError::Integrity(failure) => ApiError::Integrity(failure),
             ServiceError::Pin(verdict) => match verdict {
                 Verdict::WrongPin { remaining } => ApiError::WrongPin { remaining },
                 Verdict::WrongPuk { remaining } => ApiError::WrongPuk { remaining },
@@ -330,6 +338,14 @@ mod tests {
             ),
             (ApiError::Unavailable, 503, "unavailable"),
             (ApiError::Internal("x".into()), 500, "internal-error"),
+            (
+                ApiError::Integrity(crate::vault::IntegrityFailure {
+                    purpose: crate::vault::Purpose::Sim,
+                    row: "x".into(),
+                }),
+                500,
+                "internal-error",
+            ),
             (ApiError::WrongPin { remaining: 2 }, 400, "wrong-pin"),
             (ApiError::WrongPuk { remaining: 9 }, 400, "wrong-puk"),
             (ApiError::PinBlocked, 423, "pin-blocked"),

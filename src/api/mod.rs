@@ -131,6 +131,18 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
 
     let mut res = next.run(req).instrument(span.clone()).await;
 
+    // The handler (and every transaction it held) is done: report a row that failed its check.
+    if let Some(failure) = res
+        .extensions_mut()
+        .remove::<crate::vault::IntegrityFailure>()
+    {
+        state
+            .services
+            .report_integrity(&failure)
+            .instrument(span.clone())
+            .await;
+    }
+
     if let Some(PendingProblem(problem)) = res.extensions_mut().remove::<PendingProblem>() {
         let status = res.status();
         let headers = std::mem::take(res.headers_mut());

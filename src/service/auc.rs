@@ -145,7 +145,7 @@ impl Services {
             });
         }
         sim.updated_at = self.clock.now().max(sim.updated_at);
-        repo::update(&mut tx, &sim).await?;
+        repo::update(&mut tx, &*self.row_key()?, &sim).await?;
         let reason = format!("{count} vector(s); SQN now {:012x}", sim.auth.sqn);
         let event = Event {
             action: Action::AuthVectors,

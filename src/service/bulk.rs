@@ -34,7 +34,7 @@ use crate::store::lifecycle::EventRow;
 use crate::store::links::{self as link_repo, Refused};
 use crate::store::sims::{self as sim_repo, SimKey};
 use crate::store::tasks::{self, ItemRow, Outcome, TaskRow};
-use crate::store::{Tx, plans as plan_repo};
+use crate::store::{StoreError, Tx, plans as plan_repo};
 use crate::vault;
 
 pub const IMPORT_TASK: &str = "import";
@@ -500,7 +500,7 @@ impl Services {
     pub async fn get_link(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Link> {
         self.authorize_in_tenant(principal, Action::ReadLinks)
             .await?;
-        link_repo::get(&self.db, principal.tenant.as_str(), id)
+        link_repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), id)
             .await?
             .ok_or(ServiceError::NotFound)
     }
@@ -519,6 +519,7 @@ impl Services {
         let sim = sim.map(|s| s.to_string());
         let (items, total) = link_repo::list(
             &self.db,
+            &*self.row_key()?,
             principal.tenant.as_str(),
             sim.as_deref(),
             i64::from(page_size),
@@ -686,7 +687,7 @@ impl Services {
             pending_secrets.push(secrets.iter().map(|(f, _)| *f).collect::<Vec<_>>());
             sims.push(sim.clone());
         }
-        let inserted: HashSet<String> = sim_repo::insert_many(&mut tx, &sims)
+        let inserted: HashSet<String> = sim_repo::insert_many(&mut tx, &*self.row_key()?, &sims)
             .await?
             .into_iter()
             .collect();
@@ -768,15 +769,30 @@ impl Services {
         let now = self.clock.now();
         let mut tx = self.db.begin().await?;
         let held = tasks::still_held(&mut tx, &task.id, owner, &items).await?;
+        let integrity = self.row_key()?;
         let mut outcomes = Vec::new();
         let mut linked = Vec::new();
+        let mut tampered = Vec::new();
         for item in items.iter().filter(|i| held.contains(&i.seq)) {
             let sim_id = item
                 .sim_id
                 .as_deref()
                 .and_then(|s| s.parse::<uuid::Uuid>().ok());
             let sim = match sim_id {
-                Some(id) => sim_repo::get_for_update(&mut tx, tenant, &SimKey::Id(id)).await?,
+                Some(id) => {
+                    match sim_repo::get_for_update(&mut tx, &integrity, tenant, &SimKey::Id(id))
+                        .await
+                    {
+                        Ok(sim) => sim,
+                        // This item only: the rest of the batch goes on.
+                        Err(StoreError::Integrity(f)) => {
+                            outcomes.push(failed(item.seq, "the SIM failed its integrity check"));
+                            tampered.push(f);
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 None => None,
             };
             let Some(sim) = sim else {
@@ -793,7 +809,7 @@ impl Services {
                 task_id: Some(task_id),
                 created_at: now,
             };
-            match link_repo::insert(&mut tx, &link).await? {
+            match link_repo::insert(&mut tx, &integrity, &link).await? {
                 Ok(()) => {
                     outcomes.push(Outcome {
                         seq: item.seq,
@@ -825,6 +841,9 @@ impl Services {
         tasks::record_outcomes(&mut tx, &task.id, &outcomes, now).await?;
         self.audit_all_in(&mut tx, &actor, records).await?;
         tx.commit().await?;
+        for f in &tampered {
+            self.report_integrity(f).await;
+        }
         Ok(())
     }
 

@@ -15,9 +15,10 @@ impl Services {
         principal: &Principal,
         key: &SimKey,
     ) -> ServiceResult<(Sim, Option<SecretValue>)> {
-        let (sim, stored) = repo::get_with_secrets(&self.db, principal.tenant.as_str(), key)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
+        let (sim, stored) =
+            repo::get_with_secrets(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
+                .await?
+                .ok_or(ServiceError::NotFound)?;
         let fields = [SecretField::ActivationCode];
         let resource = super::sims::sim_resource(&sim);
         let target = Target {

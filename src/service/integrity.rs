@@ -3,12 +3,20 @@
 //!
 //! A row that fails its check is refused (an opaque internal error), logged, counted in
 //! `/metrics` (`simvault_integrity_failures_total{row}`) and recorded on the platform chain:
-//! never obeyed.
+//! never obeyed. The check itself lives in the store (each authenticated table's one
+//! conversion from stored row to value); a failure travels up as
+//! [`ServiceError::Integrity`] and is reported once by whoever ends the request or background
+//! step (the request-context middleware, the task loop, the sync and webhook workers), when no
+//! transaction is held any more.
+//!
+//! Must never: treat a row as authentic because its MAC is missing, or report a row's content.
+
+use std::sync::Arc;
 
 use crate::service::audit::append_platform;
 use crate::service::{ServiceError, ServiceResult, Services};
-use crate::store::{Db, keys};
-use crate::vault::{self, Keyring, Purpose, RootCheck};
+use crate::store::{Db, keys, links, sims, webhooks};
+use crate::vault::{self, IntegrityFailure, IntegrityKey, Keyring, Purpose, RootCheck};
 
 /// Who adopts rows and reports failures on the platform chain.
 pub const INTEGRITY_ACTOR: &str = "system:integrity";
@@ -28,10 +36,13 @@ pub async fn adopt(db: &Db, keyring: &Keyring, now: i64) -> ServiceResult<()> {
         return Ok(());
     }
     let key = keyring.integrity()?;
-    // Each kind of authenticated row adds its adopter here: it gives every row of its table
-    // a MAC under `key` and returns how many it adopted.
-    let adopted: Vec<(Purpose, u64)> = Vec::new();
-    let _ = &key;
+    // Every row of every tenant, tombstones included: after this, a row without a MAC fails.
+    let adopted: Vec<(Purpose, u64)> = vec![
+        (Purpose::Sim, sims::adopt(&mut tx, &key).await?),
+        (Purpose::TenantKey, keys::adopt(&mut tx, &key).await?),
+        (Purpose::Webhook, webhooks::adopt(&mut tx, &key).await?),
+        (Purpose::Link, links::adopt(&mut tx, &key).await?),
+    ];
     let sealed = keyring.seal_root_check_authenticated(format, &blob)?;
     keys::replace_root_check(&mut tx, vault::FORMAT, &sealed, now).await?;
     let summary = adopted
@@ -54,6 +65,17 @@ pub async fn adopt(db: &Db, keyring: &Keyring, now: i64) -> ServiceResult<()> {
 }
 
 impl Services {
+    /// The row-integrity key every store read and write of an authenticated row takes.
+    pub(crate) fn row_key(&self) -> ServiceResult<Arc<IntegrityKey>> {
+        Ok(self.keyring.integrity()?)
+    }
+
+    /// Reports a failure carried by [`ServiceError::Integrity`] (once, at the end of the
+    /// request or background step, with its transaction gone).
+    pub async fn report_integrity(&self, failure: &IntegrityFailure) {
+        self.integrity_failure(failure.purpose, &failure.row).await;
+    }
+
     /// Reports a stored row whose MAC failed (`row` names it: an id, never content) and
     /// returns the error to answer with. The report is best effort: the request is refused
     /// whether or not it could be recorded. Must not be called while holding a write

@@ -41,7 +41,7 @@ impl Services {
         }
         self.move_state(&mut tx, principal, &mut sim, to, reason)
             .await?;
-        sims_repo::update(&mut tx, &sim).await?;
+        sims_repo::update(&mut tx, &*self.row_key()?, &sim).await?;
         let event = Event {
             reason,
             ..Event::allowed(Action::ChangeState, &sim, decision)

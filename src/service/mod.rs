@@ -58,6 +58,11 @@ pub enum ServiceError {
     /// Too many requests of this kind from this principal; retry after this many seconds.
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// A stored row failed its integrity check: refused (an opaque internal error), and not
+    /// yet reported: whoever ends the request reports it once, with no transaction open
+    /// ([`Services::report_integrity`]).
+    #[error(transparent)]
+    Integrity(crate::vault::IntegrityFailure),
 }
 
 impl From<ValidationErrors> for ServiceError {
@@ -71,6 +76,7 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::NotFound => ServiceError::NotFound,
             StoreError::Conflict(c) => ServiceError::Conflict(c),
+            StoreError::Integrity(f) => ServiceError::Integrity(f),
             StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
             ) => ServiceError::Unavailable(e.to_string()),
@@ -122,6 +128,7 @@ pub(crate) async fn task_loop<Step, Fut>(
         match step().await {
             Ok(true) => continue,
             Ok(false) => {}
+            Err(ServiceError::Integrity(f)) => services.report_integrity(&f).await,
             Err(e) => tracing::warn!(error = %e, worker = what, "background task error"),
         }
         tokio::select! {

@@ -162,7 +162,7 @@ impl Services {
                 }
             }
             sim.updated_at = self.clock.now().max(sim.updated_at);
-            repo::update(&mut tx, &sim).await?;
+            repo::update(&mut tx, &*self.row_key()?, &sim).await?;
             let event = match (verdict, change.proof) {
                 (Verdict::Success { .. }, Proof::Pin) => Some("sim.pin_reset"),
                 (Verdict::Success { .. }, Proof::Puk) => Some("sim.pin_unblocked"),

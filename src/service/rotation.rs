@@ -78,12 +78,12 @@ impl Services {
             created_at: now,
             retired_at: None,
         };
-        if !keys::insert_kek(&mut tx, &row).await? {
+        if !keys::insert_kek(&mut tx, &*self.row_key()?, &row).await? {
             return Err(ServiceError::Conflict(
                 "another rotation is starting; retry".into(),
             ));
         }
-        keys::retire_older(&mut tx, tenant, version).await?;
+        keys::retire_older(&mut tx, &*self.row_key()?, tenant, version).await?;
         let task = TaskRow {
             id: uuid::Uuid::new_v4().to_string(),
             tenant_id: tenant.to_owned(),
@@ -131,7 +131,7 @@ impl Services {
             .await?;
         let tenant = principal.tenant.as_str();
         let counts = keys::dek_counts(&self.db, tenant).await?;
-        let versions: Vec<KeyVersion> = keys::keks(&self.db, tenant)
+        let versions: Vec<KeyVersion> = keys::keks(&self.db, &*self.row_key()?, tenant)
             .await?
             .into_iter()
             .map(|k| KeyVersion {
@@ -185,7 +185,7 @@ impl Services {
             let stale = keys::stale_deks(&mut tx, &tenant, target, &after, BATCH).await?;
             let now = self.clock.now();
             if stale.is_empty() {
-                keys::retire_unused(&mut tx, &tenant, target, now).await?;
+                keys::retire_unused(&mut tx, &*self.row_key()?, &tenant, target, now).await?;
                 if let Some(current) = tasks::lock_if_done(&mut tx, &task.id).await? {
                     self.emit_task_completed(&mut tx, &current, "completed", now)
                         .await?;
@@ -282,7 +282,8 @@ pub async fn move_root(
     let mut tx = db.begin().await?;
     let check = keys::root_check_in(&mut tx).await?;
     let next_check = match check {
-        Some((format, blob)) if current.verify_root_check(format, &blob).is_ok() => {
+        // Opened, not only verified: the KEK rows are checked under its integrity key.
+        Some((format, blob)) if current.open_root_check(format, &blob).is_ok() => {
             // The same integrity key under the new root key: every row MAC stays valid.
             current.rewrap_root_check_for(next, format, &blob)?
         }
@@ -292,7 +293,7 @@ pub async fn move_root(
             ));
         }
     };
-    let keks = keys::all_keks_for_update(&mut tx).await?;
+    let keks = keys::all_keks_for_update(&mut tx, &*current.integrity()?).await?;
     for k in &keks {
         let wrapped =
             current.rewrap_kek_for(next, &k.tenant_id, k.version, k.format, &k.wrapped_key)?;

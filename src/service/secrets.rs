@@ -34,7 +34,7 @@ impl Services {
         if let Some(kek) = self.keyring.cached_kek(tenant, version) {
             return Ok(kek);
         }
-        let row = keys::kek(&self.db, tenant, version).await?;
+        let row = keys::kek(&self.db, &*self.row_key()?, tenant, version).await?;
         self.open_kek_row(tenant, version, row)
     }
 
@@ -59,7 +59,7 @@ impl Services {
         tx: &mut Tx,
         tenant: &str,
     ) -> ServiceResult<(i64, Arc<Key>)> {
-        if let Some(row) = keys::active_kek(tx, tenant).await? {
+        if let Some(row) = keys::active_kek(tx, &*self.row_key()?, tenant).await? {
             let kek = self
                 .keyring
                 .open_kek(tenant, row.version, row.format, &row.wrapped_key)?;
@@ -77,11 +77,11 @@ impl Services {
             created_at: self.clock.now(),
             retired_at: None,
         };
-        if keys::insert_kek(tx, &row).await? {
+        if keys::insert_kek(tx, &*self.row_key()?, &row).await? {
             return Ok((1, kek));
         }
         // Another writer created it first: use theirs.
-        let row = keys::active_kek(tx, tenant)
+        let row = keys::active_kek(tx, &*self.row_key()?, tenant)
             .await?
             .ok_or_else(|| ServiceError::Internal("tenant key vanished".into()))?;
         let kek = self
@@ -100,7 +100,7 @@ impl Services {
         if let Some(kek) = self.keyring.cached_kek(tenant, version) {
             return Ok(kek);
         }
-        let row = keys::kek_in(tx, tenant, version).await?;
+        let row = keys::kek_in(tx, &*self.row_key()?, tenant, version).await?;
         self.open_kek_row(tenant, version, row)
     }
 
@@ -214,7 +214,7 @@ impl Services {
         let event = Event::allowed(Action::WriteSecrets, &sim, decision).with_fields(&fields);
         self.audit_in(&mut tx, principal, event).await?;
         sim.updated_at = self.clock.now().max(sim.updated_at);
-        repo::update(&mut tx, &sim).await?;
+        repo::update(&mut tx, &*self.row_key()?, &sim).await?;
         tx.commit().await?;
         tracing::info!(
             sim_id = %sim.id,
@@ -233,9 +233,10 @@ impl Services {
         fields: &[SecretField],
         reason: Option<&str>,
     ) -> ServiceResult<(Sim, Revealed)> {
-        let (sim, stored) = repo::get_with_secrets(&self.db, principal.tenant.as_str(), key)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
+        let (sim, stored) =
+            repo::get_with_secrets(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
+                .await?
+                .ok_or(ServiceError::NotFound)?;
         let resource = super::sims::sim_resource(&sim);
         let mut policy_ids = Vec::new();
         for field in fields {

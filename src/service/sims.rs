@@ -28,12 +28,12 @@ impl Services {
         }
         let (mut sim, secrets) = new_sim(principal.tenant.as_str(), new, self.clock.now());
         let mut tx = self.db.begin().await?;
-        repo::insert(&mut tx, &sim)
+        repo::insert(&mut tx, &*self.row_key()?, &sim)
             .await
             .map_err(conflict("a SIM with this ICCID already exists"))?;
         if !secrets.is_empty() {
             self.apply_secrets(&mut tx, &mut sim, &secrets).await?;
-            repo::update(&mut tx, &sim).await?;
+            repo::update(&mut tx, &*self.row_key()?, &sim).await?;
         }
         self.emit(&mut tx, &sim, "sim.created", serde_json::json!({}))
             .await?;
@@ -50,7 +50,7 @@ impl Services {
     }
 
     pub async fn get_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Sim> {
-        let sim = repo::get(&self.db, principal.tenant.as_str(), key)
+        let sim = repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.authorize(
@@ -90,7 +90,7 @@ impl Services {
             }
             query.compatibility_zones = plan.compatibility_zones.into_iter().collect();
         }
-        let (items, total) = repo::list(&self.db, tenant, &query).await?;
+        let (items, total) = repo::list(&self.db, &*self.row_key()?, tenant, &query).await?;
         Ok(Page {
             items,
             total,
@@ -108,7 +108,7 @@ impl Services {
         let (mut tx, mut sim, decision) = self.lock_sim(principal, key, Action::UpdateSim).await?;
         patch.apply(&mut sim);
         sim.updated_at = self.clock.now().max(sim.updated_at);
-        repo::update(&mut tx, &sim).await?;
+        repo::update(&mut tx, &*self.row_key()?, &sim).await?;
         self.audit_in(
             &mut tx,
             principal,
@@ -138,7 +138,7 @@ impl Services {
         self.audit_in(&mut tx, principal, event).await?;
         self.emit(&mut tx, &sim, "sim.deleted", serde_json::json!({}))
             .await?;
-        repo::update(&mut tx, &sim).await?;
+        repo::update(&mut tx, &*self.row_key()?, &sim).await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim deleted");
         Ok(now)
@@ -169,7 +169,7 @@ impl Services {
         reason: Option<&str>,
     ) -> ServiceResult<(Tx, Sim, Decision)> {
         let mut tx = self.db.begin().await?;
-        let sim = repo::get_for_update(&mut tx, principal.tenant.as_str(), key)
+        let sim = repo::get_for_update(&mut tx, &*self.row_key()?, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
         match self.decide(principal, action, &sim_resource(&sim), context)? {

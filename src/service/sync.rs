@@ -17,7 +17,7 @@ impl Services {
     /// `POST /v1/sims/{sim}/refresh`: pulls the SIM from upstream and stores what it says.
     /// No data upstream: the SIM as stored. Upstream failing or slow: an error and no change.
     pub async fn refresh_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Sim> {
-        let sim = repo::get(&self.db, principal.tenant.as_str(), key)
+        let sim = repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
         let resource = super::sims::sim_resource(&sim);
@@ -55,14 +55,15 @@ impl Services {
         update: &UpstreamSim,
     ) -> ServiceResult<Option<Sim>> {
         let mut tx = self.db.begin().await?;
-        let Some(mut sim) = repo::get_for_update(&mut tx, tenant, key).await? else {
+        let Some(mut sim) = repo::get_for_update(&mut tx, &*self.row_key()?, tenant, key).await?
+        else {
             return Ok(None);
         };
         update.apply(&mut sim);
         let now = self.clock.now().max(sim.updated_at);
         sim.last_synced_at = Some(now);
         sim.updated_at = now;
-        repo::update(&mut tx, &sim).await?;
+        repo::update(&mut tx, &*self.row_key()?, &sim).await?;
         tx.commit().await?;
         Ok(Some(sim))
     }
@@ -79,8 +80,12 @@ impl Services {
             Ok(id) => SimKey::Id(id),
             Err(_) => return Ok(()),
         };
-        if let Err(e) = self.store_upstream(&claim.tenant_id, &key, &update).await {
-            tracing::warn!(sim_id = %claim.id, error = %e, "could not store an upstream sync");
+        match self.store_upstream(&claim.tenant_id, &key, &update).await {
+            Ok(_) => {}
+            Err(ServiceError::Integrity(f)) => self.report_integrity(&f).await,
+            Err(e) => {
+                tracing::warn!(sim_id = %claim.id, error = %e, "could not store an upstream sync");
+            }
         }
         Ok(())
     }

@@ -219,7 +219,7 @@ impl Services {
             )?,
             created_at: now,
         };
-        repo::insert(&mut tx, &row).await?;
+        repo::insert(&mut tx, &*self.row_key()?, &row).await?;
         let reason = format!(
             "webhook {id} to {} for {}",
             url.host_str().unwrap_or_default(),
@@ -244,7 +244,7 @@ impl Services {
     pub async fn list_webhooks(&self, principal: &Principal) -> ServiceResult<Vec<Webhook>> {
         self.authorize_in_tenant(principal, Action::ManageWebhooks)
             .await?;
-        repo::list(&self.db, principal.tenant.as_str())
+        repo::list(&self.db, &*self.row_key()?, principal.tenant.as_str())
             .await?
             .into_iter()
             .map(Webhook::try_from)
@@ -284,7 +284,7 @@ impl Services {
         self.authorize_in_tenant(principal, Action::ManageWebhooks)
             .await?;
         let id = id.to_string();
-        repo::get(&self.db, principal.tenant.as_str(), &id)
+        repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), &id)
             .await?
             .ok_or(ServiceError::NotFound)?;
         let offset = i64::from(page.saturating_sub(1)) * i64::from(page_size);
@@ -310,7 +310,7 @@ impl Services {
         let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
         tenants.sort_unstable();
         tenants.dedup();
-        let hooks = repo::of_tenants(&mut tx, &tenants).await?;
+        let (hooks, tampered) = repo::of_tenants(&mut tx, &*self.row_key()?, &tenants).await?;
         let subscribed: Vec<(&WebhookRow, Vec<String>)> = hooks
             .iter()
             .map(|h| (h, serde_json::from_str(&h.events).unwrap_or_default()))
@@ -336,6 +336,10 @@ impl Services {
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
         repo::fan_out(&mut tx, &deliveries, &ids, self.clock.now()).await?;
         tx.commit().await?;
+        // A webhook whose row fails its check got none of these events.
+        for failure in &tampered {
+            self.report_integrity(failure).await;
+        }
         Ok(events.len())
     }
 
@@ -347,6 +351,16 @@ impl Services {
         d: DueDelivery,
     ) -> ServiceResult<()> {
         let settings = self.settings.webhooks;
+        if let Some(failure) = &d.tampered {
+            // Never sent: the target may not be the one the tenant set. Given up at once.
+            self.report_integrity(failure).await;
+            let outcome = Attempt::GaveUp {
+                status: None,
+                error: "the webhook failed its integrity check".into(),
+            };
+            repo::record_attempt(&self.db, &d.id, owner, &outcome, self.clock.now()).await?;
+            return Ok(());
+        }
         let (status, error) = match self.attempt(client, &d).await {
             Ok(code) if (200..300).contains(&code) => (Some(code), None),
             Ok(code) => (
@@ -400,10 +414,15 @@ impl Services {
         let allow_insecure = self.settings.webhooks.allow_insecure;
         // Checked again at each attempt: the deployment's rule may have changed since.
         let url = check_url(&d.url, allow_insecure).map_err(|e| format!("target refused: {e}"))?;
-        let kek = self
-            .kek(&d.tenant_id, d.kek_version)
-            .await
-            .map_err(|_| "the webhook's secret could not be opened".to_owned())?;
+        let kek = match self.kek(&d.tenant_id, d.kek_version).await {
+            Ok(kek) => kek,
+            Err(e) => {
+                if let ServiceError::Integrity(f) = &e {
+                    self.report_integrity(f).await;
+                }
+                return Err("the webhook's secret could not be opened".to_owned());
+            }
+        };
         let secret = vault::open(
             &kek,
             &d.secret,
@@ -520,7 +539,13 @@ pub async fn worker(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
         let now = services.clock.now();
         let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
         let batch = i64::try_from(settings.concurrency * 4).unwrap_or(32);
-        match repo::claim_due(&services.db, &owner, now, until, batch).await {
+        let claimed = match services.row_key() {
+            Ok(key) => repo::claim_due(&services.db, &key, &owner, now, until, batch)
+                .await
+                .map_err(Into::into),
+            Err(e) => Err(e),
+        };
+        match claimed {
             Ok(due) if !due.is_empty() => {
                 busy = true;
                 futures_util::stream::iter(due)

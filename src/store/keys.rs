@@ -1,7 +1,12 @@
 //! Wrapped keys: the root-key check, tenant KEK versions and per-SIM DEKs, and the encrypted
 //! secret fields. Only ciphertext passes through here.
+//!
+//! A tenant KEK version's row is authenticated: its MAC covers the tenant, version, state and
+//! retirement time (which version wraps new DEKs), and every read checks it. The wrapping
+//! itself needs no MAC: its AES-GCM associated data binds it to tenant and version already.
 
 use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
+use crate::vault::{IntegrityKey, Purpose, RowParts};
 
 /// The root-key check blob, if this database has one.
 pub async fn root_check(db: &Db) -> StoreResult<Option<(i64, Vec<u8>)>> {
@@ -45,15 +50,65 @@ pub struct TenantKeyRow {
 }
 
 const KEY_COLUMNS: &str =
-    "tenant_id, version, format, wrapped_key, state, wrapped_deks, created_at, retired_at";
+    "tenant_id, version, format, wrapped_key, state, wrapped_deks, created_at, retired_at, mac";
 
-/// The newest active KEK version of a tenant.
-pub async fn active_kek(tx: &mut Tx, tenant: &str) -> StoreResult<Option<TenantKeyRow>> {
+/// A KEK version's row with its MAC, as read.
+#[derive(sqlx::FromRow)]
+struct StoredKey {
+    #[sqlx(flatten)]
+    row: TenantKeyRow,
+    mac: Option<Vec<u8>>,
+}
+
+/// What a KEK version's MAC covers, in this order.
+fn key_parts(tenant: &str, version: i64, state: &str, retired_at: Option<i64>) -> RowParts {
+    RowParts::default()
+        .text(tenant)
+        .int(version)
+        .text(state)
+        .opt_int(retired_at)
+}
+
+fn key_mac(integrity: &IntegrityKey, row: &TenantKeyRow) -> Vec<u8> {
+    let parts = key_parts(&row.tenant_id, row.version, &row.state, row.retired_at);
+    integrity.mac_row(Purpose::TenantKey, &parts).to_vec()
+}
+
+impl StoredKey {
+    /// The one way from a stored KEK row to a [`TenantKeyRow`]: checked against its MAC.
+    fn checked(self, integrity: &IntegrityKey) -> StoreResult<TenantKeyRow> {
+        let r = &self.row;
+        integrity.check_row(
+            Purpose::TenantKey,
+            &format!("{}/v{}", r.tenant_id, r.version),
+            &key_parts(&r.tenant_id, r.version, &r.state, r.retired_at),
+            self.mac.as_deref(),
+        )?;
+        Ok(self.row)
+    }
+}
+
+fn checked_all(integrity: &IntegrityKey, rows: Vec<StoredKey>) -> StoreResult<Vec<TenantKeyRow>> {
+    rows.into_iter().map(|r| r.checked(integrity)).collect()
+}
+
+/// The newest active KEK version of a tenant. Every version of the tenant is read and checked
+/// (a handful of rows), so that no tampered state can steer the choice by hiding a row from a
+/// filter.
+pub async fn active_kek(
+    tx: &mut Tx,
+    integrity: &IntegrityKey,
+    tenant: &str,
+) -> StoreResult<Option<TenantKeyRow>> {
     let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND state = 'active' \
-         ORDER BY version DESC LIMIT 1"
+        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 ORDER BY version"
     ));
-    Ok(on_tx!(tx, c => sqlx::query_as(sql).bind(tenant).fetch_optional(&mut *c).await)?)
+    let rows: Vec<StoredKey> =
+        on_tx!(tx, c => sqlx::query_as(sql).bind(tenant).fetch_all(&mut *c).await)?;
+    Ok(checked_all(integrity, rows)?
+        .into_iter()
+        .filter(|r| r.state == "active")
+        .max_by_key(|r| r.version))
 }
 
 fn kek_sql() -> sqlx::AssertSqlSafe<String> {
@@ -63,34 +118,62 @@ fn kek_sql() -> sqlx::AssertSqlSafe<String> {
 }
 
 /// One KEK version of a tenant.
-pub async fn kek(db: &Db, tenant: &str, version: i64) -> StoreResult<Option<TenantKeyRow>> {
+pub async fn kek(
+    db: &Db,
+    integrity: &IntegrityKey,
+    tenant: &str,
+    version: i64,
+) -> StoreResult<Option<TenantKeyRow>> {
     let sql = kek_sql();
-    Ok(on_pool!(db, p => sqlx::query_as(sql).bind(tenant).bind(version).fetch_optional(p).await)?)
+    let row: Option<StoredKey> = on_pool!(db, p => sqlx::query_as(sql)
+        .bind(tenant)
+        .bind(version)
+        .fetch_optional(p)
+        .await)?;
+    row.map(|r| r.checked(integrity)).transpose()
 }
 
 /// One KEK version of a tenant, read inside `tx` (a transaction holding locks must not wait
 /// for a second pooled connection: under load that deadlocks against the pool).
-pub async fn kek_in(tx: &mut Tx, tenant: &str, version: i64) -> StoreResult<Option<TenantKeyRow>> {
+pub async fn kek_in(
+    tx: &mut Tx,
+    integrity: &IntegrityKey,
+    tenant: &str,
+    version: i64,
+) -> StoreResult<Option<TenantKeyRow>> {
     let sql = kek_sql();
-    Ok(
-        on_tx!(tx, c => sqlx::query_as(sql).bind(tenant).bind(version).fetch_optional(&mut *c).await)?,
-    )
+    let row: Option<StoredKey> = on_tx!(tx, c => sqlx::query_as(sql)
+        .bind(tenant)
+        .bind(version)
+        .fetch_optional(&mut *c)
+        .await)?;
+    row.map(|r| r.checked(integrity)).transpose()
 }
 
 /// Every KEK version of a tenant, oldest first.
-pub async fn keks(db: &Db, tenant: &str) -> StoreResult<Vec<TenantKeyRow>> {
+pub async fn keks(
+    db: &Db,
+    integrity: &IntegrityKey,
+    tenant: &str,
+) -> StoreResult<Vec<TenantKeyRow>> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 ORDER BY version"
     ));
-    Ok(on_pool!(db, p => sqlx::query_as(sql).bind(tenant).fetch_all(p).await)?)
+    let rows = on_pool!(db, p => sqlx::query_as(sql).bind(tenant).fetch_all(p).await)?;
+    checked_all(integrity, rows)
 }
 
 /// Adds a KEK version unless that version exists already (say, made by another replica at
 /// the same moment: PostgreSQL waits for its commit). Returns whether this row was added.
-pub async fn insert_kek(tx: &mut Tx, row: &TenantKeyRow) -> StoreResult<bool> {
+pub async fn insert_kek(
+    tx: &mut Tx,
+    integrity: &IntegrityKey,
+    row: &TenantKeyRow,
+) -> StoreResult<bool> {
     on_tx!(tx, c => sqlx::query(
-        "INSERT INTO tenant_keys (tenant_id, version, format, wrapped_key, state, wrapped_deks, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, version) DO NOTHING")
+        "INSERT INTO tenant_keys (tenant_id, version, format, wrapped_key, state, wrapped_deks, \
+         created_at, retired_at, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, version) DO NOTHING")
         .bind(&row.tenant_id)
         .bind(row.version)
         .bind(row.format)
@@ -98,6 +181,8 @@ pub async fn insert_kek(tx: &mut Tx, row: &TenantKeyRow) -> StoreResult<bool> {
         .bind(&row.state)
         .bind(row.wrapped_deks)
         .bind(row.created_at)
+        .bind(row.retired_at)
+        .bind(key_mac(integrity, row))
         .execute(&mut *c)
         .await
         .map(|r| r.rows_affected() == 1))
@@ -277,31 +362,80 @@ pub async fn shred(tx: &mut Tx, sim_id: &uuid::Uuid) -> StoreResult<()> {
     Ok(())
 }
 
-/// Marks every active KEK version of a tenant below `version` as retiring.
-pub async fn retire_older(tx: &mut Tx, tenant: &str, version: i64) -> StoreResult<()> {
+/// Moves a checked KEK row to `state` (and `retired_at`), with its new MAC.
+async fn set_state(
+    tx: &mut Tx,
+    integrity: &IntegrityKey,
+    mut row: TenantKeyRow,
+    state: &str,
+    retired_at: Option<i64>,
+) -> StoreResult<()> {
+    state.clone_into(&mut row.state);
+    row.retired_at = retired_at;
     on_tx!(tx, c => sqlx::query(
-        "UPDATE tenant_keys SET state = 'retiring' WHERE tenant_id = $1 AND version < $2 AND state = 'active'")
-        .bind(tenant)
-        .bind(version)
+        "UPDATE tenant_keys SET state = $3, retired_at = $4, mac = $5 \
+         WHERE tenant_id = $1 AND version = $2")
+        .bind(&row.tenant_id)
+        .bind(row.version)
+        .bind(&row.state)
+        .bind(row.retired_at)
+        .bind(key_mac(integrity, &row))
         .execute(&mut *c)
         .await
         .map(|_| ()))?;
     Ok(())
 }
 
-/// Retires the retiring versions below `version` that no DEK uses any more.
-pub async fn retire_unused(tx: &mut Tx, tenant: &str, version: i64, now: i64) -> StoreResult<()> {
-    on_tx!(tx, c => sqlx::query(
-        "UPDATE tenant_keys SET state = 'retired', retired_at = $3 \
-         WHERE tenant_id = $1 AND version < $2 AND state = 'retiring' \
-         AND NOT EXISTS (SELECT 1 FROM sim_deks d WHERE d.tenant_id = tenant_keys.tenant_id \
-                         AND d.kek_version = tenant_keys.version)")
+/// A tenant's KEK versions below `version` in `state`, checked and locked (with `extra`, a
+/// further condition on `tenant_keys`).
+async fn below_in_state(
+    tx: &mut Tx,
+    integrity: &IntegrityKey,
+    tenant: &str,
+    version: i64,
+    state: &str,
+    extra: &str,
+) -> StoreResult<Vec<TenantKeyRow>> {
+    let lock = tx.row_lock();
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version < $2 \
+         AND state = $3{extra} ORDER BY version{lock}"
+    ));
+    let rows = on_tx!(tx, c => sqlx::query_as(sql)
         .bind(tenant)
         .bind(version)
-        .bind(now)
-        .execute(&mut *c)
-        .await
-        .map(|_| ()))?;
+        .bind(state)
+        .fetch_all(&mut *c)
+        .await)?;
+    checked_all(integrity, rows)
+}
+
+/// Marks every active KEK version of a tenant below `version` as retiring.
+pub async fn retire_older(
+    tx: &mut Tx,
+    integrity: &IntegrityKey,
+    tenant: &str,
+    version: i64,
+) -> StoreResult<()> {
+    for row in below_in_state(tx, integrity, tenant, version, "active", "").await? {
+        set_state(tx, integrity, row, "retiring", None).await?;
+    }
+    Ok(())
+}
+
+/// Retires the retiring versions below `version` that no DEK uses any more.
+pub async fn retire_unused(
+    tx: &mut Tx,
+    integrity: &IntegrityKey,
+    tenant: &str,
+    version: i64,
+    now: i64,
+) -> StoreResult<()> {
+    const UNUSED: &str = " AND NOT EXISTS (SELECT 1 FROM sim_deks d \
+        WHERE d.tenant_id = tenant_keys.tenant_id AND d.kek_version = tenant_keys.version)";
+    for row in below_in_state(tx, integrity, tenant, version, "retiring", UNUSED).await? {
+        set_state(tx, integrity, row, "retired", Some(now)).await?;
+    }
     Ok(())
 }
 
@@ -389,12 +523,35 @@ pub async fn count_wraps(tx: &mut Tx, tenant: &str, version: i64, n: i64) -> Sto
 }
 
 /// Every tenant KEK version of every tenant, locked for update (root-key rotation).
-pub async fn all_keks_for_update(tx: &mut Tx) -> StoreResult<Vec<TenantKeyRow>> {
+pub async fn all_keks_for_update(
+    tx: &mut Tx,
+    integrity: &IntegrityKey,
+) -> StoreResult<Vec<TenantKeyRow>> {
     let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys ORDER BY tenant_id, version{lock}"
     ));
-    Ok(on_tx!(tx, c => sqlx::query_as(sql).fetch_all(&mut *c).await)?)
+    let rows = on_tx!(tx, c => sqlx::query_as(sql).fetch_all(&mut *c).await)?;
+    checked_all(integrity, rows)
+}
+
+/// Gives every KEK version its MAC (adoption of a database from before row integrity).
+/// Returns how many rows.
+pub async fn adopt(tx: &mut Tx, integrity: &IntegrityKey) -> StoreResult<u64> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM tenant_keys"));
+    let rows: Vec<StoredKey> = on_tx!(tx, c => sqlx::query_as(sql).fetch_all(&mut *c).await)?;
+    let adopted = rows.len() as u64;
+    for StoredKey { row, .. } in rows {
+        on_tx!(tx, c => sqlx::query(
+            "UPDATE tenant_keys SET mac = $3 WHERE tenant_id = $1 AND version = $2")
+            .bind(&row.tenant_id)
+            .bind(row.version)
+            .bind(key_mac(integrity, &row))
+            .execute(&mut *c)
+            .await
+            .map(|_| ()))?;
+    }
+    Ok(adopted)
 }
 
 /// Replaces the wrapping of one KEK version.

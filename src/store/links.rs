@@ -1,7 +1,9 @@
-//! Links made by bulk provisioning.
+//! Links made by bulk provisioning, authenticated: each row carries a MAC over its id, tenant,
+//! SIM and plans, checked on every read (a link pointed at another SIM is refused).
 
 use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
-use crate::domain::Link;
+use crate::domain::{Link, SimId};
+use crate::vault::{IntegrityKey, Purpose, RowParts};
 
 #[derive(sqlx::FromRow)]
 struct LinkRow {
@@ -12,17 +14,68 @@ struct LinkRow {
     plan_ids: String,
     task_id: Option<String>,
     created_at: i64,
+    mac: Option<Vec<u8>>,
 }
 
-const COLUMNS: &str = "id, tenant_id, sim_id, name, plan_ids, task_id, created_at";
+const COLUMNS: &str = "id, tenant_id, sim_id, name, plan_ids, task_id, created_at, mac";
+
+/// What a link's MAC covers, in this order (also checked where a SIM is read with its link).
+pub(super) fn link_parts(
+    id: &uuid::Uuid,
+    tenant: &str,
+    sim_id: &SimId,
+    name: &str,
+    plan_ids: &[uuid::Uuid],
+) -> RowParts {
+    let mut parts = RowParts::default()
+        .text(&id.to_string())
+        .text(tenant)
+        .text(&sim_id.to_string())
+        .text(name)
+        .int(i64::try_from(plan_ids.len()).unwrap_or(i64::MAX));
+    for plan in plan_ids {
+        parts = parts.text(&plan.to_string());
+    }
+    parts
+}
+
+fn parts_of(link: &Link) -> RowParts {
+    link_parts(
+        &link.id,
+        &link.tenant_id,
+        &link.sim_id,
+        &link.name,
+        &link.plan_ids,
+    )
+}
+
+fn link_mac(key: &IntegrityKey, link: &Link) -> Vec<u8> {
+    key.mac_row(Purpose::Link, &parts_of(link)).to_vec()
+}
+
+impl LinkRow {
+    /// The one way from a stored row to a [`Link`]: parsed, then checked against its MAC.
+    fn into_link(mut self, key: &IntegrityKey) -> StoreResult<Link> {
+        let mac = self.mac.take();
+        let link = self.parse_unauthenticated()?;
+        key.check_row(
+            Purpose::Link,
+            &link.id.to_string(),
+            &parts_of(&link),
+            mac.as_deref(),
+        )?;
+        Ok(link)
+    }
+}
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("links.{what}"))
 }
 
-impl TryFrom<LinkRow> for Link {
-    type Error = StoreError;
-    fn try_from(r: LinkRow) -> StoreResult<Link> {
+impl LinkRow {
+    /// Only [`LinkRow::into_link`] and adoption (which gives rows their first MAC) may call this.
+    fn parse_unauthenticated(self) -> StoreResult<Link> {
+        let r = self;
         Ok(Link {
             id: r.id.parse().map_err(|_| corrupt("id"))?,
             tenant_id: r.tenant_id,
@@ -50,11 +103,15 @@ pub enum Refused {
 
 /// Makes a link, unless the SIM is linked or the name taken (checked by the unique
 /// constraints, so concurrent workers cannot both succeed).
-pub async fn insert(tx: &mut Tx, link: &Link) -> StoreResult<Result<(), Refused>> {
+pub async fn insert(
+    tx: &mut Tx,
+    integrity: &IntegrityKey,
+    link: &Link,
+) -> StoreResult<Result<(), Refused>> {
     let plan_ids = serde_json::to_string(&link.plan_ids).map_err(|_| corrupt("plan_ids"))?;
     let inserted = on_tx!(tx, c => sqlx::query(
-        "INSERT INTO links (id, tenant_id, sim_id, name, plan_ids, task_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
+        "INSERT INTO links (id, tenant_id, sim_id, name, plan_ids, task_id, created_at, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
         .bind(link.id.to_string())
         .bind(&link.tenant_id)
         .bind(link.sim_id.to_string())
@@ -62,6 +119,7 @@ pub async fn insert(tx: &mut Tx, link: &Link) -> StoreResult<Result<(), Refused>
         .bind(plan_ids)
         .bind(link.task_id.map(|t| t.to_string()))
         .bind(link.created_at)
+        .bind(link_mac(integrity, link))
         .execute(&mut *c)
         .await
         .map(|r| r.rows_affected() == 1))?;
@@ -80,7 +138,12 @@ pub async fn insert(tx: &mut Tx, link: &Link) -> StoreResult<Result<(), Refused>
     }))
 }
 
-pub async fn get(db: &Db, tenant: &str, id: uuid::Uuid) -> StoreResult<Option<Link>> {
+pub async fn get(
+    db: &Db,
+    integrity: &IntegrityKey,
+    tenant: &str,
+    id: uuid::Uuid,
+) -> StoreResult<Option<Link>> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM links WHERE tenant_id = $1 AND id = $2"
     ));
@@ -89,11 +152,16 @@ pub async fn get(db: &Db, tenant: &str, id: uuid::Uuid) -> StoreResult<Option<Li
         .bind(id.to_string())
         .fetch_optional(p)
         .await)?;
-    row.map(Link::try_from).transpose()
+    row.map(|r| r.into_link(integrity)).transpose()
 }
 
 /// The links of these SIMs (of one tenant).
-pub async fn for_sims(db: &Db, tenant: &str, sim_ids: &[String]) -> StoreResult<Vec<Link>> {
+pub async fn for_sims(
+    db: &Db,
+    integrity: &IntegrityKey,
+    tenant: &str,
+    sim_ids: &[String],
+) -> StoreResult<Vec<Link>> {
     if sim_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -113,12 +181,13 @@ pub async fn for_sims(db: &Db, tenant: &str, sim_ids: &[String]) -> StoreResult<
     let sql = sqlx::AssertSqlSafe(b.sql);
     let rows: Vec<LinkRow> =
         on_pool!(db, p => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_all(p).await)?;
-    rows.into_iter().map(Link::try_from).collect()
+    rows.into_iter().map(|r| r.into_link(integrity)).collect()
 }
 
 /// A page of the tenant's links (oldest first), optionally of one SIM, and how many match.
 pub async fn list(
     db: &Db,
+    integrity: &IntegrityKey,
     tenant: &str,
     sim_id: Option<&str>,
     limit: i64,
@@ -150,8 +219,27 @@ pub async fn list(
         .await)?;
     Ok((
         rows.into_iter()
-            .map(Link::try_from)
+            .map(|r| r.into_link(integrity))
             .collect::<StoreResult<_>>()?,
         total,
     ))
+}
+
+/// Gives every link its MAC (adoption of a database from before row integrity). Returns how
+/// many rows.
+pub async fn adopt(tx: &mut Tx, key: &IntegrityKey) -> StoreResult<u64> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM links"));
+    let rows: Vec<LinkRow> = on_tx!(tx, c => sqlx::query_as(sql).fetch_all(&mut *c).await)?;
+    let mut adopted = 0u64;
+    for row in rows {
+        let link = row.parse_unauthenticated()?;
+        on_tx!(tx, c => sqlx::query("UPDATE links SET mac = $1 WHERE id = $2")
+            .bind(link_mac(key, &link))
+            .bind(link.id.to_string())
+            .execute(&mut *c)
+            .await
+            .map(|_| ()))?;
+        adopted += 1;
+    }
+    Ok(adopted)
 }

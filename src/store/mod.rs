@@ -38,6 +38,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A row failed its integrity check: it is refused, never returned.
+    #[error(transparent)]
+    Integrity(#[from] crate::vault::IntegrityFailure),
 }
 
 impl StoreError {

@@ -1,4 +1,9 @@
-//! SIM inventory rows.
+//! SIM inventory rows, authenticated: every row written carries a MAC over the SIM's binding
+//! (id, tenant, ICCID, IMSI, EID), state, tombstone, PIN/PUK counters and AuC data, and every
+//! row read is checked before it becomes a [`Sim`] (so is the SIM's link, read with it).
+//!
+//! Must never: return a SIM (or its secrets) whose row fails its check, or write a covered
+//! column without the new MAC in the same statement.
 
 use std::collections::BTreeSet;
 
@@ -15,6 +20,11 @@ use crate::domain::usage::DataAmount;
 use crate::domain::{
     Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, RetryCounters, SecretField, Sim, SimId,
 };
+use crate::vault::IntegrityKey;
+
+mod authenticity;
+pub use authenticity::adopt;
+use authenticity::sim_mac;
 
 /// How a caller names a SIM: by its UUID or by its ICCID.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +37,7 @@ const COLUMNS: &str = "id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, 
     carrier_status, vendor, tags, group_id, device_id, compatibility_zones, is_attached, \
     esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
     secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, consumed_data, data_limit, \
-    consumed_mb, amf, sqn, ind_bitlen";
+    consumed_mb, amf, sqn, ind_bitlen, mac";
 
 /// The SIM's link, as columns of the SIM's own row: scalar subqueries on the unique
 /// `links.sim_id`, so no join changes the row count, the ordering or a `FOR UPDATE`.
@@ -36,6 +46,7 @@ fn link_columns(table: &str) -> String {
         ("id", "link_id"),
         ("name", "link_name"),
         ("plan_ids", "link_plan_ids"),
+        ("mac", "link_mac"),
     ]
     .iter()
     .map(|(c, alias)| {
@@ -83,6 +94,7 @@ struct SimRow {
     amf: String,
     sqn: i64,
     ind_bitlen: i64,
+    mac: Option<Vec<u8>>,
     /// Read only where the query selects [`link_columns`].
     #[sqlx(default)]
     link_id: Option<String>,
@@ -90,18 +102,20 @@ struct SimRow {
     link_name: Option<String>,
     #[sqlx(default)]
     link_plan_ids: Option<String>,
+    #[sqlx(default)]
+    link_mac: Option<Vec<u8>>,
 }
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("sims.{what}"))
 }
 
-impl TryFrom<SimRow> for Sim {
-    type Error = StoreError;
-
+impl SimRow {
     // Stored identifiers were validated on the way in; a row that no longer parses is corrupt.
-    // The ICCID check digit is not re-checked: a deployment may have relaxed it.
-    fn try_from(r: SimRow) -> StoreResult<Sim> {
+    // The ICCID check digit is not re-checked: a deployment may have relaxed it. Only
+    // [`SimRow::into_sim`] and adoption (which gives rows their first MAC) may call this.
+    fn parse_unauthenticated(self) -> StoreResult<Sim> {
+        let r = self;
         Ok(Sim {
             id: r.id.parse().map_err(|_| corrupt("id"))?,
             tenant_id: r.tenant_id,
@@ -210,7 +224,7 @@ fn secret_fields_text(fields: &std::collections::BTreeSet<SecretField>) -> Strin
         .join(",")
 }
 
-/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$36`).
+/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$36`; the MAC is `$37`).
 macro_rules! bind_sim {
     ($query:expr, $sim:expr) => {{
         let sim: &Sim = $sim;
@@ -255,15 +269,16 @@ macro_rules! bind_sim {
 }
 
 /// Inserts a new SIM. A duplicate ICCID (in any tenant) is [`StoreError::Conflict`].
-pub async fn insert(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
+pub async fn insert(tx: &mut Tx, integrity: &IntegrityKey, sim: &Sim) -> StoreResult<()> {
     const SQL: &str = "INSERT INTO sims (id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, \
         state, state_reason, carrier_status, vendor, tags, group_id, device_id, compatibility_zones, \
         is_attached, esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
         secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, \
-        consumed_data, data_limit, consumed_mb, amf, sqn, ind_bitlen) \
+        consumed_data, data_limit, consumed_mb, amf, sqn, ind_bitlen, mac) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-        $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36)";
+        $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37)";
     on_tx!(tx, c => bind_sim!(sqlx::query(SQL), sim)
+        .bind(sim_mac(integrity, sim))
         .execute(&mut *c)
         .await
         .map(|_| ()))
@@ -273,8 +288,12 @@ pub async fn insert(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
 
 /// Inserts many new SIMs in few statements; a SIM whose ICCID exists already (in any tenant,
 /// or earlier in `sims`) is skipped. Returns the ids of those inserted.
-pub async fn insert_many(tx: &mut Tx, sims: &[Sim]) -> StoreResult<Vec<String>> {
-    const CHUNK: usize = 400; // 36 values a row, well under both backends' bind limits
+pub async fn insert_many(
+    tx: &mut Tx,
+    integrity: &IntegrityKey,
+    sims: &[Sim],
+) -> StoreResult<Vec<String>> {
+    const CHUNK: usize = 400; // 37 values a row, well under both backends' bind limits
     let mut inserted = Vec::with_capacity(sims.len());
     for chunk in sims.chunks(CHUNK) {
         let sql = format!(
@@ -282,14 +301,14 @@ pub async fn insert_many(tx: &mut Tx, sims: &[Sim]) -> StoreResult<Vec<String>> 
             state, state_reason, carrier_status, vendor, tags, group_id, device_id, compatibility_zones, \
             is_attached, esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
             secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, \
-            consumed_data, data_limit, consumed_mb, amf, sqn, ind_bitlen) VALUES {} \
+            consumed_data, data_limit, consumed_mb, amf, sqn, ind_bitlen, mac) VALUES {} \
             ON CONFLICT DO NOTHING RETURNING id",
-            super::placeholders(chunk.len(), 36)
+            super::placeholders(chunk.len(), 37)
         );
         let ids: Vec<String> = on_tx!(tx, c => {
             let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()));
             for sim in chunk {
-                q = bind_sim!(q, sim);
+                q = bind_sim!(q, sim).bind(sim_mac(integrity, sim));
             }
             q.fetch_all(&mut *c).await
         })
@@ -299,8 +318,9 @@ pub async fn insert_many(tx: &mut Tx, sims: &[Sim]) -> StoreResult<Vec<String>> 
     Ok(inserted)
 }
 
-/// Writes back every field of an existing SIM; its id, tenant and ICCID never change.
-pub async fn update(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
+/// Writes back every field of an existing SIM, with its new MAC; its id, tenant and ICCID
+/// never change.
+pub async fn update(tx: &mut Tx, integrity: &IntegrityKey, sim: &Sim) -> StoreResult<()> {
     const SQL: &str = "UPDATE sims SET imsi = $4, msisdn = $5, imei = $6, eid = $7, sim_type = $8, \
         state = $9, state_reason = $10, carrier_status = $11, vendor = $12, tags = $13, \
         group_id = $14, device_id = $15, compatibility_zones = $16, is_attached = $17, \
@@ -308,9 +328,10 @@ pub async fn update(tx: &mut Tx, sim: &Sim) -> StoreResult<()> {
         last_synced_at = $22, deleted_at = $23, secret_fields = $24, pin_max = $25, puk_max = $26, \
         pin1_remaining = $27, pin2_remaining = $28, puk1_remaining = $29, puk2_remaining = $30, \
         consumed_data = $31, data_limit = $32, consumed_mb = $33, amf = $34, sqn = $35, \
-        ind_bitlen = $36 \
+        ind_bitlen = $36, mac = $37 \
         WHERE id = $1 AND tenant_id = $2 AND iccid = $3";
     let done = on_tx!(tx, c => bind_sim!(sqlx::query(SQL), sim)
+        .bind(sim_mac(integrity, sim))
         .execute(&mut *c)
         .await
         .map(|r| r.rows_affected()))
@@ -341,19 +362,25 @@ fn select_one(tenant_id: &str, key: &SimKey) -> SqlBuilder {
 }
 
 /// A live (not deleted) SIM of `tenant_id`; another tenant's SIM is `None` like a missing one.
-pub async fn get(db: &Db, tenant_id: &str, key: &SimKey) -> StoreResult<Option<Sim>> {
+pub async fn get(
+    db: &Db,
+    integrity: &IntegrityKey,
+    tenant_id: &str,
+    key: &SimKey,
+) -> StoreResult<Option<Sim>> {
     let b = select_one(tenant_id, key);
     let sql = sqlx::AssertSqlSafe(b.sql);
     let row: Option<SimRow> = on_pool!(db, p => bind_all!(sqlx::query_as(sql), &b.binds)
         .fetch_optional(p)
         .await)?;
-    row.map(Sim::try_from).transpose()
+    row.map(|r| r.into_sim(integrity)).transpose()
 }
 
 /// Like [`get`], inside a transaction, locking the row against concurrent writers until the
 /// transaction ends (PostgreSQL `FOR UPDATE`; SQLite holds the database write lock already).
 pub async fn get_for_update(
     tx: &mut Tx,
+    integrity: &IntegrityKey,
     tenant_id: &str,
     key: &SimKey,
 ) -> StoreResult<Option<Sim>> {
@@ -363,7 +390,7 @@ pub async fn get_for_update(
     let row: Option<SimRow> = on_tx!(tx, c => bind_all!(sqlx::query_as(sql), &b.binds)
         .fetch_optional(&mut *c)
         .await)?;
-    row.map(Sim::try_from).transpose()
+    row.map(|r| r.into_sim(integrity)).transpose()
 }
 
 /// Shortest term the trigram indexes can serve; shorter terms fall back to a scan.
@@ -502,7 +529,12 @@ struct CountedRow {
 /// both the page and the total (`count(*) OVER ()`) and the lookup runs once. Without one,
 /// counting through an index and reading the page in index order is cheaper than a window
 /// over every row, so those are two statements.
-pub async fn list(db: &Db, tenant_id: &str, q: &SimListQuery) -> StoreResult<(Vec<Sim>, u64)> {
+pub async fn list(
+    db: &Db,
+    integrity: &IntegrityKey,
+    tenant_id: &str,
+    q: &SimListQuery,
+) -> StoreResult<(Vec<Sim>, u64)> {
     let dialect = db.dialect();
     let windowed = q.search.is_some() || q.iccid.is_some();
 
@@ -558,7 +590,7 @@ pub async fn list(db: &Db, tenant_id: &str, q: &SimListQuery) -> StoreResult<(Ve
     };
     let sims = rows
         .into_iter()
-        .map(Sim::try_from)
+        .map(|r| r.into_sim(integrity))
         .collect::<StoreResult<Vec<_>>>()?;
     Ok((sims, u64::try_from(total).unwrap_or(0)))
 }
@@ -595,6 +627,7 @@ struct SimWithSecretRow {
 /// read (the secret-read path).
 pub async fn get_with_secrets(
     db: &Db,
+    integrity: &IntegrityKey,
     tenant_id: &str,
     key: &SimKey,
 ) -> StoreResult<
@@ -625,11 +658,11 @@ pub async fn get_with_secrets(
     };
     b.push(" AND s.deleted_at IS NULL");
     let sql = sqlx::AssertSqlSafe(b.sql);
-    let rows: Vec<SimWithSecretRow> = on_pool!(db, p => bind_all!(sqlx::query_as(sql), &b.binds)
+    let found: Vec<SimWithSecretRow> = on_pool!(db, p => bind_all!(sqlx::query_as(sql), &b.binds)
         .fetch_all(p)
         .await)?;
-    let mut rows = rows.into_iter();
-    let Some(first) = rows.next() else {
+    let mut found = found.into_iter();
+    let Some(first) = found.next() else {
         return Ok(None);
     };
     let dek = match (
@@ -654,8 +687,8 @@ pub async fn get_with_secrets(
             _ => None,
         };
     let mut secrets: Vec<_> = secret(&first).into_iter().collect();
-    secrets.extend(rows.filter_map(|r| secret(&r)));
-    let sim = Sim::try_from(first.sim)?;
+    secrets.extend(found.filter_map(|r| secret(&r)));
+    let sim = first.sim.into_sim(integrity)?;
     Ok(Some((sim, dek.map(|d| (d, secrets)))))
 }
 

@@ -1,7 +1,12 @@
 //! Webhook subscriptions, the fan-out of outbox events to them, and deliveries with leases.
+//!
+//! A subscription's row is authenticated: its MAC covers its id, tenant, target URL, events
+//! and creation time (from which on it receives events), and every read checks it, the
+//! delivery path included, so a swapped URL never receives a tenant's events.
 
 use super::lifecycle::EventRow;
 use super::{Db, Dialect, StoreResult, Tx, on_pool, on_tx};
+use crate::vault::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct WebhookRow {
@@ -17,12 +22,54 @@ pub struct WebhookRow {
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, tenant_id, url, events, description, kek_version, secret, created_at";
+const COLUMNS: &str =
+    "id, tenant_id, url, events, description, kek_version, secret, created_at, mac";
 
-pub async fn insert(tx: &mut Tx, w: &WebhookRow) -> StoreResult<()> {
+/// A subscription's row with its MAC, as read.
+#[derive(sqlx::FromRow)]
+struct StoredWebhook {
+    #[sqlx(flatten)]
+    row: WebhookRow,
+    mac: Option<Vec<u8>>,
+}
+
+/// What a subscription's MAC covers, in this order. The signing secret needs none: it is
+/// sealed with associated data naming the tenant and the webhook.
+fn webhook_parts(id: &str, tenant: &str, url: &str, events: &str, created_at: i64) -> RowParts {
+    RowParts::default()
+        .text(id)
+        .text(tenant)
+        .text(url)
+        .text(events)
+        .int(created_at)
+}
+
+fn webhook_mac(integrity: &IntegrityKey, w: &WebhookRow) -> Vec<u8> {
+    let parts = webhook_parts(&w.id, &w.tenant_id, &w.url, &w.events, w.created_at);
+    integrity.mac_row(Purpose::Webhook, &parts).to_vec()
+}
+
+fn check_webhook(
+    integrity: &IntegrityKey,
+    w: &WebhookRow,
+    mac: Option<&[u8]>,
+) -> Result<(), IntegrityFailure> {
+    let parts = webhook_parts(&w.id, &w.tenant_id, &w.url, &w.events, w.created_at);
+    integrity.check_row(Purpose::Webhook, &w.id, &parts, mac)
+}
+
+impl StoredWebhook {
+    /// The one way from a stored subscription to a [`WebhookRow`]: checked against its MAC.
+    fn checked(self, integrity: &IntegrityKey) -> Result<WebhookRow, IntegrityFailure> {
+        check_webhook(integrity, &self.row, self.mac.as_deref())?;
+        Ok(self.row)
+    }
+}
+
+pub async fn insert(tx: &mut Tx, integrity: &IntegrityKey, w: &WebhookRow) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
-        "INSERT INTO webhooks (id, tenant_id, url, events, description, kek_version, secret, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        "INSERT INTO webhooks (id, tenant_id, url, events, description, kek_version, secret, created_at, mac) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind(&w.id)
         .bind(&w.tenant_id)
         .bind(&w.url)
@@ -31,6 +78,7 @@ pub async fn insert(tx: &mut Tx, w: &WebhookRow) -> StoreResult<()> {
         .bind(w.kek_version)
         .bind(&w.secret)
         .bind(w.created_at)
+        .bind(webhook_mac(integrity, w))
         .execute(&mut *c)
         .await
         .map(|_| ()))?;
@@ -38,18 +86,30 @@ pub async fn insert(tx: &mut Tx, w: &WebhookRow) -> StoreResult<()> {
 }
 
 /// The tenant's webhooks, oldest first.
-pub async fn list(db: &Db, tenant: &str) -> StoreResult<Vec<WebhookRow>> {
+pub async fn list(db: &Db, integrity: &IntegrityKey, tenant: &str) -> StoreResult<Vec<WebhookRow>> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 ORDER BY created_at, id"
     ));
-    Ok(on_pool!(db, p => sqlx::query_as(sql).bind(tenant).fetch_all(p).await)?)
+    let rows: Vec<StoredWebhook> =
+        on_pool!(db, p => sqlx::query_as(sql).bind(tenant).fetch_all(p).await)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| r.checked(integrity))
+        .collect::<Result<_, _>>()?)
 }
 
-pub async fn get(db: &Db, tenant: &str, id: &str) -> StoreResult<Option<WebhookRow>> {
+pub async fn get(
+    db: &Db,
+    integrity: &IntegrityKey,
+    tenant: &str,
+    id: &str,
+) -> StoreResult<Option<WebhookRow>> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 AND id = $2"
     ));
-    Ok(on_pool!(db, p => sqlx::query_as(sql).bind(tenant).bind(id).fetch_optional(p).await)?)
+    let row: Option<StoredWebhook> =
+        on_pool!(db, p => sqlx::query_as(sql).bind(tenant).bind(id).fetch_optional(p).await)?;
+    Ok(row.map(|r| r.checked(integrity)).transpose()?)
 }
 
 /// Deletes a webhook and its deliveries (pending ones are never sent). Returns whether the
@@ -105,10 +165,15 @@ pub async fn undispatched(tx: &mut Tx, limit: i64) -> StoreResult<Vec<EventRow>>
     Ok(on_tx!(tx, c => sqlx::query_as(sql).bind(limit).fetch_all(&mut *c).await)?)
 }
 
-/// Every webhook of these tenants.
-pub async fn of_tenants(tx: &mut Tx, tenants: &[&str]) -> StoreResult<Vec<WebhookRow>> {
+/// Every webhook of these tenants: those whose rows check, and the failures of those that
+/// do not (which get no deliveries; the caller reports them).
+pub async fn of_tenants(
+    tx: &mut Tx,
+    integrity: &IntegrityKey,
+    tenants: &[&str],
+) -> StoreResult<(Vec<WebhookRow>, Vec<IntegrityFailure>)> {
     if tenants.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let mut b = super::SqlBuilder::default();
     b.push("SELECT ")
@@ -122,7 +187,17 @@ pub async fn of_tenants(tx: &mut Tx, tenants: &[&str]) -> StoreResult<Vec<Webhoo
     }
     b.push(")");
     let sql = sqlx::AssertSqlSafe(b.sql);
-    Ok(on_tx!(tx, c => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_all(&mut *c).await)?)
+    let rows: Vec<StoredWebhook> = on_tx!(tx, c => super::bind_all!(sqlx::query_as(sql), &b.binds)
+        .fetch_all(&mut *c)
+        .await)?;
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for r in rows {
+        match r.checked(integrity) {
+            Ok(w) => good.push(w),
+            Err(f) => bad.push(f),
+        }
+    }
+    Ok((good, bad))
 }
 
 /// A delivery to queue.
@@ -210,12 +285,48 @@ pub struct DueDelivery {
     pub event_type: String,
     pub payload: String,
     pub occurred_at: i64,
+    /// Set when the webhook's row failed its check: such a delivery must not be sent.
+    #[sqlx(skip)]
+    pub tampered: Option<IntegrityFailure>,
+}
+
+/// A claimed delivery as read, with what its webhook's MAC covers.
+#[derive(sqlx::FromRow)]
+struct DueRow {
+    #[sqlx(flatten)]
+    due: DueDelivery,
+    hook_events: String,
+    hook_created_at: i64,
+    hook_mac: Option<Vec<u8>>,
+}
+
+impl DueRow {
+    fn checked(self, integrity: &IntegrityKey) -> DueDelivery {
+        let d = self.due;
+        let parts = webhook_parts(
+            &d.webhook_id,
+            &d.tenant_id,
+            &d.url,
+            &self.hook_events,
+            self.hook_created_at,
+        );
+        let tampered = integrity
+            .check_row(
+                Purpose::Webhook,
+                &d.webhook_id,
+                &parts,
+                self.hook_mac.as_deref(),
+            )
+            .err();
+        DueDelivery { tampered, ..d }
+    }
 }
 
 /// Leases up to `limit` due deliveries to `owner` until `until` (PostgreSQL skips rows
 /// another replica is claiming), so no attempt is sent twice.
 pub async fn claim_due(
     db: &Db,
+    integrity: &IntegrityKey,
     owner: &str,
     now: i64,
     until: i64,
@@ -249,7 +360,8 @@ pub async fn claim_due(
     let mut b = super::SqlBuilder::default();
     b.push(
         "SELECT d.id, d.attempts, d.created_at, w.id AS webhook_id, w.tenant_id, w.url, \
-         w.kek_version, w.secret, e.id AS event_id, e.event_type, e.payload, e.occurred_at \
+         w.kek_version, w.secret, e.id AS event_id, e.event_type, e.payload, e.occurred_at, \
+         w.events AS hook_events, w.created_at AS hook_created_at, w.mac AS hook_mac \
          FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
          JOIN domain_events e ON e.id = d.event_id WHERE d.id IN (",
     );
@@ -261,11 +373,11 @@ pub async fn claim_due(
     }
     b.push(") ORDER BY d.next_attempt_at");
     let sql = sqlx::AssertSqlSafe(b.sql);
-    let rows = on_tx!(&mut tx, c => super::bind_all!(sqlx::query_as(sql), &b.binds)
+    let rows: Vec<DueRow> = on_tx!(&mut tx, c => super::bind_all!(sqlx::query_as(sql), &b.binds)
         .fetch_all(&mut *c)
         .await)?;
     tx.commit().await?;
-    Ok(rows)
+    Ok(rows.into_iter().map(|r| r.checked(integrity)).collect())
 }
 
 /// What an attempt came to.
@@ -363,4 +475,21 @@ pub async fn deliveries(
         .fetch_one(p)
         .await)?;
     Ok((rows, total))
+}
+
+/// Gives every webhook its MAC (adoption of a database from before row integrity). Returns
+/// how many rows.
+pub async fn adopt(tx: &mut Tx, integrity: &IntegrityKey) -> StoreResult<u64> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM webhooks"));
+    let rows: Vec<StoredWebhook> = on_tx!(tx, c => sqlx::query_as(sql).fetch_all(&mut *c).await)?;
+    let adopted = rows.len() as u64;
+    for StoredWebhook { row, .. } in rows {
+        on_tx!(tx, c => sqlx::query("UPDATE webhooks SET mac = $1 WHERE id = $2")
+            .bind(webhook_mac(integrity, &row))
+            .bind(&row.id)
+            .execute(&mut *c)
+            .await
+            .map(|_| ()))?;
+    }
+    Ok(adopted)
 }

@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::domain::SecretField;
 
-pub use integrity::{IntegrityKey, Purpose};
+pub use integrity::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
 pub use keyring::{Keyring, RootCheck};
 pub use root::{RootKey, RootKeySource};
 

@@ -44,16 +44,17 @@ async fn seed(store: Store) -> (TestApp, Api, Vec<Value>) {
         sims.push(prov.create_sim(body).await);
     }
     // States move through the lifecycle endpoint once it exists; set them in the store here.
+    let integrity = app.services.keyring.integrity().unwrap();
     for (i, sim) in sims.iter_mut().enumerate() {
         let n = i as u64 + 1;
         let id: uuid::Uuid = sim["id"].as_str().unwrap().parse().unwrap();
         let mut tx = app.test_db.db.begin().await.unwrap();
-        let mut s = repo::get_for_update(&mut tx, "acme", &SimKey::Id(id))
+        let mut s = repo::get_for_update(&mut tx, &integrity, "acme", &SimKey::Id(id))
             .await
             .unwrap()
             .unwrap();
         s.state = state_of(n);
-        repo::update(&mut tx, &s).await.unwrap();
+        repo::update(&mut tx, &integrity, &s).await.unwrap();
         tx.commit().await.unwrap();
         sim["state"] = json!(state_of(n).as_str());
     }

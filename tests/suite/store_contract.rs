@@ -7,7 +7,14 @@ use simvault::domain::{Iccid, Imsi, LuhnPolicy, Msisdn, Plan, Sim, SimState, Sim
 use simvault::store::sims::{self as repo, SimKey};
 use simvault::store::{StoreError, identities, plans, tenants};
 
-use crate::helpers::{Store, TestDb, both_stores, iccid};
+use crate::helpers::{Store, TestDb, both_stores, iccid, raw_sql};
+
+/// A row-integrity key of its own: these tests use the store without a vault.
+fn test_key() -> std::sync::Arc<simvault::vault::IntegrityKey> {
+    std::sync::Arc::new(
+        simvault::vault::IntegrityKey::derive(&simvault::vault::new_key().unwrap()).unwrap(),
+    )
+}
 
 async fn create_tenant(db: &simvault::store::Db, id: &str) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
@@ -55,6 +62,7 @@ fn sim(tenant: &str, n: u64) -> Sim {
 async fn sims_round_trip_and_isolation(store: Store) {
     let t = TestDb::new(store).await;
     let db = &t.db;
+    let key = test_key();
     create_tenant(db, "a").await.unwrap();
     create_tenant(db, "b").await.unwrap();
     assert!(matches!(
@@ -66,20 +74,27 @@ async fn sims_round_trip_and_isolation(store: Store) {
 
     let s = sim("a", 1);
     let mut tx = db.begin().await.unwrap();
-    repo::insert(&mut tx, &s).await.unwrap();
+    repo::insert(&mut tx, &key, &s).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        repo::get(db, "a", &SimKey::Id(s.id)).await.unwrap(),
+        repo::get(db, &key, "a", &SimKey::Id(s.id)).await.unwrap(),
         Some(s.clone())
     );
     assert_eq!(
-        repo::get(db, "a", &SimKey::Iccid(iccid(1))).await.unwrap(),
+        repo::get(db, &key, "a", &SimKey::Iccid(iccid(1)))
+            .await
+            .unwrap(),
         Some(s.clone())
     );
     // Another tenant sees nothing, by id or by ICCID.
-    assert_eq!(repo::get(db, "b", &SimKey::Id(s.id)).await.unwrap(), None);
     assert_eq!(
-        repo::get(db, "b", &SimKey::Iccid(iccid(1))).await.unwrap(),
+        repo::get(db, &key, "b", &SimKey::Id(s.id)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        repo::get(db, &key, "b", &SimKey::Iccid(iccid(1)))
+            .await
+            .unwrap(),
         None
     );
     // Unique ICCID across tenants.
@@ -87,7 +102,7 @@ async fn sims_round_trip_and_isolation(store: Store) {
     dup.id = uuid::Uuid::new_v4();
     let mut tx = db.begin().await.unwrap();
     assert!(matches!(
-        repo::insert(&mut tx, &dup).await,
+        repo::insert(&mut tx, &key, &dup).await,
         Err(StoreError::Conflict(_))
     ));
     drop(tx);
@@ -98,17 +113,17 @@ async fn sims_round_trip_and_isolation(store: Store) {
     changed.msisdn = None;
     changed.updated_at += 5;
     let mut tx = db.begin().await.unwrap();
-    repo::update(&mut tx, &changed).await.unwrap();
+    repo::update(&mut tx, &key, &changed).await.unwrap();
     drop(tx);
     assert_eq!(
-        repo::get(db, "a", &SimKey::Id(s.id)).await.unwrap(),
+        repo::get(db, &key, "a", &SimKey::Id(s.id)).await.unwrap(),
         Some(s.clone())
     );
     let mut tx = db.begin().await.unwrap();
-    repo::update(&mut tx, &changed).await.unwrap();
+    repo::update(&mut tx, &key, &changed).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        repo::get(db, "a", &SimKey::Id(s.id)).await.unwrap(),
+        repo::get(db, &key, "a", &SimKey::Id(s.id)).await.unwrap(),
         Some(changed.clone())
     );
     // Updating through the wrong tenant finds nothing.
@@ -116,7 +131,7 @@ async fn sims_round_trip_and_isolation(store: Store) {
     wrong.tenant_id = "b".into();
     let mut tx = db.begin().await.unwrap();
     assert!(matches!(
-        repo::update(&mut tx, &wrong).await,
+        repo::update(&mut tx, &key, &wrong).await,
         Err(StoreError::NotFound)
     ));
     drop(tx);
@@ -125,10 +140,15 @@ async fn sims_round_trip_and_isolation(store: Store) {
     let mut gone = changed.clone();
     gone.deleted_at = Some(gone.updated_at + 1);
     let mut tx = db.begin().await.unwrap();
-    repo::update(&mut tx, &gone).await.unwrap();
+    repo::update(&mut tx, &key, &gone).await.unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(repo::get(db, "a", &SimKey::Id(s.id)).await.unwrap(), None);
-    let (items, total) = repo::list(db, "a", &SimListQuery::default()).await.unwrap();
+    assert_eq!(
+        repo::get(db, &key, "a", &SimKey::Id(s.id)).await.unwrap(),
+        None
+    );
+    let (items, total) = repo::list(db, &key, "a", &SimListQuery::default())
+        .await
+        .unwrap();
     assert_eq!((items.len(), total), (0, 0));
 }
 both_stores!(sims_contract, sims_round_trip_and_isolation);
@@ -136,17 +156,18 @@ both_stores!(sims_contract, sims_round_trip_and_isolation);
 async fn search_index_follows_updates(store: Store) {
     let t = TestDb::new(store).await;
     let db = &t.db;
+    let key = test_key();
     create_tenant(db, "a").await.unwrap();
     let mut s = sim("a", 5);
     let mut tx = db.begin().await.unwrap();
-    repo::insert(&mut tx, &s).await.unwrap();
+    repo::insert(&mut tx, &key, &s).await.unwrap();
     tx.commit().await.unwrap();
     let search = |term: &str| SimListQuery {
         search: Some(term.into()),
         ..SimListQuery::default()
     };
     assert_eq!(
-        repo::list(db, "a", &search("447700900005"))
+        repo::list(db, &key, "a", &search("447700900005"))
             .await
             .unwrap()
             .1,
@@ -154,16 +175,22 @@ async fn search_index_follows_updates(store: Store) {
     );
     s.msisdn = Some(Msisdn::parse("+15550001111").unwrap());
     let mut tx = db.begin().await.unwrap();
-    repo::update(&mut tx, &s).await.unwrap();
+    repo::update(&mut tx, &key, &s).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        repo::list(db, "a", &search("447700900005"))
+        repo::list(db, &key, "a", &search("447700900005"))
             .await
             .unwrap()
             .1,
         0
     );
-    assert_eq!(repo::list(db, "a", &search("5550001")).await.unwrap().1, 1);
+    assert_eq!(
+        repo::list(db, &key, "a", &search("5550001"))
+            .await
+            .unwrap()
+            .1,
+        1
+    );
 }
 both_stores!(search_index, search_index_follows_updates);
 
@@ -242,18 +269,20 @@ async fn concurrent_patches_do_not_lose_updates(store: Store) {
     use simvault::domain::SimPatch;
     let t = TestDb::new(store).await;
     let db = t.db.clone();
+    let key = test_key();
     create_tenant(&db, "a").await.unwrap();
     let s = sim("a", 9);
     let mut tx = db.begin().await.unwrap();
-    repo::insert(&mut tx, &s).await.unwrap();
+    repo::insert(&mut tx, &key, &s).await.unwrap();
     tx.commit().await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..16 {
         let db = db.clone();
+        let key = key.clone();
         let id = s.id;
         tasks.push(tokio::spawn(async move {
             let mut tx = db.begin().await.unwrap();
-            let mut cur = repo::get_for_update(&mut tx, "a", &SimKey::Id(id))
+            let mut cur = repo::get_for_update(&mut tx, &key, "a", &SimKey::Id(id))
                 .await
                 .unwrap()
                 .unwrap();
@@ -264,17 +293,74 @@ async fn concurrent_patches_do_not_lose_updates(store: Store) {
                 ..SimPatch::default()
             }
             .apply(&mut cur);
-            repo::update(&mut tx, &cur).await.unwrap();
+            repo::update(&mut tx, &key, &cur).await.unwrap();
             tx.commit().await.unwrap();
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let final_sim = repo::get(&db, "a", &SimKey::Id(s.id))
+    let final_sim = repo::get(&db, &key, "a", &SimKey::Id(s.id))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(final_sim.tags.len(), 2 + 16);
 }
 both_stores!(concurrent_patches, concurrent_patches_do_not_lose_updates);
+
+/// Every read of a SIM checks its MAC: a row written under another database's integrity key
+/// (or whose covered column changed) is refused by get, lists, locked reads and secret reads,
+/// naming only the row's id; a change to a column the MAC leaves out is not a failure.
+async fn sim_reads_check_the_row_mac(store: Store) {
+    use simvault::vault::{IntegrityFailure, Purpose};
+    let t = TestDb::new(store).await;
+    let db = &t.db;
+    let (key, other) = (test_key(), test_key());
+    create_tenant(db, "a").await.unwrap();
+    let s = sim("a", 11);
+    let mut tx = db.begin().await.unwrap();
+    repo::insert(&mut tx, &key, &s).await.unwrap();
+    tx.commit().await.unwrap();
+    let by_id = SimKey::Id(s.id);
+    assert_eq!(
+        repo::get(db, &key, "a", &by_id).await.unwrap(),
+        Some(s.clone())
+    );
+
+    let refused = |r: Result<_, StoreError>| match r {
+        Err(StoreError::Integrity(IntegrityFailure { purpose, row })) => {
+            assert_eq!(purpose, Purpose::Sim);
+            assert_eq!(row, s.id.to_string());
+        }
+        Ok(_) => panic!("a row under another key was returned"),
+        Err(e) => panic!("unexpected error: {e}"),
+    };
+    refused(repo::get(db, &other, "a", &by_id).await.map(|_| ()));
+    refused(
+        repo::list(db, &other, "a", &SimListQuery::default())
+            .await
+            .map(|_| ()),
+    );
+    refused(
+        repo::get_with_secrets(db, &other, "a", &by_id)
+            .await
+            .map(|_| ()),
+    );
+    let mut tx = db.begin().await.unwrap();
+    refused(
+        repo::get_for_update(&mut tx, &other, "a", &by_id)
+            .await
+            .map(|_| ()),
+    );
+    drop(tx);
+
+    // An uncovered column (vendor) may change; a covered one (puk_max) may not.
+    raw_sql!(db, p => sqlx::query("UPDATE sims SET vendor = 'W'").execute(p).await.map(|_| ()))
+        .unwrap();
+    let read = repo::get(db, &key, "a", &by_id).await.unwrap().unwrap();
+    assert_eq!(read.vendor.as_deref(), Some("W"));
+    raw_sql!(db, p => sqlx::query("UPDATE sims SET puk_max = 99").execute(p).await.map(|_| ()))
+        .unwrap();
+    refused(repo::get(db, &key, "a", &by_id).await.map(|_| ()));
+}
+both_stores!(sim_row_macs, sim_reads_check_the_row_mac);

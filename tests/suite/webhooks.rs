@@ -15,9 +15,9 @@ use crate::helpers::{Api, Store, TestApp, both_stores, iccid};
 
 /// What the receiver answers.
 #[derive(Debug, Default)]
-struct Behaviour {
+pub(crate) struct Behaviour {
     /// Answer 500 to this many requests first.
-    fail_first: usize,
+    pub(crate) fail_first: usize,
     /// Answer 503 to everything while set.
     down: bool,
     /// Wait this long before answering (widens race windows).
@@ -25,7 +25,7 @@ struct Behaviour {
 }
 
 #[derive(Debug, Clone)]
-struct Hit {
+pub(crate) struct Hit {
     signature: String,
     event_id: String,
     body: String,
@@ -34,14 +34,14 @@ struct Hit {
 }
 
 #[derive(Clone, Default)]
-struct Receiver {
-    behaviour: Arc<Mutex<Behaviour>>,
+pub(crate) struct Receiver {
+    pub(crate) behaviour: Arc<Mutex<Behaviour>>,
     hits: Arc<Mutex<Vec<Hit>>>,
 }
 
 impl Receiver {
     /// Starts a plain-HTTP receiver on loopback; returns it and its URL.
-    async fn start() -> (Receiver, String) {
+    pub(crate) async fn start() -> (Receiver, String) {
         let receiver = Receiver::default();
         let r = receiver.clone();
         let app = axum::Router::new().route(
@@ -88,12 +88,17 @@ impl Receiver {
         (receiver, format!("http://127.0.0.1:{port}/hook"))
     }
 
-    fn hits(&self) -> Vec<Hit> {
+    pub(crate) fn hits(&self) -> Vec<Hit> {
         self.hits.lock().unwrap().clone()
     }
 
     /// Waits until `done` holds for the hits so far.
-    async fn wait_for(&self, what: &str, limit: Duration, done: impl Fn(&[Hit]) -> bool) {
+    pub(crate) async fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&[Hit]) -> bool,
+    ) {
         let start = std::time::Instant::now();
         loop {
             if done(&self.hits()) {
@@ -135,7 +140,7 @@ fn signature_valid(secret: &str, header: &str, body: &str) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
-fn fast(c: &mut simvault::config::Config) {
+pub(crate) fn fast(c: &mut simvault::config::Config) {
     c.webhooks.allow_insecure = true;
     c.webhooks.poll = Duration::from_millis(50);
     c.webhooks.retry_base = Duration::from_millis(200);
@@ -150,7 +155,7 @@ async fn hooked(store: Store) -> (TestApp, Api, Receiver, String) {
     (app, admin, receiver, url)
 }
 
-async fn subscribe(admin: &Api, url: &str, events: &[&str]) -> (String, String) {
+pub(crate) async fn subscribe(admin: &Api, url: &str, events: &[&str]) -> (String, String) {
     let a = admin
         .post("/v1/webhooks", &json!({"url": url, "events": events}))
         .await;
