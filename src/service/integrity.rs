@@ -30,7 +30,10 @@ pub async fn adopt(db: &Db, keyring: &Keyring, now: i64) -> ServiceResult<()> {
     let key = keyring.integrity()?;
     // Each kind of authenticated row adds its adopter here: it gives every row of its table
     // a MAC under `key` and returns how many it adopted.
-    let adopted: Vec<(Purpose, u64)> = Vec::new();
+    let adopted: Vec<(Purpose, u64)> = vec![(
+        Purpose::ClientIdentity,
+        super::identities::adopt(&mut tx, &key).await?,
+    )];
     let _ = &key;
     let sealed = keyring.seal_root_check_authenticated(format, &blob)?;
     keys::replace_root_check(&mut tx, vault::FORMAT, &sealed, now).await?;

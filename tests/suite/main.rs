@@ -11,6 +11,7 @@ mod bulk;
 mod cli;
 mod errors;
 mod hsm;
+mod identities;
 mod lifecycle;
 mod listing;
 mod ops;
