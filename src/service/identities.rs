@@ -214,3 +214,106 @@ pub async fn adopt(tx: &mut Tx, key: &IntegrityKey) -> ServiceResult<u64> {
     }
     Ok(rows.len() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::vault::new_key;
+
+    fn key() -> IntegrityKey {
+        IntegrityKey::derive(&new_key().unwrap()).unwrap()
+    }
+
+    fn stored() -> StoredIdentity {
+        StoredIdentity {
+            identity: "urn:simvault:t:m".into(),
+            tenant_id: "t".into(),
+            name: "m".into(),
+            roles: "metrics".into(),
+            created_at: 1,
+            revoked_at: None,
+            mac: None,
+        }
+    }
+
+    #[test]
+    fn the_mac_covers_every_deciding_column() {
+        let key = key();
+        let mut row = stored();
+        row.mac = Some(mac(&key, &row).to_vec());
+        assert!(verify(&key, &row).is_ok());
+        let changes: [fn(&mut StoredIdentity); 6] = [
+            |r| r.identity = "urn:simvault:t:n".into(),
+            |r| r.tenant_id = "u".into(),
+            |r| r.name = "n".into(),
+            |r| r.roles = "provisioner".into(),
+            |r| r.created_at = 2,
+            |r| r.revoked_at = Some(1),
+        ];
+        for change in changes {
+            let mut tampered = row.clone();
+            change(&mut tampered);
+            assert!(verify(&key, &tampered).is_err(), "{tampered:?}");
+        }
+        let mut revoked = row.clone();
+        revoked.revoked_at = Some(5);
+        revoked.mac = Some(mac(&key, &revoked).to_vec());
+        // Un-revoking with the revoked row's MAC fails.
+        let mut unrevoked = revoked.clone();
+        unrevoked.revoked_at = None;
+        assert!(verify(&key, &unrevoked).is_err());
+        row.mac = None;
+        assert!(verify(&key, &row).is_err());
+    }
+
+    #[tokio::test]
+    async fn adoption_gives_every_row_its_mac_and_revocation_keeps_it_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        db.migrate().await.unwrap();
+        let tenant = TenantId::parse("t").unwrap();
+        super::super::admin::create_tenant(&db, &SystemClock, &tenant)
+            .await
+            .unwrap();
+        // A row from before row integrity: no MAC.
+        let mut tx = db.begin().await.unwrap();
+        identities::register(
+            &mut tx,
+            &IdentityRow {
+                identity: "urn:simvault:t:m".into(),
+                tenant_id: "t".into(),
+                name: "m".into(),
+                roles: "metrics".into(),
+            },
+            7,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let key = key();
+        let before = identities::find(&db, "urn:simvault:t:m").await.unwrap();
+        assert!(verify(&key, &before.unwrap()).is_err());
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(adopt(&mut tx, &key).await.unwrap(), 1);
+        tx.commit().await.unwrap();
+        let after = identities::find(&db, "urn:simvault:t:m").await.unwrap();
+        assert!(verify(&key, &after.unwrap()).is_ok());
+        assert_eq!(list(&db, &key, &SystemClock, None).await.unwrap().len(), 1);
+
+        let revoked = revoke(&db, &key, &SystemClock, &tenant, "m", "cli:test")
+            .await
+            .unwrap();
+        assert!(revoked.revoked_at.is_some());
+        let stored = identities::find(&db, "urn:simvault:t:m").await.unwrap();
+        assert_eq!(stored.as_ref(), Some(&revoked));
+        assert!(verify(&key, &stored.unwrap()).is_ok());
+        assert!(matches!(
+            revoke(&db, &key, &SystemClock, &tenant, "m", "cli:test").await,
+            Err(RevokeError::AlreadyRevoked(_))
+        ));
+        // Another key (another database's) verifies none of it.
+        assert!(list(&db, &self::key(), &SystemClock, None).await.is_err());
+        db.close().await;
+    }
+}
