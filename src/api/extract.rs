@@ -75,7 +75,10 @@ impl Caller {
                 "mtls+jwt",
                 "both a client certificate and a bearer token were presented",
             ),
-            (true, false) => ("mtls", "client certificate identity not registered"),
+            (true, false) => (
+                "mtls",
+                "client certificate identity not registered or revoked",
+            ),
             (false, true) => ("jwt", "bearer token refused"),
         };
         let identity = match cert {
