@@ -327,7 +327,12 @@ async fn forged_tokens_are_aggregated(store: Store) {
         tasks.spawn(async move {
             let mut statuses = Vec::new();
             for _ in 0..FORGED / 20 {
-                statuses.push(forged.get("/v1/sims").await.status);
+                let a = forged.get("/v1/sims").await;
+                if a.status == 429 {
+                    assert!(a.headers.contains_key("retry-after"), "{:?}", a.headers);
+                    assert_eq!(a.body["status"], 429);
+                }
+                statuses.push(a.status);
             }
             statuses
         });
