@@ -1,4 +1,7 @@
-//! The `simvault` command line: parsing (clap) and the operator commands.
+//! The `simvault` command line: parsing (clap) and the operator commands (`cert` in its own
+//! file).
+
+mod cert;
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +33,7 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         resolve_data_dir(self.data_dir.clone())
     }
 }
@@ -48,7 +51,7 @@ pub enum Command {
     /// Manage client certificates.
     Cert {
         #[command(subcommand)]
-        command: CertCommand,
+        command: cert::CertCommand,
     },
     /// Print a signed JWT (development identity provider).
     Token(TokenArgs),
@@ -94,12 +97,6 @@ pub enum TenantCommand {
         #[command(flatten)]
         data: DataDir,
     },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum CertCommand {
-    /// Issue a client certificate (O/N.pem and O/N.key) and register its identity.
-    Issue(CertIssueArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,26 +246,6 @@ pub struct RotateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CertIssueArgs {
-    #[arg(long)]
-    pub tenant: String,
-    /// Comma-separated roles: provisioner, support, operator, auditor, admin, auc, metrics.
-    #[arg(long = "role")]
-    pub roles: String,
-    /// Client name: letters, digits, '.', '-' and '_'.
-    #[arg(long)]
-    pub name: String,
-    /// Where to write N.pem and N.key (default: the current directory).
-    #[arg(long = "out-dir", value_name = "O", default_value = ".")]
-    pub out_dir: PathBuf,
-    /// Validity in days.
-    #[arg(long, default_value_t = 365)]
-    pub days: i64,
-    #[command(flatten)]
-    pub data: DataDir,
-}
-
-#[derive(Debug, Args)]
 pub struct TokenArgs {
     #[arg(long)]
     pub tenant: String,
@@ -321,34 +298,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let tenant = TenantId::parse(&tenant).map_err(anyhow::Error::msg)?;
             let config = Config::from_env(&data.path(), None)?;
             let db = startup::open_store(&config).await?;
-            admin::create_tenant(&db, &SystemClock, &tenant)
+            let actor = crate::domain::principal::cli_subject();
+            admin::create_tenant_by(&db, &SystemClock, &tenant, &actor)
                 .await
                 .map_err(explain)?;
             println!("tenant {tenant} created");
             Ok(())
         }
-        Command::Cert {
-            command: CertCommand::Issue(args),
-        } => {
-            let config = Config::from_env(&args.data.path(), None)?;
-            let db = startup::open_store(&config).await?;
-            let (cert, key) = issue_cert(
-                &config,
-                &db,
-                &args.tenant,
-                &args.roles,
-                &args.name,
-                &args.out_dir,
-                args.days,
-            )
-            .await?;
-            println!(
-                "certificate: {}\nprivate key: {}",
-                cert.display(),
-                key.display()
-            );
-            Ok(())
-        }
+        Command::Cert { command } => cert::run(command).await,
         Command::Token(args) => {
             let config = Config::from_env(&args.data.path(), None)?;
             let db = startup::open_store(&config).await?;
@@ -890,51 +847,6 @@ async fn audit_export(args: &AuditExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn valid_client_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-        && !name.starts_with('.')
-}
-
-async fn issue_cert(
-    config: &Config,
-    db: &crate::store::Db,
-    tenant: &str,
-    roles: &str,
-    name: &str,
-    out_dir: &Path,
-    days: i64,
-) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let tenant = TenantId::parse(tenant).map_err(anyhow::Error::msg)?;
-    let roles = Role::parse_list(roles).map_err(anyhow::Error::msg)?;
-    if !valid_client_name(name) {
-        bail!("--name must be 1 to 64 letters, digits, '.', '-' or '_'");
-    }
-    let cert_path = out_dir.join(format!("{name}.pem"));
-    let key_path = out_dir.join(format!("{name}.key"));
-    for p in [&cert_path, &key_path] {
-        if p.exists() {
-            bail!("{} exists; refusing to overwrite it", p.display());
-        }
-    }
-    let identity = pki::client_identity(tenant.as_str(), name);
-    let (cert, key) = pki::issue_client_cert(&config.keys(), &identity, name, days)?;
-    admin::register_identity(db, &SystemClock, &tenant, &identity, name, &roles)
-        .await
-        .map_err(|e| match e {
-            ServiceError::NotFound => anyhow::anyhow!(
-                "no tenant {tenant}: create it with `simvault tenant create {tenant}`"
-            ),
-            other => anyhow::anyhow!("{other}"),
-        })?;
-    std::fs::create_dir_all(out_dir)?;
-    pki::write_new(&cert_path, cert.as_bytes(), false)?;
-    pki::write_new(&key_path, key.as_bytes(), true)?;
-    Ok((cert_path, key_path))
-}
-
 fn mint_token(
     config: &Config,
     tenant: &TenantId,
@@ -986,7 +898,8 @@ async fn quickstart(args: &ServeArgs) -> anyhow::Result<()> {
     let db = startup::open_store(&config).await?;
     let tenant = TenantId::parse("demo").map_err(anyhow::Error::msg)?;
     if !admin::tenant_exists(&db, &tenant).await.map_err(explain)? {
-        admin::create_tenant(&db, &SystemClock, &tenant)
+        let actor = crate::domain::principal::cli_subject();
+        admin::create_tenant_by(&db, &SystemClock, &tenant, &actor)
             .await
             .map_err(explain)?;
     }
@@ -994,7 +907,7 @@ async fn quickstart(args: &ServeArgs) -> anyhow::Result<()> {
     let cert = clients.join("demo-provisioner.pem");
     let key = clients.join("demo-provisioner.key");
     if !cert.exists() {
-        issue_cert(
+        cert::issue_cert(
             &config,
             &db,
             "demo",

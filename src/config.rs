@@ -52,6 +52,10 @@ pub struct Config {
     pub sync: crate::service::sync::SyncSettings,
     /// Webhook delivery.
     pub webhooks: crate::service::webhooks::WebhookSettings,
+    /// How long a client identity's resolution is cached (at most 1 s; zero: none).
+    pub identity_cache: std::time::Duration,
+    /// Refused credentials: aggregated platform records and the per-address limit.
+    pub refusals: crate::service::refusals::RefusalSettings,
 }
 
 /// The audit log's signed checkpoints.
@@ -252,6 +256,24 @@ impl Config {
                     )?)
                     .unwrap_or(8),
                 }
+            },
+            identity_cache: std::time::Duration::from_millis(seconds(
+                "SIMVAULT_IDENTITY_CACHE_MS",
+                1_000,
+                0..=1_000,
+            )?),
+            refusals: crate::service::refusals::RefusalSettings {
+                window: std::time::Duration::from_secs(seconds(
+                    "SIMVAULT_AUTH_REFUSAL_WINDOW_SECS",
+                    10,
+                    1..=3_600,
+                )?),
+                per_address: u32::try_from(seconds(
+                    "SIMVAULT_AUTH_REFUSALS_PER_ADDRESS",
+                    20,
+                    1..=1_000_000,
+                )?)
+                .unwrap_or(20),
             },
             tasks: TaskSettings {
                 lease: match env("SIMVAULT_TASK_LEASE_SECS") {

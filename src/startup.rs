@@ -104,6 +104,9 @@ pub fn services(
     Ok(Services {
         audit_key: signer.verifier(),
         pin_limiter: crate::service::pins::PinRateLimiter::new(config.pin_ops_per_minute),
+        refusals: Arc::new(crate::service::refusals::RefusalLedger::new(
+            config.refusals,
+        )),
         upstream: match &config.upstream {
             Some(settings) => Some(Arc::new(
                 crate::upstream::HttpConnector::new(settings)
@@ -174,7 +177,13 @@ impl Application {
         };
         let keyring = open_vault(config, &db, clock.as_ref()).await?;
         let services = Arc::new(services(config, db.clone(), clock.clone(), keyring)?);
-        let auth = Arc::new(Authenticator::new(db.clone(), jwt, clock));
+        let auth = Arc::new(Authenticator::new(
+            db.clone(),
+            jwt,
+            clock,
+            services.keyring.integrity()?,
+            config.identity_cache,
+        ));
         let state = AppState {
             services: services.clone(),
             auth: auth.clone(),
@@ -203,8 +212,9 @@ impl Application {
             let bulk =
                 crate::service::bulk::worker(services.clone(), config.tasks, workers_stop.clone());
             let webhooks = crate::service::webhooks::worker(services.clone(), workers_stop.clone());
+            let refusals = crate::service::refusals::worker(services.clone(), workers_stop.clone());
             async move {
-                tokio::join!(tasks, checkpoints, sync, bulk, webhooks);
+                tokio::join!(tasks, checkpoints, sync, bulk, webhooks, refusals);
             }
         });
         let (stop, stopped) = oneshot::channel::<()>();

@@ -174,7 +174,7 @@ impl ApiError {
                 "The PUK attempts are exhausted: the SIM is permanently blocked.".into()
             }
             ApiError::RateLimited { retry_after_secs } => {
-                format!("Too many PIN operations; retry in {retry_after_secs} s.")
+                format!("Too many requests of this kind; retry in {retry_after_secs} s.")
             }
             ApiError::InvalidTransition { from, to } => {
                 format!("A SIM cannot move from {from} to {to}.")

@@ -12,13 +12,18 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::auth::{AuthError, ConnectionInfo};
+use crate::auth::{AuthError, ConnectionInfo, PeerCert};
 use crate::domain::{Origin, Principal, ValidationErrors};
+use crate::service::refusals::Refused;
 
 fn auth_error(e: &AuthError) -> ApiError {
     match e {
         AuthError::Unavailable => ApiError::Unavailable,
         AuthError::Missing | AuthError::Refused => ApiError::Unauthorized,
+        // Already logged, counted and recorded; the client learns nothing more.
+        AuthError::Integrity => {
+            ApiError::Internal("a stored client identity failed its integrity check".into())
+        }
     }
 }
 
@@ -53,10 +58,11 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 impl Caller {
-    /// Records a refused credential on the platform chain (it cannot be tied to a tenant:
-    /// nothing in it was proven) and returns the answer: `401`, or `503` when the record
-    /// could not be written (fail closed). A request with no credential at all is not an
-    /// authentication attempt and is not recorded.
+    /// Counts a refused credential for the platform chain (it cannot be tied to a tenant:
+    /// nothing in it was proven; records are aggregated per address and reason, see
+    /// `service::refusals`) and returns the answer: `401`, `429` once this address has had
+    /// too many refusals, or `503` when a record due could not be written (fail closed). A
+    /// request with no credential at all is not an authentication attempt and is not counted.
     async fn record_refusal(parts: &Parts, state: &AppState, origin: Origin) -> ApiError {
         let cert = parts
             .extensions
@@ -69,10 +75,16 @@ impl Caller {
                 "mtls+jwt",
                 "both a client certificate and a bearer token were presented",
             ),
-            (true, false) => ("mtls", "client certificate identity not registered"),
+            (true, false) => (
+                "mtls",
+                "client certificate identity not registered or revoked",
+            ),
             (false, true) => ("jwt", "bearer token refused"),
         };
-        let identity = cert.and_then(|(identity, _)| identity.as_ref());
+        let identity = match cert {
+            Some(PeerCert::Named(identity)) => Some(identity),
+            _ => None,
+        };
         let who = crate::service::audit::Stranger {
             // A chain-verified certificate names its holder; a refused token's claims are
             // unproven and are not recorded (nor is the token).
@@ -87,7 +99,8 @@ impl Caller {
             .audit_refused_authentication(who, reason)
             .await
         {
-            Ok(()) => ApiError::Unauthorized,
+            Ok(Refused::Unauthorized) => ApiError::Unauthorized,
+            Ok(Refused::Limited { retry_after_secs }) => ApiError::RateLimited { retry_after_secs },
             Err(e) => {
                 tracing::error!(error = %e, "could not record a refused authentication: answered 503");
                 ApiError::Unavailable
@@ -105,15 +118,13 @@ impl Caller {
                 tracing::debug!("both a client certificate and a bearer token were presented");
                 Err(ApiError::Unauthorized)
             }
-            (Some((_, Ok(principal))), None) => Ok(Caller(principal.clone())),
-            // The identity store was down when the connection was made: try again now.
-            (Some((Some(identity), Err(AuthError::Unavailable))), None) => state
+            (Some(PeerCert::Named(identity)), None) => state
                 .auth
                 .from_certificate(identity)
                 .await
                 .map(Caller)
                 .map_err(|e| auth_error(&e)),
-            (Some((_, Err(e))), None) => Err(auth_error(e)),
+            (Some(PeerCert::Unnamed), None) => Err(ApiError::Unauthorized),
             (None, Some(value)) => {
                 let token = value
                     .to_str()

@@ -1,17 +1,22 @@
 //! Turning a TLS client certificate or a bearer JWT into a [`Principal`].
 //!
-//! Must never: log or return a credential, or tell the client why a credential was refused
-//! (that goes to the debug log).
+//! A certificate's identity is looked up for every request (through a cache of at most
+//! [`MAX_IDENTITY_CACHE`]) and its stored row is believed only once its MAC verifies.
+//!
+//! Must never: log or return a credential, tell the client why a credential was refused
+//! (that goes to the debug log), or grant anything from a stored identity whose MAC fails.
 
 pub mod jwt;
 pub mod mtls;
 
-use std::collections::HashSet;
-use std::sync::RwLock;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::clock::SharedClock;
 use crate::domain::{AuthMethod, Principal, Role, TenantId};
 use crate::store::{Db, identities, tenants};
+use crate::vault::{IntegrityKey, Purpose};
 
 pub use jwt::JwtVerifier;
 pub use mtls::CertIdentity;
@@ -24,12 +29,22 @@ pub enum AuthError {
     Refused,
     #[error("identity store unavailable")]
     Unavailable,
+    /// The stored identity failed its integrity check: refused, reported, answered as an
+    /// opaque internal error (never a principal).
+    #[error("stored identity failed its integrity check")]
+    Integrity,
 }
+
+/// The longest the identity cache may keep a resolution: a revoked identity is refused at
+/// most this long after its revocation, on every replica.
+pub const MAX_IDENTITY_CACHE: Duration = Duration::from_secs(1);
 
 pub struct Authenticator {
     db: Db,
     jwt: Option<JwtVerifier>,
     clock: SharedClock,
+    integrity: Arc<IntegrityKey>,
+    identities: IdentityCache,
     /// Tenants seen to exist. Tenants are never deleted, so a hit never goes stale; a miss is
     /// looked up again (a tenant may be created while the service runs).
     known_tenants: RwLock<HashSet<String>>,
@@ -44,37 +59,91 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(db: Db, jwt: Option<JwtVerifier>, clock: SharedClock) -> Self {
+    /// `integrity` authenticates the stored identities; resolutions are cached for
+    /// `identity_cache` (at most [`MAX_IDENTITY_CACHE`]; zero: none).
+    pub fn new(
+        db: Db,
+        jwt: Option<JwtVerifier>,
+        clock: SharedClock,
+        integrity: Arc<IntegrityKey>,
+        identity_cache: Duration,
+    ) -> Self {
         Self {
             db,
             jwt,
             clock,
+            integrity,
+            identities: IdentityCache::new(identity_cache.min(MAX_IDENTITY_CACHE)),
             known_tenants: RwLock::new(HashSet::new()),
         }
     }
 
-    /// The principal of a registered client certificate identity.
+    /// What a chain-verified leaf certificate asserts.
+    pub fn peer_certificate(&self, der: &[u8]) -> PeerCert {
+        match mtls::certificate_identity(der) {
+            Some(identity) => PeerCert::Named(identity),
+            None => PeerCert::Unnamed,
+        }
+    }
+
+    /// The principal of a registered client certificate identity, resolved for each request
+    /// (through a cache of at most [`MAX_IDENTITY_CACHE`]), so that a revocation applies to
+    /// connections already open.
     pub async fn from_certificate(&self, cert: &CertIdentity) -> Result<Principal, AuthError> {
-        let row = identities::find_active(&self.db, &cert.identity)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "identity lookup failed");
-                AuthError::Unavailable
-            })?;
-        let Some(row) = row else {
-            tracing::debug!(identity = %cert.identity, "client certificate identity is not registered");
-            return Err(AuthError::Refused);
-        };
-        let tenant = TenantId::parse(&row.tenant_id).map_err(|_| AuthError::Refused)?;
-        let roles = Role::parse_list(&row.roles).map_err(|_| AuthError::Refused)?;
+        let registered = match self.identities.get(&cert.identity) {
+            Some(hit) => hit,
+            None => {
+                let resolved = self.resolve(&cert.identity).await;
+                // A store that is down is asked again by the next request.
+                if resolved != Err(AuthError::Unavailable) {
+                    self.identities.put(&cert.identity, resolved.clone());
+                }
+                resolved
+            }
+        }?;
         Ok(Principal {
-            tenant,
-            roles,
+            tenant: registered.tenant.clone(),
+            roles: registered.roles.clone(),
             subject: cert.identity.clone(),
             auth_method: AuthMethod::Mtls,
             credential_id: Some(cert.fingerprint.clone()),
             origin: Default::default(),
         })
+    }
+
+    /// Drops what the cache holds about `identity`: a revocation made in this process
+    /// applies to the very next request.
+    pub fn forget(&self, identity: &str) {
+        self.identities.forget(identity);
+    }
+
+    /// Reads the stored identity and checks its MAC before believing any of it.
+    async fn resolve(&self, identity: &str) -> Result<Arc<Registered>, AuthError> {
+        let row = identities::find(&self.db, identity).await.map_err(|e| {
+            tracing::warn!(error = %e, "identity lookup failed");
+            AuthError::Unavailable
+        })?;
+        let Some(row) = row else {
+            tracing::debug!(identity, "client certificate identity is not registered");
+            return Err(AuthError::Refused);
+        };
+        if crate::service::identities::verify(&self.integrity, &row).is_err() {
+            crate::service::integrity::integrity_failure(
+                &self.db,
+                Purpose::ClientIdentity,
+                identity,
+                self.clock.now(),
+            )
+            .await;
+            return Err(AuthError::Integrity);
+        }
+        if row.revoked_at.is_some() {
+            tracing::debug!(identity, "client certificate identity is revoked");
+            return Err(AuthError::Refused);
+        }
+        let tenant = TenantId::parse(&row.tenant_id).map_err(|_| AuthError::Refused)?;
+        let roles = Role::parse_list(&row.roles).map_err(|_| AuthError::Refused)?;
+        Ok(Arc::new(Registered { tenant, roles }))
     }
 
     /// The principal of a bearer token.
@@ -134,7 +203,119 @@ impl Authenticator {
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub remote_addr: std::net::SocketAddr,
-    /// `None` when the client presented no certificate; otherwise its (already
-    /// chain-verified) identity and the outcome of resolving it, done once per connection.
-    pub client_cert: Option<(Option<CertIdentity>, Result<Principal, AuthError>)>,
+    /// `None` when the client presented no certificate; otherwise what its (already
+    /// chain-verified) certificate asserts. It is resolved to a principal per request.
+    pub client_cert: Option<PeerCert>,
+}
+
+/// A chain-verified client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerCert {
+    Named(CertIdentity),
+    /// It names no identity (no SAN URI, no subject CN): refused.
+    Unnamed,
+}
+
+/// What a registered identity may do, as last read and verified.
+#[derive(Debug, PartialEq, Eq)]
+struct Registered {
+    tenant: TenantId,
+    roles: BTreeSet<Role>,
+}
+
+type Resolution = Result<Arc<Registered>, AuthError>;
+
+/// Resolutions of identities, shared by every connection, each kept for at most `ttl`.
+struct IdentityCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (Instant, Resolution)>>,
+}
+
+/// Most identities cached; beyond, expired entries are swept and new ones not kept.
+const CACHE_ENTRIES: usize = 4096;
+
+impl IdentityCache {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, identity: &str) -> Option<Resolution> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.lock().ok()?;
+        let (at, resolution) = entries.get(identity)?;
+        (at.elapsed() < self.ttl).then(|| resolution.clone())
+    }
+
+    fn put(&self, identity: &str, resolution: Resolution) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= CACHE_ENTRIES {
+            let ttl = self.ttl;
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            if entries.len() >= CACHE_ENTRIES {
+                return;
+            }
+        }
+        entries.insert(identity.to_owned(), (Instant::now(), resolution));
+    }
+
+    fn forget(&self, identity: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(identity);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered() -> Resolution {
+        Ok(Arc::new(Registered {
+            tenant: TenantId::parse("t").unwrap(),
+            roles: [Role::Metrics].into(),
+        }))
+    }
+
+    #[test]
+    fn the_cache_keeps_a_resolution_until_forgotten() {
+        let cache = IdentityCache::new(Duration::from_secs(60));
+        assert_eq!(cache.get("a"), None);
+        cache.put("a", registered());
+        cache.put("b", Err(AuthError::Refused));
+        assert_eq!(cache.get("a"), Some(registered()));
+        assert_eq!(cache.get("b"), Some(Err(AuthError::Refused)));
+        cache.forget("a");
+        assert_eq!(cache.get("a"), None);
+        assert_eq!(cache.get("b"), Some(Err(AuthError::Refused)));
+    }
+
+    #[test]
+    fn a_zero_cache_keeps_nothing_and_expired_entries_are_not_used() {
+        let none = IdentityCache::new(Duration::ZERO);
+        none.put("a", registered());
+        assert_eq!(none.get("a"), None);
+        let short = IdentityCache::new(Duration::from_millis(1));
+        short.put("a", registered());
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(short.get("a"), None);
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = IdentityCache::new(Duration::from_secs(60));
+        for i in 0..CACHE_ENTRIES + 10 {
+            cache.put(&i.to_string(), Err(AuthError::Refused));
+        }
+        assert_eq!(cache.entries.lock().unwrap().len(), CACHE_ENTRIES);
+    }
 }

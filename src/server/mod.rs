@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::auth::{Authenticator, ConnectionInfo, mtls};
+use crate::auth::{Authenticator, ConnectionInfo};
 
 /// Time limits on clients.
 #[derive(Debug, Clone, Copy)]
@@ -121,7 +121,8 @@ pub async fn serve(
     }
 }
 
-/// Resolves the peer's client certificate, if any, to a principal.
+/// What the peer's client certificate, if any, asserts. It is resolved to a principal for
+/// each request (`api::extract`), so that a revocation reaches connections already open.
 async fn connection_info(
     stream: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     remote_addr: SocketAddr,
@@ -129,19 +130,10 @@ async fn connection_info(
 ) -> ConnectionInfo {
     let (_, session) = stream.get_ref();
     let leaf = session.peer_certificates().and_then(|chain| chain.first());
-    let client_cert = match leaf {
-        None => None,
-        Some(der) => Some(match mtls::certificate_identity(der) {
-            Some(identity) => {
-                let resolved = auth.from_certificate(&identity).await;
-                (Some(identity), resolved)
-            }
-            None => {
-                tracing::debug!(%remote_addr, "client certificate names no identity");
-                (None, Err(crate::auth::AuthError::Refused))
-            }
-        }),
-    };
+    let client_cert = leaf.map(|der| auth.peer_certificate(der));
+    if client_cert == Some(crate::auth::PeerCert::Unnamed) {
+        tracing::debug!(%remote_addr, "client certificate names no identity");
+    }
     ConnectionInfo {
         remote_addr,
         client_cert,

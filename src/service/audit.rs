@@ -129,34 +129,6 @@ impl Services {
             .map_err(ServiceError::Unavailable)
     }
 
-    /// Records a refused authentication on the platform chain; returns once it is durable.
-    pub async fn audit_refused_authentication(
-        &self,
-        who: Stranger,
-        reason: &str,
-    ) -> ServiceResult<()> {
-        let record = AuditRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            occurred_at: self.clock.now(),
-            tenant: PLATFORM_CHAIN.to_owned(),
-            subject: who.subject.unwrap_or_else(|| "anonymous".into()),
-            roles: Vec::new(),
-            auth_method: who.auth_method,
-            credential: who.credential,
-            client_addr: who.client_addr,
-            request_id: who.request_id,
-            action: "authenticate".into(),
-            sim_id: None,
-            iccid: None,
-            fields: Vec::new(),
-            outcome: "denied".into(),
-            reason: Some(reason.to_owned()),
-            policy_ids: Vec::new(),
-            remaining_attempts: None,
-        };
-        self.commit_record(record).await
-    }
-
     /// `GET /v1/audit/verify`: checks the caller's tenant chain end to end.
     pub async fn verify_audit(&self, principal: &Principal) -> ServiceResult<Verification> {
         self.authorize_in_tenant(principal, Action::ReadAudit)
@@ -193,6 +165,30 @@ impl Services {
         self.authorize_in_tenant(principal, Action::ReadAudit)
             .await
             .map(|_| ())
+    }
+}
+
+/// The platform-chain record of `count` refused authentications for `reason`, the latest by
+/// `who` (see [`super::refusals`]). The count is in the reason: `… (count N)`.
+pub(super) fn refusal_record(who: Stranger, reason: &str, count: u64, now: i64) -> AuditRecord {
+    AuditRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        occurred_at: now,
+        tenant: PLATFORM_CHAIN.to_owned(),
+        subject: who.subject.unwrap_or_else(|| "anonymous".into()),
+        roles: Vec::new(),
+        auth_method: who.auth_method,
+        credential: who.credential,
+        client_addr: who.client_addr,
+        request_id: who.request_id,
+        action: "authenticate".into(),
+        sim_id: None,
+        iccid: None,
+        fields: Vec::new(),
+        outcome: "denied".into(),
+        reason: Some(format!("{reason} (count {count})")),
+        policy_ids: Vec::new(),
+        remaining_attempts: None,
     }
 }
 

@@ -42,6 +42,10 @@ pub async fn adopt(db: &Db, keyring: &Keyring, now: i64) -> ServiceResult<()> {
         (Purpose::TenantKey, keys::adopt(&mut tx, &key).await?),
         (Purpose::Webhook, webhooks::adopt(&mut tx, &key).await?),
         (Purpose::Link, links::adopt(&mut tx, &key).await?),
+        (
+            Purpose::ClientIdentity,
+            super::identities::adopt(&mut tx, &key).await?,
+        ),
     ];
     let sealed = keyring.seal_root_check_authenticated(format, &blob)?;
     keys::replace_root_check(&mut tx, vault::FORMAT, &sealed, now).await?;

@@ -6,10 +6,12 @@ pub mod auc;
 pub mod audit;
 pub mod bulk;
 pub mod esim;
+pub mod identities;
 pub mod integrity;
 pub mod lifecycle;
 pub mod pins;
 pub mod plans;
+pub mod refusals;
 pub mod rotation;
 pub mod secrets;
 pub mod sims;
@@ -166,6 +168,8 @@ pub struct Services {
     pub pin_limiter: Arc<pins::PinRateLimiter>,
     /// The carrier's system, when one is configured.
     pub upstream: Option<Arc<dyn crate::upstream::Connector>>,
+    /// The tally of refused authentications (aggregated records, per-address limit).
+    pub refusals: Arc<refusals::RefusalLedger>,
 }
 
 impl Services {

@@ -1,4 +1,8 @@
 //! Registered client-certificate identities.
+//!
+//! Rows come back exactly as stored, MAC included: this module does not judge them (the
+//! caller verifies the MAC before obeying a row), and it never filters on a column an
+//! attacker could change to hide a row from that check (revocation is read, not filtered).
 
 use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
 
@@ -11,7 +15,23 @@ pub struct IdentityRow {
     pub roles: String,
 }
 
-/// Registers `identity`; an identity registered before is [`StoreError::Conflict`].
+/// A stored identity with its lifecycle and MAC, unverified.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredIdentity {
+    pub identity: String,
+    pub tenant_id: String,
+    pub name: String,
+    /// Comma-separated role names.
+    pub roles: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub mac: Option<Vec<u8>>,
+}
+
+const COLUMNS: &str = "identity, tenant_id, name, roles, created_at, revoked_at, mac";
+
+/// Registers `identity` (without a MAC: give it one with [`set_mac`] in the same
+/// transaction); an identity registered before, revoked or not, is [`StoreError::Conflict`].
 pub async fn register(tx: &mut Tx, row: &IdentityRow, now: i64) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO client_identities (identity, tenant_id, name, roles, created_at) \
@@ -29,11 +49,86 @@ pub async fn register(tx: &mut Tx, row: &IdentityRow, now: i64) -> StoreResult<(
 }
 
 /// The registration of `identity`, unless it was never registered or has been revoked.
+/// Unauthenticated: for the storage contract; the server reads [`find`] and checks the MAC.
 pub async fn find_active(db: &Db, identity: &str) -> StoreResult<Option<IdentityRow>> {
-    Ok(on_pool!(db, p => sqlx::query_as(
-        "SELECT identity, tenant_id, name, roles FROM client_identities \
-         WHERE identity = $1 AND revoked_at IS NULL")
+    Ok(find(db, identity)
+        .await?
+        .filter(|row| row.revoked_at.is_none())
+        .map(|row| IdentityRow {
+            identity: row.identity,
+            tenant_id: row.tenant_id,
+            name: row.name,
+            roles: row.roles,
+        }))
+}
+
+/// The stored row of `identity`, revoked or not.
+pub async fn find(db: &Db, identity: &str) -> StoreResult<Option<StoredIdentity>> {
+    Ok(
+        on_pool!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM client_identities WHERE identity = $1")))
         .bind(identity)
         .fetch_optional(p)
+        .await)?,
+    )
+}
+
+/// The stored row of `identity` inside `tx` (locked on PostgreSQL until `tx` ends).
+pub async fn find_for_update(tx: &mut Tx, identity: &str) -> StoreResult<Option<StoredIdentity>> {
+    let lock = tx.row_lock();
+    Ok(on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM client_identities WHERE identity = $1{lock}")))
+        .bind(identity)
+        .fetch_optional(&mut *c)
         .await)?)
+}
+
+/// Every stored identity (of `tenant`, if given), by tenant and name.
+pub async fn list(db: &Db, tenant: Option<&str>) -> StoreResult<Vec<StoredIdentity>> {
+    Ok(
+        on_pool!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM client_identities \
+         WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY tenant_id, name, identity")))
+        .bind(tenant)
+        .fetch_all(p)
+        .await)?,
+    )
+}
+
+/// Every stored identity inside `tx`, for adoption.
+pub async fn all_in(tx: &mut Tx) -> StoreResult<Vec<StoredIdentity>> {
+    Ok(on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM client_identities ORDER BY identity")))
+        .fetch_all(&mut *c)
+        .await)?)
+}
+
+/// Stores the MAC of `identity`'s row.
+pub async fn set_mac(tx: &mut Tx, identity: &str, mac: &[u8]) -> StoreResult<()> {
+    let n = on_tx!(tx, c => sqlx::query(
+        "UPDATE client_identities SET mac = $2 WHERE identity = $1")
+        .bind(identity)
+        .bind(mac)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Marks `identity` revoked at `now` with its new MAC, if it is not revoked yet; returns
+/// whether it was.
+pub async fn revoke(tx: &mut Tx, identity: &str, now: i64, mac: &[u8]) -> StoreResult<bool> {
+    let n = on_tx!(tx, c => sqlx::query(
+        "UPDATE client_identities SET revoked_at = $2, mac = $3 \
+         WHERE identity = $1 AND revoked_at IS NULL")
+        .bind(identity)
+        .bind(now)
+        .bind(mac)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(n == 1)
 }

@@ -181,6 +181,22 @@ impl TestApp {
         }
     }
 
+    /// A new connection pool to this server's store (after [`Application::stop`] closed it).
+    pub async fn reopen_db(&self) -> Db {
+        match &self.test_db.db {
+            Db::Sqlite(_) => {
+                Db::open_sqlite(&self.test_db.sqlite_dir().unwrap().join("simvault.db"))
+                    .await
+                    .unwrap()
+            }
+            Db::Postgres(_) => {
+                Db::open_postgres(&postgres_url().unwrap(), self.test_db.pg_schema())
+                    .await
+                    .unwrap()
+            }
+        }
+    }
+
     /// The data directory (keys) this server was started with.
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()
@@ -329,6 +345,7 @@ impl TestApp {
         let (cert, key) = self.issue_cert(tenant, name);
         admin::register_identity(
             &self.services.db,
+            &self.services.keyring,
             &SystemClock,
             &TenantId::parse(tenant).unwrap(),
             &pki::client_identity(tenant, name),

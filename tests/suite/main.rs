@@ -12,6 +12,7 @@ mod cli;
 mod errors;
 mod hsm;
 mod integrity;
+mod identities;
 mod lifecycle;
 mod listing;
 mod ops;

@@ -840,19 +840,7 @@ async fn rotation_resumes_after_a_crash(store: Store) {
 both_stores!(rotation_crash, rotation_resumes_after_a_crash);
 
 async fn reopen(app: &TestApp) -> simvault::store::Db {
-    match &app.test_db.db {
-        simvault::store::Db::Sqlite(_) => {
-            simvault::store::Db::open_sqlite(&app.test_db.sqlite_dir().unwrap().join("simvault.db"))
-                .await
-                .unwrap()
-        }
-        simvault::store::Db::Postgres(_) => simvault::store::Db::open_postgres(
-            &crate::helpers::postgres_url().unwrap(),
-            app.test_db.pg_schema(),
-        )
-        .await
-        .unwrap(),
-    }
+    app.reopen_db().await
 }
 
 /// Root-key rotation re-wraps tenant keys under a new root key; the old key no longer opens
