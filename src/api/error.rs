@@ -31,6 +31,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request body made no progress within the body timeout.
+    #[error("request timeout")]
+    RequestTimeout,
     #[error("unsupported media type")]
     UnsupportedMediaType,
     #[error("service unavailable")]
@@ -69,6 +72,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -94,6 +98,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload-too-large",
+            ApiError::RequestTimeout => "request-timeout",
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal-error",
@@ -118,6 +123,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge => "Request body too large",
+            ApiError::RequestTimeout => "Request body too slow",
             ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::Unavailable => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
@@ -146,6 +152,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => "This resource does not support that method.".into(),
             ApiError::Conflict(d) => d.clone(),
             ApiError::PayloadTooLarge => "The request body exceeds the size limit.".into(),
+            ApiError::RequestTimeout => {
+                "The request body stopped making progress; nothing was changed.".into()
+            }
             ApiError::UnsupportedMediaType => "Send the body as application/json.".into(),
             ApiError::Unavailable => {
                 "The service cannot serve this request right now; retry later.".into()
@@ -170,7 +179,7 @@ impl ApiError {
                 "The PUK attempts are exhausted: the SIM is permanently blocked.".into()
             }
             ApiError::RateLimited { retry_after_secs } => {
-                format!("Too many PIN operations; retry in {retry_after_secs} s.")
+                format!("Too many requests of this kind; retry in {retry_after_secs} s.")
             }
             ApiError::InvalidTransition { from, to } => {
                 format!("A SIM cannot move from {from} to {to}.")
@@ -323,6 +332,7 @@ mod tests {
             (ApiError::MethodNotAllowed, 405, "method-not-allowed"),
             (ApiError::Conflict("x".into()), 409, "conflict"),
             (ApiError::PayloadTooLarge, 413, "payload-too-large"),
+            (ApiError::RequestTimeout, 408, "request-timeout"),
             (
                 ApiError::UnsupportedMediaType,
                 415,
