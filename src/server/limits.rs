@@ -81,6 +81,13 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// How long a connection told to close gracefully (idle) may take to finish closing.
+    pub fn close_grace(&self) -> Duration {
+        self.idle.min(Duration::from_secs(5))
+    }
+}
+
 /// The least a request body must deliver per `body_progress` period (unless it ends): a
 /// trickle of a byte every few seconds is no progress.
 pub const MIN_BODY_PROGRESS: u64 = 1024;

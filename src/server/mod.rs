@@ -130,8 +130,9 @@ pub async fn serve(
                             tracing::debug!(%remote_addr, "idle connection closed");
                             conn.as_mut().graceful_shutdown();
                             closing = true;
-                            // A client that ignores the GOAWAY does not get to keep it.
-                            next = tokio::time::Instant::now() + limits.header_read;
+                            // hyper's HTTP/2 goodbye waits for the client to answer a
+                            // ping; one that never does is not allowed to keep it.
+                            next = tokio::time::Instant::now() + limits.close_grace();
                         }
                         Check::Idle => break,
                         Check::SlowHeaders => {

@@ -12,6 +12,7 @@ mod cli;
 mod errors;
 mod hsm;
 mod lifecycle;
+mod limits;
 mod listing;
 mod ops;
 mod pins;
