@@ -51,7 +51,7 @@ for _ in $(seq 1 100); do curl -sf --cacert "$D/keys/ca.pem" "$URL/healthz" >/de
 
 mem() { awk -v k="$1:" '$1 == k { printf "%.0f MiB", $2 / 1024 }' "/proc/$SERVER/status"; }
 post() { # token, file
-  curl -s -o /dev/null -w '%{http_code} ' --max-time 300 --http1.1 -H 'Expect:' \
+  curl -s -o /dev/null -w '%{http_code} (%{time_total} s) ' --max-time 300 --http1.1 -H 'Expect:' \
     --cacert "$D/keys/ca.pem" -H "Authorization: Bearer $1" -H 'content-type: application/json' \
     --data-binary "@$2" "$URL/v1/sims/bulk/import" || echo -n "curl-error "
 }

@@ -200,6 +200,8 @@ pub struct Activity {
     in_flight: AtomicUsize,
     idle_since: AtomicU64,
     head_since: AtomicU64,
+    /// Wakes the watchdog, asleep until the idle deadline, when a request head begins.
+    head_begun: tokio::sync::Notify,
 }
 
 /// What the accept loop should do with a connection now.
@@ -223,6 +225,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
+            head_begun: tokio::sync::Notify::new(),
         })
     }
 
@@ -254,9 +257,18 @@ impl Activity {
         }
         // Stored plus one, so that 0 can mean "none".
         let now = self.now_ms().saturating_add(1);
-        let _ = self
+        if self
             .head_since
-            .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
+            .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.head_begun.notify_one();
+        }
+    }
+
+    /// Completes when a request head has begun since the last call (or begins now).
+    pub async fn head_begun(&self) {
+        self.head_begun.notified().await;
     }
 
     /// What to do now under `limits`.

@@ -124,6 +124,8 @@ pub async fn serve(
                         conn.as_mut().graceful_shutdown();
                         closing = true;
                     }
+                    // The head's deadline is earlier than the idle one being slept on.
+                    () = activity.head_begun() => next = tokio::time::Instant::now(),
                     () = tokio::time::sleep_until(next) => match activity.check(&limits) {
                         Check::Until(at) => next = at,
                         Check::Idle if !closing => {

@@ -411,11 +411,8 @@ impl Services {
         rows: Vec<ImportRow>,
     ) -> ServiceResult<Task> {
         let grant = self.authorize_import(principal).await?;
-        let mut batch = grant.batch()?;
-        for row in rows {
-            batch.push(row)?;
-        }
-        self.queue_granted_import(grant, batch).await
+        self.queue_import(&grant.principal, rows, grant.policy_ids)
+            .await
     }
 
     /// Queues a batch received under `grant` as one task. Invalid rows have failed already
