@@ -172,7 +172,7 @@ impl Config {
                 },
             },
             iccid_luhn,
-            limits: Limits::default(),
+            limits: limits_from_env()?,
             policy_dir: env("SIMVAULT_POLICY_DIR").map(PathBuf::from),
             pin_ops_per_minute: match env("SIMVAULT_PIN_OPS_PER_MINUTE") {
                 None => 30,
@@ -317,6 +317,39 @@ impl Config {
     pub fn keys(&self) -> KeyPaths {
         KeyPaths::new(&self.data_dir)
     }
+}
+
+/// Connection and body limits (API.md "Connection limits"): `SIMVAULT_IDLE_TIMEOUT_SECS`,
+/// `SIMVAULT_HEADER_TIMEOUT_SECS`, `SIMVAULT_BODY_TIMEOUT_SECS`, `SIMVAULT_H2_KEEPALIVE_SECS`,
+/// `SIMVAULT_MAX_CONNECTIONS`, `SIMVAULT_MAX_CONNECTIONS_PER_ADDR`,
+/// `SIMVAULT_MAX_LARGE_BODIES_PER_PRINCIPAL`.
+fn limits_from_env() -> anyhow::Result<Limits> {
+    let d = Limits::default();
+    let secs = |name, default: std::time::Duration, range| {
+        seconds(name, default.as_secs(), range).map(std::time::Duration::from_secs)
+    };
+    let count = |name, default: usize, range: std::ops::RangeInclusive<u64>| {
+        seconds(name, u64::try_from(default).unwrap_or(u64::MAX), range)
+            .map(|n| usize::try_from(n).unwrap_or(default))
+    };
+    Ok(Limits {
+        idle: secs("SIMVAULT_IDLE_TIMEOUT_SECS", d.idle, 1..=3600)?,
+        header_read: secs("SIMVAULT_HEADER_TIMEOUT_SECS", d.header_read, 1..=300)?,
+        body_progress: secs("SIMVAULT_BODY_TIMEOUT_SECS", d.body_progress, 1..=600)?,
+        h2_keepalive: secs("SIMVAULT_H2_KEEPALIVE_SECS", d.h2_keepalive, 1..=3600)?,
+        max_connections: count("SIMVAULT_MAX_CONNECTIONS", d.max_connections, 1..=1_000_000)?,
+        max_connections_per_addr: count(
+            "SIMVAULT_MAX_CONNECTIONS_PER_ADDR",
+            d.max_connections_per_addr,
+            1..=1_000_000,
+        )?,
+        large_bodies_per_principal: count(
+            "SIMVAULT_MAX_LARGE_BODIES_PER_PRINCIPAL",
+            d.large_bodies_per_principal,
+            1..=1024,
+        )?,
+        ..d
+    })
 }
 
 /// `--data-dir`, else `SIMVAULT_DATA_DIR`, else `./simvault-data`.

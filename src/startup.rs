@@ -188,6 +188,9 @@ impl Application {
             services: services.clone(),
             auth: auth.clone(),
             metrics: crate::telemetry::metrics_handle(),
+            large_bodies: api::large_body::LargeBodies::new(
+                config.limits.large_bodies_per_principal,
+            ),
         };
         let app = api::router(state);
         let listener = TcpListener::bind(&config.listen)

@@ -1,8 +1,9 @@
 //! Bulk tasks (`/v1/sims/bulk/…`, `/v1/tasks/{id}/items`) and links (`/v1/links`).
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{StatusCode, header};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -17,20 +18,21 @@ use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::fields::Fields;
 use crate::domain::link::{MAX_BULK_ITEMS, check_prefix};
 use crate::domain::{Link, ValidationErrors, format_timestamp};
-use crate::service::bulk::{ImportRow, Item, ProvisionLinks};
+use crate::service::bulk::{ImportBatch, ImportRow, Item, ProvisionLinks};
 
-/// The largest import body: 100,000 SIMs with every secret fit comfortably.
+/// The largest import body: 100,000 SIMs with every secret fit comfortably. Read as a stream
+/// (see [`super::large_body`]), never buffered whole.
 pub const IMPORT_BODY_LIMIT_BYTES: usize = 96 * 1024 * 1024;
+
+/// The largest provision-links body (100,000 ids fit comfortably).
+pub const PROVISION_BODY_LIMIT_BYTES: usize = 16 * 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/v1/sims/bulk/import",
-            post(import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT_BYTES)),
-        )
+        .route("/v1/sims/bulk/import", post(import))
         .route(
             "/v1/sims/bulk/provision-links",
-            post(provision_links).layer(DefaultBodyLimit::max(16 * 1024 * 1024)),
+            post(provision_links).layer(DefaultBodyLimit::max(PROVISION_BODY_LIMIT_BYTES)),
         )
         .route("/v1/tasks/{id}/items", get(task_items))
         .route("/v1/links", get(list_links))
@@ -152,57 +154,174 @@ fn accepted(task: crate::domain::Task) -> impl IntoResponse {
 }
 
 /// Import a batch of SIMs with their secrets (provisioner). Answers at once with the task;
-/// rows are created in the background, each row's outcome in the task's items.
+/// rows are created in the background, each row's outcome in the task's items. The caller's
+/// right to import is decided before the body is read; the body is parsed row by row as it
+/// arrives.
 #[utoipa::path(post, path = "/v1/sims/bulk/import", tag = "tasks", request_body = ImportBody,
     responses(
         (status = 202, description = "Queued", body = TaskView),
         (status = 400, description = "No rows, too many, or not a batch", body = super::openapi::Problem),
-        (status = 403, description = "Not allowed", body = super::openapi::Problem),
+        (status = 403, description = "Not allowed (the body is not read)", body = super::openapi::Problem),
+        (status = 413, description = "Body over 96 MiB", body = super::openapi::Problem),
+        (status = 429, description = "Too many large bodies from this caller at once (the body is not read)", body = super::openapi::Problem),
     ))]
 async fn import(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    ApiJson(body): ApiJson<ImportBody>,
+    headers: HeaderMap,
+    body: Body,
 ) -> ApiResult<impl IntoResponse> {
-    if body.sims.is_empty() || body.sims.len() > MAX_BULK_ITEMS {
+    let grant = state.services.authorize_import(&principal).await?;
+    let _permit = state.large_bodies.admit(&principal)?;
+    super::large_body::check_announced(&headers, IMPORT_BODY_LIMIT_BYTES)?;
+    let batch = grant.batch()?;
+    let luhn = state.services.settings.iccid_luhn;
+    let batch = super::large_body::parse_streamed(body, IMPORT_BODY_LIMIT_BYTES, move |reader| {
+        parse_import(reader, luhn, batch)
+    })
+    .await??;
+    let task = state.services.queue_granted_import(grant, batch).await?;
+    Ok(accepted(task))
+}
+
+/// Parses `{"sims": [...]}` from `reader`, each element through the same validation as
+/// `POST /v1/sims` and into `batch` (sealed) as soon as it is complete.
+fn parse_import(
+    reader: &mut dyn std::io::Read,
+    luhn: crate::domain::LuhnPolicy,
+    mut batch: ImportBatch,
+) -> ApiResult<ImportBatch> {
+    use serde::de::DeserializeSeed as _;
+    let mut sink = RowSink {
+        luhn,
+        batch: &mut batch,
+        failure: None,
+    };
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(reader));
+    let parsed = Envelope(&mut sink)
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+    if let Some(failure) = sink.failure.take() {
+        return Err(failure);
+    }
+    parsed.map_err(super::extract::json_error)?;
+    if batch.is_empty() {
         return Err(ValidationErrors::single_pointer(
             "/sims",
             format!("must hold 1 to {MAX_BULK_ITEMS} SIMs"),
         )
         .into());
     }
-    let luhn = state.services.settings.iccid_luhn;
-    let rows = body
-        .sims
-        .iter()
-        .enumerate()
-        .map(|(i, raw)| ImportRow {
-            line: i64::try_from(i).unwrap_or(i64::MAX) + 1,
-            sim: super::sims::parse_sim_row(raw.get().as_bytes(), luhn),
-        })
-        .collect();
-    drop(body);
-    let task = state.services.start_import(&principal, rows).await?;
-    Ok(accepted(task))
+    Ok(batch)
 }
 
-/// Link SIMs to names (and plans) in bulk (operator, admin).
+/// Where parsed rows go; a failure that is not the body's syntax stops the parse.
+struct RowSink<'a> {
+    luhn: crate::domain::LuhnPolicy,
+    batch: &'a mut ImportBatch,
+    failure: Option<ApiError>,
+}
+
+impl RowSink<'_> {
+    fn push(&mut self, raw: &RawValue) -> Result<(), ()> {
+        let line = i64::try_from(self.batch.len()).unwrap_or(i64::MAX) + 1;
+        let row = ImportRow {
+            line,
+            sim: super::sims::parse_sim_row(raw.get().as_bytes(), self.luhn),
+        };
+        self.batch.push(row).map_err(|e| {
+            self.failure = Some(e.into());
+        })
+    }
+}
+
+/// The import body's top level: an object whose only field is `sims`.
+struct Envelope<'a, 'b>(&'a mut RowSink<'b>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Envelope<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Envelope<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object with a sims array")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        let mut seen = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "sims" {
+                return Err(A::Error::unknown_field(&key, &["sims"]));
+            }
+            if seen {
+                return Err(A::Error::duplicate_field("sims"));
+            }
+            seen = true;
+            map.next_value_seed(Rows(&mut *self.0))?;
+        }
+        if seen {
+            Ok(())
+        } else {
+            Err(A::Error::missing_field("sims"))
+        }
+    }
+}
+
+/// The `sims` array, handed over element by element.
+struct Rows<'a, 'b>(&'a mut RowSink<'b>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Rows<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Rows<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of SIMs")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+            if self.0.push(&raw).is_err() {
+                // The sink holds the reason; this only stops the parse.
+                return Err(A::Error::custom("import stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Link SIMs to names (and plans) in bulk (operator, admin). The caller's right is decided
+/// before the body is read.
 #[utoipa::path(post, path = "/v1/sims/bulk/provision-links", tag = "tasks", request_body = ProvisionLinksBody,
     responses(
         (status = 202, description = "Queued", body = TaskView),
         (status = 400, description = "Invalid input (empty or repeated sim_ids, unknown plans, …)", body = super::openapi::Problem),
-        (status = 403, description = "Not allowed", body = super::openapi::Problem),
+        (status = 403, description = "Not allowed (the body is not read)", body = super::openapi::Problem),
+        (status = 429, description = "Too many large bodies from this caller at once", body = super::openapi::Problem),
     ))]
 async fn provision_links(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    ApiJson(body): ApiJson<ProvisionLinksBody>,
+    req: Request,
 ) -> ApiResult<impl IntoResponse> {
+    let grant = state.services.authorize_provision_links(&principal).await?;
+    let _permit = state.large_bodies.admit(&principal)?;
+    super::large_body::check_announced(req.headers(), PROVISION_BODY_LIMIT_BYTES)?;
+    let ApiJson(body) = ApiJson::<ProvisionLinksBody>::from_request(req, &state).await?;
     let request = parse_provision(&body)?;
-    let task = state
-        .services
-        .start_provision_links(&principal, request)
-        .await?;
+    let task = state.services.queue_provision_links(grant, request).await?;
     Ok(accepted(task))
 }
 

@@ -31,6 +31,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The request body made no progress within the body timeout.
+    #[error("request timeout")]
+    RequestTimeout,
     #[error("unsupported media type")]
     UnsupportedMediaType,
     #[error("service unavailable")]
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) | ApiError::Integrity(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,6 +102,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge => "payload-too-large",
+            ApiError::RequestTimeout => "request-timeout",
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) | ApiError::Integrity(_) => "internal-error",
@@ -122,6 +127,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "Method not allowed",
             ApiError::Conflict(_) => "Conflict",
             ApiError::PayloadTooLarge => "Request body too large",
+            ApiError::RequestTimeout => "Request body too slow",
             ApiError::UnsupportedMediaType => "Unsupported media type",
             ApiError::Unavailable => "Service unavailable",
             ApiError::Internal(_) | ApiError::Integrity(_) => "Internal server error",
@@ -150,6 +156,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => "This resource does not support that method.".into(),
             ApiError::Conflict(d) => d.clone(),
             ApiError::PayloadTooLarge => "The request body exceeds the size limit.".into(),
+            ApiError::RequestTimeout => {
+                "The request body stopped making progress; nothing was changed.".into()
+            }
             ApiError::UnsupportedMediaType => "Send the body as application/json.".into(),
             ApiError::Unavailable => {
                 "The service cannot serve this request right now; retry later.".into()
@@ -331,6 +340,7 @@ mod tests {
             (ApiError::MethodNotAllowed, 405, "method-not-allowed"),
             (ApiError::Conflict("x".into()), 409, "conflict"),
             (ApiError::PayloadTooLarge, 413, "payload-too-large"),
+            (ApiError::RequestTimeout, 408, "request-timeout"),
             (
                 ApiError::UnsupportedMediaType,
                 415,

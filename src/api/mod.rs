@@ -8,6 +8,7 @@ pub mod bulk;
 pub mod error;
 pub mod extract;
 mod fields;
+pub mod large_body;
 pub mod lifecycle;
 pub mod openapi;
 mod ops;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub services: Arc<Services>,
     pub auth: Arc<Authenticator>,
     pub metrics: Option<PrometheusHandle>,
+    /// Large request bodies in progress per principal.
+    pub large_bodies: Arc<large_body::LargeBodies>,
 }
 
 /// One page of a paginated list: `{items, total, page, page_size, pages}`.

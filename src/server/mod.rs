@@ -1,9 +1,13 @@
 //! The HTTPS server: our own accept loop over tokio-rustls, so that each connection's verified
-//! client certificate can be resolved to a principal once and attached to its requests.
+//! client certificate identity is attached to its requests (and resolved to a principal per
+//! request, so a revocation applies to open connections too).
 //!
-//! Slow clients cannot hold connections: the TLS handshake and request headers have time
-//! limits. On shutdown it stops accepting, lets in-flight requests finish (bounded), and returns.
+//! Slow or greedy clients cannot hold the server: connections are capped (in all and per
+//! client address) at accept, before any TLS work; the TLS handshake, request headers, idle
+//! connections and stalled request bodies have time limits (see [`limits`]). On shutdown it
+//! stops accepting, lets in-flight requests finish (bounded), and returns.
 
+pub mod limits;
 pub mod tls;
 
 use std::future::Future;
@@ -14,35 +18,12 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
 
 use crate::auth::{Authenticator, ConnectionInfo};
-
-/// Time limits on clients.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// From TCP accept to a completed TLS handshake.
-    pub handshake: Duration,
-    /// To receive a request's headers (HTTP/1), including an idle keep-alive connection's
-    /// next request.
-    pub header_read: Duration,
-    /// How long shutdown waits for in-flight requests.
-    pub drain: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            handshake: Duration::from_secs(10),
-            header_read: Duration::from_secs(10),
-            drain: Duration::from_secs(30),
-        }
-    }
-}
+pub use limits::Limits;
+use limits::{Activity, Check, ConnectionLimiter, Watched};
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then drains.
 pub async fn serve(
@@ -54,16 +35,23 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
+    // Each connection holds a receiver; draining waits until all are gone.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let connections =
+        ConnectionLimiter::new(limits.max_connections, limits.max_connections_per_addr);
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's header timer also runs while an HTTP/1 connection waits for its next request:
+    // a backstop here; the split between idle and header time is the connection watchdog's.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read);
+        .header_read_timeout(limits.idle + limits.header_read);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        .keep_alive_interval(limits.h2_keepalive)
+        .keep_alive_timeout(limits.h2_keepalive);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
 
@@ -80,13 +68,25 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let permit = match connections.admit(remote_addr.ip()) {
+            Ok(permit) => permit,
+            Err(refused) => {
+                // Dropped before any TLS work: a refused connection costs an accept and a close.
+                tracing::debug!(%remote_addr, limit = refused.as_str(), "connection refused: too many");
+                metrics::counter!("simvault_connections_refused_total", "limit" => refused.as_str())
+                    .increment(1);
+                drop(tcp);
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let auth = auth.clone();
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let mut stop = stop_rx.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let stream = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
@@ -99,21 +99,60 @@ pub async fn serve(
                 }
             };
             let info = Arc::new(connection_info(&stream, remote_addr, &auth).await);
-            let service = app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(info.clone());
-                req
-            });
-            let conn =
-                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
-                tracing::debug!(%remote_addr, error = %e, "connection ended with an error");
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            let activity = Activity::new(h2);
+            let service = {
+                let activity = activity.clone();
+                hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(info.clone());
+                    limits::handle(app.clone(), limits, activity.clone(), req)
+                })
+            };
+            let io = TokioIo::new(Watched::new(stream, activity.clone()));
+            let conn = builder.serve_connection(io, service);
+            tokio::pin!(conn);
+            let mut closing = false;
+            let mut next = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    ended = conn.as_mut() => {
+                        if let Err(e) = ended {
+                            tracing::debug!(%remote_addr, error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = stop.wait_for(|stop| *stop), if !closing => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    // The head's deadline is earlier than the idle one being slept on.
+                    () = activity.head_begun() => next = tokio::time::Instant::now(),
+                    () = tokio::time::sleep_until(next) => match activity.check(&limits) {
+                        Check::Until(at) => next = at,
+                        Check::Idle if !closing => {
+                            tracing::debug!(%remote_addr, "idle connection closed");
+                            conn.as_mut().graceful_shutdown();
+                            closing = true;
+                            // hyper's HTTP/2 goodbye waits for the client to answer a
+                            // ping; one that never does is not allowed to keep it.
+                            next = tokio::time::Instant::now() + limits.close_grace();
+                        }
+                        Check::Idle => break,
+                        Check::SlowHeaders => {
+                            tracing::debug!(%remote_addr, "request headers too slow: connection cut");
+                            break;
+                        }
+                    },
+                }
             }
         });
     }
 
     drop(listener);
+    drop(stop_rx);
     tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(limits.drain, graceful.shutdown())
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(limits.drain, stop_tx.closed())
         .await
         .is_err()
     {

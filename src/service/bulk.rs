@@ -273,18 +273,156 @@ impl TryFrom<ItemRow> for Item {
     }
 }
 
+/// The caller's right to queue an import, decided from the principal alone (no row read
+/// yet). Only [`Services::authorize_import`] makes one.
+#[derive(Debug)]
+pub struct ImportGrant {
+    principal: Principal,
+    policy_ids: Vec<String>,
+}
+
+impl ImportGrant {
+    /// An empty batch for this grant's tenant.
+    pub fn batch(&self) -> ServiceResult<ImportBatch> {
+        ImportBatch::new(&self.principal.tenant)
+    }
+}
+
+/// The caller's right to queue link provisioning, decided before its body is read.
+#[derive(Debug)]
+pub struct LinksGrant {
+    principal: Principal,
+    policy_ids: Vec<String>,
+}
+
+/// An import being received: each row is validated by the caller and sealed here under the
+/// task's own key as it arrives, so that neither the request nor the rows' secrets are ever
+/// held as one buffer; only the sealed items wait for the task to be written.
+pub struct ImportBatch {
+    task_id: String,
+    tenant: TenantId,
+    task_key: vault::Key,
+    items: Vec<ItemRow>,
+}
+
+impl std::fmt::Debug for ImportBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportBatch")
+            .field("task_id", &self.task_id)
+            .field("items", &self.items.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ImportBatch {
+    fn new(tenant: &TenantId) -> ServiceResult<Self> {
+        Ok(ImportBatch {
+            task_id: uuid::Uuid::new_v4().to_string(),
+            tenant: tenant.clone(),
+            task_key: vault::new_key()?,
+            items: Vec::new(),
+        })
+    }
+
+    /// The rows received so far.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Adds the next row: sealed when valid, failed at once (with why) when not. More than
+    /// [`link::MAX_BULK_ITEMS`] rows is a validation error.
+    pub fn push(&mut self, row: ImportRow) -> ServiceResult<()> {
+        if self.items.len() >= link::MAX_BULK_ITEMS {
+            return Err(too_many_rows().into());
+        }
+        let seq = i64::try_from(self.items.len()).unwrap_or(i64::MAX) + 1;
+        let mut item = ItemRow {
+            task_id: self.task_id.clone(),
+            seq,
+            line: Some(row.line),
+            status: "pending".into(),
+            input: None,
+            sim_id: None,
+            result: None,
+            error: None,
+        };
+        match row.sim {
+            Ok(new) => {
+                let text = Zeroizing::new(
+                    serde_json::to_vec(&StoredRow::of(&new))
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?,
+                );
+                let aad = vault::task_item_aad(self.tenant.as_str(), &self.task_id, seq);
+                item.input = Some(vault::seal(&self.task_key, &text, &aad)?);
+            }
+            Err(errors) => {
+                item.status = "failed".into();
+                item.error = Some(describe(&errors));
+            }
+        }
+        self.items.push(item);
+        Ok(())
+    }
+}
+
+fn too_many_rows() -> ValidationErrors {
+    ValidationErrors::single_pointer(
+        "/sims",
+        format!("must hold 1 to {} SIMs", link::MAX_BULK_ITEMS),
+    )
+}
+
 impl Services {
-    /// `POST /v1/sims/bulk/import`: accepts the rows as one task. Invalid rows fail at once
-    /// (their item says why); the rest are queued, sealed.
+    /// May `principal` import SIMs? Decided from the principal alone, before any row is read
+    /// (a refusal is recorded as every refusal is), so that a caller without the right never
+    /// gets a large body buffered or parsed.
+    pub async fn authorize_import(&self, principal: &Principal) -> ServiceResult<ImportGrant> {
+        let decision = self
+            .authorize_in_tenant(principal, Action::ImportSims)
+            .await?;
+        Ok(ImportGrant {
+            principal: principal.clone(),
+            policy_ids: decision.policy_ids,
+        })
+    }
+
+    /// May `principal` provision links? Decided before the body is read.
+    pub async fn authorize_provision_links(
+        &self,
+        principal: &Principal,
+    ) -> ServiceResult<LinksGrant> {
+        let decision = self
+            .authorize_in_tenant(principal, Action::ProvisionLinks)
+            .await?;
+        Ok(LinksGrant {
+            principal: principal.clone(),
+            policy_ids: decision.policy_ids,
+        })
+    }
+
+    /// `POST /v1/sims/bulk/import` with rows already in hand: authorizes, then queues them.
     pub async fn start_import(
         &self,
         principal: &Principal,
         rows: Vec<ImportRow>,
     ) -> ServiceResult<Task> {
-        let decision = self
-            .authorize_in_tenant(principal, Action::ImportSims)
-            .await?;
-        self.queue_import(principal, rows, decision.policy_ids)
+        let grant = self.authorize_import(principal).await?;
+        self.queue_import(&grant.principal, rows, grant.policy_ids)
+            .await
+    }
+
+    /// Queues a batch received under `grant` as one task. Invalid rows have failed already
+    /// (their item says why); the rest are queued, sealed.
+    pub async fn queue_granted_import(
+        &self,
+        grant: ImportGrant,
+        batch: ImportBatch,
+    ) -> ServiceResult<Task> {
+        self.queue_batch(&grant.principal, batch, grant.policy_ids)
             .await
     }
 
@@ -296,46 +434,34 @@ impl Services {
         rows: Vec<ImportRow>,
         policy_ids: Vec<String>,
     ) -> ServiceResult<Task> {
-        let principal = actor;
-        if rows.is_empty() || rows.len() > link::MAX_BULK_ITEMS {
-            return Err(ValidationErrors::single_pointer(
-                "/sims",
-                format!("must hold 1 to {} SIMs", link::MAX_BULK_ITEMS),
-            )
-            .into());
+        let mut batch = ImportBatch::new(&actor.tenant)?;
+        for row in rows {
+            batch.push(row)?;
         }
+        self.queue_batch(actor, batch, policy_ids).await
+    }
+
+    async fn queue_batch(
+        &self,
+        principal: &Principal,
+        batch: ImportBatch,
+        policy_ids: Vec<String>,
+    ) -> ServiceResult<Task> {
+        if batch.is_empty() {
+            return Err(too_many_rows().into());
+        }
+        if batch.tenant != principal.tenant {
+            return Err(ServiceError::Internal(
+                "an import batch was queued for another tenant".into(),
+            ));
+        }
+        let ImportBatch {
+            task_id,
+            task_key,
+            items,
+            ..
+        } = batch;
         let tenant = principal.tenant.as_str();
-        let task_id = uuid::Uuid::new_v4().to_string();
-        let task_key = vault::new_key()?;
-        let mut items = Vec::with_capacity(rows.len());
-        for (i, row) in rows.into_iter().enumerate() {
-            let seq = i64::try_from(i).unwrap_or(i64::MAX) + 1;
-            let mut item = ItemRow {
-                task_id: task_id.clone(),
-                seq,
-                line: Some(row.line),
-                status: "pending".into(),
-                input: None,
-                sim_id: None,
-                result: None,
-                error: None,
-            };
-            match row.sim {
-                Ok(new) => {
-                    let text = Zeroizing::new(
-                        serde_json::to_vec(&StoredRow::of(&new))
-                            .map_err(|e| ServiceError::Internal(e.to_string()))?,
-                    );
-                    let aad = vault::task_item_aad(tenant, &task_id, seq);
-                    item.input = Some(vault::seal(&task_key, &text, &aad)?);
-                }
-                Err(errors) => {
-                    item.status = "failed".into();
-                    item.error = Some(describe(&errors));
-                }
-            }
-            items.push(item);
-        }
         let mut tx = self.db.begin().await?;
         let (version, kek) = self.active_kek(&mut tx, tenant).await?;
         let wrapped = vault::seal(
@@ -371,9 +497,21 @@ impl Services {
         principal: &Principal,
         request: ProvisionLinks,
     ) -> ServiceResult<Task> {
-        let decision = self
-            .authorize_in_tenant(principal, Action::ProvisionLinks)
-            .await?;
+        let grant = self.authorize_provision_links(principal).await?;
+        self.queue_provision_links(grant, request).await
+    }
+
+    /// Queues link provisioning asked for under `grant`.
+    pub async fn queue_provision_links(
+        &self,
+        grant: LinksGrant,
+        request: ProvisionLinks,
+    ) -> ServiceResult<Task> {
+        let LinksGrant {
+            principal,
+            policy_ids,
+        } = grant;
+        let principal = &principal;
         let tenant = principal.tenant.as_str();
         let mut errors = ValidationErrors::new();
         for (i, plan) in request.plan_ids.iter().enumerate() {
@@ -421,12 +559,8 @@ impl Services {
             "task {task_id}: {total} SIM(s), names {}_{}…",
             request.name_prefix, request.counter_start
         );
-        let event = Event::tenant_wide(
-            Action::ProvisionLinks,
-            "allowed",
-            Some(&reason),
-            decision.policy_ids,
-        );
+        let event =
+            Event::tenant_wide(Action::ProvisionLinks, "allowed", Some(&reason), policy_ids);
         self.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         self.tasks_ready.notify_waiters();

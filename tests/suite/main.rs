@@ -14,6 +14,7 @@ mod hsm;
 mod integrity;
 mod identities;
 mod lifecycle;
+mod limits;
 mod listing;
 mod ops;
 mod pins;
