@@ -26,6 +26,8 @@ pub struct JwtSettings {
     pub issuer: String,
     pub audience: String,
     pub claims: ClaimNames,
+    /// Longest lifetime (`iat`, else `nbf`, to `exp`) a token may have been issued for.
+    pub max_lifetime: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +168,11 @@ impl Config {
                     tenant: env("SIMVAULT_JWT_TENANT_CLAIM").unwrap_or_else(|| "tenant".into()),
                     roles: env("SIMVAULT_JWT_ROLES_CLAIM").unwrap_or_else(|| "roles".into()),
                 },
+                max_lifetime: std::time::Duration::from_secs(seconds(
+                    "SIMVAULT_JWT_MAX_LIFETIME_SECS",
+                    24 * 3600,
+                    60..=31 * 24 * 3600,
+                )?),
             },
             iccid_luhn,
             limits: Limits::default(),

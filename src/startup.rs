@@ -161,13 +161,16 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let tls = crate::server::tls::server_config(&config.tls)?;
         let jwt = if config.jwt.keys.exists() {
-            Some(JwtVerifier::load(
-                &config.jwt.keys,
-                config.jwt.algorithm,
-                &config.jwt.issuer,
-                &config.jwt.audience,
-                config.jwt.claims.clone(),
-            )?)
+            Some(
+                JwtVerifier::load(
+                    &config.jwt.keys,
+                    config.jwt.algorithm,
+                    &config.jwt.issuer,
+                    &config.jwt.audience,
+                    config.jwt.claims.clone(),
+                )?
+                .with_max_lifetime(config.jwt.max_lifetime),
+            )
         } else {
             tracing::warn!(path = %config.jwt.keys.display(), "no JWT verification keys: bearer tokens will be refused");
             None

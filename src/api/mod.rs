@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auc;
 pub mod audit;
 pub mod bulk;
+pub mod csv_cell;
 pub mod error;
 pub mod extract;
 mod fields;
