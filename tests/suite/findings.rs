@@ -444,3 +444,101 @@ both_stores!(
     upstream_capped,
     upstream_answers_are_capped_and_proxies_ignored
 );
+
+/// A receiver on loopback: counts requests and answers `200`, or never answers at all.
+async fn receiver(hang: bool) -> (std::sync::Arc<std::sync::atomic::AtomicUsize>, String) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = hits.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let seen = seen.clone();
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (hits, format!("http://127.0.0.1:{port}/hook"))
+}
+
+/// One tenant's receiver that never answers (within a long timeout) does not hold back
+/// another tenant's deliveries: they all arrive while the hanging ones are still unanswered,
+/// and the hanging target never gets more than its share of attempts at once.
+async fn a_hanging_webhook_does_not_stall_other_targets(store: Store) {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::spawn_with(store, |c| {
+        c.webhooks.allow_insecure = true;
+        c.webhooks.poll = std::time::Duration::from_millis(50);
+        c.webhooks.timeout = std::time::Duration::from_secs(120);
+        c.webhooks.concurrency = 8;
+    })
+    .await;
+    let (hung, hung_url) = receiver(true).await;
+    let (healthy, healthy_url) = receiver(false).await;
+    let mut hooks = Vec::new();
+    for (tenant, url) in [("acme", &hung_url), ("globex", &healthy_url)] {
+        app.tenant(tenant).await;
+        let admin = app.jwt_client(tenant, &[Role::Admin]);
+        let a = admin
+            .post(
+                "/v1/webhooks",
+                &json!({"url": url, "events": ["sim.created"]}),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{:?}", a.body);
+        hooks.push((admin, a.body["id"].as_str().unwrap().to_owned()));
+    }
+    // The hanging tenant's events first: under a whole-batch wait they would fill every slot.
+    const N: u64 = 12;
+    for (tenant, first) in [("acme", 0), ("globex", 100)] {
+        let prov = app.mtls_api(tenant, &[Role::Provisioner], "prov").await;
+        for n in 1..=N {
+            prov.create_sim(json!({"iccid": iccid(first + n)})).await;
+        }
+    }
+    for _ in 0..600 {
+        if healthy.load(Ordering::SeqCst) as u64 >= N {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        healthy.load(Ordering::SeqCst) as u64,
+        N,
+        "every healthy delivery arrived"
+    );
+    let (acme_admin, acme_hook) = &hooks[0];
+    let pending = acme_admin
+        .get(&format!(
+            "/v1/webhooks/{acme_hook}/deliveries?page_size=250"
+        ))
+        .await
+        .body;
+    let items = pending["items"].as_array().unwrap();
+    assert_eq!(items.len() as u64, N);
+    assert!(
+        items
+            .iter()
+            .all(|d| d["attempts"] == 0 && d["status"] == "pending"),
+        "no attempt to the hanging target has ended: {pending}"
+    );
+    let started = hung.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&started),
+        "the hanging target holds at most its share of the slots: {started}"
+    );
+}
+both_stores!(
+    webhook_isolation,
+    a_hanging_webhook_does_not_stall_other_targets
+);
