@@ -24,6 +24,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Db> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
     }
+    if config.data_dir.is_dir() {
+        crate::store::files::private_dir(&config.data_dir)
+            .with_context(|| format!("making {} private (0700)", config.data_dir.display()))?;
+    }
     let db = Db::open(config.database_url.as_deref(), &config.sqlite_path())
         .await
         .context("opening the database")?;

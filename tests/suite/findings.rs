@@ -542,3 +542,85 @@ both_stores!(
     webhook_isolation,
     a_hanging_webhook_does_not_stall_other_targets
 );
+
+/// The data directory is `0700` and the SQLite files `0600` whatever the umask of whoever
+/// runs `init`, a CLI command or `serve`, and files left looser are tightened.
+#[test]
+fn the_data_directory_and_database_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg("umask 000 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_simvault"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("SIMVAULT_DATABASE_URL")
+            .env_remove("SIMVAULT_DATA_DIR");
+        cmd
+    };
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let db = data.join("simvault.db");
+    let companions = || {
+        ["simvault.db-wal", "simvault.db-shm"]
+            .map(|n| data.join(n))
+            .into_iter()
+            .filter(|p| p.exists())
+            .collect::<Vec<_>>()
+    };
+    let check = |when: &str| {
+        assert_eq!(mode(&data), 0o700, "{when}: data directory");
+        assert_eq!(mode(&db), 0o600, "{when}: database");
+        for c in companions() {
+            assert_eq!(mode(&c), 0o600, "{when}: {}", c.display());
+        }
+    };
+    let out = run(&["init"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check("after init");
+
+    let loosen = || {
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+        for p in std::iter::once(db.clone()).chain(companions()) {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        }
+    };
+    loosen();
+    let out = run(&["tenant", "create", "acme"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check("after a CLI command");
+
+    loosen();
+    let mut server = run(&["serve", "--listen", "127.0.0.1:0"])
+        .env("SIMVAULT_LOG", "info")
+        .env("SIMVAULT_LOG_FORMAT", "json")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = server.stderr.take().unwrap();
+    let listening = {
+        use std::io::BufRead as _;
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("simvault listening"))
+    };
+    // SIGKILL leaves the WAL files as the running server had them.
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(listening, "the server did not start");
+    check("after serving");
+}
