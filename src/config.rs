@@ -54,6 +54,8 @@ pub struct Config {
     pub sync: crate::service::sync::SyncSettings,
     /// Webhook delivery.
     pub webhooks: crate::service::webhooks::WebhookSettings,
+    /// The tenant whose `metrics`/`admin` principals see platform-wide metrics (unset: none).
+    pub metrics_platform_tenant: Option<String>,
 }
 
 /// The audit log's signed checkpoints.
@@ -173,6 +175,15 @@ impl Config {
                     24 * 3600,
                     60..=31 * 24 * 3600,
                 )?),
+            },
+            metrics_platform_tenant: match env("SIMVAULT_METRICS_PLATFORM_TENANT") {
+                None => None,
+                Some(t) => Some(
+                    crate::domain::TenantId::parse(&t)
+                        .map_err(|e| anyhow::anyhow!("SIMVAULT_METRICS_PLATFORM_TENANT: {e}"))?
+                        .as_str()
+                        .to_owned(),
+                ),
             },
             iccid_luhn,
             limits: Limits::default(),

@@ -122,6 +122,7 @@ pub fn services(
         settings: Settings {
             iccid_luhn: config.iccid_luhn,
             webhooks: config.webhooks,
+            metrics_platform_tenant: config.metrics_platform_tenant.clone(),
         },
         keyring,
         tasks_ready: Arc::new(tokio::sync::Notify::new()),

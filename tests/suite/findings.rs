@@ -624,3 +624,52 @@ fn the_data_directory_and_database_are_private_whatever_the_umask() {
     assert!(listening, "the server did not start");
     check("after serving");
 }
+
+/// `/metrics` for a tenant's scraper holds only that tenant's series: never one labelled with
+/// another tenant, never a platform-wide one; the platform tenant's scraper sees them all.
+async fn metrics_are_scoped_to_the_callers_tenant(store: Store) {
+    let app = TestApp::spawn_with(store, |c| {
+        c.metrics_platform_tenant = Some("metrics-ops".into());
+    })
+    .await;
+    for t in ["metrics-a", "metrics-b", "metrics-ops"] {
+        app.tenant(t).await;
+    }
+    // Traffic of each tenant, and some refused without a credential.
+    for t in ["metrics-a", "metrics-b"] {
+        let support = app.jwt_client(t, &[Role::Support]);
+        assert_eq!(support.get("/v1/sims").await.status, 200);
+    }
+    let anon = Api {
+        app_base: app.base.clone(),
+        client: app.anonymous(),
+        token: None,
+    };
+    assert_eq!(anon.get("/v1/sims").await.status, 401);
+    let scrape = |api: Api| async move {
+        let a = Api::send(api.request(reqwest::Method::GET, "/metrics")).await;
+        assert_eq!(a.status, 200);
+        a.body.as_str().unwrap().to_owned()
+    };
+    let a_view = scrape(app.jwt_client("metrics-a", &[Role::Admin])).await;
+    assert!(a_view.contains("tenant=\"metrics-a\""), "{a_view}");
+    for line in a_view.lines().filter(|l| !l.starts_with('#')) {
+        assert!(line.contains("tenant=\"metrics-a\""), "not A's: {line}");
+    }
+    assert!(!a_view.contains("metrics-b"), "B's series shown to A");
+    assert!(
+        !a_view.contains("tenant=\"\""),
+        "platform series shown to A"
+    );
+    let b_view = scrape(app.mtls_api("metrics-b", &[Role::Metrics], "prom").await).await;
+    assert!(b_view.contains("tenant=\"metrics-b\"") && !b_view.contains("metrics-a"));
+    let platform = scrape(app.mtls_api("metrics-ops", &[Role::Metrics], "prom").await).await;
+    for series in [
+        "tenant=\"metrics-a\"",
+        "tenant=\"metrics-b\"",
+        "tenant=\"\"",
+    ] {
+        assert!(platform.contains(series), "platform view lacks {series}");
+    }
+}
+both_stores!(metrics_scoped, metrics_are_scoped_to_the_callers_tenant);
