@@ -854,8 +854,12 @@ fn mint_token(
     sub: &str,
     ttl: i64,
 ) -> anyhow::Result<String> {
-    if !(1..=31 * 24 * 3600).contains(&ttl) {
-        bail!("--ttl must be between 1 second and 31 days");
+    // The server refuses a token issued for longer than its maximum: minting one is a trap.
+    let max = i64::try_from(config.jwt.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+    if !(1..=max).contains(&ttl) {
+        bail!(
+            "--ttl must be between 1 and {max} seconds (the server's SIMVAULT_JWT_MAX_LIFETIME_SECS)"
+        );
     }
     let key_path = config.keys().jwt_private();
     let key =

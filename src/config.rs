@@ -26,6 +26,8 @@ pub struct JwtSettings {
     pub issuer: String,
     pub audience: String,
     pub claims: ClaimNames,
+    /// Longest lifetime (`iat`, else `nbf`, to `exp`) a token may have been issued for.
+    pub max_lifetime: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +58,8 @@ pub struct Config {
     pub identity_cache: std::time::Duration,
     /// Refused credentials: aggregated platform records and the per-address limit.
     pub refusals: crate::service::refusals::RefusalSettings,
+    /// The tenant whose `metrics`/`admin` principals see platform-wide metrics (unset: none).
+    pub metrics_platform_tenant: Option<String>,
 }
 
 /// The audit log's signed checkpoints.
@@ -170,6 +174,20 @@ impl Config {
                     tenant: env("SIMVAULT_JWT_TENANT_CLAIM").unwrap_or_else(|| "tenant".into()),
                     roles: env("SIMVAULT_JWT_ROLES_CLAIM").unwrap_or_else(|| "roles".into()),
                 },
+                max_lifetime: std::time::Duration::from_secs(seconds(
+                    "SIMVAULT_JWT_MAX_LIFETIME_SECS",
+                    24 * 3600,
+                    60..=31 * 24 * 3600,
+                )?),
+            },
+            metrics_platform_tenant: match env("SIMVAULT_METRICS_PLATFORM_TENANT") {
+                None => None,
+                Some(t) => Some(
+                    crate::domain::TenantId::parse(&t)
+                        .map_err(|e| anyhow::anyhow!("SIMVAULT_METRICS_PLATFORM_TENANT: {e}"))?
+                        .as_str()
+                        .to_owned(),
+                ),
             },
             iccid_luhn,
             limits: limits_from_env()?,

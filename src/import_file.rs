@@ -3,6 +3,14 @@
 //! Each row becomes the JSON text of a `POST /v1/sims` body (held in zeroizing memory) and is
 //! validated exactly like one; a bad row fails that row only, with its line number. An `eki`
 //! column (Ki encrypted under a transport key) is decrypted here, in memory.
+//!
+//! Every buffer of ours that holds a row's plaintext is wiped: the file (zeroizing), the one
+//! CSV record reused for every row (overwritten with zeros after each, and sized up front so
+//! that it does not move while it holds a row), and the JSON built from it (zeroizing, sized
+//! up front so that it never reallocates). What cannot be wiped: the csv reader's own input
+//! buffer (private to the crate: at most [`CSV_READ_BUFFER`] bytes of raw file, freed when
+//! the file is read), a record longer than [`RECORD_BYTES`] (its buffer grows, leaving the
+//! old one unwiped), and whatever the JSON parser copies while decoding an escaped string.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -29,6 +37,13 @@ pub const COLUMNS: [&str; 13] = [
     "sim_type",
     "eid",
 ];
+
+/// The csv reader's input buffer, which cannot be wiped: kept small (a few rows).
+pub const CSV_READ_BUFFER: usize = 4 * 1024;
+/// The record buffer reserved up front: a SIM row is a few hundred bytes.
+pub const RECORD_BYTES: usize = 16 * 1024;
+/// Fields reserved up front (every column, with room).
+const RECORD_FIELDS: usize = 2 * COLUMNS.len();
 
 /// A file's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +102,7 @@ fn csv_rows(
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
+        .buffer_capacity(CSV_READ_BUFFER)
         .from_reader(bytes);
     let header: Vec<String> = reader
         .headers()
@@ -114,7 +130,7 @@ fn csv_rows(
         );
     }
     let mut rows = Vec::new();
-    let mut record = csv::ByteRecord::new();
+    let mut record = csv::ByteRecord::with_capacity(RECORD_BYTES, RECORD_FIELDS);
     loop {
         let line = reader.position().line() + 1;
         let line = i64::try_from(line).unwrap_or(i64::MAX);
@@ -123,12 +139,12 @@ fn csv_rows(
             Ok(true) => {
                 let sim = csv_row(&header, &record, transport_key)
                     .and_then(|json| crate::api::sims::parse_sim_row(&json, luhn));
-                // The record held secrets: wipe the buffer before the next one.
                 let line = i64::try_from(record.position().map_or(0, |p| p.line())).unwrap_or(line);
-                record.clear();
+                wipe(&mut record);
                 rows.push(ImportRow { line, sim });
             }
             Err(e) => {
+                wipe(&mut record);
                 let at = e
                     .position()
                     .and_then(|p| i64::try_from(p.line()).ok())
@@ -148,6 +164,24 @@ fn csv_rows(
         }
     }
     Ok(rows)
+}
+
+/// Overwrites every byte the record holds with zeros (`clear` alone only forgets them). The
+/// zeros fit in the buffer already there, so nothing moves; the next read clears them.
+fn wipe(record: &mut csv::ByteRecord) {
+    let used = record.as_slice().len();
+    record.clear();
+    record.push_field(&vec![0; used]);
+}
+
+/// The most bytes the JSON of a row can take: the plain fields' object, and each secret as
+/// `"name":"value"` with every character escaped (`\u00XX`, six bytes) and a separator.
+fn json_bound(object: &[u8], secrets: &[(&str, Zeroizing<String>)]) -> usize {
+    let secrets: usize = secrets
+        .iter()
+        .map(|(name, value)| name.len() + 4 + 6 * value.len())
+        .sum();
+    object.len() + "\"secrets\":{}},".len() + secrets
 }
 
 /// One CSV record as the JSON text of a SIM body (empty cells left out).
@@ -184,9 +218,9 @@ fn csv_row(
     }
     errs.finish(())?;
     // Written by hand into zeroizing memory: the secrets never sit in a serde_json::Value.
-    let mut out = Zeroizing::new(Vec::with_capacity(256));
     let object = serde_json::to_vec(&plain)
         .map_err(|_| ValidationErrors::single_pointer("", "the row could not be encoded"))?;
+    let mut out = Zeroizing::new(Vec::with_capacity(json_bound(&object, &secrets)));
     if secrets.is_empty() {
         out.extend_from_slice(&object);
         return Ok(out);
@@ -221,6 +255,49 @@ mod tests {
         assert!(rows("iccid,imsi,imsi\n", None).is_err());
         assert!(rows("imsi\n", None).is_err());
         assert!(rows("iccid,eki\n", None).is_err());
+    }
+
+    #[test]
+    fn a_wiped_record_holds_only_zeros() {
+        let mut record = csv::ByteRecord::with_capacity(RECORD_BYTES, RECORD_FIELDS);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader("89445000000000000018,1234,0f1e2d3c4b5a69788796a5b4c3d2e1f0\n".as_bytes());
+        assert!(reader.read_byte_record(&mut record).unwrap());
+        let used = record.as_slice().len();
+        assert!(used > 40);
+        wipe(&mut record);
+        assert_eq!(record.as_slice(), vec![0; used].as_slice());
+    }
+
+    #[test]
+    fn the_row_json_never_outgrows_its_buffer() {
+        // Every character of the secrets escaped: the worst case of the bound.
+        let nasty = "\u{1}\u{2}\"\\\u{1f}".repeat(20);
+        let header: Vec<String> = ["iccid", "imsi", "pin1", "ki"].map(str::to_owned).into();
+        let mut record = csv::ByteRecord::new();
+        for cell in [
+            "89445000000000000018",
+            "234150000000001",
+            nasty.as_str(),
+            "x",
+        ] {
+            record.push_field(cell.as_bytes());
+        }
+        let out = csv_row(&header, &record, None).unwrap();
+        let reserved = out.capacity();
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["secrets"]["pin1"], nasty.as_str());
+        let object = br#"{"iccid":"89445000000000000018","imsi":"234150000000001"}"#;
+        let secrets = [
+            ("pin1", Zeroizing::new(nasty.clone())),
+            ("ki", Zeroizing::new("x".to_owned())),
+        ];
+        assert!(out.len() <= json_bound(object, &secrets));
+        assert!(
+            reserved >= json_bound(object, &secrets),
+            "reserved up front"
+        );
     }
 
     #[test]

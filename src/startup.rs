@@ -24,6 +24,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Db> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
     }
+    if config.data_dir.is_dir() {
+        crate::store::files::private_dir(&config.data_dir)
+            .with_context(|| format!("making {} private (0700)", config.data_dir.display()))?;
+    }
     let db = Db::open(config.database_url.as_deref(), &config.sqlite_path())
         .await
         .context("opening the database")?;
@@ -121,6 +125,7 @@ pub fn services(
         settings: Settings {
             iccid_luhn: config.iccid_luhn,
             webhooks: config.webhooks,
+            metrics_platform_tenant: config.metrics_platform_tenant.clone(),
         },
         keyring,
         tasks_ready: Arc::new(tokio::sync::Notify::new()),
@@ -164,13 +169,16 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let tls = crate::server::tls::server_config(&config.tls)?;
         let jwt = if config.jwt.keys.exists() {
-            Some(JwtVerifier::load(
-                &config.jwt.keys,
-                config.jwt.algorithm,
-                &config.jwt.issuer,
-                &config.jwt.audience,
-                config.jwt.claims.clone(),
-            )?)
+            Some(
+                JwtVerifier::load(
+                    &config.jwt.keys,
+                    config.jwt.algorithm,
+                    &config.jwt.issuer,
+                    &config.jwt.audience,
+                    config.jwt.claims.clone(),
+                )?
+                .with_max_lifetime(config.jwt.max_lifetime),
+            )
         } else {
             tracing::warn!(path = %config.jwt.keys.display(), "no JWT verification keys: bearer tokens will be refused");
             None

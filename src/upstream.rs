@@ -2,6 +2,10 @@
 //! A [`Connector`] fetches what upstream knows of one SIM; [`HttpConnector`] is the generic
 //! HTTP one of the API contract: `GET {url}/sims/{iccid}` with an optional bearer token,
 //! `200` with the fields, `404` for "no data".
+//!
+//! Must never: follow a redirect, use a proxy named by the environment (the bearer token and
+//! the mTLS identity go to the configured host and nowhere else), or buffer an answer larger
+//! than [`MAX_ANSWER_BYTES`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -149,6 +153,11 @@ pub struct HttpSettings {
     pub ca: Option<std::path::PathBuf>,
 }
 
+/// Largest upstream answer read. One SIM's answer is a few hundred bytes; a megabyte leaves
+/// room for vendor extras while a broken or hostile upstream cannot make each of the sync
+/// worker's concurrent requests hold an unbounded buffer.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
 /// The generic HTTP connector.
 #[derive(Debug)]
 pub struct HttpConnector {
@@ -163,7 +172,8 @@ impl HttpConnector {
             .use_rustls_tls()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none());
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
         if let Some((cert, key)) = &settings.client_identity {
             let mut pem = std::fs::read(cert)?;
             pem.extend(std::fs::read(key)?);
@@ -193,13 +203,30 @@ impl HttpConnector {
                 UpstreamError::Failed(e.without_url().to_string())
             }
         };
-        let res = req.send().await.map_err(failed)?;
+        let mut res = req.send().await.map_err(failed)?;
         match res.status() {
             reqwest::StatusCode::NOT_FOUND => return Ok(None),
             s if !s.is_success() => return Err(UpstreamError::Failed(format!("status {s}"))),
             _ => {}
         }
-        let body = res.bytes().await.map_err(failed)?;
+        let too_big = || {
+            UpstreamError::Failed(format!(
+                "the answer is larger than {MAX_ANSWER_BYTES} bytes"
+            ))
+        };
+        if res
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(failed)? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
         let value: Value = serde_json::from_slice(&body)
             .map_err(|_| UpstreamError::Failed("the answer is not JSON".into()))?;
         UpstreamSim::parse(&value).map(Some)

@@ -315,7 +315,7 @@ pub fn render(rows: Vec<AuditRow>, format: ExportFormat) -> Result<Vec<u8>, ApiE
             for row in rows {
                 let v = AuditEventView::try_from(row)?;
                 let opt = |o: &Option<String>| o.clone().unwrap_or_default();
-                w.write_record([
+                let cells = [
                     v.seq.to_string(),
                     v.id,
                     v.occurred_at,
@@ -334,8 +334,10 @@ pub fn render(rows: Vec<AuditRow>, format: ExportFormat) -> Result<Vec<u8>, ApiE
                     v.policy_ids.join(";"),
                     v.hash,
                     v.prev_hash,
-                ])
-                .map_err(fail)?;
+                ];
+                let safe: Vec<_> = cells.iter().map(|c| super::csv_cell::defuse(c)).collect();
+                w.write_record(safe.iter().map(|c| c.as_bytes()))
+                    .map_err(fail)?;
             }
             w.flush().map_err(|e| ApiError::Internal(e.to_string()))?;
         }

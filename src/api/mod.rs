@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auc;
 pub mod audit;
 pub mod bulk;
+pub mod csv_cell;
 pub mod error;
 pub mod extract;
 mod fields;
@@ -95,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn(crate::telemetry::tenant_scope))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             request_context,
@@ -171,10 +173,16 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
     let status = res.status().as_u16().to_string();
     let elapsed = started.elapsed().as_secs_f64();
     if state.metrics.is_some() {
+        let tenant = res
+            .extensions()
+            .get::<crate::telemetry::RequestTenant>()
+            .map(|t| t.0.clone())
+            .unwrap_or_default();
         let labels = [
             ("method", method.to_string()),
             ("route", route),
             ("status", status),
+            ("tenant", tenant),
         ];
         metrics::counter!("simvault_http_requests_total", &labels).increment(1);
         metrics::histogram!("simvault_http_request_duration_seconds", &labels).record(elapsed);

@@ -55,15 +55,17 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus metrics (text format), for principals with the `metrics` or `admin` role.
+/// Prometheus metrics (text format), for principals with the `metrics` or `admin` role: their
+/// tenant's series only, unless their tenant is the platform's.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(
     State(state): State<AppState>,
     Caller(principal): Caller,
 ) -> ApiResult<impl IntoResponse> {
-    state.services.authorize_metrics(&principal).await?;
-    let body = state.metrics.as_ref().ok_or(ApiError::NotFound)?.render();
+    let scope = state.services.authorize_metrics(&principal).await?;
+    let all = state.metrics.as_ref().ok_or(ApiError::NotFound)?.render();
+    let body = crate::telemetry::scoped(&all, &scope);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }
 

@@ -1,5 +1,6 @@
 //! Bearer JWT verification: one configured asymmetric algorithm, keys from a PEM file or a
-//! JWKS file (chosen by `kid`), and `exp`, `nbf`, `iss`, `aud` checked against an injected clock.
+//! JWKS file (chosen by `kid`), and `exp`, `nbf`, `iss`, `aud` checked against an injected clock,
+//! and a lifetime (from `iat`, else `nbf`, to `exp`) no longer than the configured maximum.
 //!
 //! Must never: accept `alg: none` or any algorithm other than the configured one (so an RSA
 //! public key can never be used as an HMAC secret), log or return a token, or say to the
@@ -14,6 +15,10 @@ use serde_json::Value;
 
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const MAX_LEEWAY_SECS: i64 = 60;
+
+/// The longest token lifetime accepted unless configured otherwise
+/// (`SIMVAULT_JWT_MAX_LIFETIME_SECS`): a stolen token is worth at most a day.
+pub const DEFAULT_MAX_LIFETIME_SECS: i64 = 24 * 3600;
 
 /// Algorithms a deployment may configure: asymmetric only.
 pub fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -86,6 +91,9 @@ pub enum TokenError {
     Expired,
     #[error("token not yet valid")]
     NotYetValid,
+    /// Issued for longer than the deployment accepts (or with no start to measure from).
+    #[error("token lifetime exceeds the maximum")]
+    TooLong,
     #[error("claim {0} missing or malformed")]
     Claim(&'static str),
 }
@@ -95,6 +103,7 @@ pub struct JwtVerifier {
     keys: Keys,
     validation: Validation,
     claims: ClaimNames,
+    max_lifetime_secs: i64,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -102,6 +111,7 @@ impl std::fmt::Debug for JwtVerifier {
         f.debug_struct("JwtVerifier")
             .field("algorithm", &self.algorithm)
             .field("claims", &self.claims)
+            .field("max_lifetime_secs", &self.max_lifetime_secs)
             .finish_non_exhaustive()
     }
 }
@@ -173,7 +183,16 @@ impl JwtVerifier {
             keys,
             validation,
             claims,
+            max_lifetime_secs: DEFAULT_MAX_LIFETIME_SECS,
         })
+    }
+
+    /// Refuses tokens whose lifetime exceeds `max`.
+    pub fn with_max_lifetime(self, max: std::time::Duration) -> Self {
+        Self {
+            max_lifetime_secs: i64::try_from(max.as_secs()).unwrap_or(i64::MAX),
+            ..self
+        }
     }
 
     /// Verifies `token` at `now` (Unix seconds).
@@ -199,14 +218,18 @@ impl JwtVerifier {
         if now >= exp + MAX_LEEWAY_SECS {
             return Err(TokenError::Expired);
         }
-        match &claims.get("nbf") {
-            None | Some(Value::Null) => {}
-            Some(v) => {
-                let nbf = v.as_i64().ok_or(TokenError::Claim("nbf"))?;
-                if now + MAX_LEEWAY_SECS < nbf {
-                    return Err(TokenError::NotYetValid);
-                }
-            }
+        let nbf = time_claim(&claims, "nbf")?;
+        if nbf.is_some_and(|nbf| now + MAX_LEEWAY_SECS < nbf) {
+            return Err(TokenError::NotYetValid);
+        }
+        // A token with neither `iat` nor `nbf` has no measurable lifetime: its `exp` could be
+        // years away. Refused, since an identity provider that omits both is rare and the
+        // alternative is trusting an unbounded credential.
+        let start = time_claim(&claims, "iat")?
+            .or(nbf)
+            .ok_or(TokenError::TooLong)?;
+        if exp.saturating_sub(start) > self.max_lifetime_secs {
+            return Err(TokenError::TooLong);
         }
         let subject = claims["sub"]
             .as_str()
@@ -240,6 +263,14 @@ impl JwtVerifier {
             roles,
             token_id,
         })
+    }
+}
+
+/// A numeric date claim: `None` when absent (or null), an error when not a number.
+fn time_claim(claims: &Value, name: &'static str) -> Result<Option<i64>, TokenError> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or(TokenError::Claim(name)),
     }
 }
 
@@ -291,4 +322,113 @@ pub fn mint_eddsa(key_pem: &[u8], claims: &MintClaims<'_>) -> anyhow::Result<Str
         claims,
         &key,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    struct Issuer {
+        key: jsonwebtoken::EncodingKey,
+        verifier: JwtVerifier,
+    }
+
+    fn issuer() -> Issuer {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes()).unwrap();
+        let verifier = JwtVerifier::from_bytes(
+            pair.public_key_pem().as_bytes(),
+            Algorithm::EdDSA,
+            "simvault",
+            "simvault",
+            ClaimNames::default(),
+        )
+        .unwrap();
+        Issuer { key, verifier }
+    }
+
+    impl Issuer {
+        fn sign(&self, times: Value) -> String {
+            let mut claims = serde_json::json!({
+                "iss": "simvault", "aud": "simvault", "sub": "alice",
+                "tenant": "acme", "roles": ["support"],
+            });
+            for (k, v) in times.as_object().unwrap() {
+                claims[k] = v.clone();
+            }
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(Algorithm::EdDSA),
+                &claims,
+                &self.key,
+            )
+            .unwrap()
+        }
+    }
+
+    #[test]
+    fn a_lifetime_up_to_the_default_maximum_is_accepted() {
+        let i = issuer();
+        let day = DEFAULT_MAX_LIFETIME_SECS;
+        for times in [
+            serde_json::json!({"iat": NOW, "exp": NOW + 300}),
+            serde_json::json!({"iat": NOW - 10, "exp": NOW - 10 + day}),
+            serde_json::json!({"nbf": NOW, "exp": NOW + day}),
+        ] {
+            assert!(
+                i.verifier.verify(&i.sign(times.clone()), NOW).is_ok(),
+                "{times}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_longer_lifetime_is_refused_measured_from_iat_else_nbf() {
+        let i = issuer();
+        let day = DEFAULT_MAX_LIFETIME_SECS;
+        for times in [
+            serde_json::json!({"iat": NOW, "exp": NOW + day + 1}),
+            serde_json::json!({"iat": NOW, "exp": NOW + 365 * day}),
+            serde_json::json!({"nbf": NOW, "exp": NOW + day + 1}),
+            // `iat` wins over a later `nbf`: the token existed from its issue.
+            serde_json::json!({"iat": NOW - day, "nbf": NOW, "exp": NOW + 60}),
+        ] {
+            assert_eq!(
+                i.verifier.verify(&i.sign(times.clone()), NOW),
+                Err(TokenError::TooLong),
+                "{times}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_without_iat_or_nbf_is_refused() {
+        let i = issuer();
+        let token = i.sign(serde_json::json!({"exp": NOW + 60}));
+        assert_eq!(i.verifier.verify(&token, NOW), Err(TokenError::TooLong));
+        let token = i.sign(serde_json::json!({"iat": "yesterday", "exp": NOW + 60}));
+        assert_eq!(
+            i.verifier.verify(&token, NOW),
+            Err(TokenError::Claim("iat"))
+        );
+    }
+
+    #[test]
+    fn the_maximum_is_configurable() {
+        let Issuer { key, verifier } = issuer();
+        let i = Issuer {
+            key,
+            verifier: verifier.with_max_lifetime(std::time::Duration::from_secs(600)),
+        };
+        let ok = i.sign(serde_json::json!({"iat": NOW, "exp": NOW + 600}));
+        assert!(i.verifier.verify(&ok, NOW).is_ok());
+        let long = i.sign(serde_json::json!({"iat": NOW, "exp": NOW + 601}));
+        assert_eq!(i.verifier.verify(&long, NOW), Err(TokenError::TooLong));
+        // Still valid in time, still refused: the lifetime is what it was issued for.
+        assert_eq!(
+            i.verifier.verify(&long, NOW + 590),
+            Err(TokenError::TooLong)
+        );
+    }
 }

@@ -1,6 +1,6 @@
-//! Where webhooks may be delivered (SSRF safety). By default only `https` URLs to public
-//! addresses; `http` and loopback/private/link-local targets only when the deployment allows
-//! insecure targets (`SIMVAULT_WEBHOOK_ALLOW_INSECURE=true`, for tests and labs). The address
+//! Where webhooks may be delivered (SSRF safety). By default only `https` URLs on port 443 to
+//! public addresses; `http`, other ports and loopback/private/link-local targets only when the
+//! deployment allows insecure targets (`SIMVAULT_WEBHOOK_ALLOW_INSECURE=true`, for tests and labs). The address
 //! rule is applied to every address a host name resolves to, at delivery time as well as at
 //! registration, so DNS rebinding cannot get around it. Pure: resolution is the caller's.
 
@@ -24,6 +24,11 @@ pub fn check_url(text: &str, allow_insecure: bool) -> Result<url::Url, &'static 
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("the URL must not carry credentials");
+    }
+    // Another port is how a public name reaches an internal service (an admin console, a
+    // database) sharing the receiver's address.
+    if !allow_insecure && url.port().is_some_and(|p| p != 443) {
+        return Err("webhooks are delivered to port 443 only");
     }
     match url.host() {
         None => Err("the URL has no host"),
@@ -80,8 +85,13 @@ fn is_public(ip: IpAddr) -> bool {
             !(v6.is_unspecified()
                 || v6.is_loopback()
                 || v6.is_multicast()
+                || s[..6] == [0; 6] // IPv4-compatible `::a.b.c.d` (deprecated; some stacks route it)
+                || s[0] == 0x2002 // 6to4: tunnels to the IPv4 address inside, whichever it is
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo: likewise, behind a relay
+                || (s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 1) // NAT64 local use (RFC 8215)
                 || (s[0] & 0xfe00) == 0xfc00 // unique local
                 || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated, still routed inside some sites)
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
                 || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0)) // discard
         }
@@ -108,7 +118,7 @@ mod tests {
     #[test]
     fn only_https_to_public_hosts_by_default() {
         assert!(check_url("https://hooks.example.com/simvault", false).is_ok());
-        assert!(check_url("https://93.184.216.34:8443/x", false).is_ok());
+        assert!(check_url("https://93.184.216.34:443/x", false).is_ok());
         for bad in [
             "http://hooks.example.com/",
             "ftp://hooks.example.com/",
@@ -133,6 +143,52 @@ mod tests {
         }
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
         assert!(check_url(&long, false).is_err());
+    }
+
+    #[test]
+    fn tunnelled_and_deprecated_ipv6_forms_are_refused() {
+        for (form, url) in [
+            ("IPv4-compatible", "https://[::127.0.0.1]/"),
+            (
+                "IPv4-compatible, public inside",
+                "https://[::93.184.216.34]/",
+            ),
+            ("6to4", "https://[2002:7f00:1::1]/"),
+            ("6to4, public inside", "https://[2002:5db8:d822::1]/"),
+            ("Teredo", "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/"),
+            ("NAT64 local use", "https://[64:ff9b:1::a00:1]/"),
+            ("site local", "https://[fec0::1]/"),
+            ("site local, upper end", "https://[feff::1]/"),
+        ] {
+            assert!(check_url(url, false).is_err(), "{form}: {url}");
+            let ip: IpAddr = url
+                .trim_start_matches("https://[")
+                .trim_end_matches("]/")
+                .parse()
+                .unwrap();
+            assert!(!address_allowed(ip, false), "{form} resolved: {ip}");
+            assert!(address_allowed(ip, true), "{form} in a lab: {ip}");
+        }
+        // Neighbours of the refused ranges stay usable.
+        for ok in ["2001:4860::8888", "2003::1", "64:ff9b:2::1", "fe00::1"] {
+            let ip: IpAddr = ok.parse().unwrap();
+            assert!(address_allowed(ip, false), "{ok}");
+        }
+    }
+
+    #[test]
+    fn ports_other_than_443_only_when_insecure_targets_are_allowed() {
+        for url in [
+            "https://hooks.example.com:8443/x",
+            "https://hooks.example.com:22/",
+            "https://93.184.216.34:6379/",
+            "https://hooks.example.com:80/",
+        ] {
+            assert!(check_url(url, false).is_err(), "{url}");
+            assert!(check_url(url, true).is_ok(), "{url}");
+        }
+        assert!(check_url("https://hooks.example.com:443/x", false).is_ok());
+        assert!(check_url("https://hooks.example.com/x", false).is_ok());
     }
 
     #[test]

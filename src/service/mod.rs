@@ -146,6 +146,8 @@ pub(crate) async fn task_loop<Step, Fut>(
 pub struct Settings {
     pub iccid_luhn: LuhnPolicy,
     pub webhooks: webhooks::WebhookSettings,
+    /// The tenant whose metrics readers see platform-wide series.
+    pub metrics_platform_tenant: Option<String>,
 }
 
 /// Everything the use cases need, shared by all requests.
@@ -182,6 +184,7 @@ impl Services {
         resource: &Resource<'_>,
         context: &Context,
     ) -> ServiceResult<Result<Decision, Refusal>> {
+        crate::telemetry::note_tenant(principal.tenant.as_str());
         let policy = self
             .policy
             .current()
@@ -257,11 +260,22 @@ impl Services {
         .await
     }
 
-    /// May the caller scrape metrics?
-    pub async fn authorize_metrics(&self, principal: &Principal) -> ServiceResult<()> {
+    /// May the caller scrape metrics, and which series? A principal of the platform tenant
+    /// (`SIMVAULT_METRICS_PLATFORM_TENANT`) sees every series; any other only its tenant's.
+    pub async fn authorize_metrics(
+        &self,
+        principal: &Principal,
+    ) -> ServiceResult<crate::telemetry::MetricsScope> {
         self.authorize_in_tenant(principal, Action::ReadMetrics)
-            .await
-            .map(|_| ())
+            .await?;
+        let tenant = principal.tenant.as_str();
+        Ok(
+            if self.settings.metrics_platform_tenant.as_deref() == Some(tenant) {
+                crate::telemetry::MetricsScope::Platform
+            } else {
+                crate::telemetry::MetricsScope::Tenant(tenant.to_owned())
+            },
+        )
     }
 }
 

@@ -113,25 +113,32 @@ impl Services {
         let (mut tx, mut sim, decision) = self
             .lock_sim_with(principal, key, action, &context, reason)
             .await?;
-        if sim.state == SimState::Retired {
-            return Err(ServiceError::Conflict(
-                "the SIM is retired: its PINs can no longer be changed".into(),
-            ));
-        }
         let (pin_field, puk_field) = (change.pin_type.pin(), change.pin_type.puk());
         let proof_field = match change.proof {
             Proof::Pin => pin_field,
             Proof::Puk => puk_field,
         };
-        let stored = self
-            .open_secret_in(&mut tx, &sim, proof_field)
-            .await?
-            .ok_or_else(|| {
-                ServiceError::Conflict(format!(
-                    "this SIM has no {} to check against",
-                    proof_field.as_str().to_uppercase()
-                ))
-            })?;
+        let fields: Vec<SecretField> = match change.proof {
+            Proof::Pin => vec![pin_field],
+            Proof::Puk => vec![puk_field, pin_field],
+        };
+        if sim.state == SimState::Retired {
+            let event = refused_attempt(action, &sim, &fields, "sim-retired", reason, decision);
+            self.audit_in(&mut tx, principal, event).await?;
+            tx.commit().await?;
+            return Err(ServiceError::Conflict(
+                "the SIM is retired: its PINs can no longer be changed".into(),
+            ));
+        }
+        let Some(stored) = self.open_secret_in(&mut tx, &sim, proof_field).await? else {
+            let event = refused_attempt(action, &sim, &fields, "not-stored", reason, decision);
+            self.audit_in(&mut tx, principal, event).await?;
+            tx.commit().await?;
+            return Err(ServiceError::Conflict(format!(
+                "this SIM has no {} to check against",
+                proof_field.as_str().to_uppercase()
+            )));
+        };
         let verdict = pin::attempt(
             &mut sim.counters,
             change.pin_type,
@@ -179,10 +186,6 @@ impl Services {
                 self.emit(&mut tx, &sim, event, counters).await?;
             }
         }
-        let fields: Vec<SecretField> = match change.proof {
-            Proof::Pin => vec![pin_field],
-            Proof::Puk => vec![puk_field, pin_field],
-        };
         let remaining = match verdict {
             Verdict::Success { remaining }
             | Verdict::WrongPin { remaining }
@@ -228,5 +231,22 @@ impl Services {
         let dek = super::secrets::open_dek(&kek, sim, &dek_row)?;
         let text = vault::open_field(&dek, &sim.tenant_id, &sim.id, field, &ciphertext)?;
         Ok(Some(SecretValue::from_stored(text)))
+    }
+}
+
+/// The record of an attempt refused before any comparison (`409`): like a wrong guess's, with
+/// no counter (none was touched).
+fn refused_attempt<'a>(
+    action: Action,
+    sim: &'a Sim,
+    fields: &'a [SecretField],
+    outcome: &'a str,
+    reason: Option<&'a str>,
+    decision: crate::policy::Decision,
+) -> Event<'a> {
+    Event {
+        outcome,
+        reason,
+        ..Event::allowed(action, sim, decision).with_fields(fields)
     }
 }

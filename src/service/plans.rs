@@ -1,7 +1,8 @@
-//! Plan use cases.
+//! Plan use cases. Creating a plan is audited with the change.
 
 use std::collections::BTreeSet;
 
+use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult, Services, conflict};
 use crate::domain::{Plan, Principal};
 use crate::policy::{Action, Context, Resource};
@@ -14,7 +15,8 @@ impl Services {
         name: String,
         compatibility_zones: BTreeSet<String>,
     ) -> ServiceResult<Plan> {
-        self.authorize_in_tenant(principal, Action::CreatePlan)
+        let decision = self
+            .authorize_in_tenant(principal, Action::CreatePlan)
             .await?;
         let plan = Plan {
             id: uuid::Uuid::new_v4(),
@@ -27,6 +29,15 @@ impl Services {
         repo::insert(&mut tx, &plan)
             .await
             .map_err(conflict("a plan with this name already exists"))?;
+        // The plan's id, not its name: a name is the tenant's text, an id is enough to find it.
+        let reason = format!("plan {}", plan.id);
+        let event = Event::tenant_wide(
+            Action::CreatePlan,
+            "allowed",
+            Some(&reason),
+            decision.policy_ids,
+        );
+        self.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         Ok(plan)
     }

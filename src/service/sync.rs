@@ -7,55 +7,93 @@ use futures_util::StreamExt as _;
 use rand::Rng as _;
 use tokio::sync::watch;
 
+use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services, Target};
-use crate::domain::{Principal, Sim};
+use crate::domain::{Principal, Sim, TenantId};
 use crate::policy::{Action, Context};
+use crate::store::Tx;
 use crate::store::sims::{self as repo, SimKey, SyncClaim};
 use crate::upstream::{UpstreamError, UpstreamSim};
+
+/// The actor of background sync records.
+pub const SYNC_ACTOR: &str = "system:sync";
 
 impl Services {
     /// `POST /v1/sims/{sim}/refresh`: pulls the SIM from upstream and stores what it says.
     /// No data upstream: the SIM as stored. Upstream failing or slow: an error and no change.
+    /// Every outcome is audited: a change commits with its record, a failure is recorded
+    /// before it is answered (no record, `503`).
     pub async fn refresh_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Sim> {
         let sim = repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)?;
         let resource = super::sims::sim_resource(&sim);
-        self.authorize(
-            principal,
-            Action::RefreshSim,
-            &resource,
-            &Context::default(),
-            Target::sim(&sim),
-        )
-        .await?;
-        let upstream = self.upstream.as_ref().ok_or_else(|| {
-            ServiceError::Conflict(
-                "no upstream system is configured (SIMVAULT_UPSTREAM_URL)".into(),
+        let decision = self
+            .authorize(
+                principal,
+                Action::RefreshSim,
+                &resource,
+                &Context::default(),
+                Target::sim(&sim),
             )
-        })?;
-        // Asked without holding any lock: upstream may take its time.
-        let Some(update) = upstream
-            .fetch(sim.iccid.as_str())
-            .await
-            .map_err(ServiceError::Upstream)?
-        else {
-            return Ok(sim);
+            .await?;
+        let record = |outcome, reason| Event {
+            reason: Some(reason),
+            outcome,
+            ..Event::allowed(Action::RefreshSim, &sim, decision.clone())
         };
-        self.store_upstream(&sim.tenant_id, &SimKey::Id(sim.id), &update)
+        let Some(upstream) = self.upstream.as_ref() else {
+            self.audit_alone(
+                principal,
+                record("failed", "no upstream system is configured"),
+            )
+            .await?;
+            return Err(ServiceError::Conflict(
+                "no upstream system is configured (SIMVAULT_UPSTREAM_URL)".into(),
+            ));
+        };
+        // Asked without holding any lock: upstream may take its time.
+        let update = match upstream.fetch(sim.iccid.as_str()).await {
+            Ok(Some(update)) => update,
+            Ok(None) => {
+                self.audit_alone(principal, record("allowed", "no upstream data: unchanged"))
+                    .await?;
+                return Ok(sim);
+            }
+            Err(e) => {
+                // The category only: upstream's own words stay in the log.
+                let reason = match e {
+                    UpstreamError::Timeout => "upstream did not answer in time",
+                    UpstreamError::Failed(_) => "upstream failed",
+                };
+                self.audit_alone(principal, record("failed", reason))
+                    .await?;
+                return Err(ServiceError::Upstream(e));
+            }
+        };
+        let mut tx = self.db.begin().await?;
+        let Some(stored) = self
+            .apply_upstream(&mut tx, &sim.tenant_id, &SimKey::Id(sim.id), &update)
             .await?
-            .ok_or(ServiceError::NotFound)
+        else {
+            return Err(ServiceError::NotFound);
+        };
+        let event = Event::allowed(Action::RefreshSim, &stored, decision);
+        self.audit_in(&mut tx, principal, event).await?;
+        tx.commit().await?;
+        Ok(stored)
     }
 
-    /// Applies an upstream answer to a SIM under its row lock. `None` if it is gone.
-    async fn store_upstream(
+    /// Applies an upstream answer to a SIM under its row lock, inside `tx`. `None` if it is
+    /// gone.
+    async fn apply_upstream(
         &self,
+        tx: &mut Tx,
         tenant: &str,
         key: &SimKey,
         update: &UpstreamSim,
     ) -> ServiceResult<Option<Sim>> {
-        let mut tx = self.db.begin().await?;
-        let Some(mut sim) = repo::get_for_update(&mut tx, &*self.row_key()?, tenant, key).await?
+        let Some(mut sim) = repo::get_for_update(tx, &*self.row_key()?, tenant, key).await?
         else {
             return Ok(None);
         };
@@ -63,33 +101,85 @@ impl Services {
         let now = self.clock.now().max(sim.updated_at);
         sim.last_synced_at = Some(now);
         sim.updated_at = now;
-        repo::update(&mut tx, &*self.row_key()?, &sim).await?;
-        tx.commit().await?;
+        repo::update(tx, &*self.row_key()?, &sim).await?;
         Ok(Some(sim))
     }
 
-    /// Syncs one claimed SIM. `Err` only for upstream failures (which call for backoff).
-    async fn sync_one(&self, claim: &SyncClaim) -> Result<(), UpstreamError> {
-        let Some(upstream) = &self.upstream else {
-            return Ok(());
-        };
-        let Some(update) = upstream.fetch(&claim.iccid).await? else {
-            return Ok(());
-        };
-        let key = match claim.id.parse() {
-            Ok(id) => SimKey::Id(id),
-            Err(_) => return Ok(()),
-        };
-        match self.store_upstream(&claim.tenant_id, &key, &update).await {
-            Ok(_) => {}
-            Err(ServiceError::Integrity(f)) => self.report_integrity(&f).await,
-            Err(e) => {
-                tracing::warn!(sim_id = %claim.id, error = %e, "could not store an upstream sync");
+    /// Fetches one claimed SIM from upstream. `Err` only for upstream failures (which call
+    /// for backoff).
+    async fn fetch_claim(&self, claim: &SyncClaim) -> Result<Option<UpstreamSim>, UpstreamError> {
+        match &self.upstream {
+            Some(upstream) => upstream.fetch(&claim.iccid).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Stores one round's answers: per tenant, one transaction holding every update and one
+    /// record by [`SYNC_ACTOR`] naming the counts. One record per round rather than per SIM:
+    /// a sync only copies what the carrier reports (attach state, usage, IMEI, MSISDN; never a
+    /// secret or a right), every SIM is synced every interval, and a record per SIM would
+    /// outnumber every other record and take the tenant's chain lock once per SIM. Which SIMs
+    /// moved is in their `last_synced_at`. Fail closed: no record, no update.
+    async fn store_round(&self, outcomes: &[(SyncClaim, FetchOutcome)]) {
+        let mut tenants: Vec<&str> = outcomes.iter().map(|(c, _)| c.tenant_id.as_str()).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        for tenant in tenants {
+            let of_tenant = outcomes.iter().filter(|(c, _)| c.tenant_id == tenant);
+            if let Err(e) = self.store_tenant_round(tenant, of_tenant).await {
+                tracing::warn!(tenant, error = %e, "could not store an upstream sync round");
             }
+        }
+    }
+
+    async fn store_tenant_round<'a>(
+        &self,
+        tenant: &str,
+        outcomes: impl Iterator<Item = &'a (SyncClaim, FetchOutcome)>,
+    ) -> ServiceResult<()> {
+        let tenant_id = TenantId::parse(tenant)
+            .map_err(|_| ServiceError::Internal("a synced SIM with an invalid tenant".into()))?;
+        let (mut synced, mut no_data, mut failed) = (0usize, 0usize, 0usize);
+        // SIMs whose row failed its check: skipped (never updated), reported after the commit.
+        let mut tampered = Vec::new();
+        let mut tx = self.db.begin().await?;
+        for (claim, outcome) in outcomes {
+            match outcome {
+                Ok(Some(update)) => {
+                    let Ok(id) = claim.id.parse() else { continue };
+                    match self
+                        .apply_upstream(&mut tx, tenant, &SimKey::Id(id), update)
+                        .await
+                    {
+                        Ok(Some(_)) => synced += 1,
+                        Ok(None) => {}
+                        Err(ServiceError::Integrity(f)) => {
+                            failed += 1;
+                            tampered.push(f);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(None) => no_data += 1,
+                Err(_) => failed += 1,
+            }
+        }
+        let reason = format!(
+            "background sync: {synced} updated, {no_data} without upstream data, {failed} failed"
+        );
+        let outcome = if failed == 0 { "completed" } else { "failed" };
+        let event = Event::tenant_wide(Action::RefreshSim, outcome, Some(&reason), Vec::new());
+        self.audit_in(&mut tx, &Principal::local(tenant_id, SYNC_ACTOR), event)
+            .await?;
+        tx.commit().await?;
+        for f in &tampered {
+            self.report_integrity(f).await;
         }
         Ok(())
     }
 }
+
+type FetchOutcome = Result<Option<UpstreamSim>, UpstreamError>;
 
 /// How the background sync runs.
 #[derive(Debug, Clone, Copy)]
@@ -143,18 +233,18 @@ pub async fn worker(
                 jittered(settings.interval.min(Duration::from_secs(1)))
             }
             Ok(batch) => {
-                let outcomes: Vec<(SyncClaim, Result<(), UpstreamError>)> =
-                    futures_util::stream::iter(batch)
-                        .map(|claim| {
-                            let services = services.clone();
-                            async move {
-                                let r = services.sync_one(&claim).await;
-                                (claim, r)
-                            }
-                        })
-                        .buffer_unordered(settings.concurrency.max(1))
-                        .collect()
-                        .await;
+                let outcomes: Vec<(SyncClaim, FetchOutcome)> = futures_util::stream::iter(batch)
+                    .map(|claim| {
+                        let services = services.clone();
+                        async move {
+                            let r = services.fetch_claim(&claim).await;
+                            (claim, r)
+                        }
+                    })
+                    .buffer_unordered(settings.concurrency.max(1))
+                    .collect()
+                    .await;
+                services.store_round(&outcomes).await;
                 let failed: Vec<&SyncClaim> = outcomes
                     .iter()
                     .filter(|(_, r)| r.is_err())

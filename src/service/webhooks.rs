@@ -9,11 +9,11 @@
 //! the give-up age (24 hours by default), then marked failed. Everything is in the database:
 //! a restart resumes where it stopped.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
@@ -514,8 +514,19 @@ pub fn client(settings: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
+/// Attempts in flight to one webhook at once, per replica, out of `concurrency`: a receiver
+/// that hangs holds at most this many of the replica's slots, so deliveries to every other
+/// target (every other tenant's) go on meanwhile.
+fn per_target_limit(concurrency: usize) -> usize {
+    (concurrency / 4).max(1)
+}
+
 /// The background worker: fans out new events and sends due deliveries until `stop` turns
-/// true.
+/// true. Each attempt runs on its own as soon as it is claimed (no attempt waits for another
+/// to end), at most `concurrency` at once and [`per_target_limit`] per webhook; a webhook at
+/// its limit is left out of the next claims until one of its attempts ends. On the way out,
+/// attempts in flight (each bounded by the timeout) are let finish, so their outcome is
+/// recorded rather than sent again by another replica.
 pub async fn worker(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
     let settings = services.settings.webhooks;
     let client = match client(&settings) {
@@ -527,51 +538,93 @@ pub async fn worker(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
     };
     let owner = uuid::Uuid::new_v4().to_string();
     let lease = settings.timeout + Duration::from_secs(30);
+    let slots = settings.concurrency.max(1);
+    let per_target = per_target_limit(slots);
+    let mut running: tokio::task::JoinSet<String> = tokio::task::JoinSet::new();
+    let mut in_flight: HashMap<String, usize> = HashMap::new();
     loop {
+        while let Some(done) = running.try_join_next() {
+            ended(&mut in_flight, done);
+        }
         if *stop.borrow() {
-            return;
+            break;
         }
         let mut busy = false;
         match services.dispatch_events().await {
             Ok(n) => busy |= n > 0,
             Err(e) => tracing::warn!(error = %e, "webhook dispatch failed"),
         }
-        let now = services.clock.now();
-        let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
-        let batch = i64::try_from(settings.concurrency * 4).unwrap_or(32);
-        let claimed = match services.row_key() {
-            Ok(key) => repo::claim_due(&services.db, &key, &owner, now, until, batch)
-                .await
-                .map_err(Into::into),
-            Err(e) => Err(e),
-        };
-        match claimed {
-            Ok(due) if !due.is_empty() => {
-                busy = true;
-                futures_util::stream::iter(due)
-                    .map(|d| {
+        let free = slots.saturating_sub(running.len());
+        if free > 0 {
+            let now = services.clock.now();
+            let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+            let full: Vec<String> = in_flight
+                .iter()
+                .filter(|(_, n)| **n >= per_target)
+                .map(|(id, _)| id.clone())
+                .collect();
+            let limit = i64::try_from(free).unwrap_or(8);
+            let claimed = match services.row_key() {
+                Ok(key) => repo::claim_due(&services.db, &key, &owner, now, until, limit, &full)
+                    .await
+                    .map_err(Into::into),
+                Err(e) => Err(e),
+            };
+            match claimed {
+                Ok(due) => {
+                    for d in due {
+                        busy = true;
+                        let n = in_flight.entry(d.webhook_id.clone()).or_default();
+                        if *n >= per_target {
+                            // Claimed together with others of its webhook: back it goes, due
+                            // as it was, for when that webhook has a free slot.
+                            if let Err(e) = repo::release(&services.db, &d.id, &owner).await {
+                                tracing::warn!(error = %e, "could not give back a webhook delivery");
+                            }
+                            continue;
+                        }
+                        *n += 1;
                         let services = services.clone();
                         let client = client.clone();
                         let owner = owner.clone();
-                        async move {
+                        running.spawn(async move {
+                            let webhook = d.webhook_id.clone();
                             if let Err(e) = services.deliver(&client, &owner, d).await {
                                 tracing::warn!(error = %e, "recording a webhook attempt failed");
                             }
-                        }
-                    })
-                    .buffer_unordered(settings.concurrency.max(1))
-                    .collect::<()>()
-                    .await;
+                            webhook
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
         }
-        if busy {
+        if busy && running.len() < slots {
             continue;
         }
         tokio::select! {
             () = tokio::time::sleep(settings.poll) => {}
+            Some(done) = running.join_next(), if !running.is_empty() => ended(&mut in_flight, done),
             _ = stop.changed() => {}
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        ended(&mut in_flight, done);
+    }
+}
+
+/// Frees the slot of an attempt that ended.
+fn ended(in_flight: &mut HashMap<String, usize>, done: Result<String, tokio::task::JoinError>) {
+    let Ok(webhook) = done else {
+        // A panicked attempt names no webhook: forget every count rather than leak a slot.
+        tracing::error!("a webhook attempt ended abnormally");
+        in_flight.clear();
+        return;
+    };
+    if let Some(n) = in_flight.get_mut(&webhook) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            in_flight.remove(&webhook);
         }
     }
 }

@@ -6,6 +6,7 @@
 //! The service layer owns transactions ([`Db::begin`]). This module knows nothing of HTTP.
 
 pub mod audit;
+pub mod files;
 pub mod identities;
 pub mod keys;
 pub mod lifecycle;
@@ -127,6 +128,7 @@ impl Db {
     /// (an acknowledged write survives power loss), foreign keys on, a busy timeout so
     /// concurrent writers queue instead of failing.
     pub async fn open_sqlite(path: &Path) -> StoreResult<Db> {
+        files::prepare_database(path).map_err(sqlx::Error::Io)?;
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -143,6 +145,7 @@ impl Db {
             .max_connections(4)
             .connect_with(opts)
             .await?;
+        files::seal_companions(path).map_err(sqlx::Error::Io)?;
         Ok(Db::Sqlite(SqlitePools { read, write }))
     }
 

@@ -323,7 +323,8 @@ impl DueRow {
 }
 
 /// Leases up to `limit` due deliveries to `owner` until `until` (PostgreSQL skips rows
-/// another replica is claiming), so no attempt is sent twice.
+/// another replica is claiming), so no attempt is sent twice. Deliveries to the webhooks in
+/// `busy` (those with as many attempts in flight as they may) are left for later.
 pub async fn claim_due(
     db: &Db,
     integrity: &IntegrityKey,
@@ -331,6 +332,7 @@ pub async fn claim_due(
     now: i64,
     until: i64,
     limit: i64,
+    busy: &[String],
 ) -> StoreResult<Vec<DueDelivery>> {
     if !any_due(db, now).await? {
         return Ok(Vec::new());
@@ -340,17 +342,24 @@ pub async fn claim_due(
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         Dialect::Sqlite => "",
     };
+    // Placeholders only: the ids are bound.
+    let not_busy: String = (0..busy.len())
+        .map(|i| format!(" AND webhook_id <> ${}", i + 5))
+        .collect();
     let claim = sqlx::AssertSqlSafe(format!(
         "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN \
          (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
-          AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at LIMIT $4{skip}) \
+          AND (lease_until IS NULL OR lease_until < $3){not_busy} \
+          ORDER BY next_attempt_at LIMIT $4{skip}) \
          RETURNING id"
     ));
-    let ids: Vec<String> = on_tx!(&mut tx, c => sqlx::query_scalar(claim)
-        .bind(owner)
-        .bind(until)
-        .bind(now)
-        .bind(limit)
+    let ids: Vec<String> = on_tx!(&mut tx, c => busy.iter().fold(
+        sqlx::query_scalar(claim)
+            .bind(owner)
+            .bind(until)
+            .bind(now)
+            .bind(limit),
+        |q, id| q.bind(id))
         .fetch_all(&mut *c)
         .await)?;
     if ids.is_empty() {
@@ -428,6 +437,22 @@ pub async fn record_attempt(
         .bind(next_at)
         .bind(delivered_at)
         .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected() == 1))?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Gives back a leased delivery unsent and with no attempt counted (its target already has
+/// as many attempts in flight as it may), only while `owner` holds it.
+pub async fn release(db: &Db, id: &str, owner: &str) -> StoreResult<bool> {
+    let mut tx = db.begin().await?;
+    let done = on_tx!(&mut tx, c => sqlx::query(
+        "UPDATE webhook_deliveries SET lease_owner = NULL, lease_until = NULL \
+         WHERE id = $1 AND lease_owner = $2")
         .bind(id)
         .bind(owner)
         .execute(&mut *c)

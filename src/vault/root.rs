@@ -4,7 +4,8 @@
 //!   group or others.
 //! - the same file **sealed** with a passphrase (`simvault keys seal`): the key is encrypted
 //!   under a key derived with Argon2id (parameters stored in the file; 64 MiB, 3 passes, 1 lane
-//!   by default). The passphrase comes from `SIMVAULT_PASSPHRASE` or a terminal prompt, never
+//!   by default; a file asking for more than 1 GiB, 10 passes or 16 lanes, or for less than
+//!   OWASP's floor, is refused before anything is derived). The passphrase comes from `SIMVAULT_PASSPHRASE` or a terminal prompt, never
 //!   a flag.
 //! - `env`: `SIMVAULT_ROOT_KEY`, base64, for container platforms.
 //!
@@ -98,6 +99,36 @@ pub const ARGON2_M_KIB: u32 = 64 * 1024;
 pub const ARGON2_T: u32 = 3;
 pub const ARGON2_P: u32 = 1;
 
+/// What a sealed file may ask of Argon2id. The ceilings stop a planted or corrupted file from
+/// making every start allocate gigabytes or spin for minutes; the floors (OWASP's minimum
+/// profile: 19 MiB, 2 passes) stop one that would make the passphrase cheap to guess.
+const ARGON2_M_KIB_RANGE: std::ops::RangeInclusive<u32> = 19 * 1024..=1024 * 1024;
+const ARGON2_T_RANGE: std::ops::RangeInclusive<u32> = 2..=10;
+const ARGON2_P_RANGE: std::ops::RangeInclusive<u32> = 1..=16;
+/// Salt lengths accepted, in bytes (we write 16).
+const SALT_LEN_RANGE: std::ops::RangeInclusive<usize> = 16..=64;
+
+/// Refuses a sealed file's Argon2id parameters outside the accepted ranges.
+fn check_params(m_kib: u32, t: u32, p: u32, salt_len: usize) -> anyhow::Result<()> {
+    for (name, value, range) in [
+        ("memory (KiB)", m_kib, &ARGON2_M_KIB_RANGE),
+        ("passes", t, &ARGON2_T_RANGE),
+        ("lanes", p, &ARGON2_P_RANGE),
+    ] {
+        if !range.contains(&value) {
+            bail!(
+                "sealed root key: Argon2id {name} {value} is outside {}..={}",
+                range.start(),
+                range.end()
+            );
+        }
+    }
+    if !SALT_LEN_RANGE.contains(&salt_len) {
+        bail!("sealed root key: the salt must be 16 to 64 bytes");
+    }
+    Ok(())
+}
+
 fn derive(passphrase: &SecretString, salt: &[u8], m: u32, t: u32, p: u32) -> anyhow::Result<Key> {
     let params = argon2::Params::new(m, t, p, Some(32))
         .map_err(|e| anyhow::anyhow!("Argon2 parameters: {e}"))?;
@@ -155,6 +186,7 @@ fn unseal(text: &str, passphrase: &SecretString) -> anyhow::Result<Key> {
     }
     let salt = B64.decode(&file.salt).context("sealed root key: salt")?;
     let sealed = B64.decode(&file.sealed).context("sealed root key: body")?;
+    check_params(file.m_kib, file.t, file.p, salt.len())?;
     let kek = derive(passphrase, &salt, file.m_kib, file.t, file.p)?;
     let bytes = open(&kek, &sealed, SEALED_AAD, "the sealed root key").map_err(|_| {
         anyhow::anyhow!("wrong passphrase for the sealed root key (or the file was altered)")
@@ -264,6 +296,41 @@ mod tests {
         let err = unseal(&text, &SecretString::from("wrong horse battery staple")).unwrap_err();
         assert!(err.to_string().contains("wrong passphrase"));
         assert!(seal_with_passphrase(&key, &SecretString::from("short")).is_err());
+    }
+
+    /// A sealed file with its parameters replaced (the seal itself is not reached).
+    fn with_params(text: &str, m_kib: u32, t: u32, p: u32) -> String {
+        let mut file: SealedFile = serde_json::from_str(text).unwrap();
+        (file.m_kib, file.t, file.p) = (m_kib, t, p);
+        serde_json::to_string(&file).unwrap()
+    }
+
+    #[test]
+    fn argon2_parameters_out_of_bounds_are_refused_before_deriving() {
+        let key = new_key().unwrap();
+        let pass = SecretString::from("correct horse battery staple");
+        let text = seal_with_passphrase(&key, &pass).unwrap();
+        for (m, t, p, what) in [
+            (4 * 1024 * 1024, ARGON2_T, ARGON2_P, "memory (KiB)"), // 4 GiB: would be allocated
+            (1024 * 1024 + 1, ARGON2_T, ARGON2_P, "memory (KiB)"),
+            (8, ARGON2_T, ARGON2_P, "memory (KiB)"),
+            (ARGON2_M_KIB, 11, ARGON2_P, "passes"),
+            (ARGON2_M_KIB, u32::MAX, ARGON2_P, "passes"),
+            (ARGON2_M_KIB, 1, ARGON2_P, "passes"),
+            (ARGON2_M_KIB, ARGON2_T, 17, "lanes"),
+            (ARGON2_M_KIB, ARGON2_T, 0, "lanes"),
+        ] {
+            let err = unseal(&with_params(&text, m, t, p), &pass).unwrap_err();
+            assert!(err.to_string().contains(what), "{m} {t} {p}: {err}");
+        }
+        // Within bounds, the same file opens.
+        assert_eq!(
+            *unseal(&with_params(&text, ARGON2_M_KIB, ARGON2_T, ARGON2_P), &pass).unwrap(),
+            *key
+        );
+        assert!(check_params(1024 * 1024, 10, 16, 16).is_ok());
+        assert!(check_params(19 * 1024, 2, 1, 64).is_ok());
+        assert!(check_params(ARGON2_M_KIB, ARGON2_T, ARGON2_P, 8).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod auth;
 mod bulk;
 mod cli;
 mod errors;
+mod findings;
 mod hsm;
 mod integrity;
 mod identities;
