@@ -226,3 +226,41 @@ pub fn issue_client_cert_with(
     let cert = params.signed_by(&key, issuer)?;
     Ok((cert.pem(), key.serialize_pem()))
 }
+
+/// A CRL signed by the CA in `paths` revoking the given client certificates (PEM), valid from
+/// an hour ago until `next_update` (which may be in the past, for an expired CRL): PEM.
+pub fn issue_crl(
+    paths: &KeyPaths,
+    revoked_pems: &[&str],
+    next_update: OffsetDateTime,
+) -> anyhow::Result<String> {
+    let ca_pem = fs::read_to_string(paths.ca_cert())
+        .with_context(|| format!("reading {}", paths.ca_cert().display()))?;
+    let ca_key_pem = fs::read_to_string(paths.ca_key())
+        .with_context(|| format!("reading {} (the CA key)", paths.ca_key().display()))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&ca_key_pem)?)?;
+    let mut revoked_certs = Vec::new();
+    for pem in revoked_pems {
+        let (_, doc) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .map_err(|e| anyhow::anyhow!("parsing a certificate to revoke: {e}"))?;
+        let cert = doc
+            .parse_x509()
+            .map_err(|e| anyhow::anyhow!("parsing a certificate to revoke: {e}"))?;
+        revoked_certs.push(rcgen::RevokedCertParams {
+            serial_number: rcgen::SerialNumber::from_slice(cert.raw_serial()),
+            revocation_time: now() - Duration::minutes(1),
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        });
+    }
+    let this_update = (now() - Duration::hours(1)).min(next_update - Duration::hours(1));
+    let params = rcgen::CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: rcgen::SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    Ok(params.signed_by(&issuer)?.pem()?)
+}

@@ -146,6 +146,7 @@ pub struct Application {
     workers: JoinHandle<()>,
     db: Db,
     policy: PolicyHandle,
+    tls: Arc<crate::server::tls::ServerTls>,
     config: Config,
     signals: Option<Signals>,
 }
@@ -167,7 +168,7 @@ impl Application {
         db: Db,
         clock: SharedClock,
     ) -> anyhow::Result<Application> {
-        let tls = crate::server::tls::server_config(&config.tls)?;
+        let tls = crate::server::tls::ServerTls::load(&config.tls)?;
         let jwt = if config.jwt.keys.exists() {
             Some(
                 JwtVerifier::load(
@@ -199,6 +200,7 @@ impl Application {
             large_bodies: api::large_body::LargeBodies::new(
                 config.limits.large_bodies_per_principal,
             ),
+            tls: tls.clone(),
         };
         let app = api::router(state);
         let listener = TcpListener::bind(&config.listen)
@@ -231,7 +233,7 @@ impl Application {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(crate::server::serve(
             listener,
-            tls,
+            tls.clone(),
             app,
             auth,
             config.limits,
@@ -248,6 +250,7 @@ impl Application {
             workers,
             db,
             policy: services.policy.clone(),
+            tls,
             config: config.clone(),
             signals: None,
         })
@@ -258,7 +261,8 @@ impl Application {
     }
 
     /// Serves until SIGTERM or Ctrl-C, then drains in-flight requests and closes the store.
-    /// SIGHUP reloads the policies (an invalid set is refused and the old one kept).
+    /// SIGHUP reloads the policies and the TLS files (an invalid set is refused and the old one
+    /// kept).
     pub async fn run_until_signalled(mut self) -> anyhow::Result<()> {
         let mut signals = match self.signals.take() {
             Some(s) => s,
@@ -270,6 +274,9 @@ impl Application {
                 Signal::Reload => {
                     if let Err(e) = self.reload_policies() {
                         tracing::error!(error = %format!("{e:#}"), "policy reload refused; the previous policies stay in force");
+                    }
+                    if let Err(e) = self.reload_tls() {
+                        tracing::error!(error = %format!("{e:#}"), "TLS reload refused; the previous certificates and CRLs stay in force");
                     }
                 }
             }
@@ -284,6 +291,20 @@ impl Application {
         let policy = load_policy(&self.config)?;
         self.policy.replace(policy);
         tracing::info!("policies reloaded");
+        Ok(())
+    }
+
+    /// Loads the server certificate, client CA and CRLs again and puts them in force for new
+    /// connections if they are valid (a certificate revoked in a new CRL is refused from then on).
+    pub fn reload_tls(&self) -> anyhow::Result<()> {
+        self.tls.reload()?;
+        if self
+            .tls
+            .crl_expired(crate::clock::Clock::now_secs(&SystemClock))
+        {
+            tracing::warn!("a client CRL is past its nextUpdate: publish a fresh one");
+        }
+        tracing::info!("TLS certificates and CRLs reloaded");
         Ok(())
     }
 

@@ -51,6 +51,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Large request bodies in progress per principal.
     pub large_bodies: Arc<large_body::LargeBodies>,
+    /// The TLS configuration in force (readiness reports an expired CRL).
+    pub tls: Arc<crate::server::tls::ServerTls>,
 }
 
 /// One page of a paginated list: `{items, total, page, page_size, pages}`.

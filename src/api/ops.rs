@@ -26,7 +26,8 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: the database answers and keys are loaded. No authentication.
+/// Readiness: the database answers, keys are loaded and no client CRL has expired. No
+/// authentication.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -38,6 +39,13 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"status": "not-ready", "keys": "unavailable"})),
+        );
+    }
+    if state.tls.crl_expired(state.services.clock.now_secs()) {
+        tracing::warn!("not ready: a client CRL is past its nextUpdate");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not-ready", "crl": "expired"})),
         );
     }
     match state.services.db.ping().await {

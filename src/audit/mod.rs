@@ -296,7 +296,8 @@ mod tests {
     fn a_changed_search_column_breaks_the_chain() {
         let rows = chain(4);
         let head = head_of(&rows);
-        let changes: [(&str, fn(&mut AuditRow)); 8] = [
+        type Change = fn(&mut AuditRow);
+        let changes: [(&str, Change); 8] = [
             ("action", |r| r.action = "other".into()),
             ("outcome", |r| r.outcome = "denied".into()),
             ("subject", |r| r.subject = "someone-else".into()),

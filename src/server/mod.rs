@@ -28,13 +28,12 @@ use limits::{Activity, Check, ConnectionLimiter, Watched};
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<tls::ServerTls>,
     app: Router,
     auth: Arc<Authenticator>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     // Each connection holds a receiver; draining waits until all are gone.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let connections =
@@ -80,7 +79,8 @@ pub async fn serve(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        // The configuration in force now: a reload applies to the connections that follow.
+        let acceptor = TlsAcceptor::from(tls.config());
         let app = app.clone();
         let auth = auth.clone();
         let builder = builder.clone();

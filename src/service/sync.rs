@@ -93,8 +93,7 @@ impl Services {
         key: &SimKey,
         update: &UpstreamSim,
     ) -> ServiceResult<Option<Sim>> {
-        let Some(mut sim) = repo::get_for_update(tx, &*self.row_key()?, tenant, key).await?
-        else {
+        let Some(mut sim) = repo::get_for_update(tx, &*self.row_key()?, tenant, key).await? else {
             return Ok(None);
         };
         update.apply(&mut sim);

@@ -60,6 +60,9 @@ macro_rules! both_stores {
 }
 pub(crate) use both_stores;
 
+/// The tenant whose `metrics` principals see platform-wide series in tests.
+pub const PLATFORM_OPS: &str = "platform-ops";
+
 /// A fresh, migrated database. Dropping it removes a PostgreSQL schema.
 pub struct TestDb {
     pub db: Db,
@@ -158,6 +161,9 @@ impl TestApp {
         pki::init_keys(&keys).unwrap();
         let mut config = Config::from_env(dir.path(), Some("127.0.0.1:0".into())).unwrap();
         config.database_url = None;
+        // The platform's own tenant sees platform-wide metrics (integrity failures and the
+        // like); tests scrape through [`TestApp::platform_metrics`].
+        config.metrics_platform_tenant = Some(PLATFORM_OPS.into());
         adjust(&mut config);
         let test_db = TestDb::new(store).await;
         let clock: simvault::clock::SharedClock = Arc::new(SystemClock);
@@ -342,6 +348,17 @@ impl TestApp {
 
     /// Issues a client certificate from the test CA and registers it for `tenant` with `roles`.
     pub async fn mtls_client(&self, tenant: &str, roles: &[Role], name: &str) -> reqwest::Client {
+        let (cert, key) = self.registered_cert(tenant, roles, name).await;
+        self.with_identity(&cert, &key)
+    }
+
+    /// Issues a client certificate from the test CA and registers it: `(cert PEM, key PEM)`.
+    pub async fn registered_cert(
+        &self,
+        tenant: &str,
+        roles: &[Role],
+        name: &str,
+    ) -> (String, String) {
         let (cert, key) = self.issue_cert(tenant, name);
         admin::register_identity(
             &self.services.db,
@@ -354,7 +371,29 @@ impl TestApp {
         )
         .await
         .unwrap();
-        self.with_identity(&cert, &key)
+        (cert, key)
+    }
+
+    /// `/metrics` as the platform sees it (every series), scraped by a `metrics` identity of the
+    /// platform's tenant.
+    pub async fn platform_metrics(&self) -> String {
+        let _ = admin::create_tenant(
+            &self.services.db,
+            &SystemClock,
+            &TenantId::parse(PLATFORM_OPS).unwrap(),
+        )
+        .await;
+        let name = format!("scraper-{}", uuid::Uuid::new_v4().simple());
+        let scraper = self
+            .mtls_client(PLATFORM_OPS, &[Role::Metrics], &name)
+            .await;
+        let res = scraper
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.text().await.unwrap()
     }
 
     /// A certificate from the test CA, not registered.

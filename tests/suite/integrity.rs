@@ -149,10 +149,9 @@ async fn iccid_swap(store: Store) {
         let text = r.to_string();
         assert!(!text.contains(KI_A) && !text.contains(KI_B), "{text}");
     }
-    let scraper = app.mtls_api("acme", &[Role::Metrics], "prometheus").await;
-    let m = Api::send(scraper.request(reqwest::Method::GET, "/metrics")).await;
-    assert_eq!(m.status, 200);
-    let text = m.body.as_str().unwrap();
+    // A platform-wide series: the platform's own metrics identity sees it.
+    let text = app.platform_metrics().await;
+    let text = text.as_str();
     assert!(
         text.lines().any(
             |l| l.starts_with("simvault_integrity_failures_total{row=\"sim\"}")
