@@ -408,13 +408,7 @@ fn scrub(mut v: Value) -> Value {
 both_stores!(canaries, no_secret_value_reaches_any_record_or_export);
 
 async fn export(api: &Api, query: &str) -> String {
-    let res = api
-        .request(reqwest::Method::GET, &format!("/v1/audit/export?{query}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.text().await.unwrap()
+    crate::helpers::audit_export(api, query).await
 }
 
 /// Six records, a signed checkpoint over them, and a verdict from both verify paths.

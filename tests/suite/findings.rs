@@ -5,29 +5,15 @@
 use serde_json::{Value, json};
 use simvault::domain::Role;
 
-use crate::helpers::{Api, Store, TestApp, both_stores, iccid, raw_sql};
+use crate::helpers::{Api, Store, TestApp, both_stores, iccid};
 
 /// `(action, outcome, record)` of a tenant's chain, in order.
 async fn chain(app: &TestApp, tenant: &str) -> Vec<(String, String, Value)> {
-    let rows: Vec<(String, String, String)> = raw_sql!(&app.test_db.db, p => sqlx::query_as(
-        "SELECT action, outcome, record FROM audit_events WHERE tenant_id = $1 ORDER BY seq")
-        .bind(tenant)
-        .fetch_all(p)
-        .await)
-    .unwrap();
-    rows.into_iter()
-        .map(|(a, o, r)| (a, o, serde_json::from_str(&r).unwrap()))
-        .collect()
+    crate::helpers::chain_records(&app.test_db.db, tenant).await
 }
 
 async fn export(api: &Api, query: &str) -> String {
-    let res = api
-        .request(reqwest::Method::GET, &format!("/v1/audit/export?{query}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.text().await.unwrap()
+    crate::helpers::audit_export(api, query).await
 }
 
 /// A reason written to look like a spreadsheet formula is exported as text: the API's and the

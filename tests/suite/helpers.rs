@@ -564,3 +564,27 @@ impl TestDb {
         self.schema.as_deref()
     }
 }
+
+/// `(action, outcome, record)` of one audit chain (a tenant's, or `_platform`), in order.
+pub async fn chain_records(db: &Db, chain: &str) -> Vec<(String, String, serde_json::Value)> {
+    let rows: Vec<(String, String, String)> = raw_sql!(db, p => sqlx::query_as(
+        "SELECT action, outcome, record FROM audit_events WHERE tenant_id = $1 ORDER BY seq")
+        .bind(chain)
+        .fetch_all(p)
+        .await)
+    .unwrap();
+    rows.into_iter()
+        .map(|(a, o, r)| (a, o, serde_json::from_str(&r).unwrap()))
+        .collect()
+}
+
+/// The body of `GET /v1/audit/export?{query}`, which must answer `200`.
+pub async fn audit_export(api: &Api, query: &str) -> String {
+    let res = api
+        .request(reqwest::Method::GET, &format!("/v1/audit/export?{query}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}

@@ -12,14 +12,7 @@ const KI: &str = "465B5CE8B199B49FAA5F0A2EE238A6BC";
 
 /// `(action, outcome, record)` of the platform chain, in order.
 async fn platform(db: &simvault::store::Db) -> Vec<(String, String, Value)> {
-    let rows: Vec<(String, String, String)> = raw_sql!(db, p => sqlx::query_as(
-        "SELECT action, outcome, record FROM audit_events WHERE tenant_id = '_platform' ORDER BY seq")
-        .fetch_all(p)
-        .await)
-    .unwrap();
-    rows.into_iter()
-        .map(|(a, o, r)| (a, o, serde_json::from_str(&r).unwrap()))
-        .collect()
+    crate::helpers::chain_records(db, "_platform").await
 }
 
 async fn tamper(app: &TestApp, sql: &'static str, identity: &str) {
