@@ -86,6 +86,12 @@ impl Limits {
     pub fn close_grace(&self) -> Duration {
         self.idle.min(Duration::from_secs(5))
     }
+
+    /// How often a connection's deadlines are looked at: a tenth of the header time, between
+    /// 50 ms and 1 s, so a deadline is enforced at most that late.
+    pub fn watch_tick(&self) -> Duration {
+        (self.header_read / 10).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
 }
 
 /// The least a request body must deliver per `body_progress` period (unless it ends): a
@@ -200,8 +206,6 @@ pub struct Activity {
     in_flight: AtomicUsize,
     idle_since: AtomicU64,
     head_since: AtomicU64,
-    /// Wakes the watchdog, asleep until the idle deadline, when a request head begins.
-    head_begun: tokio::sync::Notify,
 }
 
 /// What the accept loop should do with a connection now.
@@ -225,7 +229,6 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
-            head_begun: tokio::sync::Notify::new(),
         })
     }
 
@@ -257,18 +260,10 @@ impl Activity {
         }
         // Stored plus one, so that 0 can mean "none".
         let now = self.now_ms().saturating_add(1);
-        if self
+        // The first byte of a head sets its start; the watchdog sees it at its next tick.
+        let _ = self
             .head_since
-            .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            self.head_begun.notify_one();
-        }
-    }
-
-    /// Completes when a request head has begun since the last call (or begins now).
-    pub async fn head_begun(&self) {
-        self.head_begun.notified().await;
+            .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// What to do now under `limits`.
