@@ -92,7 +92,8 @@ pub fn write_new(path: &Path, contents: &[u8], private: bool) -> anyhow::Result<
 }
 
 fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
+    use crate::clock::Clock as _;
+    crate::clock::SystemClock.now_datetime()
 }
 
 fn dn(cn: &str) -> DistinguishedName {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A Luhn-valid ICCID ending in `n`.
-pub fn iccid(n: usize) -> String {
+pub(crate) fn iccid(n: usize) -> String {
     let body = format!("8944{n:014}");
     (0..10)
         .map(|d| format!("{body}{d}"))
@@ -17,7 +17,7 @@ pub fn iccid(n: usize) -> String {
 
 /// Operations per second: `callers` tasks call `op(n)` for `seconds`, caller `c` with
 /// n = c, c + callers, c + 2·callers, …
-pub async fn per_second<F, Fut>(callers: usize, seconds: u64, op: F) -> anyhow::Result<f64>
+pub(crate) async fn per_second<F, Fut>(callers: usize, seconds: u64, op: F) -> anyhow::Result<f64>
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,

@@ -10,7 +10,7 @@ use crate::domain::sim::check_label;
 use crate::domain::validation::pointer_token;
 
 /// A reader over one request body's fields.
-pub struct Fields<'e> {
+pub(crate) struct Fields<'e> {
     pub errs: &'e mut ValidationErrors,
 }
 
@@ -20,7 +20,7 @@ impl Fields<'_> {
     }
 
     /// A required string.
-    pub fn required_str<'v>(&mut self, name: &str, v: &'v Option<Value>) -> Option<&'v str> {
+    pub(crate) fn required_str<'v>(&mut self, name: &str, v: &'v Option<Value>) -> Option<&'v str> {
         match v {
             None | Some(Value::Null) => {
                 self.errs.pointer(Self::ptr(name), "this field is required");
@@ -35,7 +35,7 @@ impl Fields<'_> {
     }
 
     /// An optional string: missing or null is `None`.
-    pub fn optional_str<'v>(&mut self, name: &str, v: &'v Option<Value>) -> Option<&'v str> {
+    pub(crate) fn optional_str<'v>(&mut self, name: &str, v: &'v Option<Value>) -> Option<&'v str> {
         match v {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
@@ -48,7 +48,7 @@ impl Fields<'_> {
     }
 
     /// A required field parsed by `parse`.
-    pub fn required<T, E: ToString>(
+    pub(crate) fn required<T, E: ToString>(
         &mut self,
         name: &str,
         v: &Option<Value>,
@@ -59,7 +59,7 @@ impl Fields<'_> {
     }
 
     /// An optional field parsed by `parse`; missing or null is `None`.
-    pub fn optional<T, E: ToString>(
+    pub(crate) fn optional<T, E: ToString>(
         &mut self,
         name: &str,
         v: &Option<Value>,
@@ -71,7 +71,7 @@ impl Fields<'_> {
 
     /// For partial updates: missing is `None` (leave alone), null is `Some(None)` (clear).
     /// A field with an invalid value is reported and left alone.
-    pub fn patch<T, E: ToString>(
+    pub(crate) fn patch<T, E: ToString>(
         &mut self,
         name: &str,
         v: &Option<Value>,
@@ -106,7 +106,7 @@ impl Fields<'_> {
 
     /// A list of labels (tags, zones): an array of at most `max` strings, each 1–64
     /// printable characters. Duplicates collapse. Missing or null is `None`.
-    pub fn labels(
+    pub(crate) fn labels(
         &mut self,
         name: &str,
         v: &Option<Value>,
@@ -150,7 +150,7 @@ impl Fields<'_> {
     }
 
     /// A JSON object checked by `check`. Missing or null is `None`.
-    pub fn object(
+    pub(crate) fn object(
         &mut self,
         name: &str,
         v: &Option<Value>,
@@ -170,6 +170,6 @@ impl Fields<'_> {
 }
 
 /// A label (vendor, group or device id) as a parse function.
-pub fn label(what: &'static str) -> impl Fn(&str) -> Result<String, String> {
+pub(crate) fn label(what: &'static str) -> impl Fn(&str) -> Result<String, String> {
     move |s| check_label(s, what).map(|()| s.to_owned())
 }

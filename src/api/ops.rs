@@ -11,7 +11,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::Caller;
 
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -72,7 +72,7 @@ pub struct CertListArgs {
     pub data: DataDir,
 }
 
-pub async fn run(command: CertCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(command: CertCommand) -> anyhow::Result<()> {
     match command {
         CertCommand::Issue(args) => {
             let config = Config::from_env(&args.data.path(), None)?;

@@ -25,7 +25,7 @@ type Verdict = Result<Vec<String>, Vec<String>>;
 /// The built-in policy set: the files under `policies/` in the source tree.
 const BUILTIN_SCHEMA: &str = include_str!("../../policies/simvault.cedarschema");
 const BUILTIN_POLICIES: &str = include_str!("../../policies/default.cedar");
-pub const SCHEMA_FILE: &str = "simvault.cedarschema";
+pub(crate) const SCHEMA_FILE: &str = "simvault.cedarschema";
 
 /// A loaded, validated policy set.
 pub struct Policy {

@@ -264,20 +264,20 @@ pub(crate) struct SqlBuilder {
 }
 
 impl SqlBuilder {
-    pub fn push(&mut self, sql: &str) -> &mut Self {
+    pub(crate) fn push(&mut self, sql: &str) -> &mut Self {
         self.sql.push_str(sql);
         self
     }
 
     /// Appends a placeholder for `value`.
-    pub fn bind(&mut self, value: Bind) -> &mut Self {
+    pub(crate) fn bind(&mut self, value: Bind) -> &mut Self {
         self.binds.push(value);
         self.sql.push('$');
         self.sql.push_str(&self.binds.len().to_string());
         self
     }
 
-    pub fn bind_text(&mut self, value: impl Into<String>) -> &mut Self {
+    pub(crate) fn bind_text(&mut self, value: impl Into<String>) -> &mut Self {
         self.bind(Bind::Text(value.into()))
     }
 }

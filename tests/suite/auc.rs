@@ -219,22 +219,20 @@ async fn concurrent_requests_never_share_a_sqn(store: Store) {
 }
 both_stores!(concurrent, concurrent_requests_never_share_a_sqn);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_never_share_a_sqn() {
-    if crate::helpers::postgres_url().is_none() {
-        return;
+crate::helpers::postgres_test!(
+    async fn two_processes_never_share_a_sqn() {
+        let (app, auc) = setup(Store::Postgres).await;
+        let (mut replica, base) = app.spawn_replica(&[]);
+        let other = Api {
+            app_base: base,
+            ..auc.clone()
+        };
+        let sqns = sqns_are_unique(&[auc, other], 64).await;
+        let _ = replica.kill();
+        let _ = replica.wait();
+        assert_eq!(sqns.len(), 128);
     }
-    let (app, auc) = setup(Store::Postgres).await;
-    let (mut replica, base) = app.spawn_replica(&[]);
-    let other = Api {
-        app_base: base,
-        ..auc.clone()
-    };
-    let sqns = sqns_are_unique(&[auc, other], 64).await;
-    let _ = replica.kill();
-    let _ = replica.wait();
-    assert_eq!(sqns.len(), 128);
-}
+);
 
 async fn resynchronisation(store: Store) {
     let (app, auc) = setup(store).await;

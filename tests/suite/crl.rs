@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
+use simvault::clock::{Clock as _, SystemClock};
 use simvault::domain::Role;
 use simvault::pki::{self, KeyPaths};
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
 use crate::helpers::{Store, TestApp, both_stores};
 
@@ -16,7 +17,7 @@ async fn with_crl(store: Store) -> (TestApp, PathBuf) {
         let keys = KeyPaths::new(&c.data_dir);
         crl_path = c.data_dir.join("clients.crl");
         let crl =
-            pki::issue_crl(&keys, &[], OffsetDateTime::now_utc() + Duration::days(7)).unwrap();
+            pki::issue_crl(&keys, &[], SystemClock.now_datetime() + Duration::days(7)).unwrap();
         std::fs::write(&crl_path, crl).unwrap();
         c.tls.client_crls = vec![crl_path.clone()];
     })
@@ -56,7 +57,7 @@ async fn a_certificate_revoked_in_a_new_crl_is_refused_after_reload(store: Store
     let crl = pki::issue_crl(
         &app.keys,
         &[&cert],
-        OffsetDateTime::now_utc() + Duration::days(7),
+        SystemClock.now_datetime() + Duration::days(7),
     )
     .unwrap();
     std::fs::write(&crl_path, crl).unwrap();
@@ -80,7 +81,7 @@ async fn an_expired_crl_makes_the_server_not_ready(store: Store) {
     let expired = pki::issue_crl(
         &app.keys,
         &[],
-        OffsetDateTime::now_utc() - Duration::days(1),
+        SystemClock.now_datetime() - Duration::days(1),
     )
     .unwrap();
     std::fs::write(&crl_path, expired).unwrap();

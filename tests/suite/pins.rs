@@ -310,24 +310,22 @@ both_stores!(
     concurrent_guesses_get_exactly_the_counter
 );
 
-/// The same with the guesses split over two server processes sharing one PostgreSQL.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_guesses_over_two_server_processes() {
-    if crate::helpers::postgres_url().is_none() {
-        return;
+crate::helpers::postgres_test!(
+    /// The same with the guesses split over two server processes sharing one PostgreSQL.
+    async fn concurrent_guesses_over_two_server_processes() {
+        let (app, support) = setup(Store::Postgres).await;
+        let (mut replica, base) = app.spawn_replica(&[("SIMVAULT_PIN_OPS_PER_MINUTE", "0")]);
+        let other = Api {
+            app_base: base,
+            ..support.clone()
+        };
+        let (wrong, blocked) = guesses(&[support.clone(), other], 40).await;
+        let _ = replica.kill();
+        let _ = replica.wait();
+        assert_eq!(wrong, (0..10).collect::<Vec<_>>());
+        assert_eq!(blocked, 30);
     }
-    let (app, support) = setup(Store::Postgres).await;
-    let (mut replica, base) = app.spawn_replica(&[("SIMVAULT_PIN_OPS_PER_MINUTE", "0")]);
-    let other = Api {
-        app_base: base,
-        ..support.clone()
-    };
-    let (wrong, blocked) = guesses(&[support.clone(), other], 40).await;
-    let _ = replica.kill();
-    let _ = replica.wait();
-    assert_eq!(wrong, (0..10).collect::<Vec<_>>());
-    assert_eq!(blocked, 30);
-}
+);
 
 /// One support account gets a bounded number of PIN operations a minute; the limited attempt
 /// costs no counter and is recorded; others are not affected.
