@@ -1,6 +1,7 @@
 //! Tells the test suite whether a PostgreSQL store is configured: with
-//! `SIMVAULT_TEST_DATABASE_URL` set (not empty) when the tests are built, `cfg(simvault_pg)` is on and the
-//! PostgreSQL variants of the store tests run; without it they are reported as ignored.
+//! `SIMVAULT_TEST_DATABASE_URL` set (not empty) when the tests are built, `cfg(simvault_pg)` is
+//! on and the PostgreSQL variants of the store tests run; without it they are reported as
+//! ignored, with that reason.
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(simvault_pg)");
