@@ -141,7 +141,7 @@ pub async fn revoke(
     };
     let now = clock.now();
     let mut tx = db.begin().await.map_err(ServiceError::from)?;
-    let Some(mut row) = identities::find_for_update(&mut tx, &identity)
+    let Some(mut row) = identities::find(&mut tx, &identity)
         .await
         .map_err(ServiceError::from)?
     else {
@@ -208,7 +208,7 @@ pub async fn list(
 /// Gives every identity row its MAC (adoption of a database from before row integrity,
 /// inside the adoption's transaction); returns how many.
 pub async fn adopt(tx: &mut Tx, key: &IntegrityKey) -> ServiceResult<u64> {
-    let rows = identities::all_in(tx).await?;
+    let rows = identities::list(&mut *tx, None).await?;
     for row in &rows {
         identities::set_mac(tx, &row.identity, &mac(key, row)).await?;
     }

@@ -27,7 +27,7 @@ pub const INTEGRITY_ACTOR: &str = "system:integrity";
 /// database. Must run before the database serves anything.
 pub async fn adopt(db: &Db, keyring: &Keyring, now: i64) -> ServiceResult<()> {
     let mut tx = db.begin().await?;
-    let Some((format, blob)) = keys::root_check_in(&mut tx).await? else {
+    let Some((format, blob)) = keys::root_check(&mut tx).await? else {
         return Err(ServiceError::Internal(
             "the root-key check is missing".into(),
         ));

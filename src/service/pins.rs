@@ -220,10 +220,11 @@ impl Services {
         sim: &Sim,
         field: SecretField,
     ) -> ServiceResult<Option<SecretValue>> {
-        let Some((format, ciphertext)) = keys::secret(tx, &sim.id, field.as_str()).await? else {
+        let Some((format, ciphertext)) = keys::secret(&mut *tx, &sim.id, field.as_str()).await?
+        else {
             return Ok(None);
         };
-        let dek_row = keys::dek(tx, &sim.id)
+        let dek_row = keys::dek(&mut *tx, &sim.id)
             .await?
             .ok_or_else(|| ServiceError::Internal("a secret without its SIM key".into()))?;
         vault::check_format(format)?;

@@ -280,7 +280,7 @@ pub async fn move_root(
     now: i64,
 ) -> ServiceResult<usize> {
     let mut tx = db.begin().await?;
-    let check = keys::root_check_in(&mut tx).await?;
+    let check = keys::root_check(&mut tx).await?;
     let next_check = match check {
         // Opened, not only verified: the KEK rows are checked under its integrity key.
         Some((format, blob)) if current.open_root_check(format, &blob).is_ok() => {

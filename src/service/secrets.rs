@@ -59,7 +59,7 @@ impl Services {
         tx: &mut Tx,
         tenant: &str,
     ) -> ServiceResult<(i64, Arc<Key>)> {
-        if let Some(row) = keys::active_kek(tx, &*self.row_key()?, tenant).await? {
+        if let Some(row) = keys::active_kek(&mut *tx, &*self.row_key()?, tenant).await? {
             let kek = self
                 .keyring
                 .open_kek(tenant, row.version, row.format, &row.wrapped_key)?;
@@ -81,7 +81,7 @@ impl Services {
             return Ok((1, kek));
         }
         // Another writer created it first: use theirs.
-        let row = keys::active_kek(tx, &*self.row_key()?, tenant)
+        let row = keys::active_kek(&mut *tx, &*self.row_key()?, tenant)
             .await?
             .ok_or_else(|| ServiceError::Internal("tenant key vanished".into()))?;
         let kek = self
@@ -100,14 +100,14 @@ impl Services {
         if let Some(kek) = self.keyring.cached_kek(tenant, version) {
             return Ok(kek);
         }
-        let row = keys::kek_in(tx, &*self.row_key()?, tenant, version).await?;
+        let row = keys::kek(&mut *tx, &*self.row_key()?, tenant, version).await?;
         self.open_kek_row(tenant, version, row)
     }
 
     /// Before wrapping a new KEK: is our root key still the database's? (After a root-key
     /// rotation, replicas still holding the old key must not wrap anything new with it.)
     pub(super) async fn check_root(&self, tx: &mut Tx) -> ServiceResult<()> {
-        let check = keys::root_check_in(tx).await?;
+        let check = keys::root_check(&mut *tx).await?;
         match check {
             Some((format, blob)) if self.keyring.verify_root_check(format, &blob).is_ok() => Ok(()),
             _ => {
@@ -121,7 +121,7 @@ impl Services {
 
     /// The SIM's DEK, creating and wrapping one under the active KEK on first use.
     async fn dek_for_write(&self, tx: &mut Tx, sim: &Sim) -> ServiceResult<Key> {
-        if let Some(row) = keys::dek(tx, &sim.id).await? {
+        if let Some(row) = keys::dek(&mut *tx, &sim.id).await? {
             let kek = self.kek_in(tx, &sim.tenant_id, row.kek_version).await?;
             return open_dek(&kek, sim, &row);
         }

@@ -2,7 +2,7 @@
 //! (PostgreSQL `FOR UPDATE`; SQLite's write transaction holds the database) while the next
 //! record is linked to it.
 
-use super::{Bind, Db, SqlBuilder, StoreResult, Tx, bind_all, on_pool, on_tx};
+use super::{Bind, Conn, Db, SqlBuilder, StoreResult, Tx, bind_all, on_conn, on_tx};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {
@@ -79,22 +79,29 @@ pub async fn append(tx: &mut Tx, rows: &[AuditRow]) -> StoreResult<()> {
 }
 
 /// The recorded head of a tenant's chain, if it has one.
-pub async fn head(db: &Db, tenant: &str) -> StoreResult<Option<(i64, String)>> {
+pub async fn head(conn: impl Into<Conn<'_>>, tenant: &str) -> StoreResult<Option<(i64, String)>> {
+    let mut conn = conn.into();
     Ok(
-        on_pool!(db, p => sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
+        on_conn!(conn, c => sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
         .bind(tenant)
-        .fetch_optional(p)
+        .fetch_optional(c)
         .await)?,
     )
 }
 
 /// Up to `limit` records of a tenant after position `after`, in chain order.
-pub async fn page(db: &Db, tenant: &str, after: i64, limit: i64) -> StoreResult<Vec<AuditRow>> {
+pub async fn page(
+    conn: impl Into<Conn<'_>>,
+    tenant: &str,
+    after: i64,
+    limit: i64,
+) -> StoreResult<Vec<AuditRow>> {
+    let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
     ));
     Ok(
-        on_pool!(db, p => sqlx::query_as(sql).bind(tenant).bind(after).bind(limit).fetch_all(p).await)?,
+        on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).bind(after).bind(limit).fetch_all(c).await)?,
     )
 }
 
@@ -124,12 +131,13 @@ pub enum Order {
 
 /// Up to `limit` matching records of a tenant, walking from a position in `order`.
 pub async fn find(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     tenant: &str,
     filter: &AuditFilter,
     order: Order,
     limit: i64,
 ) -> StoreResult<Vec<AuditRow>> {
+    let mut conn = conn.into();
     let mut b = SqlBuilder::default();
     b.push(&format!(
         "SELECT {COLUMNS} FROM audit_events WHERE tenant_id = "
@@ -168,14 +176,15 @@ pub async fn find(
     };
     b.push(" LIMIT ").bind(Bind::Int(limit));
     let sql = sqlx::AssertSqlSafe(b.sql);
-    Ok(on_pool!(db, p => bind_all!(sqlx::query_as(sql), &b.binds).fetch_all(p).await)?)
+    Ok(on_conn!(conn, c => bind_all!(sqlx::query_as(sql), &b.binds).fetch_all(c).await)?)
 }
 
 /// Every chain's recorded head: `(tenant, seq, hash)`, in tenant order.
-pub async fn heads(db: &Db) -> StoreResult<Vec<(String, i64, String)>> {
-    Ok(on_pool!(db, p => sqlx::query_as(
+pub async fn heads(conn: impl Into<Conn<'_>>) -> StoreResult<Vec<(String, i64, String)>> {
+    let mut conn = conn.into();
+    Ok(on_conn!(conn, c => sqlx::query_as(
         "SELECT tenant_id, seq, hash FROM audit_heads WHERE seq > 0 ORDER BY tenant_id")
-        .fetch_all(p)
+        .fetch_all(c)
         .await)?)
 }
 
@@ -211,27 +220,29 @@ pub async fn insert_checkpoint(db: &Db, c: &CheckpointRow) -> StoreResult<()> {
 
 /// The checkpoints of a tenant's chain with `after < seq <= upto`, in order.
 pub async fn checkpoints(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     tenant: &str,
     after: i64,
     upto: i64,
 ) -> StoreResult<Vec<CheckpointRow>> {
-    Ok(on_pool!(db, p => sqlx::query_as(
+    let mut conn = conn.into();
+    Ok(on_conn!(conn, c => sqlx::query_as(
         "SELECT tenant_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints \
          WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq")
         .bind(tenant)
         .bind(after)
         .bind(upto)
-        .fetch_all(p)
+        .fetch_all(c)
         .await)?)
 }
 
 /// The heads of chains that moved since their latest checkpoint: `(tenant, seq, hash)`.
-pub async fn unsigned_heads(db: &Db) -> StoreResult<Vec<(String, i64, String)>> {
-    Ok(on_pool!(db, p => sqlx::query_as(
+pub async fn unsigned_heads(conn: impl Into<Conn<'_>>) -> StoreResult<Vec<(String, i64, String)>> {
+    let mut conn = conn.into();
+    Ok(on_conn!(conn, c => sqlx::query_as(
         "SELECT h.tenant_id, h.seq, h.hash FROM audit_heads h WHERE h.seq > COALESCE(\
          (SELECT MAX(c.seq) FROM audit_checkpoints c WHERE c.tenant_id = h.tenant_id), 0) \
          ORDER BY h.tenant_id")
-        .fetch_all(p)
+        .fetch_all(c)
         .await)?)
 }

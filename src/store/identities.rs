@@ -4,7 +4,7 @@
 //! caller verifies the MAC before obeying a row), and it never filters on a column an
 //! attacker could change to hide a row from that check (revocation is read, not filtered).
 
-use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
+use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct IdentityRow {
@@ -50,8 +50,11 @@ pub async fn register(tx: &mut Tx, row: &IdentityRow, now: i64) -> StoreResult<(
 
 /// The registration of `identity`, unless it was never registered or has been revoked.
 /// Unauthenticated: for the storage contract; the server reads [`find`] and checks the MAC.
-pub async fn find_active(db: &Db, identity: &str) -> StoreResult<Option<IdentityRow>> {
-    Ok(find(db, identity)
+pub async fn find_active(
+    conn: impl Into<Conn<'_>>,
+    identity: &str,
+) -> StoreResult<Option<IdentityRow>> {
+    Ok(find(conn, identity)
         .await?
         .filter(|row| row.revoked_at.is_none())
         .map(|row| IdentityRow {
@@ -62,45 +65,37 @@ pub async fn find_active(db: &Db, identity: &str) -> StoreResult<Option<Identity
         }))
 }
 
-/// The stored row of `identity`, revoked or not.
-pub async fn find(db: &Db, identity: &str) -> StoreResult<Option<StoredIdentity>> {
+/// The stored row of `identity`, revoked or not; inside a transaction, locked until it ends
+/// (PostgreSQL).
+pub async fn find(
+    conn: impl Into<Conn<'_>>,
+    identity: &str,
+) -> StoreResult<Option<StoredIdentity>> {
+    let mut conn = conn.into();
+    let lock = conn.row_lock();
     Ok(
-        on_pool!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM client_identities WHERE identity = $1")))
-        .bind(identity)
-        .fetch_optional(p)
-        .await)?,
-    )
-}
-
-/// The stored row of `identity` inside `tx` (locked on PostgreSQL until `tx` ends).
-pub async fn find_for_update(tx: &mut Tx, identity: &str) -> StoreResult<Option<StoredIdentity>> {
-    let lock = tx.row_lock();
-    Ok(on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        on_conn!(conn, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM client_identities WHERE identity = $1{lock}")))
         .bind(identity)
-        .fetch_optional(&mut *c)
-        .await)?)
+        .fetch_optional(c)
+        .await)?,
+    )
 }
 
 /// Every stored identity (of `tenant`, if given), by tenant and name.
-pub async fn list(db: &Db, tenant: Option<&str>) -> StoreResult<Vec<StoredIdentity>> {
+pub async fn list(
+    conn: impl Into<Conn<'_>>,
+    tenant: Option<&str>,
+) -> StoreResult<Vec<StoredIdentity>> {
+    let mut conn = conn.into();
     Ok(
-        on_pool!(db, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        on_conn!(conn, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM client_identities \
          WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY tenant_id, name, identity")))
         .bind(tenant)
-        .fetch_all(p)
+        .fetch_all(c)
         .await)?,
     )
-}
-
-/// Every stored identity inside `tx`, for adoption.
-pub async fn all_in(tx: &mut Tx) -> StoreResult<Vec<StoredIdentity>> {
-    Ok(on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM client_identities ORDER BY identity")))
-        .fetch_all(&mut *c)
-        .await)?)
 }
 
 /// Stores the MAC of `identity`'s row.

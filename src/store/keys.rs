@@ -5,16 +5,18 @@
 //! retirement time (which version wraps new DEKs), and every read checks it. The wrapping
 //! itself needs no MAC: its AES-GCM associated data binds it to tenant and version already.
 
-use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
+use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
 use crate::vault::{IntegrityKey, Purpose, RowParts};
 
-/// The root-key check blob, if this database has one.
-pub async fn root_check(db: &Db) -> StoreResult<Option<(i64, Vec<u8>)>> {
-    Ok(
-        on_pool!(db, p => sqlx::query_as("SELECT format, wrapped FROM root_key_check WHERE id = 1")
-        .fetch_optional(p)
-        .await)?,
-    )
+/// The root-key check blob, if this database has one; inside a transaction, locked until it
+/// ends (PostgreSQL).
+pub async fn root_check(conn: impl Into<Conn<'_>>) -> StoreResult<Option<(i64, Vec<u8>)>> {
+    let mut conn = conn.into();
+    let lock = conn.row_lock();
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT format, wrapped FROM root_key_check WHERE id = 1{lock}"
+    ));
+    Ok(on_conn!(conn, c => sqlx::query_as(sql).fetch_optional(c).await)?)
 }
 
 /// Stores the root-key check unless another process stored one first.
@@ -96,70 +98,47 @@ fn checked_all(integrity: &IntegrityKey, rows: Vec<StoredKey>) -> StoreResult<Ve
 /// (a handful of rows), so that no tampered state can steer the choice by hiding a row from a
 /// filter.
 pub async fn active_kek(
-    tx: &mut Tx,
+    conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &str,
 ) -> StoreResult<Option<TenantKeyRow>> {
-    let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 ORDER BY version"
-    ));
-    let rows: Vec<StoredKey> =
-        on_tx!(tx, c => sqlx::query_as(sql).bind(tenant).fetch_all(&mut *c).await)?;
-    Ok(checked_all(integrity, rows)?
+    Ok(keks(conn, integrity, tenant)
+        .await?
         .into_iter()
         .filter(|r| r.state == "active")
         .max_by_key(|r| r.version))
 }
 
-fn kek_sql() -> sqlx::AssertSqlSafe<String> {
-    sqlx::AssertSqlSafe(format!(
-        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version = $2"
-    ))
-}
-
 /// One KEK version of a tenant.
 pub async fn kek(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &str,
     version: i64,
 ) -> StoreResult<Option<TenantKeyRow>> {
-    let sql = kek_sql();
-    let row: Option<StoredKey> = on_pool!(db, p => sqlx::query_as(sql)
+    let mut conn = conn.into();
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version = $2"
+    ));
+    let row: Option<StoredKey> = on_conn!(conn, c => sqlx::query_as(sql)
         .bind(tenant)
         .bind(version)
-        .fetch_optional(p)
-        .await)?;
-    row.map(|r| r.checked(integrity)).transpose()
-}
-
-/// One KEK version of a tenant, read inside `tx` (a transaction holding locks must not wait
-/// for a second pooled connection: under load that deadlocks against the pool).
-pub async fn kek_in(
-    tx: &mut Tx,
-    integrity: &IntegrityKey,
-    tenant: &str,
-    version: i64,
-) -> StoreResult<Option<TenantKeyRow>> {
-    let sql = kek_sql();
-    let row: Option<StoredKey> = on_tx!(tx, c => sqlx::query_as(sql)
-        .bind(tenant)
-        .bind(version)
-        .fetch_optional(&mut *c)
+        .fetch_optional(c)
         .await)?;
     row.map(|r| r.checked(integrity)).transpose()
 }
 
 /// Every KEK version of a tenant, oldest first.
 pub async fn keks(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &str,
 ) -> StoreResult<Vec<TenantKeyRow>> {
+    let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 ORDER BY version"
     ));
-    let rows = on_pool!(db, p => sqlx::query_as(sql).bind(tenant).fetch_all(p).await)?;
+    let rows = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).fetch_all(c).await)?;
     checked_all(integrity, rows)
 }
 
@@ -197,11 +176,12 @@ pub struct DekRow {
     pub wrapped_dek: Vec<u8>,
 }
 
-pub async fn dek(tx: &mut Tx, sim_id: &uuid::Uuid) -> StoreResult<Option<DekRow>> {
-    Ok(on_tx!(tx, c => sqlx::query_as(
+pub async fn dek(conn: impl Into<Conn<'_>>, sim_id: &uuid::Uuid) -> StoreResult<Option<DekRow>> {
+    let mut conn = conn.into();
+    Ok(on_conn!(conn, c => sqlx::query_as(
         "SELECT kek_version, format, wrapped_dek FROM sim_deks WHERE sim_id = $1")
         .bind(sim_id.to_string())
-        .fetch_optional(&mut *c)
+        .fetch_optional(c)
         .await)?)
 }
 
@@ -322,15 +302,16 @@ pub async fn put_secret(
 
 /// One encrypted field of a SIM: `(format, ciphertext)`.
 pub async fn secret(
-    tx: &mut Tx,
+    conn: impl Into<Conn<'_>>,
     sim_id: &uuid::Uuid,
     field: &str,
 ) -> StoreResult<Option<(i64, Vec<u8>)>> {
-    Ok(on_tx!(tx, c => sqlx::query_as(
+    let mut conn = conn.into();
+    Ok(on_conn!(conn, c => sqlx::query_as(
         "SELECT format, ciphertext FROM sim_secrets WHERE sim_id = $1 AND field = $2")
         .bind(sim_id.to_string())
         .bind(field)
-        .fetch_optional(&mut *c)
+        .fetch_optional(c)
         .await)?)
 }
 
@@ -440,21 +421,27 @@ pub async fn retire_unused(
 }
 
 /// How many DEKs of a tenant are wrapped under a version below `version`.
-pub async fn count_below(db: &Db, tenant: &str, version: i64) -> StoreResult<i64> {
-    Ok(on_pool!(db, p => sqlx::query_scalar(
+pub async fn count_below(
+    conn: impl Into<Conn<'_>>,
+    tenant: &str,
+    version: i64,
+) -> StoreResult<i64> {
+    let mut conn = conn.into();
+    Ok(on_conn!(conn, c => sqlx::query_scalar(
         "SELECT count(*) FROM sim_deks WHERE tenant_id = $1 AND kek_version < $2")
         .bind(tenant)
         .bind(version)
-        .fetch_one(p)
+        .fetch_one(c)
         .await)?)
 }
 
 /// How many DEKs each KEK version of a tenant wraps now.
-pub async fn dek_counts(db: &Db, tenant: &str) -> StoreResult<Vec<(i64, i64)>> {
-    Ok(on_pool!(db, p => sqlx::query_as(
+pub async fn dek_counts(conn: impl Into<Conn<'_>>, tenant: &str) -> StoreResult<Vec<(i64, i64)>> {
+    let mut conn = conn.into();
+    Ok(on_conn!(conn, c => sqlx::query_as(
         "SELECT kek_version, count(*) FROM sim_deks WHERE tenant_id = $1 GROUP BY kek_version")
         .bind(tenant)
-        .fetch_all(p)
+        .fetch_all(c)
         .await)?)
 }
 
@@ -470,20 +457,21 @@ pub struct StaleDek {
 /// Up to `limit` of a tenant's DEKs wrapped under versions below `version`, in SIM id order
 /// after `after`.
 pub async fn stale_deks(
-    tx: &mut Tx,
+    conn: impl Into<Conn<'_>>,
     tenant: &str,
     version: i64,
     after: &str,
     limit: i64,
 ) -> StoreResult<Vec<StaleDek>> {
-    Ok(on_tx!(tx, c => sqlx::query_as(
+    let mut conn = conn.into();
+    Ok(on_conn!(conn, c => sqlx::query_as(
         "SELECT sim_id, kek_version, format, wrapped_dek FROM sim_deks \
          WHERE tenant_id = $1 AND kek_version < $2 AND sim_id > $3 ORDER BY sim_id LIMIT $4")
         .bind(tenant)
         .bind(version)
         .bind(after)
         .bind(limit)
-        .fetch_all(&mut *c)
+        .fetch_all(c)
         .await)?)
 }
 
@@ -590,13 +578,4 @@ pub async fn replace_root_check(
         .await
         .map(|_| ()))?;
     Ok(())
-}
-
-/// The root-key check as seen inside a transaction (locked on PostgreSQL).
-pub async fn root_check_in(tx: &mut Tx) -> StoreResult<Option<(i64, Vec<u8>)>> {
-    let lock = tx.row_lock();
-    let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT format, wrapped FROM root_key_check WHERE id = 1{lock}"
-    ));
-    Ok(on_tx!(tx, c => sqlx::query_as(sql).fetch_optional(&mut *c).await)?)
 }

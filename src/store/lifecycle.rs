@@ -1,6 +1,6 @@
 //! SIM state history and the domain-event outbox.
 
-use super::{Db, StoreResult, Tx, on_pool, on_tx};
+use super::{Conn, StoreResult, Tx, on_conn, on_tx};
 
 /// One state change of a SIM.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -37,23 +37,24 @@ pub async fn insert_history(tx: &mut Tx, h: &HistoryRow) -> StoreResult<()> {
 
 /// A page of a SIM's history, newest first, and the total.
 pub async fn history(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     sim_id: &str,
     limit: i64,
     offset: i64,
 ) -> StoreResult<(Vec<HistoryRow>, i64)> {
-    let rows = on_pool!(db, p => sqlx::query_as(
+    let mut conn = conn.into();
+    let rows = on_conn!(conn, c => sqlx::query_as(
         "SELECT id, tenant_id, sim_id, from_state, to_state, reason, actor, auth_method, occurred_at \
          FROM sim_state_history WHERE sim_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2 OFFSET $3")
         .bind(sim_id)
         .bind(limit)
         .bind(offset)
-        .fetch_all(p)
+        .fetch_all(c)
         .await)?;
-    let total: i64 = on_pool!(db, p => sqlx::query_scalar(
+    let total: i64 = on_conn!(conn, c => sqlx::query_scalar(
         "SELECT COUNT(*) FROM sim_state_history WHERE sim_id = $1")
         .bind(sim_id)
-        .fetch_one(p)
+        .fetch_one(c)
         .await)?;
     Ok((rows, total))
 }
@@ -98,11 +99,12 @@ pub async fn insert_events(tx: &mut Tx, events: &[EventRow]) -> StoreResult<()> 
 }
 
 /// A tenant's events, oldest first.
-pub async fn events(db: &Db, tenant: &str) -> StoreResult<Vec<EventRow>> {
-    Ok(on_pool!(db, p => sqlx::query_as(
+pub async fn events(conn: impl Into<Conn<'_>>, tenant: &str) -> StoreResult<Vec<EventRow>> {
+    let mut conn = conn.into();
+    Ok(on_conn!(conn, c => sqlx::query_as(
         "SELECT id, tenant_id, event_type, sim_id, payload, occurred_at FROM domain_events \
          WHERE tenant_id = $1 ORDER BY occurred_at, id")
         .bind(tenant)
-        .fetch_all(p)
+        .fetch_all(c)
         .await)?)
 }

@@ -1,7 +1,7 @@
 //! Links made by bulk provisioning, authenticated: each row carries a MAC over its id, tenant,
 //! SIM and plans, checked on every read (a link pointed at another SIM is refused).
 
-use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
+use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
 use crate::domain::{Link, SimId};
 use crate::vault::{IntegrityKey, Purpose, RowParts};
 
@@ -139,29 +139,31 @@ pub async fn insert(
 }
 
 pub async fn get(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &str,
     id: uuid::Uuid,
 ) -> StoreResult<Option<Link>> {
+    let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM links WHERE tenant_id = $1 AND id = $2"
     ));
-    let row: Option<LinkRow> = on_pool!(db, p => sqlx::query_as(sql)
+    let row: Option<LinkRow> = on_conn!(conn, c => sqlx::query_as(sql)
         .bind(tenant)
         .bind(id.to_string())
-        .fetch_optional(p)
+        .fetch_optional(c)
         .await)?;
     row.map(|r| r.into_link(integrity)).transpose()
 }
 
 /// The links of these SIMs (of one tenant).
 pub async fn for_sims(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &str,
     sim_ids: &[String],
 ) -> StoreResult<Vec<Link>> {
+    let mut conn = conn.into();
     if sim_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -180,19 +182,20 @@ pub async fn for_sims(
     b.push(")");
     let sql = sqlx::AssertSqlSafe(b.sql);
     let rows: Vec<LinkRow> =
-        on_pool!(db, p => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_all(p).await)?;
+        on_conn!(conn, c => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_all(c).await)?;
     rows.into_iter().map(|r| r.into_link(integrity)).collect()
 }
 
 /// A page of the tenant's links (oldest first), optionally of one SIM, and how many match.
 pub async fn list(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &str,
     sim_id: Option<&str>,
     limit: i64,
     offset: i64,
 ) -> StoreResult<(Vec<Link>, i64)> {
+    let mut conn = conn.into();
     let filter = if sim_id.is_some() {
         " AND sim_id = $2"
     } else {
@@ -205,17 +208,17 @@ pub async fn list(
     let count = sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM links WHERE tenant_id = $1{filter}"
     ));
-    let rows: Vec<LinkRow> = on_pool!(db, p => sqlx::query_as(page)
+    let rows: Vec<LinkRow> = on_conn!(conn, c => sqlx::query_as(page)
         .bind(tenant)
         .bind(sim_id)
         .bind(limit)
         .bind(offset)
-        .fetch_all(p)
+        .fetch_all(c)
         .await)?;
-    let total: i64 = on_pool!(db, p => sqlx::query_scalar(count)
+    let total: i64 = on_conn!(conn, c => sqlx::query_scalar(count)
         .bind(tenant)
         .bind(sim_id)
-        .fetch_one(p)
+        .fetch_one(c)
         .await)?;
     Ok((
         rows.into_iter()

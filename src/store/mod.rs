@@ -2,8 +2,10 @@
 //! (scale-out), chosen from the database URL at run time.
 //!
 //! Each repository function is written once and compiled for both backends through the
-//! [`on_pool!`] and [`on_tx!`] macros; the few places where the SQL dialects differ say so.
-//! The service layer owns transactions ([`Db::begin`]). This module knows nothing of HTTP.
+//! [`on_pool!`], [`on_tx!`] and [`on_conn!`] macros; the dialects differ only in the named
+//! helpers [`Tx::row_lock`] and [`Tx::skip_locked`]. A read accepts a [`Conn`]: the pool or
+//! an open transaction, so no query has a twin for each. The service layer owns transactions
+//! ([`Db::begin`]). This module knows nothing of HTTP.
 
 pub mod audit;
 pub mod files;
@@ -114,7 +116,49 @@ macro_rules! on_tx {
         }
     };
 }
-pub(crate) use {on_pool, on_tx};
+/// Runs `$body` with `$c` bound to the executor behind the [`Conn`] `$conn` (a mutable
+/// binding): the (read) pool, or the transaction's connection. `$body` runs one statement
+/// with `$c` as its executor; invoke the macro once per statement.
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match &mut $conn {
+            $crate::store::Conn::Pool(db) => $crate::store::on_pool!(*db, $c => $body),
+            $crate::store::Conn::Tx(tx) => $crate::store::on_tx!(&mut **tx, $c => $body),
+        }
+    };
+}
+pub(crate) use {on_conn, on_pool, on_tx};
+
+/// Where a read runs: on the pool, or inside an open transaction (which sees its own
+/// writes, and which, holding locks, must not wait for a second pooled connection: under
+/// load that deadlocks against the pool). Built from `&Db` or `&mut Tx`.
+pub enum Conn<'a> {
+    Pool(&'a Db),
+    Tx(&'a mut Tx),
+}
+
+impl<'a> From<&'a Db> for Conn<'a> {
+    fn from(db: &'a Db) -> Self {
+        Conn::Pool(db)
+    }
+}
+
+impl<'a> From<&'a mut Tx> for Conn<'a> {
+    fn from(tx: &'a mut Tx) -> Self {
+        Conn::Tx(tx)
+    }
+}
+
+impl Conn<'_> {
+    /// [`Tx::row_lock`] inside a transaction; nothing on the pool, where a lock would end
+    /// with the statement.
+    pub fn row_lock(&self) -> &'static str {
+        match self {
+            Conn::Pool(_) => "",
+            Conn::Tx(tx) => tx.row_lock(),
+        }
+    }
+}
 
 /// The SQL dialect of a backend, for the few statements that differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +290,27 @@ impl Tx {
             Tx::Sqlite(_) => "",
             Tx::Postgres(_) => " FOR UPDATE",
         }
+    }
+
+    /// [`Tx::row_lock`] that passes over rows another transaction has locked, so concurrent
+    /// claimers (replicas) take disjoint sets: PostgreSQL's ` FOR UPDATE SKIP LOCKED`;
+    /// nothing on SQLite, whose single writer serialises the claims.
+    pub fn skip_locked(&self) -> &'static str {
+        match self {
+            Tx::Sqlite(_) => "",
+            Tx::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
+    /// A statement that leases one batch of rows to a claimer: `pick` (a `SELECT` of one
+    /// column with its `ORDER BY` and `LIMIT`) runs once, in a materialised CTE, skipping
+    /// rows other claimers hold ([`Tx::skip_locked`]); `update` (`UPDATE … FROM picked WHERE
+    /// … = picked.pick …`) then leases what it picked. Written as `IN (pick)` instead,
+    /// PostgreSQL may re-run the pick for each row it updates, each run passing over the rows
+    /// updated so far, and so lease every row whatever the limit.
+    pub(crate) fn claim_batch(&self, pick: &str, update: &str) -> String {
+        let skip = self.skip_locked();
+        format!("WITH picked (pick) AS MATERIALIZED ({pick}{skip}) {update}")
     }
 }
 

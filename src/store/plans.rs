@@ -2,7 +2,7 @@
 
 use sqlx::types::Json;
 
-use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
+use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
 use crate::domain::Plan;
 
 #[derive(sqlx::FromRow)]
@@ -53,39 +53,43 @@ pub async fn insert(tx: &mut Tx, plan: &Plan) -> StoreResult<()> {
     Ok(())
 }
 
-pub async fn get(db: &Db, tenant_id: &str, id: uuid::Uuid) -> StoreResult<Option<Plan>> {
-    let row: Option<PlanRow> = on_pool!(db, p => sqlx::query_as(
+pub async fn get(
+    conn: impl Into<Conn<'_>>,
+    tenant_id: &str,
+    id: uuid::Uuid,
+) -> StoreResult<Option<Plan>> {
+    let mut conn = conn.into();
+    let row: Option<PlanRow> = on_conn!(conn, c => sqlx::query_as(
         "SELECT id, tenant_id, name, compatibility_zones, created_at FROM plans WHERE tenant_id = $1 AND id = $2")
         .bind(tenant_id)
         .bind(id.to_string())
-        .fetch_optional(p)
+        .fetch_optional(c)
         .await)?;
     row.map(Plan::try_from).transpose()
 }
 
 /// One page of the tenant's plans, oldest first, and the total.
 pub async fn list(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     tenant_id: &str,
     limit: u32,
     offset: u64,
 ) -> StoreResult<(Vec<Plan>, u64)> {
+    let mut conn = conn.into();
     let offset = i64::try_from(offset).unwrap_or(i64::MAX);
-    let (total, rows): (i64, Vec<PlanRow>) = on_pool!(db, p => {
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM plans WHERE tenant_id = $1")
-            .bind(tenant_id)
-            .fetch_one(p)
-            .await?;
-        let rows = sqlx::query_as(
-            "SELECT id, tenant_id, name, compatibility_zones, created_at FROM plans \
-             WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3")
-            .bind(tenant_id)
-            .bind(i64::from(limit))
-            .bind(offset)
-            .fetch_all(p)
-            .await?;
-        (total, rows)
-    });
+    let total: i64 = on_conn!(conn, c => sqlx::query_scalar(
+        "SELECT count(*) FROM plans WHERE tenant_id = $1")
+        .bind(tenant_id)
+        .fetch_one(c)
+        .await)?;
+    let rows: Vec<PlanRow> = on_conn!(conn, c => sqlx::query_as(
+        "SELECT id, tenant_id, name, compatibility_zones, created_at FROM plans \
+         WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3")
+        .bind(tenant_id)
+        .bind(i64::from(limit))
+        .bind(offset)
+        .fetch_all(c)
+        .await)?;
     let plans = rows
         .into_iter()
         .map(Plan::try_from)

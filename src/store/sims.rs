@@ -704,16 +704,13 @@ pub struct SyncClaim {
 /// Replicas claim disjoint sets (PostgreSQL `SKIP LOCKED`; SQLite's single writer), so each
 /// SIM is synced by one of them per round.
 pub async fn claim_due(db: &Db, now: i64, next: i64, limit: i64) -> StoreResult<Vec<SyncClaim>> {
-    let skip = match db.dialect() {
-        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        Dialect::Sqlite => "",
-    };
-    let sql = sqlx::AssertSqlSafe(format!(
-        "UPDATE sims SET sync_due_at = $2 WHERE id IN (SELECT id FROM sims \
-         WHERE sync_due_at <= $1 AND deleted_at IS NULL ORDER BY sync_due_at, id LIMIT $3{skip}) \
-         RETURNING id, tenant_id, iccid"
-    ));
     let mut tx = db.begin().await?;
+    let sql = sqlx::AssertSqlSafe(tx.claim_batch(
+        "SELECT id FROM sims WHERE sync_due_at <= $1 AND deleted_at IS NULL \
+         ORDER BY sync_due_at, id LIMIT $3",
+        "UPDATE sims SET sync_due_at = $2 FROM picked WHERE id = picked.pick \
+         RETURNING id, tenant_id, iccid",
+    ));
     let claimed = on_tx!(&mut tx, c => sqlx::query_as(sql).bind(now).bind(next).bind(limit).fetch_all(&mut *c).await)?;
     tx.commit().await?;
     Ok(claimed)

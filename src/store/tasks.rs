@@ -2,7 +2,7 @@
 
 use sqlx::types::Json;
 
-use super::{Db, StoreResult, Tx, on_pool, on_tx};
+use super::{Conn, Db, StoreResult, Tx, on_conn, on_pool, on_tx};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TaskRow {
@@ -51,11 +51,16 @@ pub async fn insert(tx: &mut Tx, task: &TaskRow) -> StoreResult<()> {
 }
 
 /// A tenant's task; another tenant's is `None`.
-pub async fn get(db: &Db, tenant: &str, id: &str) -> StoreResult<Option<TaskRow>> {
+pub async fn get(
+    conn: impl Into<Conn<'_>>,
+    tenant: &str,
+    id: &str,
+) -> StoreResult<Option<TaskRow>> {
+    let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tasks WHERE tenant_id = $1 AND id = $2"
     ));
-    Ok(on_pool!(db, p => sqlx::query_as(sql).bind(tenant).bind(id).fetch_optional(p).await)?)
+    Ok(on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).bind(id).fetch_optional(c).await)?)
 }
 
 /// Takes the lease of the oldest unfinished task of `kind` whose lease is free or expired.
@@ -205,10 +210,11 @@ pub async fn insert_items(tx: &mut Tx, items: &[ItemRow]) -> StoreResult<()> {
 
 /// The oldest unfinished task of one of `kinds` with items nobody holds a live lease on.
 pub async fn with_claimable_items(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     kinds: &[&str],
     now: i64,
 ) -> StoreResult<Option<TaskRow>> {
+    let mut conn = conn.into();
     let mut b = super::SqlBuilder::default();
     b.push("SELECT ")
         .push(COLUMNS)
@@ -226,12 +232,18 @@ pub async fn with_claimable_items(
     .bind(super::Bind::Int(now))
     .push(")) ORDER BY t.created_at LIMIT 1");
     let sql = sqlx::AssertSqlSafe(b.sql);
-    Ok(on_pool!(db, p => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_optional(p).await)?)
+    Ok(
+        on_conn!(conn, c => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_optional(c).await)?,
+    )
 }
 
 /// Unfinished tasks of `kinds` with no pending item left (their last worker stopped between
 /// its last batch and finishing the task).
-pub async fn without_pending(db: &Db, kinds: &[&str]) -> StoreResult<Vec<String>> {
+pub async fn without_pending(
+    conn: impl Into<Conn<'_>>,
+    kinds: &[&str],
+) -> StoreResult<Vec<String>> {
+    let mut conn = conn.into();
     let mut b = super::SqlBuilder::default();
     b.push("SELECT t.id FROM tasks t WHERE t.status IN ('pending', 'running') AND t.type IN (");
     for (i, kind) in kinds.iter().enumerate() {
@@ -245,7 +257,7 @@ pub async fn without_pending(db: &Db, kinds: &[&str]) -> StoreResult<Vec<String>
          ORDER BY t.created_at LIMIT 100",
     );
     let sql = sqlx::AssertSqlSafe(b.sql);
-    Ok(on_pool!(db, p => super::bind_all!(sqlx::query_scalar(sql), &b.binds).fetch_all(p).await)?)
+    Ok(on_conn!(conn, c => super::bind_all!(sqlx::query_scalar(sql), &b.binds).fetch_all(c).await)?)
 }
 
 /// Leases up to `limit` pending items of a task to `owner` until `until`, oldest first,
@@ -260,15 +272,13 @@ pub async fn claim_items(
     limit: i64,
 ) -> StoreResult<Vec<ItemRow>> {
     let mut tx = db.begin().await?;
-    let skip = match tx.dialect() {
-        super::Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        super::Dialect::Sqlite => "",
-    };
-    let sql = sqlx::AssertSqlSafe(format!(
-        "UPDATE task_items SET lease_owner = $1, lease_until = $2 WHERE task_id = $3 AND seq IN \
-         (SELECT seq FROM task_items WHERE task_id = $3 AND status = 'pending' \
-          AND (lease_until IS NULL OR lease_until < $4) ORDER BY seq LIMIT $5{skip}) \
-         RETURNING {ITEM_COLUMNS}"
+    let sql = sqlx::AssertSqlSafe(tx.claim_batch(
+        "SELECT seq FROM task_items WHERE task_id = $3 AND status = 'pending' \
+         AND (lease_until IS NULL OR lease_until < $4) ORDER BY seq LIMIT $5",
+        &format!(
+            "UPDATE task_items SET lease_owner = $1, lease_until = $2 FROM picked \
+             WHERE task_id = $3 AND seq = picked.pick RETURNING {ITEM_COLUMNS}"
+        ),
     ));
     let mut rows: Vec<ItemRow> = on_tx!(&mut tx, c => sqlx::query_as(sql)
         .bind(owner)
@@ -411,12 +421,13 @@ pub async fn complete(tx: &mut Tx, id: &str, status: &str, now: i64) -> StoreRes
 
 /// A page of a task's items in request order, optionally of one status, and how many match.
 pub async fn items(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     task_id: &str,
     status: Option<&str>,
     offset: i64,
     limit: i64,
 ) -> StoreResult<(Vec<ItemRow>, i64)> {
+    let mut conn = conn.into();
     let filter = if status.is_some() {
         " AND status = $2"
     } else {
@@ -429,17 +440,17 @@ pub async fn items(
     let count_sql = sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM task_items WHERE task_id = $1{filter}"
     ));
-    let rows = on_pool!(db, p => sqlx::query_as(page_sql)
+    let rows = on_conn!(conn, c => sqlx::query_as(page_sql)
         .bind(task_id)
         .bind(status)
         .bind(limit)
         .bind(offset)
-        .fetch_all(p)
+        .fetch_all(c)
         .await)?;
-    let total = on_pool!(db, p => sqlx::query_scalar(count_sql)
+    let total = on_conn!(conn, c => sqlx::query_scalar(count_sql)
         .bind(task_id)
         .bind(status)
-        .fetch_one(p)
+        .fetch_one(c)
         .await)?;
     Ok((rows, total))
 }

@@ -1,6 +1,6 @@
 //! Tenants.
 
-use super::{Db, StoreError, StoreResult, Tx, on_pool, on_tx};
+use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
 
 /// Creates a tenant; an existing one is [`StoreError::Conflict`].
 pub async fn create(tx: &mut Tx, id: &str, now: i64) -> StoreResult<()> {
@@ -14,10 +14,11 @@ pub async fn create(tx: &mut Tx, id: &str, now: i64) -> StoreResult<()> {
     Ok(())
 }
 
-pub async fn exists(db: &Db, id: &str) -> StoreResult<bool> {
-    let n: i64 = on_pool!(db, p => sqlx::query_scalar("SELECT count(*) FROM tenants WHERE id = $1")
+pub async fn exists(conn: impl Into<Conn<'_>>, id: &str) -> StoreResult<bool> {
+    let mut conn = conn.into();
+    let n: i64 = on_conn!(conn, c => sqlx::query_scalar("SELECT count(*) FROM tenants WHERE id = $1")
         .bind(id)
-        .fetch_one(p)
+        .fetch_one(c)
         .await)?;
     Ok(n > 0)
 }

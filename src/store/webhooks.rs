@@ -5,7 +5,7 @@
 //! delivery path included, so a swapped URL never receives a tenant's events.
 
 use super::lifecycle::EventRow;
-use super::{Db, Dialect, StoreResult, Tx, on_pool, on_tx};
+use super::{Conn, Db, StoreResult, Tx, on_conn, on_tx};
 use crate::vault::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -86,12 +86,17 @@ pub async fn insert(tx: &mut Tx, integrity: &IntegrityKey, w: &WebhookRow) -> St
 }
 
 /// The tenant's webhooks, oldest first.
-pub async fn list(db: &Db, integrity: &IntegrityKey, tenant: &str) -> StoreResult<Vec<WebhookRow>> {
+pub async fn list(
+    conn: impl Into<Conn<'_>>,
+    integrity: &IntegrityKey,
+    tenant: &str,
+) -> StoreResult<Vec<WebhookRow>> {
+    let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 ORDER BY created_at, id"
     ));
     let rows: Vec<StoredWebhook> =
-        on_pool!(db, p => sqlx::query_as(sql).bind(tenant).fetch_all(p).await)?;
+        on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).fetch_all(c).await)?;
     Ok(rows
         .into_iter()
         .map(|r| r.checked(integrity))
@@ -99,16 +104,17 @@ pub async fn list(db: &Db, integrity: &IntegrityKey, tenant: &str) -> StoreResul
 }
 
 pub async fn get(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &str,
     id: &str,
 ) -> StoreResult<Option<WebhookRow>> {
+    let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 AND id = $2"
     ));
     let row: Option<StoredWebhook> =
-        on_pool!(db, p => sqlx::query_as(sql).bind(tenant).bind(id).fetch_optional(p).await)?;
+        on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).bind(id).fetch_optional(c).await)?;
     Ok(row.map(|r| r.checked(integrity)).transpose()?)
 }
 
@@ -132,21 +138,23 @@ pub async fn delete(tx: &mut Tx, tenant: &str, id: &str) -> StoreResult<bool> {
 
 /// Whether any event waits to be fanned out, read without taking a write lock (SQLite has
 /// one writer: idle workers must not queue for it every poll).
-pub async fn any_undispatched(db: &Db) -> StoreResult<bool> {
-    let found: Option<String> = on_pool!(db, p => sqlx::query_scalar(
+pub async fn any_undispatched(conn: impl Into<Conn<'_>>) -> StoreResult<bool> {
+    let mut conn = conn.into();
+    let found: Option<String> = on_conn!(conn, c => sqlx::query_scalar(
         "SELECT id FROM domain_events WHERE dispatched = 0 LIMIT 1")
-        .fetch_optional(p)
+        .fetch_optional(c)
         .await)?;
     Ok(found.is_some())
 }
 
 /// Whether any delivery is due, read without taking a write lock.
-pub async fn any_due(db: &Db, now: i64) -> StoreResult<bool> {
-    let found: Option<String> = on_pool!(db, p => sqlx::query_scalar(
+pub async fn any_due(conn: impl Into<Conn<'_>>, now: i64) -> StoreResult<bool> {
+    let mut conn = conn.into();
+    let found: Option<String> = on_conn!(conn, c => sqlx::query_scalar(
         "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
          AND (lease_until IS NULL OR lease_until < $1) LIMIT 1")
         .bind(now)
-        .fetch_optional(p)
+        .fetch_optional(c)
         .await)?;
     Ok(found.is_some())
 }
@@ -154,10 +162,7 @@ pub async fn any_due(db: &Db, now: i64) -> StoreResult<bool> {
 /// Up to `limit` outbox events not yet fanned out, oldest first, locked until `tx` ends
 /// (PostgreSQL skips events another replica is fanning out).
 pub async fn undispatched(tx: &mut Tx, limit: i64) -> StoreResult<Vec<EventRow>> {
-    let lock = match tx.dialect() {
-        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        Dialect::Sqlite => "",
-    };
+    let lock = tx.skip_locked();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT id, tenant_id, event_type, sim_id, payload, occurred_at FROM domain_events \
          WHERE dispatched = 0 ORDER BY occurred_at LIMIT $1{lock}"
@@ -168,7 +173,7 @@ pub async fn undispatched(tx: &mut Tx, limit: i64) -> StoreResult<Vec<EventRow>>
 /// Every webhook of these tenants: those whose rows check, and the failures of those that
 /// do not (which get no deliveries; the caller reports them).
 pub async fn of_tenants(
-    tx: &mut Tx,
+    conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenants: &[&str],
 ) -> StoreResult<(Vec<WebhookRow>, Vec<IntegrityFailure>)> {
@@ -187,8 +192,9 @@ pub async fn of_tenants(
     }
     b.push(")");
     let sql = sqlx::AssertSqlSafe(b.sql);
-    let rows: Vec<StoredWebhook> = on_tx!(tx, c => super::bind_all!(sqlx::query_as(sql), &b.binds)
-        .fetch_all(&mut *c)
+    let mut conn = conn.into();
+    let rows: Vec<StoredWebhook> = on_conn!(conn, c => super::bind_all!(sqlx::query_as(sql), &b.binds)
+        .fetch_all(c)
         .await)?;
     let (mut good, mut bad) = (Vec::new(), Vec::new());
     for r in rows {
@@ -338,20 +344,18 @@ pub async fn claim_due(
         return Ok(Vec::new());
     }
     let mut tx = db.begin().await?;
-    let skip = match tx.dialect() {
-        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        Dialect::Sqlite => "",
-    };
     // Placeholders only: the ids are bound.
     let not_busy: String = (0..busy.len())
         .map(|i| format!(" AND webhook_id <> ${}", i + 5))
         .collect();
-    let claim = sqlx::AssertSqlSafe(format!(
-        "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 WHERE id IN \
-         (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
-          AND (lease_until IS NULL OR lease_until < $3){not_busy} \
-          ORDER BY next_attempt_at LIMIT $4{skip}) \
-         RETURNING id"
+    let claim = sqlx::AssertSqlSafe(tx.claim_batch(
+        &format!(
+            "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
+             AND (lease_until IS NULL OR lease_until < $3){not_busy} \
+             ORDER BY next_attempt_at LIMIT $4"
+        ),
+        "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 FROM picked \
+         WHERE id = picked.pick RETURNING id",
     ));
     let ids: Vec<String> = on_tx!(&mut tx, c => busy.iter().fold(
         sqlx::query_scalar(claim)
@@ -480,24 +484,25 @@ pub struct DeliveryRow {
 
 /// A page of a webhook's deliveries, newest first, and how many it has.
 pub async fn deliveries(
-    db: &Db,
+    conn: impl Into<Conn<'_>>,
     webhook_id: &str,
     limit: i64,
     offset: i64,
 ) -> StoreResult<(Vec<DeliveryRow>, i64)> {
-    let rows = on_pool!(db, p => sqlx::query_as(
+    let mut conn = conn.into();
+    let rows = on_conn!(conn, c => sqlx::query_as(
         "SELECT id, event_id, event_type, status, attempts, last_status, last_error, \
          next_attempt_at, created_at, updated_at, delivered_at FROM webhook_deliveries \
          WHERE webhook_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3")
         .bind(webhook_id)
         .bind(limit)
         .bind(offset)
-        .fetch_all(p)
+        .fetch_all(c)
         .await)?;
-    let total = on_pool!(db, p => sqlx::query_scalar(
+    let total = on_conn!(conn, c => sqlx::query_scalar(
         "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1")
         .bind(webhook_id)
-        .fetch_one(p)
+        .fetch_one(c)
         .await)?;
     Ok((rows, total))
 }

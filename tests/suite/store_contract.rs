@@ -1,4 +1,6 @@
 //! The storage contract: the same behaviour from every store, each test on a fresh database.
+//! This file holds the SIM, plan and identity repositories and the helpers the other
+//! `store_*` files share.
 
 use std::collections::BTreeSet;
 
@@ -10,19 +12,19 @@ use simvault::store::{StoreError, identities, plans, tenants};
 use crate::helpers::{Store, TestDb, both_stores, iccid, raw_sql};
 
 /// A row-integrity key of its own: these tests use the store without a vault.
-fn test_key() -> std::sync::Arc<simvault::vault::IntegrityKey> {
+pub(crate) fn test_key() -> std::sync::Arc<simvault::vault::IntegrityKey> {
     std::sync::Arc::new(
         simvault::vault::IntegrityKey::derive(&simvault::vault::new_key().unwrap()).unwrap(),
     )
 }
 
-async fn create_tenant(db: &simvault::store::Db, id: &str) -> Result<(), StoreError> {
+pub(crate) async fn create_tenant(db: &simvault::store::Db, id: &str) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     tenants::create(&mut tx, id, 1).await?;
     tx.commit().await
 }
 
-fn sim(tenant: &str, n: u64) -> Sim {
+pub(crate) fn sim(tenant: &str, n: u64) -> Sim {
     Sim {
         id: uuid::Uuid::new_v4(),
         tenant_id: tenant.into(),
@@ -364,3 +366,125 @@ async fn sim_reads_check_the_row_mac(store: Store) {
     refused(repo::get(db, &key, "a", &by_id).await.map(|_| ()));
 }
 both_stores!(sim_row_macs, sim_reads_check_the_row_mac);
+
+/// Links: one per SIM and one per name in a tenant (refused by the unique constraints, not
+/// by a racy check), read only by their tenant.
+async fn links_are_unique_and_tenant_scoped(store: Store) {
+    use simvault::domain::Link;
+    use simvault::store::links::{self, Refused};
+    let t = TestDb::new(store).await;
+    let db = &t.db;
+    let key = test_key();
+    create_tenant(db, "a").await.unwrap();
+    create_tenant(db, "b").await.unwrap();
+    let (s1, s2) = (sim("a", 21), sim("a", 22));
+    let mut tx = db.begin().await.unwrap();
+    repo::insert(&mut tx, &key, &s1).await.unwrap();
+    repo::insert(&mut tx, &key, &s2).await.unwrap();
+    tx.commit().await.unwrap();
+    let link = |sim_id, name: &str| Link {
+        id: uuid::Uuid::new_v4(),
+        tenant_id: "a".into(),
+        sim_id,
+        name: name.into(),
+        plan_ids: vec![uuid::Uuid::new_v4()],
+        task_id: None,
+        created_at: 3,
+    };
+    let first = link(s1.id, "n_1");
+    let mut tx = db.begin().await.unwrap();
+    assert_eq!(links::insert(&mut tx, &key, &first).await.unwrap(), Ok(()));
+    assert_eq!(
+        links::insert(&mut tx, &key, &link(s1.id, "n_2"))
+            .await
+            .unwrap(),
+        Err(Refused::SimLinked)
+    );
+    assert_eq!(
+        links::insert(&mut tx, &key, &link(s2.id, "n_1"))
+            .await
+            .unwrap(),
+        Err(Refused::NameTaken)
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(
+        links::get(db, &key, "a", first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(links::get(db, &key, "b", first.id).await.unwrap(), None);
+    let ids = [s1.id.to_string(), s2.id.to_string()];
+    assert_eq!(
+        links::for_sims(db, &key, "a", &ids).await.unwrap(),
+        std::slice::from_ref(&first)
+    );
+    assert!(
+        links::for_sims(db, &key, "b", &ids)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(links::list(db, &key, "a", None, 10, 0).await.unwrap().1, 1);
+    assert_eq!(
+        links::list(db, &key, "a", Some(&ids[1]), 10, 0)
+            .await
+            .unwrap()
+            .1,
+        0
+    );
+    assert_eq!(links::list(db, &key, "b", None, 10, 0).await.unwrap().1, 0);
+    // The SIM read with its link shows it.
+    let read = repo::get(db, &key, "a", &SimKey::Id(s1.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.link.map(|l| l.name).as_deref(), Some("n_1"));
+}
+both_stores!(link_contract, links_are_unique_and_tenant_scoped);
+
+/// Upstream sync claims: each due SIM to one claimer per round, at most a batch per claim,
+/// tombstones never; a rescheduled SIM waits for its time.
+async fn sync_claims(store: Store) {
+    let t = TestDb::new(store).await;
+    let db = &t.db;
+    let key = test_key();
+    create_tenant(db, "a").await.unwrap();
+    create_tenant(db, "b").await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    for n in 0..10 {
+        let s = sim(if n % 2 == 0 { "a" } else { "b" }, 30 + n);
+        repo::insert(&mut tx, &key, &s).await.unwrap();
+    }
+    let mut gone = sim("a", 50);
+    gone.deleted_at = Some(1);
+    repo::insert(&mut tx, &key, &gone).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let first = repo::claim_due(db, 100, 1_000, 4).await.unwrap();
+    assert_eq!(first.len(), 4, "one batch");
+    let (x, y) = tokio::join!(
+        repo::claim_due(db, 100, 1_000, 4),
+        repo::claim_due(db, 100, 1_000, 4)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    let ids = |v: &[repo::SyncClaim]| v.iter().map(|c| c.id.clone()).collect::<BTreeSet<_>>();
+    let rest = repo::claim_due(db, 100, 1_000, 100).await.unwrap();
+    let claimed: Vec<&repo::SyncClaim> = first.iter().chain(&x).chain(&y).chain(&rest).collect();
+    let distinct: BTreeSet<&str> = claimed.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!((claimed.len(), distinct.len()), (10, 10), "each SIM once");
+    assert!(!distinct.contains(gone.id.to_string().as_str()));
+    assert!(ids(&x).is_disjoint(&ids(&y)));
+    assert!(
+        repo::claim_due(db, 999, 2_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Due again at 1,000, except the one rescheduled to 5,000.
+    repo::reschedule_sync(db, &first[0].id, 5_000)
+        .await
+        .unwrap();
+    let round = repo::claim_due(db, 1_000, 2_000, 100).await.unwrap();
+    assert_eq!(round.len(), 9);
+    assert!(!ids(&round).contains(&first[0].id));
+}
+both_stores!(sync_claim_contract, sync_claims);

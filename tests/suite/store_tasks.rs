@@ -1,0 +1,320 @@
+//! The storage contract of background tasks: task leases, item claims, the still-held check
+//! and tenant filters, on every store, each test on a fresh database.
+
+use std::collections::BTreeSet;
+
+use simvault::store::Db;
+use simvault::store::tasks::{self, ItemRow, Outcome, TaskRow};
+
+use crate::helpers::{Store, TestDb, both_stores};
+use crate::store_contract::create_tenant;
+
+const KIND: &str = "contract";
+
+fn task(id: &str, tenant: &str, created_at: i64) -> TaskRow {
+    TaskRow {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        kind: KIND.into(),
+        status: "pending".into(),
+        params: sqlx::types::Json(serde_json::json!({"p": 1})),
+        total_items: 0,
+        completed_items: 0,
+        failed_items: 0,
+        error: None,
+        created_at,
+        updated_at: created_at,
+        kek_version: None,
+        wrapped_key: None,
+    }
+}
+
+fn item(task_id: &str, seq: i64) -> ItemRow {
+    ItemRow {
+        task_id: task_id.into(),
+        seq,
+        line: Some(seq + 1),
+        status: "pending".into(),
+        input: Some(vec![1, 2, 3]),
+        sim_id: None,
+        result: None,
+        error: None,
+    }
+}
+
+async fn insert(db: &Db, t: &TaskRow, items: &[ItemRow]) {
+    let mut tx = db.begin().await.unwrap();
+    tasks::insert(&mut tx, t).await.unwrap();
+    tasks::insert_items(&mut tx, items).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// A task's lease: one claimer at a time, re-claimable once expired, extended and ended
+/// only by its holder.
+async fn task_leases(store: Store) {
+    let t = TestDb::new(store).await;
+    let db = &t.db;
+    create_tenant(db, "a").await.unwrap();
+    insert(db, &task("t1", "a", 10), &[]).await;
+
+    // Two claimers at once: exactly one gets the lease.
+    let (x, y) = tokio::join!(
+        tasks::claim(db, KIND, "w1", 100, 200),
+        tasks::claim(db, KIND, "w2", 100, 200)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(
+        usize::from(x.is_some()) + usize::from(y.is_some()),
+        1,
+        "one claimer wins"
+    );
+    let (holder, other) = if x.is_some() {
+        ("w1", "w2")
+    } else {
+        ("w2", "w1")
+    };
+    let claimed = x.or(y).unwrap();
+    assert_eq!(
+        (claimed.id.as_str(), claimed.status.as_str()),
+        ("t1", "running")
+    );
+    assert_eq!(claimed.params.0, serde_json::json!({"p": 1}));
+    // While the lease runs, nobody else takes it, and only its holder records progress.
+    assert_eq!(tasks::claim(db, KIND, other, 150, 250).await.unwrap(), None);
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        !tasks::progress(&mut tx, "t1", other, 1, 0, 150, 300)
+            .await
+            .unwrap()
+    );
+    assert!(
+        tasks::progress(&mut tx, "t1", holder, 2, 1, 150, 300)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    // The extended lease holds at 250; expired at 301, the other claimer takes it over.
+    assert_eq!(tasks::claim(db, KIND, other, 250, 400).await.unwrap(), None);
+    let again = tasks::claim(db, KIND, other, 301, 400)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.completed_items, again.failed_items), (2, 1));
+    // The old holder lost it: it can neither progress nor finish the task.
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        !tasks::progress(&mut tx, "t1", holder, 1, 0, 302, 500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tasks::finish(&mut tx, "t1", holder, "completed", None, 302)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    // Released early, it is claimable at once, before the lease would have run out.
+    tasks::release(db, "t1", holder).await.unwrap();
+    assert_eq!(
+        tasks::claim(db, KIND, holder, 303, 500).await.unwrap(),
+        None
+    );
+    tasks::release(db, "t1", other).await.unwrap();
+    let third = tasks::claim(db, KIND, holder, 303, 500)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.id, "t1");
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        tasks::finish(&mut tx, "t1", holder, "failed", Some("boom"), 304)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    // A finished task is never claimed again.
+    assert_eq!(
+        tasks::claim(db, KIND, other, 10_000, 20_000).await.unwrap(),
+        None
+    );
+    let done = tasks::get(db, "a", "t1").await.unwrap().unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.error.as_deref()),
+        ("failed", Some("boom"))
+    );
+}
+both_stores!(task_lease_contract, task_leases);
+
+/// Items are claimed in disjoint batches, re-claimable when their lease expires; the
+/// still-held check names only the caller's live items; outcomes clear input and lease.
+async fn item_claims(store: Store) {
+    let t = TestDb::new(store).await;
+    let db = &t.db;
+    create_tenant(db, "a").await.unwrap();
+    let items: Vec<ItemRow> = (1..=10).map(|seq| item("t1", seq)).collect();
+    insert(db, &task("t1", "a", 10), &items).await;
+
+    let found = tasks::with_claimable_items(db, &[KIND], 100).await.unwrap();
+    assert_eq!(found.map(|t| t.id).as_deref(), Some("t1"));
+    assert_eq!(
+        tasks::with_claimable_items(db, &["other-kind"], 100)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let (x, y) = tokio::join!(
+        tasks::claim_items(db, "t1", "w1", 100, 200, 4),
+        tasks::claim_items(db, "t1", "w2", 100, 200, 4)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    // (PostgreSQL may give a racing claimer fewer than it asked for, never a taken item.)
+    assert!(
+        x.len() <= 4 && y.len() <= 4 && x.len() + y.len() >= 4,
+        "{} {}",
+        x.len(),
+        y.len()
+    );
+    let seqs = |v: &[ItemRow]| v.iter().map(|i| i.seq).collect::<BTreeSet<_>>();
+    assert!(seqs(&x).is_disjoint(&seqs(&y)), "no item is claimed twice");
+    assert!(x.windows(2).all(|w| w[0].seq < w[1].seq), "in order");
+    assert!(
+        x.iter()
+            .chain(&y)
+            .all(|i| i.input.as_deref() == Some(&[1u8, 2, 3][..]))
+    );
+    // The rest go to a third claimer; then nothing is left until the leases expire.
+    let z = tasks::claim_items(db, "t1", "w3", 100, 200, 10)
+        .await
+        .unwrap();
+    assert!(seqs(&z).is_disjoint(&seqs(&x)) && seqs(&z).is_disjoint(&seqs(&y)));
+    assert_eq!(x.len() + y.len() + z.len(), 10);
+    assert!(
+        tasks::claim_items(db, "t1", "w4", 150, 250, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        tasks::with_claimable_items(db, &[KIND], 150).await.unwrap(),
+        None
+    );
+
+    // w1's lease ran out and w4 took its items over: w1 holds none of them any more.
+    let w4 = tasks::claim_items(db, "t1", "w4", 201, 300, 10)
+        .await
+        .unwrap();
+    assert_eq!(w4.len(), 10, "every expired item is claimable");
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        tasks::still_held(&mut tx, "t1", "w1", &x)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let held = tasks::still_held(&mut tx, "t1", "w4", &w4).await.unwrap();
+    assert_eq!(held.len(), 10);
+    let outcomes: Vec<Outcome> = w4
+        .iter()
+        .map(|i| Outcome {
+            seq: i.seq,
+            succeeded: i.seq % 2 == 0,
+            sim_id: None,
+            result: Some("{}".into()),
+            error: (i.seq % 2 == 1).then(|| "bad".into()),
+        })
+        .collect();
+    tasks::record_outcomes(&mut tx, "t1", &outcomes, 250)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // Nothing pending is left: the task is found for finishing, and its items read back.
+    assert_eq!(
+        tasks::without_pending(db, &[KIND]).await.unwrap(),
+        ["t1".to_owned()]
+    );
+    let mut tx = db.begin().await.unwrap();
+    let done = tasks::lock_if_done(&mut tx, "t1").await.unwrap().unwrap();
+    assert_eq!((done.completed_items, done.failed_items), (5, 5));
+    tasks::complete(&mut tx, "t1", "completed", 260)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    assert_eq!(tasks::lock_if_done(&mut tx, "t1").await.unwrap(), None);
+    drop(tx);
+    let (failed, total) = tasks::items(db, "t1", Some("failed"), 0, 100)
+        .await
+        .unwrap();
+    assert_eq!((failed.len(), total), (5, 5));
+    assert!(
+        failed
+            .iter()
+            .all(|i| i.input.is_none() && i.error.as_deref() == Some("bad"))
+    );
+    let (page, total) = tasks::items(db, "t1", None, 8, 5).await.unwrap();
+    assert_eq!((page.len(), total), (2, 10));
+    assert_eq!(page[0].seq, 9);
+}
+both_stores!(item_claim_contract, item_claims);
+
+/// A tenant's task is never returned to another tenant.
+async fn tasks_are_tenant_scoped(store: Store) {
+    let t = TestDb::new(store).await;
+    let db = &t.db;
+    create_tenant(db, "a").await.unwrap();
+    create_tenant(db, "b").await.unwrap();
+    insert(db, &task("ta", "a", 1), &[]).await;
+    assert_eq!(
+        tasks::get(db, "a", "ta")
+            .await
+            .unwrap()
+            .map(|t| t.id)
+            .as_deref(),
+        Some("ta")
+    );
+    assert_eq!(tasks::get(db, "b", "ta").await.unwrap(), None);
+    // Read inside a transaction, a task inserted there is seen by its tenant only.
+    let mut tx = db.begin().await.unwrap();
+    tasks::insert(&mut tx, &task("tb", "b", 2)).await.unwrap();
+    assert!(tasks::get(&mut tx, "b", "tb").await.unwrap().is_some());
+    assert_eq!(tasks::get(&mut tx, "a", "tb").await.unwrap(), None);
+    drop(tx);
+    assert_eq!(
+        tasks::get(db, "b", "tb").await.unwrap(),
+        None,
+        "rolled back"
+    );
+    // A task of a tenant that does not exist is refused.
+    let mut tx = db.begin().await.unwrap();
+    assert!(
+        tasks::insert(&mut tx, &task("tz", "nope", 3))
+            .await
+            .is_err()
+    );
+}
+both_stores!(task_tenant_contract, tasks_are_tenant_scoped);
+
+/// A claim leases at most the batch it asks for (PostgreSQL once leased every pending item).
+async fn item_claims_take_one_batch(store: Store) {
+    let t = TestDb::new(store).await;
+    let db = &t.db;
+    create_tenant(db, "a").await.unwrap();
+    let items: Vec<ItemRow> = (1..=10).map(|seq| item("t1", seq)).collect();
+    insert(db, &task("t1", "a", 10), &items).await;
+    let seqs = |v: Vec<ItemRow>| v.into_iter().map(|i| i.seq).collect::<Vec<_>>();
+    let first = tasks::claim_items(db, "t1", "w1", 100, 200, 4)
+        .await
+        .unwrap();
+    assert_eq!(seqs(first), [1, 2, 3, 4]);
+    let second = tasks::claim_items(db, "t1", "w2", 100, 200, 4)
+        .await
+        .unwrap();
+    assert_eq!(seqs(second), [5, 6, 7, 8]);
+    let third = tasks::claim_items(db, "t1", "w3", 100, 200, 4)
+        .await
+        .unwrap();
+    assert_eq!(seqs(third), [9, 10]);
+}
+both_stores!(item_batch_contract, item_claims_take_one_batch);
