@@ -6,6 +6,7 @@
 //! The service layer owns transactions ([`Db::begin`]). This module knows nothing of HTTP.
 
 pub mod audit;
+mod domain_rows;
 pub mod files;
 pub mod identities;
 pub mod keys;
