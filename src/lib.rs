@@ -1,8 +1,9 @@
 //! simvault: a hardened SIM credential vault.
 //!
-//! Layers, one way only: `api → service → {policy, store} → domain`. `auth` turns a TLS client
-//! certificate or a bearer JWT into a `Principal`; `server` is the TLS accept loop; `startup`
-//! wires it all together; `cli` is the command line (`import_file` reads its vendor files).
+//! Layers, one way only: `api → service → {policy, store, audit, adapters} → domain`. `auth`
+//! turns a TLS client certificate or a bearer JWT into a `Principal`; `server` is the TLS
+//! accept loop; `startup` wires it all together; `cli` is the command line (`import_file`
+//! reads its vendor files).
 //! `adapters` speak to the outside systems (the carrier's platform, webhook receivers);
 //! `audit` is the audit log's room (records, chain, checkpoints, writer, export).
 //!

@@ -12,7 +12,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::Caller;
 use crate::service::Readiness;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -27,7 +27,7 @@ pub(super) struct Event<'a> {
 
 impl<'a> Event<'a> {
     /// An allowed action on a SIM, with the policies that allowed it.
-    pub fn allowed(action: Action, sim: &'a Sim, decision: Decision) -> Self {
+    pub(super) fn allowed(action: Action, sim: &'a Sim, decision: Decision) -> Self {
         Self {
             action,
             sim: Some(sim),
@@ -40,7 +40,7 @@ impl<'a> Event<'a> {
     }
 
     /// Something done to the tenant as a whole (no SIM), with its outcome and reason.
-    pub fn tenant_wide(
+    pub(super) fn tenant_wide(
         action: Action,
         outcome: &'a str,
         reason: Option<&'a str>,
@@ -57,7 +57,7 @@ impl<'a> Event<'a> {
         }
     }
 
-    pub fn with_fields(self, fields: &'a [SecretField]) -> Self {
+    pub(super) fn with_fields(self, fields: &'a [SecretField]) -> Self {
         Self { fields, ..self }
     }
 }
