@@ -1,10 +1,17 @@
 //! simvault: a hardened SIM credential vault.
 //!
-//! Layers, one way only: `api → service → {policy, store} → domain`. `auth` turns a TLS client
-//! certificate or a bearer JWT into a `Principal`; `server` is the TLS accept loop; `startup`
-//! wires it all together; `cli` is the command line (`import_file` reads its vendor files).
+//! Layers, one way only: `api → service → {policy, store, audit, adapters} → domain`. `auth`
+//! turns a TLS client certificate or a bearer JWT into a `Principal`; `server` is the TLS
+//! accept loop; `startup` wires it all together; `cli` is the command line (`import_file`
+//! reads its vendor files).
+//! `adapters` speak to the outside systems (the carrier's platform, webhook receivers);
+//! `audit` is the audit log's room (records, chain, checkpoints, writer, export).
+//!
+//! `store` and `vault` are the crate's own: the HTTP layer reaches them only through the use
+//! cases (`tests/architecture.rs` holds the line for names the compiler cannot see).
 #![forbid(unsafe_code)]
 
+pub mod adapters;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -18,7 +25,26 @@ pub mod policy;
 pub mod server;
 pub mod service;
 pub mod startup;
-pub mod store;
 pub mod telemetry;
-pub mod upstream;
+
+/// The carrier connector, at its old path.
+pub use adapters::upstream;
+
+/// The store, public only with the feature `internals`: the crate's own tests, benches and
+/// examples turn it on (through the self dev-dependency in `Cargo.toml`); the release binary
+/// is built without it, so nothing outside the crate sees the store.
+#[cfg(feature = "internals")]
+pub mod store;
+// Without `internals` its `pub` items are crate-visible only, by design, and the few that only
+// the tests call are unused.
+#[cfg(not(feature = "internals"))]
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod store;
+
+/// The vault, public only with the feature `internals` (see [`store`]).
+#[cfg(feature = "internals")]
 pub mod vault;
+// Without `internals` its `pub` items are crate-visible only, by design.
+#[cfg(not(feature = "internals"))]
+#[allow(unreachable_pub)]
+pub(crate) mod vault;

@@ -14,7 +14,7 @@ use crate::auth::{Authenticator, JwtVerifier};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::Config;
 use crate::policy::{Policy, PolicyHandle};
-use crate::service::{Services, Settings};
+use crate::service::Services;
 use crate::store::{Db, keys};
 use crate::vault::Keyring;
 
@@ -92,49 +92,14 @@ pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
     .context("loading the policies")
 }
 
+/// The use cases over an open store and vault (see [`Services::new`]).
 pub fn services(
     config: &Config,
     db: Db,
     clock: SharedClock,
     keyring: Arc<Keyring>,
 ) -> anyhow::Result<Services> {
-    let db_for_audit = db.clone();
-    let signer = crate::audit::Signer::from_file(&config.audit.signing_key).with_context(|| {
-        format!(
-            "the audit checkpoint key is missing or unreadable: `simvault init` makes it ({})",
-            config.audit.signing_key.display()
-        )
-    })?;
-    Ok(Services {
-        audit_key: signer.verifier(),
-        pin_limiter: crate::service::pins::PinRateLimiter::new(config.pin_ops_per_minute),
-        refusals: Arc::new(crate::service::refusals::RefusalLedger::new(
-            config.refusals,
-        )),
-        upstream: match &config.upstream {
-            Some(settings) => Some(Arc::new(
-                crate::upstream::HttpConnector::new(settings)
-                    .context("setting up the upstream connector")?,
-            )),
-            None => None,
-        },
-        audit_signer: Some(Arc::new(signer)),
-        db,
-        policy: PolicyHandle::new(load_policy(config)?),
-        clock,
-        settings: Settings {
-            iccid_luhn: config.iccid_luhn,
-            webhooks: config.webhooks,
-            metrics_platform_tenant: config.metrics_platform_tenant.clone(),
-        },
-        keyring,
-        tasks_ready: Arc::new(tokio::sync::Notify::new()),
-        audit_writer: {
-            let (queue, records) = tokio::sync::mpsc::channel(4096);
-            tokio::spawn(crate::service::audit::writer(db_for_audit, records));
-            queue
-        },
-    })
+    Services::new(config, db, clock, keyring)
 }
 
 /// A running server.
@@ -190,7 +155,7 @@ impl Application {
             db.clone(),
             jwt,
             clock,
-            services.keyring.integrity()?,
+            services.integrity_key()?,
             config.identity_cache,
         ));
         let state = AppState {
@@ -249,7 +214,7 @@ impl Application {
             stop_workers,
             workers,
             db,
-            policy: services.policy.clone(),
+            policy: services.policy_handle(),
             tls,
             config: config.clone(),
             signals: None,

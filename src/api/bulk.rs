@@ -175,7 +175,7 @@ async fn import(
     let _permit = state.large_bodies.admit(&principal)?;
     super::large_body::check_announced(&headers, IMPORT_BODY_LIMIT_BYTES)?;
     let batch = grant.batch()?;
-    let luhn = state.services.settings.iccid_luhn;
+    let luhn = state.services.iccid_luhn();
     let batch = super::large_body::parse_streamed(body, IMPORT_BODY_LIMIT_BYTES, move |reader| {
         parse_import(reader, luhn, batch)
     })

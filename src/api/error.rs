@@ -43,7 +43,7 @@ pub enum ApiError {
     /// A stored row failed its integrity check: answered exactly like [`ApiError::Internal`],
     /// and reported by the request-context middleware once the handler is done.
     #[error("{0}")]
-    Integrity(crate::vault::IntegrityFailure),
+    Integrity(crate::domain::integrity::IntegrityFailure),
     #[error("wrong PIN")]
     WrongPin { remaining: i64 },
     #[error("wrong PUK")]
@@ -308,7 +308,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Upstream(e) => {
                 tracing::warn!(error = %e, "upstream refresh failed");
                 ApiError::UpstreamUnavailable {
-                    timed_out: e == crate::upstream::UpstreamError::Timeout,
+                    timed_out: e == crate::adapters::upstream::UpstreamError::Timeout,
                 }
             }
             ServiceError::ResyncFailed => ApiError::ResyncFailed,
@@ -349,8 +349,8 @@ mod tests {
             (ApiError::Unavailable, 503, "unavailable"),
             (ApiError::Internal("x".into()), 500, "internal-error"),
             (
-                ApiError::Integrity(crate::vault::IntegrityFailure {
-                    purpose: crate::vault::Purpose::Sim,
+                ApiError::Integrity(crate::domain::integrity::IntegrityFailure {
+                    purpose: crate::domain::integrity::Purpose::Sim,
                     row: "x".into(),
                 }),
                 500,

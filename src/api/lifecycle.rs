@@ -14,8 +14,8 @@ use super::AppState;
 use super::error::ApiResult;
 use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::sims::{SimRef, SimView};
+use crate::domain::audit::HistoryRow;
 use crate::domain::{SimState, ValidationErrors, esim, format_timestamp};
-use crate::store::lifecycle::HistoryRow;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -5,7 +5,6 @@ pub mod admin;
 pub mod auc;
 pub mod audit;
 pub mod bulk;
-pub mod csv_cell;
 pub mod error;
 pub mod extract;
 mod fields;
@@ -141,7 +140,7 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
     // The handler (and every transaction it held) is done: report a row that failed its check.
     if let Some(failure) = res
         .extensions_mut()
-        .remove::<crate::vault::IntegrityFailure>()
+        .remove::<crate::domain::integrity::IntegrityFailure>()
     {
         state
             .services

@@ -10,8 +10,9 @@ use utoipa::OpenApi;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::Caller;
+use crate::service::Readiness;
 
-pub(crate) fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -31,36 +32,29 @@ async fn healthz() -> impl IntoResponse {
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let keyring = state.services.keyring.clone();
-    let keys_ok = tokio::task::spawn_blocking(move || keyring.root_available())
+    let (status, body) = match state
+        .services
+        .readiness(|now| state.tls.crl_expired(now))
         .await
-        .unwrap_or(false);
-    if !keys_ok {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "not-ready", "keys": "unavailable"})),
-        );
-    }
-    if state.tls.crl_expired(state.services.clock.now_secs()) {
-        tracing::warn!("not ready: a client CRL is past its nextUpdate");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "not-ready", "crl": "expired"})),
-        );
-    }
-    match state.services.db.ping().await {
-        Ok(()) => (
+    {
+        Readiness::Ready => (
             StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ready", "database": "ok", "keys": "loaded"})),
+            serde_json::json!({"status": "ready", "database": "ok", "keys": "loaded"}),
         ),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({"status": "not-ready", "database": "unavailable"})),
-            )
-        }
-    }
+        Readiness::KeysUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "not-ready", "keys": "unavailable"}),
+        ),
+        Readiness::CrlExpired => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "not-ready", "crl": "expired"}),
+        ),
+        Readiness::DatabaseUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "not-ready", "database": "unavailable"}),
+        ),
+    };
+    (status, axum::Json(body))
 }
 
 /// Prometheus metrics (text format), for principals with the `metrics` or `admin` role: their

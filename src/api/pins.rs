@@ -224,7 +224,7 @@ async fn unblock_pin(
 async fn answer(
     state: &AppState,
     principal: &crate::domain::Principal,
-    key: &crate::store::sims::SimKey,
+    key: &crate::domain::SimKey,
     change: PinChange,
 ) -> ApiResult<axum::Json<PinChangedView>> {
     let done = state.services.change_pin(principal, key, change).await?;

@@ -15,6 +15,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::fields::{Fields, label};
 use super::secrets::SecretsInput;
+use crate::domain::SimKey;
 use crate::domain::sim::{
     DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TAGS, MAX_ZONES, SimListQuery, SortField,
     check_carrier_status, check_metadata,
@@ -24,7 +25,6 @@ use crate::domain::{
     ValidationErrors, format_timestamp,
 };
 use crate::service::sims::ForPlan;
-use crate::store::sims::SimKey;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -535,7 +535,7 @@ async fn create_sim(
     Caller(principal): Caller,
     ApiJson(body): ApiJson<CreateSimBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let new = body.parse(state.services.settings.iccid_luhn)?;
+    let new = body.parse(state.services.iccid_luhn())?;
     let sim = state.services.create_sim(&principal, new).await?;
     let location = format!("/v1/sims/{}", sim.id);
     Ok((

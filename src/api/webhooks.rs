@@ -14,9 +14,9 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::fields::Fields;
+use crate::domain::audit::DeliveryRow;
 use crate::domain::{ValidationErrors, format_timestamp};
 use crate::service::webhooks::{NewWebhook, Webhook};
-use crate::store::webhooks::DeliveryRow;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -1,18 +1,23 @@
 //! The audit log: one record per security-relevant request, allowed or denied, hash-chained
-//! per tenant.
+//! per tenant. Its room: the record and the chain (here), signed [`checkpoint`]s, the
+//! group-commit [`writer`], and the [`export`] renderer shared by HTTP and the CLI.
 //!
 //! Must never: record a secret value, or a hash of one (a 4–8 digit PIN's hash is brute-forced
 //! instantly) — records name fields only. A record is committed before the secret it
 //! describes is returned or the change it describes is acknowledged (fail closed).
 
 pub mod checkpoint;
+pub mod csv_cell;
+pub mod export;
+pub mod writer;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use checkpoint::{CheckpointKey, Signer};
 
-use crate::store::audit::{AuditRow, CheckpointRow};
+use crate::domain::audit::AuditRow;
+use crate::store::audit::CheckpointRow;
 
 /// The chain of records not tied to a tenant: authentication failures, root key operations.
 /// Not a valid tenant id, so no tenant can be named so.

@@ -125,9 +125,9 @@ async fn audit_export(args: &AuditExportArgs) -> anyhow::Result<()> {
         bail!("name the chain to export: --tenant T or --platform");
     };
     let format = if args.format == "csv" {
-        crate::api::audit::ExportFormat::Csv
+        crate::audit::export::ExportFormat::Csv
     } else {
-        crate::api::audit::ExportFormat::Ndjson
+        crate::audit::export::ExportFormat::Ndjson
     };
     let config = Config::from_env(&args.data.path(), None)?;
     let db = startup::open_store(&config).await?;
@@ -141,8 +141,8 @@ async fn audit_export(args: &AuditExportArgs) -> anyhow::Result<()> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    if format == crate::api::audit::ExportFormat::Csv {
-        out.write_all(&crate::api::audit::csv_header())?;
+    if format == crate::audit::export::ExportFormat::Csv {
+        out.write_all(&crate::audit::export::csv_header())?;
     }
     let (pages_tx, mut pages) = tokio::sync::mpsc::channel(2);
     tokio::spawn(crate::service::audit::export(
@@ -155,7 +155,7 @@ async fn audit_export(args: &AuditExportArgs) -> anyhow::Result<()> {
     while let Some(page) = pages.recv().await {
         let rows = page.map_err(explain)?;
         n += rows.len();
-        let bytes = crate::api::audit::render(rows, format)
+        let bytes = crate::audit::export::render(rows, format)
             .map_err(|e| anyhow::anyhow!("rendering the export: {e}"))?;
         out.write_all(&bytes)?;
     }

@@ -1,9 +1,11 @@
 //! Pure domain code: identifiers, the SIM aggregate and its rules, tenants and plans.
 //! No I/O and no dependency on any other module of this crate.
 
+pub mod audit;
 pub mod eki;
 pub mod esim;
 pub mod identifiers;
+pub mod integrity;
 pub mod kdf;
 pub mod link;
 pub mod milenage;
@@ -11,6 +13,7 @@ pub mod pin;
 pub mod principal;
 pub mod secrets;
 pub mod sim;
+pub mod sim_key;
 pub mod sqn;
 pub mod task;
 pub mod tenant;
@@ -23,6 +26,7 @@ pub use link::Link;
 pub use principal::{AuthMethod, Origin, Principal, Role};
 pub use secrets::{RetryCounters, SecretField, SecretValue};
 pub use sim::{NewSim, Sim, SimPatch, SimState, SimType};
+pub use sim_key::SimKey;
 pub use task::{KeyVersion, Task};
 pub use tenant::{Plan, TenantId};
 pub use validation::{FieldError, Location, ValidationErrors};

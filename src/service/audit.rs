@@ -6,9 +6,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{ServiceError, ServiceResult, Services};
-use crate::audit::{
-    AuditRecord, CheckpointKey, PLATFORM_CHAIN, Signer, Verification, Verifier, link,
-};
+use crate::audit::writer::{append, append_chain};
+use crate::audit::{AuditRecord, CheckpointKey, PLATFORM_CHAIN, Signer, Verification, Verifier};
 use crate::domain::{Principal, SecretField, Sim};
 use crate::policy::{Action, Decision};
 use crate::store::audit::{self, AuditFilter, AuditRow, Order};
@@ -28,7 +27,7 @@ pub(super) struct Event<'a> {
 
 impl<'a> Event<'a> {
     /// An allowed action on a SIM, with the policies that allowed it.
-    pub(crate) fn allowed(action: Action, sim: &'a Sim, decision: Decision) -> Self {
+    pub(super) fn allowed(action: Action, sim: &'a Sim, decision: Decision) -> Self {
         Self {
             action,
             sim: Some(sim),
@@ -41,7 +40,7 @@ impl<'a> Event<'a> {
     }
 
     /// Something done to the tenant as a whole (no SIM), with its outcome and reason.
-    pub(crate) fn tenant_wide(
+    pub(super) fn tenant_wide(
         action: Action,
         outcome: &'a str,
         reason: Option<&'a str>,
@@ -58,7 +57,7 @@ impl<'a> Event<'a> {
         }
     }
 
-    pub(crate) fn with_fields(self, fields: &'a [SecretField]) -> Self {
+    pub(super) fn with_fields(self, fields: &'a [SecretField]) -> Self {
         Self { fields, ..self }
     }
 }
@@ -160,11 +159,23 @@ impl Services {
         .await?)
     }
 
-    /// `GET /v1/audit/export`: may the caller export? (The export itself is [`export`].)
-    pub async fn authorize_audit_export(&self, principal: &Principal) -> ServiceResult<()> {
+    /// `GET /v1/audit/export`: the caller's tenant's records matching `filter`, oldest first,
+    /// a page at a time as they are read (see [`export`]), once the caller may export.
+    pub async fn audit_export(
+        &self,
+        principal: &Principal,
+        filter: AuditFilter,
+    ) -> ServiceResult<mpsc::Receiver<ServiceResult<Vec<AuditRow>>>> {
         self.authorize_in_tenant(principal, Action::ReadAudit)
-            .await
-            .map(|_| ())
+            .await?;
+        let (pages_tx, pages) = mpsc::channel(2);
+        tokio::spawn(export(
+            self.db.clone(),
+            principal.tenant.as_str().to_owned(),
+            filter,
+            pages_tx,
+        ));
+        Ok(pages)
     }
 }
 
@@ -251,95 +262,6 @@ pub async fn append_platform(
     append(tx, record).await
 }
 
-/// Links `record` to the end of its chain, inside `tx`. Any failure is `Unavailable`: the
-/// request it belongs to is refused with `503` (fail closed).
-async fn append(tx: &mut Tx, record: AuditRecord) -> ServiceResult<()> {
-    append_chain(tx, vec![record]).await
-}
-
-/// Links records of one chain, in order, to its end.
-async fn append_chain(tx: &mut Tx, records: Vec<AuditRecord>) -> ServiceResult<()> {
-    link_records(tx, records).await.map_err(|e| match e {
-        ServiceError::Unavailable(_) => e,
-        other => ServiceError::Unavailable(format!("audit log: {other}")),
-    })
-}
-
-async fn link_records(tx: &mut Tx, records: Vec<AuditRecord>) -> ServiceResult<()> {
-    let Some(first) = records.first() else {
-        return Ok(());
-    };
-    let (mut seq, mut prev_hash) = audit::lock_head(tx, &first.tenant).await?;
-    let mut rows = Vec::with_capacity(records.len());
-    for record in records {
-        let text =
-            serde_json::to_string(&record).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        seq += 1;
-        let hash = link(&prev_hash, &text);
-        rows.push(AuditRow {
-            tenant_id: record.tenant,
-            seq,
-            id: record.id,
-            occurred_at: record.occurred_at,
-            action: record.action,
-            outcome: record.outcome,
-            subject: record.subject,
-            sim_id: record.sim_id,
-            iccid: record.iccid,
-            record: text,
-            prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-            hash,
-        });
-    }
-    audit::append(tx, &rows).await?;
-    Ok(())
-}
-
-/// A record waiting for the writer, and who to tell once it is durable.
-pub type Pending = (AuditRecord, oneshot::Sender<Result<(), String>>);
-
-/// Most records committed together.
-const BATCH: usize = 256;
-
-/// The group-commit writer: takes every record waiting, appends them in one transaction (in
-/// tenant order, so that replicas lock chain heads in the same order), commits once, and
-/// answers each. A failed commit fails every record of the batch: none of their requests
-/// proceeds (fail closed).
-pub async fn writer(db: Db, mut queue: mpsc::Receiver<Pending>) {
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        batch.sort_by(|a, b| a.0.tenant.cmp(&b.0.tenant));
-        let (records, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let outcome = commit_batch(&db, records).await.map_err(|e| e.to_string());
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, "audit records could not be written");
-        }
-        for w in waiters {
-            let _ = w.send(outcome.clone());
-        }
-    }
-}
-
-/// Appends a batch (sorted by chain) in one transaction: each chain's head is locked once.
-async fn commit_batch(db: &Db, records: Vec<AuditRecord>) -> ServiceResult<()> {
-    let mut tx = db.begin().await?;
-    let mut chain: Vec<AuditRecord> = Vec::new();
-    for record in records {
-        if chain.first().is_some_and(|c| c.tenant != record.tenant) {
-            append_chain(&mut tx, std::mem::take(&mut chain)).await?;
-        }
-        chain.push(record);
-    }
-    append_chain(&mut tx, chain).await?;
-    Ok(tx.commit().await?)
-}
-
 /// Records read per page when walking a chain.
 const PAGE: i64 = 1000;
 
@@ -419,7 +341,7 @@ pub async fn checkpoint_worker(
 
 /// Sends a chain's records matching `filter`, oldest first, a page at a time, until they are
 /// all sent or the receiver goes away (constant memory whatever the size of the log).
-pub async fn export(
+pub(crate) async fn export(
     db: Db,
     chain: String,
     filter: AuditFilter,

@@ -47,7 +47,7 @@ pub enum ServiceError {
     Pin(crate::domain::pin::Verdict),
     /// The carrier's system failed or did not answer in time; nothing was changed.
     #[error("{0}")]
-    Upstream(crate::upstream::UpstreamError),
+    Upstream(crate::adapters::upstream::UpstreamError),
     /// An AUTS whose MAC-S did not verify.
     #[error("resynchronisation failed")]
     ResyncFailed,
@@ -150,28 +150,143 @@ pub struct Settings {
     pub metrics_platform_tenant: Option<String>,
 }
 
-/// Everything the use cases need, shared by all requests.
-#[derive(Debug, Clone)]
-pub struct Services {
-    pub db: Db,
-    pub policy: PolicyHandle,
-    pub clock: SharedClock,
-    pub settings: Settings,
-    pub keyring: Arc<Keyring>,
-    /// Woken when a background task is queued.
-    pub tasks_ready: Arc<tokio::sync::Notify>,
-    /// The group-commit audit writer's queue.
-    pub audit_writer: tokio::sync::mpsc::Sender<audit::Pending>,
-    /// Signs audit checkpoints (the checkpoint worker's).
-    pub audit_signer: Option<Arc<crate::audit::Signer>>,
-    /// Verifies them.
-    pub audit_key: crate::audit::CheckpointKey,
-    /// Per-principal limit on PIN operations.
-    pub pin_limiter: Arc<pins::PinRateLimiter>,
-    /// The carrier's system, when one is configured.
-    pub upstream: Option<Arc<dyn crate::upstream::Connector>>,
-    /// The tally of refused authentications (aggregated records, per-address limit).
-    pub refusals: Arc<refusals::RefusalLedger>,
+/// Declares [`Services`] with its fields visible to `$vis`. In the library as built for the
+/// binary that is `crate::service` alone: a handler, the server and startup reach what the
+/// use cases hold only through their methods, so none can take a database handle. The crate's
+/// own tests (feature `internals`, which the release binary is built without) see the fields,
+/// as they see `store` and `vault`.
+macro_rules! services {
+    ($vis:vis) => {
+        /// Everything the use cases need, shared by all requests.
+        #[derive(Debug, Clone)]
+        pub struct Services {
+            $vis db: Db,
+            $vis policy: PolicyHandle,
+            $vis clock: SharedClock,
+            $vis settings: Settings,
+            $vis keyring: Arc<Keyring>,
+            /// Woken when a background task is queued.
+            $vis tasks_ready: Arc<tokio::sync::Notify>,
+            /// The group-commit audit writer's queue.
+            $vis audit_writer: tokio::sync::mpsc::Sender<crate::audit::writer::Pending>,
+            /// Signs audit checkpoints (the checkpoint worker's).
+            $vis audit_signer: Option<Arc<crate::audit::Signer>>,
+            /// Verifies them.
+            $vis audit_key: crate::audit::CheckpointKey,
+            /// Per-principal limit on PIN operations.
+            $vis pin_limiter: Arc<pins::PinRateLimiter>,
+            /// The carrier's system, when one is configured.
+            $vis upstream: Option<Arc<dyn crate::adapters::upstream::Connector>>,
+            /// The tally of refused authentications (aggregated records, per-address limit).
+            $vis refusals: Arc<refusals::RefusalLedger>,
+        }
+    };
+}
+
+#[cfg(feature = "internals")]
+services!(pub);
+#[cfg(not(feature = "internals"))]
+services!(pub(in crate::service));
+
+/// Whether the service can serve requests now, and if not, the first reason why not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// The root key cannot be reached (an HSM gone, say).
+    KeysUnavailable,
+    /// A client CRL is past its nextUpdate.
+    CrlExpired,
+    /// The database does not answer.
+    DatabaseUnavailable,
+}
+
+impl Services {
+    /// The use cases over an open store and vault, as configured; starts the group-commit
+    /// audit writer.
+    pub fn new(
+        config: &crate::config::Config,
+        db: Db,
+        clock: SharedClock,
+        keyring: Arc<Keyring>,
+    ) -> anyhow::Result<Services> {
+        use anyhow::Context as _;
+        let db_for_audit = db.clone();
+        let signer =
+            crate::audit::Signer::from_file(&config.audit.signing_key).with_context(|| {
+                format!(
+                    "the audit checkpoint key is missing or unreadable: `simvault init` makes it ({})",
+                    config.audit.signing_key.display()
+                )
+            })?;
+        Ok(Services {
+            audit_key: signer.verifier(),
+            pin_limiter: pins::PinRateLimiter::new(config.pin_ops_per_minute),
+            refusals: Arc::new(refusals::RefusalLedger::new(config.refusals)),
+            upstream: match &config.upstream {
+                Some(settings) => Some(Arc::new(
+                    crate::adapters::upstream::HttpConnector::new(settings)
+                        .context("setting up the upstream connector")?,
+                )),
+                None => None,
+            },
+            audit_signer: Some(Arc::new(signer)),
+            db,
+            policy: PolicyHandle::new(crate::startup::load_policy(config)?),
+            clock,
+            settings: Settings {
+                iccid_luhn: config.iccid_luhn,
+                webhooks: config.webhooks,
+                metrics_platform_tenant: config.metrics_platform_tenant.clone(),
+            },
+            keyring,
+            tasks_ready: Arc::new(tokio::sync::Notify::new()),
+            audit_writer: {
+                let (queue, records) = tokio::sync::mpsc::channel(4096);
+                tokio::spawn(crate::audit::writer::writer(db_for_audit, records));
+                queue
+            },
+        })
+    }
+
+    /// The deployment's ICCID check-digit rule, for parsing requests.
+    pub fn iccid_luhn(&self) -> LuhnPolicy {
+        self.settings.iccid_luhn
+    }
+
+    /// The policies in force, for reloading them.
+    pub fn policy_handle(&self) -> PolicyHandle {
+        self.policy.clone()
+    }
+
+    /// The row-MAC keys, for the authenticator.
+    pub(crate) fn integrity_key(
+        &self,
+    ) -> Result<Arc<crate::vault::IntegrityKey>, crate::vault::VaultError> {
+        self.keyring.integrity()
+    }
+
+    /// Readiness: the root key answers, no client CRL has expired (`crl_expired`, asked with
+    /// the current Unix time) and the database answers — checked in that order.
+    pub async fn readiness(&self, crl_expired: impl FnOnce(i64) -> bool) -> Readiness {
+        let keyring = self.keyring.clone();
+        let keys_ok = tokio::task::spawn_blocking(move || keyring.root_available())
+            .await
+            .unwrap_or(false);
+        if !keys_ok {
+            return Readiness::KeysUnavailable;
+        }
+        if crl_expired(self.clock.now_secs()) {
+            tracing::warn!("not ready: a client CRL is past its nextUpdate");
+            return Readiness::CrlExpired;
+        }
+        match self.db.ping().await {
+            Ok(()) => Readiness::Ready,
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness check failed");
+                Readiness::DatabaseUnavailable
+            }
+        }
+    }
 }
 
 impl Services {

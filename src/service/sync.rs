@@ -9,11 +9,11 @@ use tokio::sync::watch;
 
 use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services, Target};
+use crate::adapters::upstream::{UpstreamError, UpstreamSim};
 use crate::domain::{Principal, Sim, TenantId};
 use crate::policy::{Action, Context};
 use crate::store::Tx;
 use crate::store::sims::{self as repo, SimKey, SyncClaim};
-use crate::upstream::{UpstreamError, UpstreamSim};
 
 /// The actor of background sync records.
 pub const SYNC_ACTOR: &str = "system:sync";

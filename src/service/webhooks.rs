@@ -10,19 +10,17 @@
 //! a restart resumes where it stopped.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 use tokio::sync::watch;
 
 use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult, Services};
-use crate::domain::webhook_target::{address_allowed, check_url};
+use crate::adapters::webhook::{self, WebhookSender};
+use crate::domain::webhook_target::check_url;
 use crate::domain::{Principal, Timestamp, ValidationErrors, format_timestamp};
 use crate::policy::Action;
 use crate::store::webhooks::{
@@ -120,22 +118,6 @@ impl TryFrom<WebhookRow> for Webhook {
             created_at: r.created_at,
         })
     }
-}
-
-/// The value of the `Simvault-Signature` header: `t=<unix seconds>,v1=<hex HMAC-SHA256 of
-/// "<t>.<body>" under the secret>`.
-pub fn signature(secret: &[u8], unix_seconds: i64, body: &str) -> String {
-    // HMAC accepts keys of any length: this cannot fail.
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret) else {
-        return String::new();
-    };
-    mac.update(unix_seconds.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body.as_bytes());
-    format!(
-        "t={unix_seconds},v1={}",
-        hex::encode(mac.finalize().into_bytes())
-    )
 }
 
 /// The delay before retry number `attempt` (1 for the first retry): `base · 2^(attempt-1)`,
@@ -346,7 +328,7 @@ impl Services {
     /// Sends one attempt of a claimed delivery and records what came of it.
     async fn deliver(
         &self,
-        client: &reqwest::Client,
+        sender: &WebhookSender,
         owner: &str,
         d: DueDelivery,
     ) -> ServiceResult<()> {
@@ -361,7 +343,7 @@ impl Services {
             repo::record_attempt(&self.db, &d.id, owner, &outcome, self.clock.now()).await?;
             return Ok(());
         }
-        let (status, error) = match self.attempt(client, &d).await {
+        let (status, error) = match self.attempt(sender, &d).await {
             Ok(code) if (200..300).contains(&code) => (Some(code), None),
             Ok(code) => (
                 Some(code),
@@ -409,8 +391,8 @@ impl Services {
         Ok(())
     }
 
-    /// One HTTP attempt: the status code, or why there was none. Error texts name no secret.
-    async fn attempt(&self, client: &reqwest::Client, d: &DueDelivery) -> Result<i64, String> {
+    /// One attempt: the status code, or why there was none. Error texts name no secret.
+    async fn attempt(&self, sender: &WebhookSender, d: &DueDelivery) -> Result<i64, String> {
         let allow_insecure = self.settings.webhooks.allow_insecure;
         // Checked again at each attempt: the deployment's rule may have changed since.
         let url = check_url(&d.url, allow_insecure).map_err(|e| format!("target refused: {e}"))?;
@@ -441,77 +423,19 @@ impl Services {
         })
         .to_string();
         let t = self.clock.now().div_euclid(1_000_000);
-        let response = client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("Simvault-Signature", signature(&secret, t, &body))
-            .header("Simvault-Event-Id", &d.event_id)
-            .header("Simvault-Delivery-Attempt", (d.attempts + 1).to_string())
-            .body(body)
-            .send()
+        sender
+            .send(
+                &secret,
+                webhook::Attempt {
+                    url,
+                    event_id: &d.event_id,
+                    number: d.attempts + 1,
+                    unix_seconds: t,
+                    body,
+                },
+            )
             .await
-            .map_err(describe_send_error)?;
-        Ok(i64::from(response.status().as_u16()))
     }
-}
-
-/// A transport failure, in words that carry no URL query or body.
-fn describe_send_error(e: reqwest::Error) -> String {
-    if e.is_timeout() {
-        "no answer within the timeout".into()
-    } else if e.is_connect() {
-        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-        while let Some(s) = source {
-            if s.to_string().contains("not allowed") {
-                return "target refused: the host resolves only to private, loopback or reserved addresses".into();
-            }
-            source = s.source();
-        }
-        "could not connect".into()
-    } else {
-        "the request failed".into()
-    }
-}
-
-/// Resolves webhook hosts and drops every address the target rule forbids, so a name that
-/// resolves (or is re-pointed) to a private or loopback address is never connected to. The
-/// connection uses exactly the addresses returned here.
-#[derive(Debug, Clone, Copy)]
-pub struct SafeResolver {
-    pub allow_insecure: bool,
-}
-
-impl reqwest::dns::Resolve for SafeResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow_insecure = self.allow_insecure;
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|a| address_allowed(a.ip(), allow_insecure))
-                .collect();
-            if allowed.is_empty() {
-                return Err("the host's addresses are not allowed as webhook targets".into());
-            }
-            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// The HTTP client for deliveries: the address-checking resolver, no redirects (a redirect
-/// could point anywhere), no proxy from the environment, a timeout per attempt.
-pub fn client(settings: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .dns_resolver(Arc::new(SafeResolver {
-            allow_insecure: settings.allow_insecure,
-        }))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(settings.timeout)
-        .user_agent(concat!("simvault-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()?)
 }
 
 /// Attempts in flight to one webhook at once, per replica, out of `concurrency`: a receiver
@@ -529,8 +453,8 @@ fn per_target_limit(concurrency: usize) -> usize {
 /// recorded rather than sent again by another replica.
 pub async fn worker(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
     let settings = services.settings.webhooks;
-    let client = match client(&settings) {
-        Ok(c) => c,
+    let sender = match WebhookSender::new(settings.allow_insecure, settings.timeout) {
+        Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "webhook delivery is off: the HTTP client could not be built");
             return;
@@ -585,11 +509,11 @@ pub async fn worker(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
                         }
                         *n += 1;
                         let services = services.clone();
-                        let client = client.clone();
+                        let sender = sender.clone();
                         let owner = owner.clone();
                         running.spawn(async move {
                             let webhook = d.webhook_id.clone();
-                            if let Err(e) = services.deliver(&client, &owner, d).await {
+                            if let Err(e) = services.deliver(&sender, &owner, d).await {
                                 tracing::warn!(error = %e, "recording a webhook attempt failed");
                             }
                             webhook
@@ -632,16 +556,6 @@ fn ended(in_flight: &mut HashMap<String, usize>, done: Result<String, tokio::tas
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::dns::Resolve;
-
-    #[test]
-    fn signature_is_hmac_sha256_of_time_and_body() {
-        // HMAC-SHA256(key "key", message "1700000000.{}"), computed with Python's hmac module.
-        assert_eq!(
-            signature(b"key", 1_700_000_000, "{}"),
-            "t=1700000000,v1=9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae"
-        );
-    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_caps() {
@@ -652,20 +566,5 @@ mod tests {
             assert!(d >= nominal * 0.8 && d <= nominal * 1.2, "{attempt}: {d}");
         }
         assert!(backoff(base, 40) <= MAX_BACKOFF.mul_f64(1.2));
-    }
-
-    #[tokio::test]
-    async fn resolver_drops_loopback_unless_insecure_is_allowed() {
-        let strict = SafeResolver {
-            allow_insecure: false,
-        };
-        let name: reqwest::dns::Name = "localhost".parse().unwrap();
-        assert!(strict.resolve(name).await.is_err());
-        let lab = SafeResolver {
-            allow_insecure: true,
-        };
-        let name: reqwest::dns::Name = "localhost".parse().unwrap();
-        let addrs: Vec<SocketAddr> = lab.resolve(name).await.unwrap().collect();
-        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
     }
 }

@@ -4,21 +4,7 @@
 
 use super::{Bind, Conn, Db, SqlBuilder, StoreResult, Tx, bind_all, on_conn, on_tx};
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct AuditRow {
-    pub tenant_id: String,
-    pub seq: i64,
-    pub id: String,
-    pub occurred_at: i64,
-    pub action: String,
-    pub outcome: String,
-    pub subject: String,
-    pub sim_id: Option<String>,
-    pub iccid: Option<String>,
-    pub record: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
+pub use crate::domain::audit::AuditRow;
 
 const COLUMNS: &str = "tenant_id, seq, id, occurred_at, action, outcome, subject, sim_id, iccid, record, prev_hash, hash";
 
@@ -105,20 +91,7 @@ pub async fn page(
     )
 }
 
-/// Which records a reviewer asks for. Every filter is optional and they combine with AND.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditFilter {
-    /// The acting principal's subject.
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    /// A SIM's id or ICCID.
-    pub sim: Option<String>,
-    pub outcome: Option<String>,
-    /// From this time on (microseconds, inclusive).
-    pub since: Option<i64>,
-    /// Before this time (microseconds, exclusive).
-    pub until: Option<i64>,
-}
+pub use crate::domain::audit::AuditFilter;
 
 /// Which way to walk a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

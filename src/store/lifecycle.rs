@@ -2,19 +2,7 @@
 
 use super::{Conn, StoreResult, Tx, on_conn, on_tx};
 
-/// One state change of a SIM.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct HistoryRow {
-    pub id: String,
-    pub tenant_id: String,
-    pub sim_id: String,
-    pub from_state: String,
-    pub to_state: String,
-    pub reason: Option<String>,
-    pub actor: String,
-    pub auth_method: String,
-    pub occurred_at: i64,
-}
+pub use crate::domain::audit::HistoryRow;
 
 pub async fn insert_history(tx: &mut Tx, h: &HistoryRow) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(

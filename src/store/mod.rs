@@ -8,6 +8,7 @@
 //! ([`Db::begin`]). This module knows nothing of HTTP.
 
 pub mod audit;
+mod domain_rows;
 pub mod files;
 pub mod identities;
 pub mod keys;

@@ -17,21 +17,14 @@ use crate::domain::link::LinkRef;
 use crate::domain::sim::{SimListQuery, SimState, SimType};
 use crate::domain::sqn::AuthData;
 use crate::domain::usage::DataAmount;
-use crate::domain::{
-    Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, RetryCounters, SecretField, Sim, SimId,
-};
+use crate::domain::{Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, RetryCounters, SecretField, Sim};
 use crate::vault::IntegrityKey;
 
 mod authenticity;
 pub use authenticity::adopt;
 use authenticity::sim_mac;
 
-/// How a caller names a SIM: by its UUID or by its ICCID.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SimKey {
-    Id(SimId),
-    Iccid(String),
-}
+pub use crate::domain::SimKey;
 
 const COLUMNS: &str = "id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, state, state_reason, \
     carrier_status, vendor, tags, group_id, device_id, compatibility_zones, is_attached, \

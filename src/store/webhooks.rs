@@ -466,21 +466,7 @@ pub async fn release(db: &Db, id: &str, owner: &str) -> StoreResult<bool> {
     Ok(done)
 }
 
-/// A delivery as its webhook's owner sees it.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct DeliveryRow {
-    pub id: String,
-    pub event_id: String,
-    pub event_type: String,
-    pub status: String,
-    pub attempts: i64,
-    pub last_status: Option<i64>,
-    pub last_error: Option<String>,
-    pub next_attempt_at: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub delivered_at: Option<i64>,
-}
+pub use crate::domain::audit::DeliveryRow;
 
 /// A page of a webhook's deliveries, newest first, and how many it has.
 pub async fn deliveries(

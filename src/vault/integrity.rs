@@ -18,30 +18,15 @@ use zeroize::Zeroizing;
 
 use super::{Key, VaultError};
 
-/// The kinds of authenticated rows; each has its own subkey.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Purpose {
-    /// A registered client-certificate identity: identity → tenant, roles, validity, revocation.
-    ClientIdentity,
-    /// A SIM's binding to its id, ICCID and tenant, its state, PIN/PUK counters and SQN.
-    Sim,
-    /// A tenant KEK version's status.
-    TenantKey,
-    /// A webhook subscription's target and events.
-    Webhook,
-    /// A link's binding to its SIM and plans.
-    Link,
+pub use crate::domain::integrity::{IntegrityFailure, Purpose};
+
+/// The subkey table's order and the HKDF labels: the vault's side of a [`Purpose`].
+trait Subkey {
+    fn index(self) -> usize;
+    fn label(self) -> &'static [u8];
 }
 
-impl Purpose {
-    const ALL: [Purpose; 5] = [
-        Purpose::ClientIdentity,
-        Purpose::Sim,
-        Purpose::TenantKey,
-        Purpose::Webhook,
-        Purpose::Link,
-    ];
-
+impl Subkey for Purpose {
     fn index(self) -> usize {
         self as usize
     }
@@ -56,22 +41,11 @@ impl Purpose {
             Purpose::Link => b"simvault/v1/row-mac/link",
         }
     }
-
-    /// Names the kind of row in logs, metrics and audit records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Purpose::ClientIdentity => "client_identity",
-            Purpose::Sim => "sim",
-            Purpose::TenantKey => "tenant_key",
-            Purpose::Webhook => "webhook",
-            Purpose::Link => "link",
-        }
-    }
 }
 
 /// The derived row-MAC subkeys.
 pub struct IntegrityKey {
-    /// HMAC keys by [`Purpose::index`], zero-padded to SHA-256's block size (which is how
+    /// HMAC keys by [`Subkey::index`], zero-padded to SHA-256's block size (which is how
     /// HMAC pads a shorter key anyway), so that keying HMAC cannot fail.
     subkeys: Vec<Zeroizing<[u8; 64]>>,
 }
@@ -129,15 +103,6 @@ impl IntegrityKey {
             .verify_slice(stored)
             .map_err(|_| VaultError::Integrity(purpose.as_str()))
     }
-}
-
-/// A stored row that failed its check (a MAC missing or not verifying): which kind, and the
-/// row's id (never its content), for the report.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("integrity check failed for {} {row}", .purpose.as_str())]
-pub struct IntegrityFailure {
-    pub purpose: Purpose,
-    pub row: String,
 }
 
 /// A row's identity and content, part by part, in the order its MAC covers them (never
