@@ -3,14 +3,17 @@
 
 pub mod eki;
 pub mod esim;
+pub mod fields;
 pub mod identifiers;
 pub mod kdf;
 pub mod link;
 pub mod milenage;
 pub mod pin;
 pub mod principal;
+pub mod secret_input;
 pub mod secrets;
 pub mod sim;
+pub mod sim_input;
 pub mod sqn;
 pub mod task;
 pub mod tenant;
@@ -22,7 +25,9 @@ pub use identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msi
 pub use link::Link;
 pub use principal::{AuthMethod, Origin, Principal, Role};
 pub use secrets::{RetryCounters, SecretField, SecretValue};
-pub use sim::{NewSim, Sim, SimPatch, SimState, SimType};
+pub use sim::{Sim, SimPatch, SimState, SimType};
+/// `NewSim`: the earlier name of the SIM input, kept for the benches and the seed example.
+pub use sim_input::{SimInput, SimInput as NewSim};
 pub use task::{KeyVersion, Task};
 pub use tenant::{Plan, TenantId};
 pub use validation::{FieldError, Location, ValidationErrors};
