@@ -18,7 +18,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use zeroize::Zeroizing;
 
-use crate::domain::{LuhnPolicy, SecretField, ValidationErrors, eki};
+use crate::domain::{LuhnPolicy, SecretField, SimInput, ValidationErrors, eki};
 use crate::service::bulk::ImportRow;
 
 /// The columns a CSV may name.
@@ -89,7 +89,7 @@ fn json_lines(bytes: &[u8], luhn: LuhnPolicy) -> Vec<ImportRow> {
         .filter(|(_, line)| !line.trim_ascii().is_empty())
         .map(|(i, line)| ImportRow {
             line: i64::try_from(i).unwrap_or(i64::MAX) + 1,
-            sim: crate::api::sims::parse_sim_row(line, luhn),
+            sim: SimInput::parse(line, luhn),
         })
         .collect()
 }
@@ -138,7 +138,7 @@ fn csv_rows(
             Ok(false) => break,
             Ok(true) => {
                 let sim = csv_row(&header, &record, transport_key)
-                    .and_then(|json| crate::api::sims::parse_sim_row(&json, luhn));
+                    .and_then(|json| SimInput::parse(&json, luhn));
                 let line = i64::try_from(record.position().map_or(0, |p| p.line())).unwrap_or(line);
                 wipe(&mut record);
                 rows.push(ImportRow { line, sim });

@@ -227,7 +227,7 @@ impl RowSink<'_> {
         let line = i64::try_from(self.batch.len()).unwrap_or(i64::MAX) + 1;
         let row = ImportRow {
             line,
-            sim: super::sims::parse_sim_row(raw.get().as_bytes(), self.luhn),
+            sim: crate::domain::SimInput::parse(raw.get().as_bytes(), self.luhn),
         };
         self.batch.push(row).map_err(|e| {
             self.failure = Some(e.into());

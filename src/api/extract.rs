@@ -213,27 +213,7 @@ pub fn json_error(e: serde_json::Error) -> ApiError {
     }
 }
 
-/// A data error of the object at `prefix` (a JSON pointer) as a validation error.
-pub fn data_error(e: &serde_json::Error, prefix: &str) -> ValidationErrors {
-    // serde names an unknown field as: unknown field `name`, expected one of …
-    let msg = e.to_string();
-    let field = msg
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split('`').next());
-    match field {
-        Some(name) => ValidationErrors::single_pointer(
-            format!(
-                "{prefix}/{}",
-                crate::domain::validation::pointer_token(name)
-            ),
-            "unknown field",
-        ),
-        None => ValidationErrors::single_pointer(
-            prefix,
-            "must be a JSON object of the documented fields",
-        ),
-    }
-}
+pub use crate::domain::fields::data_error;
 
 /// The query string as (name, value) pairs in order, repeated names kept.
 pub struct QueryPairs(pub Vec<(String, String)>);

@@ -1,277 +1,26 @@
 //! `/v1/sims/{sim}/secrets`: writing and revealing secret fields.
 //!
 //! Secret values go from the request body straight into zeroizing storage (they never pass
-//! through a `serde_json::Value`), and out into the response body only.
-
-use std::fmt;
+//! through a `serde_json::Value`, see [`SecretsInput`]), and out into the response body only.
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use secrecy::SecretString;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
-use zeroize::Zeroizing;
 
 use super::AppState;
 use super::error::ApiResult;
 use super::extract::{ApiJson, Caller, QueryPairs};
 use super::sims::{SimRef, SimView};
-use crate::domain::sim::SecretChanges;
+pub use crate::domain::secret_input::SecretInput;
+use crate::domain::secret_input::SecretsInput;
 use crate::domain::{SecretField, SecretValue, ValidationErrors};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/sims/{sim}/secrets", get(reveal).put(write))
-}
-
-/// One secret field as sent: a string, an explicit null, or something else (refused without
-/// keeping or echoing it).
-pub enum SecretInput {
-    Value(SecretString),
-    Null,
-    WrongType,
-}
-
-impl<'de> Deserialize<'de> for SecretInput {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = SecretInput;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or null")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<SecretInput, E> {
-                Ok(SecretInput::Value(SecretString::from(s)))
-            }
-            fn visit_string<E: de::Error>(self, s: String) -> Result<SecretInput, E> {
-                let s = Zeroizing::new(s);
-                Ok(SecretInput::Value(SecretString::from(s.as_str())))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<SecretInput, E> {
-                Ok(SecretInput::Null)
-            }
-            fn visit_none<E: de::Error>(self) -> Result<SecretInput, E> {
-                Ok(SecretInput::Null)
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<SecretInput, E> {
-                Ok(SecretInput::WrongType)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<SecretInput, E> {
-                Ok(SecretInput::WrongType)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<SecretInput, E> {
-                Ok(SecretInput::WrongType)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<SecretInput, E> {
-                Ok(SecretInput::WrongType)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<SecretInput, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(SecretInput::WrongType)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretInput, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(SecretInput::WrongType)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A set of secret fields as sent (`{"ki": "…", "pin1": null, …}`), unknown names kept for
-/// the error report.
-#[derive(Default)]
-pub struct SecretsInput {
-    fields: Vec<(SecretField, SecretInput)>,
-    /// OP, accepted wherever OPc is and turned into OPc at once (never stored).
-    op: Option<SecretInput>,
-    unknown: Vec<String>,
-    not_an_object: bool,
-}
-
-impl fmt::Debug for SecretsInput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretsInput")
-            .field(
-                "fields",
-                &self
-                    .fields
-                    .iter()
-                    .map(|(k, _)| k.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretsInput {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = SecretsInput;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object of secret fields")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretsInput, A::Error> {
-                let mut out = SecretsInput::default();
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == "op" {
-                        out.op = Some(map.next_value::<SecretInput>()?);
-                        continue;
-                    }
-                    match key.parse::<SecretField>() {
-                        Ok(field) => {
-                            let value = map.next_value::<SecretInput>()?;
-                            out.fields.push((field, value));
-                        }
-                        Err(()) => {
-                            map.next_value::<IgnoredAny>()?;
-                            out.unknown.push(key);
-                        }
-                    }
-                }
-                Ok(out)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<SecretsInput, E> {
-                Ok(SecretsInput::default())
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<SecretsInput, E> {
-                Ok(SecretsInput {
-                    not_an_object: true,
-                    ..SecretsInput::default()
-                })
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<SecretsInput, E> {
-                Ok(SecretsInput {
-                    not_an_object: true,
-                    ..SecretsInput::default()
-                })
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<SecretsInput, E> {
-                Ok(SecretsInput {
-                    not_an_object: true,
-                    ..SecretsInput::default()
-                })
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<SecretsInput, E> {
-                Ok(SecretsInput {
-                    not_an_object: true,
-                    ..SecretsInput::default()
-                })
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<SecretsInput, E> {
-                Ok(SecretsInput {
-                    not_an_object: true,
-                    ..SecretsInput::default()
-                })
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<SecretsInput, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(SecretsInput {
-                    not_an_object: true,
-                    ..SecretsInput::default()
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl SecretsInput {
-    /// Validates every field, reporting problems under `prefix` (`/secrets` or ``).
-    /// `null` removes a field when `allow_remove`, and is otherwise ignored.
-    pub fn parse(
-        self,
-        prefix: &str,
-        allow_remove: bool,
-        errs: &mut ValidationErrors,
-    ) -> SecretChanges {
-        let (changes, pending_op) = self.parse_with_op(prefix, allow_remove, errs);
-        if pending_op.is_some() {
-            errs.pointer(
-                format!("{prefix}/op"),
-                "op needs ki in the same request: OPc is derived from both, and OP is never stored",
-            );
-        }
-        changes
-    }
-
-    /// Like [`SecretsInput::parse`], but an `op` given without `ki` is handed back (to be
-    /// combined with the SIM's stored Ki) instead of refused.
-    pub fn parse_with_op(
-        self,
-        prefix: &str,
-        allow_remove: bool,
-        errs: &mut ValidationErrors,
-    ) -> (SecretChanges, Option<SecretValue>) {
-        if self.not_an_object {
-            errs.pointer(prefix, "must be an object of secret fields");
-        }
-        for name in &self.unknown {
-            errs.pointer(
-                format!(
-                    "{prefix}/{}",
-                    crate::domain::validation::pointer_token(name)
-                ),
-                "unknown secret field; known: pin1, pin2, puk1, puk2, ki, opc, activation_code",
-            );
-        }
-        let mut changes: SecretChanges = Vec::new();
-        for (field, input) in self.fields {
-            let at = format!("{prefix}/{}", field.as_str());
-            if changes.iter().any(|(f, _)| *f == field) {
-                errs.pointer(at, "given more than once");
-                continue;
-            }
-            match input {
-                SecretInput::Value(v) => {
-                    match field.parse(secrecy::ExposeSecret::expose_secret(&v)) {
-                        Ok(value) => changes.push((field, Some(value))),
-                        Err(rule) => errs.pointer(at, rule),
-                    }
-                }
-                SecretInput::Null if allow_remove => changes.push((field, None)),
-                SecretInput::Null => {}
-                SecretInput::WrongType => errs.pointer(at, "must be a string"),
-            }
-        }
-        if let Some(op) = self.op {
-            let at = format!("{prefix}/op");
-            let op = match op {
-                SecretInput::Value(v) => SecretField::Opc
-                    .parse(secrecy::ExposeSecret::expose_secret(&v))
-                    .map_err(|rule| errs.pointer(at.clone(), rule))
-                    .ok(),
-                SecretInput::Null => None,
-                SecretInput::WrongType => {
-                    errs.pointer(at.clone(), "must be a string");
-                    None
-                }
-            };
-            let ki = changes
-                .iter()
-                .find(|(f, _)| *f == SecretField::Ki)
-                .and_then(|(_, v)| v.clone());
-            if changes.iter().any(|(f, _)| *f == SecretField::Opc) {
-                errs.pointer(at, "give op or opc, not both");
-            } else if let Some(op) = op {
-                match ki {
-                    Some(ki) => changes.push((
-                        SecretField::Opc,
-                        Some(crate::domain::milenage::opc_value(&ki, &op)),
-                    )),
-                    None => return (changes, Some(op)),
-                }
-            }
-        }
-        (changes, None)
-    }
 }
 
 /// The secret fields (documentation of the request bodies).
@@ -406,7 +155,7 @@ async fn write(
     ApiJson(body): ApiJson<SecretsInput>,
 ) -> ApiResult<axum::Json<SimView>> {
     let mut errs = ValidationErrors::new();
-    let (changes, op) = body.parse_with_op("", true, &mut errs);
+    let (changes, op) = body.parse("", true, &mut errs);
     if changes.is_empty() && op.is_none() && errs.is_empty() {
         errs.pointer("", "name at least one secret field");
     }

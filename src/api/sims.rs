@@ -14,15 +14,15 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::fields::{Fields, label};
-use super::secrets::SecretsInput;
 use crate::domain::SimKey;
+use crate::domain::secret_input::SecretsInput;
 use crate::domain::sim::{
     DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TAGS, MAX_ZONES, SimListQuery, SortField,
     check_carrier_status, check_metadata,
 };
+use crate::domain::sim_input::SimFields;
 use crate::domain::{
-    Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, NewSim, Sim, SimPatch, SimState, SimType,
-    ValidationErrors, format_timestamp,
+    Eid, Imei, Imsi, Msisdn, Sim, SimPatch, SimState, SimType, ValidationErrors, format_timestamp,
 };
 use crate::service::sims::ForPlan;
 
@@ -33,6 +33,50 @@ pub fn router() -> Router<AppState> {
             "/v1/sims/{sim}",
             get(get_sim).patch(update_sim).delete(delete_sim),
         )
+}
+
+/// Schema-only types for the OpenAPI document (the domain's types carry no OpenAPI derive);
+/// each describes the JSON form of the domain type of the same name.
+#[allow(dead_code)] // never built: they only describe shapes
+pub mod schema {
+    use serde::Serialize;
+    use utoipa::ToSchema;
+
+    /// Lifecycle state of a SIM.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum SimState {
+        Inventory,
+        Active,
+        Suspended,
+        Blocked,
+        Retired,
+    }
+
+    /// Physical card or embedded (eUICC) profile.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum SimType {
+        Physical,
+        Esim,
+    }
+
+    /// Megabytes or gigabytes (1 GB = 1024 MB, as mobile data is billed).
+    #[derive(Serialize, ToSchema)]
+    pub enum DataUnit {
+        #[serde(rename = "MB")]
+        Mb,
+        #[serde(rename = "GB")]
+        Gb,
+    }
+
+    /// An amount of data, e.g. `{"amount": 1.5, "unit": "GB"}`.
+    #[derive(Serialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct DataAmount {
+        pub amount: f64,
+        pub unit: DataUnit,
+    }
 }
 
 /// A SIM as clients see it. No secret value ever appears here.
@@ -47,7 +91,9 @@ pub struct SimView {
     pub msisdn: Option<String>,
     pub imei: Option<String>,
     pub eid: Option<String>,
+    #[schema(value_type = schema::SimType)]
     pub sim_type: SimType,
+    #[schema(value_type = schema::SimState)]
     pub state: SimState,
     pub state_reason: Option<String>,
     pub carrier_status: Option<String>,
@@ -72,10 +118,10 @@ pub struct SimView {
     pub updated_at: String,
     pub last_synced_at: Option<String>,
     /// Data used this billing period, as the carrier reports it.
-    #[schema(value_type = Option<crate::domain::usage::DataAmount>)]
+    #[schema(value_type = Option<schema::DataAmount>)]
     pub consumed_data: Option<crate::domain::usage::DataAmount>,
     /// The period's data limit.
-    #[schema(value_type = Option<crate::domain::usage::DataAmount>)]
+    #[schema(value_type = Option<schema::DataAmount>)]
     pub data_limit: Option<crate::domain::usage::DataAmount>,
 }
 
@@ -119,8 +165,10 @@ impl From<Sim> for SimView {
     }
 }
 
+// Describes the body for the OpenAPI document only: the domain's `SimFields` parses it.
 /// `POST /v1/sims` body. Every field is validated and every problem reported at once.
 #[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSimBody {
     /// 18–22 digits starting `89`, Luhn check digit last; unique across all tenants.
@@ -145,7 +193,7 @@ pub struct CreateSimBody {
     pub eid: Option<Value>,
     /// `physical` (default) or `esim`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<SimType>)]
+    #[schema(value_type = Option<schema::SimType>)]
     pub sim_type: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, example = "GEMALTO")]
@@ -195,127 +243,6 @@ pub struct CreateSimBody {
     #[serde(default)]
     #[schema(value_type = Option<super::secrets::SecretsDoc>)]
     pub secrets: Option<SecretsInput>,
-}
-
-impl CreateSimBody {
-    pub fn parse(self, luhn: LuhnPolicy) -> Result<NewSim, ValidationErrors> {
-        let mut errs = ValidationErrors::new();
-        let mut f = Fields { errs: &mut errs };
-        let iccid = f.required("iccid", &self.iccid, |s| Iccid::parse(s, luhn));
-        let imsi = f.optional("imsi", &self.imsi, Imsi::parse);
-        let msisdn = f.optional("msisdn", &self.msisdn, Msisdn::parse);
-        let imei = f.optional("imei", &self.imei, Imei::parse);
-        let eid = f.optional("eid", &self.eid, Eid::parse);
-        let sim_type = f
-            .optional("sim_type", &self.sim_type, |s| {
-                s.parse::<SimType>()
-                    .map_err(|()| "must be physical or esim")
-            })
-            .unwrap_or(SimType::Physical);
-        let vendor = f.optional("vendor", &self.vendor, label("vendor"));
-        let tags = f.labels("tags", &self.tags, MAX_TAGS).unwrap_or_default();
-        let group_id = f.optional("group_id", &self.group_id, label("group_id"));
-        let device_id = f.optional("device_id", &self.device_id, label("device_id"));
-        let zones = f
-            .labels("compatibility_zones", &self.compatibility_zones, MAX_ZONES)
-            .unwrap_or_default();
-        let carrier_status = f.optional("carrier_status", &self.carrier_status, |s| {
-            check_carrier_status(s).map(|()| s.to_owned())
-        });
-        let metadata = f
-            .object("metadata", &self.metadata, check_metadata)
-            .unwrap_or_default();
-        let mut counter_max = |name: &str, v: &Option<Value>, default: i64| match v {
-            None | Some(Value::Null) => default,
-            Some(v) => match v.as_i64().filter(|n| (1..=15).contains(n)) {
-                Some(n) => n,
-                None => {
-                    errs.pointer(format!("/{name}"), "must be a whole number from 1 to 15");
-                    default
-                }
-            },
-        };
-        let pin_max = counter_max("pin_max", &self.pin_max, 3);
-        let puk_max = counter_max("puk_max", &self.puk_max, 10);
-        let mut auth = crate::domain::sqn::AuthData::default();
-        if let Some(amf) = optional_hex::<2>("amf", &self.amf, &mut errs) {
-            auth.amf = amf;
-        }
-        if let Some(sqn) = optional_hex::<6>("sqn", &self.sqn, &mut errs) {
-            auth.sqn = crate::domain::sqn::from_bytes(&sqn);
-        }
-        match &self.ind_bitlen {
-            None | Some(Value::Null) => {}
-            Some(v) => match v.as_u64().filter(|n| *n <= 10) {
-                Some(n) => auth.ind_bitlen = u8::try_from(n).unwrap_or(5),
-                None => errs.pointer("/ind_bitlen", "must be a whole number from 0 to 10"),
-            },
-        }
-        if eid.is_some() && sim_type != SimType::Esim {
-            errs.pointer("/eid", "an EID is only given for an eSIM (sim_type esim)");
-        }
-        let secrets = self
-            .secrets
-            .map(|s| s.parse("/secrets", false, &mut errs))
-            .unwrap_or_default();
-        let Some(iccid) = iccid else { return Err(errs) };
-        errs.finish(NewSim {
-            iccid,
-            imsi,
-            msisdn,
-            imei,
-            eid,
-            sim_type,
-            carrier_status,
-            vendor,
-            tags,
-            group_id,
-            device_id,
-            compatibility_zones: zones,
-            metadata,
-            pin_max,
-            puk_max,
-            auth,
-            secrets,
-        })
-    }
-}
-
-/// One SIM of a batch (an import row, as JSON text): parsed and validated like a
-/// `POST /v1/sims` body; every problem is reported, with pointers into the row.
-pub fn parse_sim_row(text: &[u8], luhn: LuhnPolicy) -> Result<NewSim, ValidationErrors> {
-    use serde::Deserialize as _;
-    let mut de = serde_json::Deserializer::from_slice(text);
-    let body = CreateSimBody::deserialize(&mut de)
-        .and_then(|b| de.end().map(|()| b))
-        .map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => super::extract::data_error(&e, ""),
-            _ => ValidationErrors::single_pointer("", "not valid JSON"),
-        })?;
-    body.parse(luhn)
-}
-
-/// An optional field of exactly `2 * N` hex digits; missing or null is `None`.
-fn optional_hex<const N: usize>(
-    name: &str,
-    v: &Option<Value>,
-    errs: &mut ValidationErrors,
-) -> Option<[u8; N]> {
-    match v {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let parsed = v
-                .as_str()
-                .and_then(crate::domain::validation::hex_array::<N>);
-            if parsed.is_none() {
-                errs.pointer(
-                    format!("/{name}"),
-                    format!("must be {} hexadecimal digits", 2 * N),
-                );
-            }
-            parsed
-        }
-    }
 }
 
 /// `PATCH /v1/sims/{sim}` body: only the fields given change; `null` clears a field.
@@ -533,10 +460,10 @@ fn parse_list_query(q: &QueryPairs) -> Result<(SimListQuery, Option<ForPlan>), V
 async fn create_sim(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    ApiJson(body): ApiJson<CreateSimBody>,
+    ApiJson(body): ApiJson<SimFields>,
 ) -> ApiResult<impl IntoResponse> {
-    let new = body.parse(state.services.iccid_luhn())?;
-    let sim = state.services.create_sim(&principal, new).await?;
+    let input = body.finish(state.services.iccid_luhn())?;
+    let sim = state.services.create_sim(&principal, input).await?;
     let location = format!("/v1/sims/{}", sim.id);
     Ok((
         StatusCode::CREATED,
@@ -552,8 +479,8 @@ async fn create_sim(
         ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
         ("sort_by" = Option<String>, Query, description = "created_at, updated_at (default), iccid, imsi, msisdn, state, consumed_data"),
         ("sort_order" = Option<String>, Query, description = "asc or desc (default)"),
-        ("state" = Option<Vec<SimState>>, Query, description = "repeatable; any of"),
-        ("sim_type" = Option<SimType>, Query),
+        ("state" = Option<Vec<schema::SimState>>, Query, description = "repeatable; any of"),
+        ("sim_type" = Option<schema::SimType>, Query),
         ("compatibility_zones" = Option<Vec<String>>, Query, description = "repeatable; any of"),
         ("tags" = Option<Vec<String>>, Query, description = "repeatable; all of"),
         ("group_id" = Option<String>, Query),
@@ -638,12 +565,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn create(v: Value) -> Result<NewSim, ValidationErrors> {
-        serde_json::from_value::<CreateSimBody>(v)
-            .unwrap()
-            .parse(LuhnPolicy::Enforce)
-    }
-
     fn pointers(e: &ValidationErrors) -> Vec<String> {
         e.errors()
             .iter()
@@ -652,56 +573,6 @@ mod tests {
                 crate::domain::Location::Parameter(p) => p.clone(),
             })
             .collect()
-    }
-
-    #[test]
-    fn minimal_sim() {
-        let s = create(json!({"iccid": "8944501234567890124"})).unwrap();
-        assert_eq!(s.sim_type, SimType::Physical);
-        assert!(s.tags.is_empty());
-    }
-
-    #[test]
-    fn every_bad_field_is_reported_at_once() {
-        let e = create(json!({
-            "iccid": "123", "imsi": "12", "msisdn": "abc", "imei": "1", "eid": "1",
-            "sim_type": "card", "tags": ["ok", "", 5], "metadata": [1], "carrier_status": "x".repeat(31),
-            "compatibility_zones": "eu"
-        }))
-        .unwrap_err();
-        assert_eq!(
-            pointers(&e),
-            vec![
-                "/iccid",
-                "/imsi",
-                "/msisdn",
-                "/imei",
-                "/eid",
-                "/sim_type",
-                "/tags/1",
-                "/tags/2",
-                "/compatibility_zones",
-                "/carrier_status",
-                "/metadata"
-            ]
-        );
-    }
-
-    #[test]
-    fn missing_iccid_is_required() {
-        let e = create(json!({})).unwrap_err();
-        assert_eq!(pointers(&e), vec!["/iccid"]);
-        let e = create(json!({"iccid": 8944501234567890124u64})).unwrap_err();
-        assert_eq!(e.errors()[0].detail, "must be a string");
-    }
-
-    #[test]
-    fn eid_only_on_esims() {
-        let eid = "89049032123451234512345678901235";
-        assert!(create(json!({"iccid": "8944501234567890124", "eid": eid})).is_err());
-        assert!(
-            create(json!({"iccid": "8944501234567890124", "eid": eid, "sim_type": "esim"})).is_ok()
-        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod eki;
 pub mod esim;
+pub mod fields;
 pub mod identifiers;
 pub mod integrity;
 pub mod kdf;
@@ -11,8 +12,10 @@ pub mod link;
 pub mod milenage;
 pub mod pin;
 pub mod principal;
+pub mod secret_input;
 pub mod secrets;
 pub mod sim;
+pub mod sim_input;
 pub mod sim_key;
 pub mod sqn;
 pub mod task;
@@ -25,7 +28,9 @@ pub use identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msi
 pub use link::Link;
 pub use principal::{AuthMethod, Origin, Principal, Role};
 pub use secrets::{RetryCounters, SecretField, SecretValue};
-pub use sim::{NewSim, Sim, SimPatch, SimState, SimType};
+pub use sim::{Sim, SimPatch, SimState, SimType};
+/// `NewSim`: the earlier name of the SIM input, kept for the benches and the seed example.
+pub use sim_input::{SimInput, SimInput as NewSim};
 pub use sim_key::SimKey;
 pub use task::{KeyVersion, Task};
 pub use tenant::{Plan, TenantId};

@@ -11,7 +11,7 @@ use super::secrets::{RetryCounters, SecretField, SecretValue};
 use super::{SimId, Timestamp};
 
 /// Lifecycle state of a SIM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SimState {
     Inventory,
@@ -71,7 +71,7 @@ impl FromStr for SimState {
 }
 
 /// Physical card or embedded (eUICC) profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SimType {
     Physical,
@@ -191,57 +191,6 @@ pub struct Sim {
     pub auth: super::sqn::AuthData,
     /// The link bulk provisioning made for it (read with the SIM; not written with it).
     pub link: Option<super::link::LinkRef>,
-}
-
-/// A validated request to create a SIM.
-#[derive(Debug, Clone)]
-pub struct NewSim {
-    pub iccid: Iccid,
-    pub imsi: Option<Imsi>,
-    pub msisdn: Option<Msisdn>,
-    pub imei: Option<Imei>,
-    pub eid: Option<Eid>,
-    pub sim_type: SimType,
-    pub carrier_status: Option<String>,
-    pub vendor: Option<String>,
-    pub tags: LabelSet,
-    pub group_id: Option<String>,
-    pub device_id: Option<String>,
-    pub compatibility_zones: LabelSet,
-    pub metadata: serde_json::Map<String, serde_json::Value>,
-    /// The card profile's attempt counter maximums.
-    pub pin_max: i64,
-    pub puk_max: i64,
-    /// Authentication data (AMF, starting SQN, IND width).
-    pub auth: super::sqn::AuthData,
-    /// Secrets to store with it.
-    pub secrets: SecretChanges,
-}
-
-impl NewSim {
-    /// A physical SIM with this ICCID and nothing else: default counters, no secrets.
-    pub fn new(iccid: Iccid) -> Self {
-        let counters = RetryCounters::default();
-        Self {
-            iccid,
-            imsi: None,
-            msisdn: None,
-            imei: None,
-            eid: None,
-            sim_type: SimType::Physical,
-            carrier_status: None,
-            vendor: None,
-            tags: LabelSet::default(),
-            group_id: None,
-            device_id: None,
-            compatibility_zones: LabelSet::default(),
-            metadata: serde_json::Map::new(),
-            pin_max: counters.pin_max,
-            puk_max: counters.puk_max,
-            auth: super::sqn::AuthData::default(),
-            secrets: Vec::new(),
-        }
-    }
 }
 
 /// Secret fields to set (`Some`) or remove (`None`), each at most once.

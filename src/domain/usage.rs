@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Megabytes or gigabytes (1 GB = 1024 MB, as mobile data is billed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DataUnit {
     #[serde(rename = "MB")]
     Mb,
@@ -12,7 +12,7 @@ pub enum DataUnit {
 }
 
 /// An amount of data, e.g. `{"amount": 1.5, "unit": "GB"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataAmount {
     pub amount: f64,

@@ -17,19 +17,16 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::watch;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult, Services};
 use crate::domain::link::{self, Link};
 use crate::domain::sim::SecretChanges;
-use crate::domain::sqn::AuthData;
 use crate::domain::{
-    AuthMethod, Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, NewSim, Origin, Principal, Role,
-    SecretField, SecretValue, Sim, SimType, Task, TenantId, ValidationErrors,
+    AuthMethod, Origin, Principal, Role, Sim, SimInput, Task, TenantId, ValidationErrors,
 };
 use crate::policy::{Action, Decision};
-use crate::store::keys::{self, DekRow, NewSecret};
 use crate::store::lifecycle::EventRow;
 use crate::store::links::{self as link_repo, Refused};
 use crate::store::sims::{self as sim_repo, SimKey};
@@ -48,7 +45,7 @@ const BATCH: i64 = 500;
 pub struct ImportRow {
     /// The line of the source file, or the position in the request (from 1).
     pub line: i64,
-    pub sim: Result<NewSim, ValidationErrors>,
+    pub sim: Result<SimInput, ValidationErrors>,
 }
 
 /// `POST /v1/sims/bulk/provision-links`, validated.
@@ -116,129 +113,6 @@ impl Actor {
             },
         })
     }
-}
-
-/// An import row as sealed in its item: validated values as text, secrets wiped on drop.
-#[derive(Serialize, Deserialize)]
-struct StoredRow {
-    iccid: String,
-    imsi: Option<String>,
-    msisdn: Option<String>,
-    imei: Option<String>,
-    eid: Option<String>,
-    sim_type: String,
-    carrier_status: Option<String>,
-    vendor: Option<String>,
-    tags: Vec<String>,
-    group_id: Option<String>,
-    device_id: Option<String>,
-    zones: Vec<String>,
-    metadata: serde_json::Map<String, serde_json::Value>,
-    pin_max: i64,
-    puk_max: i64,
-    amf: [u8; 2],
-    sqn: u64,
-    ind_bitlen: u8,
-    secrets: Vec<(String, String)>,
-}
-
-impl Drop for StoredRow {
-    fn drop(&mut self) {
-        for (_, v) in &mut self.secrets {
-            v.zeroize();
-        }
-    }
-}
-
-impl StoredRow {
-    fn of(new: &NewSim) -> Self {
-        StoredRow {
-            iccid: new.iccid.as_str().to_owned(),
-            imsi: new.imsi.as_ref().map(|v| v.as_str().to_owned()),
-            msisdn: new.msisdn.as_ref().map(|v| v.as_str().to_owned()),
-            imei: new.imei.as_ref().map(|v| v.as_str().to_owned()),
-            eid: new.eid.as_ref().map(|v| v.as_str().to_owned()),
-            sim_type: new.sim_type.as_str().to_owned(),
-            carrier_status: new.carrier_status.clone(),
-            vendor: new.vendor.clone(),
-            tags: new.tags.iter().cloned().collect(),
-            group_id: new.group_id.clone(),
-            device_id: new.device_id.clone(),
-            zones: new.compatibility_zones.iter().cloned().collect(),
-            metadata: new.metadata.clone(),
-            pin_max: new.pin_max,
-            puk_max: new.puk_max,
-            amf: new.auth.amf,
-            sqn: new.auth.sqn,
-            ind_bitlen: new.auth.ind_bitlen,
-            secrets: new
-                .secrets
-                .iter()
-                .filter_map(|(f, v)| {
-                    v.as_ref()
-                        .map(|v| (f.as_str().to_owned(), v.expose().to_owned()))
-                })
-                .collect(),
-        }
-    }
-
-    /// Back to a validated SIM. The values were validated when the row was accepted; one
-    /// that no longer parses means the sealed item is not what we wrote.
-    fn into_new_sim(mut self) -> ServiceResult<NewSim> {
-        let mut new =
-            NewSim::new(Iccid::parse(&self.iccid, LuhnPolicy::Relaxed).map_err(|_| bad("iccid"))?);
-        new.imsi = optional(&self.imsi, Imsi::parse, "imsi")?;
-        new.msisdn = optional(&self.msisdn, Msisdn::parse, "msisdn")?;
-        new.imei = optional(&self.imei, Imei::parse, "imei")?;
-        new.eid = optional(&self.eid, Eid::parse, "eid")?;
-        new.sim_type = self
-            .sim_type
-            .parse::<SimType>()
-            .map_err(|()| bad("sim_type"))?;
-        new.carrier_status = self.carrier_status.take();
-        new.vendor = self.vendor.take();
-        new.tags = std::mem::take(&mut self.tags).into_iter().collect();
-        new.group_id = self.group_id.take();
-        new.device_id = self.device_id.take();
-        new.compatibility_zones = std::mem::take(&mut self.zones).into_iter().collect();
-        new.metadata = std::mem::take(&mut self.metadata);
-        new.pin_max = self.pin_max;
-        new.puk_max = self.puk_max;
-        new.auth = AuthData {
-            amf: self.amf,
-            sqn: self.sqn,
-            ind_bitlen: self.ind_bitlen,
-        };
-        let mut secrets: SecretChanges = Vec::with_capacity(self.secrets.len());
-        for (name, value) in &self.secrets {
-            let field = name
-                .parse::<SecretField>()
-                .map_err(|()| bad("secret field"))?;
-            secrets.push((
-                field,
-                Some(SecretValue::from_stored(Zeroizing::new(value.clone()))),
-            ));
-        }
-        new.secrets = secrets;
-        Ok(new)
-    }
-}
-
-fn bad(what: &str) -> ServiceError {
-    ServiceError::Internal(format!("sealed import row: bad {what}"))
-}
-
-/// An optional identifier of a sealed row, parsed again.
-fn optional<T, E>(
-    value: &Option<String>,
-    parse: impl Fn(&str) -> Result<T, E>,
-    what: &str,
-) -> ServiceResult<Option<T>> {
-    value
-        .as_deref()
-        .map(parse)
-        .transpose()
-        .map_err(|_| bad(what))
 }
 
 /// The text of an item's validation failure: every field with its problem, never a value.
@@ -350,10 +224,15 @@ impl ImportBatch {
             result: None,
             error: None,
         };
-        match row.sim {
-            Ok(new) => {
+        // OP becomes OPc here: the staged input never holds OP.
+        let input = row
+            .sim
+            .and_then(|mut input| super::secrets::opc_from_op(&mut input).map(|()| input));
+        match input {
+            Ok(input) => {
+                // The validated input itself, sealed: read back as it was, not validated again.
                 let text = Zeroizing::new(
-                    serde_json::to_vec(&StoredRow::of(&new))
+                    serde_json::to_vec(&input)
                         .map_err(|e| ServiceError::Internal(e.to_string()))?,
                 );
                 let aad = vault::task_item_aad(self.tenant.as_str(), &self.task_id, seq);
@@ -764,14 +643,13 @@ impl Services {
                         "import item",
                     )?;
                     // Not serde's message: it may quote a value.
-                    let row: StoredRow = serde_json::from_slice(&text).map_err(|_| {
+                    serde_json::from_slice::<SimInput>(&text).map_err(|_| {
                         ServiceError::Internal("sealed import row is malformed".into())
-                    })?;
-                    row.into_new_sim()
+                    })
                 });
             match opened {
-                Ok(new) => {
-                    let (sim, secrets) = super::sims::new_sim(tenant, new, now);
+                Ok(input) => {
+                    let (sim, secrets) = super::sims::new_sim(tenant, input, now);
                     built.push((item.seq, item.line, sim, secrets));
                 }
                 Err(e) => {
@@ -784,39 +662,12 @@ impl Services {
         let held = tasks::still_held(&mut tx, &task.id, owner, &items).await?;
         built.retain(|(seq, ..)| held.contains(seq));
         outcomes.retain(|o| held.contains(&o.seq));
-        let (version, active) = self.active_kek(&mut tx, tenant).await?;
+        let mut envelopes = self.envelopes(&mut tx, tenant).await?;
         let mut sims = Vec::with_capacity(built.len());
-        let mut deks = Vec::new();
-        let mut sealed = Vec::new();
         let mut pending_secrets = Vec::with_capacity(built.len());
         for (_, _, sim, secrets) in &mut built {
             if !secrets.is_empty() {
-                let dek = vault::new_key()?;
-                deks.push((
-                    sim.id.to_string(),
-                    DekRow {
-                        kek_version: version,
-                        format: vault::FORMAT,
-                        wrapped_dek: vault::wrap_dek(&active, tenant, &sim.id, version, &dek)?,
-                    },
-                ));
-                for (field, value) in secrets.iter() {
-                    if let Some(v) = value {
-                        sealed.push(NewSecret {
-                            sim_id: sim.id.to_string(),
-                            field: field.as_str(),
-                            ciphertext: vault::seal_field(
-                                &dek,
-                                tenant,
-                                &sim.id,
-                                *field,
-                                v.expose(),
-                            )?,
-                        });
-                        sim.secret_fields.insert(*field);
-                        sim.counters.provisioned(*field);
-                    }
-                }
+                envelopes.seal(sim, secrets)?;
             }
             pending_secrets.push(secrets.iter().map(|(f, _)| *f).collect::<Vec<_>>());
             sims.push(sim.clone());
@@ -825,17 +676,9 @@ impl Services {
             .await?
             .into_iter()
             .collect();
-        deks.retain(|(id, _)| inserted.contains(id));
-        sealed.retain(|s| inserted.contains(&s.sim_id));
-        keys::insert_deks(&mut tx, tenant, &deks, now).await?;
-        keys::insert_secrets(&mut tx, &sealed, vault::FORMAT, now).await?;
-        keys::count_wraps(
-            &mut tx,
-            tenant,
-            version,
-            i64::try_from(deks.len()).unwrap_or(i64::MAX),
-        )
-        .await?;
+        envelopes.retain(&inserted);
+        self.insert_envelopes(&mut tx, tenant, envelopes, now)
+            .await?;
         let mut events = Vec::new();
         let mut reasons = Vec::new();
         let mut created = Vec::new();

@@ -1,15 +1,20 @@
 //! Secret use cases: writing secret fields through the key hierarchy and revealing them to
 //! the principals the policy allows, field by field.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services, Target};
+use crate::domain::milenage::opc_value;
+use crate::domain::secret_input::{OP_NEEDS_KI, given_ki};
 use crate::domain::sim::SecretChanges;
-use crate::domain::{Principal, SecretField, SecretValue, Sim, ValidationErrors};
+use crate::domain::{
+    Principal, SecretField, SecretValue, Sim, SimInput, Timestamp, ValidationErrors,
+};
 use crate::policy::{Action, Context};
 use crate::store::Tx;
-use crate::store::keys::{self, DekRow, TenantKeyRow};
+use crate::store::keys::{self, DekRow, NewSecret, TenantKeyRow};
 use crate::store::sims::{self as repo, SimKey};
 use crate::vault::{self, Key, VaultError};
 
@@ -119,26 +124,9 @@ impl Services {
         }
     }
 
-    /// The SIM's DEK, creating and wrapping one under the active KEK on first use.
-    async fn dek_for_write(&self, tx: &mut Tx, sim: &Sim) -> ServiceResult<Key> {
-        if let Some(row) = keys::dek(&mut *tx, &sim.id).await? {
-            let kek = self.kek_in(tx, &sim.tenant_id, row.kek_version).await?;
-            return open_dek(&kek, sim, &row);
-        }
-        let (version, kek) = self.active_kek(tx, &sim.tenant_id).await?;
-        let dek = vault::new_key()?;
-        let row = DekRow {
-            kek_version: version,
-            format: vault::FORMAT,
-            wrapped_dek: vault::wrap_dek(&kek, &sim.tenant_id, &sim.id, version, &dek)?,
-        };
-        keys::insert_dek(tx, &sim.tenant_id, &sim.id, &row, self.clock.now()).await?;
-        keys::count_wraps(tx, &sim.tenant_id, version, 1).await?;
-        Ok(dek)
-    }
-
     /// Encrypts and stores (or removes) secret fields inside `tx`, updating `sim`'s view of
-    /// which fields are set and its retry counters. The caller writes `sim` back.
+    /// which fields are set and its retry counters. The caller writes `sim` back. A SIM
+    /// without a DEK gets its envelope (see [`Envelopes`]).
     pub(super) async fn apply_secrets(
         &self,
         tx: &mut Tx,
@@ -148,25 +136,57 @@ impl Services {
         if changes.is_empty() {
             return Ok(());
         }
-        let dek = self.dek_for_write(tx, sim).await?;
         let now = self.clock.now();
-        for (field, value) in changes {
-            match value {
-                Some(v) => {
-                    let blob =
-                        vault::seal_field(&dek, &sim.tenant_id, &sim.id, *field, v.expose())?;
+        if let Some(row) = keys::dek(tx, &sim.id).await? {
+            let kek = self.kek_in(tx, &sim.tenant_id, row.kek_version).await?;
+            let dek = open_dek(&kek, sim, &row)?;
+            for (field, value) in changes {
+                if let Some(v) = value {
+                    let blob = seal(&dek, sim, *field, v)?;
                     keys::put_secret(tx, &sim.id, field.as_str(), vault::FORMAT, &blob, now)
                         .await?;
-                    sim.secret_fields.insert(*field);
-                    sim.counters.provisioned(*field);
-                }
-                None => {
-                    keys::delete_secret(tx, &sim.id, field.as_str()).await?;
-                    sim.secret_fields.remove(field);
-                    sim.counters.removed(*field);
                 }
             }
+        } else {
+            let mut envelopes = self.envelopes(tx, &sim.tenant_id).await?;
+            envelopes.seal(sim, changes)?;
+            self.insert_envelopes(tx, &sim.tenant_id, envelopes, now)
+                .await?;
         }
+        for (field, value) in changes {
+            if value.is_none() {
+                keys::delete_secret(tx, &sim.id, field.as_str()).await?;
+                sim.secret_fields.remove(field);
+                sim.counters.removed(*field);
+            }
+        }
+        Ok(())
+    }
+
+    /// Envelopes for new DEKs wrapped under `tenant`'s active KEK (created on first use).
+    pub(super) async fn envelopes(&self, tx: &mut Tx, tenant: &str) -> ServiceResult<Envelopes> {
+        let (version, kek) = self.active_kek(tx, tenant).await?;
+        Ok(Envelopes {
+            version,
+            kek,
+            deks: Vec::new(),
+            sealed: Vec::new(),
+        })
+    }
+
+    /// Inserts the wrapped DEKs and sealed secrets of `envelopes`, counting the wraps under
+    /// their KEK version.
+    pub(super) async fn insert_envelopes(
+        &self,
+        tx: &mut Tx,
+        tenant: &str,
+        envelopes: Envelopes,
+        now: Timestamp,
+    ) -> ServiceResult<()> {
+        keys::insert_deks(tx, tenant, &envelopes.deks, now).await?;
+        keys::insert_secrets(tx, &envelopes.sealed, vault::FORMAT, now).await?;
+        let wraps = i64::try_from(envelopes.deks.len()).unwrap_or(i64::MAX);
+        keys::count_wraps(tx, tenant, envelopes.version, wraps).await?;
         Ok(())
     }
 
@@ -181,18 +201,21 @@ impl Services {
         let (mut tx, mut sim, decision) =
             self.lock_sim(principal, key, Action::WriteSecrets).await?;
         if let Some(op) = op {
-            // OPc from OP and the SIM's stored Ki; OP itself is never stored.
-            let Some(ki) = self.open_secret_in(&mut tx, &sim, SecretField::Ki).await? else {
-                return Err(ValidationErrors::single_pointer(
-                    "/op",
-                    "this SIM has no Ki: give ki with op",
-                )
-                .into());
+            // OPc from OP and the Ki given with it, else the SIM's stored Ki; OP itself is
+            // never stored.
+            let ki = match given_ki(&changes) {
+                Some(ki) => ki.clone(),
+                None => self
+                    .open_secret_in(&mut tx, &sim, SecretField::Ki)
+                    .await?
+                    .ok_or_else(|| {
+                        ValidationErrors::single_pointer(
+                            "/op",
+                            "this SIM has no Ki: give ki with op",
+                        )
+                    })?,
             };
-            changes.push((
-                SecretField::Opc,
-                Some(crate::domain::milenage::opc_value(&ki, &op)),
-            ));
+            changes.push((SecretField::Opc, Some(opc_value(&ki, &op))));
         }
         if changes
             .iter()
@@ -300,6 +323,74 @@ impl Services {
         }
         Ok(revealed)
     }
+}
+
+/// New SIMs' data keys, each wrapped under the tenant's active KEK, and their secrets sealed
+/// under them: the one envelope write, for a SIM created alone, a batch imported, and a SIM's
+/// first secrets. [`Services::insert_envelopes`] stores them.
+pub(super) struct Envelopes {
+    version: i64,
+    kek: Arc<Key>,
+    deks: Vec<(String, DekRow)>,
+    sealed: Vec<NewSecret>,
+}
+
+impl Envelopes {
+    /// A new DEK for `sim`, and the values of `changes` sealed under it (marked set on `sim`).
+    pub(super) fn seal(&mut self, sim: &mut Sim, changes: &SecretChanges) -> ServiceResult<()> {
+        let dek = vault::new_key()?;
+        let wrapped_dek = vault::wrap_dek(&self.kek, &sim.tenant_id, &sim.id, self.version, &dek)?;
+        let sim_id = sim.id.to_string();
+        for (field, value) in changes {
+            if let Some(v) = value {
+                self.sealed.push(NewSecret {
+                    sim_id: sim_id.clone(),
+                    field: field.as_str(),
+                    ciphertext: seal(&dek, sim, *field, v)?,
+                });
+            }
+        }
+        let row = DekRow {
+            kek_version: self.version,
+            format: vault::FORMAT,
+            wrapped_dek,
+        };
+        self.deks.push((sim_id, row));
+        Ok(())
+    }
+
+    /// Keeps the envelopes of the SIMs in `ids` only (those that were inserted).
+    pub(super) fn retain(&mut self, ids: &HashSet<String>) {
+        self.deks.retain(|(id, _)| ids.contains(id));
+        self.sealed.retain(|s| ids.contains(&s.sim_id));
+    }
+}
+
+/// Seals one secret value of `sim` under its DEK, marking the field set.
+fn seal(
+    dek: &Key,
+    sim: &mut Sim,
+    field: SecretField,
+    value: &SecretValue,
+) -> ServiceResult<Vec<u8>> {
+    let blob = vault::seal_field(dek, &sim.tenant_id, &sim.id, field, value.expose())?;
+    sim.secret_fields.insert(field);
+    sim.counters.provisioned(field);
+    Ok(blob)
+}
+
+/// OP given instead of OPc (with the Ki, as the input's rules require): OPc derived from
+/// both and added to the secrets to store; OP itself is dropped, never stored nor staged.
+pub(super) fn opc_from_op(input: &mut SimInput) -> Result<(), ValidationErrors> {
+    let Some(op) = input.op.take() else {
+        return Ok(());
+    };
+    let Some(ki) = given_ki(&input.secrets) else {
+        return Err(ValidationErrors::single_pointer("/secrets/op", OP_NEEDS_KI));
+    };
+    let opc = opc_value(ki, &op);
+    input.secrets.push((SecretField::Opc, Some(opc)));
+    Ok(())
 }
 
 /// Unwraps a SIM's DEK with the KEK version that wrapped it (checking the blob's format).

@@ -6,6 +6,7 @@
 //! column without the new MAC in the same statement.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
 use sqlx::types::Json;
 
@@ -26,11 +27,62 @@ use authenticity::sim_mac;
 
 pub use crate::domain::SimKey;
 
+/// Every column of a SIM row, in the order [`bind_sim!`] binds them, the MAC last: the one list
+/// every statement here is built from (see [`SQL`]).
 const COLUMNS: &str = "id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, state, state_reason, \
     carrier_status, vendor, tags, group_id, device_id, compatibility_zones, is_attached, \
     esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
     secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, consumed_data, data_limit, \
     consumed_mb, amf, sqn, ind_bitlen, mac";
+
+/// The columns an update keys on: they never change once written.
+const KEY_COLUMNS: usize = 3;
+
+/// The statements built from [`COLUMNS`], once.
+struct Statements {
+    columns: usize,
+    /// The columns, each as `s.{column}`.
+    prefixed: String,
+    insert: String,
+    /// An insert of many rows, up to `VALUES ` (the placeholders follow).
+    insert_many: String,
+    update: String,
+}
+
+static SQL: LazyLock<Statements> = LazyLock::new(|| {
+    let columns: Vec<&str> = COLUMNS.split(", ").collect();
+    let n = columns.len();
+    let list = columns.join(", ");
+    let update: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .skip(KEY_COLUMNS)
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    let keys: Vec<String> = columns[..KEY_COLUMNS]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    Statements {
+        columns: n,
+        prefixed: columns
+            .iter()
+            .map(|c| format!("s.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        insert: format!(
+            "INSERT INTO sims ({list}) VALUES {}",
+            super::placeholders(1, n)
+        ),
+        insert_many: format!("INSERT INTO sims ({list}) VALUES "),
+        update: format!(
+            "UPDATE sims SET {} WHERE {}",
+            update.join(", "),
+            keys.join(" AND ")
+        ),
+    }
+});
 
 /// The SIM's link, as columns of the SIM's own row: scalar subqueries on the unique
 /// `links.sim_id`, so no join changes the row count, the ordering or a `FOR UPDATE`.
@@ -263,14 +315,8 @@ macro_rules! bind_sim {
 
 /// Inserts a new SIM. A duplicate ICCID (in any tenant) is [`StoreError::Conflict`].
 pub async fn insert(tx: &mut Tx, integrity: &IntegrityKey, sim: &Sim) -> StoreResult<()> {
-    const SQL: &str = "INSERT INTO sims (id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, \
-        state, state_reason, carrier_status, vendor, tags, group_id, device_id, compatibility_zones, \
-        is_attached, esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
-        secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, \
-        consumed_data, data_limit, consumed_mb, amf, sqn, ind_bitlen, mac) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-        $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37)";
-    on_tx!(tx, c => bind_sim!(sqlx::query(SQL), sim)
+    let sql: &'static str = &SQL.insert;
+    on_tx!(tx, c => bind_sim!(sqlx::query(sql), sim)
         .bind(sim_mac(integrity, sim))
         .execute(&mut *c)
         .await
@@ -290,13 +336,9 @@ pub async fn insert_many(
     let mut inserted = Vec::with_capacity(sims.len());
     for chunk in sims.chunks(CHUNK) {
         let sql = format!(
-            "INSERT INTO sims (id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, \
-            state, state_reason, carrier_status, vendor, tags, group_id, device_id, compatibility_zones, \
-            is_attached, esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
-            secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, \
-            consumed_data, data_limit, consumed_mb, amf, sqn, ind_bitlen, mac) VALUES {} \
-            ON CONFLICT DO NOTHING RETURNING id",
-            super::placeholders(chunk.len(), 37)
+            "{}{} ON CONFLICT DO NOTHING RETURNING id",
+            SQL.insert_many,
+            super::placeholders(chunk.len(), SQL.columns)
         );
         let ids: Vec<String> = on_tx!(tx, c => {
             let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()));
@@ -314,16 +356,8 @@ pub async fn insert_many(
 /// Writes back every field of an existing SIM, with its new MAC; its id, tenant and ICCID
 /// never change.
 pub async fn update(tx: &mut Tx, integrity: &IntegrityKey, sim: &Sim) -> StoreResult<()> {
-    const SQL: &str = "UPDATE sims SET imsi = $4, msisdn = $5, imei = $6, eid = $7, sim_type = $8, \
-        state = $9, state_reason = $10, carrier_status = $11, vendor = $12, tags = $13, \
-        group_id = $14, device_id = $15, compatibility_zones = $16, is_attached = $17, \
-        esim_profile_state = $18, metadata = $19, created_at = $20, updated_at = $21, \
-        last_synced_at = $22, deleted_at = $23, secret_fields = $24, pin_max = $25, puk_max = $26, \
-        pin1_remaining = $27, pin2_remaining = $28, puk1_remaining = $29, puk2_remaining = $30, \
-        consumed_data = $31, data_limit = $32, consumed_mb = $33, amf = $34, sqn = $35, \
-        ind_bitlen = $36, mac = $37 \
-        WHERE id = $1 AND tenant_id = $2 AND iccid = $3";
-    let done = on_tx!(tx, c => bind_sim!(sqlx::query(SQL), sim)
+    let sql: &'static str = &SQL.update;
+    let done = on_tx!(tx, c => bind_sim!(sqlx::query(sql), sim)
         .bind(sim_mac(integrity, sim))
         .execute(&mut *c)
         .await
@@ -533,13 +567,7 @@ pub async fn list(
 
     let mut page = SqlBuilder::default();
     page.push("SELECT ");
-    page.push(
-        &COLUMNS
-            .split(", ")
-            .map(|c| format!("s.{c}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
+    page.push(&SQL.prefixed);
     page.push(&link_columns("s"));
     if windowed {
         page.push(", count(*) OVER () AS total_count");
@@ -593,6 +621,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn statements_are_built_from_the_one_column_list() {
+        assert_eq!(
+            SQL.update,
+            "UPDATE sims SET imsi = $4, msisdn = $5, imei = $6, eid = $7, sim_type = $8, \
+             state = $9, state_reason = $10, carrier_status = $11, vendor = $12, tags = $13, \
+             group_id = $14, device_id = $15, compatibility_zones = $16, is_attached = $17, \
+             esim_profile_state = $18, metadata = $19, created_at = $20, updated_at = $21, \
+             last_synced_at = $22, deleted_at = $23, secret_fields = $24, pin_max = $25, \
+             puk_max = $26, pin1_remaining = $27, pin2_remaining = $28, puk1_remaining = $29, \
+             puk2_remaining = $30, consumed_data = $31, data_limit = $32, consumed_mb = $33, \
+             amf = $34, sqn = $35, ind_bitlen = $36, mac = $37 \
+             WHERE id = $1 AND tenant_id = $2 AND iccid = $3"
+        );
+        assert_eq!(SQL.columns, 37);
+        assert!(
+            SQL.insert
+                .starts_with("INSERT INTO sims (id, tenant_id, iccid, imsi, ")
+        );
+        assert!(SQL.insert.ends_with("ind_bitlen, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37)"));
+        assert!(SQL.prefixed.starts_with("s.id, s.tenant_id, "));
+        assert!(SQL.prefixed.ends_with(", s.ind_bitlen, s.mac"));
+    }
+
+    #[test]
     fn fts_queries_use_each_distinct_trigram_once_and_quote_them() {
         assert_eq!(fts_trigrams("33333", None), "\"333\"");
         assert_eq!(
@@ -631,13 +683,7 @@ pub async fn get_with_secrets(
 > {
     let mut b = SqlBuilder::default();
     b.push("SELECT ");
-    b.push(
-        &COLUMNS
-            .split(", ")
-            .map(|c| format!("s.{c}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-    );
+    b.push(&SQL.prefixed);
     b.push(
         ", d.kek_version AS dek_kek_version, d.format AS dek_format, d.wrapped_dek AS dek_wrapped, \
          x.field AS secret_field, x.format AS secret_format, x.ciphertext AS secret_ciphertext \

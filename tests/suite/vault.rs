@@ -361,6 +361,7 @@ pub async fn seed_with_secrets(
                 SecretField::Ki,
                 Some(SecretField::Ki.parse(&format!("{i:032x}")).unwrap()),
             )],
+            op: None,
         };
         services.create_sim(&p, new).await.unwrap();
     }
