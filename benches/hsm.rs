@@ -16,7 +16,7 @@ use common::{iccid, per_second};
 use simvault::clock::{SharedClock, SystemClock};
 use simvault::config::Config;
 use simvault::domain::{
-    AuthMethod, Iccid, LuhnPolicy, NewSim, Principal, Role, SecretField, TenantId,
+    AuthMethod, Iccid, LuhnPolicy, Principal, Role, SecretField, SimInput, TenantId,
 };
 use simvault::service::Services;
 use simvault::store::sims::SimKey;
@@ -81,8 +81,9 @@ async fn main() -> anyhow::Result<()> {
         ..Principal::local(tenant, "bench")
     };
     for n in 0..SIMS {
-        let mut new =
-            NewSim::new(Iccid::parse(&iccid(n), LuhnPolicy::Enforce).map_err(anyhow::Error::msg)?);
+        let mut new = SimInput::new(
+            Iccid::parse(&iccid(n), LuhnPolicy::Enforce).map_err(anyhow::Error::msg)?,
+        );
         new.secrets = vec![
             (
                 SecretField::Ki,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use simvault::clock::{Clock, SharedClock, SystemClock};
 use simvault::config::Config;
 use simvault::domain::{
-    AuthMethod, Iccid, Imsi, LuhnPolicy, Msisdn, NewSim, Principal, Role, SecretField, TenantId,
+    AuthMethod, Iccid, Imsi, LuhnPolicy, Msisdn, Principal, Role, SecretField, SimInput, TenantId,
 };
 use simvault::service::bulk::ImportRow;
 use simvault::store::Db;
@@ -49,9 +49,9 @@ async fn open(dir: &std::path::Path, schema: &str) -> anyhow::Result<(Db, &'stat
     })
 }
 
-fn row(n: usize) -> anyhow::Result<NewSim> {
+fn row(n: usize) -> anyhow::Result<SimInput> {
     let e = anyhow::Error::msg;
-    let mut new = NewSim::new(Iccid::parse(&iccid(n), LuhnPolicy::Enforce).map_err(e)?);
+    let mut new = SimInput::new(Iccid::parse(&iccid(n), LuhnPolicy::Enforce).map_err(e)?);
     new.imsi = Some(Imsi::parse(&format!("23415{n:010}")).map_err(e)?);
     new.msisdn = Some(Msisdn::parse(&format!("4477{n:08}")).map_err(e)?);
     let value =

@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
     };
     for n in 0..SIMS {
         let iccid = Iccid::parse(&iccid(n), LuhnPolicy::Enforce).map_err(anyhow::Error::msg)?;
-        let mut new = simvault::domain::NewSim::new(iccid);
+        let mut new = simvault::domain::SimInput::new(iccid);
         new.secrets = vec![(
             SecretField::Pin1,
             Some(

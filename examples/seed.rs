@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use simvault::clock::{Clock, SystemClock};
 use simvault::config::Config;
-use simvault::domain::{Iccid, Imsi, LuhnPolicy, Msisdn, NewSim, SimType, TenantId};
+use simvault::domain::{Iccid, Imsi, LuhnPolicy, Msisdn, SimInput, SimType, TenantId};
 use simvault::service::admin;
 use simvault::service::sims::new_sim;
 use simvault::store::sims;
@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
         let mut tx = db.begin().await?;
         for &n in chunk {
             let now = start + i64::try_from(n)?;
-            let mut new = NewSim::new(iccid(n).ok_or_else(|| anyhow::anyhow!("no iccid"))?);
+            let mut new = SimInput::new(iccid(n).ok_or_else(|| anyhow::anyhow!("no iccid"))?);
             new.imsi = Some(Imsi::parse(&format!("23415{n:010}")).map_err(anyhow::Error::msg)?);
             new.msisdn = Some(Msisdn::parse(&format!("4477{n:08}")).map_err(anyhow::Error::msg)?);
             new.sim_type = if n % 5 == 0 {

@@ -29,8 +29,7 @@ pub use link::Link;
 pub use principal::{AuthMethod, Origin, Principal, Role};
 pub use secrets::{RetryCounters, SecretField, SecretValue};
 pub use sim::{Sim, SimPatch, SimState, SimType};
-/// `NewSim`: the earlier name of the SIM input, kept for the benches and the seed example.
-pub use sim_input::{SimInput, SimInput as NewSim};
+pub use sim_input::SimInput;
 pub use sim_key::SimKey;
 pub use task::{KeyVersion, Task};
 pub use tenant::{Plan, TenantId};

@@ -23,17 +23,16 @@ use super::validation::{ValidationErrors, hex_array};
 use super::{SimId, Timestamp};
 
 /// A validated request to create a SIM.
+///
+/// Staged (sealed in a bulk task's item) in the layout of [`sealed::Staged`], which earlier
+/// releases wrote too: replicas of either release can work the same task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "sealed::Staged", from = "sealed::Staged")]
 pub struct SimInput {
-    #[serde(with = "sealed::text")]
     pub iccid: Iccid,
-    #[serde(with = "sealed::optional_text")]
     pub imsi: Option<Imsi>,
-    #[serde(with = "sealed::optional_text")]
     pub msisdn: Option<Msisdn>,
-    #[serde(with = "sealed::optional_text")]
     pub imei: Option<Imei>,
-    #[serde(with = "sealed::optional_text")]
     pub eid: Option<Eid>,
     pub sim_type: SimType,
     pub carrier_status: Option<String>,
@@ -47,14 +46,11 @@ pub struct SimInput {
     pub pin_max: i64,
     pub puk_max: i64,
     /// Authentication data (AMF, starting SQN, IND width).
-    #[serde(with = "sealed::auth")]
     pub auth: AuthData,
     /// Secrets to store with it.
-    #[serde(with = "sealed::secrets")]
     pub secrets: SecretChanges,
     /// OP, given (with a Ki) instead of OPc: the service derives OPc from both and stores
     /// that, never OP (nor does it stage it).
-    #[serde(skip)]
     pub op: Option<SecretValue>,
 }
 
@@ -374,10 +370,14 @@ impl<'de> Deserialize<'de> for SimFields {
 
 /// The staged (to be sealed) form of the input's typed fields.
 mod sealed {
-    use serde::de::{self, Deserializer, MapAccess, Visitor};
-    use serde::ser::{SerializeMap, Serializer};
+    use serde::de::{self, Deserializer, SeqAccess, Visitor};
+    use serde::ser::{SerializeSeq, Serializer};
     use serde::{Deserialize, Serialize};
+    use serde_json::{Map, Value};
     use zeroize::Zeroizing;
+
+    use super::super::sim::{LabelSet, SimType};
+    use super::SimInput;
 
     use super::super::identifiers::{
         Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msisdn,
@@ -388,7 +388,7 @@ mod sealed {
 
     /// An identifier as its text, checked again when read back (the ICCID's check digit
     /// under the relaxed rule, as stored SIMs are).
-    pub trait Text: Sized + AsRef<str> {
+    pub(crate) trait Text: Sized + AsRef<str> {
         fn from_text(s: &str) -> Result<Self, InvalidIdentifier>;
     }
     impl Text for Iccid {
@@ -407,23 +407,26 @@ mod sealed {
     }
     parsed_text!(Imsi, Msisdn, Imei, Eid);
 
-    pub mod text {
+    pub(crate) mod text {
         use super::*;
-        pub fn serialize<T: Text, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        pub(crate) fn serialize<T: Text, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
             s.serialize_str(v.as_ref())
         }
-        pub fn deserialize<'de, T: Text, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        pub(crate) fn deserialize<'de, T: Text, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
             let s = String::deserialize(d)?;
             T::from_text(&s).map_err(de::Error::custom)
         }
     }
 
-    pub mod optional_text {
+    pub(crate) mod optional_text {
         use super::*;
-        pub fn serialize<T: Text, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        pub(crate) fn serialize<T: Text, S: Serializer>(
+            v: &Option<T>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             v.as_ref().map(AsRef::as_ref).serialize(s)
         }
-        pub fn deserialize<'de, T: Text, D: Deserializer<'de>>(
+        pub(crate) fn deserialize<'de, T: Text, D: Deserializer<'de>>(
             d: D,
         ) -> Result<Option<T>, D::Error> {
             Option::<String>::deserialize(d)?
@@ -432,51 +435,123 @@ mod sealed {
         }
     }
 
-    pub mod auth {
-        use super::*;
-        pub fn serialize<S: Serializer>(a: &AuthData, s: S) -> Result<S::Ok, S::Error> {
-            (a.amf, a.sqn, a.ind_bitlen).serialize(s)
+    /// The staged layout: identifiers as text, the authentication data as three keys, the
+    /// secrets as `[name, value]` pairs.
+    #[derive(Serialize, Deserialize)]
+    pub(crate) struct Staged {
+        #[serde(with = "text")]
+        iccid: Iccid,
+        #[serde(with = "optional_text")]
+        imsi: Option<Imsi>,
+        #[serde(with = "optional_text")]
+        msisdn: Option<Msisdn>,
+        #[serde(with = "optional_text")]
+        imei: Option<Imei>,
+        #[serde(with = "optional_text")]
+        eid: Option<Eid>,
+        sim_type: SimType,
+        carrier_status: Option<String>,
+        vendor: Option<String>,
+        tags: LabelSet,
+        group_id: Option<String>,
+        device_id: Option<String>,
+        zones: LabelSet,
+        metadata: Map<String, Value>,
+        pin_max: i64,
+        puk_max: i64,
+        amf: [u8; 2],
+        sqn: u64,
+        ind_bitlen: u8,
+        #[serde(with = "secrets")]
+        secrets: SecretChanges,
+    }
+
+    impl From<SimInput> for Staged {
+        fn from(i: SimInput) -> Self {
+            Staged {
+                iccid: i.iccid,
+                imsi: i.imsi,
+                msisdn: i.msisdn,
+                imei: i.imei,
+                eid: i.eid,
+                sim_type: i.sim_type,
+                carrier_status: i.carrier_status,
+                vendor: i.vendor,
+                tags: i.tags,
+                group_id: i.group_id,
+                device_id: i.device_id,
+                zones: i.compatibility_zones,
+                metadata: i.metadata,
+                pin_max: i.pin_max,
+                puk_max: i.puk_max,
+                amf: i.auth.amf,
+                sqn: i.auth.sqn,
+                ind_bitlen: i.auth.ind_bitlen,
+                secrets: i.secrets,
+            }
         }
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<AuthData, D::Error> {
-            let (amf, sqn, ind_bitlen) = <([u8; 2], u64, u8)>::deserialize(d)?;
-            Ok(AuthData {
-                amf,
-                sqn,
-                ind_bitlen,
-            })
+    }
+
+    impl From<Staged> for SimInput {
+        fn from(s: Staged) -> Self {
+            SimInput {
+                iccid: s.iccid,
+                imsi: s.imsi,
+                msisdn: s.msisdn,
+                imei: s.imei,
+                eid: s.eid,
+                sim_type: s.sim_type,
+                carrier_status: s.carrier_status,
+                vendor: s.vendor,
+                tags: s.tags,
+                group_id: s.group_id,
+                device_id: s.device_id,
+                compatibility_zones: s.zones,
+                metadata: s.metadata,
+                pin_max: s.pin_max,
+                puk_max: s.puk_max,
+                auth: AuthData {
+                    amf: s.amf,
+                    sqn: s.sqn,
+                    ind_bitlen: s.ind_bitlen,
+                },
+                secrets: s.secrets,
+                op: None,
+            }
         }
     }
 
     /// The secrets to set, as an object of field names and values (read back into zeroizing
     /// storage; they were validated when the input was).
-    pub mod secrets {
+    pub(crate) mod secrets {
         use super::*;
-        pub fn serialize<S: Serializer>(v: &SecretChanges, s: S) -> Result<S::Ok, S::Error> {
-            let mut map = s.serialize_map(None)?;
+        pub(crate) fn serialize<S: Serializer>(v: &SecretChanges, s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(None)?;
             for (field, value) in v {
                 if let Some(value) = value {
-                    map.serialize_entry(field.as_str(), value.expose())?;
+                    seq.serialize_element(&(field.as_str(), value.expose()))?;
                 }
             }
-            map.end()
+            seq.end()
         }
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecretChanges, D::Error> {
-            d.deserialize_map(Secrets)
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<SecretChanges, D::Error> {
+            d.deserialize_seq(Secrets)
         }
 
         struct Secrets;
         impl<'de> Visitor<'de> for Secrets {
             type Value = SecretChanges;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("secret fields")
+                f.write_str("`[name, value]` pairs of secret fields")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretChanges, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SecretChanges, A::Error> {
                 let mut out = SecretChanges::new();
-                while let Some(name) = map.next_key::<String>()? {
+                while let Some((name, value)) = seq.next_element::<(String, StagedValue)>()? {
                     let field = name
                         .parse::<SecretField>()
                         .map_err(|()| de::Error::custom("unknown secret field"))?;
-                    let value = map.next_value::<Staged>()?;
                     out.push((field, Some(value.0)));
                 }
                 Ok(out)
@@ -484,22 +559,22 @@ mod sealed {
         }
 
         /// One staged secret value, read into zeroizing storage.
-        struct Staged(SecretValue);
-        impl<'de> Deserialize<'de> for Staged {
+        struct StagedValue(SecretValue);
+        impl<'de> Deserialize<'de> for StagedValue {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct V;
                 impl Visitor<'_> for V {
-                    type Value = Staged;
+                    type Value = StagedValue;
                     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                         f.write_str("a secret value")
                     }
-                    fn visit_str<E: de::Error>(self, s: &str) -> Result<Staged, E> {
-                        Ok(Staged(SecretValue::from_stored(Zeroizing::new(
+                    fn visit_str<E: de::Error>(self, s: &str) -> Result<StagedValue, E> {
+                        Ok(StagedValue(SecretValue::from_stored(Zeroizing::new(
                             s.to_owned(),
                         ))))
                     }
-                    fn visit_string<E: de::Error>(self, s: String) -> Result<Staged, E> {
-                        Ok(Staged(SecretValue::from_stored(Zeroizing::new(s))))
+                    fn visit_string<E: de::Error>(self, s: String) -> Result<StagedValue, E> {
+                        Ok(StagedValue(SecretValue::from_stored(Zeroizing::new(s))))
                     }
                 }
                 d.deserialize_str(V)
@@ -511,12 +586,41 @@ mod sealed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::SecretField;
     use serde_json::json;
 
     fn create(v: Value) -> Result<SimInput, ValidationErrors> {
         serde_json::from_value::<SimFields>(v)
             .unwrap()
             .finish(LuhnPolicy::Enforce)
+    }
+
+    /// A row staged by the previous release (its `StoredRow` layout), as a replica of that
+    /// release seals it: this release reads it, and stages its own rows in the same layout.
+    #[test]
+    fn staged_rows_keep_the_layout_earlier_releases_wrote() {
+        let earlier = json!({
+            "iccid": "89441000000000000011", "imsi": "234150000000001", "msisdn": null,
+            "imei": null, "eid": null, "sim_type": "physical", "carrier_status": null,
+            "vendor": "V", "tags": ["a"], "group_id": null, "device_id": null,
+            "zones": ["eu"], "metadata": {"k": 1}, "pin_max": 3, "puk_max": 10,
+            "amf": [128, 0], "sqn": 7, "ind_bitlen": 5,
+            "secrets": [["ki", "000102030405060708090a0b0c0d0e0f"]]
+        });
+        let input: SimInput = serde_json::from_value(earlier.clone()).unwrap();
+        assert_eq!(input.iccid.as_str(), "89441000000000000011");
+        assert_eq!(input.compatibility_zones.iter().collect::<Vec<_>>(), ["eu"]);
+        assert_eq!(
+            (input.auth.amf, input.auth.sqn, input.auth.ind_bitlen),
+            ([128, 0], 7, 5)
+        );
+        assert_eq!(input.secrets.len(), 1);
+        assert_eq!(input.secrets[0].0, SecretField::Ki);
+        assert_eq!(
+            input.secrets[0].1.as_ref().map(SecretValue::expose),
+            Some("000102030405060708090a0b0c0d0e0f")
+        );
+        assert_eq!(serde_json::to_value(&input).unwrap(), earlier);
     }
 
     fn pointers(e: &ValidationErrors) -> Vec<String> {

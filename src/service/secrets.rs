@@ -137,7 +137,7 @@ impl Services {
             return Ok(());
         }
         let now = self.clock.now();
-        if let Some(row) = keys::dek(tx, &sim.id).await? {
+        if let Some(row) = keys::dek(&mut *tx, &sim.id).await? {
             let kek = self.kek_in(tx, &sim.tenant_id, row.kek_version).await?;
             let dek = open_dek(&kek, sim, &row)?;
             for (field, value) in changes {

@@ -337,10 +337,10 @@ pub async fn seed_with_secrets(
     from: u64,
     n: u64,
 ) {
-    use simvault::domain::{Iccid, LuhnPolicy, NewSim, SecretField, SimType};
+    use simvault::domain::{Iccid, LuhnPolicy, SecretField, SimInput, SimType};
     let p = provisioner(tenant);
     for i in from..from + n {
-        let new = NewSim {
+        let new = SimInput {
             iccid: Iccid::parse(&iccid(i), LuhnPolicy::Enforce).unwrap(),
             imsi: None,
             msisdn: None,
