@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::{Actor, Batch, Grant, failed, pending_item};
+use super::{Actor, Batch, Grant, failed, pending_item, succeeded};
 use crate::domain::link;
 use crate::domain::sim::SecretChanges;
 use crate::domain::{Principal, Sim, SimInput, Task, TenantId, ValidationErrors};
@@ -19,7 +19,7 @@ use crate::service::audit::Event;
 use crate::service::{ServiceError, ServiceResult, Services};
 use crate::store::lifecycle::EventRow;
 use crate::store::sims as sim_repo;
-use crate::store::tasks::{ItemRow, Outcome};
+use crate::store::tasks::ItemRow;
 use crate::vault;
 
 pub const IMPORT_TASK: &str = "import";
@@ -316,15 +316,11 @@ impl Services {
         let mut created = Vec::new();
         for ((seq, line, sim, _), fields) in built.iter().zip(&pending_secrets) {
             if inserted.contains(&sim.id.to_string()) {
-                outcomes.push(Outcome {
-                    seq: *seq,
-                    succeeded: true,
-                    sim_id: Some(sim.id.to_string()),
-                    result: Some(
-                        json!({"sim_id": sim.id, "iccid": sim.iccid.as_str()}).to_string(),
-                    ),
-                    error: None,
-                });
+                outcomes.push(succeeded(
+                    *seq,
+                    Some(sim.id.to_string()),
+                    &json!({"sim_id": sim.id, "iccid": sim.iccid.as_str()}),
+                ));
                 events.push(EventRow {
                     id: uuid::Uuid::new_v4().to_string(),
                     tenant_id: tenant.to_owned(),

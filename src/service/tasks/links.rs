@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{Actor, Batch, Grant, failed, pending_item};
+use super::{Actor, Batch, Grant, failed, pending_item, succeeded};
 use crate::domain::Principal;
 use crate::domain::Task;
 use crate::domain::ValidationErrors;
@@ -13,7 +13,7 @@ use crate::service::audit::Event;
 use crate::service::{Page, ServiceError, ServiceResult, Services};
 use crate::store::links::{self as link_repo, Refused};
 use crate::store::sims::{self as sim_repo, SimKey};
-use crate::store::tasks::{ItemRow, Outcome};
+use crate::store::tasks::ItemRow;
 use crate::store::{StoreError, plans as plan_repo};
 
 pub const LINKS_TASK: &str = "provision_links";
@@ -213,13 +213,8 @@ impl Services {
             };
             match link_repo::insert(&mut tx, &integrity, &link).await? {
                 Ok(()) => {
-                    outcomes.push(Outcome {
-                        seq: item.seq,
-                        succeeded: true,
-                        sim_id: None,
-                        result: Some(json!({"link_id": link.id, "name": link.name}).to_string()),
-                        error: None,
-                    });
+                    let result = json!({"link_id": link.id, "name": link.name});
+                    outcomes.push(succeeded(item.seq, None, &result));
                     linked.push((sim, link));
                 }
                 Err(Refused::SimLinked) => outcomes.push(failed(item.seq, "SIM already linked")),

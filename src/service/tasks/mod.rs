@@ -9,11 +9,13 @@
 //! events in one transaction: an item is done exactly once, and a process killed mid-batch
 //! leaves its items pending, to be leased again when the lease runs out. A key rotation is
 //! leased whole, its lease extended with each batch's progress. A task completes (with a
-//! `task.completed` event and a record by a system principal) when no work is left.
+//! `task.completed` event and a record by a system principal) when no work is left. What a
+//! task's owner (and the host that queued it) reads of it is in `view`.
 
 pub mod import;
 pub mod links;
 pub mod rotation;
+mod view;
 
 use std::collections::HashSet;
 use std::marker::PhantomData;
@@ -24,9 +26,9 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::audit::Event;
-use super::{Page, ServiceError, ServiceResult, Services};
+use super::{ServiceError, ServiceResult, Services};
 use crate::domain::{AuthMethod, Origin, Principal, Role, Task, TenantId};
-use crate::policy::{Action, Context, Resource};
+use crate::policy::Action;
 use crate::store::Tx;
 use crate::store::lifecycle::EventRow;
 use crate::store::tasks::{self, ItemRow, Outcome, TaskRow};
@@ -34,59 +36,12 @@ use crate::store::tasks::{self, ItemRow, Outcome, TaskRow};
 pub use import::{IMPORT_TASK, ImportBatch, ImportGrant, ImportRow};
 pub use links::{LINKS_TASK, LinksGrant, ProvisionLinks};
 pub use rotation::{KeyStatus, ROTATION_TASK};
+pub use view::Item;
 
 /// The kinds worked on item by item.
 const ITEM_KINDS: [&str; 2] = [IMPORT_TASK, LINKS_TASK];
 /// Items leased and committed together.
 const BATCH: i64 = 500;
-
-/// One item of a task as its owner sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Item {
-    pub seq: i64,
-    pub line: Option<i64>,
-    pub sim_id: Option<uuid::Uuid>,
-    pub status: String,
-    pub result: Option<serde_json::Value>,
-    pub error: Option<String>,
-}
-
-impl TryFrom<ItemRow> for Item {
-    type Error = ServiceError;
-    fn try_from(r: ItemRow) -> ServiceResult<Item> {
-        Ok(Item {
-            seq: r.seq,
-            line: r.line,
-            sim_id: r
-                .sim_id
-                .map(|s| s.parse())
-                .transpose()
-                .map_err(|_| ServiceError::Internal("corrupt item SIM id".into()))?,
-            status: r.status,
-            result: r.result.and_then(|t| serde_json::from_str(&t).ok()),
-            error: r.error,
-        })
-    }
-}
-
-impl TryFrom<TaskRow> for Task {
-    type Error = ServiceError;
-    fn try_from(r: TaskRow) -> ServiceResult<Task> {
-        Ok(Task {
-            id: r
-                .id
-                .parse()
-                .map_err(|_| ServiceError::Internal("corrupt task id".into()))?,
-            kind: r.kind,
-            status: r.status,
-            total_items: r.total_items,
-            completed_items: r.completed_items,
-            failed_items: r.failed_items,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        })
-    }
-}
 
 /// Who asked for a task: its records are theirs, though a worker writes them later.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,44 +131,33 @@ impl Batch<'_> {
     }
 }
 
-impl Services {
-    /// Ends a batch of `task`: its items' outcomes and the records of what they did,
-    /// committed with whatever the kind wrote in `tx`.
-    async fn commit_batch(
-        &self,
-        mut tx: Tx,
-        batch: &Batch<'_>,
-        outcomes: &[Outcome],
-        records: Vec<Event<'_>>,
-        now: i64,
-    ) -> ServiceResult<()> {
-        tasks::record_outcomes(&mut tx, &batch.task.id, outcomes, now).await?;
-        self.audit_all_in(&mut tx, &batch.actor, records).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-}
-
 /// A lease's length in the store's time unit (microseconds).
 fn lease_micros(lease: Duration) -> i64 {
     i64::try_from(lease.as_micros()).unwrap_or(i64::MAX)
 }
 
-/// The sequence number of a task's item at `index` (from 0): numbered from 1.
-fn seq_of(index: usize) -> i64 {
-    i64::try_from(index).unwrap_or(i64::MAX) + 1
-}
-
-/// A pending item of task `task_id` at `index` (from 0), with nothing attached yet.
+/// A pending item of task `task_id` at `index` (from 0; items are numbered from 1), with
+/// nothing attached yet.
 fn pending_item(task_id: &str, index: usize) -> ItemRow {
     ItemRow {
         task_id: task_id.to_owned(),
-        seq: seq_of(index),
+        seq: i64::try_from(index).unwrap_or(i64::MAX) + 1,
         line: None,
         status: "pending".into(),
         input: None,
         sim_id: None,
         result: None,
+        error: None,
+    }
+}
+
+/// A done item's outcome: `result` is what its owner reads of it.
+fn succeeded(seq: i64, sim_id: Option<String>, result: &serde_json::Value) -> Outcome {
+    Outcome {
+        seq,
+        succeeded: true,
+        sim_id,
+        result: Some(result.to_string()),
         error: None,
     }
 }
@@ -305,6 +249,22 @@ impl Services {
         Ok(())
     }
 
+    /// Ends a batch of `task`: its items' outcomes and the records of what they did,
+    /// committed with whatever the kind wrote in `tx`.
+    async fn commit_batch(
+        &self,
+        mut tx: Tx,
+        batch: &Batch<'_>,
+        outcomes: &[Outcome],
+        records: Vec<Event<'_>>,
+        now: i64,
+    ) -> ServiceResult<()> {
+        tasks::record_outcomes(&mut tx, &batch.task.id, outcomes, now).await?;
+        self.audit_all_in(&mut tx, &batch.actor, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The `completed` record of a task of `tenant`, written by the system principal `subject`.
     async fn audit_completed(
         &self,
@@ -317,79 +277,6 @@ impl Services {
         let tenant = TenantId::parse(tenant).map_err(|e| ServiceError::Internal(e.into()))?;
         self.audit_in(tx, &Principal::local(tenant, subject), event)
             .await
-    }
-
-    /// `GET /v1/tasks/{id}`.
-    pub async fn get_task(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Task> {
-        let row = self
-            .task_row(&principal.tenant, id)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        self.authorize(
-            principal,
-            Action::ReadTask,
-            &Resource::of_tenant(&row.tenant_id),
-            &Context::default(),
-            super::Target::default(),
-        )
-        .await?;
-        Task::try_from(row)
-    }
-
-    /// `GET /v1/tasks/{id}/items`: in request order, optionally of one status.
-    pub async fn task_items(
-        &self,
-        principal: &Principal,
-        id: uuid::Uuid,
-        status: Option<&str>,
-        page: u32,
-        page_size: u32,
-    ) -> ServiceResult<Page<Item>> {
-        self.get_task(principal, id).await?;
-        let offset = i64::from(page.saturating_sub(1)) * i64::from(page_size);
-        let (items, total) = self
-            .items_of(id, status, offset, i64::from(page_size))
-            .await?;
-        Ok(Page {
-            items,
-            total: u64::try_from(total).unwrap_or(0),
-            page,
-            page_size,
-        })
-    }
-
-    /// Task `id` of `tenant` as the host that queued it sees it (`simvault import`,
-    /// `simvault keys rotate`): asked of no policy, as the host queues its tasks.
-    pub async fn host_task(
-        &self,
-        tenant: &TenantId,
-        id: uuid::Uuid,
-    ) -> ServiceResult<Option<Task>> {
-        self.task_row(tenant, id)
-            .await?
-            .map(Task::try_from)
-            .transpose()
-    }
-
-    /// Task `id` if it is `tenant`'s.
-    async fn task_row(&self, tenant: &TenantId, id: uuid::Uuid) -> ServiceResult<Option<TaskRow>> {
-        Ok(tasks::get(&self.db, tenant.as_str(), &id.to_string()).await?)
-    }
-
-    /// Up to `limit` items of the host's task `id` from `offset`, in request order, optionally
-    /// of one status; none when the task is not `tenant`'s.
-    pub async fn host_task_items(
-        &self,
-        tenant: &TenantId,
-        id: uuid::Uuid,
-        status: Option<&str>,
-        offset: i64,
-        limit: i64,
-    ) -> ServiceResult<Vec<Item>> {
-        if self.host_task(tenant, id).await?.is_none() {
-            return Ok(Vec::new());
-        }
-        Ok(self.items_of(id, status, offset, limit).await?.0)
     }
 
     /// One step of the host working on its own task `id` beside any running server: the task
@@ -411,21 +298,6 @@ impl Services {
             self.work_on(&row, owner, lease).await?
         };
         Ok(Some((Task::try_from(row)?, worked)))
-    }
-
-    async fn items_of(
-        &self,
-        id: uuid::Uuid,
-        status: Option<&str>,
-        offset: i64,
-        limit: i64,
-    ) -> ServiceResult<(Vec<Item>, i64)> {
-        let (rows, total) = tasks::items(&self.db, &id.to_string(), status, offset, limit).await?;
-        let items = rows
-            .into_iter()
-            .map(Item::try_from)
-            .collect::<ServiceResult<_>>()?;
-        Ok((items, total))
     }
 
     /// Works on item tasks: leases one batch of items and commits its outcomes. Returns
