@@ -19,7 +19,7 @@ use anyhow::{Context as _, bail};
 use zeroize::Zeroizing;
 
 use crate::domain::{LuhnPolicy, SecretField, SimInput, ValidationErrors, eki};
-use crate::service::bulk::ImportRow;
+use crate::service::tasks::ImportRow;
 
 /// The columns a CSV may name.
 pub const COLUMNS: [&str; 13] = [

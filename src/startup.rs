@@ -174,12 +174,8 @@ impl Application {
         let addr = listener.local_addr()?;
         let (stop_workers, workers_stop) = watch::channel(false);
         let workers = tokio::spawn({
-            let tasks = crate::service::rotation::worker(
-                services.clone(),
-                config.tasks.lease,
-                config.tasks.poll,
-                workers_stop.clone(),
-            );
+            let tasks =
+                crate::service::tasks::worker(services.clone(), config.tasks, workers_stop.clone());
             let checkpoints = crate::service::audit::checkpoint_worker(
                 services.clone(),
                 config.audit.checkpoint_interval,
@@ -187,12 +183,10 @@ impl Application {
             );
             let sync =
                 crate::service::sync::worker(services.clone(), config.sync, workers_stop.clone());
-            let bulk =
-                crate::service::bulk::worker(services.clone(), config.tasks, workers_stop.clone());
             let webhooks = crate::service::webhooks::worker(services.clone(), workers_stop.clone());
             let refusals = crate::service::refusals::worker(services.clone(), workers_stop.clone());
             async move {
-                tokio::join!(tasks, checkpoints, sync, bulk, webhooks, refusals);
+                tokio::join!(tasks, checkpoints, sync, webhooks, refusals);
             }
         });
         let (stop, stopped) = oneshot::channel::<()>();

@@ -18,7 +18,7 @@ use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::fields::Fields;
 use crate::domain::link::{MAX_BULK_ITEMS, check_prefix};
 use crate::domain::{Link, ValidationErrors, format_timestamp};
-use crate::service::bulk::{ImportBatch, ImportRow, Item, ProvisionLinks};
+use crate::service::tasks::{ImportBatch, ImportRow, Item, ProvisionLinks};
 
 /// The largest import body: 100,000 SIMs with every secret fit comfortably. Read as a stream
 /// (see [`super::large_body`]), never buffered whole.

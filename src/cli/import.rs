@@ -69,7 +69,7 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let task_id = task.id.to_string();
+    let task_id = task.id;
     println!("import task {task_id}: {} row(s)", task.total_items);
     let total = u64::try_from(task.total_items).unwrap_or(0);
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -85,8 +85,10 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let owner = uuid::Uuid::new_v4().to_string();
     let mut last_line = std::time::Instant::now();
     let done = loop {
-        let row = crate::store::tasks::get(&db, tenant.as_str(), &task_id)
-            .await?
+        let (row, worked) = services
+            .advance_task(&tenant, task_id, &owner, config.tasks.lease)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
             .context("the import task disappeared")?;
         let processed = u64::try_from(row.completed_items + row.failed_items).unwrap_or(0);
         match &bar {
@@ -100,10 +102,6 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         if row.status == "completed" || row.status == "failed" {
             break row;
         }
-        let worked = services
-            .work_on(&row, &owner, config.tasks.lease)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
         if !worked {
             // A running server's worker holds the rest: wait for it.
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -118,8 +116,10 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     );
     let mut offset = 0;
     loop {
-        let (failed, _) =
-            crate::store::tasks::items(&db, &task_id, Some("failed"), offset, 1000).await?;
+        let failed = services
+            .host_task_items(&tenant, task_id, Some("failed"), offset, 1000)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         if failed.is_empty() {
             break;
         }

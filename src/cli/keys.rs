@@ -98,7 +98,10 @@ async fn rotate_tenant_key(args: &RotateArgs) -> anyhow::Result<()> {
             .run_rotation(&owner, config.tasks.lease, &stop)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let status = crate::store::tasks::get(&db, tenant.as_str(), &task.id.to_string()).await?;
+        let status = services
+            .host_task(&tenant, task.id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         match status {
             Some(t) if t.status == "completed" || t.status == "failed" => {
                 println!(
@@ -152,9 +155,15 @@ async fn rotate_root_key(config: &Config) -> anyhow::Result<()> {
     pki::write_new(&next_path, contents.as_bytes(), true)?;
     let next = Keyring::new(std::sync::Arc::new(LocalRootKey::new(key)));
     let actor = crate::domain::principal::cli_subject();
-    let n = crate::service::rotation::rotate_root(&db, &current, &next, &actor, SystemClock.now())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let n = crate::service::tasks::rotation::rotate_root(
+        &db,
+        &current,
+        &next,
+        &actor,
+        SystemClock.now(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::rename(&next_path, path)?;
     db.close().await;
     println!(
@@ -220,7 +229,7 @@ async fn migrate_root(args: &MigrateRootArgs) -> anyhow::Result<()> {
             Some((next_path, path)),
         )
     };
-    let n = crate::service::rotation::move_root(
+    let n = crate::service::tasks::rotation::move_root(
         &db,
         &current,
         &next,

@@ -4,39 +4,19 @@
 
 use std::time::Duration;
 
-use sqlx::types::Json;
 use tokio::sync::watch;
 
-use super::audit::Event;
-use super::{ServiceError, ServiceResult, Services};
+use super::{lease_micros, pending_task};
 use crate::domain::task::KEK_ROTATION_DUE_AT;
-use crate::domain::{KeyVersion, Principal, Task, TenantId};
-use crate::policy::{Action, Context, Resource};
+use crate::domain::{KeyVersion, Principal, Task};
+use crate::policy::Action;
+use crate::service::{ServiceError, ServiceResult, Services};
 use crate::store::keys::{self, TenantKeyRow};
-use crate::store::tasks::{self, TaskRow};
+use crate::store::tasks;
 use crate::vault;
 
 pub const ROTATION_TASK: &str = "key_rotation";
 const BATCH: i64 = 200;
-
-impl TryFrom<TaskRow> for Task {
-    type Error = ServiceError;
-    fn try_from(r: TaskRow) -> ServiceResult<Task> {
-        Ok(Task {
-            id: r
-                .id
-                .parse()
-                .map_err(|_| ServiceError::Internal("corrupt task id".into()))?,
-            kind: r.kind,
-            status: r.status,
-            total_items: r.total_items,
-            completed_items: r.completed_items,
-            failed_items: r.failed_items,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        })
-    }
-}
 
 /// The state of a tenant's keys.
 #[derive(Debug, Clone)]
@@ -84,45 +64,22 @@ impl Services {
             ));
         }
         keys::retire_older(&mut tx, &*self.row_key()?, tenant, version).await?;
-        let task = TaskRow {
-            id: uuid::Uuid::new_v4().to_string(),
-            tenant_id: tenant.to_owned(),
-            kind: ROTATION_TASK.into(),
-            status: "pending".into(),
-            params: Json(serde_json::json!({"to_version": version})),
+        let task = tasks::TaskRow {
             total_items: keys::count_below(&self.db, tenant, version).await?,
-            completed_items: 0,
-            failed_items: 0,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            kek_version: None,
-            wrapped_key: None,
+            ..pending_task(
+                &uuid::Uuid::new_v4().to_string(),
+                tenant,
+                ROTATION_TASK,
+                serde_json::json!({"to_version": version}),
+                now,
+            )
         };
         tasks::insert(&mut tx, &task).await?;
         let reason = format!("new key version {version}, task {}", task.id);
-        let event = Event::tenant_wide(Action::RotateKeys, "allowed", Some(&reason), policy_ids);
-        self.audit_in(&mut tx, actor, event).await?;
-        tx.commit().await?;
-        self.tasks_ready.notify_waiters();
+        self.commit_queued(tx, actor, (Action::RotateKeys, &reason), policy_ids)
+            .await?;
         tracing::info!(tenant, version, task_id = %task.id, "key rotation started");
         Task::try_from(task)
-    }
-
-    /// `GET /v1/tasks/{id}`.
-    pub async fn get_task(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Task> {
-        let row = tasks::get(&self.db, principal.tenant.as_str(), &id.to_string())
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        self.authorize(
-            principal,
-            Action::ReadTask,
-            &Resource::of_tenant(&row.tenant_id),
-            &Context::default(),
-            super::Target::default(),
-        )
-        .await?;
-        Task::try_from(row)
     }
 
     /// `GET /v1/admin/keys`.
@@ -164,7 +121,7 @@ impl Services {
         lease: Duration,
         stop: &watch::Receiver<bool>,
     ) -> ServiceResult<Option<String>> {
-        let lease_us = i64::try_from(lease.as_micros()).unwrap_or(i64::MAX);
+        let lease_us = lease_micros(lease);
         let now = self.clock.now();
         let Some(task) = tasks::claim(&self.db, ROTATION_TASK, owner, now, now + lease_us).await?
         else {
@@ -191,15 +148,12 @@ impl Services {
                         .await?;
                 }
                 tasks::finish(&mut tx, &task.id, owner, "completed", None, now).await?;
-                let tenant_id =
-                    TenantId::parse(&tenant).map_err(|e| ServiceError::Internal(e.into()))?;
                 let reason = format!("key version {target}, task {}", task.id);
-                let event =
-                    Event::tenant_wide(Action::RotateKeys, "completed", Some(&reason), Vec::new());
-                self.audit_in(
+                self.audit_completed(
                     &mut tx,
-                    &Principal::local(tenant_id, "system:key-rotation"),
-                    event,
+                    (&tenant, "system:key-rotation"),
+                    Action::RotateKeys,
+                    &reason,
                 )
                 .await?;
                 tx.commit().await?;
@@ -300,7 +254,7 @@ pub async fn move_root(
         keys::rewrap_kek(&mut tx, &k.tenant_id, k.version, vault::FORMAT, &wrapped).await?;
     }
     keys::replace_root_check(&mut tx, vault::FORMAT, &next_check, now).await?;
-    super::audit::append_platform(
+    crate::service::audit::append_platform(
         &mut tx,
         actor,
         action,
@@ -315,7 +269,7 @@ pub async fn move_root(
 
 /// The background worker: runs rotation tasks as they are queued (or found unfinished after a
 /// restart or another replica's crash) until `stop` turns true.
-pub async fn worker(
+pub(super) async fn worker(
     services: std::sync::Arc<Services>,
     lease: Duration,
     poll: Duration,

@@ -1,0 +1,245 @@
+//! Link provisioning as a task: one item per SIM, each given a link named from a prefix and
+//! a counter, with the plans asked for; and the links as their owner reads them.
+
+use serde_json::json;
+
+use super::{Actor, Batch, Grant, failed, pending_item, succeeded};
+use crate::domain::Principal;
+use crate::domain::Task;
+use crate::domain::ValidationErrors;
+use crate::domain::link::{self, Link};
+use crate::policy::{Action, Decision};
+use crate::service::audit::Event;
+use crate::service::{Page, ServiceError, ServiceResult, Services};
+use crate::store::links::{self as link_repo, Refused};
+use crate::store::sims::{self as sim_repo, SimKey};
+use crate::store::tasks::ItemRow;
+use crate::store::{StoreError, plans as plan_repo};
+
+pub const LINKS_TASK: &str = "provision_links";
+
+/// `POST /v1/sims/bulk/provision-links`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvisionLinks {
+    pub name_prefix: String,
+    pub sim_ids: Vec<uuid::Uuid>,
+    pub plan_ids: Vec<uuid::Uuid>,
+    pub counter_start: u64,
+}
+
+/// The caller's right to queue link provisioning (see [`Grant`]).
+pub type LinksGrant = Grant<Links>;
+
+/// The link provisioning kind, naming its [`Grant`].
+#[derive(Debug)]
+pub enum Links {}
+
+impl Services {
+    /// May `principal` provision links? Decided before the body is read.
+    pub async fn authorize_provision_links(
+        &self,
+        principal: &Principal,
+    ) -> ServiceResult<LinksGrant> {
+        self.grant(principal, Action::ProvisionLinks).await
+    }
+
+    /// `POST /v1/sims/bulk/provision-links`. Unknown plans are refused before anything is
+    /// queued; a SIM that is linked already (or not the tenant's) fails its item only.
+    pub async fn start_provision_links(
+        &self,
+        principal: &Principal,
+        request: ProvisionLinks,
+    ) -> ServiceResult<Task> {
+        let grant = self.authorize_provision_links(principal).await?;
+        self.queue_provision_links(grant, request).await
+    }
+
+    /// Queues link provisioning asked for under `grant`.
+    pub async fn queue_provision_links(
+        &self,
+        grant: LinksGrant,
+        request: ProvisionLinks,
+    ) -> ServiceResult<Task> {
+        let LinksGrant {
+            principal,
+            policy_ids,
+            ..
+        } = grant;
+        let principal = &principal;
+        let tenant = principal.tenant.as_str();
+        let mut errors = ValidationErrors::new();
+        for (i, plan) in request.plan_ids.iter().enumerate() {
+            if plan_repo::get(&self.db, tenant, *plan).await?.is_none() {
+                errors.pointer(format!("/plan_ids/{i}"), "no plan with this id");
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors.into());
+        }
+        let task_id = uuid::Uuid::new_v4().to_string();
+        let items: Vec<ItemRow> = request
+            .sim_ids
+            .iter()
+            .enumerate()
+            .map(|(i, sim)| ItemRow {
+                sim_id: Some(sim.to_string()),
+                ..pending_item(&task_id, i)
+            })
+            .collect();
+        let params = json!({
+            "actor": Actor::of(principal),
+            "name_prefix": request.name_prefix,
+            "counter_start": request.counter_start,
+            "plan_ids": request.plan_ids,
+        });
+        let mut tx = self.db.begin().await?;
+        let task = self
+            .queue_task(
+                &mut tx,
+                (&task_id, tenant, LINKS_TASK),
+                params,
+                None,
+                &items,
+            )
+            .await?;
+        let total = task.total_items;
+        let reason = format!(
+            "task {task_id}: {total} SIM(s), names {}_{}…",
+            request.name_prefix, request.counter_start
+        );
+        self.commit_queued(tx, principal, (Action::ProvisionLinks, &reason), policy_ids)
+            .await?;
+        tracing::info!(task_id = %task_id, tenant, total, "link provisioning queued");
+        Task::try_from(task)
+    }
+
+    /// `GET /v1/links/{id}`.
+    pub async fn get_link(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Link> {
+        self.authorize_in_tenant(principal, Action::ReadLinks)
+            .await?;
+        link_repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), id)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// `GET /v1/links`, oldest first, optionally of one SIM.
+    pub async fn list_links(
+        &self,
+        principal: &Principal,
+        sim: Option<uuid::Uuid>,
+        page: u32,
+        page_size: u32,
+    ) -> ServiceResult<Page<Link>> {
+        self.authorize_in_tenant(principal, Action::ReadLinks)
+            .await?;
+        let offset = i64::from(page.saturating_sub(1)) * i64::from(page_size);
+        let sim = sim.map(|s| s.to_string());
+        let (items, total) = link_repo::list(
+            &self.db,
+            &*self.row_key()?,
+            principal.tenant.as_str(),
+            sim.as_deref(),
+            i64::from(page_size),
+            offset,
+        )
+        .await?;
+        Ok(Page {
+            items,
+            total: u64::try_from(total).unwrap_or(0),
+            page,
+            page_size,
+        })
+    }
+
+    /// Provisions the links of a leased batch of `task`'s items, in one transaction with
+    /// their outcomes and records.
+    pub(super) async fn links_batch(&self, batch: Batch<'_>) -> ServiceResult<()> {
+        let (task, items) = (batch.task, batch.items.as_slice());
+        let tenant = task.tenant_id.as_str();
+        let params = &task.params.0;
+        let prefix = params["name_prefix"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let counter_start = params["counter_start"].as_u64().unwrap_or(1);
+        let plan_ids: Vec<uuid::Uuid> =
+            serde_json::from_value(params["plan_ids"].clone()).unwrap_or_default();
+        let task_id: uuid::Uuid = task
+            .id
+            .parse()
+            .map_err(|_| ServiceError::Internal("corrupt task id".into()))?;
+        let now = self.clock.now();
+        let mut tx = self.db.begin().await?;
+        let held = batch.still_held(&mut tx).await?;
+        let integrity = self.row_key()?;
+        let mut outcomes = Vec::new();
+        let mut linked = Vec::new();
+        let mut tampered = Vec::new();
+        for item in items.iter().filter(|i| held.contains(&i.seq)) {
+            let sim_id = item
+                .sim_id
+                .as_deref()
+                .and_then(|s| s.parse::<uuid::Uuid>().ok());
+            let sim = match sim_id {
+                Some(id) => {
+                    match sim_repo::get_for_update(&mut tx, &integrity, tenant, &SimKey::Id(id))
+                        .await
+                    {
+                        Ok(sim) => sim,
+                        // This item only: the rest of the batch goes on.
+                        Err(StoreError::Integrity(f)) => {
+                            outcomes.push(failed(item.seq, "the SIM failed its integrity check"));
+                            tampered.push(f);
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                None => None,
+            };
+            let Some(sim) = sim else {
+                outcomes.push(failed(item.seq, "no such SIM"));
+                continue;
+            };
+            let index = u64::try_from(item.seq - 1).unwrap_or(0);
+            let link = Link {
+                id: uuid::Uuid::new_v4(),
+                tenant_id: tenant.to_owned(),
+                sim_id: sim.id,
+                name: link::name(&prefix, counter_start, index),
+                plan_ids: plan_ids.clone(),
+                task_id: Some(task_id),
+                created_at: now,
+            };
+            match link_repo::insert(&mut tx, &integrity, &link).await? {
+                Ok(()) => {
+                    let result = json!({"link_id": link.id, "name": link.name});
+                    outcomes.push(succeeded(item.seq, None, &result));
+                    linked.push((sim, link));
+                }
+                Err(Refused::SimLinked) => outcomes.push(failed(item.seq, "SIM already linked")),
+                Err(Refused::NameTaken) => {
+                    outcomes.push(failed(item.seq, "a link with this name already exists"))
+                }
+            }
+        }
+        let reasons: Vec<String> = linked
+            .iter()
+            .map(|(_, l)| format!("link {} ({}), task {}", l.name, l.id, task.id))
+            .collect();
+        let records = linked
+            .iter()
+            .zip(&reasons)
+            .map(|((sim, _), reason)| Event {
+                reason: Some(reason),
+                ..Event::allowed(Action::ProvisionLinks, sim, Decision::default())
+            })
+            .collect();
+        self.commit_batch(tx, &batch, &outcomes, records, now)
+            .await?;
+        for f in &tampered {
+            self.report_integrity(f).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,491 @@
+//! Background tasks: the engine every kind shares (queueing, leases, the still-held check,
+//! completion, the sweeper and the worker loops) and, one file each, the kinds: SIM imports
+//! ([`import`]), link provisioning ([`links`]) and key rotation ([`rotation`]).
+//!
+//! A task and its items are rows, written when the request is accepted (`202`). Item tasks
+//! (import, link provisioning) are worked on in batches: workers in every replica lease
+//! batches of pending items (PostgreSQL `FOR UPDATE SKIP LOCKED`, so replicas take disjoint
+//! batches) and commit each batch's changes, its items' outcomes, its audit records and outbox
+//! events in one transaction: an item is done exactly once, and a process killed mid-batch
+//! leaves its items pending, to be leased again when the lease runs out. A key rotation is
+//! leased whole, its lease extended with each batch's progress. A task completes (with a
+//! `task.completed` event and a record by a system principal) when no work is left. What a
+//! task's owner (and the host that queued it) reads of it is in `view`.
+
+pub mod import;
+pub mod links;
+pub mod rotation;
+mod view;
+
+use std::collections::HashSet;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::audit::Event;
+use super::{ServiceError, ServiceResult, Services};
+use crate::domain::{AuthMethod, Origin, Principal, Role, Task, TenantId};
+use crate::policy::Action;
+use crate::store::Tx;
+use crate::store::lifecycle::EventRow;
+use crate::store::tasks::{self, ItemRow, Outcome, TaskRow};
+
+pub use import::{IMPORT_TASK, ImportBatch, ImportGrant, ImportRow};
+pub use links::{LINKS_TASK, LinksGrant, ProvisionLinks};
+pub use rotation::{KeyStatus, ROTATION_TASK};
+pub use view::Item;
+
+/// The kinds worked on item by item.
+const ITEM_KINDS: [&str; 2] = [IMPORT_TASK, LINKS_TASK];
+/// Items leased and committed together.
+const BATCH: i64 = 500;
+
+/// Who asked for a task: its records are theirs, though a worker writes them later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Actor {
+    subject: String,
+    roles: Vec<String>,
+    auth_method: String,
+    credential: Option<String>,
+    client_addr: Option<String>,
+    request_id: Option<String>,
+}
+
+impl Actor {
+    fn of(p: &Principal) -> Self {
+        Actor {
+            subject: p.subject.clone(),
+            roles: p.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            auth_method: p.auth_method.as_str().to_owned(),
+            credential: p.credential_id.clone(),
+            client_addr: p.origin.client_addr.clone(),
+            request_id: p.origin.request_id.clone(),
+        }
+    }
+
+    fn principal(&self, tenant: &str) -> ServiceResult<Principal> {
+        let tenant = TenantId::parse(tenant).map_err(|e| ServiceError::Internal(e.into()))?;
+        Ok(Principal {
+            tenant,
+            roles: self
+                .roles
+                .iter()
+                .filter_map(|r| r.parse::<Role>().ok())
+                .collect(),
+            subject: self.subject.clone(),
+            auth_method: match self.auth_method.as_str() {
+                "mtls" => AuthMethod::Mtls,
+                "jwt" => AuthMethod::Jwt,
+                _ => AuthMethod::Local,
+            },
+            credential_id: self.credential.clone(),
+            origin: Origin {
+                request_id: self.request_id.clone(),
+                client_addr: self.client_addr.clone(),
+            },
+        })
+    }
+}
+
+/// The caller's right to queue a task of kind `K`, decided from the principal alone, before
+/// the request's body is read (a refusal is recorded as every refusal is), so that a caller
+/// without the right never gets a large body buffered or parsed. Only the kind's
+/// `authorize_*` use case makes one.
+#[derive(Debug)]
+pub struct Grant<K> {
+    principal: Principal,
+    policy_ids: Vec<String>,
+    kind: PhantomData<fn() -> K>,
+}
+
+/// A leased batch of a task's items, for its kind to work on.
+struct Batch<'a> {
+    task: &'a TaskRow,
+    /// Who queued the task: the batch's records are theirs, though a worker writes them.
+    actor: Principal,
+    items: Vec<ItemRow>,
+    /// The worker holding the lease.
+    owner: &'a str,
+}
+
+/// The leased `items` of `task`, with who queued the task.
+fn batch<'a>(task: &'a TaskRow, items: Vec<ItemRow>, owner: &'a str) -> ServiceResult<Batch<'a>> {
+    let actor: Actor = serde_json::from_value(task.params.0["actor"].clone())
+        .map_err(|e| ServiceError::Internal(format!("task without its actor: {e}")))?;
+    Ok(Batch {
+        task,
+        actor: actor.principal(&task.tenant_id)?,
+        items,
+        owner,
+    })
+}
+
+impl Batch<'_> {
+    /// Inside the transaction that records their outcomes: the items this worker still
+    /// holds (a batch whose lease ran out may have gone to another worker, in part).
+    async fn still_held(&self, tx: &mut Tx) -> ServiceResult<HashSet<i64>> {
+        Ok(tasks::still_held(tx, &self.task.id, self.owner, &self.items).await?)
+    }
+}
+
+/// A lease's length in the store's time unit (microseconds).
+fn lease_micros(lease: Duration) -> i64 {
+    i64::try_from(lease.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A pending item of task `task_id` at `index` (from 0; items are numbered from 1), with
+/// nothing attached yet.
+fn pending_item(task_id: &str, index: usize) -> ItemRow {
+    ItemRow {
+        task_id: task_id.to_owned(),
+        seq: i64::try_from(index).unwrap_or(i64::MAX) + 1,
+        line: None,
+        status: "pending".into(),
+        input: None,
+        sim_id: None,
+        result: None,
+        error: None,
+    }
+}
+
+/// A done item's outcome: `result` is what its owner reads of it.
+fn succeeded(seq: i64, sim_id: Option<String>, result: &serde_json::Value) -> Outcome {
+    Outcome {
+        seq,
+        succeeded: true,
+        sim_id,
+        result: Some(result.to_string()),
+        error: None,
+    }
+}
+
+/// A failed item's outcome.
+fn failed(seq: i64, error: &str) -> Outcome {
+    Outcome {
+        seq,
+        succeeded: false,
+        sim_id: None,
+        result: None,
+        error: Some(error.to_owned()),
+    }
+}
+
+/// A new pending task of `kind` at `now`, with no item counted and no key of its own.
+fn pending_task(
+    id: &str,
+    tenant: &str,
+    kind: &str,
+    params: serde_json::Value,
+    now: i64,
+) -> TaskRow {
+    TaskRow {
+        id: id.to_owned(),
+        tenant_id: tenant.to_owned(),
+        kind: kind.to_owned(),
+        status: "pending".into(),
+        params: sqlx::types::Json(params),
+        total_items: 0,
+        completed_items: 0,
+        failed_items: 0,
+        error: None,
+        created_at: now,
+        updated_at: now,
+        kek_version: None,
+        wrapped_key: None,
+    }
+}
+
+impl Services {
+    /// Decides `action` for a task of kind `K` in the principal's tenant.
+    async fn grant<K>(&self, principal: &Principal, action: Action) -> ServiceResult<Grant<K>> {
+        let decision = self.authorize_in_tenant(principal, action).await?;
+        Ok(Grant {
+            principal: principal.clone(),
+            policy_ids: decision.policy_ids,
+            kind: PhantomData,
+        })
+    }
+
+    /// Writes item task `id` and its items; the counts come from the items.
+    async fn queue_task(
+        &self,
+        tx: &mut Tx,
+        (id, tenant, kind): (&str, &str, &str),
+        params: serde_json::Value,
+        key: Option<(i64, Vec<u8>)>,
+        items: &[ItemRow],
+    ) -> ServiceResult<TaskRow> {
+        let now = self.clock.now();
+        let (kek_version, wrapped_key) = key.unzip();
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let task = TaskRow {
+            total_items: count(items.len()),
+            failed_items: count(items.iter().filter(|i| i.status == "failed").count()),
+            kek_version,
+            wrapped_key,
+            ..pending_task(id, tenant, kind, params, now)
+        };
+        tasks::insert(tx, &task).await?;
+        tasks::insert_items(tx, items).await?;
+        Ok(task)
+    }
+
+    /// Ends the queueing of a task: the `allowed` record of `action` with `reason`, the
+    /// commit, and the workers woken.
+    async fn commit_queued(
+        &self,
+        mut tx: Tx,
+        principal: &Principal,
+        (action, reason): (Action, &str),
+        policy_ids: Vec<String>,
+    ) -> ServiceResult<()> {
+        let event = Event::tenant_wide(action, "allowed", Some(reason), policy_ids);
+        self.audit_in(&mut tx, principal, event).await?;
+        tx.commit().await?;
+        self.tasks_ready.notify_waiters();
+        Ok(())
+    }
+
+    /// Ends a batch of `task`: its items' outcomes and the records of what they did,
+    /// committed with whatever the kind wrote in `tx`.
+    async fn commit_batch(
+        &self,
+        mut tx: Tx,
+        batch: &Batch<'_>,
+        outcomes: &[Outcome],
+        records: Vec<Event<'_>>,
+        now: i64,
+    ) -> ServiceResult<()> {
+        tasks::record_outcomes(&mut tx, &batch.task.id, outcomes, now).await?;
+        self.audit_all_in(&mut tx, &batch.actor, records).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The `completed` record of a task of `tenant`, written by the system principal `subject`.
+    async fn audit_completed(
+        &self,
+        tx: &mut Tx,
+        (tenant, subject): (&str, &str),
+        action: Action,
+        reason: &str,
+    ) -> ServiceResult<()> {
+        let event = Event::tenant_wide(action, "completed", Some(reason), Vec::new());
+        let tenant = TenantId::parse(tenant).map_err(|e| ServiceError::Internal(e.into()))?;
+        self.audit_in(tx, &Principal::local(tenant, subject), event)
+            .await
+    }
+
+    /// One step of the host working on its own task `id` beside any running server: the task
+    /// as it is now and, unless it has ended, whether a batch of it was leased and worked on
+    /// ([`Services::work_on`]). `None` when there is no such task of `tenant`.
+    pub async fn advance_task(
+        &self,
+        tenant: &TenantId,
+        id: uuid::Uuid,
+        owner: &str,
+        lease: Duration,
+    ) -> ServiceResult<Option<(Task, bool)>> {
+        let Some(row) = self.task_row(tenant, id).await? else {
+            return Ok(None);
+        };
+        let worked = if row.status == "completed" || row.status == "failed" {
+            false
+        } else {
+            self.work_on(&row, owner, lease).await?
+        };
+        Ok(Some((Task::try_from(row)?, worked)))
+    }
+
+    /// Works on item tasks: leases one batch of items and commits its outcomes. Returns
+    /// whether there was anything to do.
+    pub async fn run_bulk_batch(&self, owner: &str, lease: Duration) -> ServiceResult<bool> {
+        let now = self.clock.now();
+        let Some(task) = tasks::with_claimable_items(&self.db, &ITEM_KINDS, now).await? else {
+            // Nothing to lease: finish tasks whose last worker stopped just before.
+            for id in tasks::without_pending(&self.db, &ITEM_KINDS).await? {
+                self.finish_if_done(&id).await?;
+            }
+            return Ok(false);
+        };
+        // Even when another replica leased the batch first, there may be more: look again.
+        self.work_on(&task, owner, lease).await.map(|_| true)
+    }
+
+    /// Leases one batch of `task`'s items and commits their outcomes; finishes the task when
+    /// none is left. Returns whether it leased anything.
+    pub async fn work_on(
+        &self,
+        task: &TaskRow,
+        owner: &str,
+        lease: Duration,
+    ) -> ServiceResult<bool> {
+        let lease_us = lease_micros(lease);
+        let now = self.clock.now();
+        let items =
+            tasks::claim_items(&self.db, &task.id, owner, now, now + lease_us, BATCH).await?;
+        if items.is_empty() {
+            self.finish_if_done(&task.id).await?;
+            return Ok(false);
+        }
+        match task.kind.as_str() {
+            IMPORT_TASK => self.import_batch(batch(task, items, owner)?).await?,
+            LINKS_TASK => self.links_batch(batch(task, items, owner)?).await?,
+            other => {
+                return Err(ServiceError::Internal(format!(
+                    "unknown bulk task type {other}"
+                )));
+            }
+        }
+        self.finish_if_done(&task.id).await?;
+        Ok(true)
+    }
+
+    /// Completes an item task with no pending item left: status, `task.completed` event and
+    /// record, and its key destroyed, in one transaction (only one worker gets to do it).
+    async fn finish_if_done(&self, task_id: &str) -> ServiceResult<()> {
+        let mut tx = self.db.begin().await?;
+        let Some(task) = tasks::lock_if_done(&mut tx, task_id).await? else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        tasks::complete(&mut tx, task_id, "completed", now).await?;
+        self.emit_task_completed(&mut tx, &task, "completed", now)
+            .await?;
+        let action = if task.kind == IMPORT_TASK {
+            Action::ImportSims
+        } else {
+            Action::ProvisionLinks
+        };
+        let reason = format!(
+            "task {task_id}: {} succeeded, {} failed",
+            task.completed_items, task.failed_items
+        );
+        self.audit_completed(&mut tx, (&task.tenant_id, "system:tasks"), action, &reason)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(task_id, kind = %task.kind, completed = task.completed_items, failed = task.failed_items, "task completed");
+        Ok(())
+    }
+
+    /// The `task.completed` outbox event (counts as of completion).
+    async fn emit_task_completed(
+        &self,
+        tx: &mut Tx,
+        task: &TaskRow,
+        status: &str,
+        now: i64,
+    ) -> ServiceResult<()> {
+        crate::store::lifecycle::insert_event(
+            tx,
+            &EventRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                tenant_id: task.tenant_id.clone(),
+                event_type: "task.completed".into(),
+                sim_id: None,
+                payload: json!({
+                    "task_id": task.id,
+                    "type": task.kind,
+                    "status": status,
+                    "total_items": task.total_items,
+                    "completed_items": task.completed_items,
+                    "failed_items": task.failed_items,
+                })
+                .to_string(),
+                occurred_at: now,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// A background task loop: runs `step` until `stop` turns true — again at once when it found
+/// work, otherwise after `poll` or as soon as a task is queued (`tasks_ready`; the wake-up is
+/// registered before looking, so a task queued meanwhile is not missed).
+async fn task_loop<Step, Fut>(
+    services: &Services,
+    what: &str,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut step: Step,
+) where
+    Step: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ServiceResult<bool>>,
+{
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let queued = services.tasks_ready.notified();
+        tokio::pin!(queued);
+        queued.as_mut().enable();
+        match step().await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(ServiceError::Integrity(f)) => services.report_integrity(&f).await,
+            Err(e) => tracing::warn!(error = %e, worker = what, "background task error"),
+        }
+        tokio::select! {
+            () = queued => {}
+            () = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// The background workers of every task kind, until `stop` turns true: key rotations, and
+/// (unless this replica leaves them to others) the item tasks.
+pub async fn worker(
+    services: std::sync::Arc<Services>,
+    settings: crate::config::TaskSettings,
+    stop: watch::Receiver<bool>,
+) {
+    let rotation = rotation::worker(
+        services.clone(),
+        settings.lease,
+        settings.poll,
+        stop.clone(),
+    );
+    tokio::join!(rotation, item_worker(services, settings, stop));
+}
+
+/// The worker for item tasks: `bulk_concurrency` loops that work while there are items to
+/// lease (in this or any replica's tasks, including those a dead worker left), until `stop`
+/// turns true.
+async fn item_worker(
+    services: std::sync::Arc<Services>,
+    settings: crate::config::TaskSettings,
+    stop: watch::Receiver<bool>,
+) {
+    if !settings.bulk_worker {
+        tracing::info!("bulk task worker off in this replica (SIMVAULT_BULK_WORKER=false)");
+        return;
+    }
+    let loops = (0..settings.bulk_concurrency.max(1)).map(|_| {
+        item_loop(
+            services.clone(),
+            settings.lease,
+            settings.poll,
+            stop.clone(),
+        )
+    });
+    futures_util::future::join_all(loops).await;
+}
+
+async fn item_loop(
+    services: std::sync::Arc<Services>,
+    lease: Duration,
+    poll: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let owner = uuid::Uuid::new_v4().to_string();
+    let step = || {
+        let (services, owner) = (services.clone(), owner.clone());
+        async move { services.run_bulk_batch(&owner, lease).await }
+    };
+    task_loop(&services, "bulk tasks", poll, stop, step).await;
+}
