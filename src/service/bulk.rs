@@ -21,17 +21,17 @@ use zeroize::Zeroizing;
 
 use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult, Services};
+use crate::domain::event::{DomainEvent, SimChange, TaskCompletion};
 use crate::domain::link::{self, Link};
 use crate::domain::sim::SecretChanges;
 use crate::domain::{
     AuthMethod, Origin, Principal, Role, Sim, SimInput, Task, TenantId, ValidationErrors,
 };
 use crate::policy::{Action, Decision};
-use crate::store::lifecycle::EventRow;
 use crate::store::links::{self as link_repo, Refused};
 use crate::store::sims::{self as sim_repo, SimKey};
 use crate::store::tasks::{self, ItemRow, Outcome, TaskRow};
-use crate::store::{StoreError, Tx, plans as plan_repo};
+use crate::store::{StoreError, Tx, outbox, plans as plan_repo};
 use crate::vault;
 
 pub const IMPORT_TASK: &str = "import";
@@ -693,21 +693,17 @@ impl Services {
                     ),
                     error: None,
                 });
-                events.push(EventRow {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    tenant_id: tenant.to_owned(),
-                    event_type: "sim.created".into(),
-                    sim_id: Some(sim.id.to_string()),
-                    payload: json!({"sim_id": sim.id, "iccid": sim.iccid.as_str(), "state": sim.state.as_str(), "task_id": task.id}).to_string(),
-                    occurred_at: now,
-                });
+                let change = SimChange::Created {
+                    task_id: Some(task.id.clone()),
+                };
+                events.push(DomainEvent::sim(sim, change, now));
                 reasons.push(format!("task {} line {}", task.id, line.unwrap_or(*seq)));
                 created.push((sim, fields.as_slice()));
             } else {
                 outcomes.push(failed(*seq, "a SIM with this ICCID already exists"));
             }
         }
-        crate::store::lifecycle::insert_events(&mut tx, &events).await?;
+        outbox::insert(&mut tx, &events).await?;
         let records: Vec<Event<'_>> = created
             .iter()
             .zip(&reasons)
@@ -862,26 +858,16 @@ impl Services {
         status: &str,
         now: i64,
     ) -> ServiceResult<()> {
-        crate::store::lifecycle::insert_event(
-            tx,
-            &EventRow {
-                id: uuid::Uuid::new_v4().to_string(),
-                tenant_id: task.tenant_id.clone(),
-                event_type: "task.completed".into(),
-                sim_id: None,
-                payload: json!({
-                    "task_id": task.id,
-                    "type": task.kind,
-                    "status": status,
-                    "total_items": task.total_items,
-                    "completed_items": task.completed_items,
-                    "failed_items": task.failed_items,
-                })
-                .to_string(),
-                occurred_at: now,
-            },
-        )
-        .await?;
+        let completion = TaskCompletion {
+            task_id: task.id.clone(),
+            kind: task.kind.clone(),
+            status: status.to_owned(),
+            total_items: task.total_items,
+            completed_items: task.completed_items,
+            failed_items: task.failed_items,
+        };
+        let event = DomainEvent::task_completed(&task.tenant_id, completion, now);
+        outbox::insert(tx, &[event]).await?;
         Ok(())
     }
 }
