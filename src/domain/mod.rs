@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod eki;
 pub mod esim;
+pub mod event;
 pub mod fields;
 pub mod identifiers;
 pub mod integrity;

@@ -1,15 +1,14 @@
 //! The SIM lifecycle: state changes along the state machine, their history, and the domain
 //! events (outbox) that webhooks deliver.
 
-use serde_json::{Value, json};
-
 use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult, Services};
+use crate::domain::event::{DomainEvent, SimChange};
 use crate::domain::{Principal, Sim, SimState};
 use crate::policy::Action;
-use crate::store::Tx;
-use crate::store::lifecycle::{self as repo, EventRow, HistoryRow};
+use crate::store::lifecycle::{self as repo, HistoryRow};
 use crate::store::sims::{self as sims_repo, SimKey};
+use crate::store::{Tx, outbox};
 
 /// A state change made.
 #[derive(Debug, Clone)]
@@ -85,44 +84,23 @@ impl Services {
             },
         )
         .await?;
-        self.emit(
-            tx,
-            sim,
-            "sim.state_changed",
-            json!({"previous_state": from.as_str(), "state": to.as_str(), "reason": reason}),
-        )
-        .await
+        let change = SimChange::StateChanged {
+            previous: from,
+            reason: reason.map(str::to_owned),
+        };
+        self.emit(tx, sim, change).await
     }
 
-    /// Writes a domain event about `sim` to the outbox inside `tx`. `details` must hold no
-    /// secret: ids, ICCIDs, states and counters only.
+    /// Writes the event of `change` to `sim` (as it is after the change) to the outbox
+    /// inside `tx`.
     pub(super) async fn emit(
         &self,
         tx: &mut Tx,
         sim: &Sim,
-        event_type: &str,
-        details: Value,
+        change: SimChange,
     ) -> ServiceResult<()> {
-        let mut payload = json!({
-            "sim_id": sim.id,
-            "iccid": sim.iccid.as_str(),
-            "state": sim.state.as_str(),
-        });
-        if let (Some(p), Value::Object(extra)) = (payload.as_object_mut(), details) {
-            p.extend(extra);
-        }
-        repo::insert_event(
-            tx,
-            &EventRow {
-                id: uuid::Uuid::new_v4().to_string(),
-                tenant_id: sim.tenant_id.clone(),
-                event_type: event_type.to_owned(),
-                sim_id: Some(sim.id.to_string()),
-                payload: payload.to_string(),
-                occurred_at: self.clock.now(),
-            },
-        )
-        .await?;
+        let event = DomainEvent::sim(sim, change, self.clock.now());
+        outbox::insert(tx, &[event]).await?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services};
+use crate::domain::event::{PinEvent, SimChange};
 use crate::domain::pin::{self, PinType, Proof, Verdict};
 use crate::domain::{Principal, SecretField, SecretValue, Sim, SimState, Timestamp};
 use crate::policy::{Action, Context};
@@ -170,20 +171,14 @@ impl Services {
             }
             sim.updated_at = self.clock.now().max(sim.updated_at);
             repo::update(&mut tx, &*self.row_key()?, &sim).await?;
-            let event = match (verdict, change.proof) {
-                (Verdict::Success { .. }, Proof::Pin) => Some("sim.pin_reset"),
-                (Verdict::Success { .. }, Proof::Puk) => Some("sim.pin_unblocked"),
-                (Verdict::WrongPin { remaining: 0 }, _) => Some("sim.pin_blocked"),
-                (Verdict::WrongPuk { remaining: 0 }, _) => Some("sim.puk_blocked"),
-                _ => None,
-            };
-            if let Some(event) = event {
-                let counters = serde_json::json!({
-                    "pin_type": change.pin_type.as_str(),
-                    "pin_remaining_attempts": sim.counters.remaining(pin_field),
-                    "puk_remaining_attempts": sim.counters.remaining(puk_field),
-                });
-                self.emit(&mut tx, &sim, event, counters).await?;
+            if let Some(event) = PinEvent::of(verdict, change.proof) {
+                let sim_change = SimChange::Pin {
+                    event,
+                    pin_type: change.pin_type,
+                    pin_remaining_attempts: sim.counters.remaining(pin_field),
+                    puk_remaining_attempts: sim.counters.remaining(puk_field),
+                };
+                self.emit(&mut tx, &sim, sim_change).await?;
             }
         }
         let remaining = match verdict {

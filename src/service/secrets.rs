@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services, Target};
+use crate::domain::event::SimChange;
 use crate::domain::milenage::opc_value;
 use crate::domain::secret_input::{OP_NEEDS_KI, given_ki};
 use crate::domain::sim::SecretChanges;
@@ -226,14 +227,10 @@ impl Services {
         }
         self.apply_secrets(&mut tx, &mut sim, &changes).await?;
         let fields: Vec<SecretField> = changes.iter().map(|(f, _)| *f).collect();
-        let names: Vec<&str> = fields.iter().map(|f| f.as_str()).collect();
-        self.emit(
-            &mut tx,
-            &sim,
-            "sim.secrets_updated",
-            serde_json::json!({"fields": names}),
-        )
-        .await?;
+        let change = SimChange::SecretsUpdated {
+            fields: fields.clone(),
+        };
+        self.emit(&mut tx, &sim, change).await?;
         let event = Event::allowed(Action::WriteSecrets, &sim, decision).with_fields(&fields);
         self.audit_in(&mut tx, principal, event).await?;
         sim.updated_at = self.clock.now().max(sim.updated_at);

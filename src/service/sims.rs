@@ -2,6 +2,7 @@
 
 use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult, Services, Target, conflict};
+use crate::domain::event::SimChange;
 use crate::domain::sim::{SecretChanges, SimListQuery};
 use crate::domain::{Principal, SecretField, Sim, SimInput, SimPatch, Timestamp, ValidationErrors};
 use crate::policy::{Action, Context, Decision, Resource};
@@ -39,7 +40,7 @@ impl Services {
                 .await?;
             repo::update(&mut tx, &*self.row_key()?, &sim).await?;
         }
-        self.emit(&mut tx, &sim, "sim.created", serde_json::json!({}))
+        self.emit(&mut tx, &sim, SimChange::Created { task_id: None })
             .await?;
         let fields: Vec<SecretField> = secrets.iter().map(|(f, _)| *f).collect();
         self.audit_in(
@@ -140,8 +141,7 @@ impl Services {
         sim.counters = Default::default();
         let event = Event::allowed(Action::DeleteSim, &sim, decision).with_fields(&shredded);
         self.audit_in(&mut tx, principal, event).await?;
-        self.emit(&mut tx, &sim, "sim.deleted", serde_json::json!({}))
-            .await?;
+        self.emit(&mut tx, &sim, SimChange::Deleted).await?;
         repo::update(&mut tx, &*self.row_key()?, &sim).await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim deleted");

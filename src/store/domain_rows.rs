@@ -1,7 +1,9 @@
-//! Reading rows straight into the domain values that [`crate::domain::audit`] defines (the
-//! domain knows nothing of SQL, so their `FromRow` lives here).
+//! Reading rows straight into the domain values that [`crate::domain::audit`] and
+//! [`crate::domain::event`] define (the domain knows nothing of SQL, so their `FromRow` lives
+//! here).
 
 use crate::domain::audit::{AuditRow, DeliveryRow, HistoryRow};
+use crate::domain::event::EventRow;
 
 /// `FromRow` for a struct of text and integer columns (optional or not), by field name.
 macro_rules! from_row {
@@ -43,6 +45,15 @@ from_row!(HistoryRow {
     reason,
     actor,
     auth_method,
+    occurred_at,
+});
+
+from_row!(EventRow {
+    id,
+    tenant_id,
+    event_type,
+    sim_id,
+    payload,
     occurred_at,
 });
 

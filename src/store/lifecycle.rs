@@ -1,7 +1,8 @@
-//! SIM state history and the domain-event outbox.
+//! SIM state history.
 
 use super::{Conn, StoreResult, Tx, on_conn, on_tx};
 
+pub use super::outbox::events;
 pub use crate::domain::audit::HistoryRow;
 
 pub async fn insert_history(tx: &mut Tx, h: &HistoryRow) -> StoreResult<()> {
@@ -45,54 +46,4 @@ pub async fn history(
         .fetch_one(c)
         .await)?;
     Ok((rows, total))
-}
-
-/// A domain event for the outbox.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct EventRow {
-    pub id: String,
-    pub tenant_id: String,
-    pub event_type: String,
-    pub sim_id: Option<String>,
-    pub payload: String,
-    pub occurred_at: i64,
-}
-
-pub async fn insert_event(tx: &mut Tx, e: &EventRow) -> StoreResult<()> {
-    insert_events(tx, std::slice::from_ref(e)).await
-}
-
-/// Writes events to the outbox, in few statements.
-pub async fn insert_events(tx: &mut Tx, events: &[EventRow]) -> StoreResult<()> {
-    for chunk in events.chunks(1000) {
-        let sql = format!(
-            "INSERT INTO domain_events (id, tenant_id, event_type, sim_id, payload, occurred_at) VALUES {}",
-            super::placeholders(chunk.len(), 6)
-        );
-        on_tx!(tx, c => {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-            for e in chunk {
-                q = q
-                    .bind(&e.id)
-                    .bind(&e.tenant_id)
-                    .bind(&e.event_type)
-                    .bind(&e.sim_id)
-                    .bind(&e.payload)
-                    .bind(e.occurred_at);
-            }
-            q.execute(&mut *c).await.map(|_| ())
-        })?;
-    }
-    Ok(())
-}
-
-/// A tenant's events, oldest first.
-pub async fn events(conn: impl Into<Conn<'_>>, tenant: &str) -> StoreResult<Vec<EventRow>> {
-    let mut conn = conn.into();
-    Ok(on_conn!(conn, c => sqlx::query_as(
-        "SELECT id, tenant_id, event_type, sim_id, payload, occurred_at FROM domain_events \
-         WHERE tenant_id = $1 ORDER BY occurred_at, id")
-        .bind(tenant)
-        .fetch_all(c)
-        .await)?)
 }

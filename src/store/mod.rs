@@ -14,6 +14,7 @@ pub mod identities;
 pub mod keys;
 pub mod lifecycle;
 pub mod links;
+pub mod outbox;
 pub mod plans;
 pub mod sims;
 pub mod tasks;
@@ -345,6 +346,21 @@ impl SqlBuilder {
 
     pub(crate) fn bind_text(&mut self, value: impl Into<String>) -> &mut Self {
         self.bind(Bind::Text(value.into()))
+    }
+
+    /// Appends `($n, $n+1, …)`, a placeholder for each of `values` (an `IN` list).
+    pub(crate) fn bind_texts<S: Into<String>>(
+        &mut self,
+        values: impl IntoIterator<Item = S>,
+    ) -> &mut Self {
+        self.push("(");
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind_text(value);
+        }
+        self.push(")")
     }
 }
 

@@ -4,7 +4,6 @@
 //! and creation time (from which on it receives events), and every read checks it, the
 //! delivery path included, so a swapped URL never receives a tenant's events.
 
-use super::lifecycle::EventRow;
 use super::{Conn, Db, StoreResult, Tx, on_conn, on_tx};
 use crate::vault::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
 
@@ -136,17 +135,6 @@ pub async fn delete(tx: &mut Tx, tenant: &str, id: &str) -> StoreResult<bool> {
     })?)
 }
 
-/// Whether any event waits to be fanned out, read without taking a write lock (SQLite has
-/// one writer: idle workers must not queue for it every poll).
-pub async fn any_undispatched(conn: impl Into<Conn<'_>>) -> StoreResult<bool> {
-    let mut conn = conn.into();
-    let found: Option<String> = on_conn!(conn, c => sqlx::query_scalar(
-        "SELECT id FROM domain_events WHERE dispatched = 0 LIMIT 1")
-        .fetch_optional(c)
-        .await)?;
-    Ok(found.is_some())
-}
-
 /// Whether any delivery is due, read without taking a write lock.
 pub async fn any_due(conn: impl Into<Conn<'_>>, now: i64) -> StoreResult<bool> {
     let mut conn = conn.into();
@@ -157,17 +145,6 @@ pub async fn any_due(conn: impl Into<Conn<'_>>, now: i64) -> StoreResult<bool> {
         .fetch_optional(c)
         .await)?;
     Ok(found.is_some())
-}
-
-/// Up to `limit` outbox events not yet fanned out, oldest first, locked until `tx` ends
-/// (PostgreSQL skips events another replica is fanning out).
-pub async fn undispatched(tx: &mut Tx, limit: i64) -> StoreResult<Vec<EventRow>> {
-    let lock = tx.skip_locked();
-    let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT id, tenant_id, event_type, sim_id, payload, occurred_at FROM domain_events \
-         WHERE dispatched = 0 ORDER BY occurred_at LIMIT $1{lock}"
-    ));
-    Ok(on_tx!(tx, c => sqlx::query_as(sql).bind(limit).fetch_all(&mut *c).await)?)
 }
 
 /// Every webhook of these tenants: those whose rows check, and the failures of those that
@@ -183,14 +160,8 @@ pub async fn of_tenants(
     let mut b = super::SqlBuilder::default();
     b.push("SELECT ")
         .push(COLUMNS)
-        .push(" FROM webhooks WHERE tenant_id IN (");
-    for (i, t) in tenants.iter().enumerate() {
-        if i > 0 {
-            b.push(", ");
-        }
-        b.bind_text(*t);
-    }
-    b.push(")");
+        .push(" FROM webhooks WHERE tenant_id IN ")
+        .bind_texts(tenants.iter().copied());
     let sql = sqlx::AssertSqlSafe(b.sql);
     let mut conn = conn.into();
     let rows: Vec<StoredWebhook> = on_conn!(conn, c => super::bind_all!(sqlx::query_as(sql), &b.binds)
@@ -260,20 +231,7 @@ pub async fn fan_out(
             q.execute(&mut *c).await.map(|_| ())
         })?;
     }
-    for chunk in events.chunks(1000) {
-        let mut b = super::SqlBuilder::default();
-        b.push("UPDATE domain_events SET dispatched = 1 WHERE id IN (");
-        for (i, id) in chunk.iter().enumerate() {
-            if i > 0 {
-                b.push(", ");
-            }
-            b.bind_text(id.clone());
-        }
-        b.push(")");
-        let sql = sqlx::AssertSqlSafe(b.sql);
-        on_tx!(tx, c => super::bind_all!(sqlx::query(sql), &b.binds).execute(&mut *c).await.map(|_| ()))?;
-    }
-    Ok(())
+    super::outbox::mark_dispatched(tx, events).await
 }
 
 /// A claimed delivery with what it takes to send it.
@@ -376,15 +334,10 @@ pub async fn claim_due(
          w.kek_version, w.secret, e.id AS event_id, e.event_type, e.payload, e.occurred_at, \
          w.events AS hook_events, w.created_at AS hook_created_at, w.mac AS hook_mac \
          FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
-         JOIN domain_events e ON e.id = d.event_id WHERE d.id IN (",
-    );
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            b.push(", ");
-        }
-        b.bind_text(id.clone());
-    }
-    b.push(") ORDER BY d.next_attempt_at");
+         JOIN domain_events e ON e.id = d.event_id WHERE d.id IN ",
+    )
+    .bind_texts(ids.iter().cloned())
+    .push(" ORDER BY d.next_attempt_at");
     let sql = sqlx::AssertSqlSafe(b.sql);
     let rows: Vec<DueRow> = on_tx!(&mut tx, c => super::bind_all!(sqlx::query_as(sql), &b.binds)
         .fetch_all(&mut *c)

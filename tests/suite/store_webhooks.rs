@@ -4,7 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use simvault::store::lifecycle::{self, EventRow};
+use simvault::domain::event::{DomainEvent, TaskCompletion};
+use simvault::store::outbox;
 use simvault::store::webhooks::{self, Attempt, NewDelivery, WebhookRow};
 use simvault::store::{Db, StoreError};
 use simvault::vault::IntegrityKey;
@@ -25,15 +26,16 @@ fn hook(id: &str, tenant: &str) -> WebhookRow {
     }
 }
 
-fn event(id: &str, tenant: &str, at: i64) -> EventRow {
-    EventRow {
-        id: id.into(),
-        tenant_id: tenant.into(),
-        event_type: "sim.state_changed".into(),
-        sim_id: None,
-        payload: "{}".into(),
-        occurred_at: at,
-    }
+fn event(id: &str, tenant: &str, at: i64) -> DomainEvent {
+    let task = TaskCompletion {
+        task_id: id.into(),
+        kind: "import".into(),
+        status: "completed".into(),
+        total_items: 0,
+        completed_items: 0,
+        failed_items: 0,
+    };
+    DomainEvent::task_completed(tenant, task, at)
 }
 
 async fn add_hook(db: &Db, key: &IntegrityKey, w: &WebhookRow) {
@@ -44,14 +46,14 @@ async fn add_hook(db: &Db, key: &IntegrityKey, w: &WebhookRow) {
 
 /// Queues `n` events of tenant `a` and fans each out to webhook `h1`.
 async fn queue_deliveries(db: &Db, n: usize) {
-    let events: Vec<EventRow> = (0..n)
+    let events: Vec<DomainEvent> = (0..n)
         .map(|i| event(&format!("e{i:02}"), "a", i64::try_from(i).unwrap()))
         .collect();
     let mut tx = db.begin().await.unwrap();
-    lifecycle::insert_events(&mut tx, &events).await.unwrap();
+    outbox::insert(&mut tx, &events).await.unwrap();
     tx.commit().await.unwrap();
     let mut tx = db.begin().await.unwrap();
-    let pending = webhooks::undispatched(&mut tx, 100).await.unwrap();
+    let pending = outbox::undispatched(&mut tx, 100).await.unwrap();
     assert_eq!(pending.len(), n);
     let deliveries: Vec<NewDelivery> = pending
         .iter()
@@ -126,22 +128,17 @@ async fn delivery_claims(store: Store) {
     let key = test_key();
     create_tenant(db, "a").await.unwrap();
     add_hook(db, &key, &hook("h1", "a")).await;
-    assert!(!webhooks::any_undispatched(db).await.unwrap());
+    assert!(!outbox::any_undispatched(db).await.unwrap());
     let mut tx = db.begin().await.unwrap();
-    lifecycle::insert_event(&mut tx, &event("probe", "a", 0))
+    outbox::insert(&mut tx, &[event("probe", "a", 0)])
         .await
         .unwrap();
-    assert!(webhooks::any_undispatched(&mut tx).await.unwrap());
+    assert!(outbox::any_undispatched(&mut tx).await.unwrap());
     drop(tx);
     queue_deliveries(db, 10).await;
-    assert!(!webhooks::any_undispatched(db).await.unwrap());
+    assert!(!outbox::any_undispatched(db).await.unwrap());
     let mut tx = db.begin().await.unwrap();
-    assert!(
-        webhooks::undispatched(&mut tx, 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(outbox::undispatched(&mut tx, 100).await.unwrap().is_empty());
     drop(tx);
     assert!(webhooks::any_due(db, 0).await.unwrap());
     assert_eq!(webhooks::deliveries(db, "h1", 100, 0).await.unwrap().1, 10);

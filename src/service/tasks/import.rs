@@ -11,13 +11,14 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{Actor, Batch, Grant, failed, pending_item, succeeded};
+use crate::domain::event::{DomainEvent, SimChange};
 use crate::domain::link;
 use crate::domain::sim::SecretChanges;
 use crate::domain::{Principal, Sim, SimInput, Task, TenantId, ValidationErrors};
 use crate::policy::{Action, Decision};
 use crate::service::audit::Event;
 use crate::service::{ServiceError, ServiceResult, Services};
-use crate::store::lifecycle::EventRow;
+use crate::store::outbox;
 use crate::store::sims as sim_repo;
 use crate::store::tasks::ItemRow;
 use crate::vault;
@@ -321,21 +322,17 @@ impl Services {
                     Some(sim.id.to_string()),
                     &json!({"sim_id": sim.id, "iccid": sim.iccid.as_str()}),
                 ));
-                events.push(EventRow {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    tenant_id: tenant.to_owned(),
-                    event_type: "sim.created".into(),
-                    sim_id: Some(sim.id.to_string()),
-                    payload: json!({"sim_id": sim.id, "iccid": sim.iccid.as_str(), "state": sim.state.as_str(), "task_id": task.id}).to_string(),
-                    occurred_at: now,
-                });
+                let change = SimChange::Created {
+                    task_id: Some(task.id.clone()),
+                };
+                events.push(DomainEvent::sim(sim, change, now));
                 reasons.push(format!("task {} line {}", task.id, line.unwrap_or(*seq)));
                 created.push((sim, fields.as_slice()));
             } else {
                 outcomes.push(failed(*seq, "a SIM with this ICCID already exists"));
             }
         }
-        crate::store::lifecycle::insert_events(&mut tx, &events).await?;
+        outbox::insert(&mut tx, &events).await?;
         let records: Vec<Event<'_>> = created
             .iter()
             .zip(&reasons)

@@ -22,16 +22,15 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::sync::watch;
 
 use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services};
+use crate::domain::event::{DomainEvent, TaskCompletion};
 use crate::domain::{AuthMethod, Origin, Principal, Role, Task, TenantId};
 use crate::policy::Action;
-use crate::store::Tx;
-use crate::store::lifecycle::EventRow;
 use crate::store::tasks::{self, ItemRow, Outcome, TaskRow};
+use crate::store::{Tx, outbox};
 
 pub use import::{IMPORT_TASK, ImportBatch, ImportGrant, ImportRow};
 pub use links::{LINKS_TASK, LinksGrant, ProvisionLinks};
@@ -379,26 +378,16 @@ impl Services {
         status: &str,
         now: i64,
     ) -> ServiceResult<()> {
-        crate::store::lifecycle::insert_event(
-            tx,
-            &EventRow {
-                id: uuid::Uuid::new_v4().to_string(),
-                tenant_id: task.tenant_id.clone(),
-                event_type: "task.completed".into(),
-                sim_id: None,
-                payload: json!({
-                    "task_id": task.id,
-                    "type": task.kind,
-                    "status": status,
-                    "total_items": task.total_items,
-                    "completed_items": task.completed_items,
-                    "failed_items": task.failed_items,
-                })
-                .to_string(),
-                occurred_at: now,
-            },
-        )
-        .await?;
+        let completion = TaskCompletion {
+            task_id: task.id.clone(),
+            kind: task.kind.clone(),
+            status: status.to_owned(),
+            total_items: task.total_items,
+            completed_items: task.completed_items,
+            failed_items: task.failed_items,
+        };
+        let event = DomainEvent::task_completed(&task.tenant_id, completion, now);
+        outbox::insert(tx, &[event]).await?;
         Ok(())
     }
 }
