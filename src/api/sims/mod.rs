@@ -16,15 +16,11 @@ use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::fields::{Fields, label};
 use crate::domain::SimKey;
 use crate::domain::secret_input::SecretsInput;
-use crate::domain::sim::{
-    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TAGS, MAX_ZONES, SimListQuery, SortField,
-    check_carrier_status, check_metadata,
-};
+use crate::domain::sim::{MAX_TAGS, MAX_ZONES, check_carrier_status, check_metadata};
 use crate::domain::sim_input::SimFields;
 use crate::domain::{
     Eid, Imei, Imsi, Msisdn, Sim, SimPatch, SimState, SimType, ValidationErrors, format_timestamp,
 };
-use crate::service::sims::ForPlan;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -35,49 +31,11 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// Schema-only types for the OpenAPI document (the domain's types carry no OpenAPI derive);
-/// each describes the JSON form of the domain type of the same name.
 #[allow(dead_code)] // never built: they only describe shapes
-pub mod schema {
-    use serde::Serialize;
-    use utoipa::ToSchema;
+pub mod schema;
 
-    /// Lifecycle state of a SIM.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "lowercase")]
-    pub enum SimState {
-        Inventory,
-        Active,
-        Suspended,
-        Blocked,
-        Retired,
-    }
-
-    /// Physical card or embedded (eUICC) profile.
-    #[derive(Serialize, ToSchema)]
-    #[serde(rename_all = "lowercase")]
-    pub enum SimType {
-        Physical,
-        Esim,
-    }
-
-    /// Megabytes or gigabytes (1 GB = 1024 MB, as mobile data is billed).
-    #[derive(Serialize, ToSchema)]
-    pub enum DataUnit {
-        #[serde(rename = "MB")]
-        Mb,
-        #[serde(rename = "GB")]
-        Gb,
-    }
-
-    /// An amount of data, e.g. `{"amount": 1.5, "unit": "GB"}`.
-    #[derive(Serialize, ToSchema)]
-    #[serde(deny_unknown_fields)]
-    pub struct DataAmount {
-        pub amount: f64,
-        pub unit: DataUnit,
-    }
-}
+mod list;
+use list::parse_list_query;
 
 /// A SIM as clients see it. No secret value ever appears here.
 #[derive(Debug, Serialize, ToSchema)]
@@ -334,120 +292,6 @@ impl<S: Send + Sync> FromRequestParts<S> for SimRef {
     }
 }
 
-const LIST_PARAMS: &[&str] = &[
-    "page",
-    "page_size",
-    "sort_by",
-    "sort_order",
-    "state",
-    "sim_type",
-    "compatibility_zones",
-    "tags",
-    "group_id",
-    "vendor",
-    "iccid",
-    "search",
-    "for_plan_id",
-];
-
-fn parse_list_query(q: &QueryPairs) -> Result<(SimListQuery, Option<ForPlan>), ValidationErrors> {
-    let mut errs = ValidationErrors::new();
-    q.reject_unknown(LIST_PARAMS, &mut errs);
-    let (page, page_size) = q.paging(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, &mut errs);
-    let mut query = SimListQuery {
-        page,
-        page_size,
-        ..SimListQuery::default()
-    };
-
-    if let Some(s) = q.one("sort_by", &mut errs) {
-        match SortField::parse(s) {
-            Some(f) => query.sort_by = f,
-            None => errs.parameter(
-                "sort_by",
-                format!("sort_by must be one of {}", SortField::NAMES.join(", ")),
-            ),
-        }
-    }
-    match q.one("sort_order", &mut errs) {
-        None | Some("desc") => query.descending = true,
-        Some("asc") => query.descending = false,
-        Some(_) => errs.parameter("sort_order", "sort_order must be asc or desc"),
-    }
-    for s in q.all("state") {
-        match s.parse::<SimState>() {
-            Ok(st) if !query.states.contains(&st) => query.states.push(st),
-            Ok(_) => {}
-            Err(()) => errs.parameter(
-                "state",
-                "state must be one of inventory, active, suspended, blocked, retired",
-            ),
-        }
-    }
-    if let Some(s) = q.one("sim_type", &mut errs) {
-        match s.parse::<SimType>() {
-            Ok(t) => query.sim_type = Some(t),
-            Err(()) => errs.parameter("sim_type", "sim_type must be physical or esim"),
-        }
-    }
-    let labels = |name: &str, errs: &mut ValidationErrors| -> Vec<String> {
-        let mut out = Vec::new();
-        for s in q.all(name) {
-            match crate::domain::sim::check_label(s, name) {
-                Ok(()) if !out.iter().any(|o| o == s) => out.push(s.to_owned()),
-                Ok(()) => {}
-                Err(e) => errs.parameter(name, e),
-            }
-        }
-        out
-    };
-    query.compatibility_zones = labels("compatibility_zones", &mut errs);
-    query.tags = labels("tags", &mut errs);
-    if query.tags.len() > MAX_TAGS {
-        errs.parameter("tags", format!("at most {MAX_TAGS} tags"));
-    }
-    for (name, slot) in [
-        ("group_id", &mut query.group_id),
-        ("vendor", &mut query.vendor),
-    ] {
-        if let Some(s) = q.one(name, &mut errs) {
-            match crate::domain::sim::check_label(s, name) {
-                Ok(()) => *slot = Some(s.to_owned()),
-                Err(e) => errs.parameter(name, e),
-            }
-        }
-    }
-    if let Some(s) = q.one("iccid", &mut errs) {
-        if !s.is_empty() && s.len() <= 22 && s.bytes().all(|b| b.is_ascii_digit()) {
-            query.iccid = Some(s.to_owned());
-        } else {
-            errs.parameter(
-                "iccid",
-                "iccid must be 1 to 22 digits (any part of an ICCID)",
-            );
-        }
-    }
-    if let Some(s) = q.one("search", &mut errs) {
-        let s = s.trim();
-        if s.is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control) {
-            errs.parameter("search", "search must be 1 to 64 printable characters");
-        } else {
-            query.search = Some(s.to_owned());
-        }
-    }
-    let for_plan = match q.one("for_plan_id", &mut errs) {
-        None => None,
-        Some(s) => match uuid::Uuid::parse_str(s) {
-            Ok(id) => Some(ForPlan(id)),
-            Err(_) => {
-                errs.parameter("for_plan_id", "for_plan_id must be a plan id (UUID)");
-                None
-            }
-        },
-    };
-    errs.finish((query, for_plan))
-}
-
 /// Create a SIM (state `inventory`).
 #[utoipa::path(post, path = "/v1/sims", tag = "sims", request_body = CreateSimBody,
     responses(
@@ -565,16 +409,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pointers(e: &ValidationErrors) -> Vec<String> {
-        e.errors()
-            .iter()
-            .map(|e| match &e.location {
-                crate::domain::Location::Pointer(p) => p.clone(),
-                crate::domain::Location::Parameter(p) => p.clone(),
-            })
-            .collect()
-    }
-
     #[test]
     fn patch_distinguishes_missing_from_null() {
         let p = serde_json::from_value::<PatchSimBody>(json!({"msisdn": null, "tags": ["a"]}))
@@ -584,65 +418,5 @@ mod tests {
         assert_eq!(p.msisdn, Some(None));
         assert_eq!(p.imei, None);
         assert_eq!(p.tags.unwrap().len(), 1);
-    }
-
-    fn qp(pairs: &[(&str, &str)]) -> QueryPairs {
-        QueryPairs(
-            pairs
-                .iter()
-                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
-                .collect(),
-        )
-    }
-
-    #[test]
-    fn list_query_defaults_and_errors() {
-        let (q, plan) = parse_list_query(&qp(&[])).unwrap();
-        assert_eq!(
-            (q.page, q.page_size, q.sort_by, q.descending),
-            (1, 20, SortField::UpdatedAt, true)
-        );
-        assert!(plan.is_none());
-        let e = parse_list_query(&qp(&[
-            ("page", "0"),
-            ("page_size", "251"),
-            ("sort_by", "ki"),
-            ("sort_order", "up"),
-            ("state", "gone"),
-            ("bogus", "1"),
-            ("iccid", "89x"),
-            ("for_plan_id", "nope"),
-        ]))
-        .unwrap_err();
-        assert_eq!(
-            pointers(&e),
-            vec![
-                "bogus",
-                "page",
-                "page_size",
-                "sort_by",
-                "sort_order",
-                "state",
-                "iccid",
-                "for_plan_id"
-            ]
-        );
-    }
-
-    #[test]
-    fn repeatable_filters_collect() {
-        let (q, _) = parse_list_query(&qp(&[
-            ("state", "active"),
-            ("state", "suspended"),
-            ("tags", "a"),
-            ("tags", "b"),
-            ("compatibility_zones", "eu"),
-            ("page_size", "250"),
-        ]))
-        .unwrap();
-        assert_eq!(q.states, vec![SimState::Active, SimState::Suspended]);
-        assert_eq!(q.tags, vec!["a", "b"]);
-        assert_eq!(q.compatibility_zones, vec!["eu"]);
-        assert_eq!(q.page_size, 250);
     }
 }
