@@ -2,6 +2,8 @@
 
 use super::{Conn, StoreResult, Tx, on_conn, on_tx};
 
+/// The outbox read at its earlier path, for the crate's own tests.
+#[cfg(feature = "internals")]
 pub use super::outbox::events;
 pub use crate::domain::audit::HistoryRow;
 
