@@ -113,14 +113,9 @@ impl Services {
         page_size: u32,
     ) -> ServiceResult<Page<HistoryRow>> {
         let sim = self.get_sim(principal, key).await?;
-        let offset = i64::from(page.saturating_sub(1)) * i64::from(page_size);
+        let offset = crate::service::page_offset(page, page_size);
         let (items, total) =
             repo::history(&self.db, &sim.id.to_string(), i64::from(page_size), offset).await?;
-        Ok(Page {
-            items,
-            total: u64::try_from(total).unwrap_or(0),
-            page,
-            page_size,
-        })
+        Ok(Page::counted(items, total, page, page_size))
     }
 }

@@ -388,3 +388,20 @@ pub struct Page<T> {
     pub page: u32,
     pub page_size: u32,
 }
+
+/// The first row of `page` (counted from 1) at `page_size` rows a page.
+pub(crate) fn page_offset(page: u32, page_size: u32) -> i64 {
+    i64::from(page.saturating_sub(1)) * i64::from(page_size)
+}
+
+impl<T> Page<T> {
+    /// A page of `items` out of `total` rows as the store counted them.
+    pub(crate) fn counted(items: Vec<T>, total: i64, page: u32, page_size: u32) -> Self {
+        Page {
+            items,
+            total: u64::try_from(total).unwrap_or(0),
+            page,
+            page_size,
+        }
+    }
+}

@@ -264,14 +264,9 @@ impl Services {
         repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), &id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        let offset = i64::from(page.saturating_sub(1)) * i64::from(page_size);
+        let offset = crate::service::page_offset(page, page_size);
         let (items, total) = repo::deliveries(&self.db, &id, i64::from(page_size), offset).await?;
-        Ok(Page {
-            items,
-            total: u64::try_from(total).unwrap_or(0),
-            page,
-            page_size,
-        })
+        Ok(Page::counted(items, total, page, page_size))
     }
 
     /// Fans out up to one batch of outbox events into deliveries. Returns how many events.

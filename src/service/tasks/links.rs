@@ -132,7 +132,7 @@ impl Services {
     ) -> ServiceResult<Page<Link>> {
         self.authorize_in_tenant(principal, Action::ReadLinks)
             .await?;
-        let offset = i64::from(page.saturating_sub(1)) * i64::from(page_size);
+        let offset = crate::service::page_offset(page, page_size);
         let sim = sim.map(|s| s.to_string());
         let (items, total) = link_repo::list(
             &self.db,
@@ -143,12 +143,7 @@ impl Services {
             offset,
         )
         .await?;
-        Ok(Page {
-            items,
-            total: u64::try_from(total).unwrap_or(0),
-            page,
-            page_size,
-        })
+        Ok(Page::counted(items, total, page, page_size))
     }
 
     /// Provisions the links of a leased batch of `task`'s items, in one transaction with

@@ -82,16 +82,11 @@ impl Services {
         page_size: u32,
     ) -> ServiceResult<Page<Item>> {
         self.get_task(principal, id).await?;
-        let offset = i64::from(page.saturating_sub(1)) * i64::from(page_size);
+        let offset = crate::service::page_offset(page, page_size);
         let (items, total) = self
             .items_of(id, status, offset, i64::from(page_size))
             .await?;
-        Ok(Page {
-            items,
-            total: u64::try_from(total).unwrap_or(0),
-            page,
-            page_size,
-        })
+        Ok(Page::counted(items, total, page, page_size))
     }
 
     /// Task `id` of `tenant` as the host that queued it sees it (`simvault import`,
