@@ -32,6 +32,7 @@ async fn reads(services: Arc<Services>, who: Principal) -> anyhow::Result<f64> {
         async move {
             let key = SimKey::Iccid(iccid(n % SIMS));
             services
+                .secrets()
                 .reveal_secrets(&who, &key, &[SecretField::Ki, SecretField::Opc], None)
                 .await
                 .map(|_| ())
@@ -103,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
             ),
         ];
         services
+            .inventory()
             .create_sim(&who, new)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;

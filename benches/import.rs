@@ -184,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let start = Instant::now();
     let task = services
+        .tasks()
         .start_import(&provisioner, rows)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -205,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
                         return anyhow::Ok(row.completed_items);
                     }
                     let worked = services
+                        .tasks()
                         .work_on(&row, &owner, Duration::from_secs(60))
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -62,7 +62,10 @@ async fn run(services: Arc<Services>, support: Principal, sims: usize) -> anyhow
         let (services, support) = (services.clone(), support.clone());
         async move {
             let key = SimKey::Iccid(iccid(n % sims));
-            services.change_pin(&support, &key, change("1234")?).await?;
+            services
+                .pins()
+                .change_pin(&support, &key, change("1234")?)
+                .await?;
             Ok(())
         }
     })
@@ -105,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
                     .map_err(anyhow::Error::msg)?,
             ),
         )];
-        services.create_sim(&provisioner, new).await?;
+        services.inventory().create_sim(&provisioner, new).await?;
     }
     let support = Principal {
         roles: [Role::Support].into(),

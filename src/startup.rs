@@ -174,17 +174,25 @@ impl Application {
         let addr = listener.local_addr()?;
         let (stop_workers, workers_stop) = watch::channel(false);
         let workers = tokio::spawn({
-            let tasks =
-                crate::service::tasks::worker(services.clone(), config.tasks, workers_stop.clone());
+            let tasks = crate::service::tasks::worker(
+                services.tasks().clone(),
+                config.tasks,
+                workers_stop.clone(),
+            );
             let checkpoints = crate::service::audit::checkpoint_worker(
-                services.clone(),
+                services.audit().clone(),
                 config.audit.checkpoint_interval,
                 workers_stop.clone(),
             );
-            let sync =
-                crate::service::sync::worker(services.clone(), config.sync, workers_stop.clone());
-            let webhooks = crate::service::webhooks::worker(services.clone(), workers_stop.clone());
-            let refusals = crate::service::refusals::worker(services.clone(), workers_stop.clone());
+            let sync = crate::service::sync::worker(
+                services.lifecycle().clone(),
+                config.sync,
+                workers_stop.clone(),
+            );
+            let webhooks =
+                crate::service::webhooks::worker(services.webhooks().clone(), workers_stop.clone());
+            let refusals =
+                crate::service::refusals::worker(services.refusals().clone(), workers_stop.clone());
             async move {
                 tokio::join!(tasks, checkpoints, sync, webhooks, refusals);
             }

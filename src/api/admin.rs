@@ -92,7 +92,7 @@ async fn key_status(
     State(state): State<AppState>,
     Caller(principal): Caller,
 ) -> ApiResult<axum::Json<KeyStatusView>> {
-    let status = state.services.key_status(&principal).await?;
+    let status = state.services.admin().key_status(&principal).await?;
     Ok(axum::Json(KeyStatusView {
         versions: status
             .versions
@@ -114,7 +114,7 @@ async fn rotate(
     State(state): State<AppState>,
     Caller(principal): Caller,
 ) -> ApiResult<impl IntoResponse> {
-    let task = state.services.rotate_tenant_key(&principal).await?;
+    let task = state.services.tasks().rotate_tenant_key(&principal).await?;
     let location = format!("/v1/tasks/{}", task.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -137,6 +137,11 @@ async fn get_task(
 ) -> ApiResult<axum::Json<TaskView>> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     Ok(axum::Json(
-        state.services.get_task(&principal, id).await?.into(),
+        state
+            .services
+            .tasks()
+            .get_task(&principal, id)
+            .await?
+            .into(),
     ))
 }

@@ -149,6 +149,7 @@ async fn auth_vectors(
     }
     let vectors = state
         .services
+        .auc()
         .auth_vectors(&principal, &key, count, resync, &derive)
         .await?;
     let view = VectorsView {

@@ -48,7 +48,7 @@ async fn verify(
     State(state): State<AppState>,
     Caller(principal): Caller,
 ) -> ApiResult<axum::Json<VerifyView>> {
-    let v = state.services.verify_audit(&principal).await?;
+    let v = state.services.audit().verify_audit(&principal).await?;
     Ok(axum::Json(VerifyView {
         ok: v.ok,
         checked: v.checked,
@@ -165,6 +165,7 @@ async fn events(
     errs.finish(())?;
     let rows = state
         .services
+        .audit()
         .audit_events(&principal, &filter, before, limit)
         .await?;
     let next_cursor = (rows.len() == limit as usize)
@@ -211,7 +212,11 @@ async fn export(
         }
     };
     errs.finish(())?;
-    let pages = state.services.audit_export(&principal, filter).await?;
+    let pages = state
+        .services
+        .audit()
+        .audit_export(&principal, filter)
+        .await?;
     // Pages are rendered as they arrive; a failure mid-way ends the body abruptly, so that a
     // client never takes a cut-off export for a whole one.
     let header = match format {

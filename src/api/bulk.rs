@@ -171,7 +171,7 @@ async fn import(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<impl IntoResponse> {
-    let grant = state.services.authorize_import(&principal).await?;
+    let grant = state.services.tasks().authorize_import(&principal).await?;
     let _permit = state.large_bodies.admit(&principal)?;
     super::large_body::check_announced(&headers, IMPORT_BODY_LIMIT_BYTES)?;
     let batch = grant.batch()?;
@@ -180,7 +180,11 @@ async fn import(
         parse_import(reader, luhn, batch)
     })
     .await??;
-    let task = state.services.queue_granted_import(grant, batch).await?;
+    let task = state
+        .services
+        .tasks()
+        .queue_granted_import(grant, batch)
+        .await?;
     Ok(accepted(task))
 }
 
@@ -316,12 +320,20 @@ async fn provision_links(
     Caller(principal): Caller,
     req: Request,
 ) -> ApiResult<impl IntoResponse> {
-    let grant = state.services.authorize_provision_links(&principal).await?;
+    let grant = state
+        .services
+        .tasks()
+        .authorize_provision_links(&principal)
+        .await?;
     let _permit = state.large_bodies.admit(&principal)?;
     super::large_body::check_announced(req.headers(), PROVISION_BODY_LIMIT_BYTES)?;
     let ApiJson(body) = ApiJson::<ProvisionLinksBody>::from_request(req, &state).await?;
     let request = parse_provision(&body)?;
-    let task = state.services.queue_provision_links(grant, request).await?;
+    let task = state
+        .services
+        .tasks()
+        .queue_provision_links(grant, request)
+        .await?;
     Ok(accepted(task))
 }
 
@@ -426,6 +438,7 @@ async fn task_items(
     errs.finish(())?;
     let page = state
         .services
+        .tasks()
         .task_items(&principal, id, status, page, page_size)
         .await?;
     Ok(axum::Json(super::PageView::of(page)))
@@ -459,6 +472,7 @@ async fn list_links(
     errs.finish(())?;
     let page = state
         .services
+        .plans()
         .list_links(&principal, sim, page, page_size)
         .await?;
     Ok(axum::Json(super::PageView::of(page)))
@@ -478,6 +492,11 @@ async fn get_link(
 ) -> ApiResult<axum::Json<LinkView>> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     Ok(axum::Json(
-        state.services.get_link(&principal, id).await?.into(),
+        state
+            .services
+            .plans()
+            .get_link(&principal, id)
+            .await?
+            .into(),
     ))
 }

@@ -96,6 +96,7 @@ impl Caller {
         };
         match state
             .services
+            .refusals()
             .audit_refused_authentication(who, reason)
             .await
         {

@@ -93,6 +93,7 @@ async fn change_state(
     };
     let change = state
         .services
+        .lifecycle()
         .change_state(&principal, &key, to, reason.as_deref())
         .await?;
     Ok(axum::Json(StateView {
@@ -156,6 +157,7 @@ async fn history(
     errs.finish(())?;
     let page = state
         .services
+        .lifecycle()
         .sim_history(&principal, &key, page, page_size)
         .await?;
     Ok(axum::Json(super::PageView::of(page)))
@@ -185,7 +187,7 @@ async fn esim_view(
     Caller(principal): Caller,
     SimRef(key): SimRef,
 ) -> ApiResult<Response> {
-    let (_, code) = state.services.esim_view(&principal, &key).await?;
+    let (_, code) = state.services.secrets().esim_view(&principal, &key).await?;
     let view = match code {
         Some(code) => {
             let code = code.expose();
@@ -223,6 +225,10 @@ async fn refresh(
     Caller(principal): Caller,
     SimRef(key): SimRef,
 ) -> ApiResult<axum::Json<SimView>> {
-    let sim = state.services.refresh_sim(&principal, &key).await?;
+    let sim = state
+        .services
+        .lifecycle()
+        .refresh_sim(&principal, &key)
+        .await?;
     Ok(axum::Json(sim.into()))
 }

@@ -34,6 +34,7 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let (status, body) = match state
         .services
+        .admin()
         .readiness(|now| state.tls.crl_expired(now))
         .await
     {
@@ -65,7 +66,7 @@ async fn metrics(
     State(state): State<AppState>,
     Caller(principal): Caller,
 ) -> ApiResult<impl IntoResponse> {
-    let scope = state.services.authorize_metrics(&principal).await?;
+    let scope = state.services.admin().authorize_metrics(&principal).await?;
     let all = state.metrics.as_ref().ok_or(ApiError::NotFound)?.render();
     let body = crate::telemetry::scoped(&all, &scope);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))

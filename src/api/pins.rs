@@ -227,7 +227,11 @@ async fn answer(
     key: &crate::domain::SimKey,
     change: PinChange,
 ) -> ApiResult<axum::Json<PinChangedView>> {
-    let done = state.services.change_pin(principal, key, change).await?;
+    let done = state
+        .services
+        .pins()
+        .change_pin(principal, key, change)
+        .await?;
     Ok(axum::Json(PinChangedView {
         success: true,
         remaining_attempts: done.remaining,

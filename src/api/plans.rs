@@ -77,7 +77,11 @@ async fn create_plan(
         return Err(ApiError::Validation(errs));
     };
     errs.finish(())?;
-    let plan = state.services.create_plan(&principal, name, zones).await?;
+    let plan = state
+        .services
+        .plans()
+        .create_plan(&principal, name, zones)
+        .await?;
     let location = format!("/v1/plans/{}", plan.id);
     Ok((
         StatusCode::CREATED,
@@ -104,6 +108,7 @@ async fn list_plans(
     errs.finish(())?;
     let page = state
         .services
+        .plans()
         .list_plans(&principal, page, page_size)
         .await?;
     Ok(axum::Json(super::PageView::of(page)))
@@ -122,6 +127,6 @@ async fn get_plan(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<PlanView>> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    let plan = state.services.get_plan(&principal, id).await?;
+    let plan = state.services.plans().get_plan(&principal, id).await?;
     Ok(axum::Json(plan.into()))
 }

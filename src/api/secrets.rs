@@ -129,6 +129,7 @@ async fn reveal(
     errs.finish(())?;
     let (sim, revealed) = state
         .services
+        .secrets()
         .reveal_secrets(&principal, &key, &fields, reason.as_deref())
         .await?;
     let body = RevealedView {
@@ -162,6 +163,7 @@ async fn write(
     errs.finish(())?;
     let sim = state
         .services
+        .secrets()
         .put_secrets(&principal, &key, changes, op)
         .await?;
     Ok(axum::Json(sim.into()))

@@ -162,6 +162,7 @@ async fn create(
     errs.finish(())?;
     let created = state
         .services
+        .webhooks()
         .create_webhook(
             &principal,
             NewWebhook {
@@ -197,7 +198,7 @@ async fn list(
     State(state): State<AppState>,
     Caller(principal): Caller,
 ) -> ApiResult<axum::Json<WebhookList>> {
-    let hooks = state.services.list_webhooks(&principal).await?;
+    let hooks = state.services.webhooks().list_webhooks(&principal).await?;
     Ok(axum::Json(WebhookList {
         items: hooks.into_iter().map(WebhookView::from).collect(),
     }))
@@ -216,7 +217,11 @@ async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-    state.services.delete_webhook(&principal, id).await?;
+    state
+        .services
+        .webhooks()
+        .delete_webhook(&principal, id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -244,6 +249,7 @@ async fn deliveries(
     errs.finish(())?;
     let page = state
         .services
+        .webhooks()
         .webhook_deliveries(&principal, id, page, page_size)
         .await?;
     Ok(axum::Json(super::PageView::of(page)))

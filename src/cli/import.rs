@@ -62,6 +62,7 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     }
     let services = open_services(&config, &db).await?;
     let task = services
+        .tasks()
         .queue_import(
             &crate::domain::Principal::cli(tenant.clone()),
             rows,
@@ -86,6 +87,7 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let mut last_line = std::time::Instant::now();
     let done = loop {
         let (row, worked) = services
+            .tasks()
             .advance_task(&tenant, task_id, &owner, config.tasks.lease)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -117,6 +119,7 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let mut offset = 0;
     loop {
         let failed = services
+            .tasks()
             .host_task_items(&tenant, task_id, Some("failed"), offset, 1000)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;

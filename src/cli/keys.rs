@@ -84,6 +84,7 @@ async fn rotate_tenant_key(args: &RotateArgs) -> anyhow::Result<()> {
     }
     let services = open_services(&config, &db).await?;
     let task = services
+        .tasks()
         .start_rotation(&crate::domain::Principal::cli(tenant.clone()), Vec::new())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -95,10 +96,12 @@ async fn rotate_tenant_key(args: &RotateArgs) -> anyhow::Result<()> {
     let owner = uuid::Uuid::new_v4().to_string();
     loop {
         let worked = services
+            .tasks()
             .run_rotation(&owner, config.tasks.lease, &stop)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let status = services
+            .tasks()
             .host_task(&tenant, task.id)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -19,12 +19,24 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
+    pub const ALL: [AuthMethod; 3] = [AuthMethod::Mtls, AuthMethod::Jwt, AuthMethod::Local];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Mtls => "mtls",
             AuthMethod::Jwt => "jwt",
             AuthMethod::Local => "local",
         }
+    }
+}
+
+impl FromStr for AuthMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        AuthMethod::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("unknown authentication method {s:?}"))
     }
 }
 
@@ -102,8 +114,10 @@ impl fmt::Display for Role {
     }
 }
 
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An authenticated caller. It serialises (as [`Recorded`]) for work done on its behalf later:
+/// a queued task's records are its caller's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "Recorded", try_from = "Recorded")]
 pub struct Principal {
     pub tenant: TenantId,
     pub roles: BTreeSet<Role>,
@@ -147,6 +161,62 @@ impl Principal {
     }
 }
 
+/// A principal as stored with a task. The field names are those tasks have been stored with
+/// since the first release (which left the tenant to the task's row: see [`Recorded::tenant`]).
+/// Anything this release does not know (an authentication method, a role) is an error, never
+/// a silent fallback to something else.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Recorded {
+    /// Absent in tasks queued by the first release; whoever reads such a record supplies the
+    /// task's tenant before parsing it.
+    tenant: String,
+    subject: String,
+    roles: Vec<String>,
+    auth_method: String,
+    credential: Option<String>,
+    client_addr: Option<String>,
+    request_id: Option<String>,
+}
+
+impl From<Principal> for Recorded {
+    fn from(p: Principal) -> Self {
+        Recorded {
+            tenant: p.tenant.as_str().to_owned(),
+            roles: p.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            subject: p.subject,
+            auth_method: p.auth_method.as_str().to_owned(),
+            credential: p.credential_id,
+            client_addr: p.origin.client_addr,
+            request_id: p.origin.request_id,
+        }
+    }
+}
+
+impl TryFrom<Recorded> for Principal {
+    type Error = String;
+    fn try_from(r: Recorded) -> Result<Self, String> {
+        let roles = r
+            .roles
+            .iter()
+            .map(|name| {
+                name.parse::<Role>()
+                    .map_err(|()| format!("unknown role {name:?}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Principal {
+            tenant: TenantId::parse(&r.tenant).map_err(|e| format!("tenant: {e}"))?,
+            roles,
+            subject: r.subject,
+            auth_method: r.auth_method.parse()?,
+            credential_id: r.credential,
+            origin: Origin {
+                request_id: r.request_id,
+                client_addr: r.client_addr,
+            },
+        })
+    }
+}
+
 /// How a CLI command's actor is recorded: `cli:` and the OS user running it.
 pub fn cli_subject() -> String {
     let user = std::env::var("USER")
@@ -165,5 +235,47 @@ mod tests {
         assert_eq!(Role::join(&r), "provisioner,support");
         assert!(Role::parse_list("root").is_err());
         assert!(Role::parse_list("").is_err());
+    }
+
+    #[test]
+    fn a_principal_round_trips_and_the_unknown_is_refused() {
+        let p = Principal {
+            tenant: TenantId::parse("acme").unwrap(),
+            roles: [Role::Support, Role::Auditor].into_iter().collect(),
+            subject: "alice".into(),
+            auth_method: AuthMethod::Jwt,
+            credential_id: Some("jti-1".into()),
+            origin: Origin {
+                request_id: Some("r-1".into()),
+                client_addr: Some("192.0.2.1:4000".into()),
+            },
+        };
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "tenant": "acme", "subject": "alice", "roles": ["support", "auditor"],
+                "auth_method": "jwt", "credential": "jti-1",
+                "client_addr": "192.0.2.1:4000", "request_id": "r-1"
+            })
+        );
+        assert_eq!(serde_json::from_value::<Principal>(v.clone()).unwrap(), p);
+        for (field, value) in [
+            ("auth_method", "kerberos"),
+            ("roles", "root"),
+            ("tenant", "Not A Tenant!"),
+        ] {
+            let mut bad = v.clone();
+            bad[field] = if field == "roles" {
+                serde_json::json!([value])
+            } else {
+                serde_json::json!(value)
+            };
+            let e = serde_json::from_value::<Principal>(bad).unwrap_err();
+            assert!(e.to_string().contains(value) || field == "tenant", "{e}");
+        }
+        let mut missing = v;
+        missing.as_object_mut().unwrap().remove("tenant");
+        assert!(serde_json::from_value::<Principal>(missing).is_err());
     }
 }

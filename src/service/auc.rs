@@ -7,11 +7,18 @@ use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use super::audit::Event;
-use super::{ServiceError, ServiceResult, Services};
+use super::{ServiceError, ServiceResult};
 use crate::domain::milenage::{self, Block, Milenage};
 use crate::domain::{Principal, SecretField, SimState, kdf, sqn};
 use crate::policy::Action;
 use crate::store::sims::{self as repo, SimKey};
+
+super::capability! {
+    /// The authentication centre: vectors from Ki and OPc, and resynchronisation.
+    pub struct Auc {
+        core: super::Core,
+    }
+}
 
 /// A re-synchronisation request: the RAND of the failed challenge and the card's AUTS.
 #[derive(Debug, Clone, Copy)]
@@ -56,10 +63,11 @@ fn key_block(v: &crate::domain::SecretValue) -> ServiceResult<Zeroizing<Block>> 
         .ok_or_else(|| ServiceError::Internal("a stored key is not 32 hex digits".into()))
 }
 
-impl Services {
+impl Auc {
     /// `POST /v1/sims/{sim}/auth-vectors`: `count` fresh vectors, after an optional resync.
     /// RAND always comes from the CSPRNG: a caller never chooses it (f2–f4 do not depend on
     /// SQN, so a chosen RAND would hand out the CK/IK of a captured challenge).
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "auth_vectors"))]
     pub async fn auth_vectors(
         &self,
         principal: &Principal,
@@ -68,8 +76,10 @@ impl Services {
         resync: Option<Resync>,
         derive: &Derive,
     ) -> ServiceResult<Vec<AuthVector>> {
-        let (mut tx, mut sim, decision) =
-            self.lock_sim(principal, key, Action::AuthVectors).await?;
+        let (mut tx, mut sim, decision) = self
+            .core
+            .lock_sim(principal, key, Action::AuthVectors)
+            .await?;
         if matches!(sim.state, SimState::Blocked | SimState::Retired) {
             return Err(ServiceError::Conflict(format!(
                 "the SIM is {}: it gets no authentication vectors",
@@ -78,10 +88,12 @@ impl Services {
         }
         let missing = || ServiceError::Conflict("the SIM has no Ki and OPc".into());
         let ki = self
+            .core
             .open_secret_in(&mut tx, &sim, SecretField::Ki)
             .await?
             .ok_or_else(missing)?;
         let opc = self
+            .core
             .open_secret_in(&mut tx, &sim, SecretField::Opc)
             .await?
             .ok_or_else(missing)?;
@@ -106,7 +118,7 @@ impl Services {
                     policy_ids: decision.policy_ids,
                     remaining_attempts: None,
                 };
-                self.audit_in(&mut tx, principal, event).await?;
+                self.core.audit_in(&mut tx, principal, event).await?;
                 tx.commit().await?;
                 return Err(ServiceError::ResyncFailed);
             }
@@ -144,8 +156,8 @@ impl Services {
                 ik: out.ik.clone(),
             });
         }
-        sim.updated_at = self.clock.now().max(sim.updated_at);
-        repo::update(&mut tx, &*self.row_key()?, &sim).await?;
+        sim.updated_at = self.core.clock.now().max(sim.updated_at);
+        repo::update(&mut tx, &*self.core.row_key()?, &sim).await?;
         let reason = format!("{count} vector(s); SQN now {:012x}", sim.auth.sqn);
         let event = Event {
             action: Action::AuthVectors,
@@ -156,7 +168,7 @@ impl Services {
             policy_ids: decision.policy_ids,
             remaining_attempts: None,
         };
-        self.audit_in(&mut tx, principal, event).await?;
+        self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         Ok(vectors)
     }

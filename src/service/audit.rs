@@ -5,13 +5,24 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{ServiceError, ServiceResult, Services};
+use super::{Core, ServiceError, ServiceResult};
 use crate::audit::writer::{append, append_chain};
 use crate::audit::{AuditRecord, CheckpointKey, PLATFORM_CHAIN, Signer, Verification, Verifier};
 use crate::domain::{Principal, SecretField, Sim};
 use crate::policy::{Action, Decision};
 use crate::store::audit::{self, AuditFilter, AuditRow, Order};
 use crate::store::{Db, Tx};
+
+super::capability! {
+    /// Reading, exporting and verifying the audit log, and signing its checkpoints.
+    pub struct AuditLog {
+        core: super::Core,
+        /// Verifies checkpoints.
+        audit_key: CheckpointKey,
+        /// Signs them (the checkpoint worker's).
+        audit_signer: Option<Arc<Signer>>,
+    }
+}
 
 /// One thing that happened in a tenant, to be recorded.
 pub(super) struct Event<'a> {
@@ -74,7 +85,7 @@ pub struct Stranger {
     pub request_id: Option<String>,
 }
 
-impl Services {
+impl Core {
     /// Appends a record to the principal's tenant chain inside `tx`: it commits with the
     /// change it describes, or neither does.
     pub(super) async fn audit_in(
@@ -127,16 +138,21 @@ impl Services {
             .map_err(|_| stopped())?
             .map_err(ServiceError::Unavailable)
     }
+}
 
+impl AuditLog {
     /// `GET /v1/audit/verify`: checks the caller's tenant chain end to end.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "verify_audit"))]
     pub async fn verify_audit(&self, principal: &Principal) -> ServiceResult<Verification> {
-        self.authorize_in_tenant(principal, Action::ReadAudit)
+        self.core
+            .authorize_in_tenant(principal, Action::ReadAudit)
             .await?;
-        verify_chain(&self.db, &self.audit_key, principal.tenant.as_str()).await
+        verify_chain(&self.core.db, &self.audit_key, principal.tenant.as_str()).await
     }
 
     /// `GET /v1/audit/events`: a page of the caller's tenant's records, newest first, from
     /// before position `before` (the cursor).
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "audit_events"))]
     pub async fn audit_events(
         &self,
         principal: &Principal,
@@ -144,13 +160,14 @@ impl Services {
         before: Option<i64>,
         limit: u32,
     ) -> ServiceResult<Vec<AuditRow>> {
-        self.authorize_in_tenant(principal, Action::ReadAudit)
+        self.core
+            .authorize_in_tenant(principal, Action::ReadAudit)
             .await?;
         let order = Order::Backward {
             before: before.unwrap_or(i64::MAX),
         };
         Ok(audit::find(
-            &self.db,
+            &self.core.db,
             principal.tenant.as_str(),
             filter,
             order,
@@ -161,16 +178,18 @@ impl Services {
 
     /// `GET /v1/audit/export`: the caller's tenant's records matching `filter`, oldest first,
     /// a page at a time as they are read (see [`export`]), once the caller may export.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "audit_export"))]
     pub async fn audit_export(
         &self,
         principal: &Principal,
         filter: AuditFilter,
     ) -> ServiceResult<mpsc::Receiver<ServiceResult<Vec<AuditRow>>>> {
-        self.authorize_in_tenant(principal, Action::ReadAudit)
+        self.core
+            .authorize_in_tenant(principal, Action::ReadAudit)
             .await?;
         let (pages_tx, pages) = mpsc::channel(2);
         tokio::spawn(export(
-            self.db.clone(),
+            self.core.db.clone(),
             principal.tenant.as_str().to_owned(),
             filter,
             pages_tx,
@@ -317,12 +336,8 @@ pub async fn checkpoint_all(db: &Db, signer: &Signer, now: i64) -> ServiceResult
 
 /// The checkpoint worker: signs moved chain heads every `interval` until `stop` turns true,
 /// and once more on the way out.
-pub async fn checkpoint_worker(
-    services: Arc<Services>,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let Some(signer) = services.audit_signer.clone() else {
+pub async fn checkpoint_worker(log: AuditLog, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let Some(signer) = log.audit_signer.clone() else {
         return;
     };
     loop {
@@ -330,7 +345,7 @@ pub async fn checkpoint_worker(
             () = tokio::time::sleep(interval) => false,
             _ = stop.changed() => true,
         };
-        if let Err(e) = checkpoint_all(&services.db, &signer, services.clock.now()).await {
+        if let Err(e) = checkpoint_all(&log.core.db, &signer, log.core.clock.now()).await {
             tracing::warn!(error = %e, "could not sign audit checkpoints; will retry");
         }
         if stopping || *stop.borrow() {

@@ -2,23 +2,21 @@
 //! profile), decided by policy and recorded before the code leaves the service.
 
 use super::audit::Event;
-use super::{ServiceError, ServiceResult, Services, Target};
+use super::{Secrets, ServiceResult, Target};
 use crate::domain::{Principal, SecretField, SecretValue, Sim, SimType};
 use crate::policy::{Action, Context};
-use crate::store::sims::{self as repo, SimKey};
+use crate::store::sims::SimKey;
 
-impl Services {
+impl Secrets {
     /// `GET /v1/sims/{sim}/esim`: the SIM and its activation code (`None` for a physical SIM
     /// or an eSIM without one).
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "esim_view"))]
     pub async fn esim_view(
         &self,
         principal: &Principal,
         key: &SimKey,
     ) -> ServiceResult<(Sim, Option<SecretValue>)> {
-        let (sim, stored) =
-            repo::get_with_secrets(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
-                .await?
-                .ok_or(ServiceError::NotFound)?;
+        let (sim, stored) = self.core.sim_with_secrets(principal, key).await?;
         let fields = [SecretField::ActivationCode];
         let resource = super::sims::sim_resource(&sim);
         let target = Target {
@@ -27,6 +25,7 @@ impl Services {
             reason: None,
         };
         let decision = self
+            .core
             .authorize(
                 principal,
                 Action::ReadEsim,
@@ -36,7 +35,8 @@ impl Services {
             )
             .await?;
         let code = if sim.sim_type == SimType::Esim {
-            self.open_stored(&sim, stored, &fields)
+            self.core
+                .open_stored(&sim, stored, &fields)
                 .await?
                 .pop()
                 .and_then(|(_, v)| v)
@@ -45,7 +45,7 @@ impl Services {
         };
         // Fail closed: no record, no code.
         let event = Event::allowed(Action::ReadEsim, &sim, decision).with_fields(&fields);
-        self.audit_alone(principal, event).await?;
+        self.core.audit_alone(principal, event).await?;
         Ok((sim, code))
     }
 }

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use crate::service::audit::append_platform;
-use crate::service::{ServiceError, ServiceResult, Services};
+use crate::service::{Core, ServiceError, ServiceResult};
 use crate::store::{Db, keys, links, sims, webhooks};
 use crate::vault::{self, IntegrityFailure, IntegrityKey, Keyring, Purpose, RootCheck};
 
@@ -68,7 +68,7 @@ pub async fn adopt(db: &Db, keyring: &Keyring, now: i64) -> ServiceResult<()> {
     Ok(())
 }
 
-impl Services {
+impl Core {
     /// The row-integrity key every store read and write of an authenticated row takes.
     pub(crate) fn row_key(&self) -> ServiceResult<Arc<IntegrityKey>> {
         Ok(self.keyring.integrity()?)

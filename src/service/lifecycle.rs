@@ -2,13 +2,22 @@
 //! events (outbox) that webhooks deliver.
 
 use super::audit::Event;
-use super::{Page, ServiceError, ServiceResult, Services};
+use super::{Core, Page, ServiceError, ServiceResult};
 use crate::domain::event::{DomainEvent, SimChange};
 use crate::domain::{Principal, Sim, SimState};
 use crate::policy::Action;
 use crate::store::lifecycle::{self as repo, HistoryRow};
 use crate::store::sims::{self as sims_repo, SimKey};
 use crate::store::{Tx, outbox};
+
+super::capability! {
+    /// A SIM's states, its history, and the carrier's view of it.
+    pub struct Lifecycle {
+        core: super::Core,
+        /// The carrier's system, when one is configured.
+        upstream: Option<std::sync::Arc<dyn crate::adapters::upstream::Connector>>,
+    }
+}
 
 /// A state change made.
 #[derive(Debug, Clone)]
@@ -17,8 +26,9 @@ pub struct StateChange {
     pub previous: SimState,
 }
 
-impl Services {
+impl Lifecycle {
     /// `PATCH /v1/sims/{sim}/state`. Asking for the current state changes nothing.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "change_state"))]
     pub async fn change_state(
         &self,
         principal: &Principal,
@@ -26,8 +36,10 @@ impl Services {
         to: SimState,
         reason: Option<&str>,
     ) -> ServiceResult<StateChange> {
-        let (mut tx, mut sim, decision) =
-            self.lock_sim(principal, key, Action::ChangeState).await?;
+        let (mut tx, mut sim, decision) = self
+            .core
+            .lock_sim(principal, key, Action::ChangeState)
+            .await?;
         let from = sim.state;
         if from == to {
             return Ok(StateChange {
@@ -38,14 +50,15 @@ impl Services {
         if !from.can_transition_to(to) {
             return Err(ServiceError::InvalidTransition { from, to });
         }
-        self.move_state(&mut tx, principal, &mut sim, to, reason)
+        self.core
+            .move_state(&mut tx, principal, &mut sim, to, reason)
             .await?;
-        sims_repo::update(&mut tx, &*self.row_key()?, &sim).await?;
+        sims_repo::update(&mut tx, &*self.core.row_key()?, &sim).await?;
         let event = Event {
             reason,
             ..Event::allowed(Action::ChangeState, &sim, decision)
         };
-        self.audit_in(&mut tx, principal, event).await?;
+        self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, from = from.as_str(), to = to.as_str(), "state changed");
         Ok(StateChange {
@@ -53,7 +66,9 @@ impl Services {
             previous: from,
         })
     }
+}
 
+impl Core {
     /// Moves a locked SIM to `to` inside `tx`: its history row and its `sim.state_changed`
     /// event. The caller writes the SIM back and records the audit entry.
     pub(super) async fn move_state(
@@ -103,8 +118,11 @@ impl Services {
         outbox::insert(tx, &[event]).await?;
         Ok(())
     }
+}
 
+impl Lifecycle {
     /// `GET /v1/sims/{sim}/history`: newest first.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "sim_history"))]
     pub async fn sim_history(
         &self,
         principal: &Principal,
@@ -112,10 +130,15 @@ impl Services {
         page: u32,
         page_size: u32,
     ) -> ServiceResult<Page<HistoryRow>> {
-        let sim = self.get_sim(principal, key).await?;
+        let sim = self.core.read_sim(principal, key).await?;
         let offset = crate::service::page_offset(page, page_size);
-        let (items, total) =
-            repo::history(&self.db, &sim.id.to_string(), i64::from(page_size), offset).await?;
+        let (items, total) = repo::history(
+            &self.core.db,
+            &sim.id.to_string(),
+            i64::from(page_size),
+            offset,
+        )
+        .await?;
         Ok(Page::counted(items, total, page, page_size))
     }
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auc;
 pub mod audit;
+mod core;
 pub mod esim;
 pub mod identities;
 pub mod integrity;
@@ -24,10 +25,24 @@ pub use tasks::rotation;
 use std::sync::Arc;
 
 use crate::clock::SharedClock;
-use crate::domain::{LuhnPolicy, Principal, ValidationErrors};
-use crate::policy::{Action, Context, Decision, Denial, PolicyHandle, Refusal, Resource};
+use crate::domain::{LuhnPolicy, ValidationErrors};
+use crate::policy::{Denial, PolicyHandle};
 use crate::store::{Db, StoreError};
 use crate::vault::Keyring;
+
+pub use self::core::Core;
+use self::core::Target;
+pub use admin::{Admin, Readiness};
+pub use auc::Auc;
+pub use audit::AuditLog;
+pub use lifecycle::Lifecycle;
+pub use pins::Pins;
+pub use plans::Plans;
+pub use refusals::Refusals;
+pub use secrets::Secrets;
+pub use sims::Inventory;
+pub use tasks::Tasks;
+pub use webhooks::Webhooks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -110,63 +125,43 @@ fn conflict(message: &str) -> impl FnOnce(StoreError) -> ServiceError + '_ {
     }
 }
 
-/// Deployment settings the use cases depend on.
-#[derive(Debug, Clone, Default)]
-pub struct Settings {
-    pub iccid_luhn: LuhnPolicy,
-    pub webhooks: webhooks::WebhookSettings,
-    /// The tenant whose metrics readers see platform-wide series.
-    pub metrics_platform_tenant: Option<String>,
-}
-
-/// Declares [`Services`] with its fields visible to `$vis`. In the library as built for the
-/// binary that is `crate::service` alone: a handler, the server and startup reach what the
-/// use cases hold only through their methods, so none can take a database handle. The crate's
-/// own tests (feature `internals`, which the release binary is built without) see the fields,
-/// as they see `store` and `vault`.
-macro_rules! services {
-    ($vis:vis) => {
-        /// Everything the use cases need, shared by all requests.
+/// Declares a struct whose fields are visible to `$vis`: `crate::service` alone in the library
+/// as built for the binary, so a handler, the server and startup reach what a capability holds
+/// only through its use cases and none can take a database handle. The crate's own tests
+/// (feature `internals`, which the release binary is built without) see the fields, as they see
+/// `store` and `vault`.
+macro_rules! capability {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
         #[derive(Debug, Clone)]
-        pub struct Services {
-            $vis db: Db,
-            $vis policy: PolicyHandle,
-            $vis clock: SharedClock,
-            $vis settings: Settings,
-            $vis keyring: Arc<Keyring>,
-            /// Woken when a background task is queued.
-            $vis tasks_ready: Arc<tokio::sync::Notify>,
-            /// The group-commit audit writer's queue.
-            $vis audit_writer: tokio::sync::mpsc::Sender<crate::audit::writer::Pending>,
-            /// Signs audit checkpoints (the checkpoint worker's).
-            $vis audit_signer: Option<Arc<crate::audit::Signer>>,
-            /// Verifies them.
-            $vis audit_key: crate::audit::CheckpointKey,
-            /// Per-principal limit on PIN operations.
-            $vis pin_limiter: Arc<pins::PinRateLimiter>,
-            /// The carrier's system, when one is configured.
-            $vis upstream: Option<Arc<dyn crate::adapters::upstream::Connector>>,
-            /// The tally of refused authentications (aggregated records, per-address limit).
-            $vis refusals: Arc<refusals::RefusalLedger>,
-        }
+        #[cfg(feature = "internals")]
+        pub struct $name { $($(#[$fmeta])* pub $field: $ty,)* }
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        #[cfg(not(feature = "internals"))]
+        pub struct $name { $($(#[$fmeta])* pub(in crate::service) $field: $ty,)* }
     };
 }
+pub(crate) use capability;
 
-#[cfg(feature = "internals")]
-services!(pub);
-#[cfg(not(feature = "internals"))]
-services!(pub(in crate::service));
-
-/// Whether the service can serve requests now, and if not, the first reason why not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Readiness {
-    Ready,
-    /// The root key cannot be reached (an HSM gone, say).
-    KeysUnavailable,
-    /// A client CRL is past its nextUpdate.
-    CrlExpired,
-    /// The database does not answer.
-    DatabaseUnavailable,
+capability! {
+    /// The use cases, one capability each, over one shared [`Core`]: what the server holds and
+    /// hands to the doors (HTTP, CLI) and to the background workers.
+    pub struct Services {
+        core: Core,
+        iccid_luhn: LuhnPolicy,
+        inventory: Inventory,
+        secrets: Secrets,
+        pins: Pins,
+        auc: Auc,
+        lifecycle: Lifecycle,
+        plans: Plans,
+        tasks: Tasks,
+        webhooks: Webhooks,
+        audit: AuditLog,
+        refusals: Refusals,
+        admin: Admin,
+    }
 }
 
 impl Services {
@@ -179,7 +174,6 @@ impl Services {
         keyring: Arc<Keyring>,
     ) -> anyhow::Result<Services> {
         use anyhow::Context as _;
-        let db_for_audit = db.clone();
         let signer =
             crate::audit::Signer::from_file(&config.audit.signing_key).with_context(|| {
                 format!(
@@ -187,196 +181,141 @@ impl Services {
                     config.audit.signing_key.display()
                 )
             })?;
-        Ok(Services {
-            audit_key: signer.verifier(),
-            pin_limiter: pins::PinRateLimiter::new(config.pin_ops_per_minute),
-            refusals: Arc::new(refusals::RefusalLedger::new(config.refusals)),
-            upstream: match &config.upstream {
-                Some(settings) => Some(Arc::new(
-                    crate::adapters::upstream::HttpConnector::new(settings)
-                        .context("setting up the upstream connector")?,
-                )),
-                None => None,
+        let core = Core {
+            audit_writer: {
+                let (queue, records) = tokio::sync::mpsc::channel(4096);
+                tokio::spawn(crate::audit::writer::writer(db.clone(), records));
+                queue
             },
-            audit_signer: Some(Arc::new(signer)),
             db,
             policy: PolicyHandle::new(crate::startup::load_policy(config)?),
             clock,
-            settings: Settings {
-                iccid_luhn: config.iccid_luhn,
-                webhooks: config.webhooks,
+            keyring,
+        };
+        let upstream: Option<Arc<dyn crate::adapters::upstream::Connector>> = match &config.upstream
+        {
+            Some(settings) => Some(Arc::new(
+                crate::adapters::upstream::HttpConnector::new(settings)
+                    .context("setting up the upstream connector")?,
+            )),
+            None => None,
+        };
+        let tasks = Tasks {
+            core: core.clone(),
+            tasks_ready: Arc::new(tokio::sync::Notify::new()),
+        };
+        Ok(Services {
+            iccid_luhn: config.iccid_luhn,
+            inventory: Inventory { core: core.clone() },
+            secrets: Secrets { core: core.clone() },
+            pins: Pins {
+                core: core.clone(),
+                pin_limiter: pins::PinRateLimiter::new(config.pin_ops_per_minute),
+            },
+            auc: Auc { core: core.clone() },
+            lifecycle: Lifecycle {
+                core: core.clone(),
+                upstream,
+            },
+            plans: Plans { core: core.clone() },
+            tasks,
+            webhooks: Webhooks {
+                core: core.clone(),
+                settings: config.webhooks,
+            },
+            audit: AuditLog {
+                core: core.clone(),
+                audit_key: signer.verifier(),
+                audit_signer: Some(Arc::new(signer)),
+            },
+            refusals: Refusals {
+                core: core.clone(),
+                ledger: Arc::new(refusals::RefusalLedger::new(config.refusals)),
+            },
+            admin: Admin {
+                core: core.clone(),
                 metrics_platform_tenant: config.metrics_platform_tenant.clone(),
             },
-            keyring,
-            tasks_ready: Arc::new(tokio::sync::Notify::new()),
-            audit_writer: {
-                let (queue, records) = tokio::sync::mpsc::channel(4096);
-                tokio::spawn(crate::audit::writer::writer(db_for_audit, records));
-                queue
-            },
+            core,
         })
+    }
+
+    /// SIMs: create, read, list and search, change, delete.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// Writing and revealing a SIM's secrets, and its eSIM activation code.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// PIN changes and unblocks.
+    pub fn pins(&self) -> &Pins {
+        &self.pins
+    }
+
+    /// Authentication vectors and resynchronisation.
+    pub fn auc(&self) -> &Auc {
+        &self.auc
+    }
+
+    /// State changes, history and the carrier's view of a SIM.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Rate plans and provisioning links.
+    pub fn plans(&self) -> &Plans {
+        &self.plans
+    }
+
+    /// Background tasks: queueing bulk imports, link provisioning and key rotations, following
+    /// them, and running them.
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
+    }
+
+    /// Webhook subscriptions and the delivery of events to them.
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
+    }
+
+    /// Reading, exporting and verifying the audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The record of refused authentications.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
+    }
+
+    /// Key status, metrics access and readiness.
+    pub fn admin(&self) -> &Admin {
+        &self.admin
     }
 
     /// The deployment's ICCID check-digit rule, for parsing requests.
     pub fn iccid_luhn(&self) -> LuhnPolicy {
-        self.settings.iccid_luhn
+        self.iccid_luhn
     }
 
     /// The policies in force, for reloading them.
     pub fn policy_handle(&self) -> PolicyHandle {
-        self.policy.clone()
+        self.core.policy.clone()
     }
 
     /// The row-MAC keys, for the authenticator.
     pub(crate) fn integrity_key(
         &self,
     ) -> Result<Arc<crate::vault::IntegrityKey>, crate::vault::VaultError> {
-        self.keyring.integrity()
+        self.core.keyring.integrity()
     }
 
-    /// Readiness: the root key answers, no client CRL has expired (`crl_expired`, asked with
-    /// the current Unix time) and the database answers — checked in that order.
-    pub async fn readiness(&self, crl_expired: impl FnOnce(i64) -> bool) -> Readiness {
-        let keyring = self.keyring.clone();
-        let keys_ok = tokio::task::spawn_blocking(move || keyring.root_available())
-            .await
-            .unwrap_or(false);
-        if !keys_ok {
-            return Readiness::KeysUnavailable;
-        }
-        if crl_expired(self.clock.now_secs()) {
-            tracing::warn!("not ready: a client CRL is past its nextUpdate");
-            return Readiness::CrlExpired;
-        }
-        match self.db.ping().await {
-            Ok(()) => Readiness::Ready,
-            Err(e) => {
-                tracing::warn!(error = %e, "readiness check failed");
-                Readiness::DatabaseUnavailable
-            }
-        }
-    }
-}
-
-impl Services {
-    /// The one policy question every use case asks. A refusal is not yet answered: pass it
-    /// to [`Services::refuse`], which records it.
-    fn decide(
-        &self,
-        principal: &Principal,
-        action: Action,
-        resource: &Resource<'_>,
-        context: &Context,
-    ) -> ServiceResult<Result<Decision, Refusal>> {
-        crate::telemetry::note_tenant(principal.tenant.as_str());
-        let policy = self
-            .policy
-            .current()
-            .ok_or_else(|| ServiceError::Internal("policy set unavailable".into()))?;
-        Ok(policy.decide(principal, action, resource, context))
-    }
-
-    /// Records a denied decision in the caller's tenant chain and returns the error to answer
-    /// with (`403`, or `404` across tenants). Fail closed: when the record cannot be written
-    /// the answer is `503`. A cross-tenant refusal names no resource: the caller's auditors
-    /// must not learn another tenant's SIMs.
-    async fn refuse(
-        &self,
-        principal: &Principal,
-        action: Action,
-        refusal: Refusal,
-        target: Target<'_>,
-    ) -> ServiceError {
-        tracing::info!(
-            subject = %principal.subject,
-            tenant = %principal.tenant,
-            action = action.as_str(),
-            denial = %refusal.denial,
-            "request denied by policy"
-        );
-        let cross_tenant = refusal.denial == Denial::CrossTenant;
-        let event = audit::Event {
-            action,
-            sim: target.sim.filter(|_| !cross_tenant),
-            fields: target.fields,
-            outcome: "denied",
-            reason: target.reason,
-            policy_ids: refusal.policy_ids,
-            remaining_attempts: None,
-        };
-        match self.audit_alone(principal, event).await {
-            Ok(()) => refusal.denial.into(),
-            Err(e) => {
-                tracing::error!(error = %e, "could not record a denied request: answered 503");
-                e
-            }
-        }
-    }
-
-    /// Decides `action` on `resource`, recording a refusal.
-    async fn authorize(
-        &self,
-        principal: &Principal,
-        action: Action,
-        resource: &Resource<'_>,
-        context: &Context,
-        target: Target<'_>,
-    ) -> ServiceResult<Decision> {
-        match self.decide(principal, action, resource, context)? {
-            Ok(d) => Ok(d),
-            Err(refusal) => Err(self.refuse(principal, action, refusal, target).await),
-        }
-    }
-
-    /// Authorizes an action on the principal's own tenant as a whole.
-    async fn authorize_in_tenant(
-        &self,
-        principal: &Principal,
-        action: Action,
-    ) -> ServiceResult<Decision> {
-        self.authorize(
-            principal,
-            action,
-            &Resource::of_tenant(principal.tenant.as_str()),
-            &Context::default(),
-            Target::default(),
-        )
-        .await
-    }
-
-    /// May the caller scrape metrics, and which series? A principal of the platform tenant
-    /// (`SIMVAULT_METRICS_PLATFORM_TENANT`) sees every series; any other only its tenant's.
-    pub async fn authorize_metrics(
-        &self,
-        principal: &Principal,
-    ) -> ServiceResult<crate::telemetry::MetricsScope> {
-        self.authorize_in_tenant(principal, Action::ReadMetrics)
-            .await?;
-        let tenant = principal.tenant.as_str();
-        Ok(
-            if self.settings.metrics_platform_tenant.as_deref() == Some(tenant) {
-                crate::telemetry::MetricsScope::Platform
-            } else {
-                crate::telemetry::MetricsScope::Tenant(tenant.to_owned())
-            },
-        )
-    }
-}
-
-/// What a decision is about, for the record of a refusal.
-#[derive(Debug, Clone, Copy, Default)]
-struct Target<'a> {
-    sim: Option<&'a crate::domain::Sim>,
-    fields: &'a [crate::domain::SecretField],
-    reason: Option<&'a str>,
-}
-
-impl<'a> Target<'a> {
-    fn sim(sim: &'a crate::domain::Sim) -> Self {
-        Self {
-            sim: Some(sim),
-            ..Self::default()
-        }
+    /// Reports a stored row that failed its check (once the request that met it has ended).
+    pub async fn report_integrity(&self, failure: &crate::domain::integrity::IntegrityFailure) {
+        self.core.report_integrity(failure).await;
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::audit::Event;
-use super::{ServiceError, ServiceResult, Services};
+use super::{Core, ServiceError, ServiceResult};
 use crate::domain::event::{PinEvent, SimChange};
 use crate::domain::pin::{self, PinType, Proof, Verdict};
 use crate::domain::{Principal, SecretField, SecretValue, Sim, SimState, Timestamp};
@@ -17,6 +17,15 @@ use crate::policy::{Action, Context};
 use crate::store::sims::{self as repo, SimKey};
 use crate::store::{Tx, keys};
 use crate::vault;
+
+super::capability! {
+    /// PIN and PUK changes, verified against the stored values, limited per principal.
+    pub struct Pins {
+        core: super::Core,
+        /// Per-principal limit on PIN operations.
+        pin_limiter: Arc<PinRateLimiter>,
+    }
+}
 
 /// A PIN operation as asked for (validated).
 pub struct PinChange {
@@ -89,8 +98,9 @@ impl PinRateLimiter {
     }
 }
 
-impl Services {
+impl Pins {
     /// `POST /v1/sims/{sim}/reset-pin` and `…/unblock-pin`.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "change_pin"))]
     pub async fn change_pin(
         &self,
         principal: &Principal,
@@ -104,7 +114,7 @@ impl Services {
         let reason = change.reason.as_deref();
         if let Err(retry_after_secs) = self.pin_limiter.check(principal) {
             let event = Event::tenant_wide(action, "rate-limited", reason, Vec::new());
-            self.audit_alone(principal, event).await?;
+            self.core.audit_alone(principal, event).await?;
             return Err(ServiceError::RateLimited { retry_after_secs });
         }
         let context = Context {
@@ -112,6 +122,7 @@ impl Services {
             secret_field: None,
         };
         let (mut tx, mut sim, decision) = self
+            .core
             .lock_sim_with(principal, key, action, &context, reason)
             .await?;
         let (pin_field, puk_field) = (change.pin_type.pin(), change.pin_type.puk());
@@ -125,15 +136,15 @@ impl Services {
         };
         if sim.state == SimState::Retired {
             let event = refused_attempt(action, &sim, &fields, "sim-retired", reason, decision);
-            self.audit_in(&mut tx, principal, event).await?;
+            self.core.audit_in(&mut tx, principal, event).await?;
             tx.commit().await?;
             return Err(ServiceError::Conflict(
                 "the SIM is retired: its PINs can no longer be changed".into(),
             ));
         }
-        let Some(stored) = self.open_secret_in(&mut tx, &sim, proof_field).await? else {
+        let Some(stored) = self.core.open_secret_in(&mut tx, &sim, proof_field).await? else {
             let event = refused_attempt(action, &sim, &fields, "not-stored", reason, decision);
-            self.audit_in(&mut tx, principal, event).await?;
+            self.core.audit_in(&mut tx, principal, event).await?;
             tx.commit().await?;
             return Err(ServiceError::Conflict(format!(
                 "this SIM has no {} to check against",
@@ -151,7 +162,7 @@ impl Services {
         if verdict.compared() {
             if let Verdict::Success { .. } = verdict {
                 let new_pin = vec![(pin_field, Some(change.new_pin))];
-                self.apply_secrets(&mut tx, &mut sim, &new_pin).await?;
+                self.core.apply_secrets(&mut tx, &mut sim, &new_pin).await?;
             }
             let exhausted = format!("{} attempts exhausted", puk_field.as_str().to_uppercase());
             if verdict == (Verdict::WrongPuk { remaining: 0 }) {
@@ -159,18 +170,19 @@ impl Services {
                 if sim.state == SimState::Blocked {
                     sim.state_reason = Some(exhausted);
                 } else {
-                    self.move_state(
-                        &mut tx,
-                        principal,
-                        &mut sim,
-                        SimState::Blocked,
-                        Some(&exhausted),
-                    )
-                    .await?;
+                    self.core
+                        .move_state(
+                            &mut tx,
+                            principal,
+                            &mut sim,
+                            SimState::Blocked,
+                            Some(&exhausted),
+                        )
+                        .await?;
                 }
             }
-            sim.updated_at = self.clock.now().max(sim.updated_at);
-            repo::update(&mut tx, &*self.row_key()?, &sim).await?;
+            sim.updated_at = self.core.clock.now().max(sim.updated_at);
+            repo::update(&mut tx, &*self.core.row_key()?, &sim).await?;
             if let Some(event) = PinEvent::of(verdict, change.proof) {
                 let sim_change = SimChange::Pin {
                     event,
@@ -178,7 +190,7 @@ impl Services {
                     pin_remaining_attempts: sim.counters.remaining(pin_field),
                     puk_remaining_attempts: sim.counters.remaining(puk_field),
                 };
-                self.emit(&mut tx, &sim, sim_change).await?;
+                self.core.emit(&mut tx, &sim, sim_change).await?;
             }
         }
         let remaining = match verdict {
@@ -196,7 +208,7 @@ impl Services {
             policy_ids: decision.policy_ids,
             remaining_attempts: Some(remaining),
         };
-        self.audit_in(&mut tx, principal, event).await?;
+        self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, pin = change.pin_type.as_str(), outcome = verdict.outcome(), "PIN attempt");
         match verdict {
@@ -207,7 +219,9 @@ impl Services {
             refused => Err(ServiceError::Pin(refused)),
         }
     }
+}
 
+impl Core {
     /// Decrypts one secret field of a locked SIM inside `tx`.
     pub(super) async fn open_secret_in(
         &self,

@@ -3,12 +3,20 @@
 use std::collections::BTreeSet;
 
 use super::audit::Event;
-use super::{Page, ServiceError, ServiceResult, Services, conflict};
+use super::{Page, ServiceError, ServiceResult, conflict};
 use crate::domain::{Plan, Principal};
 use crate::policy::{Action, Context, Resource};
 use crate::store::plans as repo;
 
-impl Services {
+super::capability! {
+    /// Rate plans and provisioning links.
+    pub struct Plans {
+        core: super::Core,
+    }
+}
+
+impl Plans {
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "create_plan"))]
     pub async fn create_plan(
         &self,
         principal: &Principal,
@@ -16,6 +24,7 @@ impl Services {
         compatibility_zones: BTreeSet<String>,
     ) -> ServiceResult<Plan> {
         let decision = self
+            .core
             .authorize_in_tenant(principal, Action::CreatePlan)
             .await?;
         let plan = Plan {
@@ -23,9 +32,9 @@ impl Services {
             tenant_id: principal.tenant.as_str().to_owned(),
             name,
             compatibility_zones,
-            created_at: self.clock.now(),
+            created_at: self.core.clock.now(),
         };
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.core.db.begin().await?;
         repo::insert(&mut tx, &plan)
             .await
             .map_err(conflict("a plan with this name already exists"))?;
@@ -37,37 +46,41 @@ impl Services {
             Some(&reason),
             decision.policy_ids,
         );
-        self.audit_in(&mut tx, principal, event).await?;
+        self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         Ok(plan)
     }
 
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "get_plan"))]
     pub async fn get_plan(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Plan> {
-        let plan = repo::get(&self.db, principal.tenant.as_str(), id)
+        let plan = repo::get(&self.core.db, principal.tenant.as_str(), id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        self.authorize(
-            principal,
-            Action::ReadPlan,
-            &Resource::of_tenant(&plan.tenant_id),
-            &Context::default(),
-            super::Target::default(),
-        )
-        .await?;
+        self.core
+            .authorize(
+                principal,
+                Action::ReadPlan,
+                &Resource::of_tenant(&plan.tenant_id),
+                &Context::default(),
+                super::Target::default(),
+            )
+            .await?;
         Ok(plan)
     }
 
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "list_plans"))]
     pub async fn list_plans(
         &self,
         principal: &Principal,
         page: u32,
         page_size: u32,
     ) -> ServiceResult<Page<Plan>> {
-        self.authorize_in_tenant(principal, Action::ReadPlan)
+        self.core
+            .authorize_in_tenant(principal, Action::ReadPlan)
             .await?;
         let offset = u64::from(page.saturating_sub(1)) * u64::from(page_size);
         let (items, total) =
-            repo::list(&self.db, principal.tenant.as_str(), page_size, offset).await?;
+            repo::list(&self.core.db, principal.tenant.as_str(), page_size, offset).await?;
         Ok(Page {
             items,
             total,

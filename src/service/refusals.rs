@@ -18,8 +18,16 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::ServiceResult;
 use super::audit::{Stranger, refusal_record};
-use super::{ServiceResult, Services};
+
+super::capability! {
+    /// The record of refused authentications: tallied, then written a window at a time.
+    pub struct Refusals {
+        core: super::Core,
+        ledger: Arc<RefusalLedger>,
+    }
+}
 
 /// How refusals are aggregated and limited.
 #[derive(Debug, Clone, Copy)]
@@ -260,7 +268,7 @@ fn source_of(client_addr: &str) -> Option<IpAddr> {
     })
 }
 
-impl Services {
+impl Refusals {
     /// Counts a refused authentication and says how to answer it; the platform chain gets a
     /// record when this opens a window (returning once it is durable: fail closed).
     pub async fn audit_refused_authentication(
@@ -268,7 +276,7 @@ impl Services {
         who: Stranger,
         reason: &'static str,
     ) -> ServiceResult<Refused> {
-        let (answer, due) = self.refusals.note(who, reason, Instant::now());
+        let (answer, due) = self.ledger.note(who, reason, Instant::now());
         if let Some(due) = due {
             self.record_refusals(vec![due]).await?;
         }
@@ -278,9 +286,10 @@ impl Services {
     /// Writes the records of `due` (together: one group commit); the counts of any that
     /// could not be written are kept for a later record.
     async fn record_refusals(&self, due: Vec<Due>) -> ServiceResult<()> {
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let outcomes = futures_util::future::join_all(due.iter().map(|(who, reason, count)| {
-            self.commit_record(refusal_record(who.clone(), reason, *count, now))
+            self.core
+                .commit_record(refusal_record(who.clone(), reason, *count, now))
         }))
         .await;
         let mut failed = Vec::new();
@@ -291,23 +300,23 @@ impl Services {
                 outcome = Err(e);
             }
         }
-        self.refusals.restore(failed);
+        self.ledger.restore(failed);
         outcome
     }
 }
 
 /// Records closed windows' counts as they close (checking a few times a window) until
 /// `stop` turns true, then every count still waiting.
-pub async fn worker(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
-    let tick = (services.refusals.settings.window / 4).max(Duration::from_millis(100));
+pub async fn worker(refusals: Refusals, mut stop: watch::Receiver<bool>) {
+    let tick = (refusals.ledger.settings.window / 4).max(Duration::from_millis(100));
     loop {
         let stopping = tokio::select! {
             () = tokio::time::sleep(tick) => false,
             _ = stop.changed() => true,
         };
         let stopping = stopping || *stop.borrow();
-        let due = services.refusals.take_due(Instant::now(), stopping);
-        if let Err(e) = services.record_refusals(due).await {
+        let due = refusals.ledger.take_due(Instant::now(), stopping);
+        if let Err(e) = refusals.record_refusals(due).await {
             tracing::warn!(error = %e, "could not record refused authentications; will retry");
         }
         if stopping {

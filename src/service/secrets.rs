@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::audit::Event;
-use super::{ServiceError, ServiceResult, Services, Target};
+use super::{Core, ServiceError, ServiceResult, Target};
 use crate::domain::event::SimChange;
 use crate::domain::milenage::opc_value;
 use crate::domain::secret_input::{OP_NEEDS_KI, given_ki};
@@ -18,6 +18,13 @@ use crate::store::Tx;
 use crate::store::keys::{self, DekRow, NewSecret, TenantKeyRow};
 use crate::store::sims::{self as repo, SimKey};
 use crate::vault::{self, Key, VaultError};
+
+super::capability! {
+    /// A SIM's secrets: written through the key hierarchy, revealed under audit.
+    pub struct Secrets {
+        core: super::Core,
+    }
+}
 
 impl From<VaultError> for ServiceError {
     fn from(e: VaultError) -> Self {
@@ -34,7 +41,7 @@ impl From<VaultError> for ServiceError {
 /// What a caller asked to reveal and what it gets: each field's value, or `None` if unset.
 pub type Revealed = Vec<(SecretField, Option<SecretValue>)>;
 
-impl Services {
+impl Core {
     /// A tenant KEK version, from the keyring's cache or the store.
     pub(super) async fn kek(&self, tenant: &str, version: i64) -> ServiceResult<Arc<Key>> {
         if let Some(kek) = self.keyring.cached_kek(tenant, version) {
@@ -190,8 +197,11 @@ impl Services {
         keys::count_wraps(tx, tenant, envelopes.version, wraps).await?;
         Ok(())
     }
+}
 
+impl Secrets {
     /// `PUT /v1/sims/{sim}/secrets`: merge the given fields into the SIM's secrets.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "put_secrets"))]
     pub async fn put_secrets(
         &self,
         principal: &Principal,
@@ -199,14 +209,17 @@ impl Services {
         mut changes: SecretChanges,
         op: Option<SecretValue>,
     ) -> ServiceResult<Sim> {
-        let (mut tx, mut sim, decision) =
-            self.lock_sim(principal, key, Action::WriteSecrets).await?;
+        let (mut tx, mut sim, decision) = self
+            .core
+            .lock_sim(principal, key, Action::WriteSecrets)
+            .await?;
         if let Some(op) = op {
             // OPc from OP and the Ki given with it, else the SIM's stored Ki; OP itself is
             // never stored.
             let ki = match given_ki(&changes) {
                 Some(ki) => ki.clone(),
                 None => self
+                    .core
                     .open_secret_in(&mut tx, &sim, SecretField::Ki)
                     .await?
                     .ok_or_else(|| {
@@ -225,16 +238,16 @@ impl Services {
             // A PUK-exhausted card stays dead: new PINs or PUKs would undo the block.
             return Err(ServiceError::Pin(crate::domain::pin::Verdict::PukBlocked));
         }
-        self.apply_secrets(&mut tx, &mut sim, &changes).await?;
+        self.core.apply_secrets(&mut tx, &mut sim, &changes).await?;
         let fields: Vec<SecretField> = changes.iter().map(|(f, _)| *f).collect();
         let change = SimChange::SecretsUpdated {
             fields: fields.clone(),
         };
-        self.emit(&mut tx, &sim, change).await?;
+        self.core.emit(&mut tx, &sim, change).await?;
         let event = Event::allowed(Action::WriteSecrets, &sim, decision).with_fields(&fields);
-        self.audit_in(&mut tx, principal, event).await?;
-        sim.updated_at = self.clock.now().max(sim.updated_at);
-        repo::update(&mut tx, &*self.row_key()?, &sim).await?;
+        self.core.audit_in(&mut tx, principal, event).await?;
+        sim.updated_at = self.core.clock.now().max(sim.updated_at);
+        repo::update(&mut tx, &*self.core.row_key()?, &sim).await?;
         tx.commit().await?;
         tracing::info!(
             sim_id = %sim.id,
@@ -246,6 +259,7 @@ impl Services {
 
     /// Reveals `fields` of a SIM. Each field is decided on its own and the request is refused
     /// whole if any field is refused.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "reveal_secrets"))]
     pub async fn reveal_secrets(
         &self,
         principal: &Principal,
@@ -253,10 +267,7 @@ impl Services {
         fields: &[SecretField],
         reason: Option<&str>,
     ) -> ServiceResult<(Sim, Revealed)> {
-        let (sim, stored) =
-            repo::get_with_secrets(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
-                .await?
-                .ok_or(ServiceError::NotFound)?;
+        let (sim, stored) = self.core.sim_with_secrets(principal, key).await?;
         let resource = super::sims::sim_resource(&sim);
         let mut policy_ids = Vec::new();
         for field in fields {
@@ -271,13 +282,14 @@ impl Services {
                 reason,
             };
             let decision = self
+                .core
                 .authorize(principal, Action::ReadSecret, &resource, &context, target)
                 .await?;
             policy_ids.extend(decision.policy_ids);
         }
         policy_ids.sort();
         policy_ids.dedup();
-        let revealed = self.open_stored(&sim, stored, fields).await?;
+        let revealed = self.core.open_stored(&sim, stored, fields).await?;
         // Fail closed: no record, no secret.
         let event = Event {
             action: Action::ReadSecret,
@@ -288,7 +300,7 @@ impl Services {
             policy_ids,
             remaining_attempts: None,
         };
-        self.audit_alone(principal, event).await.map_err(|e| {
+        self.core.audit_alone(principal, event).await.map_err(|e| {
             tracing::error!(error = %e, "could not record a secret read: refused");
             ServiceError::Unavailable(format!("audit log: {e}"))
         })?;
@@ -296,7 +308,7 @@ impl Services {
     }
 }
 
-impl Services {
+impl Core {
     /// Decrypts `fields` from what [`repo::get_with_secrets`] returned (`None` for unset).
     pub(super) async fn open_stored(
         &self,

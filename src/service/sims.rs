@@ -1,7 +1,7 @@
 //! SIM inventory use cases.
 
 use super::audit::Event;
-use super::{Page, ServiceError, ServiceResult, Services, Target, conflict};
+use super::{Core, Page, ServiceError, ServiceResult, Target, conflict};
 use crate::domain::event::SimChange;
 use crate::domain::sim::{SecretChanges, SimListQuery};
 use crate::domain::{Principal, SecretField, Sim, SimInput, SimPatch, Timestamp, ValidationErrors};
@@ -9,17 +9,27 @@ use crate::policy::{Action, Context, Decision, Resource};
 use crate::store::sims::{self as repo, SimKey};
 use crate::store::{Tx, keys, plans as plan_repo};
 
+super::capability! {
+    /// SIM inventory: create, read, list and search, change, delete.
+    pub struct Inventory {
+        core: super::Core,
+    }
+}
+
 /// Which plan's zones to list SIMs for.
 #[derive(Debug, Clone, Copy)]
 pub struct ForPlan(pub uuid::Uuid);
 
-impl Services {
+impl Inventory {
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "create_sim"))]
     pub async fn create_sim(&self, principal: &Principal, mut new: SimInput) -> ServiceResult<Sim> {
         let mut decision = self
+            .core
             .authorize_in_tenant(principal, Action::CreateSim)
             .await?;
         if !new.secrets.is_empty() {
             let writes = self
+                .core
                 .authorize_in_tenant(principal, Action::WriteSecrets)
                 .await?;
             decision.policy_ids.extend(writes.policy_ids);
@@ -27,59 +37,54 @@ impl Services {
         }
         super::secrets::opc_from_op(&mut new)?;
         let tenant = principal.tenant.as_str();
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let (mut sim, secrets) = new_sim(tenant, new, now);
-        let mut tx = self.db.begin().await?;
-        repo::insert(&mut tx, &*self.row_key()?, &sim)
+        let mut tx = self.core.db.begin().await?;
+        repo::insert(&mut tx, &*self.core.row_key()?, &sim)
             .await
             .map_err(conflict("a SIM with this ICCID already exists"))?;
         if !secrets.is_empty() {
-            let mut envelopes = self.envelopes(&mut tx, tenant).await?;
+            let mut envelopes = self.core.envelopes(&mut tx, tenant).await?;
             envelopes.seal(&mut sim, &secrets)?;
-            self.insert_envelopes(&mut tx, tenant, envelopes, self.clock.now())
+            self.core
+                .insert_envelopes(&mut tx, tenant, envelopes, self.core.clock.now())
                 .await?;
-            repo::update(&mut tx, &*self.row_key()?, &sim).await?;
+            repo::update(&mut tx, &*self.core.row_key()?, &sim).await?;
         }
-        self.emit(&mut tx, &sim, SimChange::Created { task_id: None })
+        self.core
+            .emit(&mut tx, &sim, SimChange::Created { task_id: None })
             .await?;
         let fields: Vec<SecretField> = secrets.iter().map(|(f, _)| *f).collect();
-        self.audit_in(
-            &mut tx,
-            principal,
-            Event::allowed(Action::CreateSim, &sim, decision).with_fields(&fields),
-        )
-        .await?;
+        self.core
+            .audit_in(
+                &mut tx,
+                principal,
+                Event::allowed(Action::CreateSim, &sim, decision).with_fields(&fields),
+            )
+            .await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim created");
         Ok(sim)
     }
 
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "get_sim"))]
     pub async fn get_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Sim> {
-        let sim = repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        self.authorize(
-            principal,
-            Action::ReadSim,
-            &sim_resource(&sim),
-            &Context::default(),
-            Target::sim(&sim),
-        )
-        .await?;
-        Ok(sim)
+        self.core.read_sim(principal, key).await
     }
 
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "list_sims"))]
     pub async fn list_sims(
         &self,
         principal: &Principal,
         mut query: SimListQuery,
         for_plan: Option<ForPlan>,
     ) -> ServiceResult<Page<Sim>> {
-        self.authorize_in_tenant(principal, Action::ListSims)
+        self.core
+            .authorize_in_tenant(principal, Action::ListSims)
             .await?;
         let tenant = principal.tenant.as_str();
         if let Some(ForPlan(plan_id)) = for_plan {
-            let Some(plan) = plan_repo::get(&self.db, tenant, plan_id).await? else {
+            let Some(plan) = plan_repo::get(&self.core.db, tenant, plan_id).await? else {
                 let mut e = ValidationErrors::new();
                 e.parameter("for_plan_id", "no plan with this id");
                 return Err(e.into());
@@ -95,7 +100,8 @@ impl Services {
             }
             query.compatibility_zones = plan.compatibility_zones.into_iter().collect();
         }
-        let (items, total) = repo::list(&self.db, &*self.row_key()?, tenant, &query).await?;
+        let (items, total) =
+            repo::list(&self.core.db, &*self.core.row_key()?, tenant, &query).await?;
         Ok(Page {
             items,
             total,
@@ -104,34 +110,43 @@ impl Services {
         })
     }
 
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "update_sim"))]
     pub async fn update_sim(
         &self,
         principal: &Principal,
         key: &SimKey,
         patch: SimPatch,
     ) -> ServiceResult<Sim> {
-        let (mut tx, mut sim, decision) = self.lock_sim(principal, key, Action::UpdateSim).await?;
+        let (mut tx, mut sim, decision) = self
+            .core
+            .lock_sim(principal, key, Action::UpdateSim)
+            .await?;
         patch.apply(&mut sim);
-        sim.updated_at = self.clock.now().max(sim.updated_at);
-        repo::update(&mut tx, &*self.row_key()?, &sim).await?;
-        self.audit_in(
-            &mut tx,
-            principal,
-            Event::allowed(Action::UpdateSim, &sim, decision),
-        )
-        .await?;
+        sim.updated_at = self.core.clock.now().max(sim.updated_at);
+        repo::update(&mut tx, &*self.core.row_key()?, &sim).await?;
+        self.core
+            .audit_in(
+                &mut tx,
+                principal,
+                Event::allowed(Action::UpdateSim, &sim, decision),
+            )
+            .await?;
         tx.commit().await?;
         Ok(sim)
     }
 
     /// Deletes a SIM, leaving a tombstone (the row, marked deleted) for the audit history.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "delete_sim"))]
     pub async fn delete_sim(
         &self,
         principal: &Principal,
         key: &SimKey,
     ) -> ServiceResult<Timestamp> {
-        let (mut tx, mut sim, decision) = self.lock_sim(principal, key, Action::DeleteSim).await?;
-        let now = self.clock.now().max(sim.updated_at);
+        let (mut tx, mut sim, decision) = self
+            .core
+            .lock_sim(principal, key, Action::DeleteSim)
+            .await?;
+        let now = self.core.clock.now().max(sim.updated_at);
         sim.deleted_at = Some(now);
         sim.updated_at = now;
         // Crypto-shredding: without its DEK nothing can ever decrypt the SIM's secrets again.
@@ -140,16 +155,49 @@ impl Services {
         sim.secret_fields.clear();
         sim.counters = Default::default();
         let event = Event::allowed(Action::DeleteSim, &sim, decision).with_fields(&shredded);
-        self.audit_in(&mut tx, principal, event).await?;
-        self.emit(&mut tx, &sim, SimChange::Deleted).await?;
-        repo::update(&mut tx, &*self.row_key()?, &sim).await?;
+        self.core.audit_in(&mut tx, principal, event).await?;
+        self.core.emit(&mut tx, &sim, SimChange::Deleted).await?;
+        repo::update(&mut tx, &*self.core.row_key()?, &sim).await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim deleted");
         Ok(now)
     }
 }
 
-impl Services {
+impl Core {
+    /// The SIM `key` of the principal's tenant, not yet authorized: `NotFound` when there is
+    /// none (another tenant's included).
+    pub(super) async fn find_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Sim> {
+        repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// [`Core::find_sim`] with the SIM's stored secrets (sealed).
+    pub(super) async fn sim_with_secrets(
+        &self,
+        principal: &Principal,
+        key: &SimKey,
+    ) -> ServiceResult<(Sim, Option<(keys::DekRow, Vec<keys::SecretRow>)>)> {
+        repo::get_with_secrets(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// A SIM the principal may read (`ReadSim`), or `NotFound`.
+    pub(super) async fn read_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Sim> {
+        let sim = self.find_sim(principal, key).await?;
+        self.authorize(
+            principal,
+            Action::ReadSim,
+            &sim_resource(&sim),
+            &Context::default(),
+            Target::sim(&sim),
+        )
+        .await?;
+        Ok(sim)
+    }
+
     /// Opens a write transaction holding the caller's SIM locked, once `action` on it is
     /// allowed. Another tenant's SIM is not found.
     pub(super) async fn lock_sim(

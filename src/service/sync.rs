@@ -1,6 +1,5 @@
 //! Refreshing SIMs from the carrier's system: one on request, all of them in the background.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -8,7 +7,7 @@ use rand::Rng as _;
 use tokio::sync::watch;
 
 use super::audit::Event;
-use super::{ServiceError, ServiceResult, Services, Target};
+use super::{Lifecycle, ServiceError, ServiceResult, Target};
 use crate::adapters::upstream::{UpstreamError, UpstreamSim};
 use crate::domain::{Principal, Sim, TenantId};
 use crate::policy::{Action, Context};
@@ -18,17 +17,17 @@ use crate::store::sims::{self as repo, SimKey, SyncClaim};
 /// The actor of background sync records.
 pub const SYNC_ACTOR: &str = "system:sync";
 
-impl Services {
+impl Lifecycle {
     /// `POST /v1/sims/{sim}/refresh`: pulls the SIM from upstream and stores what it says.
     /// No data upstream: the SIM as stored. Upstream failing or slow: an error and no change.
     /// Every outcome is audited: a change commits with its record, a failure is recorded
     /// before it is answered (no record, `503`).
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "refresh_sim"))]
     pub async fn refresh_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Sim> {
-        let sim = repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
+        let sim = self.core.find_sim(principal, key).await?;
         let resource = super::sims::sim_resource(&sim);
         let decision = self
+            .core
             .authorize(
                 principal,
                 Action::RefreshSim,
@@ -43,11 +42,12 @@ impl Services {
             ..Event::allowed(Action::RefreshSim, &sim, decision.clone())
         };
         let Some(upstream) = self.upstream.as_ref() else {
-            self.audit_alone(
-                principal,
-                record("failed", "no upstream system is configured"),
-            )
-            .await?;
+            self.core
+                .audit_alone(
+                    principal,
+                    record("failed", "no upstream system is configured"),
+                )
+                .await?;
             return Err(ServiceError::Conflict(
                 "no upstream system is configured (SIMVAULT_UPSTREAM_URL)".into(),
             ));
@@ -56,7 +56,8 @@ impl Services {
         let update = match upstream.fetch(sim.iccid.as_str()).await {
             Ok(Some(update)) => update,
             Ok(None) => {
-                self.audit_alone(principal, record("allowed", "no upstream data: unchanged"))
+                self.core
+                    .audit_alone(principal, record("allowed", "no upstream data: unchanged"))
                     .await?;
                 return Ok(sim);
             }
@@ -66,12 +67,13 @@ impl Services {
                     UpstreamError::Timeout => "upstream did not answer in time",
                     UpstreamError::Failed(_) => "upstream failed",
                 };
-                self.audit_alone(principal, record("failed", reason))
+                self.core
+                    .audit_alone(principal, record("failed", reason))
                     .await?;
                 return Err(ServiceError::Upstream(e));
             }
         };
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.core.db.begin().await?;
         let Some(stored) = self
             .apply_upstream(&mut tx, &sim.tenant_id, &SimKey::Id(sim.id), &update)
             .await?
@@ -79,7 +81,7 @@ impl Services {
             return Err(ServiceError::NotFound);
         };
         let event = Event::allowed(Action::RefreshSim, &stored, decision);
-        self.audit_in(&mut tx, principal, event).await?;
+        self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         Ok(stored)
     }
@@ -93,14 +95,15 @@ impl Services {
         key: &SimKey,
         update: &UpstreamSim,
     ) -> ServiceResult<Option<Sim>> {
-        let Some(mut sim) = repo::get_for_update(tx, &*self.row_key()?, tenant, key).await? else {
+        let Some(mut sim) = repo::get_for_update(tx, &*self.core.row_key()?, tenant, key).await?
+        else {
             return Ok(None);
         };
         update.apply(&mut sim);
-        let now = self.clock.now().max(sim.updated_at);
+        let now = self.core.clock.now().max(sim.updated_at);
         sim.last_synced_at = Some(now);
         sim.updated_at = now;
-        repo::update(tx, &*self.row_key()?, &sim).await?;
+        repo::update(tx, &*self.core.row_key()?, &sim).await?;
         Ok(Some(sim))
     }
 
@@ -141,7 +144,7 @@ impl Services {
         let (mut synced, mut no_data, mut failed) = (0usize, 0usize, 0usize);
         // SIMs whose row failed its check: skipped (never updated), reported after the commit.
         let mut tampered = Vec::new();
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.core.db.begin().await?;
         for (claim, outcome) in outcomes {
             match outcome {
                 Ok(Some(update)) => {
@@ -168,11 +171,12 @@ impl Services {
         );
         let outcome = if failed == 0 { "completed" } else { "failed" };
         let event = Event::tenant_wide(Action::RefreshSim, outcome, Some(&reason), Vec::new());
-        self.audit_in(&mut tx, &Principal::local(tenant_id, SYNC_ACTOR), event)
+        self.core
+            .audit_in(&mut tx, &Principal::local(tenant_id, SYNC_ACTOR), event)
             .await?;
         tx.commit().await?;
         for f in &tampered {
-            self.report_integrity(f).await;
+            self.core.report_integrity(f).await;
         }
         Ok(())
     }
@@ -207,12 +211,8 @@ fn micros(d: Duration) -> i64 {
 /// concurrency, and backs off exponentially while upstream fails (failed SIMs come due again
 /// after the backoff). Due times live in the database, so a restart resumes where it was.
 /// Returns when `stop` turns true.
-pub async fn worker(
-    services: Arc<Services>,
-    settings: SyncSettings,
-    mut stop: watch::Receiver<bool>,
-) {
-    if services.upstream.is_none() || settings.interval.is_zero() {
+pub async fn worker(lifecycle: Lifecycle, settings: SyncSettings, mut stop: watch::Receiver<bool>) {
+    if lifecycle.upstream.is_none() || settings.interval.is_zero() {
         return;
     }
     let mut backoff = Duration::ZERO;
@@ -220,9 +220,14 @@ pub async fn worker(
         if *stop.borrow() {
             return;
         }
-        let now = services.clock.now();
-        let claimed =
-            repo::claim_due(&services.db, now, now + micros(settings.interval), CLAIM).await;
+        let now = lifecycle.core.clock.now();
+        let claimed = repo::claim_due(
+            &lifecycle.core.db,
+            now,
+            now + micros(settings.interval),
+            CLAIM,
+        )
+        .await;
         let pause = match claimed {
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim SIMs to sync; will retry");
@@ -234,16 +239,16 @@ pub async fn worker(
             Ok(batch) => {
                 let outcomes: Vec<(SyncClaim, FetchOutcome)> = futures_util::stream::iter(batch)
                     .map(|claim| {
-                        let services = services.clone();
+                        let lifecycle = lifecycle.clone();
                         async move {
-                            let r = services.fetch_claim(&claim).await;
+                            let r = lifecycle.fetch_claim(&claim).await;
                             (claim, r)
                         }
                     })
                     .buffer_unordered(settings.concurrency.max(1))
                     .collect()
                     .await;
-                services.store_round(&outcomes).await;
+                lifecycle.store_round(&outcomes).await;
                 let failed: Vec<&SyncClaim> = outcomes
                     .iter()
                     .filter(|(_, r)| r.is_err())
@@ -261,9 +266,10 @@ pub async fn worker(
                         backoff_ms = backoff.as_millis() as u64,
                         "upstream sync failures; backing off"
                     );
-                    let again = services.clock.now() + micros(backoff);
+                    let again = lifecycle.core.clock.now() + micros(backoff);
                     for claim in failed {
-                        if let Err(e) = repo::reschedule_sync(&services.db, &claim.id, again).await
+                        if let Err(e) =
+                            repo::reschedule_sync(&lifecycle.core.db, &claim.id, again).await
                         {
                             tracing::warn!(error = %e, "could not reschedule a failed sync");
                         }

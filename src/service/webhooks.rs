@@ -10,7 +10,7 @@
 //! a restart resumes where it stopped.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use rand::Rng;
@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 
 use super::audit::Event;
-use super::{Page, ServiceError, ServiceResult, Services};
+use super::{Page, ServiceError, ServiceResult};
 use crate::adapters::webhook::{self, WebhookSender};
 use crate::domain::event::EventKind;
 use crate::domain::webhook_target::check_url;
@@ -29,6 +29,14 @@ use crate::store::webhooks::{
     self as repo, Attempt, DeliveryRow, DueDelivery, NewDelivery, WebhookRow,
 };
 use crate::vault;
+
+super::capability! {
+    /// Webhook subscriptions and the delivery of outbox events to them.
+    pub struct Webhooks {
+        core: super::Core,
+        settings: WebhookSettings,
+    }
+}
 
 /// Longest description.
 const MAX_DESCRIPTION_CHARS: usize = 500;
@@ -123,18 +131,20 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
     capped.mul_f64(rand::rng().random_range(0.8..1.2))
 }
 
-impl Services {
+impl Webhooks {
     /// `POST /v1/webhooks` (admin): the secret is returned here and never again.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "create_webhook"))]
     pub async fn create_webhook(
         &self,
         principal: &Principal,
         new: NewWebhook,
     ) -> ServiceResult<CreatedWebhook> {
         let decision = self
+            .core
             .authorize_in_tenant(principal, Action::ManageWebhooks)
             .await?;
         let mut errors = ValidationErrors::new();
-        let url = match check_url(new.url.trim(), self.settings.webhooks.allow_insecure) {
+        let url = match check_url(new.url.trim(), self.settings.allow_insecure) {
             Ok(u) => Some(u),
             Err(e) => {
                 errors.pointer("/url", e);
@@ -178,9 +188,9 @@ impl Services {
                 key.as_ref()
             )
         ));
-        let now = self.clock.now();
-        let mut tx = self.db.begin().await?;
-        let (version, kek) = self.active_kek(&mut tx, tenant).await?;
+        let now = self.core.clock.now();
+        let mut tx = self.core.db.begin().await?;
+        let (version, kek) = self.core.active_kek(&mut tx, tenant).await?;
         let row = WebhookRow {
             id: id.to_string(),
             tenant_id: tenant.to_owned(),
@@ -196,7 +206,7 @@ impl Services {
             )?,
             created_at: now,
         };
-        repo::insert(&mut tx, &*self.row_key()?, &row).await?;
+        repo::insert(&mut tx, &*self.core.row_key()?, &row).await?;
         let reason = format!(
             "webhook {id} to {} for {}",
             url.host_str().unwrap_or_default(),
@@ -208,7 +218,7 @@ impl Services {
             Some(&reason),
             decision.policy_ids,
         );
-        self.audit_in(&mut tx, principal, event).await?;
+        self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         tracing::info!(webhook_id = %id, tenant, "webhook created");
         Ok(CreatedWebhook {
@@ -218,22 +228,30 @@ impl Services {
     }
 
     /// `GET /v1/webhooks` (admin).
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "list_webhooks"))]
     pub async fn list_webhooks(&self, principal: &Principal) -> ServiceResult<Vec<Webhook>> {
-        self.authorize_in_tenant(principal, Action::ManageWebhooks)
+        self.core
+            .authorize_in_tenant(principal, Action::ManageWebhooks)
             .await?;
-        repo::list(&self.db, &*self.row_key()?, principal.tenant.as_str())
-            .await?
-            .into_iter()
-            .map(Webhook::try_from)
-            .collect()
+        repo::list(
+            &self.core.db,
+            &*self.core.row_key()?,
+            principal.tenant.as_str(),
+        )
+        .await?
+        .into_iter()
+        .map(Webhook::try_from)
+        .collect()
     }
 
     /// `DELETE /v1/webhooks/{id}` (admin): pending deliveries are dropped with it.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "delete_webhook"))]
     pub async fn delete_webhook(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<()> {
         let decision = self
+            .core
             .authorize_in_tenant(principal, Action::ManageWebhooks)
             .await?;
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.core.db.begin().await?;
         if !repo::delete(&mut tx, principal.tenant.as_str(), &id.to_string()).await? {
             return Err(ServiceError::NotFound);
         }
@@ -244,13 +262,14 @@ impl Services {
             Some(&reason),
             decision.policy_ids,
         );
-        self.audit_in(&mut tx, principal, event).await?;
+        self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         tracing::info!(webhook_id = %id, "webhook deleted");
         Ok(())
     }
 
     /// `GET /v1/webhooks/{id}/deliveries` (admin): newest first.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "webhook_deliveries"))]
     pub async fn webhook_deliveries(
         &self,
         principal: &Principal,
@@ -258,23 +277,30 @@ impl Services {
         page: u32,
         page_size: u32,
     ) -> ServiceResult<Page<DeliveryRow>> {
-        self.authorize_in_tenant(principal, Action::ManageWebhooks)
+        self.core
+            .authorize_in_tenant(principal, Action::ManageWebhooks)
             .await?;
         let id = id.to_string();
-        repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), &id)
-            .await?
-            .ok_or(ServiceError::NotFound)?;
+        repo::get(
+            &self.core.db,
+            &*self.core.row_key()?,
+            principal.tenant.as_str(),
+            &id,
+        )
+        .await?
+        .ok_or(ServiceError::NotFound)?;
         let offset = crate::service::page_offset(page, page_size);
-        let (items, total) = repo::deliveries(&self.db, &id, i64::from(page_size), offset).await?;
+        let (items, total) =
+            repo::deliveries(&self.core.db, &id, i64::from(page_size), offset).await?;
         Ok(Page::counted(items, total, page, page_size))
     }
 
     /// Fans out up to one batch of outbox events into deliveries. Returns how many events.
     pub async fn dispatch_events(&self) -> ServiceResult<usize> {
-        if !outbox::any_undispatched(&self.db).await? {
+        if !outbox::any_undispatched(&self.core.db).await? {
             return Ok(0);
         }
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.core.db.begin().await?;
         let events = outbox::undispatched(&mut tx, DISPATCH_BATCH).await?;
         if events.is_empty() {
             return Ok(0);
@@ -282,7 +308,7 @@ impl Services {
         let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
         tenants.sort_unstable();
         tenants.dedup();
-        let (hooks, tampered) = repo::of_tenants(&mut tx, &*self.row_key()?, &tenants).await?;
+        let (hooks, tampered) = repo::of_tenants(&mut tx, &*self.core.row_key()?, &tenants).await?;
         let subscribed: Vec<(&WebhookRow, Vec<String>)> = hooks
             .iter()
             .map(|h| (h, serde_json::from_str(&h.events).unwrap_or_default()))
@@ -307,11 +333,11 @@ impl Services {
             }
         }
         let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
-        repo::fan_out(&mut tx, &deliveries, &ids, self.clock.now()).await?;
+        repo::fan_out(&mut tx, &deliveries, &ids, self.core.clock.now()).await?;
         tx.commit().await?;
         // A webhook whose row fails its check got none of these events.
         for failure in &tampered {
-            self.report_integrity(failure).await;
+            self.core.report_integrity(failure).await;
         }
         Ok(events.len())
     }
@@ -323,15 +349,16 @@ impl Services {
         owner: &str,
         d: DueDelivery,
     ) -> ServiceResult<()> {
-        let settings = self.settings.webhooks;
+        let settings = self.settings;
         if let Some(failure) = &d.tampered {
             // Never sent: the target may not be the one the tenant set. Given up at once.
-            self.report_integrity(failure).await;
+            self.core.report_integrity(failure).await;
             let outcome = Attempt::GaveUp {
                 status: None,
                 error: "the webhook failed its integrity check".into(),
             };
-            repo::record_attempt(&self.db, &d.id, owner, &outcome, self.clock.now()).await?;
+            repo::record_attempt(&self.core.db, &d.id, owner, &outcome, self.core.clock.now())
+                .await?;
             return Ok(());
         }
         let (status, error) = match self.attempt(sender, &d).await {
@@ -342,7 +369,7 @@ impl Services {
             ),
             Err(e) => (None, Some(e)),
         };
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let outcome = match (status, error) {
             (Some(code), None) => Attempt::Delivered { status: code },
             (status, Some(error)) => {
@@ -376,7 +403,7 @@ impl Services {
                 tracing::warn!(delivery_id = %d.id, event_id = %d.event_id, error = %error, "webhook delivery failed for good");
             }
         }
-        if !repo::record_attempt(&self.db, &d.id, owner, &outcome, now).await? {
+        if !repo::record_attempt(&self.core.db, &d.id, owner, &outcome, now).await? {
             tracing::warn!(delivery_id = %d.id, "lost the lease of a webhook delivery before recording it");
         }
         Ok(())
@@ -384,14 +411,14 @@ impl Services {
 
     /// One attempt: the status code, or why there was none. Error texts name no secret.
     async fn attempt(&self, sender: &WebhookSender, d: &DueDelivery) -> Result<i64, String> {
-        let allow_insecure = self.settings.webhooks.allow_insecure;
+        let allow_insecure = self.settings.allow_insecure;
         // Checked again at each attempt: the deployment's rule may have changed since.
         let url = check_url(&d.url, allow_insecure).map_err(|e| format!("target refused: {e}"))?;
-        let kek = match self.kek(&d.tenant_id, d.kek_version).await {
+        let kek = match self.core.kek(&d.tenant_id, d.kek_version).await {
             Ok(kek) => kek,
             Err(e) => {
                 if let ServiceError::Integrity(f) = &e {
-                    self.report_integrity(f).await;
+                    self.core.report_integrity(f).await;
                 }
                 return Err("the webhook's secret could not be opened".to_owned());
             }
@@ -413,7 +440,7 @@ impl Services {
             "data": data,
         })
         .to_string();
-        let t = self.clock.now().div_euclid(1_000_000);
+        let t = self.core.clock.now().div_euclid(1_000_000);
         sender
             .send(
                 &secret,
@@ -442,8 +469,8 @@ fn per_target_limit(concurrency: usize) -> usize {
 /// its limit is left out of the next claims until one of its attempts ends. On the way out,
 /// attempts in flight (each bounded by the timeout) are let finish, so their outcome is
 /// recorded rather than sent again by another replica.
-pub async fn worker(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
-    let settings = services.settings.webhooks;
+pub async fn worker(webhooks: Webhooks, mut stop: watch::Receiver<bool>) {
+    let settings = webhooks.settings;
     let sender = match WebhookSender::new(settings.allow_insecure, settings.timeout) {
         Ok(s) => s,
         Err(e) => {
@@ -465,13 +492,13 @@ pub async fn worker(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
             break;
         }
         let mut busy = false;
-        match services.dispatch_events().await {
+        match webhooks.dispatch_events().await {
             Ok(n) => busy |= n > 0,
             Err(e) => tracing::warn!(error = %e, "webhook dispatch failed"),
         }
         let free = slots.saturating_sub(running.len());
         if free > 0 {
-            let now = services.clock.now();
+            let now = webhooks.core.clock.now();
             let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
             let full: Vec<String> = in_flight
                 .iter()
@@ -479,10 +506,12 @@ pub async fn worker(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
                 .map(|(id, _)| id.clone())
                 .collect();
             let limit = i64::try_from(free).unwrap_or(8);
-            let claimed = match services.row_key() {
-                Ok(key) => repo::claim_due(&services.db, &key, &owner, now, until, limit, &full)
-                    .await
-                    .map_err(Into::into),
+            let claimed = match webhooks.core.row_key() {
+                Ok(key) => {
+                    repo::claim_due(&webhooks.core.db, &key, &owner, now, until, limit, &full)
+                        .await
+                        .map_err(Into::into)
+                }
                 Err(e) => Err(e),
             };
             match claimed {
@@ -493,18 +522,18 @@ pub async fn worker(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
                         if *n >= per_target {
                             // Claimed together with others of its webhook: back it goes, due
                             // as it was, for when that webhook has a free slot.
-                            if let Err(e) = repo::release(&services.db, &d.id, &owner).await {
+                            if let Err(e) = repo::release(&webhooks.core.db, &d.id, &owner).await {
                                 tracing::warn!(error = %e, "could not give back a webhook delivery");
                             }
                             continue;
                         }
                         *n += 1;
-                        let services = services.clone();
+                        let webhooks = webhooks.clone();
                         let sender = sender.clone();
                         let owner = owner.clone();
                         running.spawn(async move {
                             let webhook = d.webhook_id.clone();
-                            if let Err(e) = services.deliver(&sender, &owner, d).await {
+                            if let Err(e) = webhooks.deliver(&sender, &owner, d).await {
                                 tracing::warn!(error = %e, "recording a webhook attempt failed");
                             }
                             webhook

@@ -14,7 +14,7 @@ async fn tampered(store: Store, tamper: &str) -> (Value, String) {
         prov.get(&format!("/v1/sims/{}/secrets?fields=ki", iccid(1)))
             .await;
     }
-    let signer = app.services.audit_signer.clone().unwrap();
+    let signer = app.services.audit.audit_signer.clone().unwrap();
     simvault::service::audit::checkpoint_all(&app.test_db.db, &signer, 1)
         .await
         .unwrap();

@@ -173,6 +173,7 @@ async fn key_rotation_commands() {
     let principal = crate::vault::provisioner("acme");
     let key = simvault::store::sims::SimKey::Iccid(crate::helpers::iccid(19));
     let (_, revealed) = services
+        .secrets()
         .reveal_secrets(&principal, &key, &[simvault::domain::SecretField::Ki], None)
         .await
         .unwrap();
@@ -263,6 +264,7 @@ async fn rotation_survives_kill_9() {
     for n in [1u64, 2000, N] {
         let key = simvault::store::sims::SimKey::Iccid(crate::helpers::iccid(n));
         let (_, revealed) = services
+            .secrets()
             .reveal_secrets(&principal, &key, &[simvault::domain::SecretField::Ki], None)
             .await
             .unwrap();

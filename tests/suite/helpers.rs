@@ -326,7 +326,7 @@ impl TestApp {
 
     pub async fn tenant(&self, name: &str) {
         admin::create_tenant(
-            &self.services.db,
+            &self.services.core.db,
             &SystemClock,
             &TenantId::parse(name).unwrap(),
         )
@@ -370,8 +370,8 @@ impl TestApp {
     ) -> (String, String) {
         let (cert, key) = self.issue_cert(tenant, name);
         admin::register_identity(
-            &self.services.db,
-            &self.services.keyring,
+            &self.services.core.db,
+            &self.services.core.keyring,
             &SystemClock,
             &TenantId::parse(tenant).unwrap(),
             &pki::client_identity(tenant, name),
@@ -387,7 +387,7 @@ impl TestApp {
     /// platform's tenant.
     pub async fn platform_metrics(&self) -> String {
         let _ = admin::create_tenant(
-            &self.services.db,
+            &self.services.core.db,
             &SystemClock,
             &TenantId::parse(PLATFORM_OPS).unwrap(),
         )

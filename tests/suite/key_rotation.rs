@@ -168,13 +168,15 @@ async fn rotation_resumes_after_a_crash(store: Store) {
     let actor = simvault::domain::Principal::local(TenantId::parse("acme").unwrap(), "test");
     let task = app
         .services
+        .tasks()
         .start_rotation(&actor, Vec::new())
         .await
         .unwrap();
     let id = task.id.to_string();
     let services = app.services.clone();
     let (_keep, stop) = watch::channel(false);
-    let crashed = tokio::spawn(async move { services.run_rotation("doomed", lease, &stop).await });
+    let crashed =
+        tokio::spawn(async move { services.tasks().run_rotation("doomed", lease, &stop).await });
     let admin = app.jwt_client("acme", &[Role::Admin]);
     loop {
         let t = admin.get(&format!("/v1/tasks/{id}")).await;
@@ -202,6 +204,7 @@ async fn rotation_resumes_after_a_crash(store: Store) {
     let (_keep, stop) = watch::channel(false);
     assert_eq!(
         app.services
+            .tasks()
             .run_rotation("rescuer", lease, &stop)
             .await
             .unwrap(),
@@ -210,6 +213,7 @@ async fn rotation_resumes_after_a_crash(store: Store) {
     tokio::time::sleep(lease + std::time::Duration::from_millis(200)).await;
     assert_eq!(
         app.services
+            .tasks()
             .run_rotation("rescuer", lease, &stop)
             .await
             .unwrap(),

@@ -44,7 +44,7 @@ async fn seed(store: Store) -> (TestApp, Api, Vec<Value>) {
         sims.push(prov.create_sim(body).await);
     }
     // States move through the lifecycle endpoint once it exists; set them in the store here.
-    let integrity = app.services.keyring.integrity().unwrap();
+    let integrity = app.services.core.keyring.integrity().unwrap();
     for (i, sim) in sims.iter_mut().enumerate() {
         let n = i as u64 + 1;
         let id: uuid::Uuid = sim["id"].as_str().unwrap().parse().unwrap();

@@ -363,6 +363,6 @@ pub async fn seed_with_secrets(
             )],
             op: None,
         };
-        services.create_sim(&p, new).await.unwrap();
+        services.inventory().create_sim(&p, new).await.unwrap();
     }
 }

@@ -342,8 +342,8 @@ async fn webhook_targets_are_public_https_unless_insecure_is_allowed(store: Stor
     // A loopback target registered while a lab setting allowed it is refused at delivery
     // time once the deployment no longer allows it: the receiver never hears of the event.
     let (receiver, url) = Receiver::start().await;
-    let mut lab = app.services.clone();
-    lab.settings.webhooks.allow_insecure = true;
+    let mut lab = app.services.webhooks().clone();
+    lab.settings.allow_insecure = true;
     let lab_admin = simvault::domain::Principal {
         tenant: simvault::domain::TenantId::parse("acme").unwrap(),
         roles: [Role::Admin].into_iter().collect(),

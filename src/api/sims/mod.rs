@@ -307,7 +307,11 @@ async fn create_sim(
     ApiJson(body): ApiJson<SimFields>,
 ) -> ApiResult<impl IntoResponse> {
     let input = body.finish(state.services.iccid_luhn())?;
-    let sim = state.services.create_sim(&principal, input).await?;
+    let sim = state
+        .services
+        .inventory()
+        .create_sim(&principal, input)
+        .await?;
     let location = format!("/v1/sims/{}", sim.id);
     Ok((
         StatusCode::CREATED,
@@ -345,6 +349,7 @@ async fn list_sims(
     let (query, for_plan) = parse_list_query(&query)?;
     let page = state
         .services
+        .inventory()
         .list_sims(&principal, query, for_plan)
         .await?;
     Ok(axum::Json(super::PageView::of(page)))
@@ -362,7 +367,7 @@ async fn get_sim(
     Caller(principal): Caller,
     SimRef(key): SimRef,
 ) -> ApiResult<axum::Json<SimView>> {
-    let sim = state.services.get_sim(&principal, &key).await?;
+    let sim = state.services.inventory().get_sim(&principal, &key).await?;
     Ok(axum::Json(sim.into()))
 }
 
@@ -381,7 +386,11 @@ async fn update_sim(
     ApiJson(body): ApiJson<PatchSimBody>,
 ) -> ApiResult<axum::Json<SimView>> {
     let patch = body.parse()?;
-    let sim = state.services.update_sim(&principal, &key, patch).await?;
+    let sim = state
+        .services
+        .inventory()
+        .update_sim(&principal, &key, patch)
+        .await?;
     Ok(axum::Json(sim.into()))
 }
 
@@ -397,7 +406,11 @@ async fn delete_sim(
     Caller(principal): Caller,
     SimRef(key): SimRef,
 ) -> ApiResult<axum::Json<Deleted>> {
-    let at = state.services.delete_sim(&principal, &key).await?;
+    let at = state
+        .services
+        .inventory()
+        .delete_sim(&principal, &key)
+        .await?;
     Ok(axum::Json(Deleted {
         success: true,
         deleted_at: format_timestamp(at),

@@ -10,14 +10,14 @@ use std::collections::HashSet;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::{Actor, Batch, Grant, failed, pending_item, succeeded};
+use super::{Batch, Grant, Tasks, failed, pending_item, succeeded};
 use crate::domain::event::{DomainEvent, SimChange};
 use crate::domain::link;
 use crate::domain::sim::SecretChanges;
 use crate::domain::{Principal, Sim, SimInput, Task, TenantId, ValidationErrors};
 use crate::policy::{Action, Decision};
 use crate::service::audit::Event;
-use crate::service::{ServiceError, ServiceResult, Services};
+use crate::service::{ServiceError, ServiceResult};
 use crate::store::outbox;
 use crate::store::sims as sim_repo;
 use crate::store::tasks::ItemRow;
@@ -141,15 +141,17 @@ fn too_many_rows() -> ValidationErrors {
     )
 }
 
-impl Services {
+impl Tasks {
     /// May `principal` import SIMs? Decided from the principal alone, before any row is read
     /// (a refusal is recorded as every refusal is), so that a caller without the right never
     /// gets a large body buffered or parsed.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "authorize_import"))]
     pub async fn authorize_import(&self, principal: &Principal) -> ServiceResult<ImportGrant> {
         self.grant(principal, Action::ImportSims).await
     }
 
     /// `POST /v1/sims/bulk/import` with rows already in hand: authorizes, then queues them.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "start_import"))]
     pub async fn start_import(
         &self,
         principal: &Principal,
@@ -207,14 +209,14 @@ impl Services {
             ..
         } = batch;
         let tenant = principal.tenant.as_str();
-        let mut tx = self.db.begin().await?;
-        let (version, kek) = self.active_kek(&mut tx, tenant).await?;
+        let mut tx = self.core.db.begin().await?;
+        let (version, kek) = self.core.active_kek(&mut tx, tenant).await?;
         let wrapped = vault::seal(
             &kek,
             task_key.as_ref(),
             &vault::task_key_aad(tenant, &task_id, version),
         )?;
-        let params = json!({ "actor": Actor::of(principal) });
+        let params = json!({ "actor": principal });
         let task = self
             .queue_task(
                 &mut tx,
@@ -242,7 +244,7 @@ impl Services {
         else {
             return Err(ServiceError::Internal("import task without its key".into()));
         };
-        let kek = self.kek(tenant, key_version).await?;
+        let kek = self.core.kek(tenant, key_version).await?;
         let task_key: vault::Key = {
             let bytes = vault::open(
                 &kek,
@@ -259,7 +261,7 @@ impl Services {
         };
         // Unseal and build every SIM before the transaction: the write lock is held for the
         // statements only.
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let mut outcomes = Vec::with_capacity(items.len());
         let mut built: Vec<(i64, Option<i64>, Sim, SecretChanges)> =
             Vec::with_capacity(items.len());
@@ -291,11 +293,11 @@ impl Services {
                 }
             }
         }
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.core.db.begin().await?;
         let held = batch.still_held(&mut tx).await?;
         built.retain(|(seq, ..)| held.contains(seq));
         outcomes.retain(|o| held.contains(&o.seq));
-        let mut envelopes = self.envelopes(&mut tx, tenant).await?;
+        let mut envelopes = self.core.envelopes(&mut tx, tenant).await?;
         let mut sims = Vec::with_capacity(built.len());
         let mut pending_secrets = Vec::with_capacity(built.len());
         for (_, _, sim, secrets) in &mut built {
@@ -305,12 +307,14 @@ impl Services {
             pending_secrets.push(secrets.iter().map(|(f, _)| *f).collect::<Vec<_>>());
             sims.push(sim.clone());
         }
-        let inserted: HashSet<String> = sim_repo::insert_many(&mut tx, &*self.row_key()?, &sims)
-            .await?
-            .into_iter()
-            .collect();
+        let inserted: HashSet<String> =
+            sim_repo::insert_many(&mut tx, &*self.core.row_key()?, &sims)
+                .await?
+                .into_iter()
+                .collect();
         envelopes.retain(&inserted);
-        self.insert_envelopes(&mut tx, tenant, envelopes, now)
+        self.core
+            .insert_envelopes(&mut tx, tenant, envelopes, now)
             .await?;
         let mut events = Vec::new();
         let mut reasons = Vec::new();

@@ -3,14 +3,14 @@
 
 use serde_json::json;
 
-use super::{Actor, Batch, Grant, failed, pending_item, succeeded};
+use super::{Batch, Grant, Tasks, failed, pending_item, succeeded};
 use crate::domain::Principal;
 use crate::domain::Task;
 use crate::domain::ValidationErrors;
 use crate::domain::link::{self, Link};
 use crate::policy::{Action, Decision};
 use crate::service::audit::Event;
-use crate::service::{Page, ServiceError, ServiceResult, Services};
+use crate::service::{Page, Plans, ServiceError, ServiceResult};
 use crate::store::links::{self as link_repo, Refused};
 use crate::store::sims::{self as sim_repo, SimKey};
 use crate::store::tasks::ItemRow;
@@ -34,8 +34,9 @@ pub type LinksGrant = Grant<Links>;
 #[derive(Debug)]
 pub enum Links {}
 
-impl Services {
+impl Tasks {
     /// May `principal` provision links? Decided before the body is read.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "authorize_provision_links"))]
     pub async fn authorize_provision_links(
         &self,
         principal: &Principal,
@@ -45,6 +46,7 @@ impl Services {
 
     /// `POST /v1/sims/bulk/provision-links`. Unknown plans are refused before anything is
     /// queued; a SIM that is linked already (or not the tenant's) fails its item only.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "start_provision_links"))]
     pub async fn start_provision_links(
         &self,
         principal: &Principal,
@@ -69,7 +71,10 @@ impl Services {
         let tenant = principal.tenant.as_str();
         let mut errors = ValidationErrors::new();
         for (i, plan) in request.plan_ids.iter().enumerate() {
-            if plan_repo::get(&self.db, tenant, *plan).await?.is_none() {
+            if plan_repo::get(&self.core.db, tenant, *plan)
+                .await?
+                .is_none()
+            {
                 errors.pointer(format!("/plan_ids/{i}"), "no plan with this id");
             }
         }
@@ -87,12 +92,12 @@ impl Services {
             })
             .collect();
         let params = json!({
-            "actor": Actor::of(principal),
+            "actor": principal,
             "name_prefix": request.name_prefix,
             "counter_start": request.counter_start,
             "plan_ids": request.plan_ids,
         });
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.core.db.begin().await?;
         let task = self
             .queue_task(
                 &mut tx,
@@ -112,17 +117,27 @@ impl Services {
         tracing::info!(task_id = %task_id, tenant, total, "link provisioning queued");
         Task::try_from(task)
     }
+}
 
+impl Plans {
     /// `GET /v1/links/{id}`.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "get_link"))]
     pub async fn get_link(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Link> {
-        self.authorize_in_tenant(principal, Action::ReadLinks)
+        self.core
+            .authorize_in_tenant(principal, Action::ReadLinks)
             .await?;
-        link_repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), id)
-            .await?
-            .ok_or(ServiceError::NotFound)
+        link_repo::get(
+            &self.core.db,
+            &*self.core.row_key()?,
+            principal.tenant.as_str(),
+            id,
+        )
+        .await?
+        .ok_or(ServiceError::NotFound)
     }
 
     /// `GET /v1/links`, oldest first, optionally of one SIM.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "list_links"))]
     pub async fn list_links(
         &self,
         principal: &Principal,
@@ -130,13 +145,14 @@ impl Services {
         page: u32,
         page_size: u32,
     ) -> ServiceResult<Page<Link>> {
-        self.authorize_in_tenant(principal, Action::ReadLinks)
+        self.core
+            .authorize_in_tenant(principal, Action::ReadLinks)
             .await?;
         let offset = crate::service::page_offset(page, page_size);
         let sim = sim.map(|s| s.to_string());
         let (items, total) = link_repo::list(
-            &self.db,
-            &*self.row_key()?,
+            &self.core.db,
+            &*self.core.row_key()?,
             principal.tenant.as_str(),
             sim.as_deref(),
             i64::from(page_size),
@@ -145,7 +161,9 @@ impl Services {
         .await?;
         Ok(Page::counted(items, total, page, page_size))
     }
+}
 
+impl Tasks {
     /// Provisions the links of a leased batch of `task`'s items, in one transaction with
     /// their outcomes and records.
     pub(super) async fn links_batch(&self, batch: Batch<'_>) -> ServiceResult<()> {
@@ -163,10 +181,10 @@ impl Services {
             .id
             .parse()
             .map_err(|_| ServiceError::Internal("corrupt task id".into()))?;
-        let now = self.clock.now();
-        let mut tx = self.db.begin().await?;
+        let now = self.core.clock.now();
+        let mut tx = self.core.db.begin().await?;
         let held = batch.still_held(&mut tx).await?;
-        let integrity = self.row_key()?;
+        let integrity = self.core.row_key()?;
         let mut outcomes = Vec::new();
         let mut linked = Vec::new();
         let mut tampered = Vec::new();
@@ -233,7 +251,7 @@ impl Services {
         self.commit_batch(tx, &batch, &outcomes, records, now)
             .await?;
         for f in &tampered {
-            self.report_integrity(f).await;
+            self.core.report_integrity(f).await;
         }
         Ok(())
     }

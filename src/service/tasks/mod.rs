@@ -17,17 +17,18 @@ pub mod links;
 pub mod rotation;
 mod view;
 
+use std::sync::Arc;
+
 use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::audit::Event;
-use super::{ServiceError, ServiceResult, Services};
+use super::{ServiceError, ServiceResult};
 use crate::domain::event::{DomainEvent, TaskCompletion};
-use crate::domain::{AuthMethod, Origin, Principal, Role, Task, TenantId};
+use crate::domain::{Principal, Task, TenantId};
 use crate::policy::Action;
 use crate::store::tasks::{self, ItemRow, Outcome, TaskRow};
 use crate::store::{Tx, outbox};
@@ -37,57 +38,19 @@ pub use links::{LINKS_TASK, LinksGrant, ProvisionLinks};
 pub use rotation::{KeyStatus, ROTATION_TASK};
 pub use view::Item;
 
+crate::service::capability! {
+    /// Durable background tasks: queued by a use case, run by workers under leases.
+    pub struct Tasks {
+        core: crate::service::Core,
+        /// Woken when a task is queued.
+        tasks_ready: Arc<tokio::sync::Notify>,
+    }
+}
+
 /// The kinds worked on item by item.
 const ITEM_KINDS: [&str; 2] = [IMPORT_TASK, LINKS_TASK];
 /// Items leased and committed together.
 const BATCH: i64 = 500;
-
-/// Who asked for a task: its records are theirs, though a worker writes them later.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Actor {
-    subject: String,
-    roles: Vec<String>,
-    auth_method: String,
-    credential: Option<String>,
-    client_addr: Option<String>,
-    request_id: Option<String>,
-}
-
-impl Actor {
-    fn of(p: &Principal) -> Self {
-        Actor {
-            subject: p.subject.clone(),
-            roles: p.roles.iter().map(|r| r.as_str().to_owned()).collect(),
-            auth_method: p.auth_method.as_str().to_owned(),
-            credential: p.credential_id.clone(),
-            client_addr: p.origin.client_addr.clone(),
-            request_id: p.origin.request_id.clone(),
-        }
-    }
-
-    fn principal(&self, tenant: &str) -> ServiceResult<Principal> {
-        let tenant = TenantId::parse(tenant).map_err(|e| ServiceError::Internal(e.into()))?;
-        Ok(Principal {
-            tenant,
-            roles: self
-                .roles
-                .iter()
-                .filter_map(|r| r.parse::<Role>().ok())
-                .collect(),
-            subject: self.subject.clone(),
-            auth_method: match self.auth_method.as_str() {
-                "mtls" => AuthMethod::Mtls,
-                "jwt" => AuthMethod::Jwt,
-                _ => AuthMethod::Local,
-            },
-            credential_id: self.credential.clone(),
-            origin: Origin {
-                request_id: self.request_id.clone(),
-                client_addr: self.client_addr.clone(),
-            },
-        })
-    }
-}
 
 /// The caller's right to queue a task of kind `K`, decided from the principal alone, before
 /// the request's body is read (a refusal is recorded as every refusal is), so that a caller
@@ -110,13 +73,30 @@ struct Batch<'a> {
     owner: &'a str,
 }
 
+/// Who queued `task`: its records are theirs, though a worker writes them later.
+fn actor_of(task: &TaskRow) -> ServiceResult<Principal> {
+    let mut actor = task.params.0["actor"].clone();
+    // Tasks queued by the first release stored the actor without its tenant, the task's.
+    if let Some(fields) = actor.as_object_mut() {
+        fields
+            .entry("tenant")
+            .or_insert_with(|| task.tenant_id.clone().into());
+    }
+    let actor: Principal = serde_json::from_value(actor)
+        .map_err(|e| ServiceError::Internal(format!("task without a valid actor: {e}")))?;
+    if actor.tenant.as_str() != task.tenant_id {
+        return Err(ServiceError::Internal(
+            "a task's actor of another tenant".into(),
+        ));
+    }
+    Ok(actor)
+}
+
 /// The leased `items` of `task`, with who queued the task.
 fn batch<'a>(task: &'a TaskRow, items: Vec<ItemRow>, owner: &'a str) -> ServiceResult<Batch<'a>> {
-    let actor: Actor = serde_json::from_value(task.params.0["actor"].clone())
-        .map_err(|e| ServiceError::Internal(format!("task without its actor: {e}")))?;
     Ok(Batch {
         task,
-        actor: actor.principal(&task.tenant_id)?,
+        actor: actor_of(task)?,
         items,
         owner,
     })
@@ -197,10 +177,10 @@ fn pending_task(
     }
 }
 
-impl Services {
+impl Tasks {
     /// Decides `action` for a task of kind `K` in the principal's tenant.
     async fn grant<K>(&self, principal: &Principal, action: Action) -> ServiceResult<Grant<K>> {
-        let decision = self.authorize_in_tenant(principal, action).await?;
+        let decision = self.core.authorize_in_tenant(principal, action).await?;
         Ok(Grant {
             principal: principal.clone(),
             policy_ids: decision.policy_ids,
@@ -217,7 +197,7 @@ impl Services {
         key: Option<(i64, Vec<u8>)>,
         items: &[ItemRow],
     ) -> ServiceResult<TaskRow> {
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let (kek_version, wrapped_key) = key.unzip();
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         let task = TaskRow {
@@ -242,7 +222,7 @@ impl Services {
         policy_ids: Vec<String>,
     ) -> ServiceResult<()> {
         let event = Event::tenant_wide(action, "allowed", Some(reason), policy_ids);
-        self.audit_in(&mut tx, principal, event).await?;
+        self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         self.tasks_ready.notify_waiters();
         Ok(())
@@ -259,7 +239,9 @@ impl Services {
         now: i64,
     ) -> ServiceResult<()> {
         tasks::record_outcomes(&mut tx, &batch.task.id, outcomes, now).await?;
-        self.audit_all_in(&mut tx, &batch.actor, records).await?;
+        self.core
+            .audit_all_in(&mut tx, &batch.actor, records)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -274,7 +256,8 @@ impl Services {
     ) -> ServiceResult<()> {
         let event = Event::tenant_wide(action, "completed", Some(reason), Vec::new());
         let tenant = TenantId::parse(tenant).map_err(|e| ServiceError::Internal(e.into()))?;
-        self.audit_in(tx, &Principal::local(tenant, subject), event)
+        self.core
+            .audit_in(tx, &Principal::local(tenant, subject), event)
             .await
     }
 
@@ -302,10 +285,10 @@ impl Services {
     /// Works on item tasks: leases one batch of items and commits its outcomes. Returns
     /// whether there was anything to do.
     pub async fn run_bulk_batch(&self, owner: &str, lease: Duration) -> ServiceResult<bool> {
-        let now = self.clock.now();
-        let Some(task) = tasks::with_claimable_items(&self.db, &ITEM_KINDS, now).await? else {
+        let now = self.core.clock.now();
+        let Some(task) = tasks::with_claimable_items(&self.core.db, &ITEM_KINDS, now).await? else {
             // Nothing to lease: finish tasks whose last worker stopped just before.
-            for id in tasks::without_pending(&self.db, &ITEM_KINDS).await? {
+            for id in tasks::without_pending(&self.core.db, &ITEM_KINDS).await? {
                 self.finish_if_done(&id).await?;
             }
             return Ok(false);
@@ -323,9 +306,9 @@ impl Services {
         lease: Duration,
     ) -> ServiceResult<bool> {
         let lease_us = lease_micros(lease);
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let items =
-            tasks::claim_items(&self.db, &task.id, owner, now, now + lease_us, BATCH).await?;
+            tasks::claim_items(&self.core.db, &task.id, owner, now, now + lease_us, BATCH).await?;
         if items.is_empty() {
             self.finish_if_done(&task.id).await?;
             return Ok(false);
@@ -346,11 +329,11 @@ impl Services {
     /// Completes an item task with no pending item left: status, `task.completed` event and
     /// record, and its key destroyed, in one transaction (only one worker gets to do it).
     async fn finish_if_done(&self, task_id: &str) -> ServiceResult<()> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.core.db.begin().await?;
         let Some(task) = tasks::lock_if_done(&mut tx, task_id).await? else {
             return Ok(());
         };
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         tasks::complete(&mut tx, task_id, "completed", now).await?;
         self.emit_task_completed(&mut tx, &task, "completed", now)
             .await?;
@@ -396,7 +379,7 @@ impl Services {
 /// work, otherwise after `poll` or as soon as a task is queued (`tasks_ready`; the wake-up is
 /// registered before looking, so a task queued meanwhile is not missed).
 async fn task_loop<Step, Fut>(
-    services: &Services,
+    tasks: &Tasks,
     what: &str,
     poll: Duration,
     mut stop: watch::Receiver<bool>,
@@ -409,13 +392,13 @@ async fn task_loop<Step, Fut>(
         if *stop.borrow() {
             return;
         }
-        let queued = services.tasks_ready.notified();
+        let queued = tasks.tasks_ready.notified();
         tokio::pin!(queued);
         queued.as_mut().enable();
         match step().await {
             Ok(true) => continue,
             Ok(false) => {}
-            Err(ServiceError::Integrity(f)) => services.report_integrity(&f).await,
+            Err(ServiceError::Integrity(f)) => tasks.core.report_integrity(&f).await,
             Err(e) => tracing::warn!(error = %e, worker = what, "background task error"),
         }
         tokio::select! {
@@ -429,24 +412,19 @@ async fn task_loop<Step, Fut>(
 /// The background workers of every task kind, until `stop` turns true: key rotations, and
 /// (unless this replica leaves them to others) the item tasks.
 pub async fn worker(
-    services: std::sync::Arc<Services>,
+    tasks: Tasks,
     settings: crate::config::TaskSettings,
     stop: watch::Receiver<bool>,
 ) {
-    let rotation = rotation::worker(
-        services.clone(),
-        settings.lease,
-        settings.poll,
-        stop.clone(),
-    );
-    tokio::join!(rotation, item_worker(services, settings, stop));
+    let rotation = rotation::worker(tasks.clone(), settings.lease, settings.poll, stop.clone());
+    tokio::join!(rotation, item_worker(tasks, settings, stop));
 }
 
 /// The worker for item tasks: `bulk_concurrency` loops that work while there are items to
 /// lease (in this or any replica's tasks, including those a dead worker left), until `stop`
 /// turns true.
 async fn item_worker(
-    services: std::sync::Arc<Services>,
+    tasks: Tasks,
     settings: crate::config::TaskSettings,
     stop: watch::Receiver<bool>,
 ) {
@@ -454,27 +432,16 @@ async fn item_worker(
         tracing::info!("bulk task worker off in this replica (SIMVAULT_BULK_WORKER=false)");
         return;
     }
-    let loops = (0..settings.bulk_concurrency.max(1)).map(|_| {
-        item_loop(
-            services.clone(),
-            settings.lease,
-            settings.poll,
-            stop.clone(),
-        )
-    });
+    let loops = (0..settings.bulk_concurrency.max(1))
+        .map(|_| item_loop(tasks.clone(), settings.lease, settings.poll, stop.clone()));
     futures_util::future::join_all(loops).await;
 }
 
-async fn item_loop(
-    services: std::sync::Arc<Services>,
-    lease: Duration,
-    poll: Duration,
-    stop: watch::Receiver<bool>,
-) {
+async fn item_loop(tasks: Tasks, lease: Duration, poll: Duration, stop: watch::Receiver<bool>) {
     let owner = uuid::Uuid::new_v4().to_string();
     let step = || {
-        let (services, owner) = (services.clone(), owner.clone());
-        async move { services.run_bulk_batch(&owner, lease).await }
+        let (tasks, owner) = (tasks.clone(), owner.clone());
+        async move { tasks.run_bulk_batch(&owner, lease).await }
     };
-    task_loop(&services, "bulk tasks", poll, stop, step).await;
+    task_loop(&tasks, "bulk tasks", poll, stop, step).await;
 }

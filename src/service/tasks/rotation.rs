@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{lease_micros, pending_task};
+use super::{Tasks, lease_micros, pending_task};
 use crate::domain::task::KEK_ROTATION_DUE_AT;
 use crate::domain::{KeyVersion, Principal, Task};
 use crate::policy::Action;
-use crate::service::{ServiceError, ServiceResult, Services};
+use crate::service::{Admin, ServiceError, ServiceResult};
 use crate::store::keys::{self, TenantKeyRow};
 use crate::store::tasks;
 use crate::vault;
@@ -25,10 +25,12 @@ pub struct KeyStatus {
     pub rotation_due: bool,
 }
 
-impl Services {
+impl Tasks {
     /// `POST /v1/admin/keys/rotate`.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "rotate_tenant_key"))]
     pub async fn rotate_tenant_key(&self, principal: &Principal) -> ServiceResult<Task> {
         let decision = self
+            .core
             .authorize_in_tenant(principal, Action::RotateKeys)
             .await?;
         self.start_rotation(principal, decision.policy_ids).await
@@ -42,12 +44,12 @@ impl Services {
         policy_ids: Vec<String>,
     ) -> ServiceResult<Task> {
         let tenant = actor.tenant.as_str();
-        let mut tx = self.db.begin().await?;
-        let (current, _) = self.active_kek(&mut tx, tenant).await?;
+        let mut tx = self.core.db.begin().await?;
+        let (current, _) = self.core.active_kek(&mut tx, tenant).await?;
         let version = current + 1;
-        self.check_root(&mut tx).await?;
-        let (_, wrapped) = self.keyring.new_kek(tenant, version)?;
-        let now = self.clock.now();
+        self.core.check_root(&mut tx).await?;
+        let (_, wrapped) = self.core.keyring.new_kek(tenant, version)?;
+        let now = self.core.clock.now();
         let row = TenantKeyRow {
             tenant_id: tenant.to_owned(),
             version,
@@ -58,14 +60,14 @@ impl Services {
             created_at: now,
             retired_at: None,
         };
-        if !keys::insert_kek(&mut tx, &*self.row_key()?, &row).await? {
+        if !keys::insert_kek(&mut tx, &*self.core.row_key()?, &row).await? {
             return Err(ServiceError::Conflict(
                 "another rotation is starting; retry".into(),
             ));
         }
-        keys::retire_older(&mut tx, &*self.row_key()?, tenant, version).await?;
+        keys::retire_older(&mut tx, &*self.core.row_key()?, tenant, version).await?;
         let task = tasks::TaskRow {
-            total_items: keys::count_below(&self.db, tenant, version).await?,
+            total_items: keys::count_below(&self.core.db, tenant, version).await?,
             ..pending_task(
                 &uuid::Uuid::new_v4().to_string(),
                 tenant,
@@ -81,14 +83,18 @@ impl Services {
         tracing::info!(tenant, version, task_id = %task.id, "key rotation started");
         Task::try_from(task)
     }
+}
 
+impl Admin {
     /// `GET /v1/admin/keys`.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "key_status"))]
     pub async fn key_status(&self, principal: &Principal) -> ServiceResult<KeyStatus> {
-        self.authorize_in_tenant(principal, Action::ReadKeys)
+        self.core
+            .authorize_in_tenant(principal, Action::ReadKeys)
             .await?;
         let tenant = principal.tenant.as_str();
-        let counts = keys::dek_counts(&self.db, tenant).await?;
-        let versions: Vec<KeyVersion> = keys::keks(&self.db, &*self.row_key()?, tenant)
+        let counts = keys::dek_counts(&self.core.db, tenant).await?;
+        let versions: Vec<KeyVersion> = keys::keks(&self.core.db, &*self.core.row_key()?, tenant)
             .await?
             .into_iter()
             .map(|k| KeyVersion {
@@ -112,7 +118,9 @@ impl Services {
             rotation_due,
         })
     }
+}
 
+impl Tasks {
     /// Claims one unfinished rotation task and works on it until it is done, the lease is
     /// lost, or `stop` says so. Returns the task it worked on, if any.
     pub async fn run_rotation(
@@ -122,8 +130,9 @@ impl Services {
         stop: &watch::Receiver<bool>,
     ) -> ServiceResult<Option<String>> {
         let lease_us = lease_micros(lease);
-        let now = self.clock.now();
-        let Some(task) = tasks::claim(&self.db, ROTATION_TASK, owner, now, now + lease_us).await?
+        let now = self.core.clock.now();
+        let Some(task) =
+            tasks::claim(&self.core.db, ROTATION_TASK, owner, now, now + lease_us).await?
         else {
             return Ok(None);
         };
@@ -131,18 +140,18 @@ impl Services {
             ServiceError::Internal("rotation task without a target version".into())
         })?;
         let tenant = task.tenant_id.clone();
-        let new_kek = self.kek(&tenant, target).await?;
+        let new_kek = self.core.kek(&tenant, target).await?;
         let mut after = String::new();
         loop {
             if *stop.borrow() {
-                tasks::release(&self.db, &task.id, owner).await?;
+                tasks::release(&self.core.db, &task.id, owner).await?;
                 return Ok(Some(task.id));
             }
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.core.db.begin().await?;
             let stale = keys::stale_deks(&mut tx, &tenant, target, &after, BATCH).await?;
-            let now = self.clock.now();
+            let now = self.core.clock.now();
             if stale.is_empty() {
-                keys::retire_unused(&mut tx, &*self.row_key()?, &tenant, target, now).await?;
+                keys::retire_unused(&mut tx, &*self.core.row_key()?, &tenant, target, now).await?;
                 if let Some(current) = tasks::lock_if_done(&mut tx, &task.id).await? {
                     self.emit_task_completed(&mut tx, &current, "completed", now)
                         .await?;
@@ -206,7 +215,7 @@ impl Services {
             .sim_id
             .parse()
             .map_err(|_| ServiceError::Internal("corrupt SIM id".into()))?;
-        let old_kek = self.kek(tenant, dek.kek_version).await?;
+        let old_kek = self.core.kek(tenant, dek.kek_version).await?;
         let key = vault::unwrap_dek(&old_kek, tenant, &sim_id, dek.kek_version, &dek.wrapped_dek)?;
         Ok(vault::wrap_dek(new_kek, tenant, &sim_id, target, &key)?)
     }
@@ -270,15 +279,15 @@ pub async fn move_root(
 /// The background worker: runs rotation tasks as they are queued (or found unfinished after a
 /// restart or another replica's crash) until `stop` turns true.
 pub(super) async fn worker(
-    services: std::sync::Arc<Services>,
+    tasks: Tasks,
     lease: Duration,
     poll: Duration,
     stop: watch::Receiver<bool>,
 ) {
     let owner = uuid::Uuid::new_v4().to_string();
     let watching = stop.clone();
-    super::task_loop(&services, "key rotation", poll, stop, async || {
-        Ok(services
+    super::task_loop(&tasks, "key rotation", poll, stop, async || {
+        Ok(tasks
             .run_rotation(&owner, lease, &watching)
             .await?
             .is_some())

@@ -1,9 +1,10 @@
 //! Tasks as their owners read them (`GET /v1/tasks/...`), and as the host that queued them
 //! does (`simvault import`, `simvault keys rotate`).
 
+use super::Tasks;
 use crate::domain::{Principal, Task, TenantId};
 use crate::policy::{Action, Context, Resource};
-use crate::service::{Page, ServiceError, ServiceResult, Services};
+use crate::service::{Page, ServiceError, ServiceResult};
 use crate::store::tasks::{self, ItemRow, TaskRow};
 
 /// One item of a task as its owner sees it.
@@ -54,25 +55,28 @@ impl TryFrom<TaskRow> for Task {
     }
 }
 
-impl Services {
+impl Tasks {
     /// `GET /v1/tasks/{id}`.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "get_task"))]
     pub async fn get_task(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Task> {
         let row = self
             .task_row(&principal.tenant, id)
             .await?
             .ok_or(ServiceError::NotFound)?;
-        self.authorize(
-            principal,
-            Action::ReadTask,
-            &Resource::of_tenant(&row.tenant_id),
-            &Context::default(),
-            crate::service::Target::default(),
-        )
-        .await?;
+        self.core
+            .authorize(
+                principal,
+                Action::ReadTask,
+                &Resource::of_tenant(&row.tenant_id),
+                &Context::default(),
+                crate::service::Target::default(),
+            )
+            .await?;
         Task::try_from(row)
     }
 
     /// `GET /v1/tasks/{id}/items`: in request order, optionally of one status.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "task_items"))]
     pub async fn task_items(
         &self,
         principal: &Principal,
@@ -108,7 +112,7 @@ impl Services {
         tenant: &TenantId,
         id: uuid::Uuid,
     ) -> ServiceResult<Option<TaskRow>> {
-        Ok(tasks::get(&self.db, tenant.as_str(), &id.to_string()).await?)
+        Ok(tasks::get(&self.core.db, tenant.as_str(), &id.to_string()).await?)
     }
 
     /// Up to `limit` items of the host's task `id` from `offset`, in request order, optionally
@@ -134,7 +138,8 @@ impl Services {
         offset: i64,
         limit: i64,
     ) -> ServiceResult<(Vec<Item>, i64)> {
-        let (rows, total) = tasks::items(&self.db, &id.to_string(), status, offset, limit).await?;
+        let (rows, total) =
+            tasks::items(&self.core.db, &id.to_string(), status, offset, limit).await?;
         let items = rows
             .into_iter()
             .map(Item::try_from)
