@@ -6,6 +6,7 @@ use super::audit::append_platform;
 use super::identities::{self, NewIdentity};
 use super::{ServiceError, ServiceResult, conflict};
 use crate::clock::Clock;
+use crate::domain::audit::AuditOutcome;
 use crate::domain::{Role, TenantId};
 use crate::store::{Db, tenants};
 use crate::vault::Keyring;
@@ -43,7 +44,7 @@ async fn create(
             &mut tx,
             actor,
             "tenant.create",
-            "completed",
+            AuditOutcome::Completed,
             &format!("tenant {tenant}"),
             now,
         )

@@ -24,6 +24,7 @@ pub use tasks::rotation;
 use std::sync::Arc;
 
 use crate::clock::SharedClock;
+use crate::domain::audit::AuditOutcome;
 use crate::domain::{LuhnPolicy, Principal, ValidationErrors};
 use crate::policy::{Action, Context, Decision, Denial, PolicyHandle, Refusal, Resource};
 use crate::store::{Db, StoreError};
@@ -299,7 +300,7 @@ impl Services {
             action,
             sim: target.sim.filter(|_| !cross_tenant),
             fields: target.fields,
-            outcome: "denied",
+            outcome: AuditOutcome::Denied,
             reason: target.reason,
             policy_ids: refusal.policy_ids,
             remaining_attempts: None,

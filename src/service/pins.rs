@@ -10,6 +10,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services};
+use crate::domain::audit::AuditOutcome;
 use crate::domain::event::{PinEvent, SimChange};
 use crate::domain::pin::{self, PinType, Proof, Verdict};
 use crate::domain::{Principal, SecretField, SecretValue, Sim, SimState, Timestamp};
@@ -103,7 +104,7 @@ impl Services {
         };
         let reason = change.reason.as_deref();
         if let Err(retry_after_secs) = self.pin_limiter.check(principal) {
-            let event = Event::tenant_wide(action, "rate-limited", reason, Vec::new());
+            let event = Event::tenant_wide(action, AuditOutcome::RateLimited, reason, Vec::new());
             self.audit_alone(principal, event).await?;
             return Err(ServiceError::RateLimited { retry_after_secs });
         }
@@ -124,7 +125,14 @@ impl Services {
             Proof::Puk => vec![puk_field, pin_field],
         };
         if sim.state == SimState::Retired {
-            let event = refused_attempt(action, &sim, &fields, "sim-retired", reason, decision);
+            let event = refused_attempt(
+                action,
+                &sim,
+                &fields,
+                AuditOutcome::SimRetired,
+                reason,
+                decision,
+            );
             self.audit_in(&mut tx, principal, event).await?;
             tx.commit().await?;
             return Err(ServiceError::Conflict(
@@ -132,7 +140,14 @@ impl Services {
             ));
         }
         let Some(stored) = self.open_secret_in(&mut tx, &sim, proof_field).await? else {
-            let event = refused_attempt(action, &sim, &fields, "not-stored", reason, decision);
+            let event = refused_attempt(
+                action,
+                &sim,
+                &fields,
+                AuditOutcome::NotStored,
+                reason,
+                decision,
+            );
             self.audit_in(&mut tx, principal, event).await?;
             tx.commit().await?;
             return Err(ServiceError::Conflict(format!(
@@ -198,7 +213,7 @@ impl Services {
         };
         self.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
-        tracing::info!(sim_id = %sim.id, pin = change.pin_type.as_str(), outcome = verdict.outcome(), "PIN attempt");
+        tracing::info!(sim_id = %sim.id, pin = change.pin_type.as_str(), outcome = verdict.outcome().as_str(), "PIN attempt");
         match verdict {
             Verdict::Success { remaining } => Ok(PinChanged {
                 remaining,
@@ -236,7 +251,7 @@ fn refused_attempt<'a>(
     action: Action,
     sim: &'a Sim,
     fields: &'a [SecretField],
-    outcome: &'a str,
+    outcome: AuditOutcome,
     reason: Option<&'a str>,
     decision: crate::policy::Decision,
 ) -> Event<'a> {

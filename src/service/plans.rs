@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult, Services, conflict};
+use crate::domain::audit::AuditOutcome;
 use crate::domain::{Plan, Principal};
 use crate::policy::{Action, Context, Resource};
 use crate::store::plans as repo;
@@ -33,7 +34,7 @@ impl Services {
         let reason = format!("plan {}", plan.id);
         let event = Event::tenant_wide(
             Action::CreatePlan,
-            "allowed",
+            AuditOutcome::Allowed,
             Some(&reason),
             decision.policy_ids,
         );

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services, Target};
 use crate::adapters::upstream::{UpstreamError, UpstreamSim};
+use crate::domain::audit::AuditOutcome;
 use crate::domain::{Principal, Sim, TenantId};
 use crate::policy::{Action, Context};
 use crate::store::Tx;
@@ -45,7 +46,7 @@ impl Services {
         let Some(upstream) = self.upstream.as_ref() else {
             self.audit_alone(
                 principal,
-                record("failed", "no upstream system is configured"),
+                record(AuditOutcome::Failed, "no upstream system is configured"),
             )
             .await?;
             return Err(ServiceError::Conflict(
@@ -56,8 +57,11 @@ impl Services {
         let update = match upstream.fetch(sim.iccid.as_str()).await {
             Ok(Some(update)) => update,
             Ok(None) => {
-                self.audit_alone(principal, record("allowed", "no upstream data: unchanged"))
-                    .await?;
+                self.audit_alone(
+                    principal,
+                    record(AuditOutcome::Allowed, "no upstream data: unchanged"),
+                )
+                .await?;
                 return Ok(sim);
             }
             Err(e) => {
@@ -66,7 +70,7 @@ impl Services {
                     UpstreamError::Timeout => "upstream did not answer in time",
                     UpstreamError::Failed(_) => "upstream failed",
                 };
-                self.audit_alone(principal, record("failed", reason))
+                self.audit_alone(principal, record(AuditOutcome::Failed, reason))
                     .await?;
                 return Err(ServiceError::Upstream(e));
             }
@@ -166,7 +170,11 @@ impl Services {
         let reason = format!(
             "background sync: {synced} updated, {no_data} without upstream data, {failed} failed"
         );
-        let outcome = if failed == 0 { "completed" } else { "failed" };
+        let outcome = if failed == 0 {
+            AuditOutcome::Completed
+        } else {
+            AuditOutcome::Failed
+        };
         let event = Event::tenant_wide(Action::RefreshSim, outcome, Some(&reason), Vec::new());
         self.audit_in(&mut tx, &Principal::local(tenant_id, SYNC_ACTOR), event)
             .await?;

@@ -6,6 +6,7 @@
 //! itself needs no MAC: its AES-GCM associated data binds it to tenant and version already.
 
 use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
+use crate::domain::keys::{KeyState, StaleDek, TenantKey, WrappedDek};
 use crate::vault::{IntegrityKey, Purpose, RowParts};
 
 /// The root-key check blob, if this database has one; inside a transaction, locked until it
@@ -39,16 +40,32 @@ pub async fn insert_root_check(
 }
 
 /// A tenant KEK version as stored (wrapped by the root key).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct TenantKeyRow {
-    pub tenant_id: String,
-    pub version: i64,
-    pub format: i64,
-    pub wrapped_key: Vec<u8>,
-    pub state: String,
-    pub wrapped_deks: i64,
-    pub created_at: i64,
-    pub retired_at: Option<i64>,
+#[derive(sqlx::FromRow)]
+struct TenantKeyRow {
+    tenant_id: String,
+    version: i64,
+    format: i64,
+    wrapped_key: Vec<u8>,
+    state: String,
+    wrapped_deks: i64,
+    created_at: i64,
+    retired_at: Option<i64>,
+}
+
+impl TryFrom<TenantKeyRow> for TenantKey {
+    type Error = StoreError;
+    fn try_from(r: TenantKeyRow) -> StoreResult<Self> {
+        Ok(TenantKey {
+            tenant_id: r.tenant_id,
+            version: r.version,
+            format: r.format,
+            wrapped_key: r.wrapped_key,
+            state: KeyState::parse(&r.state)?,
+            wrapped_deks: r.wrapped_deks,
+            created_at: r.created_at,
+            retired_at: r.retired_at,
+        })
+    }
 }
 
 const KEY_COLUMNS: &str =
@@ -71,14 +88,25 @@ fn key_parts(tenant: &str, version: i64, state: &str, retired_at: Option<i64>) -
         .opt_int(retired_at)
 }
 
-fn key_mac(integrity: &IntegrityKey, row: &TenantKeyRow) -> Vec<u8> {
+fn key_mac(integrity: &IntegrityKey, row: &TenantKey) -> Vec<u8> {
+    let parts = key_parts(
+        &row.tenant_id,
+        row.version,
+        row.state.as_str(),
+        row.retired_at,
+    );
+    integrity.mac_row(Purpose::TenantKey, &parts).to_vec()
+}
+
+/// [`key_mac`] of a row as stored, whatever its state's text.
+fn stored_key_mac(integrity: &IntegrityKey, row: &TenantKeyRow) -> Vec<u8> {
     let parts = key_parts(&row.tenant_id, row.version, &row.state, row.retired_at);
     integrity.mac_row(Purpose::TenantKey, &parts).to_vec()
 }
 
 impl StoredKey {
-    /// The one way from a stored KEK row to a [`TenantKeyRow`]: checked against its MAC.
-    fn checked(self, integrity: &IntegrityKey) -> StoreResult<TenantKeyRow> {
+    /// The one way from a stored KEK row to a [`TenantKey`]: checked against its MAC.
+    fn checked(self, integrity: &IntegrityKey) -> StoreResult<TenantKey> {
         let r = &self.row;
         integrity.check_row(
             Purpose::TenantKey,
@@ -86,11 +114,11 @@ impl StoredKey {
             &key_parts(&r.tenant_id, r.version, &r.state, r.retired_at),
             self.mac.as_deref(),
         )?;
-        Ok(self.row)
+        self.row.try_into()
     }
 }
 
-fn checked_all(integrity: &IntegrityKey, rows: Vec<StoredKey>) -> StoreResult<Vec<TenantKeyRow>> {
+fn checked_all(integrity: &IntegrityKey, rows: Vec<StoredKey>) -> StoreResult<Vec<TenantKey>> {
     rows.into_iter().map(|r| r.checked(integrity)).collect()
 }
 
@@ -101,11 +129,11 @@ pub async fn active_kek(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &str,
-) -> StoreResult<Option<TenantKeyRow>> {
+) -> StoreResult<Option<TenantKey>> {
     Ok(keks(conn, integrity, tenant)
         .await?
         .into_iter()
-        .filter(|r| r.state == "active")
+        .filter(|r| r.state == KeyState::Active)
         .max_by_key(|r| r.version))
 }
 
@@ -115,7 +143,7 @@ pub async fn kek(
     integrity: &IntegrityKey,
     tenant: &str,
     version: i64,
-) -> StoreResult<Option<TenantKeyRow>> {
+) -> StoreResult<Option<TenantKey>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version = $2"
@@ -133,7 +161,7 @@ pub async fn keks(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &str,
-) -> StoreResult<Vec<TenantKeyRow>> {
+) -> StoreResult<Vec<TenantKey>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 ORDER BY version"
@@ -147,7 +175,7 @@ pub async fn keks(
 pub async fn insert_kek(
     tx: &mut Tx,
     integrity: &IntegrityKey,
-    row: &TenantKeyRow,
+    row: &TenantKey,
 ) -> StoreResult<bool> {
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO tenant_keys (tenant_id, version, format, wrapped_key, state, wrapped_deks, \
@@ -157,7 +185,7 @@ pub async fn insert_kek(
         .bind(row.version)
         .bind(row.format)
         .bind(&row.wrapped_key)
-        .bind(&row.state)
+        .bind(row.state.as_str())
         .bind(row.wrapped_deks)
         .bind(row.created_at)
         .bind(row.retired_at)
@@ -168,28 +196,42 @@ pub async fn insert_kek(
     .map_err(StoreError::from_write)
 }
 
-/// A SIM's wrapped DEK.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct DekRow {
-    pub kek_version: i64,
-    pub format: i64,
-    pub wrapped_dek: Vec<u8>,
+/// A SIM's wrapped DEK as stored.
+#[derive(sqlx::FromRow)]
+struct DekRow {
+    kek_version: i64,
+    format: i64,
+    wrapped_dek: Vec<u8>,
 }
 
-pub async fn dek(conn: impl Into<Conn<'_>>, sim_id: &uuid::Uuid) -> StoreResult<Option<DekRow>> {
+impl From<DekRow> for WrappedDek {
+    fn from(r: DekRow) -> Self {
+        WrappedDek {
+            kek_version: r.kek_version,
+            format: r.format,
+            wrapped_dek: r.wrapped_dek,
+        }
+    }
+}
+
+pub async fn dek(
+    conn: impl Into<Conn<'_>>,
+    sim_id: &uuid::Uuid,
+) -> StoreResult<Option<WrappedDek>> {
     let mut conn = conn.into();
-    Ok(on_conn!(conn, c => sqlx::query_as(
+    let row: Option<DekRow> = on_conn!(conn, c => sqlx::query_as(
         "SELECT kek_version, format, wrapped_dek FROM sim_deks WHERE sim_id = $1")
         .bind(sim_id.to_string())
         .fetch_optional(c)
-        .await)?)
+        .await)?;
+    Ok(row.map(WrappedDek::from))
 }
 
 pub async fn insert_dek(
     tx: &mut Tx,
     tenant: &str,
     sim_id: &uuid::Uuid,
-    row: &DekRow,
+    row: &WrappedDek,
     now: i64,
 ) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
@@ -211,7 +253,7 @@ pub async fn insert_dek(
 pub async fn insert_deks(
     tx: &mut Tx,
     tenant: &str,
-    deks: &[(String, DekRow)],
+    deks: &[(String, WrappedDek)],
     now: i64,
 ) -> StoreResult<()> {
     for chunk in deks.chunks(1000) {
@@ -325,14 +367,6 @@ pub async fn delete_secret(tx: &mut Tx, sim_id: &uuid::Uuid, field: &str) -> Sto
     Ok(())
 }
 
-/// One encrypted field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretRow {
-    pub field: String,
-    pub format: i64,
-    pub ciphertext: Vec<u8>,
-}
-
 /// Crypto-shredding: destroys a SIM's DEK and every ciphertext made with it.
 pub async fn shred(tx: &mut Tx, sim_id: &uuid::Uuid) -> StoreResult<()> {
     let id = sim_id.to_string();
@@ -347,18 +381,18 @@ pub async fn shred(tx: &mut Tx, sim_id: &uuid::Uuid) -> StoreResult<()> {
 async fn set_state(
     tx: &mut Tx,
     integrity: &IntegrityKey,
-    mut row: TenantKeyRow,
-    state: &str,
+    mut row: TenantKey,
+    state: KeyState,
     retired_at: Option<i64>,
 ) -> StoreResult<()> {
-    state.clone_into(&mut row.state);
+    row.state = state;
     row.retired_at = retired_at;
     on_tx!(tx, c => sqlx::query(
         "UPDATE tenant_keys SET state = $3, retired_at = $4, mac = $5 \
          WHERE tenant_id = $1 AND version = $2")
         .bind(&row.tenant_id)
         .bind(row.version)
-        .bind(&row.state)
+        .bind(row.state.as_str())
         .bind(row.retired_at)
         .bind(key_mac(integrity, &row))
         .execute(&mut *c)
@@ -374,9 +408,9 @@ async fn below_in_state(
     integrity: &IntegrityKey,
     tenant: &str,
     version: i64,
-    state: &str,
+    state: KeyState,
     extra: &str,
-) -> StoreResult<Vec<TenantKeyRow>> {
+) -> StoreResult<Vec<TenantKey>> {
     let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version < $2 \
@@ -385,7 +419,7 @@ async fn below_in_state(
     let rows = on_tx!(tx, c => sqlx::query_as(sql)
         .bind(tenant)
         .bind(version)
-        .bind(state)
+        .bind(state.as_str())
         .fetch_all(&mut *c)
         .await)?;
     checked_all(integrity, rows)
@@ -398,8 +432,8 @@ pub async fn retire_older(
     tenant: &str,
     version: i64,
 ) -> StoreResult<()> {
-    for row in below_in_state(tx, integrity, tenant, version, "active", "").await? {
-        set_state(tx, integrity, row, "retiring", None).await?;
+    for row in below_in_state(tx, integrity, tenant, version, KeyState::Active, "").await? {
+        set_state(tx, integrity, row, KeyState::Retiring, None).await?;
     }
     Ok(())
 }
@@ -414,8 +448,8 @@ pub async fn retire_unused(
 ) -> StoreResult<()> {
     const UNUSED: &str = " AND NOT EXISTS (SELECT 1 FROM sim_deks d \
         WHERE d.tenant_id = tenant_keys.tenant_id AND d.kek_version = tenant_keys.version)";
-    for row in below_in_state(tx, integrity, tenant, version, "retiring", UNUSED).await? {
-        set_state(tx, integrity, row, "retired", Some(now)).await?;
+    for row in below_in_state(tx, integrity, tenant, version, KeyState::Retiring, UNUSED).await? {
+        set_state(tx, integrity, row, KeyState::Retired, Some(now)).await?;
     }
     Ok(())
 }
@@ -445,13 +479,13 @@ pub async fn dek_counts(conn: impl Into<Conn<'_>>, tenant: &str) -> StoreResult<
         .await)?)
 }
 
-/// A DEK still wrapped under an older KEK version.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct StaleDek {
-    pub sim_id: String,
-    pub kek_version: i64,
-    pub format: i64,
-    pub wrapped_dek: Vec<u8>,
+/// A DEK still wrapped under an older KEK version, as stored.
+#[derive(sqlx::FromRow)]
+struct StaleDekRow {
+    sim_id: String,
+    kek_version: i64,
+    format: i64,
+    wrapped_dek: Vec<u8>,
 }
 
 /// Up to `limit` of a tenant's DEKs wrapped under versions below `version`, in SIM id order
@@ -464,7 +498,7 @@ pub async fn stale_deks(
     limit: i64,
 ) -> StoreResult<Vec<StaleDek>> {
     let mut conn = conn.into();
-    Ok(on_conn!(conn, c => sqlx::query_as(
+    let rows: Vec<StaleDekRow> = on_conn!(conn, c => sqlx::query_as(
         "SELECT sim_id, kek_version, format, wrapped_dek FROM sim_deks \
          WHERE tenant_id = $1 AND kek_version < $2 AND sim_id > $3 ORDER BY sim_id LIMIT $4")
         .bind(tenant)
@@ -472,7 +506,16 @@ pub async fn stale_deks(
         .bind(after)
         .bind(limit)
         .fetch_all(c)
-        .await)?)
+        .await)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| StaleDek {
+            sim_id: r.sim_id,
+            kek_version: r.kek_version,
+            format: r.format,
+            wrapped_dek: r.wrapped_dek,
+        })
+        .collect())
 }
 
 /// Replaces a DEK's wrapping, if it is still the one that was read.
@@ -514,7 +557,7 @@ pub async fn count_wraps(tx: &mut Tx, tenant: &str, version: i64, n: i64) -> Sto
 pub async fn all_keks_for_update(
     tx: &mut Tx,
     integrity: &IntegrityKey,
-) -> StoreResult<Vec<TenantKeyRow>> {
+) -> StoreResult<Vec<TenantKey>> {
     let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys ORDER BY tenant_id, version{lock}"
@@ -534,7 +577,7 @@ pub async fn adopt(tx: &mut Tx, integrity: &IntegrityKey) -> StoreResult<u64> {
             "UPDATE tenant_keys SET mac = $3 WHERE tenant_id = $1 AND version = $2")
             .bind(&row.tenant_id)
             .bind(row.version)
-            .bind(key_mac(integrity, &row))
+            .bind(stored_key_mac(integrity, &row))
             .execute(&mut *c)
             .await
             .map(|_| ()))?;

@@ -26,10 +26,12 @@ use tokio::sync::watch;
 
 use super::audit::Event;
 use super::{ServiceError, ServiceResult, Services};
+use crate::domain::audit::AuditOutcome;
 use crate::domain::event::{DomainEvent, TaskCompletion};
+use crate::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
 use crate::domain::{AuthMethod, Origin, Principal, Role, Task, TenantId};
 use crate::policy::Action;
-use crate::store::tasks::{self, ItemRow, Outcome, TaskRow};
+use crate::store::tasks::{self, Outcome};
 use crate::store::{Tx, outbox};
 
 pub use import::{IMPORT_TASK, ImportBatch, ImportGrant, ImportRow};
@@ -38,7 +40,7 @@ pub use rotation::{KeyStatus, ROTATION_TASK};
 pub use view::Item;
 
 /// The kinds worked on item by item.
-const ITEM_KINDS: [&str; 2] = [IMPORT_TASK, LINKS_TASK];
+const ITEM_KINDS: [TaskKind; 2] = [IMPORT_TASK, LINKS_TASK];
 /// Items leased and committed together.
 const BATCH: i64 = 500;
 
@@ -102,17 +104,21 @@ pub struct Grant<K> {
 
 /// A leased batch of a task's items, for its kind to work on.
 struct Batch<'a> {
-    task: &'a TaskRow,
+    task: &'a TaskRecord,
     /// Who queued the task: the batch's records are theirs, though a worker writes them.
     actor: Principal,
-    items: Vec<ItemRow>,
+    items: Vec<TaskItem>,
     /// The worker holding the lease.
     owner: &'a str,
 }
 
 /// The leased `items` of `task`, with who queued the task.
-fn batch<'a>(task: &'a TaskRow, items: Vec<ItemRow>, owner: &'a str) -> ServiceResult<Batch<'a>> {
-    let actor: Actor = serde_json::from_value(task.params.0["actor"].clone())
+fn batch<'a>(
+    task: &'a TaskRecord,
+    items: Vec<TaskItem>,
+    owner: &'a str,
+) -> ServiceResult<Batch<'a>> {
+    let actor: Actor = serde_json::from_value(task.params["actor"].clone())
         .map_err(|e| ServiceError::Internal(format!("task without its actor: {e}")))?;
     Ok(Batch {
         task,
@@ -137,12 +143,12 @@ fn lease_micros(lease: Duration) -> i64 {
 
 /// A pending item of task `task_id` at `index` (from 0; items are numbered from 1), with
 /// nothing attached yet.
-fn pending_item(task_id: &str, index: usize) -> ItemRow {
-    ItemRow {
+fn pending_item(task_id: &str, index: usize) -> TaskItem {
+    TaskItem {
         task_id: task_id.to_owned(),
         seq: i64::try_from(index).unwrap_or(i64::MAX) + 1,
         line: None,
-        status: "pending".into(),
+        status: ItemStatus::Pending,
         input: None,
         sim_id: None,
         result: None,
@@ -176,16 +182,16 @@ fn failed(seq: i64, error: &str) -> Outcome {
 fn pending_task(
     id: &str,
     tenant: &str,
-    kind: &str,
+    kind: TaskKind,
     params: serde_json::Value,
     now: i64,
-) -> TaskRow {
-    TaskRow {
+) -> TaskRecord {
+    TaskRecord {
         id: id.to_owned(),
         tenant_id: tenant.to_owned(),
-        kind: kind.to_owned(),
-        status: "pending".into(),
-        params: sqlx::types::Json(params),
+        kind,
+        status: TaskStatus::Pending,
+        params,
         total_items: 0,
         completed_items: 0,
         failed_items: 0,
@@ -212,17 +218,22 @@ impl Services {
     async fn queue_task(
         &self,
         tx: &mut Tx,
-        (id, tenant, kind): (&str, &str, &str),
+        (id, tenant, kind): (&str, &str, TaskKind),
         params: serde_json::Value,
         key: Option<(i64, Vec<u8>)>,
-        items: &[ItemRow],
-    ) -> ServiceResult<TaskRow> {
+        items: &[TaskItem],
+    ) -> ServiceResult<TaskRecord> {
         let now = self.clock.now();
         let (kek_version, wrapped_key) = key.unzip();
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        let task = TaskRow {
+        let task = TaskRecord {
             total_items: count(items.len()),
-            failed_items: count(items.iter().filter(|i| i.status == "failed").count()),
+            failed_items: count(
+                items
+                    .iter()
+                    .filter(|i| i.status == ItemStatus::Failed)
+                    .count(),
+            ),
             kek_version,
             wrapped_key,
             ..pending_task(id, tenant, kind, params, now)
@@ -241,7 +252,7 @@ impl Services {
         (action, reason): (Action, &str),
         policy_ids: Vec<String>,
     ) -> ServiceResult<()> {
-        let event = Event::tenant_wide(action, "allowed", Some(reason), policy_ids);
+        let event = Event::tenant_wide(action, AuditOutcome::Allowed, Some(reason), policy_ids);
         self.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         self.tasks_ready.notify_waiters();
@@ -272,7 +283,7 @@ impl Services {
         action: Action,
         reason: &str,
     ) -> ServiceResult<()> {
-        let event = Event::tenant_wide(action, "completed", Some(reason), Vec::new());
+        let event = Event::tenant_wide(action, AuditOutcome::Completed, Some(reason), Vec::new());
         let tenant = TenantId::parse(tenant).map_err(|e| ServiceError::Internal(e.into()))?;
         self.audit_in(tx, &Principal::local(tenant, subject), event)
             .await
@@ -291,7 +302,7 @@ impl Services {
         let Some(row) = self.task_row(tenant, id).await? else {
             return Ok(None);
         };
-        let worked = if row.status == "completed" || row.status == "failed" {
+        let worked = if row.status.is_finished() {
             false
         } else {
             self.work_on(&row, owner, lease).await?
@@ -318,7 +329,7 @@ impl Services {
     /// none is left. Returns whether it leased anything.
     pub async fn work_on(
         &self,
-        task: &TaskRow,
+        task: &TaskRecord,
         owner: &str,
         lease: Duration,
     ) -> ServiceResult<bool> {
@@ -330,7 +341,7 @@ impl Services {
             self.finish_if_done(&task.id).await?;
             return Ok(false);
         }
-        match task.kind.as_str() {
+        match task.kind {
             IMPORT_TASK => self.import_batch(batch(task, items, owner)?).await?,
             LINKS_TASK => self.links_batch(batch(task, items, owner)?).await?,
             other => {
@@ -351,8 +362,8 @@ impl Services {
             return Ok(());
         };
         let now = self.clock.now();
-        tasks::complete(&mut tx, task_id, "completed", now).await?;
-        self.emit_task_completed(&mut tx, &task, "completed", now)
+        tasks::complete(&mut tx, task_id, TaskStatus::Completed, now).await?;
+        self.emit_task_completed(&mut tx, &task, TaskStatus::Completed, now)
             .await?;
         let action = if task.kind == IMPORT_TASK {
             Action::ImportSims
@@ -374,14 +385,14 @@ impl Services {
     async fn emit_task_completed(
         &self,
         tx: &mut Tx,
-        task: &TaskRow,
-        status: &str,
+        task: &TaskRecord,
+        status: TaskStatus,
         now: i64,
     ) -> ServiceResult<()> {
         let completion = TaskCompletion {
             task_id: task.id.clone(),
-            kind: task.kind.clone(),
-            status: status.to_owned(),
+            kind: task.kind.as_str().to_owned(),
+            status: status.as_str().to_owned(),
             total_items: task.total_items,
             completed_items: task.completed_items,
             failed_items: task.failed_items,

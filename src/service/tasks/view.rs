@@ -1,10 +1,11 @@
 //! Tasks as their owners read them (`GET /v1/tasks/...`), and as the host that queued them
 //! does (`simvault import`, `simvault keys rotate`).
 
+use crate::domain::task::{ItemStatus, TaskItem, TaskRecord};
 use crate::domain::{Principal, Task, TenantId};
 use crate::policy::{Action, Context, Resource};
 use crate::service::{Page, ServiceError, ServiceResult, Services};
-use crate::store::tasks::{self, ItemRow, TaskRow};
+use crate::store::tasks;
 
 /// One item of a task as its owner sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,14 +13,14 @@ pub struct Item {
     pub seq: i64,
     pub line: Option<i64>,
     pub sim_id: Option<uuid::Uuid>,
-    pub status: String,
+    pub status: ItemStatus,
     pub result: Option<serde_json::Value>,
     pub error: Option<String>,
 }
 
-impl TryFrom<ItemRow> for Item {
+impl TryFrom<TaskItem> for Item {
     type Error = ServiceError;
-    fn try_from(r: ItemRow) -> ServiceResult<Item> {
+    fn try_from(r: TaskItem) -> ServiceResult<Item> {
         Ok(Item {
             seq: r.seq,
             line: r.line,
@@ -35,9 +36,9 @@ impl TryFrom<ItemRow> for Item {
     }
 }
 
-impl TryFrom<TaskRow> for Task {
+impl TryFrom<TaskRecord> for Task {
     type Error = ServiceError;
-    fn try_from(r: TaskRow) -> ServiceResult<Task> {
+    fn try_from(r: TaskRecord) -> ServiceResult<Task> {
         Ok(Task {
             id: r
                 .id
@@ -107,7 +108,7 @@ impl Services {
         &self,
         tenant: &TenantId,
         id: uuid::Uuid,
-    ) -> ServiceResult<Option<TaskRow>> {
+    ) -> ServiceResult<Option<TaskRecord>> {
         Ok(tasks::get(&self.db, tenant.as_str(), &id.to_string()).await?)
     }
 
@@ -134,6 +135,10 @@ impl Services {
         offset: i64,
         limit: i64,
     ) -> ServiceResult<(Vec<Item>, i64)> {
+        let status = status
+            .map(ItemStatus::parse)
+            .transpose()
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let (rows, total) = tasks::items(&self.db, &id.to_string(), status, offset, limit).await?;
         let items = rows
             .into_iter()
