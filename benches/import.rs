@@ -202,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
                     let row = simvault::store::tasks::get(&db, tenant.as_str(), &id)
                         .await?
                         .ok_or_else(|| anyhow::anyhow!("task vanished"))?;
-                    if row.status == "completed" {
+                    if row.status == simvault::domain::task::TaskStatus::Completed {
                         return anyhow::Ok(row.completed_items);
                     }
                     let worked = services

@@ -41,8 +41,8 @@ impl From<Task> for TaskView {
         TaskView {
             pending_items: t.pending_items(),
             id: t.id,
-            kind: t.kind,
-            status: t.status,
+            kind: t.kind.as_str().to_owned(),
+            status: t.status.as_str().to_owned(),
             total_items: t.total_items,
             completed_items: t.completed_items,
             failed_items: t.failed_items,
@@ -69,7 +69,7 @@ impl From<KeyVersion> for KeyVersionView {
     fn from(k: KeyVersion) -> Self {
         KeyVersionView {
             version: k.version,
-            state: k.state,
+            state: k.state.as_str().to_owned(),
             wrapped_deks: k.wrapped_deks,
             deks_in_use: k.deks_in_use,
             created_at: format_timestamp(k.created_at),

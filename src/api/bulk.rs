@@ -137,7 +137,7 @@ impl From<Item> for ItemView {
             seq: i.seq,
             line: i.line,
             sim_id: i.sim_id,
-            status: i.status,
+            status: i.status.as_str().to_owned(),
             result: i.result,
             error: i.error,
         }

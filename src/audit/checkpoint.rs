@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
 
-use crate::store::audit::CheckpointRow;
+use crate::domain::audit::Checkpoint;
 
 /// The text a checkpoint signs: every field of it, each on its own line, versioned.
 pub fn message(tenant: &str, seq: i64, hash: &str, signed_at: i64) -> String {
@@ -73,11 +73,11 @@ impl Signer {
     }
 
     /// A checkpoint over record `seq` (hash `hash`) of `tenant`'s chain.
-    pub fn sign(&self, tenant: &str, seq: i64, hash: &str, signed_at: i64) -> CheckpointRow {
+    pub fn sign(&self, tenant: &str, seq: i64, hash: &str, signed_at: i64) -> Checkpoint {
         let sig = self
             .pair
             .sign(message(tenant, seq, hash, signed_at).as_bytes());
-        CheckpointRow {
+        Checkpoint {
             tenant_id: tenant.to_owned(),
             seq,
             hash: hash.to_owned(),
@@ -116,7 +116,7 @@ impl CheckpointKey {
     }
 
     /// Whether `c` was signed by this key, over exactly its fields.
-    pub fn verify(&self, c: &CheckpointRow) -> bool {
+    pub fn verify(&self, c: &Checkpoint) -> bool {
         let Ok(sig) = hex::decode(&c.signature) else {
             return false;
         };
@@ -146,23 +146,23 @@ mod tests {
         let c = signer.sign("acme", 7, "ab12", 1000);
         assert!(key.verify(&c));
         for forged in [
-            CheckpointRow {
+            Checkpoint {
                 seq: 8,
                 ..c.clone()
             },
-            CheckpointRow {
+            Checkpoint {
                 hash: "ab13".into(),
                 ..c.clone()
             },
-            CheckpointRow {
+            Checkpoint {
                 tenant_id: "other".into(),
                 ..c.clone()
             },
-            CheckpointRow {
+            Checkpoint {
                 signed_at: 1001,
                 ..c.clone()
             },
-            CheckpointRow {
+            Checkpoint {
                 signature: "00".into(),
                 ..c.clone()
             },

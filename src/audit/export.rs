@@ -79,7 +79,7 @@ impl TryFrom<AuditRow> for AuditEventView {
             sim_id: r.sim_id,
             iccid: r.iccid,
             fields: r.fields,
-            outcome: r.outcome,
+            outcome: r.outcome.as_str().to_owned(),
             reason: r.reason,
             policy_ids: r.policy_ids,
             hash: row.hash,

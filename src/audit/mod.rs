@@ -16,8 +16,7 @@ use sha2::{Digest, Sha256};
 
 pub use checkpoint::{CheckpointKey, Signer};
 
-use crate::domain::audit::AuditRow;
-use crate::store::audit::CheckpointRow;
+use crate::domain::audit::{AuditOutcome, AuditRow, Checkpoint};
 
 /// The chain of records not tied to a tenant: authentication failures, root key operations.
 /// Not a valid tenant id, so no tenant can be named so.
@@ -42,8 +41,8 @@ pub struct AuditRecord {
     pub iccid: Option<String>,
     /// Secret field names involved (never values).
     pub fields: Vec<String>,
-    /// `allowed`, `denied`, `failed`, or an operation's own outcome (`wrong-puk`, …).
-    pub outcome: String,
+    /// Serialised as its name (`allowed`, `denied`, `wrong-puk`, …).
+    pub outcome: AuditOutcome,
     pub reason: Option<String>,
     /// The policies that decided.
     pub policy_ids: Vec<String>,
@@ -70,7 +69,7 @@ pub fn index_agrees(row: &AuditRow, record: &AuditRecord) -> bool {
         && row.id == record.id
         && row.occurred_at == record.occurred_at
         && row.action == record.action
-        && row.outcome == record.outcome
+        && row.outcome == record.outcome.as_str()
         && row.subject == record.subject
         && row.sim_id == record.sim_id
         && row.iccid == record.iccid
@@ -126,7 +125,7 @@ impl Verifier {
 
     /// Feeds the next rows and the checkpoints whose positions they cover; returns false once
     /// the chain is known to be broken.
-    pub fn feed(&mut self, rows: &[AuditRow], checkpoints: &[CheckpointRow]) -> bool {
+    pub fn feed(&mut self, rows: &[AuditRow], checkpoints: &[Checkpoint]) -> bool {
         let mut marks = checkpoints.iter().peekable();
         for row in rows {
             if self.bad.is_some() {
@@ -159,7 +158,7 @@ impl Verifier {
 
     /// The verdict, given the head the store recorded (`None`: no chain yet) and the
     /// checkpoints past the last record checked (any of them means records are missing).
-    pub fn finish(self, head: Option<(i64, String)>, later: &[CheckpointRow]) -> Verification {
+    pub fn finish(self, head: Option<(i64, String)>, later: &[Checkpoint]) -> Verification {
         let (head_seq, head_hash) = head.unwrap_or((0, String::new()));
         let bad = self.bad.or_else(|| {
             // Rows missing at the end (or a head pointing past the last row), or cut off
@@ -196,7 +195,7 @@ mod tests {
             sim_id: Some(format!("sim{seq}")),
             iccid: Some(format!("89{seq}")),
             fields: Vec::new(),
-            outcome: "allowed".into(),
+            outcome: AuditOutcome::Allowed,
             reason: Some(reason.into()),
             policy_ids: Vec::new(),
             remaining_attempts: None,
@@ -236,7 +235,7 @@ mod tests {
         &SIGNER
     }
 
-    fn checkpoint(rows: &[AuditRow], seq: i64) -> CheckpointRow {
+    fn checkpoint(rows: &[AuditRow], seq: i64) -> Checkpoint {
         let row = &rows[usize::try_from(seq - 1).unwrap()];
         signer().sign("t", seq, &row.hash, 1)
     }
@@ -244,7 +243,7 @@ mod tests {
     fn verify_with(
         rows: &[AuditRow],
         head: Option<(i64, String)>,
-        marks: &[CheckpointRow],
+        marks: &[Checkpoint],
     ) -> Verification {
         let mut v = Verifier::new(signer().verifier());
         let last = rows.last().map_or(0, |r| r.seq);

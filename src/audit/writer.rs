@@ -39,7 +39,7 @@ async fn link_records(tx: &mut Tx, records: Vec<AuditRecord>) -> ServiceResult<(
             id: record.id,
             occurred_at: record.occurred_at,
             action: record.action,
-            outcome: record.outcome,
+            outcome: record.outcome.as_str().to_owned(),
             subject: record.subject,
             sim_id: record.sim_id,
             iccid: record.iccid,

@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 use super::{DataDir, explain, open_services};
 use crate::config::Config;
 use crate::domain::TenantId;
+use crate::domain::task::TaskStatus;
 use crate::service::admin;
 use crate::startup;
 
@@ -101,7 +102,7 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
             }
             None => {}
         }
-        if row.status == "completed" || row.status == "failed" {
+        if row.status.is_finished() {
             break row;
         }
         if !worked {
@@ -136,7 +137,7 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         }
     }
     db.close().await;
-    if done.failed_items > 0 || done.status != "completed" {
+    if done.failed_items > 0 || done.status != TaskStatus::Completed {
         bail!("{} row(s) were not imported", done.failed_items);
     }
     Ok(())

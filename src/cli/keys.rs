@@ -10,6 +10,7 @@ use super::{DataDir, explain, open_services};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::domain::TenantId;
+use crate::domain::task::TaskStatus;
 use crate::pki::{self, KeyPaths};
 use crate::service::admin;
 use crate::startup;
@@ -106,13 +107,13 @@ async fn rotate_tenant_key(args: &RotateArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         match status {
-            Some(t) if t.status == "completed" || t.status == "failed" => {
+            Some(t) if t.status.is_finished() => {
                 println!(
                     "rotation {}: {} re-wrapped, {} failed",
                     t.status, t.completed_items, t.failed_items
                 );
                 db.close().await;
-                return if t.status == "completed" && t.failed_items == 0 {
+                return if t.status == TaskStatus::Completed && t.failed_items == 0 {
                     Ok(())
                 } else {
                     bail!("some SIM keys could not be re-wrapped (see the log)")

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use subtle::ConstantTimeEq;
 
+use super::audit::AuditOutcome;
 use super::{RetryCounters, SecretField, SecretValue};
 
 /// Which PIN of the card.
@@ -82,12 +83,12 @@ pub enum Verdict {
 
 impl Verdict {
     /// The audit outcome.
-    pub fn outcome(self) -> &'static str {
+    pub fn outcome(self) -> AuditOutcome {
         match self {
-            Verdict::Success { .. } => "success",
-            Verdict::WrongPin { .. } => "wrong-pin",
-            Verdict::WrongPuk { .. } => "wrong-puk",
-            Verdict::PinBlocked | Verdict::PukBlocked => "blocked",
+            Verdict::Success { .. } => AuditOutcome::Success,
+            Verdict::WrongPin { .. } => AuditOutcome::WrongPin,
+            Verdict::WrongPuk { .. } => AuditOutcome::WrongPuk,
+            Verdict::PinBlocked | Verdict::PukBlocked => AuditOutcome::Blocked,
         }
     }
 

@@ -1,13 +1,51 @@
-//! Background tasks as clients see them.
+//! Background tasks: as clients see them, as the engine keeps them, and their vocabulary.
 
 use super::Timestamp;
+use super::names::named_enum;
+
+named_enum! {
+    /// What a background task does.
+    pub enum TaskKind ("task kind") {
+        /// A batch import of SIMs.
+        Import => "import",
+        /// Link provisioning over many SIMs.
+        ProvisionLinks => "provision_links",
+        /// Re-wrapping a tenant's DEKs under a new KEK version.
+        KeyRotation => "key_rotation",
+    }
+}
+
+named_enum! {
+    /// Where a task is in its life.
+    pub enum TaskStatus ("task status") {
+        Pending => "pending",
+        Running => "running",
+        Completed => "completed",
+        Failed => "failed",
+    }
+}
+
+impl TaskStatus {
+    /// Whether the task has ended (nothing more will be done).
+    pub fn is_finished(self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed)
+    }
+}
+
+named_enum! {
+    /// Where one item of a bulk task is.
+    pub enum ItemStatus ("task item status") {
+        Pending => "pending",
+        Succeeded => "succeeded",
+        Failed => "failed",
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     pub id: uuid::Uuid,
-    pub kind: String,
-    /// `pending`, `running`, `completed` or `failed`.
-    pub status: String,
+    pub kind: TaskKind,
+    pub status: TaskStatus,
     pub total_items: i64,
     pub completed_items: i64,
     pub failed_items: i64,
@@ -25,8 +63,7 @@ impl Task {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyVersion {
     pub version: i64,
-    /// `active`, `retiring` (being replaced) or `retired` (nothing uses it).
-    pub state: String,
+    pub state: super::keys::KeyState,
     /// DEKs ever wrapped under this version (AES-GCM usage limits).
     pub wrapped_deks: i64,
     /// DEKs wrapped under it now.
@@ -37,3 +74,39 @@ pub struct KeyVersion {
 
 /// Well before AES-GCM's limit of 2^32 random-nonce encryptions under one key.
 pub const KEK_ROTATION_DUE_AT: i64 = 1 << 30;
+
+/// A background task as the engine keeps it: its kind, state, parameters, counts and, for a
+/// bulk task, its own data key (sealing import items), wrapped under a tenant KEK version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub kind: TaskKind,
+    pub status: TaskStatus,
+    pub params: serde_json::Value,
+    pub total_items: i64,
+    pub completed_items: i64,
+    pub failed_items: i64,
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub kek_version: Option<i64>,
+    pub wrapped_key: Option<Vec<u8>>,
+}
+
+/// One unit of a bulk task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskItem {
+    pub task_id: String,
+    /// Position in the request, from 1.
+    pub seq: i64,
+    /// The line of the source file (imports), if any.
+    pub line: Option<i64>,
+    pub status: ItemStatus,
+    /// Sealed input (imports), cleared once the item is done.
+    pub input: Option<Vec<u8>>,
+    pub sim_id: Option<String>,
+    /// JSON text.
+    pub result: Option<String>,
+    pub error: Option<String>,
+}

@@ -8,6 +8,7 @@ use super::identities::{self, NewIdentity};
 use super::{ServiceError, ServiceResult, conflict};
 use crate::clock::Clock;
 use crate::domain::Principal;
+use crate::domain::audit::AuditOutcome;
 use crate::domain::{Role, TenantId};
 use crate::policy::Action;
 use crate::store::{Db, tenants};
@@ -55,7 +56,7 @@ async fn create(
             &mut tx,
             actor,
             "tenant.create",
-            "completed",
+            AuditOutcome::Completed,
             &format!("tenant {tenant}"),
             now,
         )

@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 
 use super::audit::Event;
 use super::{ServiceError, ServiceResult};
+use crate::domain::audit::AuditOutcome;
 use crate::domain::milenage::{self, Block, Milenage};
 use crate::domain::{Principal, SecretField, SimState, kdf, sqn};
 use crate::policy::Action;
@@ -99,7 +100,7 @@ impl Auc {
             .ok_or_else(missing)?;
         let milenage = Milenage::new(&*key_block(&ki)?, &*key_block(&opc)?);
         drop((ki, opc));
-        let mut outcome = "allowed";
+        let mut outcome = AuditOutcome::Allowed;
         if let Some(r) = resync {
             // AUTS = (SQN_MS ⊕ AK*) ‖ MAC-S, MAC-S = f1*(SQN_MS, AMF = 0000, RAND).
             let ak_star = milenage.compute(&r.rand, &[0; 6], &[0, 0]).ak_star;
@@ -113,7 +114,7 @@ impl Auc {
                     action: Action::AuthVectors,
                     sim: Some(&sim),
                     fields: &[],
-                    outcome: "resync-failed",
+                    outcome: AuditOutcome::ResyncFailed,
                     reason: Some("AUTS did not verify (MAC-S)"),
                     policy_ids: decision.policy_ids,
                     remaining_attempts: None,
@@ -124,7 +125,7 @@ impl Auc {
             }
             // Move SQN_HE past the card's: the next vectors are fresh to it.
             sim.auth.sqn = sim.auth.sqn.max(sqn::from_bytes(&sqn_ms));
-            outcome = "resynchronised";
+            outcome = AuditOutcome::Resynchronised;
         }
         let mut vectors = Vec::with_capacity(count);
         for _ in 0..count {

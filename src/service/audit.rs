@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{Core, ServiceError, ServiceResult};
 use crate::audit::writer::{append, append_chain};
 use crate::audit::{AuditRecord, CheckpointKey, PLATFORM_CHAIN, Signer, Verification, Verifier};
+use crate::domain::audit::AuditOutcome;
 use crate::domain::{Principal, SecretField, Sim};
 use crate::policy::{Action, Decision};
 use crate::store::audit::{self, AuditFilter, AuditRow, Order};
@@ -29,7 +30,7 @@ pub(super) struct Event<'a> {
     pub action: Action,
     pub sim: Option<&'a Sim>,
     pub fields: &'a [SecretField],
-    pub outcome: &'a str,
+    pub outcome: AuditOutcome,
     pub reason: Option<&'a str>,
     pub policy_ids: Vec<String>,
     /// For a PIN or PUK attempt: the counter after it.
@@ -43,7 +44,7 @@ impl<'a> Event<'a> {
             action,
             sim: Some(sim),
             fields: &[],
-            outcome: "allowed",
+            outcome: AuditOutcome::Allowed,
             reason: None,
             policy_ids: decision.policy_ids,
             remaining_attempts: None,
@@ -53,7 +54,7 @@ impl<'a> Event<'a> {
     /// Something done to the tenant as a whole (no SIM), with its outcome and reason.
     pub(super) fn tenant_wide(
         action: Action,
-        outcome: &'a str,
+        outcome: AuditOutcome,
         reason: Option<&'a str>,
         policy_ids: Vec<String>,
     ) -> Self {
@@ -215,7 +216,7 @@ pub(super) fn refusal_record(who: Stranger, reason: &str, count: u64, now: i64) 
         sim_id: None,
         iccid: None,
         fields: Vec::new(),
-        outcome: "denied".into(),
+        outcome: AuditOutcome::Denied,
         reason: Some(format!("{reason} (count {count})")),
         policy_ids: Vec::new(),
         remaining_attempts: None,
@@ -242,7 +243,7 @@ fn record(principal: &Principal, event: Event<'_>, now: i64) -> AuditRecord {
         sim_id: event.sim.map(|s| s.id.to_string()),
         iccid: event.sim.map(|s| s.iccid.as_str().to_owned()),
         fields: event.fields.iter().map(|f| f.as_str().to_owned()).collect(),
-        outcome: event.outcome.to_owned(),
+        outcome: event.outcome,
         reason: event.reason.map(str::to_owned),
         policy_ids: event.policy_ids,
         remaining_attempts: event.remaining_attempts,
@@ -255,7 +256,7 @@ pub async fn append_platform(
     tx: &mut Tx,
     subject: &str,
     action: &str,
-    outcome: &str,
+    outcome: AuditOutcome,
     reason: &str,
     now: i64,
 ) -> ServiceResult<()> {
@@ -273,7 +274,7 @@ pub async fn append_platform(
         sim_id: None,
         iccid: None,
         fields: Vec::new(),
-        outcome: outcome.to_owned(),
+        outcome,
         reason: Some(reason.to_owned()),
         policy_ids: Vec::new(),
         remaining_attempts: None,

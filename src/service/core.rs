@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{ServiceError, ServiceResult, audit};
 use crate::clock::SharedClock;
 use crate::domain::Principal;
+use crate::domain::audit::AuditOutcome;
 use crate::policy::{Action, Context, Decision, Denial, PolicyHandle, Refusal, Resource};
 use crate::store::Db;
 use crate::vault::Keyring;
@@ -64,7 +65,7 @@ impl Core {
             action,
             sim: target.sim.filter(|_| !cross_tenant),
             fields: target.fields,
-            outcome: "denied",
+            outcome: AuditOutcome::Denied,
             reason: target.reason,
             policy_ids: refusal.policy_ids,
             remaining_attempts: None,

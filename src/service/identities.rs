@@ -13,20 +13,22 @@ use super::audit::append_platform;
 use super::integrity::integrity_failure;
 use super::{ServiceError, ServiceResult, conflict};
 use crate::clock::Clock;
+use crate::domain::audit::AuditOutcome;
+use crate::domain::identity::{ClientIdentity, UnverifiedIdentity};
 use crate::domain::{Role, TenantId};
-use crate::store::identities::{self, IdentityRow, StoredIdentity};
+use crate::store::identities;
 use crate::store::{Db, Tx, tenants};
 use crate::vault::integrity::{RowMac, opt_int};
 use crate::vault::{IntegrityKey, Purpose, VaultError};
 
 /// The MAC of a stored identity over everything that decides what it may do.
-pub fn mac(key: &IntegrityKey, row: &StoredIdentity) -> RowMac {
+pub fn mac(key: &IntegrityKey, row: &UnverifiedIdentity) -> RowMac {
     let (created, revoked) = times(row);
     key.mac(Purpose::ClientIdentity, &parts(row, &created, &revoked))
 }
 
 /// Checks a stored identity's MAC (constant time; a missing MAC fails).
-pub fn verify(key: &IntegrityKey, row: &StoredIdentity) -> Result<(), VaultError> {
+pub fn verify(key: &IntegrityKey, row: &UnverifiedIdentity) -> Result<(), VaultError> {
     let (created, revoked) = times(row);
     key.verify(
         Purpose::ClientIdentity,
@@ -35,11 +37,11 @@ pub fn verify(key: &IntegrityKey, row: &StoredIdentity) -> Result<(), VaultError
     )
 }
 
-fn times(row: &StoredIdentity) -> ([u8; 8], Vec<u8>) {
+fn times(row: &UnverifiedIdentity) -> ([u8; 8], Vec<u8>) {
     (row.created_at.to_be_bytes(), opt_int(row.revoked_at))
 }
 
-fn parts<'a>(row: &'a StoredIdentity, created: &'a [u8], revoked: &'a [u8]) -> [&'a [u8]; 6] {
+fn parts<'a>(row: &'a UnverifiedIdentity, created: &'a [u8], revoked: &'a [u8]) -> [&'a [u8]; 6] {
     [
         row.identity.as_bytes(),
         row.tenant_id.as_bytes(),
@@ -73,13 +75,13 @@ pub async fn register(
         return Err(ServiceError::NotFound);
     }
     let now = clock.now();
-    let row = IdentityRow {
+    let row = ClientIdentity {
         identity: new.identity.to_owned(),
         tenant_id: new.tenant.as_str().to_owned(),
         name: new.name.to_owned(),
         roles: Role::join(new.roles),
     };
-    let stored = StoredIdentity {
+    let stored = UnverifiedIdentity {
         identity: row.identity.clone(),
         tenant_id: row.tenant_id.clone(),
         name: row.name.clone(),
@@ -100,7 +102,7 @@ pub async fn register(
             &mut tx,
             actor,
             "identity.register",
-            "completed",
+            AuditOutcome::Completed,
             &format!(
                 "identity {} of tenant {} (name {}, roles {})",
                 row.identity, row.tenant_id, row.name, row.roles
@@ -133,7 +135,7 @@ pub async fn revoke(
     tenant: &TenantId,
     name: &str,
     actor: &str,
-) -> Result<StoredIdentity, RevokeError> {
+) -> Result<UnverifiedIdentity, RevokeError> {
     let identity = crate::pki::client_identity(tenant.as_str(), name);
     let unknown = || RevokeError::Unknown {
         tenant: tenant.to_string(),
@@ -174,7 +176,7 @@ pub async fn revoke(
         &mut tx,
         actor,
         "identity.revoke",
-        "completed",
+        AuditOutcome::Completed,
         &format!(
             "identity {identity} of tenant {} (name {name})",
             row.tenant_id
@@ -193,7 +195,7 @@ pub async fn list(
     key: &IntegrityKey,
     clock: &dyn Clock,
     tenant: Option<&TenantId>,
-) -> ServiceResult<Vec<StoredIdentity>> {
+) -> ServiceResult<Vec<UnverifiedIdentity>> {
     let rows = identities::list(db, tenant.map(TenantId::as_str)).await?;
     for row in &rows {
         if verify(key, row).is_err() {
@@ -225,8 +227,8 @@ mod tests {
         IntegrityKey::derive(&new_key().unwrap()).unwrap()
     }
 
-    fn stored() -> StoredIdentity {
-        StoredIdentity {
+    fn stored() -> UnverifiedIdentity {
+        UnverifiedIdentity {
             identity: "urn:simvault:t:m".into(),
             tenant_id: "t".into(),
             name: "m".into(),
@@ -243,7 +245,7 @@ mod tests {
         let mut row = stored();
         row.mac = Some(mac(&key, &row).to_vec());
         assert!(verify(&key, &row).is_ok());
-        let changes: [fn(&mut StoredIdentity); 6] = [
+        let changes: [fn(&mut UnverifiedIdentity); 6] = [
             |r| r.identity = "urn:simvault:t:n".into(),
             |r| r.tenant_id = "u".into(),
             |r| r.name = "n".into(),
@@ -280,7 +282,7 @@ mod tests {
         let mut tx = db.begin().await.unwrap();
         identities::register(
             &mut tx,
-            &IdentityRow {
+            &ClientIdentity {
                 identity: "urn:simvault:t:m".into(),
                 tenant_id: "t".into(),
                 name: "m".into(),

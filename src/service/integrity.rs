@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use crate::domain::audit::AuditOutcome;
 use crate::service::audit::append_platform;
 use crate::service::{Core, ServiceError, ServiceResult};
 use crate::store::{Db, keys, links, sims, webhooks};
@@ -58,7 +59,7 @@ pub async fn adopt(db: &Db, keyring: &Keyring, now: i64) -> ServiceResult<()> {
         &mut tx,
         INTEGRITY_ACTOR,
         "integrity.adopt",
-        "completed",
+        AuditOutcome::Completed,
         &format!("rows given MACs: {summary}"),
         now,
     )
@@ -103,7 +104,7 @@ pub async fn integrity_failure(db: &Db, purpose: Purpose, row: &str, now: i64) -
             &mut tx,
             INTEGRITY_ACTOR,
             "integrity.check",
-            "failed",
+            AuditOutcome::Failed,
             &format!("{} {row}: MAC does not verify", purpose.as_str()),
             now,
         )

@@ -10,6 +10,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use super::audit::Event;
 use super::{Core, ServiceError, ServiceResult};
+use crate::domain::audit::AuditOutcome;
 use crate::domain::event::{PinEvent, SimChange};
 use crate::domain::pin::{self, PinType, Proof, Verdict};
 use crate::domain::{Principal, SecretField, SecretValue, Sim, SimState, Timestamp};
@@ -113,7 +114,7 @@ impl Pins {
         };
         let reason = change.reason.as_deref();
         if let Err(retry_after_secs) = self.pin_limiter.check(principal) {
-            let event = Event::tenant_wide(action, "rate-limited", reason, Vec::new());
+            let event = Event::tenant_wide(action, AuditOutcome::RateLimited, reason, Vec::new());
             self.core.audit_alone(principal, event).await?;
             return Err(ServiceError::RateLimited { retry_after_secs });
         }
@@ -135,7 +136,14 @@ impl Pins {
             Proof::Puk => vec![puk_field, pin_field],
         };
         if sim.state == SimState::Retired {
-            let event = refused_attempt(action, &sim, &fields, "sim-retired", reason, decision);
+            let event = refused_attempt(
+                action,
+                &sim,
+                &fields,
+                AuditOutcome::SimRetired,
+                reason,
+                decision,
+            );
             self.core.audit_in(&mut tx, principal, event).await?;
             tx.commit().await?;
             return Err(ServiceError::Conflict(
@@ -143,7 +151,14 @@ impl Pins {
             ));
         }
         let Some(stored) = self.core.open_secret_in(&mut tx, &sim, proof_field).await? else {
-            let event = refused_attempt(action, &sim, &fields, "not-stored", reason, decision);
+            let event = refused_attempt(
+                action,
+                &sim,
+                &fields,
+                AuditOutcome::NotStored,
+                reason,
+                decision,
+            );
             self.core.audit_in(&mut tx, principal, event).await?;
             tx.commit().await?;
             return Err(ServiceError::Conflict(format!(
@@ -210,7 +225,7 @@ impl Pins {
         };
         self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
-        tracing::info!(sim_id = %sim.id, pin = change.pin_type.as_str(), outcome = verdict.outcome(), "PIN attempt");
+        tracing::info!(sim_id = %sim.id, pin = change.pin_type.as_str(), outcome = verdict.outcome().as_str(), "PIN attempt");
         match verdict {
             Verdict::Success { remaining } => Ok(PinChanged {
                 remaining,
@@ -250,7 +265,7 @@ fn refused_attempt<'a>(
     action: Action,
     sim: &'a Sim,
     fields: &'a [SecretField],
-    outcome: &'a str,
+    outcome: AuditOutcome,
     reason: Option<&'a str>,
     decision: crate::policy::Decision,
 ) -> Event<'a> {

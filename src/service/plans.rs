@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult, conflict};
+use crate::domain::audit::AuditOutcome;
 use crate::domain::{Plan, Principal};
 use crate::policy::{Action, Context, Resource};
 use crate::store::plans as repo;
@@ -42,7 +43,7 @@ impl Plans {
         let reason = format!("plan {}", plan.id);
         let event = Event::tenant_wide(
             Action::CreatePlan,
-            "allowed",
+            AuditOutcome::Allowed,
             Some(&reason),
             decision.policy_ids,
         );

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use super::audit::Event;
 use super::{Core, ServiceError, ServiceResult, Target};
+use crate::domain::audit::AuditOutcome;
 use crate::domain::event::SimChange;
+use crate::domain::keys::{KeyState, SealedSecret, TenantKey, WrappedDek};
 use crate::domain::milenage::opc_value;
 use crate::domain::secret_input::{OP_NEEDS_KI, given_ki};
 use crate::domain::sim::SecretChanges;
@@ -15,7 +17,7 @@ use crate::domain::{
 };
 use crate::policy::{Action, Context};
 use crate::store::Tx;
-use crate::store::keys::{self, DekRow, NewSecret, TenantKeyRow};
+use crate::store::keys::{self, NewSecret};
 use crate::store::sims::{self as repo, SimKey};
 use crate::vault::{self, Key, VaultError};
 
@@ -56,7 +58,7 @@ impl Core {
         &self,
         tenant: &str,
         version: i64,
-        row: Option<TenantKeyRow>,
+        row: Option<TenantKey>,
     ) -> ServiceResult<Arc<Key>> {
         let row = row.ok_or_else(|| {
             ServiceError::Internal(format!("tenant key version {version} is missing"))
@@ -80,12 +82,12 @@ impl Core {
         }
         self.check_root(tx).await?;
         let (kek, wrapped) = self.keyring.new_kek(tenant, 1)?;
-        let row = TenantKeyRow {
+        let row = TenantKey {
             tenant_id: tenant.to_owned(),
             version: 1,
             format: self.keyring.format(),
             wrapped_key: wrapped,
-            state: "active".into(),
+            state: KeyState::Active,
             wrapped_deks: 0,
             created_at: self.clock.now(),
             retired_at: None,
@@ -295,7 +297,7 @@ impl Secrets {
             action: Action::ReadSecret,
             sim: Some(&sim),
             fields,
-            outcome: "allowed",
+            outcome: AuditOutcome::Allowed,
             reason,
             policy_ids,
             remaining_attempts: None,
@@ -313,7 +315,7 @@ impl Core {
     pub(super) async fn open_stored(
         &self,
         sim: &Sim,
-        stored: Option<(DekRow, Vec<keys::SecretRow>)>,
+        stored: Option<(WrappedDek, Vec<SealedSecret>)>,
         fields: &[SecretField],
     ) -> ServiceResult<Revealed> {
         let mut revealed: Revealed = fields.iter().map(|f| (*f, None)).collect();
@@ -340,7 +342,7 @@ impl Core {
 pub(super) struct Envelopes {
     version: i64,
     kek: Arc<Key>,
-    deks: Vec<(String, DekRow)>,
+    deks: Vec<(String, WrappedDek)>,
     sealed: Vec<NewSecret>,
 }
 
@@ -359,7 +361,7 @@ impl Envelopes {
                 });
             }
         }
-        let row = DekRow {
+        let row = WrappedDek {
             kek_version: self.version,
             format: vault::FORMAT,
             wrapped_dek,
@@ -403,7 +405,7 @@ pub(super) fn opc_from_op(input: &mut SimInput) -> Result<(), ValidationErrors> 
 }
 
 /// Unwraps a SIM's DEK with the KEK version that wrapped it (checking the blob's format).
-pub(super) fn open_dek(kek: &Key, sim: &Sim, row: &DekRow) -> ServiceResult<Key> {
+pub(super) fn open_dek(kek: &Key, sim: &Sim, row: &WrappedDek) -> ServiceResult<Key> {
     vault::check_format(row.format)?;
     Ok(vault::unwrap_dek(
         kek,

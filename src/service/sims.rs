@@ -3,6 +3,7 @@
 use super::audit::Event;
 use super::{Core, Page, ServiceError, ServiceResult, Target, conflict};
 use crate::domain::event::SimChange;
+use crate::domain::keys::{SealedSecret, WrappedDek};
 use crate::domain::sim::{SecretChanges, SimListQuery};
 use crate::domain::{Principal, SecretField, Sim, SimInput, SimPatch, Timestamp, ValidationErrors};
 use crate::policy::{Action, Context, Decision, Resource};
@@ -178,7 +179,7 @@ impl Core {
         &self,
         principal: &Principal,
         key: &SimKey,
-    ) -> ServiceResult<(Sim, Option<(keys::DekRow, Vec<keys::SecretRow>)>)> {
+    ) -> ServiceResult<(Sim, Option<(WrappedDek, Vec<SealedSecret>)>)> {
         repo::get_with_secrets(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
             .await?
             .ok_or(ServiceError::NotFound)

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use super::audit::Event;
 use super::{Lifecycle, ServiceError, ServiceResult, Target};
 use crate::adapters::upstream::{UpstreamError, UpstreamSim};
+use crate::domain::audit::AuditOutcome;
 use crate::domain::{Principal, Sim, TenantId};
 use crate::policy::{Action, Context};
 use crate::store::Tx;
@@ -45,7 +46,7 @@ impl Lifecycle {
             self.core
                 .audit_alone(
                     principal,
-                    record("failed", "no upstream system is configured"),
+                    record(AuditOutcome::Failed, "no upstream system is configured"),
                 )
                 .await?;
             return Err(ServiceError::Conflict(
@@ -57,7 +58,10 @@ impl Lifecycle {
             Ok(Some(update)) => update,
             Ok(None) => {
                 self.core
-                    .audit_alone(principal, record("allowed", "no upstream data: unchanged"))
+                    .audit_alone(
+                        principal,
+                        record(AuditOutcome::Allowed, "no upstream data: unchanged"),
+                    )
                     .await?;
                 return Ok(sim);
             }
@@ -68,7 +72,7 @@ impl Lifecycle {
                     UpstreamError::Failed(_) => "upstream failed",
                 };
                 self.core
-                    .audit_alone(principal, record("failed", reason))
+                    .audit_alone(principal, record(AuditOutcome::Failed, reason))
                     .await?;
                 return Err(ServiceError::Upstream(e));
             }
@@ -169,7 +173,11 @@ impl Lifecycle {
         let reason = format!(
             "background sync: {synced} updated, {no_data} without upstream data, {failed} failed"
         );
-        let outcome = if failed == 0 { "completed" } else { "failed" };
+        let outcome = if failed == 0 {
+            AuditOutcome::Completed
+        } else {
+            AuditOutcome::Failed
+        };
         let event = Event::tenant_wide(Action::RefreshSim, outcome, Some(&reason), Vec::new());
         self.core
             .audit_in(&mut tx, &Principal::local(tenant_id, SYNC_ACTOR), event)

@@ -20,14 +20,14 @@ use tokio::sync::watch;
 use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult};
 use crate::adapters::webhook::{self, WebhookSender};
+use crate::domain::audit::AuditOutcome;
 use crate::domain::event::EventKind;
+use crate::domain::webhook::{DueDelivery, WebhookSubscription};
 use crate::domain::webhook_target::check_url;
 use crate::domain::{Principal, Timestamp, ValidationErrors, format_timestamp};
 use crate::policy::Action;
 use crate::store::outbox;
-use crate::store::webhooks::{
-    self as repo, Attempt, DeliveryRow, DueDelivery, NewDelivery, WebhookRow,
-};
+use crate::store::webhooks::{self as repo, Attempt, DeliveryRow, NewDelivery};
 use crate::vault;
 
 super::capability! {
@@ -100,9 +100,9 @@ pub struct NewWebhook {
     pub description: Option<String>,
 }
 
-impl TryFrom<WebhookRow> for Webhook {
+impl TryFrom<WebhookSubscription> for Webhook {
     type Error = ServiceError;
-    fn try_from(r: WebhookRow) -> ServiceResult<Webhook> {
+    fn try_from(r: WebhookSubscription) -> ServiceResult<Webhook> {
         Ok(Webhook {
             id: r
                 .id
@@ -191,7 +191,7 @@ impl Webhooks {
         let now = self.core.clock.now();
         let mut tx = self.core.db.begin().await?;
         let (version, kek) = self.core.active_kek(&mut tx, tenant).await?;
-        let row = WebhookRow {
+        let row = WebhookSubscription {
             id: id.to_string(),
             tenant_id: tenant.to_owned(),
             url: url.to_string(),
@@ -214,7 +214,7 @@ impl Webhooks {
         );
         let event = Event::tenant_wide(
             Action::ManageWebhooks,
-            "allowed",
+            AuditOutcome::Allowed,
             Some(&reason),
             decision.policy_ids,
         );
@@ -258,7 +258,7 @@ impl Webhooks {
         let reason = format!("webhook {id} deleted");
         let event = Event::tenant_wide(
             Action::ManageWebhooks,
-            "allowed",
+            AuditOutcome::Allowed,
             Some(&reason),
             decision.policy_ids,
         );
@@ -309,7 +309,7 @@ impl Webhooks {
         tenants.sort_unstable();
         tenants.dedup();
         let (hooks, tampered) = repo::of_tenants(&mut tx, &*self.core.row_key()?, &tenants).await?;
-        let subscribed: Vec<(&WebhookRow, Vec<String>)> = hooks
+        let subscribed: Vec<(&WebhookSubscription, Vec<String>)> = hooks
             .iter()
             .map(|h| (h, serde_json::from_str(&h.events).unwrap_or_default()))
             .collect();

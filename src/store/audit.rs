@@ -5,6 +5,7 @@
 use super::{Bind, Conn, Db, SqlBuilder, StoreResult, Tx, bind_all, on_conn, on_tx};
 
 pub use crate::domain::audit::AuditRow;
+use crate::domain::audit::Checkpoint;
 
 const COLUMNS: &str = "tenant_id, seq, id, occurred_at, action, outcome, subject, sim_id, iccid, record, prev_hash, hash";
 
@@ -161,19 +162,32 @@ pub async fn heads(conn: impl Into<Conn<'_>>) -> StoreResult<Vec<(String, i64, S
         .await)?)
 }
 
-/// A signed statement that a chain's record `seq` had hash `hash`.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct CheckpointRow {
-    pub tenant_id: String,
-    pub seq: i64,
-    pub hash: String,
-    pub signed_at: i64,
-    pub key_id: String,
-    pub signature: String,
+/// A checkpoint as stored.
+#[derive(sqlx::FromRow)]
+struct CheckpointRow {
+    tenant_id: String,
+    seq: i64,
+    hash: String,
+    signed_at: i64,
+    key_id: String,
+    signature: String,
+}
+
+impl From<CheckpointRow> for Checkpoint {
+    fn from(r: CheckpointRow) -> Self {
+        Checkpoint {
+            tenant_id: r.tenant_id,
+            seq: r.seq,
+            hash: r.hash,
+            signed_at: r.signed_at,
+            key_id: r.key_id,
+            signature: r.signature,
+        }
+    }
 }
 
 /// Stores a checkpoint; one already made for the same position (by another replica) wins.
-pub async fn insert_checkpoint(db: &Db, c: &CheckpointRow) -> StoreResult<()> {
+pub async fn insert_checkpoint(db: &Db, c: &Checkpoint) -> StoreResult<()> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, conn => sqlx::query(
         "INSERT INTO audit_checkpoints (tenant_id, seq, hash, signed_at, key_id, signature) \
@@ -197,16 +211,17 @@ pub async fn checkpoints(
     tenant: &str,
     after: i64,
     upto: i64,
-) -> StoreResult<Vec<CheckpointRow>> {
+) -> StoreResult<Vec<Checkpoint>> {
     let mut conn = conn.into();
-    Ok(on_conn!(conn, c => sqlx::query_as(
+    let rows: Vec<CheckpointRow> = on_conn!(conn, c => sqlx::query_as(
         "SELECT tenant_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints \
          WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq")
         .bind(tenant)
         .bind(after)
         .bind(upto)
         .fetch_all(c)
-        .await)?)
+        .await)?;
+    Ok(rows.into_iter().map(Checkpoint::from).collect())
 }
 
 /// The heads of chains that moved since their latest checkpoint: `(tenant, seq, hash)`.

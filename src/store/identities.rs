@@ -5,34 +5,39 @@
 //! attacker could change to hide a row from that check (revocation is read, not filtered).
 
 use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
+use crate::domain::identity::{ClientIdentity, UnverifiedIdentity};
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct IdentityRow {
-    pub identity: String,
-    pub tenant_id: String,
-    pub name: String,
-    /// Comma-separated role names.
-    pub roles: String,
+/// A stored identity with its lifecycle and MAC.
+#[derive(sqlx::FromRow)]
+struct IdentityRow {
+    identity: String,
+    tenant_id: String,
+    name: String,
+    roles: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+    mac: Option<Vec<u8>>,
 }
 
-/// A stored identity with its lifecycle and MAC, unverified.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct StoredIdentity {
-    pub identity: String,
-    pub tenant_id: String,
-    pub name: String,
-    /// Comma-separated role names.
-    pub roles: String,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
-    pub mac: Option<Vec<u8>>,
+impl From<IdentityRow> for UnverifiedIdentity {
+    fn from(r: IdentityRow) -> Self {
+        UnverifiedIdentity {
+            identity: r.identity,
+            tenant_id: r.tenant_id,
+            name: r.name,
+            roles: r.roles,
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+            mac: r.mac,
+        }
+    }
 }
 
 const COLUMNS: &str = "identity, tenant_id, name, roles, created_at, revoked_at, mac";
 
 /// Registers `identity` (without a MAC: give it one with [`set_mac`] in the same
 /// transaction); an identity registered before, revoked or not, is [`StoreError::Conflict`].
-pub async fn register(tx: &mut Tx, row: &IdentityRow, now: i64) -> StoreResult<()> {
+pub async fn register(tx: &mut Tx, row: &ClientIdentity, now: i64) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO client_identities (identity, tenant_id, name, roles, created_at) \
          VALUES ($1, $2, $3, $4, $5)")
@@ -53,11 +58,11 @@ pub async fn register(tx: &mut Tx, row: &IdentityRow, now: i64) -> StoreResult<(
 pub async fn find_active(
     conn: impl Into<Conn<'_>>,
     identity: &str,
-) -> StoreResult<Option<IdentityRow>> {
+) -> StoreResult<Option<ClientIdentity>> {
     Ok(find(conn, identity)
         .await?
         .filter(|row| row.revoked_at.is_none())
-        .map(|row| IdentityRow {
+        .map(|row| ClientIdentity {
             identity: row.identity,
             tenant_id: row.tenant_id,
             name: row.name,
@@ -70,32 +75,30 @@ pub async fn find_active(
 pub async fn find(
     conn: impl Into<Conn<'_>>,
     identity: &str,
-) -> StoreResult<Option<StoredIdentity>> {
+) -> StoreResult<Option<UnverifiedIdentity>> {
     let mut conn = conn.into();
     let lock = conn.row_lock();
-    Ok(
-        on_conn!(conn, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<IdentityRow> = on_conn!(conn, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM client_identities WHERE identity = $1{lock}")))
         .bind(identity)
         .fetch_optional(c)
-        .await)?,
-    )
+        .await)?;
+    Ok(row.map(UnverifiedIdentity::from))
 }
 
 /// Every stored identity (of `tenant`, if given), by tenant and name.
 pub async fn list(
     conn: impl Into<Conn<'_>>,
     tenant: Option<&str>,
-) -> StoreResult<Vec<StoredIdentity>> {
+) -> StoreResult<Vec<UnverifiedIdentity>> {
     let mut conn = conn.into();
-    Ok(
-        on_conn!(conn, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<IdentityRow> = on_conn!(conn, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM client_identities \
          WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY tenant_id, name, identity")))
         .bind(tenant)
         .fetch_all(c)
-        .await)?,
-    )
+        .await)?;
+    Ok(rows.into_iter().map(UnverifiedIdentity::from).collect())
 }
 
 /// Stores the MAC of `identity`'s row.

@@ -65,6 +65,13 @@ impl StoreError {
     }
 }
 
+/// A stored name (a state, a kind) this release does not know: the row is not read.
+impl From<crate::domain::names::UnknownName> for StoreError {
+    fn from(e: crate::domain::names::UnknownName) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A connection pool to one of the supported databases.

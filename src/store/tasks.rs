@@ -2,40 +2,61 @@
 
 use sqlx::types::Json;
 
-use super::{Conn, Db, StoreResult, Tx, on_conn, on_pool, on_tx};
+use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_pool, on_tx};
+use crate::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct TaskRow {
-    pub id: String,
-    pub tenant_id: String,
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    id: String,
+    tenant_id: String,
     #[sqlx(rename = "type")]
-    pub kind: String,
-    pub status: String,
-    pub params: Json<serde_json::Value>,
-    pub total_items: i64,
-    pub completed_items: i64,
-    pub failed_items: i64,
-    pub error: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-    /// A bulk task's own data key (sealing import items), wrapped under this KEK version.
-    pub kek_version: Option<i64>,
-    pub wrapped_key: Option<Vec<u8>>,
+    kind: String,
+    status: String,
+    params: Json<serde_json::Value>,
+    total_items: i64,
+    completed_items: i64,
+    failed_items: i64,
+    error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    kek_version: Option<i64>,
+    wrapped_key: Option<Vec<u8>>,
+}
+
+impl TryFrom<TaskRow> for TaskRecord {
+    type Error = StoreError;
+    fn try_from(r: TaskRow) -> StoreResult<Self> {
+        Ok(TaskRecord {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            kind: TaskKind::parse(&r.kind)?,
+            status: TaskStatus::parse(&r.status)?,
+            params: r.params.0,
+            total_items: r.total_items,
+            completed_items: r.completed_items,
+            failed_items: r.failed_items,
+            error: r.error,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            kek_version: r.kek_version,
+            wrapped_key: r.wrapped_key,
+        })
+    }
 }
 
 const COLUMNS: &str = "id, tenant_id, type, status, params, total_items, completed_items, \
     failed_items, error, created_at, updated_at, kek_version, wrapped_key";
 
-pub async fn insert(tx: &mut Tx, task: &TaskRow) -> StoreResult<()> {
+pub async fn insert(tx: &mut Tx, task: &TaskRecord) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO tasks (id, tenant_id, type, status, params, total_items, completed_items, \
          failed_items, error, created_at, updated_at, kek_version, wrapped_key) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
         .bind(&task.id)
         .bind(&task.tenant_id)
-        .bind(&task.kind)
-        .bind(&task.status)
-        .bind(&task.params)
+        .bind(task.kind.as_str())
+        .bind(task.status.as_str())
+        .bind(Json(&task.params))
         .bind(task.total_items)
         .bind(task.completed_items)
         .bind(task.failed_items)
@@ -55,27 +76,29 @@ pub async fn get(
     conn: impl Into<Conn<'_>>,
     tenant: &str,
     id: &str,
-) -> StoreResult<Option<TaskRow>> {
+) -> StoreResult<Option<TaskRecord>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tasks WHERE tenant_id = $1 AND id = $2"
     ));
-    Ok(on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).bind(id).fetch_optional(c).await)?)
+    let row: Option<TaskRow> =
+        on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).bind(id).fetch_optional(c).await)?;
+    row.map(TaskRecord::try_from).transpose()
 }
 
 /// Takes the lease of the oldest unfinished task of `kind` whose lease is free or expired.
 /// Two workers never hold one lease: the update re-checks the lease it takes.
 pub async fn claim(
     db: &Db,
-    kind: &str,
+    kind: TaskKind,
     owner: &str,
     now: i64,
     lease_until: i64,
-) -> StoreResult<Option<TaskRow>> {
+) -> StoreResult<Option<TaskRecord>> {
     let candidate: Option<String> = on_pool!(db, p => sqlx::query_scalar(
         "SELECT id FROM tasks WHERE type = $1 AND status IN ('pending', 'running') \
          AND (lease_until IS NULL OR lease_until < $2) ORDER BY created_at LIMIT 1")
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(now)
         .fetch_optional(p)
         .await)?;
@@ -98,7 +121,7 @@ pub async fn claim(
     let row: TaskRow =
         on_tx!(&mut tx, c => sqlx::query_as(sql).bind(&id).fetch_one(&mut *c).await)?;
     tx.commit().await?;
-    Ok(Some(row))
+    Ok(Some(row.try_into()?))
 }
 
 /// Records progress and extends the lease, only while `owner` still holds it.
@@ -131,14 +154,14 @@ pub async fn finish(
     tx: &mut Tx,
     id: &str,
     owner: &str,
-    status: &str,
+    status: TaskStatus,
     error: Option<&str>,
     now: i64,
 ) -> StoreResult<bool> {
     Ok(on_tx!(tx, c => sqlx::query(
         "UPDATE tasks SET status = $1, error = $2, lease_owner = NULL, lease_until = NULL, updated_at = $3 \
          WHERE id = $4 AND lease_owner = $5")
-        .bind(status)
+        .bind(status.as_str())
         .bind(error)
         .bind(now)
         .bind(id)
@@ -161,28 +184,38 @@ pub async fn release(db: &Db, id: &str, owner: &str) -> StoreResult<()> {
     tx.commit().await
 }
 
-/// One unit of a bulk task.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct ItemRow {
-    pub task_id: String,
-    /// Position in the request, from 1.
-    pub seq: i64,
-    /// The line of the source file (imports), if any.
-    pub line: Option<i64>,
-    /// `pending`, `succeeded` or `failed`.
-    pub status: String,
-    /// Sealed input (imports), cleared once the item is done.
-    pub input: Option<Vec<u8>>,
-    pub sim_id: Option<String>,
-    /// JSON text.
-    pub result: Option<String>,
-    pub error: Option<String>,
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    task_id: String,
+    seq: i64,
+    line: Option<i64>,
+    status: String,
+    input: Option<Vec<u8>>,
+    sim_id: Option<String>,
+    result: Option<String>,
+    error: Option<String>,
+}
+
+impl TryFrom<ItemRow> for TaskItem {
+    type Error = StoreError;
+    fn try_from(r: ItemRow) -> StoreResult<Self> {
+        Ok(TaskItem {
+            task_id: r.task_id,
+            seq: r.seq,
+            line: r.line,
+            status: ItemStatus::parse(&r.status)?,
+            input: r.input,
+            sim_id: r.sim_id,
+            result: r.result,
+            error: r.error,
+        })
+    }
 }
 
 const ITEM_COLUMNS: &str = "task_id, seq, line, status, input, sim_id, result, error";
 
 /// Queues items (any number: written in chunks).
-pub async fn insert_items(tx: &mut Tx, items: &[ItemRow]) -> StoreResult<()> {
+pub async fn insert_items(tx: &mut Tx, items: &[TaskItem]) -> StoreResult<()> {
     const CHUNK: usize = 1000;
     for chunk in items.chunks(CHUNK) {
         let sql = format!(
@@ -196,7 +229,7 @@ pub async fn insert_items(tx: &mut Tx, items: &[ItemRow]) -> StoreResult<()> {
                     .bind(&i.task_id)
                     .bind(i.seq)
                     .bind(i.line)
-                    .bind(&i.status)
+                    .bind(i.status.as_str())
                     .bind(&i.input)
                     .bind(&i.sim_id)
                     .bind(&i.result)
@@ -211,9 +244,9 @@ pub async fn insert_items(tx: &mut Tx, items: &[ItemRow]) -> StoreResult<()> {
 /// The oldest unfinished task of one of `kinds` with items nobody holds a live lease on.
 pub async fn with_claimable_items(
     conn: impl Into<Conn<'_>>,
-    kinds: &[&str],
+    kinds: &[TaskKind],
     now: i64,
-) -> StoreResult<Option<TaskRow>> {
+) -> StoreResult<Option<TaskRecord>> {
     let mut conn = conn.into();
     let mut b = super::SqlBuilder::default();
     b.push("SELECT ")
@@ -223,7 +256,7 @@ pub async fn with_claimable_items(
         if i > 0 {
             b.push(", ");
         }
-        b.bind_text(*kind);
+        b.bind_text(kind.as_str());
     }
     b.push(
         ") AND EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.status = 'pending' \
@@ -232,16 +265,15 @@ pub async fn with_claimable_items(
     .bind(super::Bind::Int(now))
     .push(")) ORDER BY t.created_at LIMIT 1");
     let sql = sqlx::AssertSqlSafe(b.sql);
-    Ok(
-        on_conn!(conn, c => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_optional(c).await)?,
-    )
+    let row: Option<TaskRow> = on_conn!(conn, c => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_optional(c).await)?;
+    row.map(TaskRecord::try_from).transpose()
 }
 
 /// Unfinished tasks of `kinds` with no pending item left (their last worker stopped between
 /// its last batch and finishing the task).
 pub async fn without_pending(
     conn: impl Into<Conn<'_>>,
-    kinds: &[&str],
+    kinds: &[TaskKind],
 ) -> StoreResult<Vec<String>> {
     let mut conn = conn.into();
     let mut b = super::SqlBuilder::default();
@@ -250,7 +282,7 @@ pub async fn without_pending(
         if i > 0 {
             b.push(", ");
         }
-        b.bind_text(*kind);
+        b.bind_text(kind.as_str());
     }
     b.push(
         ") AND NOT EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.status = 'pending') \
@@ -270,7 +302,7 @@ pub async fn claim_items(
     now: i64,
     until: i64,
     limit: i64,
-) -> StoreResult<Vec<ItemRow>> {
+) -> StoreResult<Vec<TaskItem>> {
     let mut tx = db.begin().await?;
     let sql = sqlx::AssertSqlSafe(tx.claim_batch(
         "SELECT seq FROM task_items WHERE task_id = $3 AND status = 'pending' \
@@ -290,7 +322,7 @@ pub async fn claim_items(
         .await)?;
     tx.commit().await?;
     rows.sort_by_key(|r| r.seq);
-    Ok(rows)
+    rows.into_iter().map(TaskItem::try_from).collect()
 }
 
 /// Inside the transaction that records their outcome: which of `seqs` `owner` still holds
@@ -300,7 +332,7 @@ pub async fn still_held(
     tx: &mut Tx,
     task_id: &str,
     owner: &str,
-    items: &[ItemRow],
+    items: &[TaskItem],
 ) -> StoreResult<std::collections::HashSet<i64>> {
     let mut held = std::collections::HashSet::with_capacity(items.len());
     for chunk in items.chunks(1000) {
@@ -365,7 +397,12 @@ pub async fn record_outcomes(
             for o in chunk {
                 q = q
                     .bind(o.seq)
-                    .bind(if o.succeeded { "succeeded" } else { "failed" })
+                    .bind(if o.succeeded {
+                        ItemStatus::Succeeded
+                    } else {
+                        ItemStatus::Failed
+                    }
+                    .as_str())
                     .bind(&o.sim_id)
                     .bind(&o.result)
                     .bind(&o.error);
@@ -389,7 +426,7 @@ pub async fn record_outcomes(
 }
 
 /// The task, locked until `tx` ends, if it is still unfinished and has no pending item.
-pub async fn lock_if_done(tx: &mut Tx, id: &str) -> StoreResult<Option<TaskRow>> {
+pub async fn lock_if_done(tx: &mut Tx, id: &str) -> StoreResult<Option<TaskRecord>> {
     let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tasks WHERE id = $1 AND status IN ('pending', 'running'){lock}"
@@ -402,15 +439,15 @@ pub async fn lock_if_done(tx: &mut Tx, id: &str) -> StoreResult<Option<TaskRow>>
         .bind(id)
         .fetch_one(&mut *c)
         .await)?;
-    Ok((pending == 0).then_some(row))
+    (pending == 0).then(|| row.try_into()).transpose()
 }
 
 /// Ends a bulk task and destroys its data key.
-pub async fn complete(tx: &mut Tx, id: &str, status: &str, now: i64) -> StoreResult<()> {
+pub async fn complete(tx: &mut Tx, id: &str, status: TaskStatus, now: i64) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "UPDATE tasks SET status = $1, wrapped_key = NULL, lease_owner = NULL, lease_until = NULL, \
          updated_at = $2 WHERE id = $3")
-        .bind(status)
+        .bind(status.as_str())
         .bind(now)
         .bind(id)
         .execute(&mut *c)
@@ -423,10 +460,10 @@ pub async fn complete(tx: &mut Tx, id: &str, status: &str, now: i64) -> StoreRes
 pub async fn items(
     conn: impl Into<Conn<'_>>,
     task_id: &str,
-    status: Option<&str>,
+    status: Option<ItemStatus>,
     offset: i64,
     limit: i64,
-) -> StoreResult<(Vec<ItemRow>, i64)> {
+) -> StoreResult<(Vec<TaskItem>, i64)> {
     let mut conn = conn.into();
     let filter = if status.is_some() {
         " AND status = $2"
@@ -440,17 +477,21 @@ pub async fn items(
     let count_sql = sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM task_items WHERE task_id = $1{filter}"
     ));
-    let rows = on_conn!(conn, c => sqlx::query_as(page_sql)
+    let rows: Vec<ItemRow> = on_conn!(conn, c => sqlx::query_as(page_sql)
         .bind(task_id)
-        .bind(status)
+        .bind(status.map(ItemStatus::as_str))
         .bind(limit)
         .bind(offset)
         .fetch_all(c)
         .await)?;
     let total = on_conn!(conn, c => sqlx::query_scalar(count_sql)
         .bind(task_id)
-        .bind(status)
+        .bind(status.map(ItemStatus::as_str))
         .fetch_one(c)
         .await)?;
-    Ok((rows, total))
+    let items = rows
+        .into_iter()
+        .map(TaskItem::try_from)
+        .collect::<StoreResult<_>>()?;
+    Ok((items, total))
 }

@@ -5,20 +5,34 @@
 //! delivery path included, so a swapped URL never receives a tenant's events.
 
 use super::{Conn, Db, StoreResult, Tx, on_conn, on_tx};
+use crate::domain::webhook::{DueDelivery, WebhookSubscription};
 use crate::vault::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
 
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct WebhookRow {
-    pub id: String,
-    pub tenant_id: String,
-    pub url: String,
-    /// JSON array of event names.
-    pub events: String,
-    pub description: Option<String>,
-    /// The signing secret, sealed under this tenant KEK version.
-    pub kek_version: i64,
-    pub secret: Vec<u8>,
-    pub created_at: i64,
+#[derive(sqlx::FromRow)]
+struct WebhookRow {
+    id: String,
+    tenant_id: String,
+    url: String,
+    events: String,
+    description: Option<String>,
+    kek_version: i64,
+    secret: Vec<u8>,
+    created_at: i64,
+}
+
+impl From<WebhookRow> for WebhookSubscription {
+    fn from(r: WebhookRow) -> Self {
+        WebhookSubscription {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            url: r.url,
+            events: r.events,
+            description: r.description,
+            kek_version: r.kek_version,
+            secret: r.secret,
+            created_at: r.created_at,
+        }
+    }
 }
 
 const COLUMNS: &str =
@@ -43,14 +57,14 @@ fn webhook_parts(id: &str, tenant: &str, url: &str, events: &str, created_at: i6
         .int(created_at)
 }
 
-fn webhook_mac(integrity: &IntegrityKey, w: &WebhookRow) -> Vec<u8> {
+fn webhook_mac(integrity: &IntegrityKey, w: &WebhookSubscription) -> Vec<u8> {
     let parts = webhook_parts(&w.id, &w.tenant_id, &w.url, &w.events, w.created_at);
     integrity.mac_row(Purpose::Webhook, &parts).to_vec()
 }
 
 fn check_webhook(
     integrity: &IntegrityKey,
-    w: &WebhookRow,
+    w: &WebhookSubscription,
     mac: Option<&[u8]>,
 ) -> Result<(), IntegrityFailure> {
     let parts = webhook_parts(&w.id, &w.tenant_id, &w.url, &w.events, w.created_at);
@@ -58,14 +72,20 @@ fn check_webhook(
 }
 
 impl StoredWebhook {
-    /// The one way from a stored subscription to a [`WebhookRow`]: checked against its MAC.
-    fn checked(self, integrity: &IntegrityKey) -> Result<WebhookRow, IntegrityFailure> {
-        check_webhook(integrity, &self.row, self.mac.as_deref())?;
-        Ok(self.row)
+    /// The one way from a stored subscription to a [`WebhookSubscription`]: checked against
+    /// its MAC.
+    fn checked(self, integrity: &IntegrityKey) -> Result<WebhookSubscription, IntegrityFailure> {
+        let w = WebhookSubscription::from(self.row);
+        check_webhook(integrity, &w, self.mac.as_deref())?;
+        Ok(w)
     }
 }
 
-pub async fn insert(tx: &mut Tx, integrity: &IntegrityKey, w: &WebhookRow) -> StoreResult<()> {
+pub async fn insert(
+    tx: &mut Tx,
+    integrity: &IntegrityKey,
+    w: &WebhookSubscription,
+) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO webhooks (id, tenant_id, url, events, description, kek_version, secret, created_at, mac) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
@@ -89,7 +109,7 @@ pub async fn list(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &str,
-) -> StoreResult<Vec<WebhookRow>> {
+) -> StoreResult<Vec<WebhookSubscription>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 ORDER BY created_at, id"
@@ -107,7 +127,7 @@ pub async fn get(
     integrity: &IntegrityKey,
     tenant: &str,
     id: &str,
-) -> StoreResult<Option<WebhookRow>> {
+) -> StoreResult<Option<WebhookSubscription>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 AND id = $2"
@@ -153,7 +173,7 @@ pub async fn of_tenants(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenants: &[&str],
-) -> StoreResult<(Vec<WebhookRow>, Vec<IntegrityFailure>)> {
+) -> StoreResult<(Vec<WebhookSubscription>, Vec<IntegrityFailure>)> {
     if tenants.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
@@ -234,31 +254,21 @@ pub async fn fan_out(
     super::outbox::mark_dispatched(tx, events).await
 }
 
-/// A claimed delivery with what it takes to send it.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct DueDelivery {
-    pub id: String,
-    pub attempts: i64,
-    pub created_at: i64,
-    pub webhook_id: String,
-    pub tenant_id: String,
-    pub url: String,
-    pub kek_version: i64,
-    pub secret: Vec<u8>,
-    pub event_id: String,
-    pub event_type: String,
-    pub payload: String,
-    pub occurred_at: i64,
-    /// Set when the webhook's row failed its check: such a delivery must not be sent.
-    #[sqlx(skip)]
-    pub tampered: Option<IntegrityFailure>,
-}
-
 /// A claimed delivery as read, with what its webhook's MAC covers.
 #[derive(sqlx::FromRow)]
 struct DueRow {
-    #[sqlx(flatten)]
-    due: DueDelivery,
+    id: String,
+    attempts: i64,
+    created_at: i64,
+    webhook_id: String,
+    tenant_id: String,
+    url: String,
+    kek_version: i64,
+    secret: Vec<u8>,
+    event_id: String,
+    event_type: String,
+    payload: String,
+    occurred_at: i64,
     hook_events: String,
     hook_created_at: i64,
     hook_mac: Option<Vec<u8>>,
@@ -266,23 +276,36 @@ struct DueRow {
 
 impl DueRow {
     fn checked(self, integrity: &IntegrityKey) -> DueDelivery {
-        let d = self.due;
         let parts = webhook_parts(
-            &d.webhook_id,
-            &d.tenant_id,
-            &d.url,
+            &self.webhook_id,
+            &self.tenant_id,
+            &self.url,
             &self.hook_events,
             self.hook_created_at,
         );
         let tampered = integrity
             .check_row(
                 Purpose::Webhook,
-                &d.webhook_id,
+                &self.webhook_id,
                 &parts,
                 self.hook_mac.as_deref(),
             )
             .err();
-        DueDelivery { tampered, ..d }
+        DueDelivery {
+            id: self.id,
+            attempts: self.attempts,
+            created_at: self.created_at,
+            webhook_id: self.webhook_id,
+            tenant_id: self.tenant_id,
+            url: self.url,
+            kek_version: self.kek_version,
+            secret: self.secret,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            payload: self.payload,
+            occurred_at: self.occurred_at,
+            tampered,
+        }
     }
 }
 
@@ -453,6 +476,7 @@ pub async fn adopt(tx: &mut Tx, integrity: &IntegrityKey) -> StoreResult<u64> {
     let rows: Vec<StoredWebhook> = on_tx!(tx, c => sqlx::query_as(sql).fetch_all(&mut *c).await)?;
     let adopted = rows.len() as u64;
     for StoredWebhook { row, .. } in rows {
+        let row = WebhookSubscription::from(row);
         on_tx!(tx, c => sqlx::query("UPDATE webhooks SET mac = $1 WHERE id = $2")
             .bind(webhook_mac(integrity, &row))
             .bind(&row.id)

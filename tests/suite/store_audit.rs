@@ -2,8 +2,9 @@
 //! one tenant's chain in either direction with filters, and checkpoints are stored once, on
 //! every store, each test on a fresh database.
 
+use simvault::domain::audit::Checkpoint;
 use simvault::store::Db;
-use simvault::store::audit::{self, AuditFilter, AuditRow, CheckpointRow, Order};
+use simvault::store::audit::{self, AuditFilter, AuditRow, Order};
 
 use crate::helpers::{Store, TestDb, both_stores};
 
@@ -153,7 +154,7 @@ async fn checkpoints(store: Store) {
             ("b".into(), 2, "h-b-2".into())
         ]
     );
-    let mark = |seq: i64, signature: &str| CheckpointRow {
+    let mark = |seq: i64, signature: &str| Checkpoint {
         tenant_id: "a".into(),
         seq,
         hash: format!("h-a-{seq}"),

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use simvault::domain::identity::ClientIdentity;
 use simvault::domain::sim::SimListQuery;
 use simvault::domain::{Iccid, Imsi, LuhnPolicy, Msisdn, Plan, Sim, SimState, SimType};
 use simvault::store::sims::{self as repo, SimKey};
@@ -227,7 +228,7 @@ async fn plans_and_identities(store: Store) {
     assert_eq!(plans::get(db, "b", plan.id).await.unwrap(), None);
     assert_eq!(plans::list(db, "a", 10, 0).await.unwrap().1, 1);
 
-    let row = identities::IdentityRow {
+    let row = ClientIdentity {
         identity: "urn:simvault:a:x".into(),
         tenant_id: "a".into(),
         name: "x".into(),
@@ -255,7 +256,7 @@ async fn plans_and_identities(store: Store) {
         None
     );
     // An identity cannot name a tenant that does not exist.
-    let orphan = identities::IdentityRow {
+    let orphan = ClientIdentity {
         identity: "i".into(),
         tenant_id: "nope".into(),
         name: "i".into(),

@@ -1,7 +1,8 @@
 //! The storage contract of wrapped keys: the root-key check, tenant KEK versions (insert,
 //! retire, rewrap) and per-SIM DEKs and secrets, on every store, each on a fresh database.
 
-use simvault::store::keys::{self, DekRow, TenantKeyRow};
+use simvault::domain::keys::{KeyState, TenantKey, WrappedDek};
+use simvault::store::keys;
 use simvault::store::sims as sim_repo;
 use simvault::store::{Db, StoreError};
 use simvault::vault::{IntegrityFailure, IntegrityKey, Purpose};
@@ -9,28 +10,28 @@ use simvault::vault::{IntegrityFailure, IntegrityKey, Purpose};
 use crate::helpers::{Store, TestDb, both_stores, raw_sql};
 use crate::store_contract::{create_tenant, sim, test_key};
 
-fn kek(tenant: &str, version: i64, state: &str) -> TenantKeyRow {
-    TenantKeyRow {
+fn kek(tenant: &str, version: i64, state: &str) -> TenantKey {
+    TenantKey {
         tenant_id: tenant.into(),
         version,
         format: 1,
         wrapped_key: vec![u8::try_from(version).unwrap(); 8],
-        state: state.into(),
+        state: KeyState::parse(state).unwrap(),
         wrapped_deks: 0,
         created_at: version,
         retired_at: None,
     }
 }
 
-fn dek(version: i64, byte: u8) -> DekRow {
-    DekRow {
+fn dek(version: i64, byte: u8) -> WrappedDek {
+    WrappedDek {
         kek_version: version,
         format: 1,
         wrapped_dek: vec![byte; 4],
     }
 }
 
-async fn add_kek(db: &Db, key: &IntegrityKey, row: &TenantKeyRow) -> bool {
+async fn add_kek(db: &Db, key: &IntegrityKey, row: &TenantKey) -> bool {
     let mut tx = db.begin().await.unwrap();
     let added = keys::insert_kek(&mut tx, key, row).await.unwrap();
     tx.commit().await.unwrap();
@@ -124,8 +125,7 @@ async fn kek_versions(store: Store) {
         Some(2)
     );
     drop(tx);
-    let versions =
-        |rows: Vec<TenantKeyRow>| rows.into_iter().map(|r| r.version).collect::<Vec<_>>();
+    let versions = |rows: Vec<TenantKey>| rows.into_iter().map(|r| r.version).collect::<Vec<_>>();
     assert_eq!(versions(keys::keks(db, &key, "a").await.unwrap()), [1, 2]);
     assert_eq!(versions(keys::keks(db, &key, "b").await.unwrap()), [1]);
     assert_eq!(

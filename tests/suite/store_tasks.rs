@@ -3,21 +3,22 @@
 
 use std::collections::BTreeSet;
 
+use simvault::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
 use simvault::store::Db;
-use simvault::store::tasks::{self, ItemRow, Outcome, TaskRow};
+use simvault::store::tasks::{self, Outcome};
 
 use crate::helpers::{Store, TestDb, both_stores};
 use crate::store_contract::create_tenant;
 
-const KIND: &str = "contract";
+const KIND: TaskKind = TaskKind::Import;
 
-fn task(id: &str, tenant: &str, created_at: i64) -> TaskRow {
-    TaskRow {
+fn task(id: &str, tenant: &str, created_at: i64) -> TaskRecord {
+    TaskRecord {
         id: id.into(),
         tenant_id: tenant.into(),
-        kind: KIND.into(),
-        status: "pending".into(),
-        params: sqlx::types::Json(serde_json::json!({"p": 1})),
+        kind: KIND,
+        status: TaskStatus::Pending,
+        params: serde_json::json!({"p": 1}),
         total_items: 0,
         completed_items: 0,
         failed_items: 0,
@@ -29,12 +30,12 @@ fn task(id: &str, tenant: &str, created_at: i64) -> TaskRow {
     }
 }
 
-fn item(task_id: &str, seq: i64) -> ItemRow {
-    ItemRow {
+fn item(task_id: &str, seq: i64) -> TaskItem {
+    TaskItem {
         task_id: task_id.into(),
         seq,
         line: Some(seq + 1),
-        status: "pending".into(),
+        status: ItemStatus::Pending,
         input: Some(vec![1, 2, 3]),
         sim_id: None,
         result: None,
@@ -42,7 +43,7 @@ fn item(task_id: &str, seq: i64) -> ItemRow {
     }
 }
 
-async fn insert(db: &Db, t: &TaskRow, items: &[ItemRow]) {
+async fn insert(db: &Db, t: &TaskRecord, items: &[TaskItem]) {
     let mut tx = db.begin().await.unwrap();
     tasks::insert(&mut tx, t).await.unwrap();
     tasks::insert_items(&mut tx, items).await.unwrap();
@@ -78,7 +79,7 @@ async fn task_leases(store: Store) {
         (claimed.id.as_str(), claimed.status.as_str()),
         ("t1", "running")
     );
-    assert_eq!(claimed.params.0, serde_json::json!({"p": 1}));
+    assert_eq!(claimed.params, serde_json::json!({"p": 1}));
     // While the lease runs, nobody else takes it, and only its holder records progress.
     assert_eq!(tasks::claim(db, KIND, other, 150, 250).await.unwrap(), None);
     let mut tx = db.begin().await.unwrap();
@@ -108,7 +109,7 @@ async fn task_leases(store: Store) {
             .unwrap()
     );
     assert!(
-        !tasks::finish(&mut tx, "t1", holder, "completed", None, 302)
+        !tasks::finish(&mut tx, "t1", holder, TaskStatus::Completed, None, 302)
             .await
             .unwrap()
     );
@@ -127,7 +128,7 @@ async fn task_leases(store: Store) {
     assert_eq!(third.id, "t1");
     let mut tx = db.begin().await.unwrap();
     assert!(
-        tasks::finish(&mut tx, "t1", holder, "failed", Some("boom"), 304)
+        tasks::finish(&mut tx, "t1", holder, TaskStatus::Failed, Some("boom"), 304)
             .await
             .unwrap()
     );
@@ -151,13 +152,13 @@ async fn item_claims(store: Store) {
     let t = TestDb::new(store).await;
     let db = &t.db;
     create_tenant(db, "a").await.unwrap();
-    let items: Vec<ItemRow> = (1..=10).map(|seq| item("t1", seq)).collect();
+    let items: Vec<TaskItem> = (1..=10).map(|seq| item("t1", seq)).collect();
     insert(db, &task("t1", "a", 10), &items).await;
 
     let found = tasks::with_claimable_items(db, &[KIND], 100).await.unwrap();
     assert_eq!(found.map(|t| t.id).as_deref(), Some("t1"));
     assert_eq!(
-        tasks::with_claimable_items(db, &["other-kind"], 100)
+        tasks::with_claimable_items(db, &[TaskKind::ProvisionLinks], 100)
             .await
             .unwrap(),
         None
@@ -175,7 +176,7 @@ async fn item_claims(store: Store) {
         x.len(),
         y.len()
     );
-    let seqs = |v: &[ItemRow]| v.iter().map(|i| i.seq).collect::<BTreeSet<_>>();
+    let seqs = |v: &[TaskItem]| v.iter().map(|i| i.seq).collect::<BTreeSet<_>>();
     assert!(seqs(&x).is_disjoint(&seqs(&y)), "no item is claimed twice");
     assert!(x.windows(2).all(|w| w[0].seq < w[1].seq), "in order");
     assert!(
@@ -237,14 +238,14 @@ async fn item_claims(store: Store) {
     let mut tx = db.begin().await.unwrap();
     let done = tasks::lock_if_done(&mut tx, "t1").await.unwrap().unwrap();
     assert_eq!((done.completed_items, done.failed_items), (5, 5));
-    tasks::complete(&mut tx, "t1", "completed", 260)
+    tasks::complete(&mut tx, "t1", TaskStatus::Completed, 260)
         .await
         .unwrap();
     tx.commit().await.unwrap();
     let mut tx = db.begin().await.unwrap();
     assert_eq!(tasks::lock_if_done(&mut tx, "t1").await.unwrap(), None);
     drop(tx);
-    let (failed, total) = tasks::items(db, "t1", Some("failed"), 0, 100)
+    let (failed, total) = tasks::items(db, "t1", Some(ItemStatus::Failed), 0, 100)
         .await
         .unwrap();
     assert_eq!((failed.len(), total), (5, 5));
@@ -301,9 +302,9 @@ async fn item_claims_take_one_batch(store: Store) {
     let t = TestDb::new(store).await;
     let db = &t.db;
     create_tenant(db, "a").await.unwrap();
-    let items: Vec<ItemRow> = (1..=10).map(|seq| item("t1", seq)).collect();
+    let items: Vec<TaskItem> = (1..=10).map(|seq| item("t1", seq)).collect();
     insert(db, &task("t1", "a", 10), &items).await;
-    let seqs = |v: Vec<ItemRow>| v.into_iter().map(|i| i.seq).collect::<Vec<_>>();
+    let seqs = |v: Vec<TaskItem>| v.into_iter().map(|i| i.seq).collect::<Vec<_>>();
     let first = tasks::claim_items(db, "t1", "w1", 100, 200, 4)
         .await
         .unwrap();

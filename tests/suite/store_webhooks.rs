@@ -5,16 +5,17 @@
 use std::collections::BTreeSet;
 
 use simvault::domain::event::{DomainEvent, TaskCompletion};
+use simvault::domain::webhook::{DueDelivery, WebhookSubscription};
 use simvault::store::outbox;
-use simvault::store::webhooks::{self, Attempt, NewDelivery, WebhookRow};
+use simvault::store::webhooks::{self, Attempt, NewDelivery};
 use simvault::store::{Db, StoreError};
 use simvault::vault::IntegrityKey;
 
 use crate::helpers::{Store, TestDb, both_stores, raw_sql};
 use crate::store_contract::{create_tenant, test_key};
 
-fn hook(id: &str, tenant: &str) -> WebhookRow {
-    WebhookRow {
+fn hook(id: &str, tenant: &str) -> WebhookSubscription {
+    WebhookSubscription {
         id: id.into(),
         tenant_id: tenant.into(),
         url: format!("https://{id}.example/hook"),
@@ -38,7 +39,7 @@ fn event(id: &str, tenant: &str, at: i64) -> DomainEvent {
     DomainEvent::task_completed(tenant, task, at)
 }
 
-async fn add_hook(db: &Db, key: &IntegrityKey, w: &WebhookRow) {
+async fn add_hook(db: &Db, key: &IntegrityKey, w: &WebhookSubscription) {
     let mut tx = db.begin().await.unwrap();
     webhooks::insert(&mut tx, key, w).await.unwrap();
     tx.commit().await.unwrap();
@@ -91,7 +92,7 @@ async fn webhooks_are_tenant_scoped(store: Store) {
         Some(hook("h1", "a"))
     );
     assert_eq!(webhooks::get(db, &key, "b", "h1").await.unwrap(), None);
-    let ids = |v: Vec<WebhookRow>| v.into_iter().map(|w| w.id).collect::<Vec<_>>();
+    let ids = |v: Vec<WebhookSubscription>| v.into_iter().map(|w| w.id).collect::<Vec<_>>();
     assert_eq!(ids(webhooks::list(db, &key, "a").await.unwrap()), ["h1"]);
     assert_eq!(ids(webhooks::list(db, &key, "b").await.unwrap()), ["h2"]);
     let mut tx = db.begin().await.unwrap();
@@ -159,7 +160,7 @@ async fn delivery_claims(store: Store) {
         webhooks::claim_due(db, &key, "w3", 5, 100, 4, &[])
     );
     let (x, y) = (x.unwrap(), y.unwrap());
-    let ids = |v: &[webhooks::DueDelivery]| v.iter().map(|d| d.id.clone()).collect::<BTreeSet<_>>();
+    let ids = |v: &[DueDelivery]| v.iter().map(|d| d.id.clone()).collect::<BTreeSet<_>>();
     assert!(ids(&x).is_disjoint(&ids(&y)) && ids(&first).is_disjoint(&ids(&x)));
     assert!(ids(&first).is_disjoint(&ids(&y)));
     let rest = webhooks::claim_due(db, &key, "w4", 5, 100, 10, &[])

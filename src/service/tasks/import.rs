@@ -14,16 +14,16 @@ use super::{Batch, Grant, Tasks, failed, pending_item, succeeded};
 use crate::domain::event::{DomainEvent, SimChange};
 use crate::domain::link;
 use crate::domain::sim::SecretChanges;
+use crate::domain::task::{ItemStatus, TaskItem, TaskKind};
 use crate::domain::{Principal, Sim, SimInput, Task, TenantId, ValidationErrors};
 use crate::policy::{Action, Decision};
 use crate::service::audit::Event;
 use crate::service::{ServiceError, ServiceResult};
 use crate::store::outbox;
 use crate::store::sims as sim_repo;
-use crate::store::tasks::ItemRow;
 use crate::vault;
 
-pub const IMPORT_TASK: &str = "import";
+pub const IMPORT_TASK: TaskKind = TaskKind::Import;
 
 /// One row of an import: where it came from, and the SIM it asks for or why it is invalid.
 #[derive(Debug)]
@@ -68,7 +68,7 @@ pub struct ImportBatch {
     task_id: String,
     tenant: TenantId,
     task_key: vault::Key,
-    items: Vec<ItemRow>,
+    items: Vec<TaskItem>,
 }
 
 impl std::fmt::Debug for ImportBatch {
@@ -105,7 +105,7 @@ impl ImportBatch {
         if self.items.len() >= link::MAX_BULK_ITEMS {
             return Err(too_many_rows().into());
         }
-        let mut item = ItemRow {
+        let mut item = TaskItem {
             line: Some(row.line),
             ..pending_item(&self.task_id, self.items.len())
         };
@@ -125,7 +125,7 @@ impl ImportBatch {
                 item.input = Some(vault::seal(&self.task_key, &text, &aad)?);
             }
             Err(errors) => {
-                item.status = "failed".into();
+                item.status = ItemStatus::Failed;
                 item.error = Some(describe(&errors));
             }
         }

@@ -8,15 +8,15 @@ use crate::domain::Principal;
 use crate::domain::Task;
 use crate::domain::ValidationErrors;
 use crate::domain::link::{self, Link};
+use crate::domain::task::{TaskItem, TaskKind};
 use crate::policy::{Action, Decision};
 use crate::service::audit::Event;
 use crate::service::{Page, Plans, ServiceError, ServiceResult};
 use crate::store::links::{self as link_repo, Refused};
 use crate::store::sims::{self as sim_repo, SimKey};
-use crate::store::tasks::ItemRow;
 use crate::store::{StoreError, plans as plan_repo};
 
-pub const LINKS_TASK: &str = "provision_links";
+pub const LINKS_TASK: TaskKind = TaskKind::ProvisionLinks;
 
 /// `POST /v1/sims/bulk/provision-links`, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,11 +82,11 @@ impl Tasks {
             return Err(errors.into());
         }
         let task_id = uuid::Uuid::new_v4().to_string();
-        let items: Vec<ItemRow> = request
+        let items: Vec<TaskItem> = request
             .sim_ids
             .iter()
             .enumerate()
-            .map(|(i, sim)| ItemRow {
+            .map(|(i, sim)| TaskItem {
                 sim_id: Some(sim.to_string()),
                 ..pending_item(&task_id, i)
             })
@@ -169,7 +169,7 @@ impl Tasks {
     pub(super) async fn links_batch(&self, batch: Batch<'_>) -> ServiceResult<()> {
         let (task, items) = (batch.task, batch.items.as_slice());
         let tenant = task.tenant_id.as_str();
-        let params = &task.params.0;
+        let params = &task.params;
         let prefix = params["name_prefix"]
             .as_str()
             .unwrap_or_default()

@@ -27,10 +27,12 @@ use tokio::sync::watch;
 
 use super::audit::Event;
 use super::{ServiceError, ServiceResult};
+use crate::domain::audit::AuditOutcome;
 use crate::domain::event::{DomainEvent, TaskCompletion};
+use crate::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
 use crate::domain::{Principal, Task, TenantId};
 use crate::policy::Action;
-use crate::store::tasks::{self, ItemRow, Outcome, TaskRow};
+use crate::store::tasks::{self, Outcome};
 use crate::store::{Tx, outbox};
 
 pub use import::{IMPORT_TASK, ImportBatch, ImportGrant, ImportRow};
@@ -48,7 +50,7 @@ crate::service::capability! {
 }
 
 /// The kinds worked on item by item.
-const ITEM_KINDS: [&str; 2] = [IMPORT_TASK, LINKS_TASK];
+const ITEM_KINDS: [TaskKind; 2] = [IMPORT_TASK, LINKS_TASK];
 /// Items leased and committed together.
 const BATCH: i64 = 500;
 
@@ -65,17 +67,17 @@ pub struct Grant<K> {
 
 /// A leased batch of a task's items, for its kind to work on.
 struct Batch<'a> {
-    task: &'a TaskRow,
+    task: &'a TaskRecord,
     /// Who queued the task: the batch's records are theirs, though a worker writes them.
     actor: Principal,
-    items: Vec<ItemRow>,
+    items: Vec<TaskItem>,
     /// The worker holding the lease.
     owner: &'a str,
 }
 
 /// Who queued `task`: its records are theirs, though a worker writes them later.
-fn actor_of(task: &TaskRow) -> ServiceResult<Principal> {
-    let mut actor = task.params.0["actor"].clone();
+fn actor_of(task: &TaskRecord) -> ServiceResult<Principal> {
+    let mut actor = task.params["actor"].clone();
     // Tasks queued by the first release stored the actor without its tenant, the task's.
     if let Some(fields) = actor.as_object_mut() {
         fields
@@ -93,7 +95,11 @@ fn actor_of(task: &TaskRow) -> ServiceResult<Principal> {
 }
 
 /// The leased `items` of `task`, with who queued the task.
-fn batch<'a>(task: &'a TaskRow, items: Vec<ItemRow>, owner: &'a str) -> ServiceResult<Batch<'a>> {
+fn batch<'a>(
+    task: &'a TaskRecord,
+    items: Vec<TaskItem>,
+    owner: &'a str,
+) -> ServiceResult<Batch<'a>> {
     Ok(Batch {
         task,
         actor: actor_of(task)?,
@@ -117,12 +123,12 @@ fn lease_micros(lease: Duration) -> i64 {
 
 /// A pending item of task `task_id` at `index` (from 0; items are numbered from 1), with
 /// nothing attached yet.
-fn pending_item(task_id: &str, index: usize) -> ItemRow {
-    ItemRow {
+fn pending_item(task_id: &str, index: usize) -> TaskItem {
+    TaskItem {
         task_id: task_id.to_owned(),
         seq: i64::try_from(index).unwrap_or(i64::MAX) + 1,
         line: None,
-        status: "pending".into(),
+        status: ItemStatus::Pending,
         input: None,
         sim_id: None,
         result: None,
@@ -156,16 +162,16 @@ fn failed(seq: i64, error: &str) -> Outcome {
 fn pending_task(
     id: &str,
     tenant: &str,
-    kind: &str,
+    kind: TaskKind,
     params: serde_json::Value,
     now: i64,
-) -> TaskRow {
-    TaskRow {
+) -> TaskRecord {
+    TaskRecord {
         id: id.to_owned(),
         tenant_id: tenant.to_owned(),
-        kind: kind.to_owned(),
-        status: "pending".into(),
-        params: sqlx::types::Json(params),
+        kind,
+        status: TaskStatus::Pending,
+        params,
         total_items: 0,
         completed_items: 0,
         failed_items: 0,
@@ -192,17 +198,22 @@ impl Tasks {
     async fn queue_task(
         &self,
         tx: &mut Tx,
-        (id, tenant, kind): (&str, &str, &str),
+        (id, tenant, kind): (&str, &str, TaskKind),
         params: serde_json::Value,
         key: Option<(i64, Vec<u8>)>,
-        items: &[ItemRow],
-    ) -> ServiceResult<TaskRow> {
+        items: &[TaskItem],
+    ) -> ServiceResult<TaskRecord> {
         let now = self.core.clock.now();
         let (kek_version, wrapped_key) = key.unzip();
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        let task = TaskRow {
+        let task = TaskRecord {
             total_items: count(items.len()),
-            failed_items: count(items.iter().filter(|i| i.status == "failed").count()),
+            failed_items: count(
+                items
+                    .iter()
+                    .filter(|i| i.status == ItemStatus::Failed)
+                    .count(),
+            ),
             kek_version,
             wrapped_key,
             ..pending_task(id, tenant, kind, params, now)
@@ -221,7 +232,7 @@ impl Tasks {
         (action, reason): (Action, &str),
         policy_ids: Vec<String>,
     ) -> ServiceResult<()> {
-        let event = Event::tenant_wide(action, "allowed", Some(reason), policy_ids);
+        let event = Event::tenant_wide(action, AuditOutcome::Allowed, Some(reason), policy_ids);
         self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         self.tasks_ready.notify_waiters();
@@ -254,7 +265,7 @@ impl Tasks {
         action: Action,
         reason: &str,
     ) -> ServiceResult<()> {
-        let event = Event::tenant_wide(action, "completed", Some(reason), Vec::new());
+        let event = Event::tenant_wide(action, AuditOutcome::Completed, Some(reason), Vec::new());
         let tenant = TenantId::parse(tenant).map_err(|e| ServiceError::Internal(e.into()))?;
         self.core
             .audit_in(tx, &Principal::local(tenant, subject), event)
@@ -274,7 +285,7 @@ impl Tasks {
         let Some(row) = self.task_row(tenant, id).await? else {
             return Ok(None);
         };
-        let worked = if row.status == "completed" || row.status == "failed" {
+        let worked = if row.status.is_finished() {
             false
         } else {
             self.work_on(&row, owner, lease).await?
@@ -301,7 +312,7 @@ impl Tasks {
     /// none is left. Returns whether it leased anything.
     pub async fn work_on(
         &self,
-        task: &TaskRow,
+        task: &TaskRecord,
         owner: &str,
         lease: Duration,
     ) -> ServiceResult<bool> {
@@ -313,7 +324,7 @@ impl Tasks {
             self.finish_if_done(&task.id).await?;
             return Ok(false);
         }
-        match task.kind.as_str() {
+        match task.kind {
             IMPORT_TASK => self.import_batch(batch(task, items, owner)?).await?,
             LINKS_TASK => self.links_batch(batch(task, items, owner)?).await?,
             other => {
@@ -334,8 +345,8 @@ impl Tasks {
             return Ok(());
         };
         let now = self.core.clock.now();
-        tasks::complete(&mut tx, task_id, "completed", now).await?;
-        self.emit_task_completed(&mut tx, &task, "completed", now)
+        tasks::complete(&mut tx, task_id, TaskStatus::Completed, now).await?;
+        self.emit_task_completed(&mut tx, &task, TaskStatus::Completed, now)
             .await?;
         let action = if task.kind == IMPORT_TASK {
             Action::ImportSims
@@ -357,14 +368,14 @@ impl Tasks {
     async fn emit_task_completed(
         &self,
         tx: &mut Tx,
-        task: &TaskRow,
-        status: &str,
+        task: &TaskRecord,
+        status: TaskStatus,
         now: i64,
     ) -> ServiceResult<()> {
         let completion = TaskCompletion {
             task_id: task.id.clone(),
-            kind: task.kind.clone(),
-            status: status.to_owned(),
+            kind: task.kind.as_str().to_owned(),
+            status: status.as_str().to_owned(),
             total_items: task.total_items,
             completed_items: task.completed_items,
             failed_items: task.failed_items,

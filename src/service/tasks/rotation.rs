@@ -7,15 +7,17 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{Tasks, lease_micros, pending_task};
-use crate::domain::task::KEK_ROTATION_DUE_AT;
+use crate::domain::audit::AuditOutcome;
+use crate::domain::keys::{KeyState, StaleDek, TenantKey};
+use crate::domain::task::{KEK_ROTATION_DUE_AT, TaskKind, TaskRecord, TaskStatus};
 use crate::domain::{KeyVersion, Principal, Task};
 use crate::policy::Action;
 use crate::service::{Admin, ServiceError, ServiceResult};
-use crate::store::keys::{self, TenantKeyRow};
+use crate::store::keys;
 use crate::store::tasks;
 use crate::vault;
 
-pub const ROTATION_TASK: &str = "key_rotation";
+pub const ROTATION_TASK: TaskKind = TaskKind::KeyRotation;
 const BATCH: i64 = 200;
 
 /// The state of a tenant's keys.
@@ -50,12 +52,12 @@ impl Tasks {
         self.core.check_root(&mut tx).await?;
         let (_, wrapped) = self.core.keyring.new_kek(tenant, version)?;
         let now = self.core.clock.now();
-        let row = TenantKeyRow {
+        let row = TenantKey {
             tenant_id: tenant.to_owned(),
             version,
             format: vault::FORMAT,
             wrapped_key: wrapped,
-            state: "active".into(),
+            state: KeyState::Active,
             wrapped_deks: 0,
             created_at: now,
             retired_at: None,
@@ -66,7 +68,7 @@ impl Tasks {
             ));
         }
         keys::retire_older(&mut tx, &*self.core.row_key()?, tenant, version).await?;
-        let task = tasks::TaskRow {
+        let task = TaskRecord {
             total_items: keys::count_below(&self.core.db, tenant, version).await?,
             ..pending_task(
                 &uuid::Uuid::new_v4().to_string(),
@@ -111,7 +113,7 @@ impl Admin {
             .collect();
         let rotation_due = versions
             .iter()
-            .filter(|v| v.state == "active")
+            .filter(|v| v.state == KeyState::Active)
             .any(|v| v.wrapped_deks >= KEK_ROTATION_DUE_AT);
         Ok(KeyStatus {
             versions,
@@ -136,7 +138,7 @@ impl Tasks {
         else {
             return Ok(None);
         };
-        let target = task.params.0["to_version"].as_i64().ok_or_else(|| {
+        let target = task.params["to_version"].as_i64().ok_or_else(|| {
             ServiceError::Internal("rotation task without a target version".into())
         })?;
         let tenant = task.tenant_id.clone();
@@ -153,10 +155,10 @@ impl Tasks {
             if stale.is_empty() {
                 keys::retire_unused(&mut tx, &*self.core.row_key()?, &tenant, target, now).await?;
                 if let Some(current) = tasks::lock_if_done(&mut tx, &task.id).await? {
-                    self.emit_task_completed(&mut tx, &current, "completed", now)
+                    self.emit_task_completed(&mut tx, &current, TaskStatus::Completed, now)
                         .await?;
                 }
-                tasks::finish(&mut tx, &task.id, owner, "completed", None, now).await?;
+                tasks::finish(&mut tx, &task.id, owner, TaskStatus::Completed, None, now).await?;
                 let reason = format!("key version {target}, task {}", task.id);
                 self.audit_completed(
                     &mut tx,
@@ -206,7 +208,7 @@ impl Tasks {
     async fn rewrap(
         &self,
         tenant: &str,
-        dek: &keys::StaleDek,
+        dek: &StaleDek,
         target: i64,
         new_kek: &vault::Key,
     ) -> ServiceResult<Vec<u8>> {
@@ -267,7 +269,7 @@ pub async fn move_root(
         &mut tx,
         actor,
         action,
-        "completed",
+        AuditOutcome::Completed,
         &format!("{} tenant key version(s) re-wrapped", keks.len()),
         now,
     )

@@ -2,10 +2,11 @@
 //! does (`simvault import`, `simvault keys rotate`).
 
 use super::Tasks;
+use crate::domain::task::{ItemStatus, TaskItem, TaskRecord};
 use crate::domain::{Principal, Task, TenantId};
 use crate::policy::{Action, Context, Resource};
 use crate::service::{Page, ServiceError, ServiceResult};
-use crate::store::tasks::{self, ItemRow, TaskRow};
+use crate::store::tasks;
 
 /// One item of a task as its owner sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,14 +14,14 @@ pub struct Item {
     pub seq: i64,
     pub line: Option<i64>,
     pub sim_id: Option<uuid::Uuid>,
-    pub status: String,
+    pub status: ItemStatus,
     pub result: Option<serde_json::Value>,
     pub error: Option<String>,
 }
 
-impl TryFrom<ItemRow> for Item {
+impl TryFrom<TaskItem> for Item {
     type Error = ServiceError;
-    fn try_from(r: ItemRow) -> ServiceResult<Item> {
+    fn try_from(r: TaskItem) -> ServiceResult<Item> {
         Ok(Item {
             seq: r.seq,
             line: r.line,
@@ -36,9 +37,9 @@ impl TryFrom<ItemRow> for Item {
     }
 }
 
-impl TryFrom<TaskRow> for Task {
+impl TryFrom<TaskRecord> for Task {
     type Error = ServiceError;
-    fn try_from(r: TaskRow) -> ServiceResult<Task> {
+    fn try_from(r: TaskRecord) -> ServiceResult<Task> {
         Ok(Task {
             id: r
                 .id
@@ -111,7 +112,7 @@ impl Tasks {
         &self,
         tenant: &TenantId,
         id: uuid::Uuid,
-    ) -> ServiceResult<Option<TaskRow>> {
+    ) -> ServiceResult<Option<TaskRecord>> {
         Ok(tasks::get(&self.core.db, tenant.as_str(), &id.to_string()).await?)
     }
 
@@ -138,6 +139,10 @@ impl Tasks {
         offset: i64,
         limit: i64,
     ) -> ServiceResult<(Vec<Item>, i64)> {
+        let status = status
+            .map(ItemStatus::parse)
+            .transpose()
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let (rows, total) =
             tasks::items(&self.core.db, &id.to_string(), status, offset, limit).await?;
         let items = rows

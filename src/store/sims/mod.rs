@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use sqlx::types::Json;
 
 use super::{Db, SqlBuilder, StoreError, StoreResult, Tx, bind_all, on_pool, on_tx};
+use crate::domain::keys::{SealedSecret, WrappedDek};
 use crate::domain::link::LinkRef;
 use crate::domain::sim::{SimState, SimType};
 use crate::domain::sqn::AuthData;
@@ -438,12 +439,7 @@ pub async fn get_with_secrets(
     integrity: &IntegrityKey,
     tenant_id: &str,
     key: &SimKey,
-) -> StoreResult<
-    Option<(
-        Sim,
-        Option<(super::keys::DekRow, Vec<super::keys::SecretRow>)>,
-    )>,
-> {
+) -> StoreResult<Option<(Sim, Option<(WrappedDek, Vec<SealedSecret>)>)>> {
     let mut b = SqlBuilder::default();
     b.push("SELECT ");
     b.push(&SQL.prefixed);
@@ -472,7 +468,7 @@ pub async fn get_with_secrets(
         first.dek_format,
         first.dek_wrapped.clone(),
     ) {
-        (Some(kek_version), Some(format), Some(wrapped_dek)) => Some(super::keys::DekRow {
+        (Some(kek_version), Some(format), Some(wrapped_dek)) => Some(WrappedDek {
             kek_version,
             format,
             wrapped_dek,
@@ -481,7 +477,7 @@ pub async fn get_with_secrets(
     };
     let secret =
         |r: &SimWithSecretRow| match (&r.secret_field, r.secret_format, &r.secret_ciphertext) {
-            (Some(field), Some(format), Some(ciphertext)) => Some(super::keys::SecretRow {
+            (Some(field), Some(format), Some(ciphertext)) => Some(SealedSecret {
                 field: field.clone(),
                 format,
                 ciphertext: ciphertext.clone(),

@@ -5,7 +5,13 @@
 //! retirement time (which version wraps new DEKs), and every read checks it. The wrapping
 //! itself needs no MAC: its AES-GCM associated data binds it to tenant and version already.
 
+mod deks;
+
+// The DEK half, at the paths its callers use (`keys::dek`, `keys::shred`, …).
+pub use deks::*;
+
 use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
+use crate::domain::keys::{KeyState, TenantKey};
 use crate::vault::{IntegrityKey, Purpose, RowParts};
 
 /// The root-key check blob, if this database has one; inside a transaction, locked until it
@@ -39,16 +45,32 @@ pub async fn insert_root_check(
 }
 
 /// A tenant KEK version as stored (wrapped by the root key).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct TenantKeyRow {
-    pub tenant_id: String,
-    pub version: i64,
-    pub format: i64,
-    pub wrapped_key: Vec<u8>,
-    pub state: String,
-    pub wrapped_deks: i64,
-    pub created_at: i64,
-    pub retired_at: Option<i64>,
+#[derive(sqlx::FromRow)]
+struct TenantKeyRow {
+    tenant_id: String,
+    version: i64,
+    format: i64,
+    wrapped_key: Vec<u8>,
+    state: String,
+    wrapped_deks: i64,
+    created_at: i64,
+    retired_at: Option<i64>,
+}
+
+impl TryFrom<TenantKeyRow> for TenantKey {
+    type Error = StoreError;
+    fn try_from(r: TenantKeyRow) -> StoreResult<Self> {
+        Ok(TenantKey {
+            tenant_id: r.tenant_id,
+            version: r.version,
+            format: r.format,
+            wrapped_key: r.wrapped_key,
+            state: KeyState::parse(&r.state)?,
+            wrapped_deks: r.wrapped_deks,
+            created_at: r.created_at,
+            retired_at: r.retired_at,
+        })
+    }
 }
 
 const KEY_COLUMNS: &str =
@@ -71,14 +93,25 @@ fn key_parts(tenant: &str, version: i64, state: &str, retired_at: Option<i64>) -
         .opt_int(retired_at)
 }
 
-fn key_mac(integrity: &IntegrityKey, row: &TenantKeyRow) -> Vec<u8> {
+fn key_mac(integrity: &IntegrityKey, row: &TenantKey) -> Vec<u8> {
+    let parts = key_parts(
+        &row.tenant_id,
+        row.version,
+        row.state.as_str(),
+        row.retired_at,
+    );
+    integrity.mac_row(Purpose::TenantKey, &parts).to_vec()
+}
+
+/// [`key_mac`] of a row as stored, whatever its state's text.
+fn stored_key_mac(integrity: &IntegrityKey, row: &TenantKeyRow) -> Vec<u8> {
     let parts = key_parts(&row.tenant_id, row.version, &row.state, row.retired_at);
     integrity.mac_row(Purpose::TenantKey, &parts).to_vec()
 }
 
 impl StoredKey {
-    /// The one way from a stored KEK row to a [`TenantKeyRow`]: checked against its MAC.
-    fn checked(self, integrity: &IntegrityKey) -> StoreResult<TenantKeyRow> {
+    /// The one way from a stored KEK row to a [`TenantKey`]: checked against its MAC.
+    fn checked(self, integrity: &IntegrityKey) -> StoreResult<TenantKey> {
         let r = &self.row;
         integrity.check_row(
             Purpose::TenantKey,
@@ -86,11 +119,11 @@ impl StoredKey {
             &key_parts(&r.tenant_id, r.version, &r.state, r.retired_at),
             self.mac.as_deref(),
         )?;
-        Ok(self.row)
+        self.row.try_into()
     }
 }
 
-fn checked_all(integrity: &IntegrityKey, rows: Vec<StoredKey>) -> StoreResult<Vec<TenantKeyRow>> {
+fn checked_all(integrity: &IntegrityKey, rows: Vec<StoredKey>) -> StoreResult<Vec<TenantKey>> {
     rows.into_iter().map(|r| r.checked(integrity)).collect()
 }
 
@@ -101,11 +134,11 @@ pub async fn active_kek(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &str,
-) -> StoreResult<Option<TenantKeyRow>> {
+) -> StoreResult<Option<TenantKey>> {
     Ok(keks(conn, integrity, tenant)
         .await?
         .into_iter()
-        .filter(|r| r.state == "active")
+        .filter(|r| r.state == KeyState::Active)
         .max_by_key(|r| r.version))
 }
 
@@ -115,7 +148,7 @@ pub async fn kek(
     integrity: &IntegrityKey,
     tenant: &str,
     version: i64,
-) -> StoreResult<Option<TenantKeyRow>> {
+) -> StoreResult<Option<TenantKey>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version = $2"
@@ -133,7 +166,7 @@ pub async fn keks(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &str,
-) -> StoreResult<Vec<TenantKeyRow>> {
+) -> StoreResult<Vec<TenantKey>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 ORDER BY version"
@@ -147,7 +180,7 @@ pub async fn keks(
 pub async fn insert_kek(
     tx: &mut Tx,
     integrity: &IntegrityKey,
-    row: &TenantKeyRow,
+    row: &TenantKey,
 ) -> StoreResult<bool> {
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO tenant_keys (tenant_id, version, format, wrapped_key, state, wrapped_deks, \
@@ -157,7 +190,7 @@ pub async fn insert_kek(
         .bind(row.version)
         .bind(row.format)
         .bind(&row.wrapped_key)
-        .bind(&row.state)
+        .bind(row.state.as_str())
         .bind(row.wrapped_deks)
         .bind(row.created_at)
         .bind(row.retired_at)
@@ -168,197 +201,22 @@ pub async fn insert_kek(
     .map_err(StoreError::from_write)
 }
 
-/// A SIM's wrapped DEK.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct DekRow {
-    pub kek_version: i64,
-    pub format: i64,
-    pub wrapped_dek: Vec<u8>,
-}
-
-pub async fn dek(conn: impl Into<Conn<'_>>, sim_id: &uuid::Uuid) -> StoreResult<Option<DekRow>> {
-    let mut conn = conn.into();
-    Ok(on_conn!(conn, c => sqlx::query_as(
-        "SELECT kek_version, format, wrapped_dek FROM sim_deks WHERE sim_id = $1")
-        .bind(sim_id.to_string())
-        .fetch_optional(c)
-        .await)?)
-}
-
-pub async fn insert_dek(
-    tx: &mut Tx,
-    tenant: &str,
-    sim_id: &uuid::Uuid,
-    row: &DekRow,
-    now: i64,
-) -> StoreResult<()> {
-    on_tx!(tx, c => sqlx::query(
-        "INSERT INTO sim_deks (sim_id, tenant_id, kek_version, format, wrapped_dek, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6)")
-        .bind(sim_id.to_string())
-        .bind(tenant)
-        .bind(row.kek_version)
-        .bind(row.format)
-        .bind(&row.wrapped_dek)
-        .bind(now)
-        .execute(&mut *c)
-        .await
-        .map(|_| ()))
-    .map_err(StoreError::from_write)
-}
-
-/// Inserts the DEKs of new SIMs of one tenant: `(sim id, wrapped DEK)`.
-pub async fn insert_deks(
-    tx: &mut Tx,
-    tenant: &str,
-    deks: &[(String, DekRow)],
-    now: i64,
-) -> StoreResult<()> {
-    for chunk in deks.chunks(1000) {
-        let sql = format!(
-            "INSERT INTO sim_deks (sim_id, tenant_id, kek_version, format, wrapped_dek, created_at, updated_at) \
-             VALUES {}",
-            super::placeholders(chunk.len(), 7)
-        );
-        on_tx!(tx, c => {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-            for (sim_id, row) in chunk {
-                q = q
-                    .bind(sim_id)
-                    .bind(tenant)
-                    .bind(row.kek_version)
-                    .bind(row.format)
-                    .bind(&row.wrapped_dek)
-                    .bind(now)
-                    .bind(now);
-            }
-            q.execute(&mut *c).await.map(|_| ())
-        })
-        .map_err(StoreError::from_write)?;
-    }
-    Ok(())
-}
-
-/// One sealed secret field of a new SIM.
-#[derive(Debug, Clone)]
-pub struct NewSecret {
-    pub sim_id: String,
-    pub field: &'static str,
-    pub ciphertext: Vec<u8>,
-}
-
-/// Inserts the sealed fields of new SIMs.
-pub async fn insert_secrets(
-    tx: &mut Tx,
-    secrets: &[NewSecret],
-    format: i64,
-    now: i64,
-) -> StoreResult<()> {
-    for chunk in secrets.chunks(2000) {
-        let sql = format!(
-            "INSERT INTO sim_secrets (sim_id, field, format, ciphertext, updated_at) VALUES {}",
-            super::placeholders(chunk.len(), 5)
-        );
-        on_tx!(tx, c => {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-            for s in chunk {
-                q = q
-                    .bind(&s.sim_id)
-                    .bind(s.field)
-                    .bind(format)
-                    .bind(&s.ciphertext)
-                    .bind(now);
-            }
-            q.execute(&mut *c).await.map(|_| ())
-        })
-        .map_err(StoreError::from_write)?;
-    }
-    Ok(())
-}
-
-/// Writes one encrypted field (insert or replace).
-pub async fn put_secret(
-    tx: &mut Tx,
-    sim_id: &uuid::Uuid,
-    field: &str,
-    format: i64,
-    ciphertext: &[u8],
-    now: i64,
-) -> StoreResult<()> {
-    on_tx!(tx, c => sqlx::query(
-        "INSERT INTO sim_secrets (sim_id, field, format, ciphertext, updated_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (sim_id, field) DO UPDATE SET format = excluded.format, \
-         ciphertext = excluded.ciphertext, updated_at = excluded.updated_at")
-        .bind(sim_id.to_string())
-        .bind(field)
-        .bind(format)
-        .bind(ciphertext)
-        .bind(now)
-        .execute(&mut *c)
-        .await
-        .map(|_| ()))?;
-    Ok(())
-}
-
-/// One encrypted field of a SIM: `(format, ciphertext)`.
-pub async fn secret(
-    conn: impl Into<Conn<'_>>,
-    sim_id: &uuid::Uuid,
-    field: &str,
-) -> StoreResult<Option<(i64, Vec<u8>)>> {
-    let mut conn = conn.into();
-    Ok(on_conn!(conn, c => sqlx::query_as(
-        "SELECT format, ciphertext FROM sim_secrets WHERE sim_id = $1 AND field = $2")
-        .bind(sim_id.to_string())
-        .bind(field)
-        .fetch_optional(c)
-        .await)?)
-}
-
-pub async fn delete_secret(tx: &mut Tx, sim_id: &uuid::Uuid, field: &str) -> StoreResult<()> {
-    on_tx!(tx, c => sqlx::query("DELETE FROM sim_secrets WHERE sim_id = $1 AND field = $2")
-        .bind(sim_id.to_string())
-        .bind(field)
-        .execute(&mut *c)
-        .await
-        .map(|_| ()))?;
-    Ok(())
-}
-
-/// One encrypted field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretRow {
-    pub field: String,
-    pub format: i64,
-    pub ciphertext: Vec<u8>,
-}
-
-/// Crypto-shredding: destroys a SIM's DEK and every ciphertext made with it.
-pub async fn shred(tx: &mut Tx, sim_id: &uuid::Uuid) -> StoreResult<()> {
-    let id = sim_id.to_string();
-    on_tx!(tx, c => {
-        sqlx::query("DELETE FROM sim_secrets WHERE sim_id = $1").bind(&id).execute(&mut *c).await?;
-        sqlx::query("DELETE FROM sim_deks WHERE sim_id = $1").bind(&id).execute(&mut *c).await.map(|_| ())
-    })?;
-    Ok(())
-}
-
 /// Moves a checked KEK row to `state` (and `retired_at`), with its new MAC.
 async fn set_state(
     tx: &mut Tx,
     integrity: &IntegrityKey,
-    mut row: TenantKeyRow,
-    state: &str,
+    mut row: TenantKey,
+    state: KeyState,
     retired_at: Option<i64>,
 ) -> StoreResult<()> {
-    state.clone_into(&mut row.state);
+    row.state = state;
     row.retired_at = retired_at;
     on_tx!(tx, c => sqlx::query(
         "UPDATE tenant_keys SET state = $3, retired_at = $4, mac = $5 \
          WHERE tenant_id = $1 AND version = $2")
         .bind(&row.tenant_id)
         .bind(row.version)
-        .bind(&row.state)
+        .bind(row.state.as_str())
         .bind(row.retired_at)
         .bind(key_mac(integrity, &row))
         .execute(&mut *c)
@@ -374,9 +232,9 @@ async fn below_in_state(
     integrity: &IntegrityKey,
     tenant: &str,
     version: i64,
-    state: &str,
+    state: KeyState,
     extra: &str,
-) -> StoreResult<Vec<TenantKeyRow>> {
+) -> StoreResult<Vec<TenantKey>> {
     let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version < $2 \
@@ -385,7 +243,7 @@ async fn below_in_state(
     let rows = on_tx!(tx, c => sqlx::query_as(sql)
         .bind(tenant)
         .bind(version)
-        .bind(state)
+        .bind(state.as_str())
         .fetch_all(&mut *c)
         .await)?;
     checked_all(integrity, rows)
@@ -398,8 +256,8 @@ pub async fn retire_older(
     tenant: &str,
     version: i64,
 ) -> StoreResult<()> {
-    for row in below_in_state(tx, integrity, tenant, version, "active", "").await? {
-        set_state(tx, integrity, row, "retiring", None).await?;
+    for row in below_in_state(tx, integrity, tenant, version, KeyState::Active, "").await? {
+        set_state(tx, integrity, row, KeyState::Retiring, None).await?;
     }
     Ok(())
 }
@@ -414,87 +272,10 @@ pub async fn retire_unused(
 ) -> StoreResult<()> {
     const UNUSED: &str = " AND NOT EXISTS (SELECT 1 FROM sim_deks d \
         WHERE d.tenant_id = tenant_keys.tenant_id AND d.kek_version = tenant_keys.version)";
-    for row in below_in_state(tx, integrity, tenant, version, "retiring", UNUSED).await? {
-        set_state(tx, integrity, row, "retired", Some(now)).await?;
+    for row in below_in_state(tx, integrity, tenant, version, KeyState::Retiring, UNUSED).await? {
+        set_state(tx, integrity, row, KeyState::Retired, Some(now)).await?;
     }
     Ok(())
-}
-
-/// How many DEKs of a tenant are wrapped under a version below `version`.
-pub async fn count_below(
-    conn: impl Into<Conn<'_>>,
-    tenant: &str,
-    version: i64,
-) -> StoreResult<i64> {
-    let mut conn = conn.into();
-    Ok(on_conn!(conn, c => sqlx::query_scalar(
-        "SELECT count(*) FROM sim_deks WHERE tenant_id = $1 AND kek_version < $2")
-        .bind(tenant)
-        .bind(version)
-        .fetch_one(c)
-        .await)?)
-}
-
-/// How many DEKs each KEK version of a tenant wraps now.
-pub async fn dek_counts(conn: impl Into<Conn<'_>>, tenant: &str) -> StoreResult<Vec<(i64, i64)>> {
-    let mut conn = conn.into();
-    Ok(on_conn!(conn, c => sqlx::query_as(
-        "SELECT kek_version, count(*) FROM sim_deks WHERE tenant_id = $1 GROUP BY kek_version")
-        .bind(tenant)
-        .fetch_all(c)
-        .await)?)
-}
-
-/// A DEK still wrapped under an older KEK version.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct StaleDek {
-    pub sim_id: String,
-    pub kek_version: i64,
-    pub format: i64,
-    pub wrapped_dek: Vec<u8>,
-}
-
-/// Up to `limit` of a tenant's DEKs wrapped under versions below `version`, in SIM id order
-/// after `after`.
-pub async fn stale_deks(
-    conn: impl Into<Conn<'_>>,
-    tenant: &str,
-    version: i64,
-    after: &str,
-    limit: i64,
-) -> StoreResult<Vec<StaleDek>> {
-    let mut conn = conn.into();
-    Ok(on_conn!(conn, c => sqlx::query_as(
-        "SELECT sim_id, kek_version, format, wrapped_dek FROM sim_deks \
-         WHERE tenant_id = $1 AND kek_version < $2 AND sim_id > $3 ORDER BY sim_id LIMIT $4")
-        .bind(tenant)
-        .bind(version)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(c)
-        .await)?)
-}
-
-/// Replaces a DEK's wrapping, if it is still the one that was read.
-pub async fn rewrap_dek(
-    tx: &mut Tx,
-    sim_id: &str,
-    old_version: i64,
-    new_version: i64,
-    wrapped: &[u8],
-    now: i64,
-) -> StoreResult<bool> {
-    Ok(on_tx!(tx, c => sqlx::query(
-        "UPDATE sim_deks SET kek_version = $1, wrapped_dek = $2, updated_at = $3 \
-         WHERE sim_id = $4 AND kek_version = $5")
-        .bind(new_version)
-        .bind(wrapped)
-        .bind(now)
-        .bind(sim_id)
-        .bind(old_version)
-        .execute(&mut *c)
-        .await
-        .map(|r| r.rows_affected() == 1))?)
 }
 
 /// Adds `n` to the count of DEKs wrapped under a version.
@@ -514,7 +295,7 @@ pub async fn count_wraps(tx: &mut Tx, tenant: &str, version: i64, n: i64) -> Sto
 pub async fn all_keks_for_update(
     tx: &mut Tx,
     integrity: &IntegrityKey,
-) -> StoreResult<Vec<TenantKeyRow>> {
+) -> StoreResult<Vec<TenantKey>> {
     let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys ORDER BY tenant_id, version{lock}"
@@ -534,7 +315,7 @@ pub async fn adopt(tx: &mut Tx, integrity: &IntegrityKey) -> StoreResult<u64> {
             "UPDATE tenant_keys SET mac = $3 WHERE tenant_id = $1 AND version = $2")
             .bind(&row.tenant_id)
             .bind(row.version)
-            .bind(key_mac(integrity, &row))
+            .bind(stored_key_mac(integrity, &row))
             .execute(&mut *c)
             .await
             .map(|_| ()))?;
