@@ -17,6 +17,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::fields::Fields;
 use crate::domain::link::{MAX_BULK_ITEMS, check_prefix};
+use crate::domain::task::ItemStatus;
 use crate::domain::{Link, ValidationErrors, format_timestamp};
 use crate::service::tasks::{ImportBatch, ImportRow, Item, ProvisionLinks};
 
@@ -429,12 +430,15 @@ async fn task_items(
     let mut errs = ValidationErrors::new();
     q.reject_unknown(&["status", "page", "page_size"], &mut errs);
     let (page, page_size) = q.paging(100, 1000, &mut errs);
-    let status = q.one("status", &mut errs);
-    if let Some(s) = status
-        && !matches!(s, "pending" | "succeeded" | "failed")
-    {
-        errs.parameter("status", "must be pending, succeeded or failed");
-    }
+    let status = q
+        .one("status", &mut errs)
+        .and_then(|s| match ItemStatus::parse(s) {
+            Ok(status) => Some(status),
+            Err(_) => {
+                errs.parameter("status", "must be pending, succeeded or failed");
+                None
+            }
+        });
     errs.finish(())?;
     let page = state
         .services

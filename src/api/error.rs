@@ -288,7 +288,9 @@ impl From<ServiceError> for ApiError {
                 tracing::warn!(%cause, "cannot serve the request now");
                 ApiError::Unavailable
             }
-            ServiceError::Internal(cause) => ApiError::Internal(cause),
+            e @ ServiceError::Internal { .. } => {
+                ApiError::Internal(crate::telemetry::Causes(&e).to_string())
+            }
             ServiceError::Integrity(failure) => ApiError::Integrity(failure),
             ServiceError::Pin(verdict) => match verdict {
                 Verdict::WrongPin { remaining } => ApiError::WrongPin { remaining },
@@ -422,9 +424,6 @@ mod tests {
             ApiError::from(ServiceError::Conflict("c".into())).status(),
             409
         );
-        assert_eq!(
-            ApiError::from(ServiceError::Internal("i".into())).status(),
-            500
-        );
+        assert_eq!(ApiError::from(ServiceError::internal("i")).status(), 500);
     }
 }

@@ -29,8 +29,9 @@ async fn link_records(tx: &mut Tx, records: Vec<AuditRecord>) -> ServiceResult<(
     let (mut seq, mut prev_hash) = audit::lock_head(tx, &first.tenant).await?;
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
-        let text =
-            serde_json::to_string(&record).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let text = serde_json::to_string(&record).map_err(|e| {
+            ServiceError::internal_because("an audit record that does not serialise", e)
+        })?;
         seq += 1;
         let hash = link(&prev_hash, &text);
         rows.push(AuditRow {

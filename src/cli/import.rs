@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use super::{DataDir, explain, open_services};
 use crate::config::Config;
 use crate::domain::TenantId;
-use crate::domain::task::TaskStatus;
+use crate::domain::task::{ItemStatus, TaskStatus};
 use crate::service::admin;
 use crate::startup;
 
@@ -121,7 +121,7 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     loop {
         let failed = services
             .tasks()
-            .host_task_items(&tenant, task_id, Some("failed"), offset, 1000)
+            .host_task_items(&tenant, task_id, Some(ItemStatus::Failed), offset, 1000)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         if failed.is_empty() {

@@ -114,7 +114,7 @@ impl fmt::Display for Role {
     }
 }
 
-/// An authenticated caller. It serialises (as [`Recorded`]) for work done on its behalf later:
+/// An authenticated caller. It serialises (in the layout tasks store it with) for work done on its behalf later:
 /// a queued task's records are its caller's.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(into = "Recorded", try_from = "Recorded")]

@@ -121,7 +121,7 @@ impl Admin {
         match self.core.db.ping().await {
             Ok(()) => Readiness::Ready,
             Err(e) => {
-                tracing::warn!(error = %e, "readiness check failed");
+                tracing::warn!(error = %crate::telemetry::Causes(&e), "readiness check failed");
                 Readiness::DatabaseUnavailable
             }
         }

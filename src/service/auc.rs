@@ -61,7 +61,7 @@ impl std::fmt::Debug for AuthVector {
 /// A 16-byte key from its stored hex form.
 fn key_block(v: &crate::domain::SecretValue) -> ServiceResult<Zeroizing<Block>> {
     milenage::key_block(v)
-        .ok_or_else(|| ServiceError::Internal("a stored key is not 32 hex digits".into()))
+        .ok_or_else(|| ServiceError::internal("a stored key is not 32 hex digits"))
 }
 
 impl Auc {

@@ -178,7 +178,7 @@ impl AuditLog {
     }
 
     /// `GET /v1/audit/export`: the caller's tenant's records matching `filter`, oldest first,
-    /// a page at a time as they are read (see [`export`]), once the caller may export.
+    /// a page at a time as they are read (see `export`), once the caller may export.
     #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "audit_export"))]
     pub async fn audit_export(
         &self,
@@ -216,7 +216,7 @@ pub(super) fn refusal_record(who: Stranger, reason: &str, count: u64, now: i64) 
         sim_id: None,
         iccid: None,
         fields: Vec::new(),
-        outcome: AuditOutcome::Denied,
+        outcome: AuditOutcome::Denied.as_str().to_owned(),
         reason: Some(format!("{reason} (count {count})")),
         policy_ids: Vec::new(),
         remaining_attempts: None,
@@ -243,7 +243,7 @@ fn record(principal: &Principal, event: Event<'_>, now: i64) -> AuditRecord {
         sim_id: event.sim.map(|s| s.id.to_string()),
         iccid: event.sim.map(|s| s.iccid.as_str().to_owned()),
         fields: event.fields.iter().map(|f| f.as_str().to_owned()).collect(),
-        outcome: event.outcome,
+        outcome: event.outcome.as_str().to_owned(),
         reason: event.reason.map(str::to_owned),
         policy_ids: event.policy_ids,
         remaining_attempts: event.remaining_attempts,
@@ -274,7 +274,7 @@ pub async fn append_platform(
         sim_id: None,
         iccid: None,
         fields: Vec::new(),
-        outcome,
+        outcome: outcome.as_str().to_owned(),
         reason: Some(reason.to_owned()),
         policy_ids: Vec::new(),
         remaining_attempts: None,
@@ -347,7 +347,7 @@ pub async fn checkpoint_worker(log: AuditLog, interval: Duration, mut stop: watc
             _ = stop.changed() => true,
         };
         if let Err(e) = checkpoint_all(&log.core.db, &signer, log.core.clock.now()).await {
-            tracing::warn!(error = %e, "could not sign audit checkpoints; will retry");
+            tracing::warn!(error = %crate::telemetry::Causes(&e), "could not sign audit checkpoints; will retry");
         }
         if stopping || *stop.borrow() {
             return;

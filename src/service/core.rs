@@ -38,7 +38,7 @@ impl Core {
         let policy = self
             .policy
             .current()
-            .ok_or_else(|| ServiceError::Internal("policy set unavailable".into()))?;
+            .ok_or_else(|| ServiceError::internal("policy set unavailable"))?;
         Ok(policy.decide(principal, action, resource, context))
     }
 
@@ -73,7 +73,7 @@ impl Core {
         match self.audit_alone(principal, event).await {
             Ok(()) => refusal.denial.into(),
             Err(e) => {
-                tracing::error!(error = %e, "could not record a denied request: answered 503");
+                tracing::error!(error = %crate::telemetry::Causes(&e), "could not record a denied request: answered 503");
                 e
             }
         }

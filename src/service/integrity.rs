@@ -29,9 +29,7 @@ pub const INTEGRITY_ACTOR: &str = "system:integrity";
 pub async fn adopt(db: &Db, keyring: &Keyring, now: i64) -> ServiceResult<()> {
     let mut tx = db.begin().await?;
     let Some((format, blob)) = keys::root_check(&mut tx).await? else {
-        return Err(ServiceError::Internal(
-            "the root-key check is missing".into(),
-        ));
+        return Err(ServiceError::internal("the root-key check is missing"));
     };
     if keyring.open_root_check(format, &blob)? == RootCheck::Authenticated {
         return Ok(());
@@ -90,7 +88,7 @@ impl Core {
     }
 }
 
-/// [`Services::integrity_failure`] for callers without the use cases (authentication, CLI).
+/// [`Core::integrity_failure`] for callers without the use cases (authentication, CLI).
 pub async fn integrity_failure(db: &Db, purpose: Purpose, row: &str, now: i64) -> ServiceError {
     tracing::error!(
         row_kind = purpose.as_str(),
@@ -114,7 +112,7 @@ pub async fn integrity_failure(db: &Db, purpose: Purpose, row: &str, now: i64) -
     }
     .await;
     if let Err(e) = recorded {
-        tracing::error!(error = %e, "could not record an integrity failure");
+        tracing::error!(error = %crate::telemetry::Causes(&e), "could not record an integrity failure");
     }
-    ServiceError::Internal(format!("integrity check failed for a {}", purpose.as_str()))
+    ServiceError::internal(format!("integrity check failed for a {}", purpose.as_str()))
 }

@@ -1,4 +1,4 @@
-//! Use cases. Each takes the calling [`Principal`] and a validated request, asks the policy,
+//! Use cases. Each takes the calling [`Principal`](crate::domain::Principal) and a validated request, asks the policy,
 //! opens the transaction, calls the store, and returns domain values. Nothing here knows HTTP.
 
 pub mod admin;
@@ -58,8 +58,14 @@ pub enum ServiceError {
     /// the cause is for the log only.
     #[error("unavailable: {0}")]
     Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Something that must not happen: a broken invariant, corrupt stored data, a failing
+    /// dependency. The message and its cause are for the log only, never for the caller.
+    #[error("internal error: {message}")]
+    Internal {
+        message: std::borrow::Cow<'static, str>,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// A PIN or PUK attempt that did not succeed (wrong, or blocked).
     #[error("PIN attempt refused: {}", .0.outcome())]
     Pin(crate::domain::pin::Verdict),
@@ -80,9 +86,31 @@ pub enum ServiceError {
     RateLimited { retry_after_secs: u64 },
     /// A stored row failed its integrity check: refused (an opaque internal error), and not
     /// yet reported: whoever ends the request reports it once, with no transaction open
-    /// ([`Services::report_integrity`]).
+    /// ([`Core::report_integrity`]).
     #[error(transparent)]
     Integrity(crate::vault::IntegrityFailure),
+}
+
+impl ServiceError {
+    /// An internal error described by `message` alone.
+    pub fn internal(message: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        ServiceError::Internal {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An internal error: `message` says what failed, `source` why (kept as the error's
+    /// source, so that the cause chain reaches the log).
+    pub fn internal_because(
+        message: impl Into<std::borrow::Cow<'static, str>>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ServiceError::Internal {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 impl From<ValidationErrors> for ServiceError {
@@ -100,7 +128,7 @@ impl From<StoreError> for ServiceError {
             StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
             ) => ServiceError::Unavailable(e.to_string()),
-            other => ServiceError::Internal(other.to_string()),
+            other => ServiceError::internal_because("the store failed", other),
         }
     }
 }
@@ -342,5 +370,28 @@ impl<T> Page<T> {
             page,
             page_size,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_keeps_its_cause() {
+        let cause = "x".parse::<i64>().unwrap_err();
+        let e = ServiceError::internal_because("a stored count", cause.clone());
+        assert_eq!(e.to_string(), "internal error: a stored count");
+        assert_eq!(
+            crate::telemetry::Causes(&e).to_string(),
+            format!("internal error: a stored count: {cause}")
+        );
+        let source = std::error::Error::source(&e).expect("the cause is the source");
+        assert_eq!(source.to_string(), cause.to_string());
+        assert!(std::error::Error::source(&ServiceError::internal("alone")).is_none());
+        assert_eq!(
+            ServiceError::internal("alone").to_string(),
+            "internal error: alone"
+        );
     }
 }

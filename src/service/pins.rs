@@ -250,7 +250,7 @@ impl Core {
         };
         let dek_row = keys::dek(&mut *tx, &sim.id)
             .await?
-            .ok_or_else(|| ServiceError::Internal("a secret without its SIM key".into()))?;
+            .ok_or_else(|| ServiceError::internal("a secret without its SIM key"))?;
         vault::check_format(format)?;
         let kek = self.kek_in(tx, &sim.tenant_id, dek_row.kek_version).await?;
         let dek = super::secrets::open_dek(&kek, sim, &dek_row)?;

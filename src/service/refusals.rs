@@ -317,7 +317,7 @@ pub async fn worker(refusals: Refusals, mut stop: watch::Receiver<bool>) {
         let stopping = stopping || *stop.borrow();
         let due = refusals.ledger.take_due(Instant::now(), stopping);
         if let Err(e) = refusals.record_refusals(due).await {
-            tracing::warn!(error = %e, "could not record refused authentications; will retry");
+            tracing::warn!(error = %crate::telemetry::Causes(&e), "could not record refused authentications; will retry");
         }
         if stopping {
             return;

@@ -35,8 +35,8 @@ impl From<VaultError> for ServiceError {
             return ServiceError::Unavailable(e.to_string());
         }
         // An integrity failure means tampering or a wrong key: loud in the log, opaque outside.
-        tracing::error!(error = %e, "vault operation failed");
-        ServiceError::Internal(e.to_string())
+        tracing::error!(error = %crate::telemetry::Causes(&e), "vault operation failed");
+        ServiceError::internal_because("a vault operation failed", e)
     }
 }
 
@@ -61,7 +61,7 @@ impl Core {
         row: Option<TenantKey>,
     ) -> ServiceResult<Arc<Key>> {
         let row = row.ok_or_else(|| {
-            ServiceError::Internal(format!("tenant key version {version} is missing"))
+            ServiceError::internal(format!("tenant key version {version} is missing"))
         })?;
         Ok(self
             .keyring
@@ -98,14 +98,14 @@ impl Core {
         // Another writer created it first: use theirs.
         let row = keys::active_kek(&mut *tx, &*self.row_key()?, tenant)
             .await?
-            .ok_or_else(|| ServiceError::Internal("tenant key vanished".into()))?;
+            .ok_or_else(|| ServiceError::internal("tenant key vanished"))?;
         let kek = self
             .keyring
             .open_kek(tenant, row.version, row.format, &row.wrapped_key)?;
         Ok((row.version, kek))
     }
 
-    /// [`Services::kek`] inside a transaction that holds locks.
+    /// [`Core::kek`] inside a transaction that holds locks.
     pub(super) async fn kek_in(
         &self,
         tx: &mut Tx,
@@ -303,7 +303,7 @@ impl Secrets {
             remaining_attempts: None,
         };
         self.core.audit_alone(principal, event).await.map_err(|e| {
-            tracing::error!(error = %e, "could not record a secret read: refused");
+            tracing::error!(error = %crate::telemetry::Causes(&e), "could not record a secret read: refused");
             ServiceError::Unavailable(format!("audit log: {e}"))
         })?;
         Ok((sim, revealed))
@@ -338,7 +338,7 @@ impl Core {
 
 /// New SIMs' data keys, each wrapped under the tenant's active KEK, and their secrets sealed
 /// under them: the one envelope write, for a SIM created alone, a batch imported, and a SIM's
-/// first secrets. [`Services::insert_envelopes`] stores them.
+/// first secrets. [`Core::insert_envelopes`] stores them.
 pub(super) struct Envelopes {
     version: i64,
     kek: Arc<Key>,

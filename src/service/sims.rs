@@ -211,7 +211,7 @@ impl Core {
             .await
     }
 
-    /// [`Services::lock_sim`] with a decision context, and the reason given (for the record
+    /// [`Core::lock_sim`] with a decision context, and the reason given (for the record
     /// of a refusal).
     pub(super) async fn lock_sim_with(
         &self,

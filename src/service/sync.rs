@@ -133,7 +133,7 @@ impl Lifecycle {
         for tenant in tenants {
             let of_tenant = outcomes.iter().filter(|(c, _)| c.tenant_id == tenant);
             if let Err(e) = self.store_tenant_round(tenant, of_tenant).await {
-                tracing::warn!(tenant, error = %e, "could not store an upstream sync round");
+                tracing::warn!(tenant, error = %crate::telemetry::Causes(&e), "could not store an upstream sync round");
             }
         }
     }
@@ -144,7 +144,7 @@ impl Lifecycle {
         outcomes: impl Iterator<Item = &'a (SyncClaim, FetchOutcome)>,
     ) -> ServiceResult<()> {
         let tenant_id = TenantId::parse(tenant)
-            .map_err(|_| ServiceError::Internal("a synced SIM with an invalid tenant".into()))?;
+            .map_err(|_| ServiceError::internal("a synced SIM with an invalid tenant"))?;
         let (mut synced, mut no_data, mut failed) = (0usize, 0usize, 0usize);
         // SIMs whose row failed its check: skipped (never updated), reported after the commit.
         let mut tampered = Vec::new();
@@ -238,7 +238,7 @@ pub async fn worker(lifecycle: Lifecycle, settings: SyncSettings, mut stop: watc
         .await;
         let pause = match claimed {
             Err(e) => {
-                tracing::warn!(error = %e, "could not claim SIMs to sync; will retry");
+                tracing::warn!(error = %crate::telemetry::Causes(&e), "could not claim SIMs to sync; will retry");
                 jittered(settings.interval.min(Duration::from_secs(5)))
             }
             Ok(batch) if batch.is_empty() => {
@@ -279,7 +279,7 @@ pub async fn worker(lifecycle: Lifecycle, settings: SyncSettings, mut stop: watc
                         if let Err(e) =
                             repo::reschedule_sync(&lifecycle.core.db, &claim.id, again).await
                         {
-                            tracing::warn!(error = %e, "could not reschedule a failed sync");
+                            tracing::warn!(error = %crate::telemetry::Causes(&e), "could not reschedule a failed sync");
                         }
                     }
                     jittered(backoff)

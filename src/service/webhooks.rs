@@ -107,10 +107,10 @@ impl TryFrom<WebhookSubscription> for Webhook {
             id: r
                 .id
                 .parse()
-                .map_err(|_| ServiceError::Internal("corrupt webhook id".into()))?,
+                .map_err(|_| ServiceError::internal("corrupt webhook id"))?,
             url: r.url,
             events: serde_json::from_str(&r.events)
-                .map_err(|_| ServiceError::Internal("corrupt webhook events".into()))?,
+                .map_err(|_| ServiceError::internal("corrupt webhook events"))?,
             description: r.description,
             created_at: r.created_at,
         })
@@ -195,8 +195,9 @@ impl Webhooks {
             id: id.to_string(),
             tenant_id: tenant.to_owned(),
             url: url.to_string(),
-            events: serde_json::to_string(&events)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            events: serde_json::to_string(&events).map_err(|e| {
+                ServiceError::internal_because("webhook events that do not serialise", e)
+            })?,
             description: new.description,
             kek_version: version,
             secret: vault::seal(
@@ -465,7 +466,7 @@ fn per_target_limit(concurrency: usize) -> usize {
 
 /// The background worker: fans out new events and sends due deliveries until `stop` turns
 /// true. Each attempt runs on its own as soon as it is claimed (no attempt waits for another
-/// to end), at most `concurrency` at once and [`per_target_limit`] per webhook; a webhook at
+/// to end), at most `concurrency` at once and `per_target_limit` per webhook; a webhook at
 /// its limit is left out of the next claims until one of its attempts ends. On the way out,
 /// attempts in flight (each bounded by the timeout) are let finish, so their outcome is
 /// recorded rather than sent again by another replica.
@@ -474,7 +475,7 @@ pub async fn worker(webhooks: Webhooks, mut stop: watch::Receiver<bool>) {
     let sender = match WebhookSender::new(settings.allow_insecure, settings.timeout) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "webhook delivery is off: the HTTP client could not be built");
+            tracing::error!(error = %format!("{e:#}"), "webhook delivery is off: the HTTP client could not be built");
             return;
         }
     };
@@ -494,7 +495,9 @@ pub async fn worker(webhooks: Webhooks, mut stop: watch::Receiver<bool>) {
         let mut busy = false;
         match webhooks.dispatch_events().await {
             Ok(n) => busy |= n > 0,
-            Err(e) => tracing::warn!(error = %e, "webhook dispatch failed"),
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::Causes(&e), "webhook dispatch failed")
+            }
         }
         let free = slots.saturating_sub(running.len());
         if free > 0 {
@@ -523,7 +526,7 @@ pub async fn worker(webhooks: Webhooks, mut stop: watch::Receiver<bool>) {
                             // Claimed together with others of its webhook: back it goes, due
                             // as it was, for when that webhook has a free slot.
                             if let Err(e) = repo::release(&webhooks.core.db, &d.id, &owner).await {
-                                tracing::warn!(error = %e, "could not give back a webhook delivery");
+                                tracing::warn!(error = %crate::telemetry::Causes(&e), "could not give back a webhook delivery");
                             }
                             continue;
                         }
@@ -534,13 +537,15 @@ pub async fn worker(webhooks: Webhooks, mut stop: watch::Receiver<bool>) {
                         running.spawn(async move {
                             let webhook = d.webhook_id.clone();
                             if let Err(e) = webhooks.deliver(&sender, &owner, d).await {
-                                tracing::warn!(error = %e, "recording a webhook attempt failed");
+                                tracing::warn!(error = %crate::telemetry::Causes(&e), "recording a webhook attempt failed");
                             }
                             webhook
                         });
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
+                Err(e) => {
+                    tracing::warn!(error = %crate::telemetry::Causes(&e), "claiming webhook deliveries failed")
+                }
             }
         }
         if busy && running.len() < slots {

@@ -561,9 +561,14 @@ async fn import_survives_kill_9(store: Store) {
     let (mut first, base) = app.spawn_replica(&env);
     let mut prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
     prov.app_base = base;
-    let a = prov
-        .post("/v1/sims/bulk/import", &json!({"sims": rows}))
-        .await;
+    // Sealing 20,000 rows before the answer takes a debug build on a busy machine longer
+    // than the clients' usual 30 s.
+    let a = Api::send(
+        prov.request(reqwest::Method::POST, "/v1/sims/bulk/import")
+            .json(&json!({"sims": rows}))
+            .timeout(Duration::from_secs(300)),
+    )
+    .await;
     assert_eq!(a.status, 202, "{:?}", a.body);
     let id = a.body["id"].as_str().unwrap().to_owned();
     // Kill it once it is well under way.

@@ -24,7 +24,7 @@ use super::{SimId, Timestamp};
 
 /// A validated request to create a SIM.
 ///
-/// Staged (sealed in a bulk task's item) in the layout of [`sealed::Staged`], which earlier
+/// Staged (sealed in a bulk task's item) in the layout of `sealed::Staged`, which earlier
 /// releases wrote too: replicas of either release can work the same task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(into = "sealed::Staged", from = "sealed::Staged")]
@@ -160,7 +160,7 @@ const FIELDS: &[&str] = &[
 
 /// A SIM body as read: each field parsed into its type as it arrives, its problems kept
 /// with it. [`SimFields::finish`] checks what needs the whole body (and the deployment's ICCID
-/// rule) and gives the input, or every problem in the order of [`FIELDS`].
+/// rule) and gives the input, or every problem in the order of `FIELDS`.
 #[derive(Default)]
 pub struct SimFields {
     seen: u32,

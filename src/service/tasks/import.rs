@@ -117,10 +117,9 @@ impl ImportBatch {
         match input {
             Ok(input) => {
                 // The validated input itself, sealed: read back as it was, not validated again.
-                let text = Zeroizing::new(
-                    serde_json::to_vec(&input)
-                        .map_err(|e| ServiceError::Internal(e.to_string()))?,
-                );
+                let text = Zeroizing::new(serde_json::to_vec(&input).map_err(|e| {
+                    ServiceError::internal_because("an import row that does not serialise", e)
+                })?);
                 let aad = vault::task_item_aad(self.tenant.as_str(), &self.task_id, seq);
                 item.input = Some(vault::seal(&self.task_key, &text, &aad)?);
             }
@@ -198,8 +197,8 @@ impl Tasks {
             return Err(too_many_rows().into());
         }
         if batch.tenant != principal.tenant {
-            return Err(ServiceError::Internal(
-                "an import batch was queued for another tenant".into(),
+            return Err(ServiceError::internal(
+                "an import batch was queued for another tenant",
             ));
         }
         let ImportBatch {
@@ -242,7 +241,7 @@ impl Tasks {
         let tenant = task.tenant_id.as_str();
         let (Some(key_version), Some(wrapped)) = (task.kek_version, task.wrapped_key.as_ref())
         else {
-            return Err(ServiceError::Internal("import task without its key".into()));
+            return Err(ServiceError::internal("import task without its key"));
         };
         let kek = self.core.kek(tenant, key_version).await?;
         let task_key: vault::Key = {
@@ -254,7 +253,7 @@ impl Tasks {
             )?;
             let mut key = Zeroizing::new([0u8; 32]);
             if bytes.len() != 32 {
-                return Err(ServiceError::Internal("task key of the wrong size".into()));
+                return Err(ServiceError::internal("task key of the wrong size"));
             }
             key.copy_from_slice(&bytes);
             key
@@ -269,7 +268,7 @@ impl Tasks {
             let opened = item
                 .input
                 .as_ref()
-                .ok_or_else(|| ServiceError::Internal("pending import item without input".into()))
+                .ok_or_else(|| ServiceError::internal("pending import item without input"))
                 .and_then(|blob| {
                     let text = vault::open(
                         &task_key,
@@ -278,9 +277,8 @@ impl Tasks {
                         "import item",
                     )?;
                     // Not serde's message: it may quote a value.
-                    serde_json::from_slice::<SimInput>(&text).map_err(|_| {
-                        ServiceError::Internal("sealed import row is malformed".into())
-                    })
+                    serde_json::from_slice::<SimInput>(&text)
+                        .map_err(|_| ServiceError::internal("sealed import row is malformed"))
                 });
             match opened {
                 Ok(input) => {
@@ -288,7 +286,7 @@ impl Tasks {
                     built.push((item.seq, item.line, sim, secrets));
                 }
                 Err(e) => {
-                    tracing::error!(task_id = %task.id, seq = item.seq, error = %e, "an import item could not be opened");
+                    tracing::error!(task_id = %task.id, seq = item.seq, error = %crate::telemetry::Causes(&e), "an import item could not be opened");
                     outcomes.push(failed(item.seq, "the stored row could not be read"));
                 }
             }

@@ -180,7 +180,7 @@ impl Tasks {
         let task_id: uuid::Uuid = task
             .id
             .parse()
-            .map_err(|_| ServiceError::Internal("corrupt task id".into()))?;
+            .map_err(|_| ServiceError::internal("corrupt task id"))?;
         let now = self.core.clock.now();
         let mut tx = self.core.db.begin().await?;
         let held = batch.still_held(&mut tx).await?;

@@ -85,11 +85,9 @@ fn actor_of(task: &TaskRecord) -> ServiceResult<Principal> {
             .or_insert_with(|| task.tenant_id.clone().into());
     }
     let actor: Principal = serde_json::from_value(actor)
-        .map_err(|e| ServiceError::Internal(format!("task without a valid actor: {e}")))?;
+        .map_err(|e| ServiceError::internal_because("task without a valid actor", e))?;
     if actor.tenant.as_str() != task.tenant_id {
-        return Err(ServiceError::Internal(
-            "a task's actor of another tenant".into(),
-        ));
+        return Err(ServiceError::internal("a task's actor of another tenant"));
     }
     Ok(actor)
 }
@@ -266,7 +264,8 @@ impl Tasks {
         reason: &str,
     ) -> ServiceResult<()> {
         let event = Event::tenant_wide(action, AuditOutcome::Completed, Some(reason), Vec::new());
-        let tenant = TenantId::parse(tenant).map_err(|e| ServiceError::Internal(e.into()))?;
+        let tenant = TenantId::parse(tenant)
+            .map_err(|e| ServiceError::internal_because("a task of an invalid tenant", e))?;
         self.core
             .audit_in(tx, &Principal::local(tenant, subject), event)
             .await
@@ -274,7 +273,7 @@ impl Tasks {
 
     /// One step of the host working on its own task `id` beside any running server: the task
     /// as it is now and, unless it has ended, whether a batch of it was leased and worked on
-    /// ([`Services::work_on`]). `None` when there is no such task of `tenant`.
+    /// ([`Tasks::work_on`]). `None` when there is no such task of `tenant`.
     pub async fn advance_task(
         &self,
         tenant: &TenantId,
@@ -328,7 +327,7 @@ impl Tasks {
             IMPORT_TASK => self.import_batch(batch(task, items, owner)?).await?,
             LINKS_TASK => self.links_batch(batch(task, items, owner)?).await?,
             other => {
-                return Err(ServiceError::Internal(format!(
+                return Err(ServiceError::internal(format!(
                     "unknown bulk task type {other}"
                 )));
             }
@@ -410,7 +409,9 @@ async fn task_loop<Step, Fut>(
             Ok(true) => continue,
             Ok(false) => {}
             Err(ServiceError::Integrity(f)) => tasks.core.report_integrity(&f).await,
-            Err(e) => tracing::warn!(error = %e, worker = what, "background task error"),
+            Err(e) => {
+                tracing::warn!(error = %crate::telemetry::Causes(&e), worker = what, "background task error")
+            }
         }
         tokio::select! {
             () = queued => {}

@@ -138,9 +138,9 @@ impl Tasks {
         else {
             return Ok(None);
         };
-        let target = task.params["to_version"].as_i64().ok_or_else(|| {
-            ServiceError::Internal("rotation task without a target version".into())
-        })?;
+        let target = task.params["to_version"]
+            .as_i64()
+            .ok_or_else(|| ServiceError::internal("rotation task without a target version"))?;
         let tenant = task.tenant_id.clone();
         let new_kek = self.core.kek(&tenant, target).await?;
         let mut after = String::new();
@@ -190,7 +190,7 @@ impl Tasks {
                         }
                     }
                     Err(e) => {
-                        tracing::error!(sim_id = %dek.sim_id, error = %e, "could not re-wrap a SIM key");
+                        tracing::error!(sim_id = %dek.sim_id, error = %crate::telemetry::Causes(&e), "could not re-wrap a SIM key");
                         failed += 1;
                     }
                 }
@@ -216,7 +216,7 @@ impl Tasks {
         let sim_id: uuid::Uuid = dek
             .sim_id
             .parse()
-            .map_err(|_| ServiceError::Internal("corrupt SIM id".into()))?;
+            .map_err(|_| ServiceError::internal("corrupt SIM id"))?;
         let old_kek = self.core.kek(tenant, dek.kek_version).await?;
         let key = vault::unwrap_dek(&old_kek, tenant, &sim_id, dek.kek_version, &dek.wrapped_dek)?;
         Ok(vault::wrap_dek(new_kek, tenant, &sim_id, target, &key)?)

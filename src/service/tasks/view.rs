@@ -29,7 +29,7 @@ impl TryFrom<TaskItem> for Item {
                 .sim_id
                 .map(|s| s.parse())
                 .transpose()
-                .map_err(|_| ServiceError::Internal("corrupt item SIM id".into()))?,
+                .map_err(|_| ServiceError::internal("corrupt item SIM id"))?,
             status: r.status,
             result: r.result.and_then(|t| serde_json::from_str(&t).ok()),
             error: r.error,
@@ -44,7 +44,7 @@ impl TryFrom<TaskRecord> for Task {
             id: r
                 .id
                 .parse()
-                .map_err(|_| ServiceError::Internal("corrupt task id".into()))?,
+                .map_err(|_| ServiceError::internal("corrupt task id"))?,
             kind: r.kind,
             status: r.status,
             total_items: r.total_items,
@@ -82,7 +82,7 @@ impl Tasks {
         &self,
         principal: &Principal,
         id: uuid::Uuid,
-        status: Option<&str>,
+        status: Option<ItemStatus>,
         page: u32,
         page_size: u32,
     ) -> ServiceResult<Page<Item>> {
@@ -122,7 +122,7 @@ impl Tasks {
         &self,
         tenant: &TenantId,
         id: uuid::Uuid,
-        status: Option<&str>,
+        status: Option<ItemStatus>,
         offset: i64,
         limit: i64,
     ) -> ServiceResult<Vec<Item>> {
@@ -135,14 +135,10 @@ impl Tasks {
     async fn items_of(
         &self,
         id: uuid::Uuid,
-        status: Option<&str>,
+        status: Option<ItemStatus>,
         offset: i64,
         limit: i64,
     ) -> ServiceResult<(Vec<Item>, i64)> {
-        let status = status
-            .map(ItemStatus::parse)
-            .transpose()
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let (rows, total) =
             tasks::items(&self.core.db, &id.to_string(), status, offset, limit).await?;
         let items = rows
