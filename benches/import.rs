@@ -199,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(async move {
                 let owner = format!("bench-{w}");
                 loop {
-                    let row = simvault::store::tasks::get(&db, tenant.as_str(), &id)
+                    let row = simvault::store::tasks::get(&db, &tenant, &id)
                         .await?
                         .ok_or_else(|| anyhow::anyhow!("task vanished"))?;
                     if row.status == simvault::domain::task::TaskStatus::Completed {

@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 use crate::domain::audit::Checkpoint;
 
 /// The text a checkpoint signs: every field of it, each on its own line, versioned.
-pub fn message(tenant: &str, seq: i64, hash: &str, signed_at: i64) -> String {
-    format!("simvault-audit-checkpoint/v1\n{tenant}\n{seq}\n{hash}\n{signed_at}\n")
+pub fn message(chain: &str, seq: i64, hash: &str, signed_at: i64) -> String {
+    format!("simvault-audit-checkpoint/v1\n{chain}\n{seq}\n{hash}\n{signed_at}\n")
 }
 
 /// A short, stable name for a public key: the first 16 hex digits of its SHA-256.
@@ -72,13 +72,13 @@ impl Signer {
         }
     }
 
-    /// A checkpoint over record `seq` (hash `hash`) of `tenant`'s chain.
-    pub fn sign(&self, tenant: &str, seq: i64, hash: &str, signed_at: i64) -> Checkpoint {
+    /// A checkpoint over record `seq` (hash `hash`) of `chain`.
+    pub fn sign(&self, chain: &str, seq: i64, hash: &str, signed_at: i64) -> Checkpoint {
         let sig = self
             .pair
-            .sign(message(tenant, seq, hash, signed_at).as_bytes());
+            .sign(message(chain, seq, hash, signed_at).as_bytes());
         Checkpoint {
-            tenant_id: tenant.to_owned(),
+            tenant_id: chain.to_owned(),
             seq,
             hash: hash.to_owned(),
             signed_at,

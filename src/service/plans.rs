@@ -54,7 +54,7 @@ impl Plans {
 
     #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "get_plan"))]
     pub async fn get_plan(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Plan> {
-        let plan = repo::get(&self.core.db, principal.tenant.as_str(), id)
+        let plan = repo::get(&self.core.db, &principal.tenant, id)
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.core
@@ -81,7 +81,7 @@ impl Plans {
             .await?;
         let offset = u64::from(page.saturating_sub(1)) * u64::from(page_size);
         let (items, total) =
-            repo::list(&self.core.db, principal.tenant.as_str(), page_size, offset).await?;
+            repo::list(&self.core.db, &principal.tenant, page_size, offset).await?;
         Ok(Page {
             items,
             total,

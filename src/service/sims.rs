@@ -85,7 +85,8 @@ impl Inventory {
             .await?;
         let tenant = principal.tenant.as_str();
         if let Some(ForPlan(plan_id)) = for_plan {
-            let Some(plan) = plan_repo::get(&self.core.db, tenant, plan_id).await? else {
+            let Some(plan) = plan_repo::get(&self.core.db, &principal.tenant, plan_id).await?
+            else {
                 let mut e = ValidationErrors::new();
                 e.parameter("for_plan_id", "no plan with this id");
                 return Err(e.into());

@@ -234,15 +234,11 @@ impl Webhooks {
         self.core
             .authorize_in_tenant(principal, Action::ManageWebhooks)
             .await?;
-        repo::list(
-            &self.core.db,
-            &*self.core.row_key()?,
-            principal.tenant.as_str(),
-        )
-        .await?
-        .into_iter()
-        .map(Webhook::try_from)
-        .collect()
+        repo::list(&self.core.db, &*self.core.row_key()?, &principal.tenant)
+            .await?
+            .into_iter()
+            .map(Webhook::try_from)
+            .collect()
     }
 
     /// `DELETE /v1/webhooks/{id}` (admin): pending deliveries are dropped with it.
@@ -253,7 +249,7 @@ impl Webhooks {
             .authorize_in_tenant(principal, Action::ManageWebhooks)
             .await?;
         let mut tx = self.core.db.begin().await?;
-        if !repo::delete(&mut tx, principal.tenant.as_str(), &id.to_string()).await? {
+        if !repo::delete(&mut tx, &principal.tenant, &id.to_string()).await? {
             return Err(ServiceError::NotFound);
         }
         let reason = format!("webhook {id} deleted");
@@ -285,7 +281,7 @@ impl Webhooks {
         repo::get(
             &self.core.db,
             &*self.core.row_key()?,
-            principal.tenant.as_str(),
+            &principal.tenant,
             &id,
         )
         .await?

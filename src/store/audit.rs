@@ -9,19 +9,20 @@ use crate::domain::audit::Checkpoint;
 
 const COLUMNS: &str = "tenant_id, seq, id, occurred_at, action, outcome, subject, sim_id, iccid, record, prev_hash, hash";
 
-/// The end of a tenant's chain, locked until `tx` ends: `(seq, hash)`, `(0, "")` when empty.
-pub async fn lock_head(tx: &mut Tx, tenant: &str) -> StoreResult<(i64, String)> {
+/// The end of a chain (a tenant's, or `_platform`), locked until `tx` ends: `(seq, hash)`,
+/// `(0, "")` when empty.
+pub async fn lock_head(tx: &mut Tx, chain: &str) -> StoreResult<(i64, String)> {
     let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1{lock}"
     ));
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, '') ON CONFLICT (tenant_id) DO NOTHING")
-        .bind(tenant)
+        .bind(chain)
         .execute(&mut *c)
         .await
         .map(|_| ()))?;
-    Ok(on_tx!(tx, c => sqlx::query_as(sql).bind(tenant).fetch_one(&mut *c).await)?)
+    Ok(on_tx!(tx, c => sqlx::query_as(sql).bind(chain).fetch_one(&mut *c).await)?)
 }
 
 /// Appends linked records of one chain (in order, following its locked head) and moves the
@@ -65,21 +66,21 @@ pub async fn append(tx: &mut Tx, rows: &[AuditRow]) -> StoreResult<()> {
     Ok(())
 }
 
-/// The recorded head of a tenant's chain, if it has one.
-pub async fn head(conn: impl Into<Conn<'_>>, tenant: &str) -> StoreResult<Option<(i64, String)>> {
+/// The recorded head of a chain, if it has one.
+pub async fn head(conn: impl Into<Conn<'_>>, chain: &str) -> StoreResult<Option<(i64, String)>> {
     let mut conn = conn.into();
     Ok(
         on_conn!(conn, c => sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant_id = $1")
-        .bind(tenant)
+        .bind(chain)
         .fetch_optional(c)
         .await)?,
     )
 }
 
-/// Up to `limit` records of a tenant after position `after`, in chain order.
+/// Up to `limit` records of a chain after position `after`, in chain order.
 pub async fn page(
     conn: impl Into<Conn<'_>>,
-    tenant: &str,
+    chain: &str,
     after: i64,
     limit: i64,
 ) -> StoreResult<Vec<AuditRow>> {
@@ -88,7 +89,7 @@ pub async fn page(
         "SELECT {COLUMNS} FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
     ));
     Ok(
-        on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).bind(after).bind(limit).fetch_all(c).await)?,
+        on_conn!(conn, c => sqlx::query_as(sql).bind(chain).bind(after).bind(limit).fetch_all(c).await)?,
     )
 }
 
@@ -103,10 +104,10 @@ pub enum Order {
     Backward { before: i64 },
 }
 
-/// Up to `limit` matching records of a tenant, walking from a position in `order`.
+/// Up to `limit` matching records of a chain, walking from a position in `order`.
 pub async fn find(
     conn: impl Into<Conn<'_>>,
-    tenant: &str,
+    chain: &str,
     filter: &AuditFilter,
     order: Order,
     limit: i64,
@@ -116,7 +117,7 @@ pub async fn find(
     b.push(&format!(
         "SELECT {COLUMNS} FROM audit_events WHERE tenant_id = "
     ))
-    .bind_text(tenant);
+    .bind_text(chain);
     let text = |b: &mut SqlBuilder, column: &str, value: &Option<String>| {
         if let Some(v) = value {
             b.push(&format!(" AND {column} = ")).bind_text(v.clone());
@@ -205,10 +206,10 @@ pub async fn insert_checkpoint(db: &Db, c: &Checkpoint) -> StoreResult<()> {
     Ok(())
 }
 
-/// The checkpoints of a tenant's chain with `after < seq <= upto`, in order.
+/// The checkpoints of a chain with `after < seq <= upto`, in order.
 pub async fn checkpoints(
     conn: impl Into<Conn<'_>>,
-    tenant: &str,
+    chain: &str,
     after: i64,
     upto: i64,
 ) -> StoreResult<Vec<Checkpoint>> {
@@ -216,7 +217,7 @@ pub async fn checkpoints(
     let rows: Vec<CheckpointRow> = on_conn!(conn, c => sqlx::query_as(
         "SELECT tenant_id, seq, hash, signed_at, key_id, signature FROM audit_checkpoints \
          WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq")
-        .bind(tenant)
+        .bind(chain)
         .bind(after)
         .bind(upto)
         .fetch_all(c)

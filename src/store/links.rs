@@ -2,7 +2,7 @@
 //! SIM and plans, checked on every read (a link pointed at another SIM is refused).
 
 use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
-use crate::domain::{Link, SimId};
+use crate::domain::{Link, SimId, TenantId};
 use crate::vault::{IntegrityKey, Purpose, RowParts};
 
 #[derive(sqlx::FromRow)]
@@ -141,7 +141,7 @@ pub async fn insert(
 pub async fn get(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
-    tenant: &str,
+    tenant: &TenantId,
     id: uuid::Uuid,
 ) -> StoreResult<Option<Link>> {
     let mut conn = conn.into();
@@ -149,7 +149,7 @@ pub async fn get(
         "SELECT {COLUMNS} FROM links WHERE tenant_id = $1 AND id = $2"
     ));
     let row: Option<LinkRow> = on_conn!(conn, c => sqlx::query_as(sql)
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(id.to_string())
         .fetch_optional(c)
         .await)?;
@@ -160,7 +160,7 @@ pub async fn get(
 pub async fn for_sims(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
-    tenant: &str,
+    tenant: &TenantId,
     sim_ids: &[String],
 ) -> StoreResult<Vec<Link>> {
     let mut conn = conn.into();
@@ -171,7 +171,7 @@ pub async fn for_sims(
     b.push("SELECT ")
         .push(COLUMNS)
         .push(" FROM links WHERE tenant_id = ")
-        .bind_text(tenant)
+        .bind_text(tenant.as_str())
         .push(" AND sim_id IN (");
     for (i, id) in sim_ids.iter().enumerate() {
         if i > 0 {
@@ -190,7 +190,7 @@ pub async fn for_sims(
 pub async fn list(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
-    tenant: &str,
+    tenant: &TenantId,
     sim_id: Option<&str>,
     limit: i64,
     offset: i64,
@@ -209,14 +209,14 @@ pub async fn list(
         "SELECT COUNT(*) FROM links WHERE tenant_id = $1{filter}"
     ));
     let rows: Vec<LinkRow> = on_conn!(conn, c => sqlx::query_as(page)
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(sim_id)
         .bind(limit)
         .bind(offset)
         .fetch_all(c)
         .await)?;
     let total: i64 = on_conn!(conn, c => sqlx::query_scalar(count)
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(sim_id)
         .fetch_one(c)
         .await)?;

@@ -5,6 +5,7 @@
 //! [`EventRow`]s that were written.
 
 use super::{Conn, StoreResult, Tx, on_conn, on_tx};
+use crate::domain::TenantId;
 use crate::domain::event::DomainEvent;
 pub use crate::domain::event::EventRow;
 
@@ -49,12 +50,12 @@ fn row(e: &DomainEvent) -> EventRow {
 }
 
 /// A tenant's events, oldest first.
-pub async fn events(conn: impl Into<Conn<'_>>, tenant: &str) -> StoreResult<Vec<EventRow>> {
+pub async fn events(conn: impl Into<Conn<'_>>, tenant: &TenantId) -> StoreResult<Vec<EventRow>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM domain_events WHERE tenant_id = $1 ORDER BY occurred_at, id"
     ));
-    Ok(on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).fetch_all(c).await)?)
+    Ok(on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).fetch_all(c).await)?)
 }
 
 /// Whether any event waits to be fanned out, read without taking a write lock (SQLite has

@@ -3,7 +3,7 @@
 use sqlx::types::Json;
 
 use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
-use crate::domain::Plan;
+use crate::domain::{Plan, TenantId};
 
 #[derive(sqlx::FromRow)]
 struct PlanRow {
@@ -55,13 +55,13 @@ pub async fn insert(tx: &mut Tx, plan: &Plan) -> StoreResult<()> {
 
 pub async fn get(
     conn: impl Into<Conn<'_>>,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     id: uuid::Uuid,
 ) -> StoreResult<Option<Plan>> {
     let mut conn = conn.into();
     let row: Option<PlanRow> = on_conn!(conn, c => sqlx::query_as(
         "SELECT id, tenant_id, name, compatibility_zones, created_at FROM plans WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant_id)
+        .bind(tenant_id.as_str())
         .bind(id.to_string())
         .fetch_optional(c)
         .await)?;
@@ -71,7 +71,7 @@ pub async fn get(
 /// One page of the tenant's plans, oldest first, and the total.
 pub async fn list(
     conn: impl Into<Conn<'_>>,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     limit: u32,
     offset: u64,
 ) -> StoreResult<(Vec<Plan>, u64)> {
@@ -79,13 +79,13 @@ pub async fn list(
     let offset = i64::try_from(offset).unwrap_or(i64::MAX);
     let total: i64 = on_conn!(conn, c => sqlx::query_scalar(
         "SELECT count(*) FROM plans WHERE tenant_id = $1")
-        .bind(tenant_id)
+        .bind(tenant_id.as_str())
         .fetch_one(c)
         .await)?;
     let rows: Vec<PlanRow> = on_conn!(conn, c => sqlx::query_as(
         "SELECT id, tenant_id, name, compatibility_zones, created_at FROM plans \
          WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3")
-        .bind(tenant_id)
+        .bind(tenant_id.as_str())
         .bind(i64::from(limit))
         .bind(offset)
         .fetch_all(c)

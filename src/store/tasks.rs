@@ -3,6 +3,7 @@
 use sqlx::types::Json;
 
 use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_pool, on_tx};
+use crate::domain::TenantId;
 use crate::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
 
 #[derive(sqlx::FromRow)]
@@ -74,15 +75,14 @@ pub async fn insert(tx: &mut Tx, task: &TaskRecord) -> StoreResult<()> {
 /// A tenant's task; another tenant's is `None`.
 pub async fn get(
     conn: impl Into<Conn<'_>>,
-    tenant: &str,
+    tenant: &TenantId,
     id: &str,
 ) -> StoreResult<Option<TaskRecord>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tasks WHERE tenant_id = $1 AND id = $2"
     ));
-    let row: Option<TaskRow> =
-        on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).bind(id).fetch_optional(c).await)?;
+    let row: Option<TaskRow> = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).bind(id).fetch_optional(c).await)?;
     row.map(TaskRecord::try_from).transpose()
 }
 

@@ -5,6 +5,7 @@
 //! delivery path included, so a swapped URL never receives a tenant's events.
 
 use super::{Conn, Db, StoreResult, Tx, on_conn, on_tx};
+use crate::domain::TenantId;
 use crate::domain::webhook::{DueDelivery, WebhookSubscription};
 use crate::vault::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
 
@@ -108,14 +109,14 @@ pub async fn insert(
 pub async fn list(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
-    tenant: &str,
+    tenant: &TenantId,
 ) -> StoreResult<Vec<WebhookSubscription>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 ORDER BY created_at, id"
     ));
     let rows: Vec<StoredWebhook> =
-        on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).fetch_all(c).await)?;
+        on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).fetch_all(c).await)?;
     Ok(rows
         .into_iter()
         .map(|r| r.checked(integrity))
@@ -125,29 +126,28 @@ pub async fn list(
 pub async fn get(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
-    tenant: &str,
+    tenant: &TenantId,
     id: &str,
 ) -> StoreResult<Option<WebhookSubscription>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 AND id = $2"
     ));
-    let row: Option<StoredWebhook> =
-        on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).bind(id).fetch_optional(c).await)?;
+    let row: Option<StoredWebhook> = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).bind(id).fetch_optional(c).await)?;
     Ok(row.map(|r| r.checked(integrity)).transpose()?)
 }
 
 /// Deletes a webhook and its deliveries (pending ones are never sent). Returns whether the
 /// tenant had it.
-pub async fn delete(tx: &mut Tx, tenant: &str, id: &str) -> StoreResult<bool> {
+pub async fn delete(tx: &mut Tx, tenant: &TenantId, id: &str) -> StoreResult<bool> {
     Ok(on_tx!(tx, c => {
         sqlx::query("DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND webhook_id = $2")
-            .bind(tenant)
+            .bind(tenant.as_str())
             .bind(id)
             .execute(&mut *c)
             .await?;
         sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
+            .bind(tenant.as_str())
             .bind(id)
             .execute(&mut *c)
             .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use simvault::domain::Role;
 
-use crate::helpers::{Api, Store, TestApp, both_stores, iccid, raw_sql};
+use crate::helpers::{Api, Store, TestApp, both_stores, iccid, raw_sql, tenant_id};
 
 /// Polls a task until it is completed or failed; returns it.
 pub async fn wait_for_task(api: &Api, id: &str, limit: Duration) -> Value {
@@ -158,7 +158,7 @@ async fn import_creates_sims_with_secrets_and_fails_bad_rows_alone(store: Store)
     assert!(key.is_none());
 
     // Outbox: sim.created per SIM (from the task), task.completed once with the counts.
-    let events = simvault::store::lifecycle::events(db, "acme")
+    let events = simvault::store::lifecycle::events(db, &tenant_id("acme"))
         .await
         .unwrap();
     let created = events

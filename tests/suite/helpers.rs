@@ -535,6 +535,11 @@ impl Api {
     }
 }
 
+/// The tenant named `name` (a valid name).
+pub fn tenant_id(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap()
+}
+
 /// A Luhn-valid ICCID ending in `n`.
 pub fn iccid(n: u64) -> String {
     let body = format!("8944{n:014}");

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use simvault::domain::{Role, TenantId};
 
-use crate::helpers::{Api, Store, TestApp, both_stores, iccid, raw_sql};
+use crate::helpers::{Api, Store, TestApp, both_stores, iccid, raw_sql, tenant_id};
 use crate::vault::{ALL, KI, OPC, path, seed_with_secrets, setup};
 
 /// Seeds `n` SIMs with four concurrent writers.
@@ -100,7 +100,7 @@ async fn rotation_under_load(store: Store) {
     assert_eq!(done["pending_items"], 0);
     assert!(ops.load(Ordering::Relaxed) > 20, "the load ran");
     // Its completion is an outbox event, like every task's.
-    let events = simvault::store::lifecycle::events(&app.test_db.db, "acme")
+    let events = simvault::store::lifecycle::events(&app.test_db.db, &tenant_id("acme"))
         .await
         .unwrap();
     let completed: Vec<_> = events

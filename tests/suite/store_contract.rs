@@ -10,7 +10,7 @@ use simvault::domain::{Iccid, Imsi, LuhnPolicy, Msisdn, Plan, Sim, SimState, Sim
 use simvault::store::sims::{self as repo, SimKey};
 use simvault::store::{StoreError, identities, plans, tenants};
 
-use crate::helpers::{Store, TestDb, both_stores, iccid, raw_sql};
+use crate::helpers::{Store, TestDb, both_stores, iccid, raw_sql, tenant_id};
 
 /// A row-integrity key of its own: these tests use the store without a vault.
 pub(crate) fn test_key() -> std::sync::Arc<simvault::vault::IntegrityKey> {
@@ -222,11 +222,14 @@ async fn plans_and_identities(store: Store) {
     ));
     drop(tx);
     assert_eq!(
-        plans::get(db, "a", plan.id).await.unwrap(),
+        plans::get(db, &tenant_id("a"), plan.id).await.unwrap(),
         Some(plan.clone())
     );
-    assert_eq!(plans::get(db, "b", plan.id).await.unwrap(), None);
-    assert_eq!(plans::list(db, "a", 10, 0).await.unwrap().1, 1);
+    assert_eq!(
+        plans::get(db, &tenant_id("b"), plan.id).await.unwrap(),
+        None
+    );
+    assert_eq!(plans::list(db, &tenant_id("a"), 10, 0).await.unwrap().1, 1);
 
     let row = ClientIdentity {
         identity: "urn:simvault:a:x".into(),
@@ -409,30 +412,51 @@ async fn links_are_unique_and_tenant_scoped(store: Store) {
     );
     tx.commit().await.unwrap();
     assert_eq!(
-        links::get(db, &key, "a", first.id).await.unwrap(),
+        links::get(db, &key, &tenant_id("a"), first.id)
+            .await
+            .unwrap(),
         Some(first.clone())
     );
-    assert_eq!(links::get(db, &key, "b", first.id).await.unwrap(), None);
+    assert_eq!(
+        links::get(db, &key, &tenant_id("b"), first.id)
+            .await
+            .unwrap(),
+        None
+    );
     let ids = [s1.id.to_string(), s2.id.to_string()];
     assert_eq!(
-        links::for_sims(db, &key, "a", &ids).await.unwrap(),
+        links::for_sims(db, &key, &tenant_id("a"), &ids)
+            .await
+            .unwrap(),
         std::slice::from_ref(&first)
     );
     assert!(
-        links::for_sims(db, &key, "b", &ids)
+        links::for_sims(db, &key, &tenant_id("b"), &ids)
             .await
             .unwrap()
             .is_empty()
     );
-    assert_eq!(links::list(db, &key, "a", None, 10, 0).await.unwrap().1, 1);
     assert_eq!(
-        links::list(db, &key, "a", Some(&ids[1]), 10, 0)
+        links::list(db, &key, &tenant_id("a"), None, 10, 0)
+            .await
+            .unwrap()
+            .1,
+        1
+    );
+    assert_eq!(
+        links::list(db, &key, &tenant_id("a"), Some(&ids[1]), 10, 0)
             .await
             .unwrap()
             .1,
         0
     );
-    assert_eq!(links::list(db, &key, "b", None, 10, 0).await.unwrap().1, 0);
+    assert_eq!(
+        links::list(db, &key, &tenant_id("b"), None, 10, 0)
+            .await
+            .unwrap()
+            .1,
+        0
+    );
     // The SIM read with its link shows it.
     let read = repo::get(db, &key, "a", &SimKey::Id(s1.id))
         .await

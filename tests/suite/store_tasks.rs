@@ -7,7 +7,7 @@ use simvault::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskSta
 use simvault::store::Db;
 use simvault::store::tasks::{self, Outcome};
 
-use crate::helpers::{Store, TestDb, both_stores};
+use crate::helpers::{Store, TestDb, both_stores, tenant_id};
 use crate::store_contract::create_tenant;
 
 const KIND: TaskKind = TaskKind::Import;
@@ -138,7 +138,10 @@ async fn task_leases(store: Store) {
         tasks::claim(db, KIND, other, 10_000, 20_000).await.unwrap(),
         None
     );
-    let done = tasks::get(db, "a", "t1").await.unwrap().unwrap();
+    let done = tasks::get(db, &tenant_id("a"), "t1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (done.status.as_str(), done.error.as_deref()),
         ("failed", Some("boom"))
@@ -268,22 +271,30 @@ async fn tasks_are_tenant_scoped(store: Store) {
     create_tenant(db, "b").await.unwrap();
     insert(db, &task("ta", "a", 1), &[]).await;
     assert_eq!(
-        tasks::get(db, "a", "ta")
+        tasks::get(db, &tenant_id("a"), "ta")
             .await
             .unwrap()
             .map(|t| t.id)
             .as_deref(),
         Some("ta")
     );
-    assert_eq!(tasks::get(db, "b", "ta").await.unwrap(), None);
+    assert_eq!(tasks::get(db, &tenant_id("b"), "ta").await.unwrap(), None);
     // Read inside a transaction, a task inserted there is seen by its tenant only.
     let mut tx = db.begin().await.unwrap();
     tasks::insert(&mut tx, &task("tb", "b", 2)).await.unwrap();
-    assert!(tasks::get(&mut tx, "b", "tb").await.unwrap().is_some());
-    assert_eq!(tasks::get(&mut tx, "a", "tb").await.unwrap(), None);
+    assert!(
+        tasks::get(&mut tx, &tenant_id("b"), "tb")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        tasks::get(&mut tx, &tenant_id("a"), "tb").await.unwrap(),
+        None
+    );
     drop(tx);
     assert_eq!(
-        tasks::get(db, "b", "tb").await.unwrap(),
+        tasks::get(db, &tenant_id("b"), "tb").await.unwrap(),
         None,
         "rolled back"
     );

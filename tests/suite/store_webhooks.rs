@@ -11,7 +11,7 @@ use simvault::store::webhooks::{self, Attempt, NewDelivery};
 use simvault::store::{Db, StoreError};
 use simvault::vault::IntegrityKey;
 
-use crate::helpers::{Store, TestDb, both_stores, raw_sql};
+use crate::helpers::{Store, TestDb, both_stores, raw_sql, tenant_id};
 use crate::store_contract::{create_tenant, test_key};
 
 fn hook(id: &str, tenant: &str) -> WebhookSubscription {
@@ -88,19 +88,41 @@ async fn webhooks_are_tenant_scoped(store: Store) {
     add_hook(db, &key, &hook("h1", "a")).await;
     add_hook(db, &key, &hook("h2", "b")).await;
     assert_eq!(
-        webhooks::get(db, &key, "a", "h1").await.unwrap(),
+        webhooks::get(db, &key, &tenant_id("a"), "h1")
+            .await
+            .unwrap(),
         Some(hook("h1", "a"))
     );
-    assert_eq!(webhooks::get(db, &key, "b", "h1").await.unwrap(), None);
+    assert_eq!(
+        webhooks::get(db, &key, &tenant_id("b"), "h1")
+            .await
+            .unwrap(),
+        None
+    );
     let ids = |v: Vec<WebhookSubscription>| v.into_iter().map(|w| w.id).collect::<Vec<_>>();
-    assert_eq!(ids(webhooks::list(db, &key, "a").await.unwrap()), ["h1"]);
-    assert_eq!(ids(webhooks::list(db, &key, "b").await.unwrap()), ["h2"]);
+    assert_eq!(
+        ids(webhooks::list(db, &key, &tenant_id("a")).await.unwrap()),
+        ["h1"]
+    );
+    assert_eq!(
+        ids(webhooks::list(db, &key, &tenant_id("b")).await.unwrap()),
+        ["h2"]
+    );
     let mut tx = db.begin().await.unwrap();
     let (good, bad) = webhooks::of_tenants(&mut tx, &key, &["a"]).await.unwrap();
     assert_eq!((ids(good), bad.len()), (vec!["h1".to_owned()], 0));
-    assert!(!webhooks::delete(&mut tx, "b", "h1").await.unwrap());
+    assert!(
+        !webhooks::delete(&mut tx, &tenant_id("b"), "h1")
+            .await
+            .unwrap()
+    );
     tx.commit().await.unwrap();
-    assert!(webhooks::get(db, &key, "a", "h1").await.unwrap().is_some());
+    assert!(
+        webhooks::get(db, &key, &tenant_id("a"), "h1")
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // A swapped URL fails the row's check: get refuses it, the fan-out reports it.
     raw_sql!(db, p => sqlx::query(
@@ -108,16 +130,25 @@ async fn webhooks_are_tenant_scoped(store: Store) {
         .execute(p).await.map(|_| ()))
     .unwrap();
     assert!(matches!(
-        webhooks::get(db, &key, "b", "h2").await,
+        webhooks::get(db, &key, &tenant_id("b"), "h2").await,
         Err(StoreError::Integrity(_))
     ));
     let (good, bad) = webhooks::of_tenants(db, &key, &["a", "b"]).await.unwrap();
     assert_eq!((ids(good), bad.len()), (vec!["h1".to_owned()], 1));
 
     let mut tx = db.begin().await.unwrap();
-    assert!(webhooks::delete(&mut tx, "a", "h1").await.unwrap());
+    assert!(
+        webhooks::delete(&mut tx, &tenant_id("a"), "h1")
+            .await
+            .unwrap()
+    );
     tx.commit().await.unwrap();
-    assert_eq!(webhooks::get(db, &key, "a", "h1").await.unwrap(), None);
+    assert_eq!(
+        webhooks::get(db, &key, &tenant_id("a"), "h1")
+            .await
+            .unwrap(),
+        None
+    );
 }
 both_stores!(webhook_tenant_contract, webhooks_are_tenant_scoped);
 

@@ -71,7 +71,7 @@ impl Tasks {
         let tenant = principal.tenant.as_str();
         let mut errors = ValidationErrors::new();
         for (i, plan) in request.plan_ids.iter().enumerate() {
-            if plan_repo::get(&self.core.db, tenant, *plan)
+            if plan_repo::get(&self.core.db, &principal.tenant, *plan)
                 .await?
                 .is_none()
             {
@@ -126,14 +126,9 @@ impl Plans {
         self.core
             .authorize_in_tenant(principal, Action::ReadLinks)
             .await?;
-        link_repo::get(
-            &self.core.db,
-            &*self.core.row_key()?,
-            principal.tenant.as_str(),
-            id,
-        )
-        .await?
-        .ok_or(ServiceError::NotFound)
+        link_repo::get(&self.core.db, &*self.core.row_key()?, &principal.tenant, id)
+            .await?
+            .ok_or(ServiceError::NotFound)
     }
 
     /// `GET /v1/links`, oldest first, optionally of one SIM.
@@ -153,7 +148,7 @@ impl Plans {
         let (items, total) = link_repo::list(
             &self.core.db,
             &*self.core.row_key()?,
-            principal.tenant.as_str(),
+            &principal.tenant,
             sim.as_deref(),
             i64::from(page_size),
             offset,

@@ -113,7 +113,7 @@ impl Tasks {
         tenant: &TenantId,
         id: uuid::Uuid,
     ) -> ServiceResult<Option<TaskRecord>> {
-        Ok(tasks::get(&self.core.db, tenant.as_str(), &id.to_string()).await?)
+        Ok(tasks::get(&self.core.db, tenant, &id.to_string()).await?)
     }
 
     /// Up to `limit` items of the host's task `id` from `offset`, in request order, optionally
