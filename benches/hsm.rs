@@ -117,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let hsm_root = simvault::vault::root::load(&hsm_config.root_key)?;
     let hsm_ring = Keyring::new(hsm_root.clone());
-    simvault::service::rotation::move_root(&db, &file_ring, &hsm_ring, "bench", "bench", 0)
+    simvault::service::tasks::rotation::move_root(&db, &file_ring, &hsm_ring, "bench", "bench", 0)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     // One PKCS#11 context per process: the server's keyring on the same provider.

@@ -18,7 +18,7 @@ use simvault::config::Config;
 use simvault::domain::{
     AuthMethod, Iccid, Imsi, LuhnPolicy, Msisdn, Principal, Role, SecretField, SimInput, TenantId,
 };
-use simvault::service::bulk::ImportRow;
+use simvault::service::tasks::ImportRow;
 use simvault::store::Db;
 
 use common::iccid;

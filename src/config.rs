@@ -49,7 +49,7 @@ pub struct Config {
     /// PIN operations (reset, unblock) a minute per principal, per replica; 0 = unlimited.
     pub pin_ops_per_minute: u32,
     /// The carrier's system (generic HTTP upstream), if any.
-    pub upstream: Option<crate::upstream::HttpSettings>,
+    pub upstream: Option<crate::adapters::upstream::HttpSettings>,
     /// The background sync of every SIM from upstream (interval 0: off).
     pub sync: crate::service::sync::SyncSettings,
     /// Webhook delivery.
@@ -205,7 +205,7 @@ impl Config {
                         url.starts_with("https://") || url.starts_with("http://"),
                         "SIMVAULT_UPSTREAM_URL must be an http(s) URL"
                     );
-                    Some(crate::upstream::HttpSettings {
+                    Some(crate::adapters::upstream::HttpSettings {
                         url,
                         token: env("SIMVAULT_UPSTREAM_TOKEN").map(secrecy::SecretString::from),
                         timeout: std::time::Duration::from_secs(seconds(

@@ -27,9 +27,6 @@ pub mod service;
 pub mod startup;
 pub mod telemetry;
 
-/// The carrier connector, at its old path.
-pub use adapters::upstream;
-
 /// The store, public only with the feature `internals`: the crate's own tests, benches and
 /// examples turn it on (through the self dev-dependency in `Cargo.toml`); the release binary
 /// is built without it, so nothing outside the crate sees the store.

@@ -18,10 +18,6 @@ pub mod sync;
 pub mod tasks;
 pub mod webhooks;
 
-// The paths of the task kinds before they had their room, which tests and benches name.
-pub use tasks as bulk;
-pub use tasks::rotation;
-
 use std::sync::Arc;
 
 use crate::clock::SharedClock;

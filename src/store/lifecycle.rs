@@ -2,9 +2,6 @@
 
 use super::{Conn, StoreResult, Tx, on_conn, on_tx};
 
-/// The outbox read at its earlier path, for the crate's own tests.
-#[cfg(feature = "internals")]
-pub use super::outbox::events;
 pub use crate::domain::audit::HistoryRow;
 
 pub async fn insert_history(tx: &mut Tx, h: &HistoryRow) -> StoreResult<()> {

@@ -158,7 +158,7 @@ async fn import_creates_sims_with_secrets_and_fails_bad_rows_alone(store: Store)
     assert!(key.is_none());
 
     // Outbox: sim.created per SIM (from the task), task.completed once with the counts.
-    let events = simvault::store::lifecycle::events(db, &tenant_id("acme"))
+    let events = simvault::store::outbox::events(db, &tenant_id("acme"))
         .await
         .unwrap();
     let created = events

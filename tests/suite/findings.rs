@@ -95,7 +95,7 @@ async fn carrier(behaviour: fn(u64) -> Carrier) -> String {
     let route = move |axum::extract::Path(id): axum::extract::Path<String>| async move {
         let n = (1..=20).find(|n| iccid(*n) == id).unwrap_or(0);
         let huge = || {
-            let pad = "x".repeat(2 * simvault::upstream::MAX_ANSWER_BYTES);
+            let pad = "x".repeat(2 * simvault::adapters::upstream::MAX_ANSWER_BYTES);
             json!({"carrier_status": "BIG", "pad": pad}).to_string()
         };
         match behaviour(n) {
@@ -123,7 +123,7 @@ async fn carrier(behaviour: fn(u64) -> Carrier) -> String {
 async fn with_carrier(store: Store, url: &str, sync_secs: u64) -> TestApp {
     let url = url.to_owned();
     let app = TestApp::spawn_with(store, move |c| {
-        c.upstream = Some(simvault::upstream::HttpSettings {
+        c.upstream = Some(simvault::adapters::upstream::HttpSettings {
             url,
             token: None,
             timeout: std::time::Duration::from_secs(5),

@@ -100,7 +100,7 @@ async fn rotation_under_load(store: Store) {
     assert_eq!(done["pending_items"], 0);
     assert!(ops.load(Ordering::Relaxed) > 20, "the load ran");
     // Its completion is an outbox event, like every task's.
-    let events = simvault::store::lifecycle::events(&app.test_db.db, &tenant_id("acme"))
+    let events = simvault::store::outbox::events(&app.test_db.db, &tenant_id("acme"))
         .await
         .unwrap();
     let completed: Vec<_> = events
@@ -269,7 +269,7 @@ async fn root_rotation(store: Store) {
     )
     .unwrap();
     let next = Keyring::new(std::sync::Arc::new(LocalRootKey::new(new_key)));
-    let n = simvault::service::rotation::rotate_root(&db, &current, &next, "test", 1)
+    let n = simvault::service::tasks::rotation::rotate_root(&db, &current, &next, "test", 1)
         .await
         .unwrap();
     assert_eq!(n, 2, "one key version per tenant");

@@ -85,7 +85,7 @@ async fn upstream() -> (Arc<Fake>, String) {
 async fn app_with(store: Store, url: &str, sync_secs: u64) -> TestApp {
     let url = url.to_owned();
     let app = TestApp::spawn_with(store, move |c| {
-        c.upstream = Some(simvault::upstream::HttpSettings {
+        c.upstream = Some(simvault::adapters::upstream::HttpSettings {
             url,
             token: Some("upstream-t0ken".into()),
             timeout: Duration::from_secs(1),
@@ -366,7 +366,7 @@ async fn refresh_over_mutual_tls(store: Store) {
         std::fs::write(&key_path, key).unwrap();
         let ca = probe.keys.ca_cert();
         let app = TestApp::spawn_with(store, move |c| {
-            c.upstream = Some(simvault::upstream::HttpSettings {
+            c.upstream = Some(simvault::adapters::upstream::HttpSettings {
                 url,
                 token: None,
                 timeout: Duration::from_secs(5),

@@ -457,3 +457,53 @@ async fn item_loop(tasks: Tasks, lease: Duration, poll: Duration, stop: watch::R
     };
     task_loop(&tasks, "bulk tasks", poll, stop, step).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(tenant: &str, actor: serde_json::Value) -> TaskRecord {
+        TaskRecord {
+            id: "t1".into(),
+            tenant_id: tenant.into(),
+            kind: TaskKind::Import,
+            status: TaskStatus::Running,
+            params: serde_json::json!({ "actor": actor }),
+            total_items: 1,
+            completed_items: 0,
+            failed_items: 0,
+            error: None,
+            created_at: 0,
+            updated_at: 0,
+            kek_version: None,
+            wrapped_key: None,
+        }
+    }
+
+    #[test]
+    fn a_task_s_actor_is_its_principal_in_either_release_s_layout() {
+        let first_release = serde_json::json!({
+            "subject": "prov", "roles": ["provisioner"], "auth_method": "mtls",
+            "credential": "ab12", "client_addr": "192.0.2.7:1234", "request_id": "r-9"
+        });
+        let actor = actor_of(&task("acme", first_release.clone())).unwrap();
+        assert_eq!(actor.tenant.as_str(), "acme");
+        assert_eq!(actor.subject, "prov");
+        assert_eq!(actor.auth_method, crate::domain::AuthMethod::Mtls);
+        assert!(actor.has_role(crate::domain::Role::Provisioner));
+        assert_eq!(actor.origin.request_id.as_deref(), Some("r-9"));
+        // This release writes the tenant too, and reads back what it wrote.
+        let written = serde_json::to_value(&actor).unwrap();
+        assert_eq!(actor_of(&task("acme", written.clone())).unwrap(), actor);
+
+        // Never another tenant's actor, and nothing this release does not know.
+        assert!(actor_of(&task("other", written)).is_err());
+        let mut unknown_method = first_release.clone();
+        unknown_method["auth_method"] = "kerberos".into();
+        assert!(actor_of(&task("acme", unknown_method)).is_err());
+        let mut unknown_role = first_release;
+        unknown_role["roles"] = serde_json::json!(["root"]);
+        assert!(actor_of(&task("acme", unknown_role)).is_err());
+        assert!(actor_of(&task("acme", serde_json::Value::Null)).is_err());
+    }
+}
