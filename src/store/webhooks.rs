@@ -63,22 +63,14 @@ fn webhook_mac(integrity: &IntegrityKey, w: &WebhookSubscription) -> Vec<u8> {
     integrity.mac_row(Purpose::Webhook, &parts).to_vec()
 }
 
-fn check_webhook(
-    integrity: &IntegrityKey,
-    w: &WebhookSubscription,
-    mac: Option<&[u8]>,
-) -> Result<(), IntegrityFailure> {
-    let parts = webhook_parts(&w.id, &w.tenant_id, &w.url, &w.events, w.created_at);
-    integrity.check_row(Purpose::Webhook, &w.id, &parts, mac)
-}
-
 impl StoredWebhook {
     /// The one way from a stored subscription to a [`WebhookSubscription`]: checked against
-    /// its MAC.
+    /// its MAC, on the columns as read, before anything is made of them.
     fn checked(self, integrity: &IntegrityKey) -> Result<WebhookSubscription, IntegrityFailure> {
-        let w = WebhookSubscription::from(self.row);
-        check_webhook(integrity, &w, self.mac.as_deref())?;
-        Ok(w)
+        let r = &self.row;
+        let parts = webhook_parts(&r.id, &r.tenant_id, &r.url, &r.events, r.created_at);
+        integrity.check_row(Purpose::Webhook, &r.id, &parts, self.mac.as_deref())?;
+        Ok(WebhookSubscription::from(self.row))
     }
 }
 
