@@ -20,7 +20,7 @@ const SET: [(SecretField, &str); 7] = [
     ),
 ];
 
-fn seal_set(kek: &vault::Key, sim: &uuid::Uuid) -> (Vec<u8>, Vec<Vec<u8>>) {
+fn seal_set(kek: &vault::Key, sim: &simvault::domain::SimId) -> (Vec<u8>, Vec<Vec<u8>>) {
     let dek = vault::new_key().expect("random");
     let wrapped = vault::wrap_dek(kek, "bench", sim, 1, &dek).expect("wrap");
     let fields = SET
@@ -30,7 +30,12 @@ fn seal_set(kek: &vault::Key, sim: &uuid::Uuid) -> (Vec<u8>, Vec<Vec<u8>>) {
     (wrapped, fields)
 }
 
-fn open_set(kek: &vault::Key, sim: &uuid::Uuid, wrapped: &[u8], fields: &[Vec<u8>]) -> usize {
+fn open_set(
+    kek: &vault::Key,
+    sim: &simvault::domain::SimId,
+    wrapped: &[u8],
+    fields: &[Vec<u8>],
+) -> usize {
     let dek = vault::unwrap_dek(kek, "bench", sim, 1, wrapped).expect("unwrap");
     SET.iter()
         .zip(fields)
@@ -44,7 +49,7 @@ fn open_set(kek: &vault::Key, sim: &uuid::Uuid, wrapped: &[u8], fields: &[Vec<u8
 
 fn bench(c: &mut Criterion) {
     let kek = vault::new_key().expect("random");
-    let sim = uuid::Uuid::new_v4();
+    let sim = simvault::domain::SimId::new();
     c.bench_function("seal full secret set (new DEK + 7 fields)", |b| {
         b.iter(|| seal_set(&kek, &sim))
     });

@@ -107,7 +107,7 @@ impl From<Link> for LinkView {
         LinkView {
             id: l.id,
             name: l.name,
-            sim_id: l.sim_id,
+            sim_id: l.sim_id.into(),
             plan_ids: l.plan_ids,
             task_id: l.task_id,
             created_at: format_timestamp(l.created_at),

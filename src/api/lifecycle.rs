@@ -97,7 +97,7 @@ async fn change_state(
         .change_state(&principal, &key, to, reason.as_deref())
         .await?;
     Ok(axum::Json(StateView {
-        id: change.sim.id,
+        id: change.sim.id.into(),
         iccid: change.sim.iccid.as_str().to_owned(),
         state: change.sim.state.as_str().to_owned(),
         previous_state: change.previous.as_str().to_owned(),

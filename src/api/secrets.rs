@@ -133,7 +133,7 @@ async fn reveal(
         .reveal_secrets(&principal, &key, &fields, reason.as_deref())
         .await?;
     let body = RevealedView {
-        id: sim.id,
+        id: sim.id.into(),
         iccid: sim.iccid.into_inner(),
         secrets: RevealedFields(revealed),
     };

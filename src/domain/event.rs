@@ -302,7 +302,7 @@ mod tests {
             occurred_at: 7,
             data: EventData::Sim {
                 sim: SimRef {
-                    id: uuid::Uuid::nil(),
+                    id: uuid::Uuid::nil().into(),
                     iccid: Iccid::parse("8944500102198304826", LuhnPolicy::Relaxed).unwrap(),
                     state: SimState::Active,
                 },
@@ -371,7 +371,7 @@ mod tests {
         for (change, kind, payload) in cases {
             let event = on_sim(change);
             assert_eq!(event.kind().as_str(), kind);
-            assert_eq!(event.sim_id(), Some(uuid::Uuid::nil()));
+            assert_eq!(event.sim_id(), Some(uuid::Uuid::nil().into()));
             assert_eq!(event.payload().to_string(), payload);
         }
         let done = DomainEvent::task_completed(

@@ -19,6 +19,7 @@ pub mod principal;
 pub mod secret_input;
 pub mod secrets;
 pub mod sim;
+pub mod sim_id;
 pub mod sim_input;
 pub mod sim_key;
 pub mod sqn;
@@ -34,14 +35,12 @@ pub use link::Link;
 pub use principal::{AuthMethod, Origin, Principal, Role};
 pub use secrets::{RetryCounters, SecretField, SecretValue};
 pub use sim::{Sim, SimPatch, SimState, SimType};
+pub use sim_id::SimId;
 pub use sim_input::SimInput;
 pub use sim_key::SimKey;
 pub use task::{KeyVersion, Task};
 pub use tenant::{Plan, TenantId};
 pub use validation::{FieldError, Location, ValidationErrors};
-
-/// A SIM's identifier.
-pub type SimId = uuid::Uuid;
 
 /// Instants are microseconds since the Unix epoch, UTC: portable across both stores and
 /// totally ordered.

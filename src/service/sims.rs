@@ -5,7 +5,9 @@ use super::{Core, Page, ServiceError, ServiceResult, Target, conflict};
 use crate::domain::event::SimChange;
 use crate::domain::keys::{SealedSecret, WrappedDek};
 use crate::domain::sim::{SecretChanges, SimListQuery};
-use crate::domain::{Principal, SecretField, Sim, SimInput, SimPatch, Timestamp, ValidationErrors};
+use crate::domain::{
+    Principal, SecretField, Sim, SimId, SimInput, SimPatch, Timestamp, ValidationErrors,
+};
 use crate::policy::{Action, Context, Decision, Resource};
 use crate::store::sims::{self as repo, SimKey};
 use crate::store::{Tx, keys, plans as plan_repo};
@@ -251,5 +253,5 @@ pub(super) fn sim_resource(sim: &Sim) -> Resource<'_> {
 /// A new SIM of `tenant` in `inventory` (a fresh id), and the secrets to store with it (the
 /// bulk benchmark and the seed example build rows with it).
 pub fn new_sim(tenant: &str, new: SimInput, now: Timestamp) -> (Sim, SecretChanges) {
-    new.into_sim(uuid::Uuid::new_v4(), tenant, now)
+    new.into_sim(SimId::new(), tenant, now)
 }

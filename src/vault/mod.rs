@@ -106,7 +106,7 @@ pub fn kek_aad(tenant: &str, version: i64) -> Vec<u8> {
 }
 
 /// Associated data of a SIM's DEK wrapped by a tenant KEK.
-pub fn dek_aad(tenant: &str, sim_id: &uuid::Uuid, kek_version: i64) -> Vec<u8> {
+pub fn dek_aad(tenant: &str, sim_id: &crate::domain::SimId, kek_version: i64) -> Vec<u8> {
     format!("simvault/v1/dek\0{tenant}\0{sim_id}\0{kek_version}").into_bytes()
 }
 
@@ -126,7 +126,7 @@ pub fn webhook_secret_aad(tenant: &str, webhook_id: &str, kek_version: i64) -> V
 }
 
 /// Associated data of one secret field encrypted by a SIM's DEK.
-pub fn field_aad(tenant: &str, sim_id: &uuid::Uuid, field: SecretField) -> Vec<u8> {
+pub fn field_aad(tenant: &str, sim_id: &crate::domain::SimId, field: SecretField) -> Vec<u8> {
     format!("simvault/v1/secret\0{tenant}\0{sim_id}\0{}", field.as_str()).into_bytes()
 }
 
@@ -142,7 +142,7 @@ pub fn check_format(format: i64) -> Result<(), VaultError> {
 pub fn wrap_dek(
     kek: &Key,
     tenant: &str,
-    sim_id: &uuid::Uuid,
+    sim_id: &crate::domain::SimId,
     kek_version: i64,
     dek: &Key,
 ) -> Result<Vec<u8>, VaultError> {
@@ -152,7 +152,7 @@ pub fn wrap_dek(
 pub fn unwrap_dek(
     kek: &Key,
     tenant: &str,
-    sim_id: &uuid::Uuid,
+    sim_id: &crate::domain::SimId,
     kek_version: i64,
     wrapped: &[u8],
 ) -> Result<Key, VaultError> {
@@ -168,7 +168,7 @@ pub fn unwrap_dek(
 pub fn seal_field(
     dek: &Key,
     tenant: &str,
-    sim_id: &uuid::Uuid,
+    sim_id: &crate::domain::SimId,
     field: SecretField,
     value: &str,
 ) -> Result<Vec<u8>, VaultError> {
@@ -178,7 +178,7 @@ pub fn seal_field(
 pub fn open_field(
     dek: &Key,
     tenant: &str,
-    sim_id: &uuid::Uuid,
+    sim_id: &crate::domain::SimId,
     field: SecretField,
     blob: &[u8],
 ) -> Result<Zeroizing<String>, VaultError> {
@@ -191,8 +191,8 @@ pub fn open_field(
 mod tests {
     use super::*;
 
-    fn id(n: u128) -> uuid::Uuid {
-        uuid::Uuid::from_u128(n)
+    fn id(n: u128) -> crate::domain::SimId {
+        uuid::Uuid::from_u128(n).into()
     }
 
     #[test]

@@ -47,7 +47,7 @@ async fn seed(store: Store) -> (TestApp, Api, Vec<Value>) {
     let integrity = app.services.core.keyring.integrity().unwrap();
     for (i, sim) in sims.iter_mut().enumerate() {
         let n = i as u64 + 1;
-        let id: uuid::Uuid = sim["id"].as_str().unwrap().parse().unwrap();
+        let id: simvault::domain::SimId = sim["id"].as_str().unwrap().parse().unwrap();
         let mut tx = app.test_db.db.begin().await.unwrap();
         let mut s = repo::get_for_update(&mut tx, &integrity, "acme", &SimKey::Id(id))
             .await

@@ -27,7 +27,7 @@ pub(crate) async fn create_tenant(db: &simvault::store::Db, id: &str) -> Result<
 
 pub(crate) fn sim(tenant: &str, n: u64) -> Sim {
     Sim {
-        id: uuid::Uuid::new_v4(),
+        id: simvault::domain::SimId::new(),
         tenant_id: tenant.into(),
         iccid: Iccid::parse(&iccid(n), LuhnPolicy::Enforce).unwrap(),
         imsi: Some(Imsi::parse(&format!("23415{n:010}")).unwrap()),
@@ -102,7 +102,7 @@ async fn sims_round_trip_and_isolation(store: Store) {
     );
     // Unique ICCID across tenants.
     let mut dup = sim("b", 1);
-    dup.id = uuid::Uuid::new_v4();
+    dup.id = simvault::domain::SimId::new();
     let mut tx = db.begin().await.unwrap();
     assert!(matches!(
         repo::insert(&mut tx, &key, &dup).await,

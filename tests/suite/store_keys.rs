@@ -45,7 +45,7 @@ async fn sim_with_dek(
     tenant: &str,
     n: u64,
     version: i64,
-) -> uuid::Uuid {
+) -> simvault::domain::SimId {
     let s = sim(tenant, n);
     let mut tx = db.begin().await.unwrap();
     sim_repo::insert(&mut tx, key, &s).await.unwrap();
@@ -236,7 +236,12 @@ async fn deks_and_secrets(store: Store) {
     ));
     drop(tx);
     assert_eq!(keys::dek(db, &s1).await.unwrap(), Some(dek(1, 7)));
-    assert_eq!(keys::dek(db, &uuid::Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(
+        keys::dek(db, &simvault::domain::SimId::new())
+            .await
+            .unwrap(),
+        None
+    );
 
     assert_eq!(keys::count_below(db, "a", 2).await.unwrap(), 2);
     assert_eq!(keys::count_below(db, "b", 2).await.unwrap(), 1);

@@ -86,7 +86,7 @@ pub struct SimView {
 impl From<Sim> for SimView {
     fn from(s: Sim) -> Self {
         SimView {
-            id: s.id,
+            id: s.id.into(),
             iccid: s.iccid.into_inner(),
             imsi: s.imsi.map(Imsi::into_inner),
             msisdn: s.msisdn.map(Msisdn::into_inner),
@@ -283,7 +283,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SimRef {
             .await
             .map_err(|_| ApiError::NotFound)?;
         if let Ok(id) = uuid::Uuid::parse_str(&raw) {
-            return Ok(SimRef(SimKey::Id(id)));
+            return Ok(SimRef(SimKey::Id(id.into())));
         }
         if !raw.is_empty() && raw.len() <= 22 && raw.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(SimRef(SimKey::Iccid(raw)));

@@ -190,8 +190,13 @@ impl Tasks {
                 .and_then(|s| s.parse::<uuid::Uuid>().ok());
             let sim = match sim_id {
                 Some(id) => {
-                    match sim_repo::get_for_update(&mut tx, &integrity, tenant, &SimKey::Id(id))
-                        .await
+                    match sim_repo::get_for_update(
+                        &mut tx,
+                        &integrity,
+                        tenant,
+                        &SimKey::Id(id.into()),
+                    )
+                    .await
                     {
                         Ok(sim) => sim,
                         // This item only: the rest of the batch goes on.

@@ -10,7 +10,7 @@ use super::{Tasks, lease_micros, pending_task};
 use crate::domain::audit::AuditOutcome;
 use crate::domain::keys::{KeyState, StaleDek, TenantKey};
 use crate::domain::task::{KEK_ROTATION_DUE_AT, TaskKind, TaskRecord, TaskStatus};
-use crate::domain::{KeyVersion, Principal, Task};
+use crate::domain::{KeyVersion, Principal, SimId, Task};
 use crate::policy::Action;
 use crate::service::{Admin, ServiceError, ServiceResult};
 use crate::store::keys;
@@ -213,7 +213,7 @@ impl Tasks {
         new_kek: &vault::Key,
     ) -> ServiceResult<Vec<u8>> {
         vault::check_format(dek.format)?;
-        let sim_id: uuid::Uuid = dek
+        let sim_id: SimId = dek
             .sim_id
             .parse()
             .map_err(|_| ServiceError::internal("corrupt SIM id"))?;

@@ -24,7 +24,7 @@ impl From<DekRow> for WrappedDek {
 
 pub async fn dek(
     conn: impl Into<Conn<'_>>,
-    sim_id: &uuid::Uuid,
+    sim_id: &crate::domain::SimId,
 ) -> StoreResult<Option<WrappedDek>> {
     let mut conn = conn.into();
     let row: Option<DekRow> = on_conn!(conn, c => sqlx::query_as(
@@ -38,7 +38,7 @@ pub async fn dek(
 pub async fn insert_dek(
     tx: &mut Tx,
     tenant: &str,
-    sim_id: &uuid::Uuid,
+    sim_id: &crate::domain::SimId,
     row: &WrappedDek,
     now: i64,
 ) -> StoreResult<()> {
@@ -129,7 +129,7 @@ pub async fn insert_secrets(
 /// Writes one encrypted field (insert or replace).
 pub async fn put_secret(
     tx: &mut Tx,
-    sim_id: &uuid::Uuid,
+    sim_id: &crate::domain::SimId,
     field: &str,
     format: i64,
     ciphertext: &[u8],
@@ -153,7 +153,7 @@ pub async fn put_secret(
 /// One encrypted field of a SIM: `(format, ciphertext)`.
 pub async fn secret(
     conn: impl Into<Conn<'_>>,
-    sim_id: &uuid::Uuid,
+    sim_id: &crate::domain::SimId,
     field: &str,
 ) -> StoreResult<Option<(i64, Vec<u8>)>> {
     let mut conn = conn.into();
@@ -165,7 +165,11 @@ pub async fn secret(
         .await)?)
 }
 
-pub async fn delete_secret(tx: &mut Tx, sim_id: &uuid::Uuid, field: &str) -> StoreResult<()> {
+pub async fn delete_secret(
+    tx: &mut Tx,
+    sim_id: &crate::domain::SimId,
+    field: &str,
+) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query("DELETE FROM sim_secrets WHERE sim_id = $1 AND field = $2")
         .bind(sim_id.to_string())
         .bind(field)
@@ -176,7 +180,7 @@ pub async fn delete_secret(tx: &mut Tx, sim_id: &uuid::Uuid, field: &str) -> Sto
 }
 
 /// Crypto-shredding: destroys a SIM's DEK and every ciphertext made with it.
-pub async fn shred(tx: &mut Tx, sim_id: &uuid::Uuid) -> StoreResult<()> {
+pub async fn shred(tx: &mut Tx, sim_id: &crate::domain::SimId) -> StoreResult<()> {
     let id = sim_id.to_string();
     on_tx!(tx, c => {
         sqlx::query("DELETE FROM sim_secrets WHERE sim_id = $1").bind(&id).execute(&mut *c).await?;
