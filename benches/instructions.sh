@@ -49,36 +49,20 @@ KEEP="${KEEP:-}"
 command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
 [ "$WARMUP" -ge 1 ] || { echo "WARMUP must be at least 1 (it opens the connection)" >&2; exit 1; }
 
-if [ -z "${SIMVAULT_BIN:-}" ]; then
-  cargo build --release --bin simvault --example seed -q
-fi
-BIN="${SIMVAULT_BIN:-target/release/simvault}"
-SEED="${SEED_BIN:-target/release/examples/seed}"
 WORK=$(mktemp -d)
 D0="$WORK/seeded"
 D="$WORK/data"
 unset SIMVAULT_DATABASE_URL
 cleanup() { [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
+. benches/setup.sh
+bench_binaries
 
-$BIN init --data-dir "$D0" >/dev/null
-$BIN tenant create bench --data-dir "$D0" >/dev/null
-$BIN cert issue --tenant bench --role provisioner --name loader --out-dir "$WORK" --data-dir "$D0" >/dev/null
-echo "seeding $SIMS SIMs (sqlite)..." >&2
-"$SEED" "$D0" bench "$SIMS" >&2
+bench_data_dir "$D0" "$SIMS" provisioner:loader
 
 URL="https://localhost:$PORT"
 TLS=(--cacert "$D0/keys/ca.pem")
 MTLS=(--cacert "$D0/keys/ca.pem" --cert "$WORK/loader.pem" --key "$WORK/loader.key")
-
-wait_ready() { # timeout in seconds
-  local deadline=$((SECONDS + $1))
-  until curl -sf "${TLS[@]}" "$URL/healthz" >/dev/null 2>&1; do
-    kill -0 "$SERVER" 2>/dev/null || { echo "server exited before answering" >&2; return 1; }
-    [ "$SECONDS" -lt "$deadline" ] || { echo "server did not answer within $1 s" >&2; return 1; }
-    sleep 0.5
-  done
-}
 
 stop_server() {
   kill -TERM "$SERVER"
@@ -92,16 +76,8 @@ stop_server() {
 # valgrind, before the measured runs (so every run starts from the same data).
 SIMVAULT_LOG=warn $BIN serve --data-dir "$D0" --listen "127.0.0.1:$PORT" 2>"$WORK/setup.log" &
 SERVER=$!
-wait_ready 60
-ID=$(curl -sf "${MTLS[@]}" "$URL/v1/sims?page_size=1&sort_by=iccid&sort_order=asc&page=$((SIMS / 2))" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
-curl -sf "${MTLS[@]}" -X PUT -H 'content-type: application/json' \
-  -d '{"ki":"465b5ce8b199b49faa5f0a2ee238a6bc","opc":"cd63cb71954a9f4e48a5994e37a02baf"}' \
-  "$URL/v1/sims/$ID/secrets" >/dev/null
-case "$(curl -sf "${MTLS[@]}" "$URL/v1/sims/$ID/secrets?fields=ki,opc")" in
-  *'"ki"'*) ;;
-  *) echo "the secret read does not answer with a Ki" >&2; exit 1 ;;
-esac
+bench_wait_ready 60
+bench_secret_sim "$SIMS"
 stop_server
 
 target() { # kind -> path and client arguments
@@ -127,7 +103,7 @@ measure() { # kind count window(empty: none)
     valgrind --tool=callgrind --callgrind-out-file="$out" --log-file="$out.log" \
     $BIN serve --data-dir "$D" --listen "127.0.0.1:$PORT" 2>"$out.server" &
   SERVER=$!
-  wait_ready "$READY_TIMEOUT"
+  bench_wait_ready "$READY_TIMEOUT"
   t0=$SECONDS
   local args=("${TLS[@]}")
   [ "$kind" = healthz ] || args=("${MTLS[@]}")

@@ -19,17 +19,12 @@ CONNS="${CONNS:-32}"
 PORT="${PORT:-18443}"
 command -v oha >/dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
 
-# SIMVAULT_BIN and SEED_BIN measure another build (e.g. an older commit's, for a before/after
-# comparison on the same machine); by default this tree's release build.
-if [ -z "${SIMVAULT_BIN:-}" ]; then
-  cargo build --release --bin simvault --example seed -q
-fi
-BIN="${SIMVAULT_BIN:-target/release/simvault}"
-SEED="${SEED_BIN:-target/release/examples/seed}"
 WORK=$(mktemp -d)
 D="$WORK/data"
 cleanup() { [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
+. benches/setup.sh
+bench_binaries
 
 if [ -n "${SIMVAULT_DATABASE_URL:-}" ]; then
   # A fresh database of its own, so the run measures exactly the seeded rows.
@@ -41,26 +36,17 @@ else
   STORE=sqlite
 fi
 
-$BIN init --data-dir "$D" >/dev/null
-$BIN tenant create bench --data-dir "$D" >/dev/null
-$BIN cert issue --tenant bench --role provisioner --name loader --out-dir "$WORK" --data-dir "$D" >/dev/null
-$BIN cert issue --tenant bench --role auc --name hss --out-dir "$WORK" --data-dir "$D" >/dev/null
-echo "seeding $SIMS SIMs ($STORE)..."
-"$SEED" "$D" bench "$SIMS"
+bench_data_dir "$D" "$SIMS" provisioner:loader auc:hss
 
 SIMVAULT_LOG=warn $BIN serve --data-dir "$D" --listen "127.0.0.1:$PORT" &
 SERVER=$!
 URL="https://localhost:$PORT"
 TLS=(--cacert "$D/keys/ca.pem")
 MTLS=(--cacert "$D/keys/ca.pem" --cert "$WORK/loader.pem" --key "$WORK/loader.key")
-for _ in $(seq 1 50); do curl -sf "${TLS[@]}" "$URL/healthz" >/dev/null && break; sleep 0.2; done
+bench_wait_ready 60
 
-ID=$(curl -sf "${MTLS[@]}" "$URL/v1/sims?page_size=1&sort_by=iccid&sort_order=asc&page=$((SIMS / 2))" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
-# Give that SIM a Ki and OPc to read back.
-curl -sf "${MTLS[@]}" -X PUT -H 'content-type: application/json' \
-  -d '{"ki":"465b5ce8b199b49faa5f0a2ee238a6bc","opc":"cd63cb71954a9f4e48a5994e37a02baf"}' \
-  "$URL/v1/sims/$ID/secrets" >/dev/null
+# The SIM to read, given a Ki and OPc.
+bench_secret_sim "$SIMS"
 # An MSISDN fragment that names one SIM: the trigram index has to find it among all of them.
 TERM="$(printf '77%08d' $((SIMS / 3)))"
 
