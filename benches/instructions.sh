@@ -49,13 +49,11 @@ KEEP="${KEEP:-}"
 command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
 [ "$WARMUP" -ge 1 ] || { echo "WARMUP must be at least 1 (it opens the connection)" >&2; exit 1; }
 
-WORK=$(mktemp -d)
+. benches/setup.sh
+bench_workdir
 D0="$WORK/seeded"
 D="$WORK/data"
 unset SIMVAULT_DATABASE_URL
-cleanup() { [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
-. benches/setup.sh
 bench_binaries
 
 bench_data_dir "$D0" "$SIMS" provisioner:loader

@@ -19,11 +19,9 @@ CONNS="${CONNS:-32}"
 PORT="${PORT:-18443}"
 command -v oha >/dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
 
-WORK=$(mktemp -d)
-D="$WORK/data"
-cleanup() { [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
 . benches/setup.sh
+bench_workdir
+D="$WORK/data"
 bench_binaries
 
 if [ -n "${SIMVAULT_DATABASE_URL:-}" ]; then

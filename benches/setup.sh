@@ -2,9 +2,14 @@
 # not run on its own): which binaries to measure, a data directory with a tenant, client
 # certificates and seeded SIMs, and one SIM given a Ki and OPc to read back.
 #
-# The caller has `set -euo pipefail`, is in the repository root, and has set WORK (a fresh
-# temporary directory). SIMVAULT_BIN and SEED_BIN measure another build (e.g. an older commit's,
+# The caller has `set -euo pipefail` and is in the repository root. SIMVAULT_BIN and SEED_BIN measure another build (e.g. an older commit's,
 # for a before/after comparison on one machine); by default this tree's release build.
+
+# WORK, a fresh temporary directory, removed on exit with the server ($SERVER) stopped.
+bench_workdir() {
+  WORK=$(mktemp -d)
+  trap 'if [ -n "${SERVER:-}" ]; then kill "$SERVER" 2>/dev/null; fi; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+}
 
 bench_binaries() {
   if [ -z "${SIMVAULT_BIN:-}" ]; then
@@ -17,9 +22,8 @@ bench_binaries() {
 # A data directory with tenant `bench`, a client certificate per "role:name" argument (written to
 # $WORK/<name>.pem and .key), and $2 seeded SIMs.
 bench_data_dir() { # dir sims role:name...
-  local dir=$1 sims=$2 store
+  local dir=$1 sims=$2
   shift 2
-  store=${STORE:-sqlite}
   $BIN init --data-dir "$dir" >/dev/null
   $BIN tenant create bench --data-dir "$dir" >/dev/null
   local who
@@ -27,7 +31,7 @@ bench_data_dir() { # dir sims role:name...
     $BIN cert issue --tenant bench --role "${who%%:*}" --name "${who#*:}" --out-dir "$WORK" \
       --data-dir "$dir" >/dev/null
   done
-  echo "seeding $sims SIMs ($store)..." >&2
+  echo "seeding $sims SIMs (${STORE:-sqlite})..." >&2
   "$SEED" "$dir" bench "$sims" >&2
 }
 
