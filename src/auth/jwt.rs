@@ -215,7 +215,8 @@ impl JwtVerifier {
         let claims = Value::Object(data.claims);
 
         let exp = claims["exp"].as_i64().ok_or(TokenError::Claim("exp"))?;
-        if now >= exp + MAX_LEEWAY_SECS {
+        // Saturating: a signed `exp` near i64::MAX must not overflow (a panic in debug builds).
+        if now >= exp.saturating_add(MAX_LEEWAY_SECS) {
             return Err(TokenError::Expired);
         }
         let nbf = time_claim(&claims, "nbf")?;
@@ -400,6 +401,34 @@ mod tests {
                 "{times}"
             );
         }
+    }
+
+    #[test]
+    fn times_at_the_ends_of_the_range_are_refused_without_overflow() {
+        let i = issuer();
+        for (times, want) in [
+            (
+                serde_json::json!({"iat": NOW, "exp": i64::MAX}),
+                TokenError::TooLong,
+            ),
+            (
+                serde_json::json!({"nbf": NOW, "exp": i64::MAX - 1}),
+                TokenError::TooLong,
+            ),
+            (
+                serde_json::json!({"iat": i64::MIN, "exp": NOW + 60}),
+                TokenError::TooLong,
+            ),
+        ] {
+            assert_eq!(
+                i.verifier.verify(&i.sign(times.clone()), NOW),
+                Err(want),
+                "{times}"
+            );
+        }
+        // A negative `exp` is refused by the token library's own claim parsing.
+        let past = i.sign(serde_json::json!({"iat": NOW, "exp": i64::MIN}));
+        assert!(i.verifier.verify(&past, NOW).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Megabytes or gigabytes (1 GB = 1024 MB, as mobile data is billed).
+/// Megabytes or gigabytes, decimal as the contract says: 1 GB = 1,000 MB, 1 MB = 1,000,000 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DataUnit {
     #[serde(rename = "MB")]
@@ -34,7 +34,7 @@ impl DataAmount {
     pub fn megabytes(self) -> f64 {
         match self.unit {
             DataUnit::Mb => self.amount,
-            DataUnit::Gb => self.amount * 1024.0,
+            DataUnit::Gb => self.amount * 1000.0,
         }
     }
 }
@@ -47,7 +47,7 @@ mod tests {
     #[test]
     fn amounts_parse_and_normalise() {
         let d = DataAmount::parse(&json!({"amount": 1.5, "unit": "GB"})).unwrap();
-        assert_eq!(d.megabytes(), 1536.0);
+        assert_eq!(d.megabytes(), 1500.0);
         assert_eq!(
             DataAmount::parse(&json!({"amount": 20, "unit": "MB"}))
                 .unwrap()

@@ -222,6 +222,32 @@ async fn refresh_pulls_maps_and_refuses_bad_upstreams(store: Store) {
         .map(|s| s["iccid"].as_str().unwrap())
         .collect();
     assert_eq!(&order[..2], [iccid(1).as_str(), iccid(2).as_str()]);
+
+    // Units are decimal (1 GB = 1,000 MB): 1 GB sorts before 1,010 MB.
+    for (n, amount) in [
+        (3, json!({"amount": 1, "unit": "GB"})),
+        (4, json!({"amount": 1010, "unit": "MB"})),
+    ] {
+        fake.behaviours
+            .lock()
+            .unwrap()
+            .insert(iccid(n), Behaviour::Data(json!({"consumed_data": amount})));
+        assert_eq!(refresh(n).await.status, 200);
+    }
+    let listed = operator
+        .get("/v1/sims?sort_by=consumed_data&sort_order=asc")
+        .await;
+    let order: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["iccid"].as_str().unwrap())
+        .collect();
+    let want = [iccid(1), iccid(3), iccid(4), iccid(2)];
+    assert_eq!(
+        order[..4],
+        want.iter().map(String::as_str).collect::<Vec<_>>()
+    );
 }
 both_stores!(refresh, refresh_pulls_maps_and_refuses_bad_upstreams);
 
@@ -392,3 +418,43 @@ async fn refresh_over_mutual_tls(store: Store) {
     }
 }
 both_stores!(mutual_tls, refresh_over_mutual_tls);
+
+/// Usage in GB written before units were decimal had its sort column counted with 1,024 MB to
+/// the GB; the migration recomputes it from the reported amount and leaves MB rows alone.
+async fn the_units_migration_recounts_gigabytes(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    for n in 1..=2 {
+        prov.create_sim(json!({"iccid": iccid(n), "sim_type": "esim"}))
+            .await;
+    }
+    for (n, data, mb) in [
+        (1, r#"{"amount":1.5,"unit":"GB"}"#, 1536.0),
+        (2, r#"{"amount":200.0,"unit":"MB"}"#, 200.0),
+    ] {
+        raw_sql!(&app.test_db.db, p => sqlx::query(
+            "UPDATE sims SET consumed_data = $1, consumed_mb = $2 WHERE iccid = $3")
+            .bind(data).bind(mb).bind(iccid(n))
+            .execute(p)
+            .await
+            .map(|_| ()))
+        .unwrap();
+    }
+    let sql = match &app.test_db.db {
+        simvault::store::Db::Sqlite(_) => {
+            include_str!("../../migrations/sqlite/0012_decimal_units.sql")
+        }
+        simvault::store::Db::Postgres(_) => {
+            include_str!("../../migrations/postgres/0012_decimal_units.sql")
+        }
+    };
+    raw_sql!(&app.test_db.db, p => sqlx::raw_sql(sql).execute(p).await.map(|_| ())).unwrap();
+    let rows: Vec<(String, f64)> = raw_sql!(&app.test_db.db, p => sqlx::query_as(
+        "SELECT iccid, consumed_mb FROM sims ORDER BY iccid")
+        .fetch_all(p)
+        .await)
+    .unwrap();
+    assert_eq!(rows, [(iccid(1), 1500.0), (iccid(2), 200.0)]);
+}
+both_stores!(units_migration, the_units_migration_recounts_gigabytes);

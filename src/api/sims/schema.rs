@@ -23,7 +23,7 @@ pub enum SimType {
     Esim,
 }
 
-/// Megabytes or gigabytes (1 GB = 1024 MB, as mobile data is billed).
+/// Megabytes or gigabytes, decimal: 1 GB = 1,000 MB.
 #[derive(Serialize, ToSchema)]
 pub enum DataUnit {
     #[serde(rename = "MB")]
