@@ -178,11 +178,17 @@ pub fn label(what: &'static str) -> impl Fn(&str) -> Result<String, String> {
 /// unknown field, if that is what it is, and nothing else of serde's message (it may quote a
 /// value).
 pub fn data_error(e: &serde_json::Error, prefix: &str) -> ValidationErrors {
-    // serde names an unknown field as: unknown field `name`, expected one of …
+    // serde names an unknown field as "unknown field `name`, expected …" (or ", there are no
+    // fields"). The name is the client's and may itself hold backticks, so it ends at the last
+    // of these suffixes (the expected names after it are ours), not at its first backtick.
     let msg = e.to_string();
-    let field = msg
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split('`').next());
+    let field = msg.strip_prefix("unknown field `").and_then(|rest| {
+        ["`, expected ", "`, there are no fields"]
+            .iter()
+            .filter_map(|end| rest.rfind(end))
+            .max()
+            .map(|at| &rest[..at])
+    });
     match field {
         Some(name) => ValidationErrors::single_pointer(
             format!("{prefix}/{}", pointer_token(name)),
@@ -192,5 +198,39 @@ pub fn data_error(e: &serde_json::Error, prefix: &str) -> ValidationErrors {
             prefix,
             "must be a JSON object of the documented fields",
         ),
+    }
+}
+
+#[cfg(test)]
+mod data_error_tests {
+    use super::*;
+    use crate::domain::validation::Location;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        iccid: Option<String>,
+    }
+
+    fn pointer_of(json: &str) -> String {
+        let e = serde_json::from_str::<Body>(json).unwrap_err();
+        match &data_error(&e, "/sims/0").errors()[0].location {
+            Location::Pointer(p) => p.clone(),
+            Location::Parameter(p) => panic!("parameter {p}"),
+        }
+    }
+
+    #[test]
+    fn the_unknown_field_is_named_whole() {
+        assert_eq!(pointer_of(r#"{"colour": 1}"#), "/sims/0/colour");
+        // Backticks and serde's own phrases inside the client's name do not cut it short.
+        assert_eq!(pointer_of(r#"{"a`b": 1}"#), "/sims/0/a`b");
+        assert_eq!(
+            pointer_of(r#"{"x`, expected y/z": 1}"#),
+            "/sims/0/x`, expected y~1z"
+        );
+        // Not an unknown field: the object as a whole, and nothing of serde's message.
+        assert_eq!(pointer_of(r#"{"iccid": 5}"#), "/sims/0");
     }
 }
