@@ -1,7 +1,7 @@
 //! Background tasks: as clients see them, as the engine keeps them, and their vocabulary.
 
-use super::Timestamp;
 use super::names::named_enum;
+use super::{TenantId, Timestamp};
 
 named_enum! {
     /// What a background task does.
@@ -80,7 +80,7 @@ pub const KEK_ROTATION_DUE_AT: i64 = 1 << 30;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRecord {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub kind: TaskKind,
     pub status: TaskStatus,
     pub params: serde_json::Value,

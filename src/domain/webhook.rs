@@ -1,13 +1,13 @@
 //! Webhook subscriptions and the deliveries due to them, as kept.
 
-use super::Timestamp;
 use super::integrity::IntegrityFailure;
+use super::{TenantId, Timestamp};
 
 /// A tenant's subscription to events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSubscription {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub url: String,
     /// JSON array of event names, as written: the dispatcher matches on these names, so that
     /// a kind written by another release still matches.
@@ -26,7 +26,7 @@ pub struct DueDelivery {
     pub attempts: i64,
     pub created_at: Timestamp,
     pub webhook_id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub url: String,
     pub kek_version: i64,
     pub secret: Vec<u8>,

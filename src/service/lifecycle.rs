@@ -88,7 +88,7 @@ impl Core {
             tx,
             &HistoryRow {
                 id: uuid::Uuid::new_v4().to_string(),
-                tenant_id: sim.tenant_id.clone(),
+                tenant_id: sim.tenant_id.to_string(),
                 sim_id: sim.id.to_string(),
                 from_state: from.as_str().to_owned(),
                 to_state: to.as_str().to_owned(),

@@ -24,7 +24,7 @@ use crate::domain::audit::AuditOutcome;
 use crate::domain::event::EventKind;
 use crate::domain::webhook::{DueDelivery, WebhookSubscription};
 use crate::domain::webhook_target::check_url;
-use crate::domain::{Principal, Timestamp, ValidationErrors, format_timestamp};
+use crate::domain::{Principal, TenantId, Timestamp, ValidationErrors, format_timestamp};
 use crate::policy::Action;
 use crate::store::outbox;
 use crate::store::webhooks::{self as repo, Attempt, DeliveryRow, NewDelivery};
@@ -178,7 +178,7 @@ impl Webhooks {
         let Some(url) = url.filter(|_| errors.is_empty()) else {
             return Err(errors.into());
         };
-        let tenant = principal.tenant.as_str();
+        let tenant = &principal.tenant;
         let id = uuid::Uuid::new_v4();
         let key = vault::new_key()?;
         let secret = SecretString::from(format!(
@@ -221,7 +221,7 @@ impl Webhooks {
         );
         self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
-        tracing::info!(webhook_id = %id, tenant, "webhook created");
+        tracing::info!(webhook_id = %id, tenant = %tenant, "webhook created");
         Ok(CreatedWebhook {
             webhook: Webhook::try_from(row)?,
             secret,
@@ -302,10 +302,19 @@ impl Webhooks {
         if events.is_empty() {
             return Ok(0);
         }
-        let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
+        // An event row naming no tenant reaches no webhook (no tenant's webhook can match it).
+        let mut tenants: Vec<TenantId> = events
+            .iter()
+            .filter_map(|e| TenantId::parse(&e.tenant_id).ok())
+            .collect();
         tenants.sort_unstable();
         tenants.dedup();
-        let (hooks, tampered) = repo::of_tenants(&mut tx, &*self.core.row_key()?, &tenants).await?;
+        let (hooks, tampered) = repo::of_tenants(
+            &mut tx,
+            &*self.core.row_key()?,
+            &tenants.iter().collect::<Vec<_>>(),
+        )
+        .await?;
         let subscribed: Vec<(&WebhookSubscription, Vec<String>)> = hooks
             .iter()
             .map(|h| (h, serde_json::from_str(&h.events).unwrap_or_default()))
@@ -315,14 +324,14 @@ impl Webhooks {
             for (hook, names) in &subscribed {
                 // A webhook receives events from its creation on. Kinds are matched by their
                 // stored names: a replica of another version may write a kind unknown here.
-                if hook.tenant_id == e.tenant_id
+                if hook.tenant_id.as_str() == e.tenant_id
                     && hook.created_at <= e.occurred_at
                     && names.contains(&e.event_type)
                 {
                     deliveries.push(NewDelivery {
                         id: uuid::Uuid::new_v4().to_string(),
                         webhook_id: hook.id.clone(),
-                        tenant_id: e.tenant_id.clone(),
+                        tenant_id: hook.tenant_id.clone(),
                         event_id: e.id.clone(),
                         event_type: e.event_type.clone(),
                     });

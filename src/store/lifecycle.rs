@@ -9,7 +9,7 @@ pub async fn insert_history(tx: &mut Tx, h: &HistoryRow) -> StoreResult<()> {
         "INSERT INTO sim_state_history (id, tenant_id, sim_id, from_state, to_state, reason, actor, \
          auth_method, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind(&h.id)
-        .bind(&h.tenant_id)
+        .bind(h.tenant_id.as_str())
         .bind(&h.sim_id)
         .bind(&h.from_state)
         .bind(&h.to_state)

@@ -74,6 +74,12 @@ impl From<crate::domain::names::UnknownName> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A stored tenant column: a name that does not parse as a tenant is corrupt, never a default.
+pub(crate) fn stored_tenant(s: &str) -> StoreResult<crate::domain::TenantId> {
+    crate::domain::TenantId::parse(s)
+        .map_err(|e| StoreError::Corrupt(format!("tenant column {s:?}: {e}")))
+}
+
 /// A connection pool to one of the supported databases.
 #[derive(Clone, Debug)]
 pub enum Db {

@@ -29,7 +29,7 @@ impl TryFrom<TaskRow> for TaskRecord {
     fn try_from(r: TaskRow) -> StoreResult<Self> {
         Ok(TaskRecord {
             id: r.id,
-            tenant_id: r.tenant_id,
+            tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
             kind: TaskKind::parse(&r.kind)?,
             status: TaskStatus::parse(&r.status)?,
             params: r.params.0,
@@ -54,7 +54,7 @@ pub async fn insert(tx: &mut Tx, task: &TaskRecord) -> StoreResult<()> {
          failed_items, error, created_at, updated_at, kek_version, wrapped_key) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
         .bind(&task.id)
-        .bind(&task.tenant_id)
+        .bind(task.tenant_id.as_str())
         .bind(task.kind.as_str())
         .bind(task.status.as_str())
         .bind(Json(&task.params))

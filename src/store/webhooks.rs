@@ -4,7 +4,7 @@
 //! and creation time (from which on it receives events), and every read checks it, the
 //! delivery path included, so a swapped URL never receives a tenant's events.
 
-use super::{Conn, Db, StoreResult, Tx, on_conn, on_tx};
+use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_tx};
 use crate::domain::TenantId;
 use crate::domain::webhook::{DueDelivery, WebhookSubscription};
 use crate::vault::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
@@ -21,18 +21,19 @@ struct WebhookRow {
     created_at: i64,
 }
 
-impl From<WebhookRow> for WebhookSubscription {
-    fn from(r: WebhookRow) -> Self {
-        WebhookSubscription {
+impl TryFrom<WebhookRow> for WebhookSubscription {
+    type Error = StoreError;
+    fn try_from(r: WebhookRow) -> StoreResult<Self> {
+        Ok(WebhookSubscription {
             id: r.id,
-            tenant_id: r.tenant_id,
+            tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
             url: r.url,
             events: r.events,
             description: r.description,
             kek_version: r.kek_version,
             secret: r.secret,
             created_at: r.created_at,
-        }
+        })
     }
 }
 
@@ -59,18 +60,23 @@ fn webhook_parts(id: &str, tenant: &str, url: &str, events: &str, created_at: i6
 }
 
 fn webhook_mac(integrity: &IntegrityKey, w: &WebhookSubscription) -> Vec<u8> {
-    let parts = webhook_parts(&w.id, &w.tenant_id, &w.url, &w.events, w.created_at);
+    let parts = webhook_parts(&w.id, w.tenant_id.as_str(), &w.url, &w.events, w.created_at);
     integrity.mac_row(Purpose::Webhook, &parts).to_vec()
 }
 
 impl StoredWebhook {
     /// The one way from a stored subscription to a [`WebhookSubscription`]: checked against
     /// its MAC, on the columns as read, before anything is made of them.
-    fn checked(self, integrity: &IntegrityKey) -> Result<WebhookSubscription, IntegrityFailure> {
+    fn checked(self, integrity: &IntegrityKey) -> StoreResult<WebhookSubscription> {
+        self.verify(integrity)?;
+        self.row.try_into()
+    }
+
+    /// Whether the columns as read match the row's MAC.
+    fn verify(&self, integrity: &IntegrityKey) -> Result<(), IntegrityFailure> {
         let r = &self.row;
         let parts = webhook_parts(&r.id, &r.tenant_id, &r.url, &r.events, r.created_at);
-        integrity.check_row(Purpose::Webhook, &r.id, &parts, self.mac.as_deref())?;
-        Ok(WebhookSubscription::from(self.row))
+        integrity.check_row(Purpose::Webhook, &r.id, &parts, self.mac.as_deref())
     }
 }
 
@@ -83,7 +89,7 @@ pub async fn insert(
         "INSERT INTO webhooks (id, tenant_id, url, events, description, kek_version, secret, created_at, mac) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind(&w.id)
-        .bind(&w.tenant_id)
+        .bind(w.tenant_id.as_str())
         .bind(&w.url)
         .bind(&w.events)
         .bind(&w.description)
@@ -109,10 +115,7 @@ pub async fn list(
     ));
     let rows: Vec<StoredWebhook> =
         on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).fetch_all(c).await)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| r.checked(integrity))
-        .collect::<Result<_, _>>()?)
+    rows.into_iter().map(|r| r.checked(integrity)).collect()
 }
 
 pub async fn get(
@@ -126,7 +129,7 @@ pub async fn get(
         "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 AND id = $2"
     ));
     let row: Option<StoredWebhook> = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).bind(id).fetch_optional(c).await)?;
-    Ok(row.map(|r| r.checked(integrity)).transpose()?)
+    row.map(|r| r.checked(integrity)).transpose()
 }
 
 /// Deletes a webhook and its deliveries (pending ones are never sent). Returns whether the
@@ -164,7 +167,7 @@ pub async fn any_due(conn: impl Into<Conn<'_>>, now: i64) -> StoreResult<bool> {
 pub async fn of_tenants(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
-    tenants: &[&str],
+    tenants: &[&TenantId],
 ) -> StoreResult<(Vec<WebhookSubscription>, Vec<IntegrityFailure>)> {
     if tenants.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -173,7 +176,7 @@ pub async fn of_tenants(
     b.push("SELECT ")
         .push(COLUMNS)
         .push(" FROM webhooks WHERE tenant_id IN ")
-        .bind_texts(tenants.iter().copied());
+        .bind_texts(tenants.iter().map(|t| t.as_str()));
     let sql = sqlx::AssertSqlSafe(b.sql);
     let mut conn = conn.into();
     let rows: Vec<StoredWebhook> = on_conn!(conn, c => super::bind_all!(sqlx::query_as(sql), &b.binds)
@@ -181,8 +184,8 @@ pub async fn of_tenants(
         .await)?;
     let (mut good, mut bad) = (Vec::new(), Vec::new());
     for r in rows {
-        match r.checked(integrity) {
-            Ok(w) => good.push(w),
+        match r.verify(integrity) {
+            Ok(()) => good.push(r.row.try_into()?),
             Err(f) => bad.push(f),
         }
     }
@@ -194,7 +197,7 @@ pub async fn of_tenants(
 pub struct NewDelivery {
     pub id: String,
     pub webhook_id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub event_id: String,
     pub event_type: String,
 }
@@ -235,7 +238,7 @@ pub async fn fan_out(
                 q = q
                     .bind(&d.id)
                     .bind(&d.webhook_id)
-                    .bind(&d.tenant_id)
+                    .bind(d.tenant_id.as_str())
                     .bind(&d.event_id)
                     .bind(&d.event_type)
                     .bind(now);
@@ -267,7 +270,7 @@ struct DueRow {
 }
 
 impl DueRow {
-    fn checked(self, integrity: &IntegrityKey) -> DueDelivery {
+    fn checked(self, integrity: &IntegrityKey) -> StoreResult<DueDelivery> {
         let parts = webhook_parts(
             &self.webhook_id,
             &self.tenant_id,
@@ -283,12 +286,12 @@ impl DueRow {
                 self.hook_mac.as_deref(),
             )
             .err();
-        DueDelivery {
+        Ok(DueDelivery {
             id: self.id,
             attempts: self.attempts,
             created_at: self.created_at,
             webhook_id: self.webhook_id,
-            tenant_id: self.tenant_id,
+            tenant_id: crate::store::stored_tenant(&self.tenant_id)?,
             url: self.url,
             kek_version: self.kek_version,
             secret: self.secret,
@@ -297,7 +300,7 @@ impl DueRow {
             payload: self.payload,
             occurred_at: self.occurred_at,
             tampered,
-        }
+        })
     }
 }
 
@@ -358,7 +361,7 @@ pub async fn claim_due(
         .fetch_all(&mut *c)
         .await)?;
     tx.commit().await?;
-    Ok(rows.into_iter().map(|r| r.checked(integrity)).collect())
+    rows.into_iter().map(|r| r.checked(integrity)).collect()
 }
 
 /// What an attempt came to.
@@ -468,7 +471,7 @@ pub async fn adopt(tx: &mut Tx, integrity: &IntegrityKey) -> StoreResult<u64> {
     let rows: Vec<StoredWebhook> = on_tx!(tx, c => sqlx::query_as(sql).fetch_all(&mut *c).await)?;
     let adopted = rows.len() as u64;
     for StoredWebhook { row, .. } in rows {
-        let row = WebhookSubscription::from(row);
+        let row = WebhookSubscription::try_from(row)?;
         on_tx!(tx, c => sqlx::query("UPDATE webhooks SET mac = $1 WHERE id = $2")
             .bind(webhook_mac(integrity, &row))
             .bind(&row.id)

@@ -15,7 +15,7 @@ const KIND: TaskKind = TaskKind::Import;
 fn task(id: &str, tenant: &str, created_at: i64) -> TaskRecord {
     TaskRecord {
         id: id.into(),
-        tenant_id: tenant.into(),
+        tenant_id: tenant_id(tenant),
         kind: KIND,
         status: TaskStatus::Pending,
         params: serde_json::json!({"p": 1}),

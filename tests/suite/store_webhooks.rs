@@ -17,7 +17,7 @@ use crate::store_contract::{create_tenant, test_key};
 fn hook(id: &str, tenant: &str) -> WebhookSubscription {
     WebhookSubscription {
         id: id.into(),
-        tenant_id: tenant.into(),
+        tenant_id: tenant_id(tenant),
         url: format!("https://{id}.example/hook"),
         events: r#"["sim.state_changed"]"#.into(),
         description: Some("d".into()),
@@ -36,7 +36,7 @@ fn event(id: &str, tenant: &str, at: i64) -> DomainEvent {
         completed_items: 0,
         failed_items: 0,
     };
-    DomainEvent::task_completed(tenant, task, at)
+    DomainEvent::task_completed(&tenant_id(tenant), task, at)
 }
 
 async fn add_hook(db: &Db, key: &IntegrityKey, w: &WebhookSubscription) {
@@ -61,7 +61,7 @@ async fn queue_deliveries(db: &Db, n: usize) {
         .map(|e| NewDelivery {
             id: format!("d-{}", e.id),
             webhook_id: "h1".into(),
-            tenant_id: e.tenant_id.clone(),
+            tenant_id: tenant_id(&e.tenant_id),
             event_id: e.id.clone(),
             event_type: e.event_type.clone(),
         })
@@ -109,7 +109,9 @@ async fn webhooks_are_tenant_scoped(store: Store) {
         ["h2"]
     );
     let mut tx = db.begin().await.unwrap();
-    let (good, bad) = webhooks::of_tenants(&mut tx, &key, &["a"]).await.unwrap();
+    let (good, bad) = webhooks::of_tenants(&mut tx, &key, &[&tenant_id("a")])
+        .await
+        .unwrap();
     assert_eq!((ids(good), bad.len()), (vec!["h1".to_owned()], 0));
     assert!(
         !webhooks::delete(&mut tx, &tenant_id("b"), "h1")
@@ -133,7 +135,9 @@ async fn webhooks_are_tenant_scoped(store: Store) {
         webhooks::get(db, &key, &tenant_id("b"), "h2").await,
         Err(StoreError::Integrity(_))
     ));
-    let (good, bad) = webhooks::of_tenants(db, &key, &["a", "b"]).await.unwrap();
+    let (good, bad) = webhooks::of_tenants(db, &key, &[&tenant_id("a"), &tenant_id("b")])
+        .await
+        .unwrap();
     assert_eq!((ids(good), bad.len()), (vec!["h1".to_owned()], 1));
 
     let mut tx = db.begin().await.unwrap();

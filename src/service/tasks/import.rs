@@ -120,7 +120,7 @@ impl ImportBatch {
                 let text = Zeroizing::new(serde_json::to_vec(&input).map_err(|e| {
                     ServiceError::internal_because("an import row that does not serialise", e)
                 })?);
-                let aad = vault::task_item_aad(self.tenant.as_str(), &self.task_id, seq);
+                let aad = vault::task_item_aad(&self.tenant, &self.task_id, seq);
                 item.input = Some(vault::seal(&self.task_key, &text, &aad)?);
             }
             Err(errors) => {
@@ -207,7 +207,7 @@ impl Tasks {
             items,
             ..
         } = batch;
-        let tenant = principal.tenant.as_str();
+        let tenant = &principal.tenant;
         let mut tx = self.core.db.begin().await?;
         let (version, kek) = self.core.active_kek(&mut tx, tenant).await?;
         let wrapped = vault::seal(
@@ -229,7 +229,7 @@ impl Tasks {
         let reason = format!("task {task_id}: {total} row(s), {failed} invalid");
         self.commit_queued(tx, principal, (Action::ImportSims, &reason), policy_ids)
             .await?;
-        tracing::info!(task_id = %task_id, tenant, total, invalid = failed, "import queued");
+        tracing::info!(task_id = %task_id, tenant = %tenant, total, invalid = failed, "import queued");
         self.finish_if_done(&task_id).await?;
         Task::try_from(task)
     }
@@ -238,7 +238,7 @@ impl Tasks {
     /// outcomes, events and records.
     pub(super) async fn import_batch(&self, batch: Batch<'_>) -> ServiceResult<()> {
         let (task, items) = (batch.task, batch.items.as_slice());
-        let tenant = task.tenant_id.as_str();
+        let tenant = &task.tenant_id;
         let (Some(key_version), Some(wrapped)) = (task.kek_version, task.wrapped_key.as_ref())
         else {
             return Err(ServiceError::internal("import task without its key"));

@@ -68,7 +68,7 @@ impl Tasks {
             ..
         } = grant;
         let principal = &principal;
-        let tenant = principal.tenant.as_str();
+        let tenant = &principal.tenant;
         let mut errors = ValidationErrors::new();
         for (i, plan) in request.plan_ids.iter().enumerate() {
             if plan_repo::get(&self.core.db, &principal.tenant, *plan)
@@ -114,7 +114,7 @@ impl Tasks {
         );
         self.commit_queued(tx, principal, (Action::ProvisionLinks, &reason), policy_ids)
             .await?;
-        tracing::info!(task_id = %task_id, tenant, total, "link provisioning queued");
+        tracing::info!(task_id = %task_id, tenant = %tenant, total, "link provisioning queued");
         Task::try_from(task)
     }
 }
@@ -163,7 +163,7 @@ impl Tasks {
     /// their outcomes and records.
     pub(super) async fn links_batch(&self, batch: Batch<'_>) -> ServiceResult<()> {
         let (task, items) = (batch.task, batch.items.as_slice());
-        let tenant = task.tenant_id.as_str();
+        let tenant = &task.tenant_id;
         let params = &task.params;
         let prefix = params["name_prefix"]
             .as_str()
@@ -217,7 +217,7 @@ impl Tasks {
             let index = u64::try_from(item.seq - 1).unwrap_or(0);
             let link = Link {
                 id: uuid::Uuid::new_v4(),
-                tenant_id: tenant.to_owned(),
+                tenant_id: tenant.clone(),
                 sim_id: sim.id,
                 name: link::name(&prefix, counter_start, index),
                 plan_ids: plan_ids.clone(),

@@ -82,11 +82,11 @@ fn actor_of(task: &TaskRecord) -> ServiceResult<Principal> {
     if let Some(fields) = actor.as_object_mut() {
         fields
             .entry("tenant")
-            .or_insert_with(|| task.tenant_id.clone().into());
+            .or_insert_with(|| task.tenant_id.as_str().into());
     }
     let actor: Principal = serde_json::from_value(actor)
         .map_err(|e| ServiceError::internal_because("task without a valid actor", e))?;
-    if actor.tenant.as_str() != task.tenant_id {
+    if actor.tenant != task.tenant_id {
         return Err(ServiceError::internal("a task's actor of another tenant"));
     }
     Ok(actor)
@@ -159,14 +159,14 @@ fn failed(seq: i64, error: &str) -> Outcome {
 /// A new pending task of `kind` at `now`, with no item counted and no key of its own.
 fn pending_task(
     id: &str,
-    tenant: &str,
+    tenant: &TenantId,
     kind: TaskKind,
     params: serde_json::Value,
     now: i64,
 ) -> TaskRecord {
     TaskRecord {
         id: id.to_owned(),
-        tenant_id: tenant.to_owned(),
+        tenant_id: tenant.clone(),
         kind,
         status: TaskStatus::Pending,
         params,
@@ -196,7 +196,7 @@ impl Tasks {
     async fn queue_task(
         &self,
         tx: &mut Tx,
-        (id, tenant, kind): (&str, &str, TaskKind),
+        (id, tenant, kind): (&str, &TenantId, TaskKind),
         params: serde_json::Value,
         key: Option<(i64, Vec<u8>)>,
         items: &[TaskItem],
@@ -356,8 +356,13 @@ impl Tasks {
             "task {task_id}: {} succeeded, {} failed",
             task.completed_items, task.failed_items
         );
-        self.audit_completed(&mut tx, (&task.tenant_id, "system:tasks"), action, &reason)
-            .await?;
+        self.audit_completed(
+            &mut tx,
+            (task.tenant_id.as_str(), "system:tasks"),
+            action,
+            &reason,
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(task_id, kind = %task.kind, completed = task.completed_items, failed = task.failed_items, "task completed");
         Ok(())
@@ -462,10 +467,10 @@ async fn item_loop(tasks: Tasks, lease: Duration, poll: Duration, stop: watch::R
 mod tests {
     use super::*;
 
-    fn task(tenant: &str, actor: serde_json::Value) -> TaskRecord {
+    fn task(tenant: &TenantId, actor: serde_json::Value) -> TaskRecord {
         TaskRecord {
             id: "t1".into(),
-            tenant_id: tenant.into(),
+            tenant_id: tenant.clone(),
             kind: TaskKind::Import,
             status: TaskStatus::Running,
             params: serde_json::json!({ "actor": actor }),
@@ -486,7 +491,11 @@ mod tests {
             "subject": "prov", "roles": ["provisioner"], "auth_method": "mtls",
             "credential": "ab12", "client_addr": "192.0.2.7:1234", "request_id": "r-9"
         });
-        let actor = actor_of(&task("acme", first_release.clone())).unwrap();
+        let actor = actor_of(&task(
+            &crate::domain::tenant::tenant("acme"),
+            first_release.clone(),
+        ))
+        .unwrap();
         assert_eq!(actor.tenant.as_str(), "acme");
         assert_eq!(actor.subject, "prov");
         assert_eq!(actor.auth_method, crate::domain::AuthMethod::Mtls);
@@ -494,16 +503,35 @@ mod tests {
         assert_eq!(actor.origin.request_id.as_deref(), Some("r-9"));
         // This release writes the tenant too, and reads back what it wrote.
         let written = serde_json::to_value(&actor).unwrap();
-        assert_eq!(actor_of(&task("acme", written.clone())).unwrap(), actor);
+        assert_eq!(
+            actor_of(&task(
+                &crate::domain::tenant::tenant("acme"),
+                written.clone()
+            ))
+            .unwrap(),
+            actor
+        );
 
         // Never another tenant's actor, and nothing this release does not know.
-        assert!(actor_of(&task("other", written)).is_err());
+        assert!(actor_of(&task(&crate::domain::tenant::tenant("other"), written)).is_err());
         let mut unknown_method = first_release.clone();
         unknown_method["auth_method"] = "kerberos".into();
-        assert!(actor_of(&task("acme", unknown_method)).is_err());
+        assert!(
+            actor_of(&task(
+                &crate::domain::tenant::tenant("acme"),
+                unknown_method
+            ))
+            .is_err()
+        );
         let mut unknown_role = first_release;
         unknown_role["roles"] = serde_json::json!(["root"]);
-        assert!(actor_of(&task("acme", unknown_role)).is_err());
-        assert!(actor_of(&task("acme", serde_json::Value::Null)).is_err());
+        assert!(actor_of(&task(&crate::domain::tenant::tenant("acme"), unknown_role)).is_err());
+        assert!(
+            actor_of(&task(
+                &crate::domain::tenant::tenant("acme"),
+                serde_json::Value::Null
+            ))
+            .is_err()
+        );
     }
 }
