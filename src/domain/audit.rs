@@ -67,10 +67,10 @@ pub struct AuditFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRow {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: super::TenantId,
     pub sim_id: String,
-    pub from_state: String,
-    pub to_state: String,
+    pub from_state: super::SimState,
+    pub to_state: super::SimState,
     pub reason: Option<String>,
     pub actor: String,
     pub auth_method: String,

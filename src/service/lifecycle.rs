@@ -88,10 +88,10 @@ impl Core {
             tx,
             &HistoryRow {
                 id: uuid::Uuid::new_v4().to_string(),
-                tenant_id: sim.tenant_id.to_string(),
+                tenant_id: sim.tenant_id.clone(),
                 sim_id: sim.id.to_string(),
-                from_state: from.as_str().to_owned(),
-                to_state: to.as_str().to_owned(),
+                from_state: from,
+                to_state: to,
                 reason: reason.map(str::to_owned),
                 actor: principal.subject.clone(),
                 auth_method: principal.auth_method.as_str().to_owned(),

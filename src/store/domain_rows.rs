@@ -2,7 +2,7 @@
 //! [`crate::domain::event`] define (the domain knows nothing of SQL, so their `FromRow` lives
 //! here).
 
-use crate::domain::audit::{AuditRow, DeliveryRow, HistoryRow};
+use crate::domain::audit::{AuditRow, DeliveryRow};
 use crate::domain::event::EventRow;
 
 /// `FromRow` for a struct of text and integer columns (optional or not), by field name.
@@ -34,18 +34,6 @@ from_row!(AuditRow {
     record,
     prev_hash,
     hash,
-});
-
-from_row!(HistoryRow {
-    id,
-    tenant_id,
-    sim_id,
-    from_state,
-    to_state,
-    reason,
-    actor,
-    auth_method,
-    occurred_at,
 });
 
 from_row!(EventRow {
