@@ -77,13 +77,24 @@ pub struct HistoryRow {
     pub occurred_at: i64,
 }
 
+named_enum! {
+    /// Where a webhook delivery is.
+    pub enum DeliveryStatus ("delivery status") {
+        /// Not sent yet, or to be retried.
+        Pending => "pending",
+        Delivered => "delivered",
+        /// Given up on.
+        Failed => "failed",
+    }
+}
+
 /// A delivery as its webhook's owner sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryRow {
     pub id: String,
     pub event_id: String,
     pub event_type: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,

@@ -74,6 +74,17 @@ impl From<crate::domain::names::UnknownName> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The SQL literal of one of this crate's stored names (a state, a kind: `'pending'`), so
+/// that no query spells a state itself. The names are constants of `a-z`, `_` and `-`,
+/// never input.
+pub(crate) fn sql_text(name: &'static str) -> String {
+    debug_assert!(
+        name.bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'-')
+    );
+    format!("'{name}'")
+}
+
 /// A stored tenant column: a name that does not parse as a tenant is corrupt, never a default.
 pub(crate) fn stored_tenant(s: &str) -> StoreResult<crate::domain::TenantId> {
     crate::domain::TenantId::parse(s)

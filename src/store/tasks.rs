@@ -2,9 +2,26 @@
 
 use sqlx::types::Json;
 
-use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_pool, on_tx};
+use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_pool, on_tx, sql_text};
 use crate::domain::TenantId;
 use crate::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
+
+/// `('pending', 'running')`: the states of an unfinished task, for `IN`.
+fn unfinished() -> String {
+    format!(
+        "({}, {})",
+        sql_text(TaskStatus::Pending.as_str()),
+        sql_text(TaskStatus::Running.as_str())
+    )
+}
+
+fn running() -> String {
+    sql_text(TaskStatus::Running.as_str())
+}
+
+fn pending_item() -> String {
+    sql_text(ItemStatus::Pending.as_str())
+}
 
 #[derive(sqlx::FromRow)]
 struct TaskRow {
@@ -95,18 +112,25 @@ pub async fn claim(
     now: i64,
     lease_until: i64,
 ) -> StoreResult<Option<TaskRecord>> {
-    let candidate: Option<String> = on_pool!(db, p => sqlx::query_scalar(
-        "SELECT id FROM tasks WHERE type = $1 AND status IN ('pending', 'running') \
-         AND (lease_until IS NULL OR lease_until < $2) ORDER BY created_at LIMIT 1")
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM tasks WHERE type = $1 AND status IN {} \
+         AND (lease_until IS NULL OR lease_until < $2) ORDER BY created_at LIMIT 1",
+        unfinished()
+    ));
+    let candidate: Option<String> = on_pool!(db, p => sqlx::query_scalar(sql)
         .bind(kind.as_str())
         .bind(now)
         .fetch_optional(p)
         .await)?;
     let Some(id) = candidate else { return Ok(None) };
     let mut tx = db.begin().await?;
-    let taken = on_tx!(&mut tx, c => sqlx::query(
-        "UPDATE tasks SET status = 'running', lease_owner = $1, lease_until = $2, updated_at = $3 \
-         WHERE id = $4 AND status IN ('pending', 'running') AND (lease_until IS NULL OR lease_until < $3)")
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE tasks SET status = {}, lease_owner = $1, lease_until = $2, updated_at = $3 \
+         WHERE id = $4 AND status IN {} AND (lease_until IS NULL OR lease_until < $3)",
+        running(),
+        unfinished()
+    ));
+    let taken = on_tx!(&mut tx, c => sqlx::query(sql)
         .bind(owner)
         .bind(lease_until)
         .bind(now)
@@ -135,9 +159,12 @@ pub async fn progress(
     now: i64,
     lease_until: i64,
 ) -> StoreResult<bool> {
-    Ok(on_tx!(tx, c => sqlx::query(
+    let sql = sqlx::AssertSqlSafe(format!(
         "UPDATE tasks SET completed_items = completed_items + $1, failed_items = failed_items + $2, \
-         lease_until = $3, updated_at = $4 WHERE id = $5 AND lease_owner = $6 AND status = 'running'")
+         lease_until = $3, updated_at = $4 WHERE id = $5 AND lease_owner = $6 AND status = {}",
+        running()
+    ));
+    Ok(on_tx!(tx, c => sqlx::query(sql)
         .bind(completed_delta)
         .bind(failed_delta)
         .bind(lease_until)
@@ -251,19 +278,20 @@ pub async fn with_claimable_items(
     let mut b = super::SqlBuilder::default();
     b.push("SELECT ")
         .push(COLUMNS)
-        .push(" FROM tasks t WHERE t.status IN ('pending', 'running') AND t.type IN (");
+        .push(" FROM tasks t WHERE t.status IN ")
+        .push(&unfinished())
+        .push(" AND t.type IN (");
     for (i, kind) in kinds.iter().enumerate() {
         if i > 0 {
             b.push(", ");
         }
         b.bind_text(kind.as_str());
     }
-    b.push(
-        ") AND EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.status = 'pending' \
-         AND (i.lease_until IS NULL OR i.lease_until < ",
-    )
-    .bind(super::Bind::Int(now))
-    .push(")) ORDER BY t.created_at LIMIT 1");
+    b.push(") AND EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.status = ")
+        .push(&pending_item())
+        .push(" AND (i.lease_until IS NULL OR i.lease_until < ")
+        .bind(super::Bind::Int(now))
+        .push(")) ORDER BY t.created_at LIMIT 1");
     let sql = sqlx::AssertSqlSafe(b.sql);
     let row: Option<TaskRow> = on_conn!(conn, c => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_optional(c).await)?;
     row.map(TaskRecord::try_from).transpose()
@@ -277,17 +305,18 @@ pub async fn without_pending(
 ) -> StoreResult<Vec<String>> {
     let mut conn = conn.into();
     let mut b = super::SqlBuilder::default();
-    b.push("SELECT t.id FROM tasks t WHERE t.status IN ('pending', 'running') AND t.type IN (");
+    b.push("SELECT t.id FROM tasks t WHERE t.status IN ")
+        .push(&unfinished())
+        .push(" AND t.type IN (");
     for (i, kind) in kinds.iter().enumerate() {
         if i > 0 {
             b.push(", ");
         }
         b.bind_text(kind.as_str());
     }
-    b.push(
-        ") AND NOT EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.status = 'pending') \
-         ORDER BY t.created_at LIMIT 100",
-    );
+    b.push(") AND NOT EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.status = ")
+        .push(&pending_item())
+        .push(") ORDER BY t.created_at LIMIT 100");
     let sql = sqlx::AssertSqlSafe(b.sql);
     Ok(on_conn!(conn, c => super::bind_all!(sqlx::query_scalar(sql), &b.binds).fetch_all(c).await)?)
 }
@@ -305,8 +334,11 @@ pub async fn claim_items(
 ) -> StoreResult<Vec<TaskItem>> {
     let mut tx = db.begin().await?;
     let sql = sqlx::AssertSqlSafe(tx.claim_batch(
-        "SELECT seq FROM task_items WHERE task_id = $3 AND status = 'pending' \
-         AND (lease_until IS NULL OR lease_until < $4) ORDER BY seq LIMIT $5",
+        &format!(
+            "SELECT seq FROM task_items WHERE task_id = $3 AND status = {} \
+             AND (lease_until IS NULL OR lease_until < $4) ORDER BY seq LIMIT $5",
+            pending_item()
+        ),
         &format!(
             "UPDATE task_items SET lease_owner = $1, lease_until = $2 FROM picked \
              WHERE task_id = $3 AND seq = picked.pick RETURNING {ITEM_COLUMNS}"
@@ -341,7 +373,8 @@ pub async fn still_held(
         // The seqs are integers we formatted ourselves: no injection.
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT seq FROM task_items WHERE task_id = $1 AND lease_owner = $2 \
-             AND status = 'pending' AND seq IN ({}){lock}",
+             AND status = {} AND seq IN ({}){lock}",
+            pending_item(),
             list.join(", ")
         ));
         let rows: Vec<i64> = on_tx!(tx, c => sqlx::query_scalar(sql)
@@ -412,9 +445,12 @@ pub async fn record_outcomes(
     }
     let done = outcomes.iter().filter(|o| o.succeeded).count();
     let failed = outcomes.len() - done;
-    on_tx!(tx, c => sqlx::query(
-        "UPDATE tasks SET status = 'running', completed_items = completed_items + $1, \
-         failed_items = failed_items + $2, updated_at = $3 WHERE id = $4")
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE tasks SET status = {}, completed_items = completed_items + $1, \
+         failed_items = failed_items + $2, updated_at = $3 WHERE id = $4",
+        running()
+    ));
+    on_tx!(tx, c => sqlx::query(sql)
         .bind(i64::try_from(done).unwrap_or(i64::MAX))
         .bind(i64::try_from(failed).unwrap_or(i64::MAX))
         .bind(now)
@@ -429,13 +465,17 @@ pub async fn record_outcomes(
 pub async fn lock_if_done(tx: &mut Tx, id: &str) -> StoreResult<Option<TaskRecord>> {
     let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM tasks WHERE id = $1 AND status IN ('pending', 'running'){lock}"
+        "SELECT {COLUMNS} FROM tasks WHERE id = $1 AND status IN {}{lock}",
+        unfinished()
     ));
     let row: Option<TaskRow> =
         on_tx!(tx, c => sqlx::query_as(sql).bind(id).fetch_optional(&mut *c).await)?;
     let Some(row) = row else { return Ok(None) };
-    let pending: i64 = on_tx!(tx, c => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM task_items WHERE task_id = $1 AND status = 'pending'")
+    let count = sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM task_items WHERE task_id = $1 AND status = {}",
+        pending_item()
+    ));
+    let pending: i64 = on_tx!(tx, c => sqlx::query_scalar(count)
         .bind(id)
         .fetch_one(&mut *c)
         .await)?;

@@ -4,8 +4,9 @@
 //! and creation time (from which on it receives events), and every read checks it, the
 //! delivery path included, so a swapped URL never receives a tenant's events.
 
-use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_tx};
+use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_tx, sql_text};
 use crate::domain::TenantId;
+use crate::domain::audit::DeliveryStatus;
 use crate::domain::webhook::{DueDelivery, WebhookSubscription};
 use crate::vault::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
 
@@ -153,9 +154,12 @@ pub async fn delete(tx: &mut Tx, tenant: &TenantId, id: &str) -> StoreResult<boo
 /// Whether any delivery is due, read without taking a write lock.
 pub async fn any_due(conn: impl Into<Conn<'_>>, now: i64) -> StoreResult<bool> {
     let mut conn = conn.into();
-    let found: Option<String> = on_conn!(conn, c => sqlx::query_scalar(
-        "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
-         AND (lease_until IS NULL OR lease_until < $1) LIMIT 1")
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM webhook_deliveries WHERE status = {} AND next_attempt_at <= $1 \
+         AND (lease_until IS NULL OR lease_until < $1) LIMIT 1",
+        sql_text(DeliveryStatus::Pending.as_str())
+    ));
+    let found: Option<String> = on_conn!(conn, c => sqlx::query_scalar(sql)
         .bind(now)
         .fetch_optional(c)
         .await)?;
@@ -210,6 +214,7 @@ pub async fn fan_out(
     events: &[String],
     now: i64,
 ) -> StoreResult<()> {
+    let pending = sql_text(DeliveryStatus::Pending.as_str());
     for chunk in deliveries.chunks(1000) {
         let sql = format!(
             "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, event_type, status, \
@@ -218,7 +223,7 @@ pub async fn fan_out(
                 .map(|i| {
                     let b = i * 6;
                     format!(
-                        "(${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${}, ${})",
+                        "(${}, ${}, ${}, ${}, ${}, {pending}, 0, ${}, ${}, ${})",
                         b + 1,
                         b + 2,
                         b + 3,
@@ -326,9 +331,10 @@ pub async fn claim_due(
         .collect();
     let claim = sqlx::AssertSqlSafe(tx.claim_batch(
         &format!(
-            "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
+            "SELECT id FROM webhook_deliveries WHERE status = {} AND next_attempt_at <= $3 \
              AND (lease_until IS NULL OR lease_until < $3){not_busy} \
-             ORDER BY next_attempt_at LIMIT $4"
+             ORDER BY next_attempt_at LIMIT $4",
+            sql_text(DeliveryStatus::Pending.as_str())
         ),
         "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 FROM picked \
          WHERE id = picked.pick RETURNING id",
@@ -393,20 +399,38 @@ pub async fn record_attempt(
     now: i64,
 ) -> StoreResult<bool> {
     let (status, code, error, next_at, delivered_at) = match attempt {
-        Attempt::Delivered { status } => ("delivered", Some(*status), None, now, Some(now)),
+        Attempt::Delivered { status } => (
+            DeliveryStatus::Delivered,
+            Some(*status),
+            None,
+            now,
+            Some(now),
+        ),
         Attempt::Retry {
             status,
             error,
             next_at,
-        } => ("pending", *status, Some(error.as_str()), *next_at, None),
-        Attempt::GaveUp { status, error } => ("failed", *status, Some(error.as_str()), now, None),
+        } => (
+            DeliveryStatus::Pending,
+            *status,
+            Some(error.as_str()),
+            *next_at,
+            None,
+        ),
+        Attempt::GaveUp { status, error } => (
+            DeliveryStatus::Failed,
+            *status,
+            Some(error.as_str()),
+            now,
+            None,
+        ),
     };
     let mut tx = db.begin().await?;
     let done = on_tx!(&mut tx, c => sqlx::query(
         "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_status = $2, \
          last_error = $3, next_attempt_at = $4, delivered_at = $5, updated_at = $6, \
          lease_owner = NULL, lease_until = NULL WHERE id = $7 AND lease_owner = $8")
-        .bind(status)
+        .bind(status.as_str())
         .bind(code)
         .bind(error)
         .bind(next_at)
@@ -439,6 +463,41 @@ pub async fn release(db: &Db, id: &str, owner: &str) -> StoreResult<bool> {
 
 pub use crate::domain::audit::DeliveryRow;
 
+/// A [`DeliveryRow`] as stored: its status is parsed on the way out.
+#[derive(sqlx::FromRow)]
+struct StoredDelivery {
+    id: String,
+    event_id: String,
+    event_type: String,
+    status: String,
+    attempts: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    next_attempt_at: i64,
+    created_at: i64,
+    updated_at: i64,
+    delivered_at: Option<i64>,
+}
+
+impl TryFrom<StoredDelivery> for DeliveryRow {
+    type Error = StoreError;
+    fn try_from(r: StoredDelivery) -> StoreResult<Self> {
+        Ok(DeliveryRow {
+            status: DeliveryStatus::parse(&r.status)?,
+            id: r.id,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            attempts: r.attempts,
+            last_status: r.last_status,
+            last_error: r.last_error,
+            next_attempt_at: r.next_attempt_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            delivered_at: r.delivered_at,
+        })
+    }
+}
+
 /// A page of a webhook's deliveries, newest first, and how many it has.
 pub async fn deliveries(
     conn: impl Into<Conn<'_>>,
@@ -447,7 +506,7 @@ pub async fn deliveries(
     offset: i64,
 ) -> StoreResult<(Vec<DeliveryRow>, i64)> {
     let mut conn = conn.into();
-    let rows = on_conn!(conn, c => sqlx::query_as(
+    let rows: Vec<StoredDelivery> = on_conn!(conn, c => sqlx::query_as(
         "SELECT id, event_id, event_type, status, attempts, last_status, last_error, \
          next_attempt_at, created_at, updated_at, delivered_at FROM webhook_deliveries \
          WHERE webhook_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3")
@@ -461,6 +520,10 @@ pub async fn deliveries(
         .bind(webhook_id)
         .fetch_one(c)
         .await)?;
+    let rows = rows
+        .into_iter()
+        .map(DeliveryRow::try_from)
+        .collect::<StoreResult<_>>()?;
     Ok((rows, total))
 }
 

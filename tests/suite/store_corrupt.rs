@@ -2,9 +2,9 @@
 //! tenant name, a state column naming no state. Such a row reads as
 //! [`StoreError::Corrupt`], on every store: never a default, never a panic.
 
-use simvault::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
 use simvault::domain::SimState;
 use simvault::domain::audit::HistoryRow;
+use simvault::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
 use simvault::store::sims as sim_repo;
 use simvault::store::{Db, StoreError, lifecycle, tasks};
 
@@ -70,8 +70,16 @@ async fn corrupt_task_tenant(store: Store) {
     let test_db = TestDb::new(store).await;
     let db = &test_db.db;
     setup(db, "t1").await;
-    execute(db, "INSERT INTO tenants (id, created_at) VALUES ('Not A Tenant', 1)").await;
-    execute(db, "UPDATE tasks SET tenant_id = 'Not A Tenant' WHERE id = 't1'").await;
+    execute(
+        db,
+        "INSERT INTO tenants (id, created_at) VALUES ('Not A Tenant', 1)",
+    )
+    .await;
+    execute(
+        db,
+        "UPDATE tasks SET tenant_id = 'Not A Tenant' WHERE id = 't1'",
+    )
+    .await;
     let mut tx = db.begin().await.unwrap();
     assert_corrupt(tasks::lock_if_done(&mut tx, "t1").await, "the task");
     drop(tx);
@@ -86,11 +94,20 @@ async fn corrupt_sim_tenant(store: Store) {
     let db = &test_db.db;
     create_tenant(db, "a").await.unwrap();
     let mut tx = db.begin().await.unwrap();
-    sim_repo::insert(&mut tx, &test_key(), &sim("a", 1)).await.unwrap();
+    sim_repo::insert(&mut tx, &test_key(), &sim("a", 1))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
-    execute(db, "INSERT INTO tenants (id, created_at) VALUES ('Not A Tenant', 1)").await;
+    execute(
+        db,
+        "INSERT INTO tenants (id, created_at) VALUES ('Not A Tenant', 1)",
+    )
+    .await;
     execute(db, "UPDATE sims SET tenant_id = 'Not A Tenant'").await;
-    assert_corrupt(sim_repo::claim_due(db, i64::MAX, i64::MAX, 10).await, "the claim");
+    assert_corrupt(
+        sim_repo::claim_due(db, i64::MAX, i64::MAX, 10).await,
+        "the claim",
+    );
 }
 both_stores!(corrupt_sim_tenant_contract, corrupt_sim_tenant);
 
@@ -128,8 +145,16 @@ async fn corrupt_history(store: Store) {
     execute(db, "UPDATE sim_state_history SET to_state = 'dormant'").await;
     assert_corrupt(lifecycle::history(db, &sim_id, 10, 0).await, "a state");
     execute(db, "UPDATE sim_state_history SET to_state = 'active'").await;
-    execute(db, "INSERT INTO tenants (id, created_at) VALUES ('Not A Tenant', 1)").await;
-    execute(db, "UPDATE sim_state_history SET tenant_id = 'Not A Tenant'").await;
+    execute(
+        db,
+        "INSERT INTO tenants (id, created_at) VALUES ('Not A Tenant', 1)",
+    )
+    .await;
+    execute(
+        db,
+        "UPDATE sim_state_history SET tenant_id = 'Not A Tenant'",
+    )
+    .await;
     assert_corrupt(lifecycle::history(db, &sim_id, 10, 0).await, "a tenant");
 }
 both_stores!(corrupt_history_contract, corrupt_history);
