@@ -189,13 +189,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let queued = start.elapsed();
-    let id = task.id.to_string();
+    let id = task.id;
     // As the server's worker does: `bulk_concurrency` loops leasing batches side by side.
     let services = Arc::new(services);
     let workers: Vec<_> = (0..config.tasks.bulk_concurrency)
         .map(|w| {
-            let (services, db, tenant, id) =
-                (services.clone(), db.clone(), tenant.clone(), id.clone());
+            let (services, db, tenant, id) = (services.clone(), db.clone(), tenant.clone(), id);
             tokio::spawn(async move {
                 let owner = format!("bench-{w}");
                 loop {

@@ -217,7 +217,7 @@ async fn delete(
     Caller(principal): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let id = crate::domain::WebhookId::parse(&id).map_err(|_| ApiError::NotFound)?;
     state
         .services
         .webhooks()
@@ -243,7 +243,7 @@ async fn deliveries(
     Path(id): Path<String>,
     q: QueryPairs,
 ) -> ApiResult<axum::Json<super::PageView<DeliveryView>>> {
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let id = crate::domain::WebhookId::parse(&id).map_err(|_| ApiError::NotFound)?;
     let mut errs = ValidationErrors::new();
     q.reject_unknown(&["page", "page_size"], &mut errs);
     let (page, page_size) = q.paging(20, 250, &mut errs);

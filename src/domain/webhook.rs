@@ -1,12 +1,12 @@
 //! Webhook subscriptions and the deliveries due to them, as kept.
 
 use super::integrity::IntegrityFailure;
-use super::{TenantId, Timestamp};
+use super::{TenantId, Timestamp, WebhookId};
 
 /// A tenant's subscription to events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSubscription {
-    pub id: String,
+    pub id: WebhookId,
     pub tenant_id: TenantId,
     pub url: String,
     /// JSON array of event names, as written: the dispatcher matches on these names, so that
@@ -25,7 +25,7 @@ pub struct DueDelivery {
     pub id: String,
     pub attempts: i64,
     pub created_at: Timestamp,
-    pub webhook_id: String,
+    pub webhook_id: WebhookId,
     pub tenant_id: TenantId,
     pub url: String,
     pub kek_version: i64,

@@ -91,6 +91,15 @@ pub(crate) fn stored_tenant(s: &str) -> StoreResult<crate::domain::TenantId> {
         .map_err(|e| StoreError::Corrupt(format!("tenant column {s:?}: {e}")))
 }
 
+/// A stored id column (a task's, a webhook's): text that does not parse as its id is corrupt.
+pub(crate) fn stored_id<I>(column: &str, s: &str) -> StoreResult<I>
+where
+    I: std::str::FromStr<Err = uuid::Error>,
+{
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("{column} column {s:?}: {e}")))
+}
+
 /// A connection pool to one of the supported databases.
 #[derive(Clone, Debug)]
 pub enum Db {

@@ -3,8 +3,8 @@
 use sqlx::types::Json;
 
 use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_pool, on_tx, sql_text};
-use crate::domain::TenantId;
 use crate::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
+use crate::domain::{TaskId, TenantId};
 
 /// `('pending', 'running')`: the states of an unfinished task, for `IN`.
 fn unfinished() -> String {
@@ -45,7 +45,7 @@ impl TryFrom<TaskRow> for TaskRecord {
     type Error = StoreError;
     fn try_from(r: TaskRow) -> StoreResult<Self> {
         Ok(TaskRecord {
-            id: r.id,
+            id: super::stored_id("tasks.id", &r.id)?,
             tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
             kind: TaskKind::parse(&r.kind)?,
             status: TaskStatus::parse(&r.status)?,
@@ -70,7 +70,7 @@ pub async fn insert(tx: &mut Tx, task: &TaskRecord) -> StoreResult<()> {
         "INSERT INTO tasks (id, tenant_id, type, status, params, total_items, completed_items, \
          failed_items, error, created_at, updated_at, kek_version, wrapped_key) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
-        .bind(&task.id)
+        .bind(task.id.to_string())
         .bind(task.tenant_id.as_str())
         .bind(task.kind.as_str())
         .bind(task.status.as_str())
@@ -93,13 +93,13 @@ pub async fn insert(tx: &mut Tx, task: &TaskRecord) -> StoreResult<()> {
 pub async fn get(
     conn: impl Into<Conn<'_>>,
     tenant: &TenantId,
-    id: &str,
+    id: &TaskId,
 ) -> StoreResult<Option<TaskRecord>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tasks WHERE tenant_id = $1 AND id = $2"
     ));
-    let row: Option<TaskRow> = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).bind(id).fetch_optional(c).await)?;
+    let row: Option<TaskRow> = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).bind(id.to_string()).fetch_optional(c).await)?;
     row.map(TaskRecord::try_from).transpose()
 }
 
@@ -152,7 +152,7 @@ pub async fn claim(
 /// Returns whether it does.
 pub async fn progress(
     tx: &mut Tx,
-    id: &str,
+    id: &TaskId,
     owner: &str,
     completed_delta: i64,
     failed_delta: i64,
@@ -169,7 +169,7 @@ pub async fn progress(
         .bind(failed_delta)
         .bind(lease_until)
         .bind(now)
-        .bind(id)
+        .bind(id.to_string())
         .bind(owner)
         .execute(&mut *c)
         .await
@@ -179,7 +179,7 @@ pub async fn progress(
 /// Ends a task (`completed` or `failed`) and releases its lease.
 pub async fn finish(
     tx: &mut Tx,
-    id: &str,
+    id: &TaskId,
     owner: &str,
     status: TaskStatus,
     error: Option<&str>,
@@ -191,7 +191,7 @@ pub async fn finish(
         .bind(status.as_str())
         .bind(error)
         .bind(now)
-        .bind(id)
+        .bind(id.to_string())
         .bind(owner)
         .execute(&mut *c)
         .await
@@ -199,11 +199,11 @@ pub async fn finish(
 }
 
 /// Gives up a lease early (shutdown), so another worker can resume the task at once.
-pub async fn release(db: &Db, id: &str, owner: &str) -> StoreResult<()> {
+pub async fn release(db: &Db, id: &TaskId, owner: &str) -> StoreResult<()> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, c => sqlx::query(
         "UPDATE tasks SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
-        .bind(id)
+        .bind(id.to_string())
         .bind(owner)
         .execute(&mut *c)
         .await
@@ -227,7 +227,7 @@ impl TryFrom<ItemRow> for TaskItem {
     type Error = StoreError;
     fn try_from(r: ItemRow) -> StoreResult<Self> {
         Ok(TaskItem {
-            task_id: r.task_id,
+            task_id: super::stored_id("task_items.task_id", &r.task_id)?,
             seq: r.seq,
             line: r.line,
             status: ItemStatus::parse(&r.status)?,
@@ -253,7 +253,7 @@ pub async fn insert_items(tx: &mut Tx, items: &[TaskItem]) -> StoreResult<()> {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
             for i in chunk {
                 q = q
-                    .bind(&i.task_id)
+                    .bind(i.task_id.to_string())
                     .bind(i.seq)
                     .bind(i.line)
                     .bind(i.status.as_str())
@@ -302,7 +302,7 @@ pub async fn with_claimable_items(
 pub async fn without_pending(
     conn: impl Into<Conn<'_>>,
     kinds: &[TaskKind],
-) -> StoreResult<Vec<String>> {
+) -> StoreResult<Vec<TaskId>> {
     let mut conn = conn.into();
     let mut b = super::SqlBuilder::default();
     b.push("SELECT t.id FROM tasks t WHERE t.status IN ")
@@ -318,7 +318,10 @@ pub async fn without_pending(
         .push(&pending_item())
         .push(") ORDER BY t.created_at LIMIT 100");
     let sql = sqlx::AssertSqlSafe(b.sql);
-    Ok(on_conn!(conn, c => super::bind_all!(sqlx::query_scalar(sql), &b.binds).fetch_all(c).await)?)
+    let ids: Vec<String> = on_conn!(conn, c => super::bind_all!(sqlx::query_scalar(sql), &b.binds).fetch_all(c).await)?;
+    ids.iter()
+        .map(|id| super::stored_id("tasks.id", id))
+        .collect()
 }
 
 /// Leases up to `limit` pending items of a task to `owner` until `until`, oldest first,
@@ -326,7 +329,7 @@ pub async fn without_pending(
 /// take disjoint batches; SQLite's single writer serialises the claim). Returns them in order.
 pub async fn claim_items(
     db: &Db,
-    task_id: &str,
+    task_id: &TaskId,
     owner: &str,
     now: i64,
     until: i64,
@@ -347,7 +350,7 @@ pub async fn claim_items(
     let mut rows: Vec<ItemRow> = on_tx!(&mut tx, c => sqlx::query_as(sql)
         .bind(owner)
         .bind(until)
-        .bind(task_id)
+        .bind(task_id.to_string())
         .bind(now)
         .bind(limit)
         .fetch_all(&mut *c)
@@ -362,7 +365,7 @@ pub async fn claim_items(
 /// lease ran out and went to another worker are not among them.
 pub async fn still_held(
     tx: &mut Tx,
-    task_id: &str,
+    task_id: &TaskId,
     owner: &str,
     items: &[TaskItem],
 ) -> StoreResult<std::collections::HashSet<i64>> {
@@ -378,7 +381,7 @@ pub async fn still_held(
             list.join(", ")
         ));
         let rows: Vec<i64> = on_tx!(tx, c => sqlx::query_scalar(sql)
-            .bind(task_id)
+            .bind(task_id.to_string())
             .bind(owner)
             .fetch_all(&mut *c)
             .await)?;
@@ -400,7 +403,7 @@ pub struct Outcome {
 /// Records outcomes of a task's items (clearing their input and lease) and the task's counts.
 pub async fn record_outcomes(
     tx: &mut Tx,
-    task_id: &str,
+    task_id: &TaskId,
     outcomes: &[Outcome],
     now: i64,
 ) -> StoreResult<()> {
@@ -426,7 +429,7 @@ pub async fn record_outcomes(
             values.join(", ")
         ));
         on_tx!(tx, c => {
-            let mut q = sqlx::query(sql).bind(task_id);
+            let mut q = sqlx::query(sql).bind(task_id.to_string());
             for o in chunk {
                 q = q
                     .bind(o.seq)
@@ -454,7 +457,7 @@ pub async fn record_outcomes(
         .bind(i64::try_from(done).unwrap_or(i64::MAX))
         .bind(i64::try_from(failed).unwrap_or(i64::MAX))
         .bind(now)
-        .bind(task_id)
+        .bind(task_id.to_string())
         .execute(&mut *c)
         .await
         .map(|_| ()))?;
@@ -462,34 +465,34 @@ pub async fn record_outcomes(
 }
 
 /// The task, locked until `tx` ends, if it is still unfinished and has no pending item.
-pub async fn lock_if_done(tx: &mut Tx, id: &str) -> StoreResult<Option<TaskRecord>> {
+pub async fn lock_if_done(tx: &mut Tx, id: &TaskId) -> StoreResult<Option<TaskRecord>> {
     let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tasks WHERE id = $1 AND status IN {}{lock}",
         unfinished()
     ));
     let row: Option<TaskRow> =
-        on_tx!(tx, c => sqlx::query_as(sql).bind(id).fetch_optional(&mut *c).await)?;
+        on_tx!(tx, c => sqlx::query_as(sql).bind(id.to_string()).fetch_optional(&mut *c).await)?;
     let Some(row) = row else { return Ok(None) };
     let count = sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM task_items WHERE task_id = $1 AND status = {}",
         pending_item()
     ));
     let pending: i64 = on_tx!(tx, c => sqlx::query_scalar(count)
-        .bind(id)
+        .bind(id.to_string())
         .fetch_one(&mut *c)
         .await)?;
     (pending == 0).then(|| row.try_into()).transpose()
 }
 
 /// Ends a bulk task and destroys its data key.
-pub async fn complete(tx: &mut Tx, id: &str, status: TaskStatus, now: i64) -> StoreResult<()> {
+pub async fn complete(tx: &mut Tx, id: &TaskId, status: TaskStatus, now: i64) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "UPDATE tasks SET status = $1, wrapped_key = NULL, lease_owner = NULL, lease_until = NULL, \
          updated_at = $2 WHERE id = $3")
         .bind(status.as_str())
         .bind(now)
-        .bind(id)
+        .bind(id.to_string())
         .execute(&mut *c)
         .await
         .map(|_| ()))?;
@@ -499,7 +502,7 @@ pub async fn complete(tx: &mut Tx, id: &str, status: TaskStatus, now: i64) -> St
 /// A page of a task's items in request order, optionally of one status, and how many match.
 pub async fn items(
     conn: impl Into<Conn<'_>>,
-    task_id: &str,
+    task_id: &TaskId,
     status: Option<ItemStatus>,
     offset: i64,
     limit: i64,
@@ -518,14 +521,14 @@ pub async fn items(
         "SELECT COUNT(*) FROM task_items WHERE task_id = $1{filter}"
     ));
     let rows: Vec<ItemRow> = on_conn!(conn, c => sqlx::query_as(page_sql)
-        .bind(task_id)
+        .bind(task_id.to_string())
         .bind(status.map(ItemStatus::as_str))
         .bind(limit)
         .bind(offset)
         .fetch_all(c)
         .await)?;
     let total = on_conn!(conn, c => sqlx::query_scalar(count_sql)
-        .bind(task_id)
+        .bind(task_id.to_string())
         .bind(status.map(ItemStatus::as_str))
         .fetch_one(c)
         .await)?;

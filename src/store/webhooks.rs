@@ -5,9 +5,9 @@
 //! delivery path included, so a swapped URL never receives a tenant's events.
 
 use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_tx, sql_text};
-use crate::domain::TenantId;
 use crate::domain::audit::DeliveryStatus;
 use crate::domain::webhook::{DueDelivery, WebhookSubscription};
+use crate::domain::{TenantId, WebhookId};
 use crate::vault::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
 
 #[derive(sqlx::FromRow)]
@@ -26,7 +26,7 @@ impl TryFrom<WebhookRow> for WebhookSubscription {
     type Error = StoreError;
     fn try_from(r: WebhookRow) -> StoreResult<Self> {
         Ok(WebhookSubscription {
-            id: r.id,
+            id: super::stored_id("webhooks.id", &r.id)?,
             tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
             url: r.url,
             events: r.events,
@@ -61,7 +61,13 @@ fn webhook_parts(id: &str, tenant: &str, url: &str, events: &str, created_at: i6
 }
 
 fn webhook_mac(integrity: &IntegrityKey, w: &WebhookSubscription) -> Vec<u8> {
-    let parts = webhook_parts(&w.id, w.tenant_id.as_str(), &w.url, &w.events, w.created_at);
+    let parts = webhook_parts(
+        &w.id.to_string(),
+        w.tenant_id.as_str(),
+        &w.url,
+        &w.events,
+        w.created_at,
+    );
     integrity.mac_row(Purpose::Webhook, &parts).to_vec()
 }
 
@@ -89,7 +95,7 @@ pub async fn insert(
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO webhooks (id, tenant_id, url, events, description, kek_version, secret, created_at, mac) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-        .bind(&w.id)
+        .bind(w.id.to_string())
         .bind(w.tenant_id.as_str())
         .bind(&w.url)
         .bind(&w.events)
@@ -123,28 +129,28 @@ pub async fn get(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &TenantId,
-    id: &str,
+    id: &WebhookId,
 ) -> StoreResult<Option<WebhookSubscription>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 AND id = $2"
     ));
-    let row: Option<StoredWebhook> = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).bind(id).fetch_optional(c).await)?;
+    let row: Option<StoredWebhook> = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).bind(id.to_string()).fetch_optional(c).await)?;
     row.map(|r| r.checked(integrity)).transpose()
 }
 
 /// Deletes a webhook and its deliveries (pending ones are never sent). Returns whether the
 /// tenant had it.
-pub async fn delete(tx: &mut Tx, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+pub async fn delete(tx: &mut Tx, tenant: &TenantId, id: &WebhookId) -> StoreResult<bool> {
     Ok(on_tx!(tx, c => {
         sqlx::query("DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND webhook_id = $2")
             .bind(tenant.as_str())
-            .bind(id)
+            .bind(id.to_string())
             .execute(&mut *c)
             .await?;
         sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.as_str())
-            .bind(id)
+            .bind(id.to_string())
             .execute(&mut *c)
             .await
             .map(|r| r.rows_affected() == 1)
@@ -200,7 +206,7 @@ pub async fn of_tenants(
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewDelivery {
     pub id: String,
-    pub webhook_id: String,
+    pub webhook_id: WebhookId,
     pub tenant_id: TenantId,
     pub event_id: String,
     pub event_type: String,
@@ -242,7 +248,7 @@ pub async fn fan_out(
             for d in chunk {
                 q = q
                     .bind(&d.id)
-                    .bind(&d.webhook_id)
+                    .bind(d.webhook_id.to_string())
                     .bind(d.tenant_id.as_str())
                     .bind(&d.event_id)
                     .bind(&d.event_type)
@@ -295,7 +301,7 @@ impl DueRow {
             id: self.id,
             attempts: self.attempts,
             created_at: self.created_at,
-            webhook_id: self.webhook_id,
+            webhook_id: super::stored_id("webhooks.id", &self.webhook_id)?,
             tenant_id: crate::store::stored_tenant(&self.tenant_id)?,
             url: self.url,
             kek_version: self.kek_version,
@@ -319,7 +325,7 @@ pub async fn claim_due(
     now: i64,
     until: i64,
     limit: i64,
-    busy: &[String],
+    busy: &[WebhookId],
 ) -> StoreResult<Vec<DueDelivery>> {
     if !any_due(db, now).await? {
         return Ok(Vec::new());
@@ -345,7 +351,7 @@ pub async fn claim_due(
             .bind(until)
             .bind(now)
             .bind(limit),
-        |q, id| q.bind(id))
+        |q, id| q.bind(id.to_string()))
         .fetch_all(&mut *c)
         .await)?;
     if ids.is_empty() {
@@ -501,7 +507,7 @@ impl TryFrom<StoredDelivery> for DeliveryRow {
 /// A page of a webhook's deliveries, newest first, and how many it has.
 pub async fn deliveries(
     conn: impl Into<Conn<'_>>,
-    webhook_id: &str,
+    webhook_id: &WebhookId,
     limit: i64,
     offset: i64,
 ) -> StoreResult<(Vec<DeliveryRow>, i64)> {
@@ -510,14 +516,14 @@ pub async fn deliveries(
         "SELECT id, event_id, event_type, status, attempts, last_status, last_error, \
          next_attempt_at, created_at, updated_at, delivered_at FROM webhook_deliveries \
          WHERE webhook_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3")
-        .bind(webhook_id)
+        .bind(webhook_id.to_string())
         .bind(limit)
         .bind(offset)
         .fetch_all(c)
         .await)?;
     let total = on_conn!(conn, c => sqlx::query_scalar(
         "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1")
-        .bind(webhook_id)
+        .bind(webhook_id.to_string())
         .fetch_one(c)
         .await)?;
     let rows = rows
@@ -537,7 +543,7 @@ pub async fn adopt(tx: &mut Tx, integrity: &IntegrityKey) -> StoreResult<u64> {
         let row = WebhookSubscription::try_from(row)?;
         on_tx!(tx, c => sqlx::query("UPDATE webhooks SET mac = $1 WHERE id = $2")
             .bind(webhook_mac(integrity, &row))
-            .bind(&row.id)
+            .bind(row.id.to_string())
             .execute(&mut *c)
             .await
             .map(|_| ()))?;

@@ -111,17 +111,25 @@ pub fn dek_aad(tenant: &TenantId, sim_id: &crate::domain::SimId, kek_version: i6
 }
 
 /// Associated data of a bulk task's data key wrapped by a tenant KEK.
-pub fn task_key_aad(tenant: &TenantId, task_id: &str, kek_version: i64) -> Vec<u8> {
+pub fn task_key_aad(
+    tenant: &TenantId,
+    task_id: &crate::domain::TaskId,
+    kek_version: i64,
+) -> Vec<u8> {
     format!("simvault/v1/task-key\0{tenant}\0{task_id}\0{kek_version}").into_bytes()
 }
 
 /// Associated data of one bulk task item sealed by the task's key.
-pub fn task_item_aad(tenant: &TenantId, task_id: &str, seq: i64) -> Vec<u8> {
+pub fn task_item_aad(tenant: &TenantId, task_id: &crate::domain::TaskId, seq: i64) -> Vec<u8> {
     format!("simvault/v1/task-item\0{tenant}\0{task_id}\0{seq}").into_bytes()
 }
 
 /// Associated data of a webhook's signing secret sealed by a tenant KEK.
-pub fn webhook_secret_aad(tenant: &TenantId, webhook_id: &str, kek_version: i64) -> Vec<u8> {
+pub fn webhook_secret_aad(
+    tenant: &TenantId,
+    webhook_id: &crate::domain::WebhookId,
+    kek_version: i64,
+) -> Vec<u8> {
     format!("simvault/v1/webhook-secret\0{tenant}\0{webhook_id}\0{kek_version}").into_bytes()
 }
 
@@ -210,19 +218,33 @@ mod tests {
             field_aad(&acme, &sim, SecretField::Opc),
             b"simvault/v1/secret\x00acme\x0001234567-89ab-cdef-0123-456789abcdef\x00opc".to_vec()
         );
-        let task = "00000000-0000-0000-0000-000000000007";
+        let task = crate::domain::TaskId::from(uuid::Uuid::from_u128(7));
+        let hook = crate::domain::WebhookId::from(uuid::Uuid::from_u128(7));
+        assert_eq!(task.to_string(), "00000000-0000-0000-0000-000000000007");
         assert_eq!(
-            task_key_aad(&acme, task, 1),
+            task_key_aad(&acme, &task, 1),
             b"simvault/v1/task-key\x00acme\x0000000000-0000-0000-0000-000000000007\x001".to_vec()
         );
         assert_eq!(
-            task_item_aad(&acme, task, 5),
+            task_item_aad(&acme, &task, 5),
             b"simvault/v1/task-item\x00acme\x0000000000-0000-0000-0000-000000000007\x005".to_vec()
         );
         assert_eq!(
-            webhook_secret_aad(&acme, task, 4),
+            webhook_secret_aad(&acme, &hook, 4),
             b"simvault/v1/webhook-secret\x00acme\x0000000000-0000-0000-0000-000000000007\x004"
                 .to_vec()
+        );
+        // A UUID written in capitals or without hyphens is read as the same id, and its
+        // associated data is the stored, hyphenated lower-case form.
+        let upper = crate::domain::TaskId::parse("00000000-0000-0000-0000-00000000000A").unwrap();
+        let plain = crate::domain::TaskId::parse("0000000000000000000000000000000a").unwrap();
+        assert_eq!(
+            task_key_aad(&acme, &upper, 2),
+            b"simvault/v1/task-key\x00acme\x0000000000-0000-0000-0000-00000000000a\x002".to_vec()
+        );
+        assert_eq!(
+            task_key_aad(&acme, &plain, 2),
+            task_key_aad(&acme, &upper, 2)
         );
     }
 

@@ -546,6 +546,16 @@ pub fn tenant_id(name: &str) -> TenantId {
     TenantId::parse(name).unwrap()
 }
 
+/// Task `n` of a test: a real id, the UUID numbered `n`.
+pub fn task_no(n: u128) -> simvault::domain::TaskId {
+    uuid::Uuid::from_u128(n).into()
+}
+
+/// Webhook `n` of a test: a real id, the UUID numbered `n`.
+pub fn hook_no(n: u128) -> simvault::domain::WebhookId {
+    uuid::Uuid::from_u128(n).into()
+}
+
 /// A Luhn-valid ICCID ending in `n`.
 pub fn iccid(n: u64) -> String {
     let body = format!("8944{n:014}");

@@ -1,23 +1,27 @@
 //! The storage contract for stored text this release cannot read: a tenant column that is no
-//! tenant name, a state column naming no state. Such a row reads as
+//! tenant name, a state column naming no state, an id column that is no UUID. Such a row reads as
 //! [`StoreError::Corrupt`], on every store: never a default, never a panic.
 
-use simvault::domain::SimState;
 use simvault::domain::audit::HistoryRow;
 use simvault::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
+use simvault::domain::{SimState, TaskId};
 use simvault::store::sims as sim_repo;
-use simvault::store::{Db, StoreError, lifecycle, tasks};
+use simvault::store::{Db, StoreError, lifecycle, tasks, webhooks};
+use simvault::vault::{Purpose, RowParts};
 
-use crate::helpers::{Store, TestDb, both_stores, raw_sql, tenant_id};
+use crate::helpers::{Store, TestDb, both_stores, raw_sql, task_no, tenant_id};
 use crate::store_contract::{create_tenant, sim, test_key};
 
 /// Not a tenant's name (upper case, a space), yet a row of `tenants` so that the foreign
 /// keys hold: the store alone must refuse it.
 const BAD_TENANT: &str = "Not A Tenant";
 
-fn task(id: &str) -> TaskRecord {
+/// The stored form of `task_no(1)`, for the SQL that changes its row.
+const T1: &str = "00000000-0000-0000-0000-000000000001";
+
+fn task(id: &TaskId) -> TaskRecord {
     TaskRecord {
-        id: id.into(),
+        id: *id,
         tenant_id: tenant_id("a"),
         kind: TaskKind::Import,
         status: TaskStatus::Pending,
@@ -33,9 +37,9 @@ fn task(id: &str) -> TaskRecord {
     }
 }
 
-fn item(task_id: &str) -> TaskItem {
+fn item(task_id: &TaskId) -> TaskItem {
     TaskItem {
-        task_id: task_id.into(),
+        task_id: *task_id,
         seq: 1,
         line: None,
         status: ItemStatus::Succeeded,
@@ -46,7 +50,7 @@ fn item(task_id: &str) -> TaskItem {
     }
 }
 
-async fn setup(db: &Db, id: &str) {
+async fn setup(db: &Db, id: &TaskId) {
     create_tenant(db, "a").await.unwrap();
     let mut tx = db.begin().await.unwrap();
     tasks::insert(&mut tx, &task(id)).await.unwrap();
@@ -69,7 +73,7 @@ fn assert_corrupt<T: std::fmt::Debug>(got: Result<T, StoreError>, what: &str) {
 async fn corrupt_task_tenant(store: Store) {
     let test_db = TestDb::new(store).await;
     let db = &test_db.db;
-    setup(db, "t1").await;
+    setup(db, &task_no(1)).await;
     execute(
         db,
         "INSERT INTO tenants (id, created_at) VALUES ('Not A Tenant', 1)",
@@ -77,13 +81,15 @@ async fn corrupt_task_tenant(store: Store) {
     .await;
     execute(
         db,
-        "UPDATE tasks SET tenant_id = 'Not A Tenant' WHERE id = 't1'",
+        "UPDATE tasks SET tenant_id = 'Not A Tenant' \
+         WHERE id = '00000000-0000-0000-0000-000000000001'",
     )
     .await;
     let mut tx = db.begin().await.unwrap();
-    assert_corrupt(tasks::lock_if_done(&mut tx, "t1").await, "the task");
+    assert_corrupt(tasks::lock_if_done(&mut tx, &task_no(1)).await, "the task");
     drop(tx);
     assert_ne!(tenant_id("a").as_str(), BAD_TENANT);
+    assert_eq!(task_no(1).to_string(), T1);
 }
 both_stores!(corrupt_task_tenant_contract, corrupt_task_tenant);
 
@@ -163,8 +169,81 @@ both_stores!(corrupt_history_contract, corrupt_history);
 async fn corrupt_task_kind(store: Store) {
     let test_db = TestDb::new(store).await;
     let db = &test_db.db;
-    setup(db, "t1").await;
-    execute(db, "UPDATE tasks SET type = 'defragment' WHERE id = 't1'").await;
-    assert_corrupt(tasks::get(db, &tenant_id("a"), "t1").await, "the task");
+    setup(db, &task_no(1)).await;
+    execute(
+        db,
+        "UPDATE tasks SET type = 'defragment' WHERE id = '00000000-0000-0000-0000-000000000001'",
+    )
+    .await;
+    assert_corrupt(
+        tasks::get(db, &tenant_id("a"), &task_no(1)).await,
+        "the task",
+    );
 }
 both_stores!(corrupt_task_kind_contract, corrupt_task_kind);
+
+/// A task row whose id column is no UUID: claiming it, and finding it for finishing, read
+/// it as corrupt.
+async fn corrupt_task_id(store: Store) {
+    let test_db = TestDb::new(store).await;
+    let db = &test_db.db;
+    create_tenant(db, "a").await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    tasks::insert(&mut tx, &task(&task_no(1))).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        tasks::without_pending(db, &[TaskKind::Import])
+            .await
+            .unwrap(),
+        [task_no(1)],
+        "read back as written"
+    );
+    execute(db, "UPDATE tasks SET id = 't1'").await;
+    assert_corrupt(
+        tasks::without_pending(db, &[TaskKind::Import]).await,
+        "the task to finish",
+    );
+    assert_corrupt(
+        tasks::claim(db, TaskKind::Import, "w1", 100, 200).await,
+        "the claimed task",
+    );
+}
+both_stores!(corrupt_task_id_contract, corrupt_task_id);
+
+/// A webhook row whose id column is no UUID, though its MAC (made over the columns as
+/// stored) holds: listing the tenant's webhooks and the fan-out read it as corrupt.
+async fn corrupt_webhook_id(store: Store) {
+    let test_db = TestDb::new(store).await;
+    let db = &test_db.db;
+    let key = test_key();
+    create_tenant(db, "a").await.unwrap();
+    let (url, events) = ("https://h1.example/hook", r#"["sim.state_changed"]"#);
+    let mac = key.mac_row(
+        Purpose::Webhook,
+        &RowParts::default()
+            .text("h1")
+            .text("a")
+            .text(url)
+            .text(events)
+            .int(1),
+    );
+    raw_sql!(db, p => sqlx::query(
+        "INSERT INTO webhooks (id, tenant_id, url, events, description, kek_version, secret, \
+         created_at, mac) VALUES ('h1', 'a', $1, $2, NULL, 1, $3, 1, $4)")
+        .bind(url)
+        .bind(events)
+        .bind(vec![9_u8; 16])
+        .bind(mac.to_vec())
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    assert_corrupt(
+        webhooks::list(db, &key, &tenant_id("a")).await,
+        "the tenant's webhooks",
+    );
+    let mut tx = db.begin().await.unwrap();
+    assert_corrupt(
+        webhooks::of_tenants(&mut tx, &key, &[&tenant_id("a")]).await,
+        "the fan-out's webhooks",
+    );
+}
+both_stores!(corrupt_webhook_id_contract, corrupt_webhook_id);

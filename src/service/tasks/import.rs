@@ -15,7 +15,7 @@ use crate::domain::event::{DomainEvent, SimChange};
 use crate::domain::link;
 use crate::domain::sim::SecretChanges;
 use crate::domain::task::{ItemStatus, TaskItem, TaskKind};
-use crate::domain::{Principal, Sim, SimInput, Task, TenantId, ValidationErrors};
+use crate::domain::{Principal, Sim, SimInput, Task, TaskId, TenantId, ValidationErrors};
 use crate::policy::{Action, Decision};
 use crate::service::audit::Event;
 use crate::service::{ServiceError, ServiceResult};
@@ -65,7 +65,7 @@ impl ImportGrant {
 /// task's own key as it arrives, so that neither the request nor the rows' secrets are ever
 /// held as one buffer; only the sealed items wait for the task to be written.
 pub struct ImportBatch {
-    task_id: String,
+    task_id: TaskId,
     tenant: TenantId,
     task_key: vault::Key,
     items: Vec<TaskItem>,
@@ -83,7 +83,7 @@ impl std::fmt::Debug for ImportBatch {
 impl ImportBatch {
     fn new(tenant: &TenantId) -> ServiceResult<Self> {
         Ok(ImportBatch {
-            task_id: uuid::Uuid::new_v4().to_string(),
+            task_id: TaskId::new(),
             tenant: tenant.clone(),
             task_key: vault::new_key()?,
             items: Vec::new(),
@@ -325,7 +325,7 @@ impl Tasks {
                     &json!({"sim_id": sim.id, "iccid": sim.iccid.as_str()}),
                 ));
                 let change = SimChange::Created {
-                    task_id: Some(task.id.clone()),
+                    task_id: Some(task.id.to_string()),
                 };
                 events.push(DomainEvent::sim(sim, change, now));
                 reasons.push(format!("task {} line {}", task.id, line.unwrap_or(*seq)));

@@ -5,10 +5,10 @@ use serde_json::json;
 
 use super::{Batch, Grant, Tasks, failed, pending_item, succeeded};
 use crate::domain::Principal;
-use crate::domain::Task;
 use crate::domain::ValidationErrors;
 use crate::domain::link::{self, Link};
 use crate::domain::task::{TaskItem, TaskKind};
+use crate::domain::{Task, TaskId};
 use crate::policy::{Action, Decision};
 use crate::service::audit::Event;
 use crate::service::{Page, Plans, ServiceError, ServiceResult};
@@ -81,7 +81,7 @@ impl Tasks {
         if !errors.is_empty() {
             return Err(errors.into());
         }
-        let task_id = uuid::Uuid::new_v4().to_string();
+        let task_id = TaskId::new();
         let items: Vec<TaskItem> = request
             .sim_ids
             .iter()
@@ -172,10 +172,7 @@ impl Tasks {
         let counter_start = params["counter_start"].as_u64().unwrap_or(1);
         let plan_ids: Vec<uuid::Uuid> =
             serde_json::from_value(params["plan_ids"].clone()).unwrap_or_default();
-        let task_id: uuid::Uuid = task
-            .id
-            .parse()
-            .map_err(|_| ServiceError::internal("corrupt task id"))?;
+        let task_id = task.id;
         let now = self.core.clock.now();
         let mut tx = self.core.db.begin().await?;
         let held = batch.still_held(&mut tx).await?;
@@ -221,7 +218,7 @@ impl Tasks {
                 sim_id: sim.id,
                 name: link::name(&prefix, counter_start, index),
                 plan_ids: plan_ids.clone(),
-                task_id: Some(task_id),
+                task_id: Some(task_id.into()),
                 created_at: now,
             };
             match link_repo::insert(&mut tx, &integrity, &link).await? {

@@ -30,7 +30,7 @@ use super::{ServiceError, ServiceResult};
 use crate::domain::audit::AuditOutcome;
 use crate::domain::event::{DomainEvent, TaskCompletion};
 use crate::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
-use crate::domain::{Principal, Task, TenantId};
+use crate::domain::{Principal, Task, TaskId, TenantId};
 use crate::policy::Action;
 use crate::store::tasks::{self, Outcome};
 use crate::store::{Tx, outbox};
@@ -121,9 +121,9 @@ fn lease_micros(lease: Duration) -> i64 {
 
 /// A pending item of task `task_id` at `index` (from 0; items are numbered from 1), with
 /// nothing attached yet.
-fn pending_item(task_id: &str, index: usize) -> TaskItem {
+fn pending_item(task_id: &TaskId, index: usize) -> TaskItem {
     TaskItem {
-        task_id: task_id.to_owned(),
+        task_id: *task_id,
         seq: i64::try_from(index).unwrap_or(i64::MAX) + 1,
         line: None,
         status: ItemStatus::Pending,
@@ -158,14 +158,14 @@ fn failed(seq: i64, error: &str) -> Outcome {
 
 /// A new pending task of `kind` at `now`, with no item counted and no key of its own.
 fn pending_task(
-    id: &str,
+    id: TaskId,
     tenant: &TenantId,
     kind: TaskKind,
     params: serde_json::Value,
     now: i64,
 ) -> TaskRecord {
     TaskRecord {
-        id: id.to_owned(),
+        id,
         tenant_id: tenant.clone(),
         kind,
         status: TaskStatus::Pending,
@@ -196,7 +196,7 @@ impl Tasks {
     async fn queue_task(
         &self,
         tx: &mut Tx,
-        (id, tenant, kind): (&str, &TenantId, TaskKind),
+        (id, tenant, kind): (&TaskId, &TenantId, TaskKind),
         params: serde_json::Value,
         key: Option<(i64, Vec<u8>)>,
         items: &[TaskItem],
@@ -214,7 +214,7 @@ impl Tasks {
             ),
             kek_version,
             wrapped_key,
-            ..pending_task(id, tenant, kind, params, now)
+            ..pending_task(*id, tenant, kind, params, now)
         };
         tasks::insert(tx, &task).await?;
         tasks::insert_items(tx, items).await?;
@@ -277,7 +277,7 @@ impl Tasks {
     pub async fn advance_task(
         &self,
         tenant: &TenantId,
-        id: uuid::Uuid,
+        id: TaskId,
         owner: &str,
         lease: Duration,
     ) -> ServiceResult<Option<(Task, bool)>> {
@@ -338,7 +338,7 @@ impl Tasks {
 
     /// Completes an item task with no pending item left: status, `task.completed` event and
     /// record, and its key destroyed, in one transaction (only one worker gets to do it).
-    async fn finish_if_done(&self, task_id: &str) -> ServiceResult<()> {
+    async fn finish_if_done(&self, task_id: &TaskId) -> ServiceResult<()> {
         let mut tx = self.core.db.begin().await?;
         let Some(task) = tasks::lock_if_done(&mut tx, task_id).await? else {
             return Ok(());
@@ -364,7 +364,7 @@ impl Tasks {
         )
         .await?;
         tx.commit().await?;
-        tracing::info!(task_id, kind = %task.kind, completed = task.completed_items, failed = task.failed_items, "task completed");
+        tracing::info!(%task_id, kind = %task.kind, completed = task.completed_items, failed = task.failed_items, "task completed");
         Ok(())
     }
 
@@ -377,7 +377,7 @@ impl Tasks {
         now: i64,
     ) -> ServiceResult<()> {
         let completion = TaskCompletion {
-            task_id: task.id.clone(),
+            task_id: task.id.to_string(),
             kind: task.kind.as_str().to_owned(),
             status: status.as_str().to_owned(),
             total_items: task.total_items,
@@ -469,7 +469,7 @@ mod tests {
 
     fn task(tenant: &TenantId, actor: serde_json::Value) -> TaskRecord {
         TaskRecord {
-            id: "t1".into(),
+            id: TaskId::from(uuid::Uuid::from_u128(1)),
             tenant_id: tenant.clone(),
             kind: TaskKind::Import,
             status: TaskStatus::Running,

@@ -10,7 +10,7 @@ use super::{Tasks, lease_micros, pending_task};
 use crate::domain::audit::AuditOutcome;
 use crate::domain::keys::{KeyState, StaleDek, TenantKey};
 use crate::domain::task::{KEK_ROTATION_DUE_AT, TaskKind, TaskRecord, TaskStatus};
-use crate::domain::{KeyVersion, Principal, SimId, Task, TenantId};
+use crate::domain::{KeyVersion, Principal, SimId, Task, TaskId, TenantId};
 use crate::policy::Action;
 use crate::service::{Admin, ServiceError, ServiceResult};
 use crate::store::keys;
@@ -71,7 +71,7 @@ impl Tasks {
         let task = TaskRecord {
             total_items: keys::count_below(&self.core.db, tenant, version).await?,
             ..pending_task(
-                &uuid::Uuid::new_v4().to_string(),
+                TaskId::new(),
                 tenant,
                 ROTATION_TASK,
                 serde_json::json!({"to_version": version}),
@@ -130,7 +130,7 @@ impl Tasks {
         owner: &str,
         lease: Duration,
         stop: &watch::Receiver<bool>,
-    ) -> ServiceResult<Option<String>> {
+    ) -> ServiceResult<Option<TaskId>> {
         let lease_us = lease_micros(lease);
         let now = self.core.clock.now();
         let Some(task) =
