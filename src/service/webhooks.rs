@@ -16,6 +16,7 @@ use std::time::Duration;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
+use tokio::task::JoinError;
 
 use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult};
@@ -566,10 +567,7 @@ pub async fn worker(webhooks: Webhooks, mut stop: watch::Receiver<bool>) {
 }
 
 /// Frees the slot of an attempt that ended.
-fn ended(
-    in_flight: &mut HashMap<WebhookId, usize>,
-    done: Result<WebhookId, tokio::task::JoinError>,
-) {
+fn ended(in_flight: &mut HashMap<WebhookId, usize>, done: Result<WebhookId, JoinError>) {
     let Ok(webhook) = done else {
         // A panicked attempt names no webhook: forget every count rather than leak a slot.
         tracing::error!("a webhook attempt ended abnormally");
