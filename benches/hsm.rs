@@ -45,11 +45,12 @@ async fn reads(services: Arc<Services>, who: Principal) -> anyhow::Result<f64> {
 /// KEK unwraps per second by a root key (no cache: a fresh keyring each time).
 fn unwraps(root: Arc<dyn simvault::vault::RootKey>) -> anyhow::Result<f64> {
     let ring = Keyring::new(root.clone());
-    let (_, wrapped) = ring.new_kek("bench", 1)?;
+    let tenant = simvault::domain::TenantId::parse("bench").map_err(anyhow::Error::msg)?;
+    let (_, wrapped) = ring.new_kek(&tenant, 1)?;
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < Duration::from_secs(2) {
-        Keyring::new(root.clone()).open_kek("bench", 1, ring.format(), &wrapped)?;
+        Keyring::new(root.clone()).open_kek(&tenant, 1, ring.format(), &wrapped)?;
         n += 1;
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())

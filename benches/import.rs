@@ -81,7 +81,7 @@ fn row(n: usize) -> anyhow::Result<SimInput> {
 
 /// Plain inserts of the same SIM rows and their secret values (in clear), in transactions
 /// of 500 multi-row statements: no keys, no encryption, no items, no events, no audit.
-async fn raw_inserts(db: &Db, tenant: &str, count: usize) -> anyhow::Result<f64> {
+async fn raw_inserts(db: &Db, tenant: &TenantId, count: usize) -> anyhow::Result<f64> {
     let integrity = simvault::vault::IntegrityKey::derive(&simvault::vault::new_key()?)?;
     let start = Instant::now();
     let now = SystemClock.now();
@@ -160,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
         Db::Sqlite(p) => sqlx::query(ddl).execute(&p.write).await.map(|_| ())?,
         Db::Postgres(p) => sqlx::query(ddl).execute(p).await.map(|_| ())?,
     }
-    let raw = raw_inserts(&raw_db, tenant.as_str(), count).await?;
+    let raw = raw_inserts(&raw_db, &tenant, count).await?;
     raw_db.close().await;
 
     let (db, _) = open(dir.path(), "importbench").await?;
@@ -189,13 +189,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let queued = start.elapsed();
-    let id = task.id.to_string();
+    let id = task.id;
     // As the server's worker does: `bulk_concurrency` loops leasing batches side by side.
     let services = Arc::new(services);
     let workers: Vec<_> = (0..config.tasks.bulk_concurrency)
         .map(|w| {
-            let (services, db, tenant, id) =
-                (services.clone(), db.clone(), tenant.clone(), id.clone());
+            let (services, db, tenant, id) = (services.clone(), db.clone(), tenant.clone(), id);
             tokio::spawn(async move {
                 let owner = format!("bench-{w}");
                 loop {

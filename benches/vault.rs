@@ -22,10 +22,10 @@ const SET: [(SecretField, &str); 7] = [
 
 fn seal_set(kek: &vault::Key, sim: &simvault::domain::SimId) -> (Vec<u8>, Vec<Vec<u8>>) {
     let dek = vault::new_key().expect("random");
-    let wrapped = vault::wrap_dek(kek, "bench", sim, 1, &dek).expect("wrap");
+    let wrapped = vault::wrap_dek(kek, &tenant_id("bench"), sim, 1, &dek).expect("wrap");
     let fields = SET
         .iter()
-        .map(|(f, v)| vault::seal_field(&dek, "bench", sim, *f, v).expect("seal"))
+        .map(|(f, v)| vault::seal_field(&dek, &tenant_id("bench"), sim, *f, v).expect("seal"))
         .collect();
     (wrapped, fields)
 }
@@ -36,11 +36,11 @@ fn open_set(
     wrapped: &[u8],
     fields: &[Vec<u8>],
 ) -> usize {
-    let dek = vault::unwrap_dek(kek, "bench", sim, 1, wrapped).expect("unwrap");
+    let dek = vault::unwrap_dek(kek, &tenant_id("bench"), sim, 1, wrapped).expect("unwrap");
     SET.iter()
         .zip(fields)
         .map(|((f, _), blob)| {
-            vault::open_field(&dek, "bench", sim, *f, blob)
+            vault::open_field(&dek, &tenant_id("bench"), sim, *f, blob)
                 .expect("open")
                 .len()
         })
@@ -61,3 +61,7 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
+
+fn tenant_id(name: &str) -> simvault::domain::TenantId {
+    simvault::domain::TenantId::parse(name).expect("a valid tenant")
+}

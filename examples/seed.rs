@@ -52,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
             new.vendor = Some(if n % 2 == 0 { "GEMALTO" } else { "IDEMIA" }.into());
             new.tags = BTreeSet::from([format!("batch-{}", n / 1000)]);
             new.compatibility_zones = BTreeSet::from([zones[(n % 4) as usize].to_owned()]);
-            let (sim, _) = new_sim(tenant.as_str(), new, now);
+            let (sim, _) = new_sim(&tenant, new, now);
             sims::insert(&mut tx, &integrity, &sim).await?;
         }
         tx.commit().await?;

@@ -59,7 +59,7 @@ pub struct Config {
     /// Refused credentials: aggregated platform records and the per-address limit.
     pub refusals: crate::service::refusals::RefusalSettings,
     /// The tenant whose `metrics`/`admin` principals see platform-wide metrics (unset: none).
-    pub metrics_platform_tenant: Option<String>,
+    pub metrics_platform_tenant: Option<crate::domain::TenantId>,
 }
 
 /// The audit log's signed checkpoints.
@@ -184,9 +184,7 @@ impl Config {
                 None => None,
                 Some(t) => Some(
                     crate::domain::TenantId::parse(&t)
-                        .map_err(|e| anyhow::anyhow!("SIMVAULT_METRICS_PLATFORM_TENANT: {e}"))?
-                        .as_str()
-                        .to_owned(),
+                        .map_err(|e| anyhow::anyhow!("SIMVAULT_METRICS_PLATFORM_TENANT: {e}"))?,
                 ),
             },
             iccid_luhn,

@@ -190,7 +190,7 @@ pub fn init_audit_key(paths: &KeyPaths) -> anyhow::Result<()> {
 }
 
 /// The identity URI a client certificate for `name` in `tenant` carries.
-pub fn client_identity(tenant: &str, name: &str) -> String {
+pub fn client_identity(tenant: &crate::domain::TenantId, name: &str) -> String {
     format!("urn:simvault:{tenant}:{name}")
 }
 

@@ -58,11 +58,11 @@ pub struct RequestTenant(pub String);
 
 /// Notes the tenant of the principal a request acts for (called where every decision is
 /// made). Outside a request (a background worker) it does nothing.
-pub fn note_tenant(tenant: &str) {
+pub fn note_tenant(tenant: &crate::domain::TenantId) {
     let _ = REQUEST_TENANT.try_with(|t| {
         let mut t = t.borrow_mut();
         if t.is_none() {
-            *t = Some(tenant.to_owned());
+            *t = Some(tenant.to_string());
         }
     });
 }
@@ -230,12 +230,12 @@ mod tests {
     async fn the_tenant_noted_in_a_request_is_the_first_one() {
         let seen = REQUEST_TENANT
             .scope(RefCell::new(None), async {
-                note_tenant("acme");
-                note_tenant("globex");
+                note_tenant(&crate::domain::TenantId::parse("acme").unwrap());
+                note_tenant(&crate::domain::TenantId::parse("globex").unwrap());
                 REQUEST_TENANT.with(|t| t.borrow().clone())
             })
             .await;
         assert_eq!(seen.as_deref(), Some("acme"));
-        note_tenant("outside a request: ignored");
+        note_tenant(&crate::domain::TenantId::parse("outside").unwrap());
     }
 }

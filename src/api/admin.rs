@@ -40,7 +40,7 @@ impl From<Task> for TaskView {
     fn from(t: Task) -> Self {
         TaskView {
             pending_items: t.pending_items(),
-            id: t.id,
+            id: t.id.into(),
             kind: t.kind.as_str().to_owned(),
             status: t.status.as_str().to_owned(),
             total_items: t.total_items,
@@ -135,7 +135,7 @@ async fn get_task(
     Caller(principal): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<TaskView>> {
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let id = crate::domain::TaskId::parse(&id).map_err(|_| ApiError::NotFound)?;
     Ok(axum::Json(
         state
             .services

@@ -426,7 +426,7 @@ async fn task_items(
     Path(id): Path<String>,
     q: QueryPairs,
 ) -> ApiResult<axum::Json<super::PageView<ItemView>>> {
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let id = crate::domain::TaskId::parse(&id).map_err(|_| ApiError::NotFound)?;
     let mut errs = ValidationErrors::new();
     q.reject_unknown(&["status", "page", "page_size"], &mut errs);
     let (page, page_size) = q.paging(100, 1000, &mut errs);

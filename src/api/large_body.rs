@@ -36,7 +36,7 @@ pub struct LargeBodies {
 /// Who a large body is counted against: the same tenant, subject and way of signing in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PrincipalKey {
-    tenant: String,
+    tenant: crate::domain::TenantId,
     subject: String,
     auth_method: &'static str,
 }
@@ -44,7 +44,7 @@ struct PrincipalKey {
 impl PrincipalKey {
     fn of(p: &Principal) -> Self {
         PrincipalKey {
-            tenant: p.tenant.as_str().to_owned(),
+            tenant: p.tenant.clone(),
             subject: p.subject.clone(),
             auth_method: p.auth_method.as_str(),
         }

@@ -123,8 +123,8 @@ pub struct HistoryEntry {
 impl From<HistoryRow> for HistoryEntry {
     fn from(h: HistoryRow) -> Self {
         HistoryEntry {
-            from: h.from_state,
-            to: h.to_state,
+            from: h.from_state.as_str().to_owned(),
+            to: h.to_state.as_str().to_owned(),
             reason: h.reason,
             actor: HistoryActor {
                 subject: h.actor,

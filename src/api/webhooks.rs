@@ -14,7 +14,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::fields::Fields;
-use crate::domain::audit::DeliveryRow;
+use crate::domain::audit::{DeliveryRow, DeliveryStatus};
 use crate::domain::{ValidationErrors, format_timestamp};
 use crate::service::webhooks::{NewWebhook, Webhook};
 
@@ -103,11 +103,12 @@ pub struct DeliveryView {
 impl From<DeliveryRow> for DeliveryView {
     fn from(d: DeliveryRow) -> Self {
         DeliveryView {
-            next_attempt_at: (d.status == "pending").then(|| format_timestamp(d.next_attempt_at)),
+            next_attempt_at: (d.status == DeliveryStatus::Pending)
+                .then(|| format_timestamp(d.next_attempt_at)),
             id: d.id,
             event_id: d.event_id,
             event: d.event_type,
-            status: d.status,
+            status: d.status.as_str().to_owned(),
             attempts: d.attempts,
             last_status_code: d.last_status,
             last_error: d.last_error,
@@ -216,7 +217,7 @@ async fn delete(
     Caller(principal): Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let id = crate::domain::WebhookId::parse(&id).map_err(|_| ApiError::NotFound)?;
     state
         .services
         .webhooks()
@@ -242,7 +243,7 @@ async fn deliveries(
     Path(id): Path<String>,
     q: QueryPairs,
 ) -> ApiResult<axum::Json<super::PageView<DeliveryView>>> {
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    let id = crate::domain::WebhookId::parse(&id).map_err(|_| ApiError::NotFound)?;
     let mut errs = ValidationErrors::new();
     q.reject_unknown(&["page", "page_size"], &mut errs);
     let (page, page_size) = q.paging(20, 250, &mut errs);

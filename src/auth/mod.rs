@@ -47,7 +47,7 @@ pub struct Authenticator {
     identities: IdentityCache,
     /// Tenants seen to exist. Tenants are never deleted, so a hit never goes stale; a miss is
     /// looked up again (a tenant may be created while the service runs).
-    known_tenants: RwLock<HashSet<String>>,
+    known_tenants: RwLock<HashSet<TenantId>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -141,7 +141,7 @@ impl Authenticator {
             tracing::debug!(identity, "client certificate identity is revoked");
             return Err(AuthError::Refused);
         }
-        let tenant = TenantId::parse(&row.tenant_id).map_err(|_| AuthError::Refused)?;
+        let tenant = row.tenant_id.clone();
         let roles = Role::parse_list(&row.roles).map_err(|_| AuthError::Refused)?;
         Ok(Arc::new(Registered { tenant, roles }))
     }
@@ -160,7 +160,7 @@ impl Authenticator {
             tracing::debug!("bearer token names a malformed tenant");
             AuthError::Refused
         })?;
-        if !self.tenant_exists(tenant.as_str()).await? {
+        if !self.tenant_exists(&tenant).await? {
             tracing::debug!(tenant = %tenant, "bearer token names an unknown tenant");
             return Err(AuthError::Refused);
         }
@@ -180,7 +180,7 @@ impl Authenticator {
         })
     }
 
-    async fn tenant_exists(&self, tenant: &str) -> Result<bool, AuthError> {
+    async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, AuthError> {
         if self
             .known_tenants
             .read()
@@ -193,7 +193,7 @@ impl Authenticator {
             AuthError::Unavailable
         })?;
         if exists && let Ok(mut set) = self.known_tenants.write() {
-            set.insert(tenant.to_owned());
+            set.insert(tenant.clone());
         }
         Ok(exists)
     }

@@ -23,8 +23,8 @@ pub enum AuditCommand {
 #[group(required = false, multiple = false)]
 pub struct ChainChoice {
     /// A tenant's chain.
-    #[arg(long)]
-    pub tenant: Option<String>,
+    #[arg(long, value_parser = TenantId::parse)]
+    pub tenant: Option<TenantId>,
     /// The platform chain (refused authentications, root key operations).
     #[arg(long)]
     pub platform: bool,
@@ -36,14 +36,7 @@ impl ChainChoice {
         if self.platform {
             return Ok(Some(crate::audit::PLATFORM_CHAIN.to_owned()));
         }
-        self.tenant
-            .as_deref()
-            .map(|t| {
-                TenantId::parse(t)
-                    .map(|t| t.as_str().to_owned())
-                    .map_err(anyhow::Error::msg)
-            })
-            .transpose()
+        Ok(self.tenant.as_ref().map(TenantId::to_string))
     }
 }
 

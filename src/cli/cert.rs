@@ -31,8 +31,8 @@ pub enum CertCommand {
 
 #[derive(Debug, Args)]
 pub struct CertIssueArgs {
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantId::parse)]
+    pub tenant: TenantId,
     /// Comma-separated roles: provisioner, support, operator, auditor, admin, auc, metrics.
     #[arg(long = "role")]
     pub roles: String,
@@ -51,8 +51,8 @@ pub struct CertIssueArgs {
 
 #[derive(Debug, Args)]
 pub struct CertRevokeArgs {
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantId::parse)]
+    pub tenant: TenantId,
     /// The client name it was issued with.
     #[arg(long)]
     pub name: String,
@@ -63,8 +63,8 @@ pub struct CertRevokeArgs {
 #[derive(Debug, Args)]
 pub struct CertListArgs {
     /// Only this tenant's identities.
-    #[arg(long)]
-    pub tenant: Option<String>,
+    #[arg(long, value_parser = TenantId::parse)]
+    pub tenant: Option<TenantId>,
     /// One JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -113,13 +113,12 @@ fn valid_client_name(name: &str) -> bool {
 pub(super) async fn issue_cert(
     config: &Config,
     db: &crate::store::Db,
-    tenant: &str,
+    tenant: &TenantId,
     roles: &str,
     name: &str,
     out_dir: &Path,
     days: i64,
 ) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let tenant = TenantId::parse(tenant).map_err(anyhow::Error::msg)?;
     let roles = Role::parse_list(roles).map_err(anyhow::Error::msg)?;
     if !valid_client_name(name) {
         bail!("--name must be 1 to 64 letters, digits, '.', '-' or '_'");
@@ -132,10 +131,10 @@ pub(super) async fn issue_cert(
         }
     }
     let keyring = startup::open_vault(config, db, &SystemClock).await?;
-    let identity = pki::client_identity(tenant.as_str(), name);
+    let identity = pki::client_identity(tenant, name);
     let (cert, key) = pki::issue_client_cert(&config.keys(), &identity, name, days)?;
     let new = NewIdentity {
-        tenant: &tenant,
+        tenant,
         identity: &identity,
         name,
         roles: &roles,
@@ -161,7 +160,7 @@ pub(super) async fn issue_cert(
 }
 
 async fn revoke(args: &CertRevokeArgs) -> anyhow::Result<()> {
-    let tenant = TenantId::parse(&args.tenant).map_err(anyhow::Error::msg)?;
+    let tenant = &args.tenant;
     if !valid_client_name(&args.name) {
         bail!("--name must be 1 to 64 letters, digits, '.', '-' or '_'");
     }
@@ -172,7 +171,7 @@ async fn revoke(args: &CertRevokeArgs) -> anyhow::Result<()> {
         &db,
         &*keyring.integrity()?,
         &SystemClock,
-        &tenant,
+        tenant,
         &args.name,
         &cli_subject(),
     )
@@ -192,15 +191,11 @@ async fn revoke(args: &CertRevokeArgs) -> anyhow::Result<()> {
 }
 
 async fn list(args: &CertListArgs) -> anyhow::Result<()> {
-    let tenant = args
-        .tenant
-        .as_deref()
-        .map(|t| TenantId::parse(t).map_err(anyhow::Error::msg))
-        .transpose()?;
+    let tenant = args.tenant.as_ref();
     let config = Config::from_env(&args.data.path(), None)?;
     let db = startup::open_store(&config).await?;
     let keyring = startup::open_vault(&config, &db, &SystemClock).await?;
-    let rows = identities::list(&db, &*keyring.integrity()?, &SystemClock, tenant.as_ref())
+    let rows = identities::list(&db, &*keyring.integrity()?, &SystemClock, tenant)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"));
     db.close().await;

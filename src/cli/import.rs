@@ -16,8 +16,8 @@ use crate::startup;
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// The tenant to import into.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantId::parse)]
+    pub tenant: TenantId,
     /// The file (CSV, or JSON Lines if named .jsonl/.ndjson or with --format jsonl).
     pub file: PathBuf,
     /// `csv` or `jsonl` (default: from the file name).
@@ -49,7 +49,7 @@ fn transport_key(args: &ImportArgs) -> anyhow::Result<Option<Zeroizing<[u8; 16]>
 pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal as _;
     let config = Config::from_env(&args.data.path(), None)?;
-    let tenant = TenantId::parse(&args.tenant).map_err(anyhow::Error::msg)?;
+    let tenant = &args.tenant;
     let key = transport_key(args)?;
     let format = crate::import_file::Format::choose(args.format.as_deref(), &args.file);
     let rows =
@@ -58,7 +58,7 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         bail!("{} holds no rows", args.file.display());
     }
     let db = startup::open_store(&config).await?;
-    if !admin::tenant_exists(&db, &tenant).await.map_err(explain)? {
+    if !admin::tenant_exists(&db, tenant).await.map_err(explain)? {
         bail!("no tenant {tenant}: create it with `simvault tenant create {tenant}`");
     }
     let services = open_services(&config, &db).await?;
@@ -89,7 +89,7 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let done = loop {
         let (row, worked) = services
             .tasks()
-            .advance_task(&tenant, task_id, &owner, config.tasks.lease)
+            .advance_task(tenant, task_id, &owner, config.tasks.lease)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .context("the import task disappeared")?;
@@ -121,7 +121,7 @@ pub(super) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     loop {
         let failed = services
             .tasks()
-            .host_task_items(&tenant, task_id, Some(ItemStatus::Failed), offset, 1000)
+            .host_task_items(tenant, task_id, Some(ItemStatus::Failed), offset, 1000)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         if failed.is_empty() {

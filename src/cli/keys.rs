@@ -47,8 +47,8 @@ pub struct MigrateRootArgs {
 #[group(required = true, multiple = false)]
 pub struct RotateTarget {
     /// Rotate this tenant's key-encryption key.
-    #[arg(long)]
-    pub tenant: Option<String>,
+    #[arg(long, value_parser = TenantId::parse)]
+    pub tenant: Option<TenantId>,
     /// Rotate the root key: re-wrap every tenant key under a new one and replace the key
     /// file (sealed again with the same passphrase if it was sealed). Restart every replica
     /// afterwards.
@@ -78,9 +78,8 @@ async fn rotate_tenant_key(args: &RotateArgs) -> anyhow::Result<()> {
     let Some(tenant) = &args.target.tenant else {
         return rotate_root_key(&config).await;
     };
-    let tenant = TenantId::parse(tenant).map_err(anyhow::Error::msg)?;
     let db = startup::open_store(&config).await?;
-    if !admin::tenant_exists(&db, &tenant).await.map_err(explain)? {
+    if !admin::tenant_exists(&db, tenant).await.map_err(explain)? {
         bail!("no tenant {tenant}");
     }
     let services = open_services(&config, &db).await?;
@@ -103,7 +102,7 @@ async fn rotate_tenant_key(args: &RotateArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let status = services
             .tasks()
-            .host_task(&tenant, task.id)
+            .host_task(tenant, task.id)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         match status {

@@ -58,7 +58,7 @@ pub(super) async fn quickstart(args: &ServeArgs) -> anyhow::Result<()> {
         cert::issue_cert(
             &config,
             &db,
-            "demo",
+            &tenant,
             "provisioner",
             "demo-provisioner",
             &clients,

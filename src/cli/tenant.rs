@@ -14,7 +14,8 @@ pub enum TenantCommand {
     /// Create a tenant.
     Create {
         /// Tenant name: a-z, 0-9, '-' and '_'.
-        tenant: String,
+        #[arg(value_parser = TenantId::parse)]
+        tenant: TenantId,
         #[command(flatten)]
         data: DataDir,
     },
@@ -22,7 +23,6 @@ pub enum TenantCommand {
 
 pub(super) async fn run(command: TenantCommand) -> anyhow::Result<()> {
     let TenantCommand::Create { tenant, data } = command;
-    let tenant = TenantId::parse(&tenant).map_err(anyhow::Error::msg)?;
     let config = Config::from_env(&data.path(), None)?;
     let db = startup::open_store(&config).await?;
     let actor = crate::domain::principal::cli_subject();

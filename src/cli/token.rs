@@ -13,8 +13,8 @@ use crate::startup;
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantId::parse)]
+    pub tenant: TenantId,
     /// Comma-separated roles.
     #[arg(long = "role")]
     pub roles: String,
@@ -31,14 +31,14 @@ pub struct TokenArgs {
 pub(super) async fn run(args: &TokenArgs) -> anyhow::Result<()> {
     let config = Config::from_env(&args.data.path(), None)?;
     let db = startup::open_store(&config).await?;
-    let tenant = TenantId::parse(&args.tenant).map_err(anyhow::Error::msg)?;
-    if !admin::tenant_exists(&db, &tenant).await.map_err(explain)? {
+    let tenant = &args.tenant;
+    if !admin::tenant_exists(&db, tenant).await.map_err(explain)? {
         bail!("no tenant {tenant}: create it with `simvault tenant create {tenant}`");
     }
     let roles = Role::parse_list(&args.roles).map_err(anyhow::Error::msg)?;
     println!(
         "{}",
-        mint_token(&config, &tenant, &roles, &args.sub, args.ttl)?
+        mint_token(&config, tenant, &roles, &args.sub, args.ttl)?
     );
     Ok(())
 }

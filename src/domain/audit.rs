@@ -67,14 +67,25 @@ pub struct AuditFilter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryRow {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: super::TenantId,
     pub sim_id: String,
-    pub from_state: String,
-    pub to_state: String,
+    pub from_state: super::SimState,
+    pub to_state: super::SimState,
     pub reason: Option<String>,
     pub actor: String,
     pub auth_method: String,
     pub occurred_at: i64,
+}
+
+named_enum! {
+    /// Where a webhook delivery is.
+    pub enum DeliveryStatus ("delivery status") {
+        /// Not sent yet, or to be retried.
+        Pending => "pending",
+        Delivered => "delivered",
+        /// Given up on.
+        Failed => "failed",
+    }
 }
 
 /// A delivery as its webhook's owner sees it.
@@ -83,7 +94,7 @@ pub struct DeliveryRow {
     pub id: String,
     pub event_id: String,
     pub event_type: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::pin::{PinType, Proof, Verdict};
-use super::{Iccid, SecretField, Sim, SimId, SimState, Timestamp};
+use super::{Iccid, SecretField, Sim, SimId, SimState, TenantId, Timestamp};
 
 /// The kinds of event, as webhooks subscribe to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -208,7 +208,7 @@ pub enum EventData {
 /// An event of a tenant, to be written to the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DomainEvent {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub occurred_at: Timestamp,
     pub data: EventData,
 }
@@ -231,9 +231,13 @@ impl DomainEvent {
     }
 
     /// A task of `tenant_id` completed at `at`.
-    pub fn task_completed(tenant_id: &str, task: TaskCompletion, at: Timestamp) -> DomainEvent {
+    pub fn task_completed(
+        tenant_id: &TenantId,
+        task: TaskCompletion,
+        at: Timestamp,
+    ) -> DomainEvent {
         DomainEvent {
-            tenant_id: tenant_id.to_owned(),
+            tenant_id: tenant_id.clone(),
             occurred_at: at,
             data: EventData::TaskCompleted(task),
         }
@@ -298,7 +302,7 @@ mod tests {
 
     fn on_sim(change: SimChange) -> DomainEvent {
         DomainEvent {
-            tenant_id: "acme".into(),
+            tenant_id: TenantId::parse("acme").unwrap(),
             occurred_at: 7,
             data: EventData::Sim {
                 sim: SimRef {
@@ -375,7 +379,7 @@ mod tests {
             assert_eq!(event.payload().to_string(), payload);
         }
         let done = DomainEvent::task_completed(
-            "acme",
+            &crate::domain::tenant::tenant("acme"),
             TaskCompletion {
                 task_id: "t1".into(),
                 kind: "import".into(),

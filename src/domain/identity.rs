@@ -1,13 +1,13 @@
 //! Registered client-certificate identities: the mapping of a certificate's identity to a
 //! tenant, a name and roles.
 
-use super::Timestamp;
+use super::{TenantId, Timestamp};
 
 /// A client identity's registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientIdentity {
     pub identity: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub name: String,
     /// Comma-separated role names.
     pub roles: String,
@@ -18,7 +18,7 @@ pub struct ClientIdentity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnverifiedIdentity {
     pub identity: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub name: String,
     /// Comma-separated role names.
     pub roles: String,

@@ -1,8 +1,8 @@
 //! Wrapped keys as they are kept: tenant KEK versions (wrapped by the root key), per-SIM DEKs
 //! (wrapped by a KEK version) and sealed secret fields. Only ciphertext: nothing here opens.
 
-use super::Timestamp;
 use super::names::named_enum;
+use super::{TenantId, Timestamp};
 
 named_enum! {
     /// Where a tenant KEK version is in its life.
@@ -20,7 +20,7 @@ named_enum! {
 /// wraps new DEKs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantKey {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub version: i64,
     pub format: i64,
     pub wrapped_key: Vec<u8>,

@@ -1,11 +1,11 @@
 //! Links: a SIM bound to a name (and optionally plans) by bulk provisioning.
 
-use super::{SimId, Timestamp};
+use super::{SimId, TenantId, Timestamp};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
     pub id: uuid::Uuid,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub sim_id: SimId,
     /// `{name_prefix}_{counter}`, unique in the tenant.
     pub name: String,

@@ -8,6 +8,7 @@ pub mod event;
 pub mod fields;
 pub mod identifiers;
 pub mod identity;
+pub mod ids;
 pub mod integrity;
 pub mod kdf;
 pub mod keys;
@@ -31,6 +32,7 @@ pub mod webhook;
 pub mod webhook_target;
 
 pub use identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msisdn};
+pub use ids::{TaskId, WebhookId};
 pub use link::Link;
 pub use principal::{AuthMethod, Origin, Principal, Role};
 pub use secrets::{RetryCounters, SecretField, SecretValue};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::identifiers::{Eid, Iccid, Imei, Imsi, Msisdn};
 use super::secrets::{RetryCounters, SecretField, SecretValue};
-use super::{SimId, Timestamp};
+use super::{SimId, TenantId, Timestamp};
 
 /// Lifecycle state of a SIM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -159,7 +159,7 @@ pub type LabelSet = BTreeSet<String>;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sim {
     pub id: SimId,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub iccid: Iccid,
     pub imsi: Option<Imsi>,
     pub msisdn: Option<Msisdn>,

@@ -1,7 +1,7 @@
 //! Background tasks: as clients see them, as the engine keeps them, and their vocabulary.
 
-use super::Timestamp;
 use super::names::named_enum;
+use super::{TaskId, TenantId, Timestamp};
 
 named_enum! {
     /// What a background task does.
@@ -43,7 +43,7 @@ named_enum! {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
-    pub id: uuid::Uuid,
+    pub id: TaskId,
     pub kind: TaskKind,
     pub status: TaskStatus,
     pub total_items: i64,
@@ -79,8 +79,8 @@ pub const KEK_ROTATION_DUE_AT: i64 = 1 << 30;
 /// bulk task, its own data key (sealing import items), wrapped under a tenant KEK version.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRecord {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: TaskId,
+    pub tenant_id: TenantId,
     pub kind: TaskKind,
     pub status: TaskStatus,
     pub params: serde_json::Value,
@@ -97,7 +97,7 @@ pub struct TaskRecord {
 /// One unit of a bulk task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskItem {
-    pub task_id: String,
+    pub task_id: TaskId,
     /// Position in the request, from 1.
     pub seq: i64,
     /// The line of the source file (imports), if any.

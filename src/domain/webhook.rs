@@ -1,13 +1,13 @@
 //! Webhook subscriptions and the deliveries due to them, as kept.
 
-use super::Timestamp;
 use super::integrity::IntegrityFailure;
+use super::{TenantId, Timestamp, WebhookId};
 
 /// A tenant's subscription to events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSubscription {
-    pub id: String,
-    pub tenant_id: String,
+    pub id: WebhookId,
+    pub tenant_id: TenantId,
     pub url: String,
     /// JSON array of event names, as written: the dispatcher matches on these names, so that
     /// a kind written by another release still matches.
@@ -25,8 +25,8 @@ pub struct DueDelivery {
     pub id: String,
     pub attempts: i64,
     pub created_at: Timestamp,
-    pub webhook_id: String,
-    pub tenant_id: String,
+    pub webhook_id: WebhookId,
+    pub tenant_id: TenantId,
     pub url: String,
     pub kek_version: i64,
     pub secret: Vec<u8>,

@@ -185,7 +185,7 @@ impl Policy {
         resource: &Resource<'_>,
         context: &Context,
     ) -> Result<Decision, Refusal> {
-        if resource.tenant_id != principal.tenant.as_str() {
+        if resource.tenant_id != &principal.tenant {
             return Err(Refusal {
                 denial: Denial::CrossTenant,
                 policy_ids: vec![TENANT_ISOLATION.to_owned()],
@@ -263,7 +263,7 @@ impl Policy {
         let resource_entity = Entity::new(
             resource_uid.clone(),
             HashMap::from([
-                ("tenant".to_owned(), string(resource.tenant_id)),
+                ("tenant".to_owned(), string(resource.tenant_id.as_str())),
                 ("kind".to_owned(), string(resource.kind())),
                 (
                     "sim_state".to_owned(),
@@ -328,7 +328,7 @@ fn decision_key(
         &roles.join(","),
         principal.auth_method.as_str(),
         action.as_str(),
-        resource.tenant_id,
+        resource.tenant_id.as_str(),
         resource.kind(),
         resource.sim_state.map_or("", |s| s.as_str()),
         if context.reason_given { "reason" } else { "" },

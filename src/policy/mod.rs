@@ -21,7 +21,7 @@ pub const TENANT_ISOLATION: &str = "tenant-isolation";
 /// Recorded as the deciding policy when evaluation failed (and so denied).
 pub const EVALUATION_ERROR: &str = "evaluation-error";
 
-use crate::domain::SimState;
+use crate::domain::{SimState, TenantId};
 
 /// Everything a caller can ask to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -130,7 +130,7 @@ impl Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resource<'a> {
     /// The tenant owning the resource (for a collection: the tenant being listed or created in).
-    pub tenant_id: &'a str,
+    pub tenant_id: &'a TenantId,
     pub sim_state: Option<SimState>,
 }
 
@@ -143,7 +143,7 @@ impl<'a> Resource<'a> {
         }
     }
 
-    pub fn of_tenant(tenant_id: &'a str) -> Self {
+    pub fn of_tenant(tenant_id: &'a TenantId) -> Self {
         Self {
             tenant_id,
             sim_state: None,
@@ -213,7 +213,7 @@ mod tests {
             .authorize(
                 &principal(roles, AuthMethod::Jwt),
                 action,
-                &Resource::of_tenant("acme"),
+                &Resource::of_tenant(&TenantId::parse("acme").unwrap()),
                 &Context::default(),
             )
             .is_ok()
@@ -269,7 +269,7 @@ mod tests {
             .authorize(
                 &principal(roles, method),
                 Action::ReadSecret,
-                &Resource::of_tenant("acme"),
+                &Resource::of_tenant(&TenantId::parse("acme").unwrap()),
                 &Context {
                     reason_given: reason,
                     secret_field: Some(field),
@@ -312,7 +312,7 @@ mod tests {
                 .authorize(
                     &principal(&Role::ALL, Mtls),
                     Action::ReadSecret,
-                    &Resource::of_tenant("acme"),
+                    &Resource::of_tenant(&TenantId::parse("acme").unwrap()),
                     &Context {
                         reason_given: true,
                         secret_field: None
@@ -332,7 +332,7 @@ mod tests {
                         .authorize(
                             &principal(&[role], method),
                             Action::UnblockPin,
-                            &Resource::of_tenant("acme"),
+                            &Resource::of_tenant(&TenantId::parse("acme").unwrap()),
                             &Context {
                                 reason_given: reason,
                                 secret_field: None,
@@ -358,7 +358,7 @@ mod tests {
                     .authorize(
                         &principal(&[role], method),
                         Action::AuthVectors,
-                        &Resource::of_tenant("acme"),
+                        &Resource::of_tenant(&TenantId::parse("acme").unwrap()),
                         &Context::default(),
                     )
                     .is_ok();
@@ -385,7 +385,7 @@ mod tests {
             let d = policy().authorize(
                 &admin,
                 action,
-                &Resource::of_tenant("other"),
+                &Resource::of_tenant(&TenantId::parse("other").unwrap()),
                 &Context::default(),
             );
             assert_eq!(d, Err(Denial::CrossTenant));
@@ -399,7 +399,7 @@ mod tests {
             .authorize(
                 &principal(&[Role::Admin], AuthMethod::Jwt),
                 Action::DeleteSim,
-                &Resource::of_tenant("acme"),
+                &Resource::of_tenant(&TenantId::parse("acme").unwrap()),
                 &Context::default(),
             )
             .unwrap();

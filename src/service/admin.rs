@@ -19,7 +19,7 @@ super::capability! {
     pub struct Admin {
         core: super::Core,
         /// The tenant whose metrics readers see platform-wide series.
-        metrics_platform_tenant: Option<String>,
+        metrics_platform_tenant: Option<TenantId>,
     }
 }
 
@@ -48,7 +48,7 @@ async fn create(
 ) -> ServiceResult<()> {
     let now = clock.now();
     let mut tx = db.begin().await?;
-    tenants::create(&mut tx, tenant.as_str(), now)
+    tenants::create(&mut tx, tenant, now)
         .await
         .map_err(conflict("the tenant already exists"))?;
     if let Some(actor) = actor {
@@ -66,7 +66,7 @@ async fn create(
 }
 
 pub async fn tenant_exists(db: &Db, tenant: &TenantId) -> ServiceResult<bool> {
-    Ok(tenants::exists(db, tenant.as_str()).await?)
+    Ok(tenants::exists(db, tenant).await?)
 }
 
 /// Registers a client certificate identity for a tenant with roles, authenticated under the
@@ -137,11 +137,11 @@ impl Admin {
         self.core
             .authorize_in_tenant(principal, Action::ReadMetrics)
             .await?;
-        let tenant = principal.tenant.as_str();
-        Ok(if self.metrics_platform_tenant.as_deref() == Some(tenant) {
+        let tenant = &principal.tenant;
+        Ok(if self.metrics_platform_tenant.as_ref() == Some(tenant) {
             crate::telemetry::MetricsScope::Platform
         } else {
-            crate::telemetry::MetricsScope::Tenant(tenant.to_owned())
+            crate::telemetry::MetricsScope::Tenant(tenant.to_string())
         })
     }
 }

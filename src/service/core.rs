@@ -34,7 +34,7 @@ impl Core {
         resource: &Resource<'_>,
         context: &Context,
     ) -> ServiceResult<Result<Decision, Refusal>> {
-        crate::telemetry::note_tenant(principal.tenant.as_str());
+        crate::telemetry::note_tenant(&principal.tenant);
         let policy = self
             .policy
             .current()
@@ -103,7 +103,7 @@ impl Core {
         self.authorize(
             principal,
             action,
-            &Resource::of_tenant(principal.tenant.as_str()),
+            &Resource::of_tenant(&principal.tenant),
             &Context::default(),
             Target::default(),
         )

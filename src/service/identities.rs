@@ -44,7 +44,7 @@ fn times(row: &UnverifiedIdentity) -> ([u8; 8], Vec<u8>) {
 fn parts<'a>(row: &'a UnverifiedIdentity, created: &'a [u8], revoked: &'a [u8]) -> [&'a [u8]; 6] {
     [
         row.identity.as_bytes(),
-        row.tenant_id.as_bytes(),
+        row.tenant_id.as_str().as_bytes(),
         row.name.as_bytes(),
         row.roles.as_bytes(),
         created,
@@ -71,13 +71,13 @@ pub async fn register(
     new: NewIdentity<'_>,
     actor: Option<&str>,
 ) -> ServiceResult<()> {
-    if !tenants::exists(db, new.tenant.as_str()).await? {
+    if !tenants::exists(db, new.tenant).await? {
         return Err(ServiceError::NotFound);
     }
     let now = clock.now();
     let row = ClientIdentity {
         identity: new.identity.to_owned(),
-        tenant_id: new.tenant.as_str().to_owned(),
+        tenant_id: new.tenant.clone(),
         name: new.name.to_owned(),
         roles: Role::join(new.roles),
     };
@@ -136,7 +136,7 @@ pub async fn revoke(
     name: &str,
     actor: &str,
 ) -> Result<UnverifiedIdentity, RevokeError> {
-    let identity = crate::pki::client_identity(tenant.as_str(), name);
+    let identity = crate::pki::client_identity(tenant, name);
     let unknown = || RevokeError::Unknown {
         tenant: tenant.to_string(),
         name: name.to_owned(),
@@ -157,7 +157,7 @@ pub async fn revoke(
                 .into(),
         );
     }
-    if row.tenant_id != tenant.as_str() {
+    if &row.tenant_id != tenant {
         return Err(unknown());
     }
     if row.revoked_at.is_some() {
@@ -196,7 +196,7 @@ pub async fn list(
     clock: &dyn Clock,
     tenant: Option<&TenantId>,
 ) -> ServiceResult<Vec<UnverifiedIdentity>> {
-    let rows = identities::list(db, tenant.map(TenantId::as_str)).await?;
+    let rows = identities::list(db, tenant).await?;
     for row in &rows {
         if verify(key, row).is_err() {
             return Err(
@@ -230,7 +230,7 @@ mod tests {
     fn stored() -> UnverifiedIdentity {
         UnverifiedIdentity {
             identity: "urn:simvault:t:m".into(),
-            tenant_id: "t".into(),
+            tenant_id: crate::domain::tenant::tenant("t"),
             name: "m".into(),
             roles: "metrics".into(),
             created_at: 1,
@@ -247,7 +247,7 @@ mod tests {
         assert!(verify(&key, &row).is_ok());
         let changes: [fn(&mut UnverifiedIdentity); 6] = [
             |r| r.identity = "urn:simvault:t:n".into(),
-            |r| r.tenant_id = "u".into(),
+            |r| r.tenant_id = crate::domain::tenant::tenant("u"),
             |r| r.name = "n".into(),
             |r| r.roles = "provisioner".into(),
             |r| r.created_at = 2,
@@ -284,7 +284,7 @@ mod tests {
             &mut tx,
             &ClientIdentity {
                 identity: "urn:simvault:t:m".into(),
-                tenant_id: "t".into(),
+                tenant_id: crate::domain::tenant::tenant("t"),
                 name: "m".into(),
                 roles: "metrics".into(),
             },

@@ -30,7 +30,7 @@ impl Plans {
             .await?;
         let plan = Plan {
             id: uuid::Uuid::new_v4(),
-            tenant_id: principal.tenant.as_str().to_owned(),
+            tenant_id: principal.tenant.clone(),
             name,
             compatibility_zones,
             created_at: self.core.clock.now(),

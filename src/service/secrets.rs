@@ -13,7 +13,7 @@ use crate::domain::milenage::opc_value;
 use crate::domain::secret_input::{OP_NEEDS_KI, given_ki};
 use crate::domain::sim::SecretChanges;
 use crate::domain::{
-    Principal, SecretField, SecretValue, Sim, SimInput, Timestamp, ValidationErrors,
+    Principal, SecretField, SecretValue, Sim, SimInput, TenantId, Timestamp, ValidationErrors,
 };
 use crate::policy::{Action, Context};
 use crate::store::Tx;
@@ -45,7 +45,7 @@ pub type Revealed = Vec<(SecretField, Option<SecretValue>)>;
 
 impl Core {
     /// A tenant KEK version, from the keyring's cache or the store.
-    pub(super) async fn kek(&self, tenant: &str, version: i64) -> ServiceResult<Arc<Key>> {
+    pub(super) async fn kek(&self, tenant: &TenantId, version: i64) -> ServiceResult<Arc<Key>> {
         if let Some(kek) = self.keyring.cached_kek(tenant, version) {
             return Ok(kek);
         }
@@ -56,7 +56,7 @@ impl Core {
     /// Opens (and caches) a KEK version read from the store.
     fn open_kek_row(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         version: i64,
         row: Option<TenantKey>,
     ) -> ServiceResult<Arc<Key>> {
@@ -72,7 +72,7 @@ impl Core {
     pub(super) async fn active_kek(
         &self,
         tx: &mut Tx,
-        tenant: &str,
+        tenant: &TenantId,
     ) -> ServiceResult<(i64, Arc<Key>)> {
         if let Some(row) = keys::active_kek(&mut *tx, &*self.row_key()?, tenant).await? {
             let kek = self
@@ -109,7 +109,7 @@ impl Core {
     pub(super) async fn kek_in(
         &self,
         tx: &mut Tx,
-        tenant: &str,
+        tenant: &TenantId,
         version: i64,
     ) -> ServiceResult<Arc<Key>> {
         if let Some(kek) = self.keyring.cached_kek(tenant, version) {
@@ -174,7 +174,11 @@ impl Core {
     }
 
     /// Envelopes for new DEKs wrapped under `tenant`'s active KEK (created on first use).
-    pub(super) async fn envelopes(&self, tx: &mut Tx, tenant: &str) -> ServiceResult<Envelopes> {
+    pub(super) async fn envelopes(
+        &self,
+        tx: &mut Tx,
+        tenant: &TenantId,
+    ) -> ServiceResult<Envelopes> {
         let (version, kek) = self.active_kek(tx, tenant).await?;
         Ok(Envelopes {
             version,
@@ -189,7 +193,7 @@ impl Core {
     pub(super) async fn insert_envelopes(
         &self,
         tx: &mut Tx,
-        tenant: &str,
+        tenant: &TenantId,
         envelopes: Envelopes,
         now: Timestamp,
     ) -> ServiceResult<()> {

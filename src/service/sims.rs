@@ -6,7 +6,7 @@ use crate::domain::event::SimChange;
 use crate::domain::keys::{SealedSecret, WrappedDek};
 use crate::domain::sim::{SecretChanges, SimListQuery};
 use crate::domain::{
-    Principal, SecretField, Sim, SimId, SimInput, SimPatch, Timestamp, ValidationErrors,
+    Principal, SecretField, Sim, SimId, SimInput, SimPatch, TenantId, Timestamp, ValidationErrors,
 };
 use crate::policy::{Action, Context, Decision, Resource};
 use crate::store::sims::{self as repo, SimKey};
@@ -39,7 +39,7 @@ impl Inventory {
             decision.policy_ids.sort();
         }
         super::secrets::opc_from_op(&mut new)?;
-        let tenant = principal.tenant.as_str();
+        let tenant = &principal.tenant;
         let now = self.core.clock.now();
         let (mut sim, secrets) = new_sim(tenant, new, now);
         let mut tx = self.core.db.begin().await?;
@@ -85,7 +85,7 @@ impl Inventory {
         self.core
             .authorize_in_tenant(principal, Action::ListSims)
             .await?;
-        let tenant = principal.tenant.as_str();
+        let tenant = &principal.tenant;
         if let Some(ForPlan(plan_id)) = for_plan {
             let Some(plan) = plan_repo::get(&self.core.db, &principal.tenant, plan_id).await?
             else {
@@ -172,7 +172,7 @@ impl Core {
     /// The SIM `key` of the principal's tenant, not yet authorized: `NotFound` when there is
     /// none (another tenant's included).
     pub(super) async fn find_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Sim> {
-        repo::get(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
+        repo::get(&self.db, &*self.row_key()?, &principal.tenant, key)
             .await?
             .ok_or(ServiceError::NotFound)
     }
@@ -183,7 +183,7 @@ impl Core {
         principal: &Principal,
         key: &SimKey,
     ) -> ServiceResult<(Sim, Option<(WrappedDek, Vec<SealedSecret>)>)> {
-        repo::get_with_secrets(&self.db, &*self.row_key()?, principal.tenant.as_str(), key)
+        repo::get_with_secrets(&self.db, &*self.row_key()?, &principal.tenant, key)
             .await?
             .ok_or(ServiceError::NotFound)
     }
@@ -225,7 +225,7 @@ impl Core {
         reason: Option<&str>,
     ) -> ServiceResult<(Tx, Sim, Decision)> {
         let mut tx = self.db.begin().await?;
-        let sim = repo::get_for_update(&mut tx, &*self.row_key()?, principal.tenant.as_str(), key)
+        let sim = repo::get_for_update(&mut tx, &*self.row_key()?, &principal.tenant, key)
             .await?
             .ok_or(ServiceError::NotFound)?;
         match self.decide(principal, action, &sim_resource(&sim), context)? {
@@ -252,6 +252,6 @@ pub(super) fn sim_resource(sim: &Sim) -> Resource<'_> {
 
 /// A new SIM of `tenant` in `inventory` (a fresh id), and the secrets to store with it (the
 /// bulk benchmark and the seed example build rows with it).
-pub fn new_sim(tenant: &str, new: SimInput, now: Timestamp) -> (Sim, SecretChanges) {
+pub fn new_sim(tenant: &TenantId, new: SimInput, now: Timestamp) -> (Sim, SecretChanges) {
     new.into_sim(SimId::new(), tenant, now)
 }

@@ -95,7 +95,7 @@ impl Lifecycle {
     async fn apply_upstream(
         &self,
         tx: &mut Tx,
-        tenant: &str,
+        tenant: &TenantId,
         key: &SimKey,
         update: &UpstreamSim,
     ) -> ServiceResult<Option<Sim>> {
@@ -127,24 +127,22 @@ impl Lifecycle {
     /// outnumber every other record and take the tenant's chain lock once per SIM. Which SIMs
     /// moved is in their `last_synced_at`. Fail closed: no record, no update.
     async fn store_round(&self, outcomes: &[(SyncClaim, FetchOutcome)]) {
-        let mut tenants: Vec<&str> = outcomes.iter().map(|(c, _)| c.tenant_id.as_str()).collect();
+        let mut tenants: Vec<&TenantId> = outcomes.iter().map(|(c, _)| &c.tenant_id).collect();
         tenants.sort_unstable();
         tenants.dedup();
         for tenant in tenants {
-            let of_tenant = outcomes.iter().filter(|(c, _)| c.tenant_id == tenant);
+            let of_tenant = outcomes.iter().filter(|(c, _)| &c.tenant_id == tenant);
             if let Err(e) = self.store_tenant_round(tenant, of_tenant).await {
-                tracing::warn!(tenant, error = %crate::telemetry::Causes(&e), "could not store an upstream sync round");
+                tracing::warn!(tenant = %tenant, error = %crate::telemetry::Causes(&e), "could not store an upstream sync round");
             }
         }
     }
 
     async fn store_tenant_round<'a>(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         outcomes: impl Iterator<Item = &'a (SyncClaim, FetchOutcome)>,
     ) -> ServiceResult<()> {
-        let tenant_id = TenantId::parse(tenant)
-            .map_err(|_| ServiceError::internal("a synced SIM with an invalid tenant"))?;
         let (mut synced, mut no_data, mut failed) = (0usize, 0usize, 0usize);
         // SIMs whose row failed its check: skipped (never updated), reported after the commit.
         let mut tampered = Vec::new();
@@ -180,7 +178,11 @@ impl Lifecycle {
         };
         let event = Event::tenant_wide(Action::RefreshSim, outcome, Some(&reason), Vec::new());
         self.core
-            .audit_in(&mut tx, &Principal::local(tenant_id, SYNC_ACTOR), event)
+            .audit_in(
+                &mut tx,
+                &Principal::local(tenant.clone(), SYNC_ACTOR),
+                event,
+            )
             .await?;
         tx.commit().await?;
         for f in &tampered {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
+use tokio::task::JoinError;
 
 use super::audit::Event;
 use super::{Page, ServiceError, ServiceResult};
@@ -24,7 +25,9 @@ use crate::domain::audit::AuditOutcome;
 use crate::domain::event::EventKind;
 use crate::domain::webhook::{DueDelivery, WebhookSubscription};
 use crate::domain::webhook_target::check_url;
-use crate::domain::{Principal, Timestamp, ValidationErrors, format_timestamp};
+use crate::domain::{
+    Principal, TenantId, Timestamp, ValidationErrors, WebhookId, format_timestamp,
+};
 use crate::policy::Action;
 use crate::store::outbox;
 use crate::store::webhooks::{self as repo, Attempt, DeliveryRow, NewDelivery};
@@ -104,10 +107,7 @@ impl TryFrom<WebhookSubscription> for Webhook {
     type Error = ServiceError;
     fn try_from(r: WebhookSubscription) -> ServiceResult<Webhook> {
         Ok(Webhook {
-            id: r
-                .id
-                .parse()
-                .map_err(|_| ServiceError::internal("corrupt webhook id"))?,
+            id: r.id.into(),
             url: r.url,
             events: serde_json::from_str(&r.events)
                 .map_err(|_| ServiceError::internal("corrupt webhook events"))?,
@@ -178,8 +178,8 @@ impl Webhooks {
         let Some(url) = url.filter(|_| errors.is_empty()) else {
             return Err(errors.into());
         };
-        let tenant = principal.tenant.as_str();
-        let id = uuid::Uuid::new_v4();
+        let tenant = &principal.tenant;
+        let id = WebhookId::new();
         let key = vault::new_key()?;
         let secret = SecretString::from(format!(
             "whsec_{}",
@@ -192,7 +192,7 @@ impl Webhooks {
         let mut tx = self.core.db.begin().await?;
         let (version, kek) = self.core.active_kek(&mut tx, tenant).await?;
         let row = WebhookSubscription {
-            id: id.to_string(),
+            id,
             tenant_id: tenant.to_owned(),
             url: url.to_string(),
             events: serde_json::to_string(&events).map_err(|e| {
@@ -203,7 +203,7 @@ impl Webhooks {
             secret: vault::seal(
                 &kek,
                 secret.expose_secret().as_bytes(),
-                &vault::webhook_secret_aad(tenant, &id.to_string(), version),
+                &vault::webhook_secret_aad(tenant, &id, version),
             )?,
             created_at: now,
         };
@@ -221,7 +221,7 @@ impl Webhooks {
         );
         self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
-        tracing::info!(webhook_id = %id, tenant, "webhook created");
+        tracing::info!(webhook_id = %id, tenant = %tenant, "webhook created");
         Ok(CreatedWebhook {
             webhook: Webhook::try_from(row)?,
             secret,
@@ -243,13 +243,13 @@ impl Webhooks {
 
     /// `DELETE /v1/webhooks/{id}` (admin): pending deliveries are dropped with it.
     #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "delete_webhook"))]
-    pub async fn delete_webhook(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<()> {
+    pub async fn delete_webhook(&self, principal: &Principal, id: WebhookId) -> ServiceResult<()> {
         let decision = self
             .core
             .authorize_in_tenant(principal, Action::ManageWebhooks)
             .await?;
         let mut tx = self.core.db.begin().await?;
-        if !repo::delete(&mut tx, &principal.tenant, &id.to_string()).await? {
+        if !repo::delete(&mut tx, &principal.tenant, &id).await? {
             return Err(ServiceError::NotFound);
         }
         let reason = format!("webhook {id} deleted");
@@ -270,14 +270,13 @@ impl Webhooks {
     pub async fn webhook_deliveries(
         &self,
         principal: &Principal,
-        id: uuid::Uuid,
+        id: WebhookId,
         page: u32,
         page_size: u32,
     ) -> ServiceResult<Page<DeliveryRow>> {
         self.core
             .authorize_in_tenant(principal, Action::ManageWebhooks)
             .await?;
-        let id = id.to_string();
         repo::get(
             &self.core.db,
             &*self.core.row_key()?,
@@ -302,10 +301,19 @@ impl Webhooks {
         if events.is_empty() {
             return Ok(0);
         }
-        let mut tenants: Vec<&str> = events.iter().map(|e| e.tenant_id.as_str()).collect();
+        // An event row naming no tenant reaches no webhook (no tenant's webhook can match it).
+        let mut tenants: Vec<TenantId> = events
+            .iter()
+            .filter_map(|e| TenantId::parse(&e.tenant_id).ok())
+            .collect();
         tenants.sort_unstable();
         tenants.dedup();
-        let (hooks, tampered) = repo::of_tenants(&mut tx, &*self.core.row_key()?, &tenants).await?;
+        let (hooks, tampered) = repo::of_tenants(
+            &mut tx,
+            &*self.core.row_key()?,
+            &tenants.iter().collect::<Vec<_>>(),
+        )
+        .await?;
         let subscribed: Vec<(&WebhookSubscription, Vec<String>)> = hooks
             .iter()
             .map(|h| (h, serde_json::from_str(&h.events).unwrap_or_default()))
@@ -315,14 +323,14 @@ impl Webhooks {
             for (hook, names) in &subscribed {
                 // A webhook receives events from its creation on. Kinds are matched by their
                 // stored names: a replica of another version may write a kind unknown here.
-                if hook.tenant_id == e.tenant_id
+                if hook.tenant_id.as_str() == e.tenant_id
                     && hook.created_at <= e.occurred_at
                     && names.contains(&e.event_type)
                 {
                     deliveries.push(NewDelivery {
                         id: uuid::Uuid::new_v4().to_string(),
-                        webhook_id: hook.id.clone(),
-                        tenant_id: e.tenant_id.clone(),
+                        webhook_id: hook.id,
+                        tenant_id: hook.tenant_id.clone(),
                         event_id: e.id.clone(),
                         event_type: e.event_type.clone(),
                     });
@@ -479,8 +487,8 @@ pub async fn worker(webhooks: Webhooks, mut stop: watch::Receiver<bool>) {
     let lease = settings.timeout + Duration::from_secs(30);
     let slots = settings.concurrency.max(1);
     let per_target = per_target_limit(slots);
-    let mut running: tokio::task::JoinSet<String> = tokio::task::JoinSet::new();
-    let mut in_flight: HashMap<String, usize> = HashMap::new();
+    let mut running: tokio::task::JoinSet<WebhookId> = tokio::task::JoinSet::new();
+    let mut in_flight: HashMap<WebhookId, usize> = HashMap::new();
     loop {
         while let Some(done) = running.try_join_next() {
             ended(&mut in_flight, done);
@@ -499,10 +507,10 @@ pub async fn worker(webhooks: Webhooks, mut stop: watch::Receiver<bool>) {
         if free > 0 {
             let now = webhooks.core.clock.now();
             let until = now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
-            let full: Vec<String> = in_flight
+            let full: Vec<WebhookId> = in_flight
                 .iter()
                 .filter(|(_, n)| **n >= per_target)
-                .map(|(id, _)| id.clone())
+                .map(|(id, _)| *id)
                 .collect();
             let limit = i64::try_from(free).unwrap_or(8);
             let claimed = match webhooks.core.row_key() {
@@ -517,7 +525,7 @@ pub async fn worker(webhooks: Webhooks, mut stop: watch::Receiver<bool>) {
                 Ok(due) => {
                     for d in due {
                         busy = true;
-                        let n = in_flight.entry(d.webhook_id.clone()).or_default();
+                        let n = in_flight.entry(d.webhook_id).or_default();
                         if *n >= per_target {
                             // Claimed together with others of its webhook: back it goes, due
                             // as it was, for when that webhook has a free slot.
@@ -531,7 +539,7 @@ pub async fn worker(webhooks: Webhooks, mut stop: watch::Receiver<bool>) {
                         let sender = sender.clone();
                         let owner = owner.clone();
                         running.spawn(async move {
-                            let webhook = d.webhook_id.clone();
+                            let webhook = d.webhook_id;
                             if let Err(e) = webhooks.deliver(&sender, &owner, d).await {
                                 tracing::warn!(error = %crate::telemetry::Causes(&e), "recording a webhook attempt failed");
                             }
@@ -559,7 +567,7 @@ pub async fn worker(webhooks: Webhooks, mut stop: watch::Receiver<bool>) {
 }
 
 /// Frees the slot of an attempt that ended.
-fn ended(in_flight: &mut HashMap<String, usize>, done: Result<String, tokio::task::JoinError>) {
+fn ended(in_flight: &mut HashMap<WebhookId, usize>, done: Result<WebhookId, JoinError>) {
     let Ok(webhook) = done else {
         // A panicked attempt names no webhook: forget every count rather than leak a slot.
         tracing::error!("a webhook attempt ended abnormally");

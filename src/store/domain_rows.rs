@@ -2,7 +2,7 @@
 //! [`crate::domain::event`] define (the domain knows nothing of SQL, so their `FromRow` lives
 //! here).
 
-use crate::domain::audit::{AuditRow, DeliveryRow, HistoryRow};
+use crate::domain::audit::AuditRow;
 use crate::domain::event::EventRow;
 
 /// `FromRow` for a struct of text and integer columns (optional or not), by field name.
@@ -36,18 +36,6 @@ from_row!(AuditRow {
     hash,
 });
 
-from_row!(HistoryRow {
-    id,
-    tenant_id,
-    sim_id,
-    from_state,
-    to_state,
-    reason,
-    actor,
-    auth_method,
-    occurred_at,
-});
-
 from_row!(EventRow {
     id,
     tenant_id,
@@ -55,18 +43,4 @@ from_row!(EventRow {
     sim_id,
     payload,
     occurred_at,
-});
-
-from_row!(DeliveryRow {
-    id,
-    event_id,
-    event_type,
-    status,
-    attempts,
-    last_status,
-    last_error,
-    next_attempt_at,
-    created_at,
-    updated_at,
-    delivered_at,
 });

@@ -5,6 +5,7 @@
 //! attacker could change to hide a row from that check (revocation is read, not filtered).
 
 use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
+use crate::domain::TenantId;
 use crate::domain::identity::{ClientIdentity, UnverifiedIdentity};
 
 /// A stored identity with its lifecycle and MAC.
@@ -19,17 +20,18 @@ struct IdentityRow {
     mac: Option<Vec<u8>>,
 }
 
-impl From<IdentityRow> for UnverifiedIdentity {
-    fn from(r: IdentityRow) -> Self {
-        UnverifiedIdentity {
+impl TryFrom<IdentityRow> for UnverifiedIdentity {
+    type Error = crate::store::StoreError;
+    fn try_from(r: IdentityRow) -> StoreResult<Self> {
+        Ok(UnverifiedIdentity {
             identity: r.identity,
-            tenant_id: r.tenant_id,
+            tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
             name: r.name,
             roles: r.roles,
             created_at: r.created_at,
             revoked_at: r.revoked_at,
             mac: r.mac,
-        }
+        })
     }
 }
 
@@ -42,7 +44,7 @@ pub async fn register(tx: &mut Tx, row: &ClientIdentity, now: i64) -> StoreResul
         "INSERT INTO client_identities (identity, tenant_id, name, roles, created_at) \
          VALUES ($1, $2, $3, $4, $5)")
         .bind(&row.identity)
-        .bind(&row.tenant_id)
+        .bind(row.tenant_id.as_str())
         .bind(&row.name)
         .bind(&row.roles)
         .bind(now)
@@ -83,22 +85,22 @@ pub async fn find(
         .bind(identity)
         .fetch_optional(c)
         .await)?;
-    Ok(row.map(UnverifiedIdentity::from))
+    row.map(UnverifiedIdentity::try_from).transpose()
 }
 
 /// Every stored identity (of `tenant`, if given), by tenant and name.
 pub async fn list(
     conn: impl Into<Conn<'_>>,
-    tenant: Option<&str>,
+    tenant: Option<&TenantId>,
 ) -> StoreResult<Vec<UnverifiedIdentity>> {
     let mut conn = conn.into();
     let rows: Vec<IdentityRow> = on_conn!(conn, c => sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM client_identities \
          WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY tenant_id, name, identity")))
-        .bind(tenant)
+        .bind(tenant.map(TenantId::as_str))
         .fetch_all(c)
         .await)?;
-    Ok(rows.into_iter().map(UnverifiedIdentity::from).collect())
+    rows.into_iter().map(UnverifiedIdentity::try_from).collect()
 }
 
 /// Stores the MAC of `identity`'s row.

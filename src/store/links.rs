@@ -42,7 +42,7 @@ pub(super) fn link_parts(
 fn parts_of(link: &Link) -> RowParts {
     link_parts(
         &link.id,
-        &link.tenant_id,
+        link.tenant_id.as_str(),
         &link.sim_id,
         &link.name,
         &link.plan_ids,
@@ -78,7 +78,7 @@ impl LinkRow {
         let r = self;
         Ok(Link {
             id: r.id.parse().map_err(|_| corrupt("id"))?,
-            tenant_id: r.tenant_id,
+            tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
             sim_id: r.sim_id.parse().map_err(|_| corrupt("sim_id"))?,
             name: r.name,
             plan_ids: serde_json::from_str(&r.plan_ids).map_err(|_| corrupt("plan_ids"))?,
@@ -113,7 +113,7 @@ pub async fn insert(
         "INSERT INTO links (id, tenant_id, sim_id, name, plan_ids, task_id, created_at, mac) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
         .bind(link.id.to_string())
-        .bind(&link.tenant_id)
+        .bind(link.tenant_id.as_str())
         .bind(link.sim_id.to_string())
         .bind(&link.name)
         .bind(plan_ids)

@@ -74,6 +74,32 @@ impl From<crate::domain::names::UnknownName> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The SQL literal of one of this crate's stored names (a state, a kind: `'pending'`), so
+/// that no query spells a state itself. The names are constants of `a-z`, `_` and `-`,
+/// never input.
+pub(crate) fn sql_text(name: &'static str) -> String {
+    debug_assert!(
+        name.bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'-')
+    );
+    format!("'{name}'")
+}
+
+/// A stored tenant column: a name that does not parse as a tenant is corrupt, never a default.
+pub(crate) fn stored_tenant(s: &str) -> StoreResult<crate::domain::TenantId> {
+    crate::domain::TenantId::parse(s)
+        .map_err(|e| StoreError::Corrupt(format!("tenant column {s:?}: {e}")))
+}
+
+/// A stored id column (a task's, a webhook's): text that does not parse as its id is corrupt.
+pub(crate) fn stored_id<I>(column: &str, s: &str) -> StoreResult<I>
+where
+    I: std::str::FromStr<Err = uuid::Error>,
+{
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("{column} column {s:?}: {e}")))
+}
+
 /// A connection pool to one of the supported databases.
 #[derive(Clone, Debug)]
 pub enum Db {

@@ -25,7 +25,7 @@ pub async fn insert(tx: &mut Tx, events: &[DomainEvent]) -> StoreResult<()> {
             for e in &rows {
                 q = q
                     .bind(&e.id)
-                    .bind(&e.tenant_id)
+                    .bind(e.tenant_id.as_str())
                     .bind(&e.event_type)
                     .bind(&e.sim_id)
                     .bind(&e.payload)
@@ -41,7 +41,7 @@ pub async fn insert(tx: &mut Tx, events: &[DomainEvent]) -> StoreResult<()> {
 fn row(e: &DomainEvent) -> EventRow {
     EventRow {
         id: uuid::Uuid::new_v4().to_string(),
-        tenant_id: e.tenant_id.clone(),
+        tenant_id: e.tenant_id.to_string(),
         event_type: e.kind().as_str().to_owned(),
         sim_id: e.sim_id().map(|id| id.to_string()),
         payload: e.payload().to_string(),

@@ -22,7 +22,7 @@ impl TryFrom<PlanRow> for Plan {
                 .id
                 .parse()
                 .map_err(|_| StoreError::Corrupt("plans.id".into()))?,
-            tenant_id: r.tenant_id,
+            tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
             name: r.name,
             compatibility_zones: super::json_labels(&r.compatibility_zones.0)?,
             created_at: r.created_at,
@@ -42,7 +42,7 @@ pub async fn insert(tx: &mut Tx, plan: &Plan) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO plans (id, tenant_id, name, compatibility_zones, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(plan.id.to_string())
-        .bind(&plan.tenant_id)
+        .bind(plan.tenant_id.as_str())
         .bind(&plan.name)
         .bind(zones)
         .bind(plan.created_at)

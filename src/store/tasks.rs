@@ -2,9 +2,26 @@
 
 use sqlx::types::Json;
 
-use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_pool, on_tx};
-use crate::domain::TenantId;
+use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_pool, on_tx, sql_text};
 use crate::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
+use crate::domain::{TaskId, TenantId};
+
+/// `('pending', 'running')`: the states of an unfinished task, for `IN`.
+fn unfinished() -> String {
+    format!(
+        "({}, {})",
+        sql_text(TaskStatus::Pending.as_str()),
+        sql_text(TaskStatus::Running.as_str())
+    )
+}
+
+fn running() -> String {
+    sql_text(TaskStatus::Running.as_str())
+}
+
+fn pending_item() -> String {
+    sql_text(ItemStatus::Pending.as_str())
+}
 
 #[derive(sqlx::FromRow)]
 struct TaskRow {
@@ -28,8 +45,8 @@ impl TryFrom<TaskRow> for TaskRecord {
     type Error = StoreError;
     fn try_from(r: TaskRow) -> StoreResult<Self> {
         Ok(TaskRecord {
-            id: r.id,
-            tenant_id: r.tenant_id,
+            id: super::stored_id("tasks.id", &r.id)?,
+            tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
             kind: TaskKind::parse(&r.kind)?,
             status: TaskStatus::parse(&r.status)?,
             params: r.params.0,
@@ -53,8 +70,8 @@ pub async fn insert(tx: &mut Tx, task: &TaskRecord) -> StoreResult<()> {
         "INSERT INTO tasks (id, tenant_id, type, status, params, total_items, completed_items, \
          failed_items, error, created_at, updated_at, kek_version, wrapped_key) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
-        .bind(&task.id)
-        .bind(&task.tenant_id)
+        .bind(task.id.to_string())
+        .bind(task.tenant_id.as_str())
         .bind(task.kind.as_str())
         .bind(task.status.as_str())
         .bind(Json(&task.params))
@@ -76,13 +93,13 @@ pub async fn insert(tx: &mut Tx, task: &TaskRecord) -> StoreResult<()> {
 pub async fn get(
     conn: impl Into<Conn<'_>>,
     tenant: &TenantId,
-    id: &str,
+    id: &TaskId,
 ) -> StoreResult<Option<TaskRecord>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tasks WHERE tenant_id = $1 AND id = $2"
     ));
-    let row: Option<TaskRow> = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).bind(id).fetch_optional(c).await)?;
+    let row: Option<TaskRow> = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).bind(id.to_string()).fetch_optional(c).await)?;
     row.map(TaskRecord::try_from).transpose()
 }
 
@@ -95,18 +112,25 @@ pub async fn claim(
     now: i64,
     lease_until: i64,
 ) -> StoreResult<Option<TaskRecord>> {
-    let candidate: Option<String> = on_pool!(db, p => sqlx::query_scalar(
-        "SELECT id FROM tasks WHERE type = $1 AND status IN ('pending', 'running') \
-         AND (lease_until IS NULL OR lease_until < $2) ORDER BY created_at LIMIT 1")
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM tasks WHERE type = $1 AND status IN {} \
+         AND (lease_until IS NULL OR lease_until < $2) ORDER BY created_at LIMIT 1",
+        unfinished()
+    ));
+    let candidate: Option<String> = on_pool!(db, p => sqlx::query_scalar(sql)
         .bind(kind.as_str())
         .bind(now)
         .fetch_optional(p)
         .await)?;
     let Some(id) = candidate else { return Ok(None) };
     let mut tx = db.begin().await?;
-    let taken = on_tx!(&mut tx, c => sqlx::query(
-        "UPDATE tasks SET status = 'running', lease_owner = $1, lease_until = $2, updated_at = $3 \
-         WHERE id = $4 AND status IN ('pending', 'running') AND (lease_until IS NULL OR lease_until < $3)")
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE tasks SET status = {}, lease_owner = $1, lease_until = $2, updated_at = $3 \
+         WHERE id = $4 AND status IN {} AND (lease_until IS NULL OR lease_until < $3)",
+        running(),
+        unfinished()
+    ));
+    let taken = on_tx!(&mut tx, c => sqlx::query(sql)
         .bind(owner)
         .bind(lease_until)
         .bind(now)
@@ -128,21 +152,24 @@ pub async fn claim(
 /// Returns whether it does.
 pub async fn progress(
     tx: &mut Tx,
-    id: &str,
+    id: &TaskId,
     owner: &str,
     completed_delta: i64,
     failed_delta: i64,
     now: i64,
     lease_until: i64,
 ) -> StoreResult<bool> {
-    Ok(on_tx!(tx, c => sqlx::query(
+    let sql = sqlx::AssertSqlSafe(format!(
         "UPDATE tasks SET completed_items = completed_items + $1, failed_items = failed_items + $2, \
-         lease_until = $3, updated_at = $4 WHERE id = $5 AND lease_owner = $6 AND status = 'running'")
+         lease_until = $3, updated_at = $4 WHERE id = $5 AND lease_owner = $6 AND status = {}",
+        running()
+    ));
+    Ok(on_tx!(tx, c => sqlx::query(sql)
         .bind(completed_delta)
         .bind(failed_delta)
         .bind(lease_until)
         .bind(now)
-        .bind(id)
+        .bind(id.to_string())
         .bind(owner)
         .execute(&mut *c)
         .await
@@ -152,7 +179,7 @@ pub async fn progress(
 /// Ends a task (`completed` or `failed`) and releases its lease.
 pub async fn finish(
     tx: &mut Tx,
-    id: &str,
+    id: &TaskId,
     owner: &str,
     status: TaskStatus,
     error: Option<&str>,
@@ -164,7 +191,7 @@ pub async fn finish(
         .bind(status.as_str())
         .bind(error)
         .bind(now)
-        .bind(id)
+        .bind(id.to_string())
         .bind(owner)
         .execute(&mut *c)
         .await
@@ -172,11 +199,11 @@ pub async fn finish(
 }
 
 /// Gives up a lease early (shutdown), so another worker can resume the task at once.
-pub async fn release(db: &Db, id: &str, owner: &str) -> StoreResult<()> {
+pub async fn release(db: &Db, id: &TaskId, owner: &str) -> StoreResult<()> {
     let mut tx = db.begin().await?;
     on_tx!(&mut tx, c => sqlx::query(
         "UPDATE tasks SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
-        .bind(id)
+        .bind(id.to_string())
         .bind(owner)
         .execute(&mut *c)
         .await
@@ -200,7 +227,7 @@ impl TryFrom<ItemRow> for TaskItem {
     type Error = StoreError;
     fn try_from(r: ItemRow) -> StoreResult<Self> {
         Ok(TaskItem {
-            task_id: r.task_id,
+            task_id: super::stored_id("task_items.task_id", &r.task_id)?,
             seq: r.seq,
             line: r.line,
             status: ItemStatus::parse(&r.status)?,
@@ -226,7 +253,7 @@ pub async fn insert_items(tx: &mut Tx, items: &[TaskItem]) -> StoreResult<()> {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
             for i in chunk {
                 q = q
-                    .bind(&i.task_id)
+                    .bind(i.task_id.to_string())
                     .bind(i.seq)
                     .bind(i.line)
                     .bind(i.status.as_str())
@@ -251,19 +278,20 @@ pub async fn with_claimable_items(
     let mut b = super::SqlBuilder::default();
     b.push("SELECT ")
         .push(COLUMNS)
-        .push(" FROM tasks t WHERE t.status IN ('pending', 'running') AND t.type IN (");
+        .push(" FROM tasks t WHERE t.status IN ")
+        .push(&unfinished())
+        .push(" AND t.type IN (");
     for (i, kind) in kinds.iter().enumerate() {
         if i > 0 {
             b.push(", ");
         }
         b.bind_text(kind.as_str());
     }
-    b.push(
-        ") AND EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.status = 'pending' \
-         AND (i.lease_until IS NULL OR i.lease_until < ",
-    )
-    .bind(super::Bind::Int(now))
-    .push(")) ORDER BY t.created_at LIMIT 1");
+    b.push(") AND EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.status = ")
+        .push(&pending_item())
+        .push(" AND (i.lease_until IS NULL OR i.lease_until < ")
+        .bind(super::Bind::Int(now))
+        .push(")) ORDER BY t.created_at LIMIT 1");
     let sql = sqlx::AssertSqlSafe(b.sql);
     let row: Option<TaskRow> = on_conn!(conn, c => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_optional(c).await)?;
     row.map(TaskRecord::try_from).transpose()
@@ -274,22 +302,26 @@ pub async fn with_claimable_items(
 pub async fn without_pending(
     conn: impl Into<Conn<'_>>,
     kinds: &[TaskKind],
-) -> StoreResult<Vec<String>> {
+) -> StoreResult<Vec<TaskId>> {
     let mut conn = conn.into();
     let mut b = super::SqlBuilder::default();
-    b.push("SELECT t.id FROM tasks t WHERE t.status IN ('pending', 'running') AND t.type IN (");
+    b.push("SELECT t.id FROM tasks t WHERE t.status IN ")
+        .push(&unfinished())
+        .push(" AND t.type IN (");
     for (i, kind) in kinds.iter().enumerate() {
         if i > 0 {
             b.push(", ");
         }
         b.bind_text(kind.as_str());
     }
-    b.push(
-        ") AND NOT EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.status = 'pending') \
-         ORDER BY t.created_at LIMIT 100",
-    );
+    b.push(") AND NOT EXISTS (SELECT 1 FROM task_items i WHERE i.task_id = t.id AND i.status = ")
+        .push(&pending_item())
+        .push(") ORDER BY t.created_at LIMIT 100");
     let sql = sqlx::AssertSqlSafe(b.sql);
-    Ok(on_conn!(conn, c => super::bind_all!(sqlx::query_scalar(sql), &b.binds).fetch_all(c).await)?)
+    let ids: Vec<String> = on_conn!(conn, c => super::bind_all!(sqlx::query_scalar(sql), &b.binds).fetch_all(c).await)?;
+    ids.iter()
+        .map(|id| super::stored_id("tasks.id", id))
+        .collect()
 }
 
 /// Leases up to `limit` pending items of a task to `owner` until `until`, oldest first,
@@ -297,7 +329,7 @@ pub async fn without_pending(
 /// take disjoint batches; SQLite's single writer serialises the claim). Returns them in order.
 pub async fn claim_items(
     db: &Db,
-    task_id: &str,
+    task_id: &TaskId,
     owner: &str,
     now: i64,
     until: i64,
@@ -305,8 +337,11 @@ pub async fn claim_items(
 ) -> StoreResult<Vec<TaskItem>> {
     let mut tx = db.begin().await?;
     let sql = sqlx::AssertSqlSafe(tx.claim_batch(
-        "SELECT seq FROM task_items WHERE task_id = $3 AND status = 'pending' \
-         AND (lease_until IS NULL OR lease_until < $4) ORDER BY seq LIMIT $5",
+        &format!(
+            "SELECT seq FROM task_items WHERE task_id = $3 AND status = {} \
+             AND (lease_until IS NULL OR lease_until < $4) ORDER BY seq LIMIT $5",
+            pending_item()
+        ),
         &format!(
             "UPDATE task_items SET lease_owner = $1, lease_until = $2 FROM picked \
              WHERE task_id = $3 AND seq = picked.pick RETURNING {ITEM_COLUMNS}"
@@ -315,7 +350,7 @@ pub async fn claim_items(
     let mut rows: Vec<ItemRow> = on_tx!(&mut tx, c => sqlx::query_as(sql)
         .bind(owner)
         .bind(until)
-        .bind(task_id)
+        .bind(task_id.to_string())
         .bind(now)
         .bind(limit)
         .fetch_all(&mut *c)
@@ -330,7 +365,7 @@ pub async fn claim_items(
 /// lease ran out and went to another worker are not among them.
 pub async fn still_held(
     tx: &mut Tx,
-    task_id: &str,
+    task_id: &TaskId,
     owner: &str,
     items: &[TaskItem],
 ) -> StoreResult<std::collections::HashSet<i64>> {
@@ -341,11 +376,12 @@ pub async fn still_held(
         // The seqs are integers we formatted ourselves: no injection.
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT seq FROM task_items WHERE task_id = $1 AND lease_owner = $2 \
-             AND status = 'pending' AND seq IN ({}){lock}",
+             AND status = {} AND seq IN ({}){lock}",
+            pending_item(),
             list.join(", ")
         ));
         let rows: Vec<i64> = on_tx!(tx, c => sqlx::query_scalar(sql)
-            .bind(task_id)
+            .bind(task_id.to_string())
             .bind(owner)
             .fetch_all(&mut *c)
             .await)?;
@@ -367,7 +403,7 @@ pub struct Outcome {
 /// Records outcomes of a task's items (clearing their input and lease) and the task's counts.
 pub async fn record_outcomes(
     tx: &mut Tx,
-    task_id: &str,
+    task_id: &TaskId,
     outcomes: &[Outcome],
     now: i64,
 ) -> StoreResult<()> {
@@ -393,7 +429,7 @@ pub async fn record_outcomes(
             values.join(", ")
         ));
         on_tx!(tx, c => {
-            let mut q = sqlx::query(sql).bind(task_id);
+            let mut q = sqlx::query(sql).bind(task_id.to_string());
             for o in chunk {
                 q = q
                     .bind(o.seq)
@@ -412,13 +448,16 @@ pub async fn record_outcomes(
     }
     let done = outcomes.iter().filter(|o| o.succeeded).count();
     let failed = outcomes.len() - done;
-    on_tx!(tx, c => sqlx::query(
-        "UPDATE tasks SET status = 'running', completed_items = completed_items + $1, \
-         failed_items = failed_items + $2, updated_at = $3 WHERE id = $4")
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE tasks SET status = {}, completed_items = completed_items + $1, \
+         failed_items = failed_items + $2, updated_at = $3 WHERE id = $4",
+        running()
+    ));
+    on_tx!(tx, c => sqlx::query(sql)
         .bind(i64::try_from(done).unwrap_or(i64::MAX))
         .bind(i64::try_from(failed).unwrap_or(i64::MAX))
         .bind(now)
-        .bind(task_id)
+        .bind(task_id.to_string())
         .execute(&mut *c)
         .await
         .map(|_| ()))?;
@@ -426,30 +465,34 @@ pub async fn record_outcomes(
 }
 
 /// The task, locked until `tx` ends, if it is still unfinished and has no pending item.
-pub async fn lock_if_done(tx: &mut Tx, id: &str) -> StoreResult<Option<TaskRecord>> {
+pub async fn lock_if_done(tx: &mut Tx, id: &TaskId) -> StoreResult<Option<TaskRecord>> {
     let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM tasks WHERE id = $1 AND status IN ('pending', 'running'){lock}"
+        "SELECT {COLUMNS} FROM tasks WHERE id = $1 AND status IN {}{lock}",
+        unfinished()
     ));
     let row: Option<TaskRow> =
-        on_tx!(tx, c => sqlx::query_as(sql).bind(id).fetch_optional(&mut *c).await)?;
+        on_tx!(tx, c => sqlx::query_as(sql).bind(id.to_string()).fetch_optional(&mut *c).await)?;
     let Some(row) = row else { return Ok(None) };
-    let pending: i64 = on_tx!(tx, c => sqlx::query_scalar(
-        "SELECT COUNT(*) FROM task_items WHERE task_id = $1 AND status = 'pending'")
-        .bind(id)
+    let count = sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM task_items WHERE task_id = $1 AND status = {}",
+        pending_item()
+    ));
+    let pending: i64 = on_tx!(tx, c => sqlx::query_scalar(count)
+        .bind(id.to_string())
         .fetch_one(&mut *c)
         .await)?;
     (pending == 0).then(|| row.try_into()).transpose()
 }
 
 /// Ends a bulk task and destroys its data key.
-pub async fn complete(tx: &mut Tx, id: &str, status: TaskStatus, now: i64) -> StoreResult<()> {
+pub async fn complete(tx: &mut Tx, id: &TaskId, status: TaskStatus, now: i64) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "UPDATE tasks SET status = $1, wrapped_key = NULL, lease_owner = NULL, lease_until = NULL, \
          updated_at = $2 WHERE id = $3")
         .bind(status.as_str())
         .bind(now)
-        .bind(id)
+        .bind(id.to_string())
         .execute(&mut *c)
         .await
         .map(|_| ()))?;
@@ -459,7 +502,7 @@ pub async fn complete(tx: &mut Tx, id: &str, status: TaskStatus, now: i64) -> St
 /// A page of a task's items in request order, optionally of one status, and how many match.
 pub async fn items(
     conn: impl Into<Conn<'_>>,
-    task_id: &str,
+    task_id: &TaskId,
     status: Option<ItemStatus>,
     offset: i64,
     limit: i64,
@@ -478,14 +521,14 @@ pub async fn items(
         "SELECT COUNT(*) FROM task_items WHERE task_id = $1{filter}"
     ));
     let rows: Vec<ItemRow> = on_conn!(conn, c => sqlx::query_as(page_sql)
-        .bind(task_id)
+        .bind(task_id.to_string())
         .bind(status.map(ItemStatus::as_str))
         .bind(limit)
         .bind(offset)
         .fetch_all(c)
         .await)?;
     let total = on_conn!(conn, c => sqlx::query_scalar(count_sql)
-        .bind(task_id)
+        .bind(task_id.to_string())
         .bind(status.map(ItemStatus::as_str))
         .fetch_one(c)
         .await)?;

@@ -4,9 +4,10 @@
 //! and creation time (from which on it receives events), and every read checks it, the
 //! delivery path included, so a swapped URL never receives a tenant's events.
 
-use super::{Conn, Db, StoreResult, Tx, on_conn, on_tx};
-use crate::domain::TenantId;
+use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_tx, sql_text};
+use crate::domain::audit::DeliveryStatus;
 use crate::domain::webhook::{DueDelivery, WebhookSubscription};
+use crate::domain::{TenantId, WebhookId};
 use crate::vault::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
 
 #[derive(sqlx::FromRow)]
@@ -21,18 +22,19 @@ struct WebhookRow {
     created_at: i64,
 }
 
-impl From<WebhookRow> for WebhookSubscription {
-    fn from(r: WebhookRow) -> Self {
-        WebhookSubscription {
-            id: r.id,
-            tenant_id: r.tenant_id,
+impl TryFrom<WebhookRow> for WebhookSubscription {
+    type Error = StoreError;
+    fn try_from(r: WebhookRow) -> StoreResult<Self> {
+        Ok(WebhookSubscription {
+            id: super::stored_id("webhooks.id", &r.id)?,
+            tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
             url: r.url,
             events: r.events,
             description: r.description,
             kek_version: r.kek_version,
             secret: r.secret,
             created_at: r.created_at,
-        }
+        })
     }
 }
 
@@ -59,18 +61,29 @@ fn webhook_parts(id: &str, tenant: &str, url: &str, events: &str, created_at: i6
 }
 
 fn webhook_mac(integrity: &IntegrityKey, w: &WebhookSubscription) -> Vec<u8> {
-    let parts = webhook_parts(&w.id, &w.tenant_id, &w.url, &w.events, w.created_at);
+    let parts = webhook_parts(
+        &w.id.to_string(),
+        w.tenant_id.as_str(),
+        &w.url,
+        &w.events,
+        w.created_at,
+    );
     integrity.mac_row(Purpose::Webhook, &parts).to_vec()
 }
 
 impl StoredWebhook {
     /// The one way from a stored subscription to a [`WebhookSubscription`]: checked against
     /// its MAC, on the columns as read, before anything is made of them.
-    fn checked(self, integrity: &IntegrityKey) -> Result<WebhookSubscription, IntegrityFailure> {
+    fn checked(self, integrity: &IntegrityKey) -> StoreResult<WebhookSubscription> {
+        self.verify(integrity)?;
+        self.row.try_into()
+    }
+
+    /// Whether the columns as read match the row's MAC.
+    fn verify(&self, integrity: &IntegrityKey) -> Result<(), IntegrityFailure> {
         let r = &self.row;
         let parts = webhook_parts(&r.id, &r.tenant_id, &r.url, &r.events, r.created_at);
-        integrity.check_row(Purpose::Webhook, &r.id, &parts, self.mac.as_deref())?;
-        Ok(WebhookSubscription::from(self.row))
+        integrity.check_row(Purpose::Webhook, &r.id, &parts, self.mac.as_deref())
     }
 }
 
@@ -82,8 +95,8 @@ pub async fn insert(
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO webhooks (id, tenant_id, url, events, description, kek_version, secret, created_at, mac) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-        .bind(&w.id)
-        .bind(&w.tenant_id)
+        .bind(w.id.to_string())
+        .bind(w.tenant_id.as_str())
         .bind(&w.url)
         .bind(&w.events)
         .bind(&w.description)
@@ -109,38 +122,35 @@ pub async fn list(
     ));
     let rows: Vec<StoredWebhook> =
         on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).fetch_all(c).await)?;
-    Ok(rows
-        .into_iter()
-        .map(|r| r.checked(integrity))
-        .collect::<Result<_, _>>()?)
+    rows.into_iter().map(|r| r.checked(integrity)).collect()
 }
 
 pub async fn get(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
     tenant: &TenantId,
-    id: &str,
+    id: &WebhookId,
 ) -> StoreResult<Option<WebhookSubscription>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM webhooks WHERE tenant_id = $1 AND id = $2"
     ));
-    let row: Option<StoredWebhook> = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).bind(id).fetch_optional(c).await)?;
-    Ok(row.map(|r| r.checked(integrity)).transpose()?)
+    let row: Option<StoredWebhook> = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).bind(id.to_string()).fetch_optional(c).await)?;
+    row.map(|r| r.checked(integrity)).transpose()
 }
 
 /// Deletes a webhook and its deliveries (pending ones are never sent). Returns whether the
 /// tenant had it.
-pub async fn delete(tx: &mut Tx, tenant: &TenantId, id: &str) -> StoreResult<bool> {
+pub async fn delete(tx: &mut Tx, tenant: &TenantId, id: &WebhookId) -> StoreResult<bool> {
     Ok(on_tx!(tx, c => {
         sqlx::query("DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND webhook_id = $2")
             .bind(tenant.as_str())
-            .bind(id)
+            .bind(id.to_string())
             .execute(&mut *c)
             .await?;
         sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.as_str())
-            .bind(id)
+            .bind(id.to_string())
             .execute(&mut *c)
             .await
             .map(|r| r.rows_affected() == 1)
@@ -150,9 +160,12 @@ pub async fn delete(tx: &mut Tx, tenant: &TenantId, id: &str) -> StoreResult<boo
 /// Whether any delivery is due, read without taking a write lock.
 pub async fn any_due(conn: impl Into<Conn<'_>>, now: i64) -> StoreResult<bool> {
     let mut conn = conn.into();
-    let found: Option<String> = on_conn!(conn, c => sqlx::query_scalar(
-        "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
-         AND (lease_until IS NULL OR lease_until < $1) LIMIT 1")
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM webhook_deliveries WHERE status = {} AND next_attempt_at <= $1 \
+         AND (lease_until IS NULL OR lease_until < $1) LIMIT 1",
+        sql_text(DeliveryStatus::Pending.as_str())
+    ));
+    let found: Option<String> = on_conn!(conn, c => sqlx::query_scalar(sql)
         .bind(now)
         .fetch_optional(c)
         .await)?;
@@ -164,7 +177,7 @@ pub async fn any_due(conn: impl Into<Conn<'_>>, now: i64) -> StoreResult<bool> {
 pub async fn of_tenants(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
-    tenants: &[&str],
+    tenants: &[&TenantId],
 ) -> StoreResult<(Vec<WebhookSubscription>, Vec<IntegrityFailure>)> {
     if tenants.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -173,7 +186,7 @@ pub async fn of_tenants(
     b.push("SELECT ")
         .push(COLUMNS)
         .push(" FROM webhooks WHERE tenant_id IN ")
-        .bind_texts(tenants.iter().copied());
+        .bind_texts(tenants.iter().map(|t| t.as_str()));
     let sql = sqlx::AssertSqlSafe(b.sql);
     let mut conn = conn.into();
     let rows: Vec<StoredWebhook> = on_conn!(conn, c => super::bind_all!(sqlx::query_as(sql), &b.binds)
@@ -181,8 +194,8 @@ pub async fn of_tenants(
         .await)?;
     let (mut good, mut bad) = (Vec::new(), Vec::new());
     for r in rows {
-        match r.checked(integrity) {
-            Ok(w) => good.push(w),
+        match r.verify(integrity) {
+            Ok(()) => good.push(r.row.try_into()?),
             Err(f) => bad.push(f),
         }
     }
@@ -193,8 +206,8 @@ pub async fn of_tenants(
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewDelivery {
     pub id: String,
-    pub webhook_id: String,
-    pub tenant_id: String,
+    pub webhook_id: WebhookId,
+    pub tenant_id: TenantId,
     pub event_id: String,
     pub event_type: String,
 }
@@ -207,6 +220,7 @@ pub async fn fan_out(
     events: &[String],
     now: i64,
 ) -> StoreResult<()> {
+    let pending = sql_text(DeliveryStatus::Pending.as_str());
     for chunk in deliveries.chunks(1000) {
         let sql = format!(
             "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, event_type, status, \
@@ -215,7 +229,7 @@ pub async fn fan_out(
                 .map(|i| {
                     let b = i * 6;
                     format!(
-                        "(${}, ${}, ${}, ${}, ${}, 'pending', 0, ${}, ${}, ${})",
+                        "(${}, ${}, ${}, ${}, ${}, {pending}, 0, ${}, ${}, ${})",
                         b + 1,
                         b + 2,
                         b + 3,
@@ -234,8 +248,8 @@ pub async fn fan_out(
             for d in chunk {
                 q = q
                     .bind(&d.id)
-                    .bind(&d.webhook_id)
-                    .bind(&d.tenant_id)
+                    .bind(d.webhook_id.to_string())
+                    .bind(d.tenant_id.as_str())
                     .bind(&d.event_id)
                     .bind(&d.event_type)
                     .bind(now);
@@ -267,7 +281,7 @@ struct DueRow {
 }
 
 impl DueRow {
-    fn checked(self, integrity: &IntegrityKey) -> DueDelivery {
+    fn checked(self, integrity: &IntegrityKey) -> StoreResult<DueDelivery> {
         let parts = webhook_parts(
             &self.webhook_id,
             &self.tenant_id,
@@ -283,12 +297,12 @@ impl DueRow {
                 self.hook_mac.as_deref(),
             )
             .err();
-        DueDelivery {
+        Ok(DueDelivery {
             id: self.id,
             attempts: self.attempts,
             created_at: self.created_at,
-            webhook_id: self.webhook_id,
-            tenant_id: self.tenant_id,
+            webhook_id: super::stored_id("webhooks.id", &self.webhook_id)?,
+            tenant_id: crate::store::stored_tenant(&self.tenant_id)?,
             url: self.url,
             kek_version: self.kek_version,
             secret: self.secret,
@@ -297,7 +311,7 @@ impl DueRow {
             payload: self.payload,
             occurred_at: self.occurred_at,
             tampered,
-        }
+        })
     }
 }
 
@@ -311,7 +325,7 @@ pub async fn claim_due(
     now: i64,
     until: i64,
     limit: i64,
-    busy: &[String],
+    busy: &[WebhookId],
 ) -> StoreResult<Vec<DueDelivery>> {
     if !any_due(db, now).await? {
         return Ok(Vec::new());
@@ -323,9 +337,10 @@ pub async fn claim_due(
         .collect();
     let claim = sqlx::AssertSqlSafe(tx.claim_batch(
         &format!(
-            "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $3 \
+            "SELECT id FROM webhook_deliveries WHERE status = {} AND next_attempt_at <= $3 \
              AND (lease_until IS NULL OR lease_until < $3){not_busy} \
-             ORDER BY next_attempt_at LIMIT $4"
+             ORDER BY next_attempt_at LIMIT $4",
+            sql_text(DeliveryStatus::Pending.as_str())
         ),
         "UPDATE webhook_deliveries SET lease_owner = $1, lease_until = $2 FROM picked \
          WHERE id = picked.pick RETURNING id",
@@ -336,7 +351,7 @@ pub async fn claim_due(
             .bind(until)
             .bind(now)
             .bind(limit),
-        |q, id| q.bind(id))
+        |q, id| q.bind(id.to_string()))
         .fetch_all(&mut *c)
         .await)?;
     if ids.is_empty() {
@@ -358,7 +373,7 @@ pub async fn claim_due(
         .fetch_all(&mut *c)
         .await)?;
     tx.commit().await?;
-    Ok(rows.into_iter().map(|r| r.checked(integrity)).collect())
+    rows.into_iter().map(|r| r.checked(integrity)).collect()
 }
 
 /// What an attempt came to.
@@ -390,20 +405,38 @@ pub async fn record_attempt(
     now: i64,
 ) -> StoreResult<bool> {
     let (status, code, error, next_at, delivered_at) = match attempt {
-        Attempt::Delivered { status } => ("delivered", Some(*status), None, now, Some(now)),
+        Attempt::Delivered { status } => (
+            DeliveryStatus::Delivered,
+            Some(*status),
+            None,
+            now,
+            Some(now),
+        ),
         Attempt::Retry {
             status,
             error,
             next_at,
-        } => ("pending", *status, Some(error.as_str()), *next_at, None),
-        Attempt::GaveUp { status, error } => ("failed", *status, Some(error.as_str()), now, None),
+        } => (
+            DeliveryStatus::Pending,
+            *status,
+            Some(error.as_str()),
+            *next_at,
+            None,
+        ),
+        Attempt::GaveUp { status, error } => (
+            DeliveryStatus::Failed,
+            *status,
+            Some(error.as_str()),
+            now,
+            None,
+        ),
     };
     let mut tx = db.begin().await?;
     let done = on_tx!(&mut tx, c => sqlx::query(
         "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_status = $2, \
          last_error = $3, next_attempt_at = $4, delivered_at = $5, updated_at = $6, \
          lease_owner = NULL, lease_until = NULL WHERE id = $7 AND lease_owner = $8")
-        .bind(status)
+        .bind(status.as_str())
         .bind(code)
         .bind(error)
         .bind(next_at)
@@ -436,28 +469,67 @@ pub async fn release(db: &Db, id: &str, owner: &str) -> StoreResult<bool> {
 
 pub use crate::domain::audit::DeliveryRow;
 
+/// A [`DeliveryRow`] as stored: its status is parsed on the way out.
+#[derive(sqlx::FromRow)]
+struct StoredDelivery {
+    id: String,
+    event_id: String,
+    event_type: String,
+    status: String,
+    attempts: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    next_attempt_at: i64,
+    created_at: i64,
+    updated_at: i64,
+    delivered_at: Option<i64>,
+}
+
+impl TryFrom<StoredDelivery> for DeliveryRow {
+    type Error = StoreError;
+    fn try_from(r: StoredDelivery) -> StoreResult<Self> {
+        Ok(DeliveryRow {
+            status: DeliveryStatus::parse(&r.status)?,
+            id: r.id,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            attempts: r.attempts,
+            last_status: r.last_status,
+            last_error: r.last_error,
+            next_attempt_at: r.next_attempt_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            delivered_at: r.delivered_at,
+        })
+    }
+}
+
 /// A page of a webhook's deliveries, newest first, and how many it has.
 pub async fn deliveries(
     conn: impl Into<Conn<'_>>,
-    webhook_id: &str,
+    webhook_id: &WebhookId,
     limit: i64,
     offset: i64,
 ) -> StoreResult<(Vec<DeliveryRow>, i64)> {
     let mut conn = conn.into();
-    let rows = on_conn!(conn, c => sqlx::query_as(
+    let rows: Vec<StoredDelivery> = on_conn!(conn, c => sqlx::query_as(
         "SELECT id, event_id, event_type, status, attempts, last_status, last_error, \
          next_attempt_at, created_at, updated_at, delivered_at FROM webhook_deliveries \
          WHERE webhook_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3")
-        .bind(webhook_id)
+        .bind(webhook_id.to_string())
         .bind(limit)
         .bind(offset)
         .fetch_all(c)
         .await)?;
     let total = on_conn!(conn, c => sqlx::query_scalar(
         "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1")
-        .bind(webhook_id)
+        .bind(webhook_id.to_string())
         .fetch_one(c)
         .await)?;
+    let rows = rows
+        .into_iter()
+        .map(DeliveryRow::try_from)
+        .collect::<StoreResult<_>>()?;
     Ok((rows, total))
 }
 
@@ -468,10 +540,10 @@ pub async fn adopt(tx: &mut Tx, integrity: &IntegrityKey) -> StoreResult<u64> {
     let rows: Vec<StoredWebhook> = on_tx!(tx, c => sqlx::query_as(sql).fetch_all(&mut *c).await)?;
     let adopted = rows.len() as u64;
     for StoredWebhook { row, .. } in rows {
-        let row = WebhookSubscription::from(row);
+        let row = WebhookSubscription::try_from(row)?;
         on_tx!(tx, c => sqlx::query("UPDATE webhooks SET mac = $1 WHERE id = $2")
             .bind(webhook_mac(integrity, &row))
-            .bind(&row.id)
+            .bind(row.id.to_string())
             .execute(&mut *c)
             .await
             .map(|_| ()))?;

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use super::integrity::IntegrityKey;
 use super::{FORMAT, Key, RootKey, VaultError, check_format, kek_aad, new_key};
+use crate::domain::TenantId;
 
 /// The root-key check of a database whose security-relevant rows are not yet authenticated
 /// (made before row integrity existed).
@@ -31,7 +32,7 @@ pub enum RootCheck {
 }
 
 /// Opened KEKs by (tenant, version), with when each was opened.
-type KekCache = HashMap<(String, i64), (Arc<Key>, Instant)>;
+type KekCache = HashMap<(TenantId, i64), (Arc<Key>, Instant)>;
 
 pub struct Keyring {
     root: Arc<dyn RootKey>,
@@ -123,8 +124,8 @@ impl Keyring {
             .ok_or(VaultError::Integrity("the integrity key is not loaded"))
     }
 
-    pub fn cached_kek(&self, tenant: &str, version: i64) -> Option<Arc<Key>> {
-        let key = (tenant.to_owned(), version);
+    pub fn cached_kek(&self, tenant: &TenantId, version: i64) -> Option<Arc<Key>> {
+        let key = (tenant.clone(), version);
         let (kek, cached_at) = self.keks.read().ok()?.get(&key).cloned()?;
         match self.root.cache_lifetime() {
             Some(lifetime) if cached_at.elapsed() >= lifetime => {
@@ -137,10 +138,10 @@ impl Keyring {
         }
     }
 
-    fn remember(&self, tenant: &str, version: i64, kek: Key) -> Arc<Key> {
+    fn remember(&self, tenant: &TenantId, version: i64, kek: Key) -> Arc<Key> {
         let kek = Arc::new(kek);
         if let Ok(mut cache) = self.keks.write() {
-            cache.insert((tenant.to_owned(), version), (kek.clone(), Instant::now()));
+            cache.insert((tenant.clone(), version), (kek.clone(), Instant::now()));
         }
         kek
     }
@@ -153,7 +154,7 @@ impl Keyring {
     /// Unwraps (and caches) a stored tenant KEK.
     pub fn open_kek(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         version: i64,
         format: i64,
         wrapped: &[u8],
@@ -168,7 +169,11 @@ impl Keyring {
 
     /// A new tenant KEK version and its wrapping for storage. Not cached: the transaction
     /// storing it may lose a race or roll back; it is cached when first read back.
-    pub fn new_kek(&self, tenant: &str, version: i64) -> Result<(Arc<Key>, Vec<u8>), VaultError> {
+    pub fn new_kek(
+        &self,
+        tenant: &TenantId,
+        version: i64,
+    ) -> Result<(Arc<Key>, Vec<u8>), VaultError> {
         let kek = new_key()?;
         let wrapped = self.root.wrap(&kek, &kek_aad(tenant, version))?;
         Ok((Arc::new(kek), wrapped))
@@ -178,7 +183,7 @@ impl Keyring {
     pub fn rewrap_kek_for(
         &self,
         next: &Keyring,
-        tenant: &str,
+        tenant: &TenantId,
         version: i64,
         format: i64,
         wrapped: &[u8],
@@ -198,6 +203,10 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t() -> TenantId {
+        TenantId::parse("t").unwrap()
+    }
     use crate::vault::root::LocalRootKey;
 
     /// A root key whose KEKs may be cached briefly, counting its unwraps.
@@ -224,22 +233,22 @@ mod tests {
             Default::default(),
         ));
         let ring = Keyring::new(root.clone());
-        let (_, wrapped) = ring.new_kek("t", 1).unwrap();
+        let (_, wrapped) = ring.new_kek(&t(), 1).unwrap();
         let unwraps = || root.1.load(std::sync::atomic::Ordering::SeqCst);
-        ring.open_kek("t", 1, FORMAT, &wrapped).unwrap();
-        assert!(ring.cached_kek("t", 1).is_some());
-        ring.open_kek("t", 1, FORMAT, &wrapped).unwrap();
+        ring.open_kek(&t(), 1, FORMAT, &wrapped).unwrap();
+        assert!(ring.cached_kek(&t(), 1).is_some());
+        ring.open_kek(&t(), 1, FORMAT, &wrapped).unwrap();
         assert_eq!(unwraps(), 1, "served from the cache");
         std::thread::sleep(std::time::Duration::from_millis(80));
-        assert!(ring.cached_kek("t", 1).is_none(), "expired");
-        ring.open_kek("t", 1, FORMAT, &wrapped).unwrap();
+        assert!(ring.cached_kek(&t(), 1).is_none(), "expired");
+        ring.open_kek(&t(), 1, FORMAT, &wrapped).unwrap();
         assert_eq!(unwraps(), 2, "unwrapped again by the root key");
         // A file root key's KEKs stay cached.
         let local = Keyring::new(Arc::new(LocalRootKey::new(new_key().unwrap())));
-        let (_, wrapped) = local.new_kek("t", 1).unwrap();
-        local.open_kek("t", 1, FORMAT, &wrapped).unwrap();
+        let (_, wrapped) = local.new_kek(&t(), 1).unwrap();
+        local.open_kek(&t(), 1, FORMAT, &wrapped).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(80));
-        assert!(local.cached_kek("t", 1).is_some());
+        assert!(local.cached_kek(&t(), 1).is_some());
     }
 
     #[test]
@@ -299,11 +308,15 @@ mod tests {
     fn keks_open_only_for_their_tenant_and_version() {
         let root: Arc<dyn RootKey> = Arc::new(LocalRootKey::new(new_key().unwrap()));
         let ring = Keyring::new(root.clone());
-        let (kek, wrapped) = ring.new_kek("t", 1).unwrap();
+        let (kek, wrapped) = ring.new_kek(&t(), 1).unwrap();
         let fresh = Keyring::new(root.clone());
-        assert_eq!(**fresh.open_kek("t", 1, FORMAT, &wrapped).unwrap(), **kek);
-        assert!(fresh.open_kek("u", 1, FORMAT, &wrapped).is_err());
-        assert!(fresh.open_kek("t", 2, FORMAT, &wrapped).is_err());
+        assert_eq!(**fresh.open_kek(&t(), 1, FORMAT, &wrapped).unwrap(), **kek);
+        assert!(
+            fresh
+                .open_kek(&crate::domain::tenant::tenant("u"), 1, FORMAT, &wrapped)
+                .is_err()
+        );
+        assert!(fresh.open_kek(&t(), 2, FORMAT, &wrapped).is_err());
         // Any flipped bit of the wrapped key (nonce, ciphertext or tag): an integrity error.
         for i in 0..wrapped.len() * 8 {
             let mut bad = wrapped.clone();
@@ -311,7 +324,7 @@ mod tests {
             let ring = Keyring::new(root.clone());
             assert!(
                 matches!(
-                    ring.open_kek("t", 1, FORMAT, &bad),
+                    ring.open_kek(&t(), 1, FORMAT, &bad),
                     Err(VaultError::Integrity(_))
                 ),
                 "bit {i}"

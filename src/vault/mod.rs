@@ -20,7 +20,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use rand::TryRngCore;
 use zeroize::Zeroizing;
 
-use crate::domain::SecretField;
+use crate::domain::{SecretField, TenantId};
 
 pub use integrity::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
 pub use keyring::{Keyring, RootCheck};
@@ -101,32 +101,40 @@ fn to_key(bytes: &[u8], what: &'static str) -> Result<Key, VaultError> {
 }
 
 /// Associated data of a tenant KEK wrapped by the root key.
-pub fn kek_aad(tenant: &str, version: i64) -> Vec<u8> {
+pub fn kek_aad(tenant: &TenantId, version: i64) -> Vec<u8> {
     format!("simvault/v1/kek\0{tenant}\0{version}").into_bytes()
 }
 
 /// Associated data of a SIM's DEK wrapped by a tenant KEK.
-pub fn dek_aad(tenant: &str, sim_id: &crate::domain::SimId, kek_version: i64) -> Vec<u8> {
+pub fn dek_aad(tenant: &TenantId, sim_id: &crate::domain::SimId, kek_version: i64) -> Vec<u8> {
     format!("simvault/v1/dek\0{tenant}\0{sim_id}\0{kek_version}").into_bytes()
 }
 
 /// Associated data of a bulk task's data key wrapped by a tenant KEK.
-pub fn task_key_aad(tenant: &str, task_id: &str, kek_version: i64) -> Vec<u8> {
+pub fn task_key_aad(
+    tenant: &TenantId,
+    task_id: &crate::domain::TaskId,
+    kek_version: i64,
+) -> Vec<u8> {
     format!("simvault/v1/task-key\0{tenant}\0{task_id}\0{kek_version}").into_bytes()
 }
 
 /// Associated data of one bulk task item sealed by the task's key.
-pub fn task_item_aad(tenant: &str, task_id: &str, seq: i64) -> Vec<u8> {
+pub fn task_item_aad(tenant: &TenantId, task_id: &crate::domain::TaskId, seq: i64) -> Vec<u8> {
     format!("simvault/v1/task-item\0{tenant}\0{task_id}\0{seq}").into_bytes()
 }
 
 /// Associated data of a webhook's signing secret sealed by a tenant KEK.
-pub fn webhook_secret_aad(tenant: &str, webhook_id: &str, kek_version: i64) -> Vec<u8> {
+pub fn webhook_secret_aad(
+    tenant: &TenantId,
+    webhook_id: &crate::domain::WebhookId,
+    kek_version: i64,
+) -> Vec<u8> {
     format!("simvault/v1/webhook-secret\0{tenant}\0{webhook_id}\0{kek_version}").into_bytes()
 }
 
 /// Associated data of one secret field encrypted by a SIM's DEK.
-pub fn field_aad(tenant: &str, sim_id: &crate::domain::SimId, field: SecretField) -> Vec<u8> {
+pub fn field_aad(tenant: &TenantId, sim_id: &crate::domain::SimId, field: SecretField) -> Vec<u8> {
     format!("simvault/v1/secret\0{tenant}\0{sim_id}\0{}", field.as_str()).into_bytes()
 }
 
@@ -141,7 +149,7 @@ pub fn check_format(format: i64) -> Result<(), VaultError> {
 /// Wraps a SIM's DEK under a tenant KEK.
 pub fn wrap_dek(
     kek: &Key,
-    tenant: &str,
+    tenant: &TenantId,
     sim_id: &crate::domain::SimId,
     kek_version: i64,
     dek: &Key,
@@ -151,7 +159,7 @@ pub fn wrap_dek(
 
 pub fn unwrap_dek(
     kek: &Key,
-    tenant: &str,
+    tenant: &TenantId,
     sim_id: &crate::domain::SimId,
     kek_version: i64,
     wrapped: &[u8],
@@ -167,7 +175,7 @@ pub fn unwrap_dek(
 
 pub fn seal_field(
     dek: &Key,
-    tenant: &str,
+    tenant: &TenantId,
     sim_id: &crate::domain::SimId,
     field: SecretField,
     value: &str,
@@ -177,7 +185,7 @@ pub fn seal_field(
 
 pub fn open_field(
     dek: &Key,
-    tenant: &str,
+    tenant: &TenantId,
     sim_id: &crate::domain::SimId,
     field: SecretField,
     blob: &[u8],
@@ -190,6 +198,55 @@ pub fn open_field(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t(name: &str) -> TenantId {
+        TenantId::parse(name).unwrap()
+    }
+
+    /// The associated data is part of every sealed blob: its bytes must never change, or data
+    /// sealed before could not be opened.
+    #[test]
+    fn associated_data_bytes_are_pinned() {
+        let acme = t("acme");
+        let sim = id(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+        assert_eq!(kek_aad(&acme, 3), b"simvault/v1/kek\x00acme\x003".to_vec());
+        assert_eq!(
+            dek_aad(&acme, &sim, 2),
+            b"simvault/v1/dek\x00acme\x0001234567-89ab-cdef-0123-456789abcdef\x002".to_vec()
+        );
+        assert_eq!(
+            field_aad(&acme, &sim, SecretField::Opc),
+            b"simvault/v1/secret\x00acme\x0001234567-89ab-cdef-0123-456789abcdef\x00opc".to_vec()
+        );
+        let task = crate::domain::TaskId::from(uuid::Uuid::from_u128(7));
+        let hook = crate::domain::WebhookId::from(uuid::Uuid::from_u128(7));
+        assert_eq!(task.to_string(), "00000000-0000-0000-0000-000000000007");
+        assert_eq!(
+            task_key_aad(&acme, &task, 1),
+            b"simvault/v1/task-key\x00acme\x0000000000-0000-0000-0000-000000000007\x001".to_vec()
+        );
+        assert_eq!(
+            task_item_aad(&acme, &task, 5),
+            b"simvault/v1/task-item\x00acme\x0000000000-0000-0000-0000-000000000007\x005".to_vec()
+        );
+        assert_eq!(
+            webhook_secret_aad(&acme, &hook, 4),
+            b"simvault/v1/webhook-secret\x00acme\x0000000000-0000-0000-0000-000000000007\x004"
+                .to_vec()
+        );
+        // A UUID written in capitals or without hyphens is read as the same id, and its
+        // associated data is the stored, hyphenated lower-case form.
+        let upper = crate::domain::TaskId::parse("00000000-0000-0000-0000-00000000000A").unwrap();
+        let plain = crate::domain::TaskId::parse("0000000000000000000000000000000a").unwrap();
+        assert_eq!(
+            task_key_aad(&acme, &upper, 2),
+            b"simvault/v1/task-key\x00acme\x0000000000-0000-0000-0000-00000000000a\x002".to_vec()
+        );
+        assert_eq!(
+            task_key_aad(&acme, &plain, 2),
+            task_key_aad(&acme, &upper, 2)
+        );
+    }
 
     fn id(n: u128) -> crate::domain::SimId {
         uuid::Uuid::from_u128(n).into()
@@ -228,32 +285,38 @@ mod tests {
         let dek = new_key().unwrap();
         let field = seal_field(
             &dek,
-            "t1",
+            &t("t1"),
             &id(1),
             SecretField::Ki,
             "00112233445566778899aabbccddeeff",
         )
         .unwrap();
-        assert!(open_field(&dek, "t1", &id(1), SecretField::Ki, &field).is_ok());
+        assert!(open_field(&dek, &t("t1"), &id(1), SecretField::Ki, &field).is_ok());
         // Another SIM, another field, another tenant: no plaintext.
-        assert!(open_field(&dek, "t1", &id(2), SecretField::Ki, &field).is_err());
-        assert!(open_field(&dek, "t1", &id(1), SecretField::Opc, &field).is_err());
-        assert!(open_field(&dek, "t2", &id(1), SecretField::Ki, &field).is_err());
+        assert!(open_field(&dek, &t("t1"), &id(2), SecretField::Ki, &field).is_err());
+        assert!(open_field(&dek, &t("t1"), &id(1), SecretField::Opc, &field).is_err());
+        assert!(open_field(&dek, &t("t2"), &id(1), SecretField::Ki, &field).is_err());
 
-        let wrapped = wrap_dek(&kek, "t1", &id(1), 1, &dek).unwrap();
-        assert_eq!(*unwrap_dek(&kek, "t1", &id(1), 1, &wrapped).unwrap(), *dek);
-        assert!(unwrap_dek(&kek, "t1", &id(2), 1, &wrapped).is_err());
-        assert!(unwrap_dek(&kek, "t2", &id(1), 1, &wrapped).is_err());
-        assert!(unwrap_dek(&kek, "t1", &id(1), 2, &wrapped).is_err());
+        let wrapped = wrap_dek(&kek, &t("t1"), &id(1), 1, &dek).unwrap();
+        assert_eq!(
+            *unwrap_dek(&kek, &t("t1"), &id(1), 1, &wrapped).unwrap(),
+            *dek
+        );
+        assert!(unwrap_dek(&kek, &t("t1"), &id(2), 1, &wrapped).is_err());
+        assert!(unwrap_dek(&kek, &t("t2"), &id(1), 1, &wrapped).is_err());
+        assert!(unwrap_dek(&kek, &t("t1"), &id(1), 2, &wrapped).is_err());
     }
 
     #[test]
     fn associated_data_cannot_be_confused_across_boundaries() {
         // "ab" + "c" must not equal "a" + "bc".
-        assert_ne!(kek_aad("ab", 1), kek_aad("a", 1));
         assert_ne!(
-            dek_aad("t", &id(1), 1),
-            field_aad("t", &id(1), SecretField::Ki)
+            kek_aad(&crate::domain::tenant::tenant("ab"), 1),
+            kek_aad(&crate::domain::tenant::tenant("a"), 1)
+        );
+        assert_ne!(
+            dek_aad(&t("t"), &id(1), 1),
+            field_aad(&t("t"), &id(1), SecretField::Ki)
         );
     }
 }

@@ -6,6 +6,7 @@ use simvault::clock::{Clock, SystemClock};
 use simvault::domain::Role;
 use simvault::pki::{self, KeyPaths};
 
+use crate::helpers::tenant_id;
 use crate::helpers::{Api, Store, TestApp, both_stores, sim_body};
 
 async fn seeded(store: Store) -> (TestApp, Api) {
@@ -62,7 +63,7 @@ async fn look_alike_certificate_from_another_ca_is_refused(store: Store) {
     pki::init_keys(&other_keys).unwrap();
     let (cert, key) = pki::issue_client_cert(
         &other_keys,
-        &pki::client_identity("acme", "prov"),
+        &pki::client_identity(&tenant_id("acme"), "prov"),
         "prov",
         30,
     )

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 use simvault::domain::Role;
 
+use crate::helpers::tenant_id;
 use crate::helpers::{Api, Store, TestApp, both_stores, iccid};
 
 /// `(action, outcome, record)` of a tenant's chain, in order.
@@ -615,7 +616,7 @@ fn the_data_directory_and_database_are_private_whatever_the_umask() {
 /// another tenant, never a platform-wide one; the platform tenant's scraper sees them all.
 async fn metrics_are_scoped_to_the_callers_tenant(store: Store) {
     let app = TestApp::spawn_with(store, |c| {
-        c.metrics_platform_tenant = Some("metrics-ops".into());
+        c.metrics_platform_tenant = Some(tenant_id("metrics-ops"));
     })
     .await;
     for t in ["metrics-a", "metrics-b", "metrics-ops"] {

@@ -172,7 +172,7 @@ impl TestApp {
         config.database_url = None;
         // The platform's own tenant sees platform-wide metrics (integrity failures and the
         // like); tests scrape through [`TestApp::platform_metrics`].
-        config.metrics_platform_tenant = Some(PLATFORM_OPS.into());
+        config.metrics_platform_tenant = Some(tenant_id(PLATFORM_OPS));
         adjust(&mut config);
         let test_db = TestDb::new(store).await;
         let clock: simvault::clock::SharedClock = Arc::new(SystemClock);
@@ -374,7 +374,7 @@ impl TestApp {
             &self.services.core.keyring,
             &SystemClock,
             &TenantId::parse(tenant).unwrap(),
-            &pki::client_identity(tenant, name),
+            &pki::client_identity(&tenant_id(tenant), name),
             name,
             &roles.iter().copied().collect(),
         )
@@ -407,7 +407,13 @@ impl TestApp {
 
     /// A certificate from the test CA, not registered.
     pub fn issue_cert(&self, tenant: &str, name: &str) -> (String, String) {
-        pki::issue_client_cert(&self.keys, &pki::client_identity(tenant, name), name, 30).unwrap()
+        pki::issue_client_cert(
+            &self.keys,
+            &pki::client_identity(&tenant_id(tenant), name),
+            name,
+            30,
+        )
+        .unwrap()
     }
 
     /// A JWT signed by the deployment's key.
@@ -538,6 +544,16 @@ impl Api {
 /// The tenant named `name` (a valid name).
 pub fn tenant_id(name: &str) -> TenantId {
     TenantId::parse(name).unwrap()
+}
+
+/// Task `n` of a test: a real id, the UUID numbered `n`.
+pub fn task_no(n: u128) -> simvault::domain::TaskId {
+    uuid::Uuid::from_u128(n).into()
+}
+
+/// Webhook `n` of a test: a real id, the UUID numbered `n`.
+pub fn hook_no(n: u128) -> simvault::domain::WebhookId {
+    uuid::Uuid::from_u128(n).into()
 }
 
 /// A Luhn-valid ICCID ending in `n`.

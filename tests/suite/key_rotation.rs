@@ -217,7 +217,7 @@ async fn rotation_resumes_after_a_crash(store: Store) {
             .run_rotation("rescuer", lease, &stop)
             .await
             .unwrap(),
-        Some(id.clone())
+        Some(id.parse().unwrap())
     );
     let done = admin.get(&format!("/v1/tasks/{id}")).await.body;
     assert_eq!(done["status"], "completed", "{done}");

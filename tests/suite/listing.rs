@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use simvault::domain::{Role, SimState};
 use simvault::store::sims::{self as repo, SimKey};
 
+use crate::helpers::tenant_id;
 use crate::helpers::{Api, Store, TestApp, both_stores, iccid};
 
 const N: u64 = 25;
@@ -49,7 +50,7 @@ async fn seed(store: Store) -> (TestApp, Api, Vec<Value>) {
         let n = i as u64 + 1;
         let id: simvault::domain::SimId = sim["id"].as_str().unwrap().parse().unwrap();
         let mut tx = app.test_db.db.begin().await.unwrap();
-        let mut s = repo::get_for_update(&mut tx, &integrity, "acme", &SimKey::Id(id))
+        let mut s = repo::get_for_update(&mut tx, &integrity, &tenant_id("acme"), &SimKey::Id(id))
             .await
             .unwrap()
             .unwrap();

@@ -34,6 +34,7 @@ mod schema_parity;
 mod sims;
 mod store_audit;
 mod store_contract;
+mod store_corrupt;
 mod store_keys;
 mod store_tasks;
 mod store_webhooks;

@@ -21,14 +21,14 @@ pub(crate) fn test_key() -> std::sync::Arc<simvault::vault::IntegrityKey> {
 
 pub(crate) async fn create_tenant(db: &simvault::store::Db, id: &str) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
-    tenants::create(&mut tx, id, 1).await?;
+    tenants::create(&mut tx, &tenant_id(id), 1).await?;
     tx.commit().await
 }
 
 pub(crate) fn sim(tenant: &str, n: u64) -> Sim {
     Sim {
         id: simvault::domain::SimId::new(),
-        tenant_id: tenant.into(),
+        tenant_id: tenant_id(tenant),
         iccid: Iccid::parse(&iccid(n), LuhnPolicy::Enforce).unwrap(),
         imsi: Some(Imsi::parse(&format!("23415{n:010}")).unwrap()),
         msisdn: Some(Msisdn::parse(&format!("+4477009{n:05}")).unwrap()),
@@ -72,30 +72,34 @@ async fn sims_round_trip_and_isolation(store: Store) {
         create_tenant(db, "a").await,
         Err(StoreError::Conflict(_))
     ));
-    assert!(tenants::exists(db, "a").await.unwrap());
-    assert!(!tenants::exists(db, "zz").await.unwrap());
+    assert!(tenants::exists(db, &tenant_id("a")).await.unwrap());
+    assert!(!tenants::exists(db, &tenant_id("zz")).await.unwrap());
 
     let s = sim("a", 1);
     let mut tx = db.begin().await.unwrap();
     repo::insert(&mut tx, &key, &s).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        repo::get(db, &key, "a", &SimKey::Id(s.id)).await.unwrap(),
+        repo::get(db, &key, &tenant_id("a"), &SimKey::Id(s.id))
+            .await
+            .unwrap(),
         Some(s.clone())
     );
     assert_eq!(
-        repo::get(db, &key, "a", &SimKey::Iccid(iccid(1)))
+        repo::get(db, &key, &tenant_id("a"), &SimKey::Iccid(iccid(1)))
             .await
             .unwrap(),
         Some(s.clone())
     );
     // Another tenant sees nothing, by id or by ICCID.
     assert_eq!(
-        repo::get(db, &key, "b", &SimKey::Id(s.id)).await.unwrap(),
+        repo::get(db, &key, &tenant_id("b"), &SimKey::Id(s.id))
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        repo::get(db, &key, "b", &SimKey::Iccid(iccid(1)))
+        repo::get(db, &key, &tenant_id("b"), &SimKey::Iccid(iccid(1)))
             .await
             .unwrap(),
         None
@@ -119,19 +123,23 @@ async fn sims_round_trip_and_isolation(store: Store) {
     repo::update(&mut tx, &key, &changed).await.unwrap();
     drop(tx);
     assert_eq!(
-        repo::get(db, &key, "a", &SimKey::Id(s.id)).await.unwrap(),
+        repo::get(db, &key, &tenant_id("a"), &SimKey::Id(s.id))
+            .await
+            .unwrap(),
         Some(s.clone())
     );
     let mut tx = db.begin().await.unwrap();
     repo::update(&mut tx, &key, &changed).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        repo::get(db, &key, "a", &SimKey::Id(s.id)).await.unwrap(),
+        repo::get(db, &key, &tenant_id("a"), &SimKey::Id(s.id))
+            .await
+            .unwrap(),
         Some(changed.clone())
     );
     // Updating through the wrong tenant finds nothing.
     let mut wrong = changed.clone();
-    wrong.tenant_id = "b".into();
+    wrong.tenant_id = tenant_id("b");
     let mut tx = db.begin().await.unwrap();
     assert!(matches!(
         repo::update(&mut tx, &key, &wrong).await,
@@ -146,10 +154,12 @@ async fn sims_round_trip_and_isolation(store: Store) {
     repo::update(&mut tx, &key, &gone).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        repo::get(db, &key, "a", &SimKey::Id(s.id)).await.unwrap(),
+        repo::get(db, &key, &tenant_id("a"), &SimKey::Id(s.id))
+            .await
+            .unwrap(),
         None
     );
-    let (items, total) = repo::list(db, &key, "a", &SimListQuery::default())
+    let (items, total) = repo::list(db, &key, &tenant_id("a"), &SimListQuery::default())
         .await
         .unwrap();
     assert_eq!((items.len(), total), (0, 0));
@@ -170,7 +180,7 @@ async fn search_index_follows_updates(store: Store) {
         ..SimListQuery::default()
     };
     assert_eq!(
-        repo::list(db, &key, "a", &search("447700900005"))
+        repo::list(db, &key, &tenant_id("a"), &search("447700900005"))
             .await
             .unwrap()
             .1,
@@ -181,14 +191,14 @@ async fn search_index_follows_updates(store: Store) {
     repo::update(&mut tx, &key, &s).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
-        repo::list(db, &key, "a", &search("447700900005"))
+        repo::list(db, &key, &tenant_id("a"), &search("447700900005"))
             .await
             .unwrap()
             .1,
         0
     );
     assert_eq!(
-        repo::list(db, &key, "a", &search("5550001"))
+        repo::list(db, &key, &tenant_id("a"), &search("5550001"))
             .await
             .unwrap()
             .1,
@@ -203,7 +213,7 @@ async fn plans_and_identities(store: Store) {
     create_tenant(db, "a").await.unwrap();
     let plan = Plan {
         id: uuid::Uuid::new_v4(),
-        tenant_id: "a".into(),
+        tenant_id: tenant_id("a"),
         name: "p".into(),
         compatibility_zones: BTreeSet::from(["eu".to_owned()]),
         created_at: 9,
@@ -233,7 +243,7 @@ async fn plans_and_identities(store: Store) {
 
     let row = ClientIdentity {
         identity: "urn:simvault:a:x".into(),
-        tenant_id: "a".into(),
+        tenant_id: tenant_id("a"),
         name: "x".into(),
         roles: "support".into(),
     };
@@ -261,7 +271,7 @@ async fn plans_and_identities(store: Store) {
     // An identity cannot name a tenant that does not exist.
     let orphan = ClientIdentity {
         identity: "i".into(),
-        tenant_id: "nope".into(),
+        tenant_id: tenant_id("nope"),
         name: "i".into(),
         roles: "admin".into(),
     };
@@ -288,7 +298,7 @@ async fn concurrent_patches_do_not_lose_updates(store: Store) {
         let id = s.id;
         tasks.push(tokio::spawn(async move {
             let mut tx = db.begin().await.unwrap();
-            let mut cur = repo::get_for_update(&mut tx, &key, "a", &SimKey::Id(id))
+            let mut cur = repo::get_for_update(&mut tx, &key, &tenant_id("a"), &SimKey::Id(id))
                 .await
                 .unwrap()
                 .unwrap();
@@ -306,7 +316,7 @@ async fn concurrent_patches_do_not_lose_updates(store: Store) {
     for t in tasks {
         t.await.unwrap();
     }
-    let final_sim = repo::get(&db, &key, "a", &SimKey::Id(s.id))
+    let final_sim = repo::get(&db, &key, &tenant_id("a"), &SimKey::Id(s.id))
         .await
         .unwrap()
         .unwrap();
@@ -329,7 +339,7 @@ async fn sim_reads_check_the_row_mac(store: Store) {
     tx.commit().await.unwrap();
     let by_id = SimKey::Id(s.id);
     assert_eq!(
-        repo::get(db, &key, "a", &by_id).await.unwrap(),
+        repo::get(db, &key, &tenant_id("a"), &by_id).await.unwrap(),
         Some(s.clone())
     );
 
@@ -341,20 +351,24 @@ async fn sim_reads_check_the_row_mac(store: Store) {
         Ok(_) => panic!("a row under another key was returned"),
         Err(e) => panic!("unexpected error: {e}"),
     };
-    refused(repo::get(db, &other, "a", &by_id).await.map(|_| ()));
     refused(
-        repo::list(db, &other, "a", &SimListQuery::default())
+        repo::get(db, &other, &tenant_id("a"), &by_id)
             .await
             .map(|_| ()),
     );
     refused(
-        repo::get_with_secrets(db, &other, "a", &by_id)
+        repo::list(db, &other, &tenant_id("a"), &SimListQuery::default())
+            .await
+            .map(|_| ()),
+    );
+    refused(
+        repo::get_with_secrets(db, &other, &tenant_id("a"), &by_id)
             .await
             .map(|_| ()),
     );
     let mut tx = db.begin().await.unwrap();
     refused(
-        repo::get_for_update(&mut tx, &other, "a", &by_id)
+        repo::get_for_update(&mut tx, &other, &tenant_id("a"), &by_id)
             .await
             .map(|_| ()),
     );
@@ -363,11 +377,18 @@ async fn sim_reads_check_the_row_mac(store: Store) {
     // An uncovered column (vendor) may change; a covered one (puk_max) may not.
     raw_sql!(db, p => sqlx::query("UPDATE sims SET vendor = 'W'").execute(p).await.map(|_| ()))
         .unwrap();
-    let read = repo::get(db, &key, "a", &by_id).await.unwrap().unwrap();
+    let read = repo::get(db, &key, &tenant_id("a"), &by_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(read.vendor.as_deref(), Some("W"));
     raw_sql!(db, p => sqlx::query("UPDATE sims SET puk_max = 99").execute(p).await.map(|_| ()))
         .unwrap();
-    refused(repo::get(db, &key, "a", &by_id).await.map(|_| ()));
+    refused(
+        repo::get(db, &key, &tenant_id("a"), &by_id)
+            .await
+            .map(|_| ()),
+    );
 }
 both_stores!(sim_row_macs, sim_reads_check_the_row_mac);
 
@@ -388,7 +409,7 @@ async fn links_are_unique_and_tenant_scoped(store: Store) {
     tx.commit().await.unwrap();
     let link = |sim_id, name: &str| Link {
         id: uuid::Uuid::new_v4(),
-        tenant_id: "a".into(),
+        tenant_id: tenant_id("a"),
         sim_id,
         name: name.into(),
         plan_ids: vec![uuid::Uuid::new_v4()],
@@ -458,7 +479,7 @@ async fn links_are_unique_and_tenant_scoped(store: Store) {
         0
     );
     // The SIM read with its link shows it.
-    let read = repo::get(db, &key, "a", &SimKey::Id(s1.id))
+    let read = repo::get(db, &key, &tenant_id("a"), &SimKey::Id(s1.id))
         .await
         .unwrap()
         .unwrap();

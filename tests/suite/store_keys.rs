@@ -7,12 +7,13 @@ use simvault::store::sims as sim_repo;
 use simvault::store::{Db, StoreError};
 use simvault::vault::{IntegrityFailure, IntegrityKey, Purpose};
 
+use crate::helpers::tenant_id;
 use crate::helpers::{Store, TestDb, both_stores, raw_sql};
 use crate::store_contract::{create_tenant, sim, test_key};
 
 fn kek(tenant: &str, version: i64, state: &str) -> TenantKey {
     TenantKey {
-        tenant_id: tenant.into(),
+        tenant_id: tenant_id(tenant),
         version,
         format: 1,
         wrapped_key: vec![u8::try_from(version).unwrap(); 8],
@@ -49,7 +50,7 @@ async fn sim_with_dek(
     let s = sim(tenant, n);
     let mut tx = db.begin().await.unwrap();
     sim_repo::insert(&mut tx, key, &s).await.unwrap();
-    keys::insert_dek(&mut tx, tenant, &s.id, &dek(version, 7), 5)
+    keys::insert_dek(&mut tx, &tenant_id(tenant), &s.id, &dek(version, 7), 5)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -108,17 +109,17 @@ async fn kek_versions(store: Store) {
     assert!(add_kek(db, &key, &kek("b", 1, "active")).await);
 
     assert_eq!(
-        keys::kek(db, &key, "a", 1).await.unwrap(),
+        keys::kek(db, &key, &tenant_id("a"), 1).await.unwrap(),
         Some(kek("a", 1, "active"))
     );
-    assert_eq!(keys::kek(db, &key, "a", 3).await.unwrap(), None);
+    assert_eq!(keys::kek(db, &key, &tenant_id("a"), 3).await.unwrap(), None);
     let mut tx = db.begin().await.unwrap();
     assert_eq!(
-        keys::kek(&mut tx, &key, "b", 1).await.unwrap(),
+        keys::kek(&mut tx, &key, &tenant_id("b"), 1).await.unwrap(),
         Some(kek("b", 1, "active"))
     );
     assert_eq!(
-        keys::active_kek(&mut tx, &key, "a")
+        keys::active_kek(&mut tx, &key, &tenant_id("a"))
             .await
             .unwrap()
             .map(|k| k.version),
@@ -126,15 +127,21 @@ async fn kek_versions(store: Store) {
     );
     drop(tx);
     let versions = |rows: Vec<TenantKey>| rows.into_iter().map(|r| r.version).collect::<Vec<_>>();
-    assert_eq!(versions(keys::keks(db, &key, "a").await.unwrap()), [1, 2]);
-    assert_eq!(versions(keys::keks(db, &key, "b").await.unwrap()), [1]);
     assert_eq!(
-        versions(keys::keks(db, &key, "zz").await.unwrap()),
+        versions(keys::keks(db, &key, &tenant_id("a")).await.unwrap()),
+        [1, 2]
+    );
+    assert_eq!(
+        versions(keys::keks(db, &key, &tenant_id("b")).await.unwrap()),
+        [1]
+    );
+    assert_eq!(
+        versions(keys::keks(db, &key, &tenant_id("zz")).await.unwrap()),
         Vec::<i64>::new()
     );
 
     // A row under another integrity key is refused, naming the tenant and version.
-    match keys::kek(db, &other, "a", 1).await {
+    match keys::kek(db, &other, &tenant_id("a"), 1).await {
         Err(StoreError::Integrity(IntegrityFailure { purpose, row })) => {
             assert_eq!((purpose, row.as_str()), (Purpose::TenantKey, "a/v1"));
         }
@@ -146,19 +153,24 @@ async fn kek_versions(store: Store) {
         .execute(p).await.map(|_| ()))
     .unwrap();
     assert!(matches!(
-        keys::active_kek(db, &key, "b").await,
+        keys::active_kek(db, &key, &tenant_id("b")).await,
         Err(StoreError::Integrity(_))
     ));
 
     // Version 1 of tenant a retires: first retiring, then retired once no DEK uses it.
     let s = sim_with_dek(db, &key, "a", 1, 1).await;
     let mut tx = db.begin().await.unwrap();
-    keys::retire_older(&mut tx, &key, "a", 2).await.unwrap();
-    keys::retire_unused(&mut tx, &key, "a", 2, 50)
+    keys::retire_older(&mut tx, &key, &tenant_id("a"), 2)
+        .await
+        .unwrap();
+    keys::retire_unused(&mut tx, &key, &tenant_id("a"), 2, 50)
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let v1 = keys::kek(db, &key, "a", 1).await.unwrap().unwrap();
+    let v1 = keys::kek(db, &key, &tenant_id("a"), 1)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (v1.state.as_str(), v1.retired_at),
         ("retiring", None),
@@ -170,14 +182,17 @@ async fn kek_versions(store: Store) {
             .await
             .unwrap()
     );
-    keys::retire_unused(&mut tx, &key, "a", 2, 61)
+    keys::retire_unused(&mut tx, &key, &tenant_id("a"), 2, 61)
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let v1 = keys::kek(db, &key, "a", 1).await.unwrap().unwrap();
+    let v1 = keys::kek(db, &key, &tenant_id("a"), 1)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((v1.state.as_str(), v1.retired_at), ("retired", Some(61)));
     assert_eq!(
-        keys::active_kek(db, &key, "a")
+        keys::active_kek(db, &key, &tenant_id("a"))
             .await
             .unwrap()
             .map(|k| k.version),
@@ -197,14 +212,17 @@ async fn kek_versions(store: Store) {
     let all = keys::all_keks_for_update(&mut tx, &key).await.unwrap();
     let ids: Vec<(String, i64)> = all
         .iter()
-        .map(|r| (r.tenant_id.clone(), r.version))
+        .map(|r| (r.tenant_id.to_string(), r.version))
         .collect();
     assert_eq!(ids, [("a".into(), 1), ("a".into(), 2), ("b".into(), 1)]);
-    keys::rewrap_kek(&mut tx, "a", 2, 9, b"rewrapped")
+    keys::rewrap_kek(&mut tx, &tenant_id("a"), 2, 9, b"rewrapped")
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let v2 = keys::kek(db, &key, "a", 2).await.unwrap().unwrap();
+    let v2 = keys::kek(db, &key, &tenant_id("a"), 2)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (v2.format, v2.wrapped_key.as_slice()),
         (9, &b"rewrapped"[..])
@@ -231,7 +249,7 @@ async fn deks_and_secrets(store: Store) {
     // A second DEK for a SIM is a conflict.
     let mut tx = db.begin().await.unwrap();
     assert!(matches!(
-        keys::insert_dek(&mut tx, "a", &s1, &dek(2, 1), 6).await,
+        keys::insert_dek(&mut tx, &tenant_id("a"), &s1, &dek(2, 1), 6).await,
         Err(StoreError::Conflict(_))
     ));
     drop(tx);
@@ -243,20 +261,22 @@ async fn deks_and_secrets(store: Store) {
         None
     );
 
-    assert_eq!(keys::count_below(db, "a", 2).await.unwrap(), 2);
-    assert_eq!(keys::count_below(db, "b", 2).await.unwrap(), 1);
-    let mut counts = keys::dek_counts(db, "a").await.unwrap();
+    assert_eq!(keys::count_below(db, &tenant_id("a"), 2).await.unwrap(), 2);
+    assert_eq!(keys::count_below(db, &tenant_id("b"), 2).await.unwrap(), 1);
+    let mut counts = keys::dek_counts(db, &tenant_id("a")).await.unwrap();
     counts.sort();
     assert_eq!(counts, [(1, 2), (2, 1)]);
 
     // Stale DEKs of one tenant, paged in SIM id order.
     let mut expected = [s1.to_string(), s2.to_string()];
     expected.sort();
-    let first = keys::stale_deks(db, "a", 2, "", 1).await.unwrap();
+    let first = keys::stale_deks(db, &tenant_id("a"), 2, "", 1)
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].sim_id, expected[0]);
     let mut tx = db.begin().await.unwrap();
-    let rest = keys::stale_deks(&mut tx, "a", 2, &first[0].sim_id, 10)
+    let rest = keys::stale_deks(&mut tx, &tenant_id("a"), 2, &first[0].sim_id, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -279,18 +299,20 @@ async fn deks_and_secrets(store: Store) {
             .await
             .unwrap()
     );
-    keys::count_wraps(&mut tx, "a", 2, 1).await.unwrap();
+    keys::count_wraps(&mut tx, &tenant_id("a"), 2, 1)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(keys::dek(db, &s1).await.unwrap().unwrap().wrapped_dek, b"x");
     assert_eq!(
-        keys::kek(db, &key, "a", 2)
+        keys::kek(db, &key, &tenant_id("a"), 2)
             .await
             .unwrap()
             .unwrap()
             .wrapped_deks,
         1
     );
-    assert_eq!(keys::count_below(db, "a", 2).await.unwrap(), 1);
+    assert_eq!(keys::count_below(db, &tenant_id("a"), 2).await.unwrap(), 1);
 
     // Secrets: upsert, read (pool or transaction), delete, shred.
     let mut tx = db.begin().await.unwrap();
@@ -330,7 +352,7 @@ async fn deks_and_secrets(store: Store) {
     let mut tx = db.begin().await.unwrap();
     sim_repo::insert(&mut tx, &key, &stray).await.unwrap();
     assert!(
-        keys::insert_dek(&mut tx, "a", &stray.id, &dek(5, 1), 1)
+        keys::insert_dek(&mut tx, &tenant_id("a"), &stray.id, &dek(5, 1), 1)
             .await
             .is_err()
     );

@@ -3,19 +3,20 @@
 
 use std::collections::BTreeSet;
 
+use simvault::domain::TaskId;
 use simvault::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
 use simvault::store::Db;
 use simvault::store::tasks::{self, Outcome};
 
-use crate::helpers::{Store, TestDb, both_stores, tenant_id};
+use crate::helpers::{Store, TestDb, both_stores, task_no, tenant_id};
 use crate::store_contract::create_tenant;
 
 const KIND: TaskKind = TaskKind::Import;
 
-fn task(id: &str, tenant: &str, created_at: i64) -> TaskRecord {
+fn task(id: &TaskId, tenant: &str, created_at: i64) -> TaskRecord {
     TaskRecord {
-        id: id.into(),
-        tenant_id: tenant.into(),
+        id: *id,
+        tenant_id: tenant_id(tenant),
         kind: KIND,
         status: TaskStatus::Pending,
         params: serde_json::json!({"p": 1}),
@@ -30,9 +31,9 @@ fn task(id: &str, tenant: &str, created_at: i64) -> TaskRecord {
     }
 }
 
-fn item(task_id: &str, seq: i64) -> TaskItem {
+fn item(task_id: &TaskId, seq: i64) -> TaskItem {
     TaskItem {
-        task_id: task_id.into(),
+        task_id: *task_id,
         seq,
         line: Some(seq + 1),
         status: ItemStatus::Pending,
@@ -56,7 +57,7 @@ async fn task_leases(store: Store) {
     let t = TestDb::new(store).await;
     let db = &t.db;
     create_tenant(db, "a").await.unwrap();
-    insert(db, &task("t1", "a", 10), &[]).await;
+    insert(db, &task(&task_no(1), "a", 10), &[]).await;
 
     // Two claimers at once: exactly one gets the lease.
     let (x, y) = tokio::join!(
@@ -76,20 +77,20 @@ async fn task_leases(store: Store) {
     };
     let claimed = x.or(y).unwrap();
     assert_eq!(
-        (claimed.id.as_str(), claimed.status.as_str()),
-        ("t1", "running")
+        (claimed.id, claimed.status.as_str()),
+        (task_no(1), "running")
     );
     assert_eq!(claimed.params, serde_json::json!({"p": 1}));
     // While the lease runs, nobody else takes it, and only its holder records progress.
     assert_eq!(tasks::claim(db, KIND, other, 150, 250).await.unwrap(), None);
     let mut tx = db.begin().await.unwrap();
     assert!(
-        !tasks::progress(&mut tx, "t1", other, 1, 0, 150, 300)
+        !tasks::progress(&mut tx, &task_no(1), other, 1, 0, 150, 300)
             .await
             .unwrap()
     );
     assert!(
-        tasks::progress(&mut tx, "t1", holder, 2, 1, 150, 300)
+        tasks::progress(&mut tx, &task_no(1), holder, 2, 1, 150, 300)
             .await
             .unwrap()
     );
@@ -104,33 +105,47 @@ async fn task_leases(store: Store) {
     // The old holder lost it: it can neither progress nor finish the task.
     let mut tx = db.begin().await.unwrap();
     assert!(
-        !tasks::progress(&mut tx, "t1", holder, 1, 0, 302, 500)
+        !tasks::progress(&mut tx, &task_no(1), holder, 1, 0, 302, 500)
             .await
             .unwrap()
     );
     assert!(
-        !tasks::finish(&mut tx, "t1", holder, TaskStatus::Completed, None, 302)
-            .await
-            .unwrap()
+        !tasks::finish(
+            &mut tx,
+            &task_no(1),
+            holder,
+            TaskStatus::Completed,
+            None,
+            302
+        )
+        .await
+        .unwrap()
     );
     tx.commit().await.unwrap();
     // Released early, it is claimable at once, before the lease would have run out.
-    tasks::release(db, "t1", holder).await.unwrap();
+    tasks::release(db, &task_no(1), holder).await.unwrap();
     assert_eq!(
         tasks::claim(db, KIND, holder, 303, 500).await.unwrap(),
         None
     );
-    tasks::release(db, "t1", other).await.unwrap();
+    tasks::release(db, &task_no(1), other).await.unwrap();
     let third = tasks::claim(db, KIND, holder, 303, 500)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(third.id, "t1");
+    assert_eq!(third.id, task_no(1));
     let mut tx = db.begin().await.unwrap();
     assert!(
-        tasks::finish(&mut tx, "t1", holder, TaskStatus::Failed, Some("boom"), 304)
-            .await
-            .unwrap()
+        tasks::finish(
+            &mut tx,
+            &task_no(1),
+            holder,
+            TaskStatus::Failed,
+            Some("boom"),
+            304
+        )
+        .await
+        .unwrap()
     );
     tx.commit().await.unwrap();
     // A finished task is never claimed again.
@@ -138,7 +153,7 @@ async fn task_leases(store: Store) {
         tasks::claim(db, KIND, other, 10_000, 20_000).await.unwrap(),
         None
     );
-    let done = tasks::get(db, &tenant_id("a"), "t1")
+    let done = tasks::get(db, &tenant_id("a"), &task_no(1))
         .await
         .unwrap()
         .unwrap();
@@ -155,11 +170,11 @@ async fn item_claims(store: Store) {
     let t = TestDb::new(store).await;
     let db = &t.db;
     create_tenant(db, "a").await.unwrap();
-    let items: Vec<TaskItem> = (1..=10).map(|seq| item("t1", seq)).collect();
-    insert(db, &task("t1", "a", 10), &items).await;
+    let items: Vec<TaskItem> = (1..=10).map(|seq| item(&task_no(1), seq)).collect();
+    insert(db, &task(&task_no(1), "a", 10), &items).await;
 
     let found = tasks::with_claimable_items(db, &[KIND], 100).await.unwrap();
-    assert_eq!(found.map(|t| t.id).as_deref(), Some("t1"));
+    assert_eq!(found.map(|t| t.id), Some(task_no(1)));
     assert_eq!(
         tasks::with_claimable_items(db, &[TaskKind::ProvisionLinks], 100)
             .await
@@ -167,9 +182,10 @@ async fn item_claims(store: Store) {
         None
     );
 
+    let t1 = task_no(1);
     let (x, y) = tokio::join!(
-        tasks::claim_items(db, "t1", "w1", 100, 200, 4),
-        tasks::claim_items(db, "t1", "w2", 100, 200, 4)
+        tasks::claim_items(db, &t1, "w1", 100, 200, 4),
+        tasks::claim_items(db, &t1, "w2", 100, 200, 4)
     );
     let (x, y) = (x.unwrap(), y.unwrap());
     // (PostgreSQL may give a racing claimer fewer than it asked for, never a taken item.)
@@ -188,13 +204,13 @@ async fn item_claims(store: Store) {
             .all(|i| i.input.as_deref() == Some(&[1u8, 2, 3][..]))
     );
     // The rest go to a third claimer; then nothing is left until the leases expire.
-    let z = tasks::claim_items(db, "t1", "w3", 100, 200, 10)
+    let z = tasks::claim_items(db, &task_no(1), "w3", 100, 200, 10)
         .await
         .unwrap();
     assert!(seqs(&z).is_disjoint(&seqs(&x)) && seqs(&z).is_disjoint(&seqs(&y)));
     assert_eq!(x.len() + y.len() + z.len(), 10);
     assert!(
-        tasks::claim_items(db, "t1", "w4", 150, 250, 10)
+        tasks::claim_items(db, &task_no(1), "w4", 150, 250, 10)
             .await
             .unwrap()
             .is_empty()
@@ -205,18 +221,20 @@ async fn item_claims(store: Store) {
     );
 
     // w1's lease ran out and w4 took its items over: w1 holds none of them any more.
-    let w4 = tasks::claim_items(db, "t1", "w4", 201, 300, 10)
+    let w4 = tasks::claim_items(db, &task_no(1), "w4", 201, 300, 10)
         .await
         .unwrap();
     assert_eq!(w4.len(), 10, "every expired item is claimable");
     let mut tx = db.begin().await.unwrap();
     assert!(
-        tasks::still_held(&mut tx, "t1", "w1", &x)
+        tasks::still_held(&mut tx, &task_no(1), "w1", &x)
             .await
             .unwrap()
             .is_empty()
     );
-    let held = tasks::still_held(&mut tx, "t1", "w4", &w4).await.unwrap();
+    let held = tasks::still_held(&mut tx, &task_no(1), "w4", &w4)
+        .await
+        .unwrap();
     assert_eq!(held.len(), 10);
     let outcomes: Vec<Outcome> = w4
         .iter()
@@ -228,7 +246,7 @@ async fn item_claims(store: Store) {
             error: (i.seq % 2 == 1).then(|| "bad".into()),
         })
         .collect();
-    tasks::record_outcomes(&mut tx, "t1", &outcomes, 250)
+    tasks::record_outcomes(&mut tx, &task_no(1), &outcomes, 250)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -236,19 +254,25 @@ async fn item_claims(store: Store) {
     // Nothing pending is left: the task is found for finishing, and its items read back.
     assert_eq!(
         tasks::without_pending(db, &[KIND]).await.unwrap(),
-        ["t1".to_owned()]
+        [task_no(1)]
     );
     let mut tx = db.begin().await.unwrap();
-    let done = tasks::lock_if_done(&mut tx, "t1").await.unwrap().unwrap();
+    let done = tasks::lock_if_done(&mut tx, &task_no(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((done.completed_items, done.failed_items), (5, 5));
-    tasks::complete(&mut tx, "t1", TaskStatus::Completed, 260)
+    tasks::complete(&mut tx, &task_no(1), TaskStatus::Completed, 260)
         .await
         .unwrap();
     tx.commit().await.unwrap();
     let mut tx = db.begin().await.unwrap();
-    assert_eq!(tasks::lock_if_done(&mut tx, "t1").await.unwrap(), None);
+    assert_eq!(
+        tasks::lock_if_done(&mut tx, &task_no(1)).await.unwrap(),
+        None
+    );
     drop(tx);
-    let (failed, total) = tasks::items(db, "t1", Some(ItemStatus::Failed), 0, 100)
+    let (failed, total) = tasks::items(db, &task_no(1), Some(ItemStatus::Failed), 0, 100)
         .await
         .unwrap();
     assert_eq!((failed.len(), total), (5, 5));
@@ -257,7 +281,7 @@ async fn item_claims(store: Store) {
             .iter()
             .all(|i| i.input.is_none() && i.error.as_deref() == Some("bad"))
     );
-    let (page, total) = tasks::items(db, "t1", None, 8, 5).await.unwrap();
+    let (page, total) = tasks::items(db, &task_no(1), None, 8, 5).await.unwrap();
     assert_eq!((page.len(), total), (2, 10));
     assert_eq!(page[0].seq, 9);
 }
@@ -269,39 +293,49 @@ async fn tasks_are_tenant_scoped(store: Store) {
     let db = &t.db;
     create_tenant(db, "a").await.unwrap();
     create_tenant(db, "b").await.unwrap();
-    insert(db, &task("ta", "a", 1), &[]).await;
+    insert(db, &task(&task_no(0xa), "a", 1), &[]).await;
     assert_eq!(
-        tasks::get(db, &tenant_id("a"), "ta")
+        tasks::get(db, &tenant_id("a"), &task_no(0xa))
             .await
             .unwrap()
-            .map(|t| t.id)
-            .as_deref(),
-        Some("ta")
+            .map(|t| t.id),
+        Some(task_no(0xa))
     );
-    assert_eq!(tasks::get(db, &tenant_id("b"), "ta").await.unwrap(), None);
+    assert_eq!(
+        tasks::get(db, &tenant_id("b"), &task_no(0xa))
+            .await
+            .unwrap(),
+        None
+    );
     // Read inside a transaction, a task inserted there is seen by its tenant only.
     let mut tx = db.begin().await.unwrap();
-    tasks::insert(&mut tx, &task("tb", "b", 2)).await.unwrap();
+    tasks::insert(&mut tx, &task(&task_no(0xb), "b", 2))
+        .await
+        .unwrap();
     assert!(
-        tasks::get(&mut tx, &tenant_id("b"), "tb")
+        tasks::get(&mut tx, &tenant_id("b"), &task_no(0xb))
             .await
             .unwrap()
             .is_some()
     );
     assert_eq!(
-        tasks::get(&mut tx, &tenant_id("a"), "tb").await.unwrap(),
+        tasks::get(&mut tx, &tenant_id("a"), &task_no(0xb))
+            .await
+            .unwrap(),
         None
     );
     drop(tx);
     assert_eq!(
-        tasks::get(db, &tenant_id("b"), "tb").await.unwrap(),
+        tasks::get(db, &tenant_id("b"), &task_no(0xb))
+            .await
+            .unwrap(),
         None,
         "rolled back"
     );
     // A task of a tenant that does not exist is refused.
     let mut tx = db.begin().await.unwrap();
     assert!(
-        tasks::insert(&mut tx, &task("tz", "nope", 3))
+        tasks::insert(&mut tx, &task(&task_no(0xf), "nope", 3))
             .await
             .is_err()
     );
@@ -313,18 +347,18 @@ async fn item_claims_take_one_batch(store: Store) {
     let t = TestDb::new(store).await;
     let db = &t.db;
     create_tenant(db, "a").await.unwrap();
-    let items: Vec<TaskItem> = (1..=10).map(|seq| item("t1", seq)).collect();
-    insert(db, &task("t1", "a", 10), &items).await;
+    let items: Vec<TaskItem> = (1..=10).map(|seq| item(&task_no(1), seq)).collect();
+    insert(db, &task(&task_no(1), "a", 10), &items).await;
     let seqs = |v: Vec<TaskItem>| v.into_iter().map(|i| i.seq).collect::<Vec<_>>();
-    let first = tasks::claim_items(db, "t1", "w1", 100, 200, 4)
+    let first = tasks::claim_items(db, &task_no(1), "w1", 100, 200, 4)
         .await
         .unwrap();
     assert_eq!(seqs(first), [1, 2, 3, 4]);
-    let second = tasks::claim_items(db, "t1", "w2", 100, 200, 4)
+    let second = tasks::claim_items(db, &task_no(1), "w2", 100, 200, 4)
         .await
         .unwrap();
     assert_eq!(seqs(second), [5, 6, 7, 8]);
-    let third = tasks::claim_items(db, "t1", "w3", 100, 200, 4)
+    let third = tasks::claim_items(db, &task_no(1), "w3", 100, 200, 4)
         .await
         .unwrap();
     assert_eq!(seqs(third), [9, 10]);

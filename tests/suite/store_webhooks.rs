@@ -11,14 +11,15 @@ use simvault::store::webhooks::{self, Attempt, NewDelivery};
 use simvault::store::{Db, StoreError};
 use simvault::vault::IntegrityKey;
 
-use crate::helpers::{Store, TestDb, both_stores, raw_sql, tenant_id};
+use crate::helpers::{Store, TestDb, both_stores, hook_no, raw_sql, tenant_id};
 use crate::store_contract::{create_tenant, test_key};
 
-fn hook(id: &str, tenant: &str) -> WebhookSubscription {
+/// Webhook `n` of `tenant`, sending to `https://h{n}.example/hook`.
+fn hook(n: u128, tenant: &str) -> WebhookSubscription {
     WebhookSubscription {
-        id: id.into(),
-        tenant_id: tenant.into(),
-        url: format!("https://{id}.example/hook"),
+        id: hook_no(n),
+        tenant_id: tenant_id(tenant),
+        url: format!("https://h{n}.example/hook"),
         events: r#"["sim.state_changed"]"#.into(),
         description: Some("d".into()),
         kek_version: 1,
@@ -36,7 +37,7 @@ fn event(id: &str, tenant: &str, at: i64) -> DomainEvent {
         completed_items: 0,
         failed_items: 0,
     };
-    DomainEvent::task_completed(tenant, task, at)
+    DomainEvent::task_completed(&tenant_id(tenant), task, at)
 }
 
 async fn add_hook(db: &Db, key: &IntegrityKey, w: &WebhookSubscription) {
@@ -60,8 +61,8 @@ async fn queue_deliveries(db: &Db, n: usize) {
         .iter()
         .map(|e| NewDelivery {
             id: format!("d-{}", e.id),
-            webhook_id: "h1".into(),
-            tenant_id: e.tenant_id.clone(),
+            webhook_id: hook_no(1),
+            tenant_id: tenant_id(&e.tenant_id),
             event_id: e.id.clone(),
             event_type: e.event_type.clone(),
         })
@@ -85,16 +86,16 @@ async fn webhooks_are_tenant_scoped(store: Store) {
     let key = test_key();
     create_tenant(db, "a").await.unwrap();
     create_tenant(db, "b").await.unwrap();
-    add_hook(db, &key, &hook("h1", "a")).await;
-    add_hook(db, &key, &hook("h2", "b")).await;
+    add_hook(db, &key, &hook(1, "a")).await;
+    add_hook(db, &key, &hook(2, "b")).await;
     assert_eq!(
-        webhooks::get(db, &key, &tenant_id("a"), "h1")
+        webhooks::get(db, &key, &tenant_id("a"), &hook_no(1))
             .await
             .unwrap(),
-        Some(hook("h1", "a"))
+        Some(hook(1, "a"))
     );
     assert_eq!(
-        webhooks::get(db, &key, &tenant_id("b"), "h1")
+        webhooks::get(db, &key, &tenant_id("b"), &hook_no(1))
             .await
             .unwrap(),
         None
@@ -102,23 +103,25 @@ async fn webhooks_are_tenant_scoped(store: Store) {
     let ids = |v: Vec<WebhookSubscription>| v.into_iter().map(|w| w.id).collect::<Vec<_>>();
     assert_eq!(
         ids(webhooks::list(db, &key, &tenant_id("a")).await.unwrap()),
-        ["h1"]
+        [hook_no(1)]
     );
     assert_eq!(
         ids(webhooks::list(db, &key, &tenant_id("b")).await.unwrap()),
-        ["h2"]
+        [hook_no(2)]
     );
     let mut tx = db.begin().await.unwrap();
-    let (good, bad) = webhooks::of_tenants(&mut tx, &key, &["a"]).await.unwrap();
-    assert_eq!((ids(good), bad.len()), (vec!["h1".to_owned()], 0));
+    let (good, bad) = webhooks::of_tenants(&mut tx, &key, &[&tenant_id("a")])
+        .await
+        .unwrap();
+    assert_eq!((ids(good), bad.len()), (vec![hook_no(1)], 0));
     assert!(
-        !webhooks::delete(&mut tx, &tenant_id("b"), "h1")
+        !webhooks::delete(&mut tx, &tenant_id("b"), &hook_no(1))
             .await
             .unwrap()
     );
     tx.commit().await.unwrap();
     assert!(
-        webhooks::get(db, &key, &tenant_id("a"), "h1")
+        webhooks::get(db, &key, &tenant_id("a"), &hook_no(1))
             .await
             .unwrap()
             .is_some()
@@ -126,25 +129,28 @@ async fn webhooks_are_tenant_scoped(store: Store) {
 
     // A swapped URL fails the row's check: get refuses it, the fan-out reports it.
     raw_sql!(db, p => sqlx::query(
-        "UPDATE webhooks SET url = 'https://evil.example/' WHERE id = 'h2'")
+        "UPDATE webhooks SET url = 'https://evil.example/' WHERE id = $1")
+        .bind(hook_no(2).to_string())
         .execute(p).await.map(|_| ()))
     .unwrap();
     assert!(matches!(
-        webhooks::get(db, &key, &tenant_id("b"), "h2").await,
+        webhooks::get(db, &key, &tenant_id("b"), &hook_no(2)).await,
         Err(StoreError::Integrity(_))
     ));
-    let (good, bad) = webhooks::of_tenants(db, &key, &["a", "b"]).await.unwrap();
-    assert_eq!((ids(good), bad.len()), (vec!["h1".to_owned()], 1));
+    let (good, bad) = webhooks::of_tenants(db, &key, &[&tenant_id("a"), &tenant_id("b")])
+        .await
+        .unwrap();
+    assert_eq!((ids(good), bad.len()), (vec![hook_no(1)], 1));
 
     let mut tx = db.begin().await.unwrap();
     assert!(
-        webhooks::delete(&mut tx, &tenant_id("a"), "h1")
+        webhooks::delete(&mut tx, &tenant_id("a"), &hook_no(1))
             .await
             .unwrap()
     );
     tx.commit().await.unwrap();
     assert_eq!(
-        webhooks::get(db, &key, &tenant_id("a"), "h1")
+        webhooks::get(db, &key, &tenant_id("a"), &hook_no(1))
             .await
             .unwrap(),
         None
@@ -159,7 +165,7 @@ async fn delivery_claims(store: Store) {
     let db = &t.db;
     let key = test_key();
     create_tenant(db, "a").await.unwrap();
-    add_hook(db, &key, &hook("h1", "a")).await;
+    add_hook(db, &key, &hook(1, "a")).await;
     assert!(!outbox::any_undispatched(db).await.unwrap());
     let mut tx = db.begin().await.unwrap();
     outbox::insert(&mut tx, &[event("probe", "a", 0)])
@@ -173,7 +179,13 @@ async fn delivery_claims(store: Store) {
     assert!(outbox::undispatched(&mut tx, 100).await.unwrap().is_empty());
     drop(tx);
     assert!(webhooks::any_due(db, 0).await.unwrap());
-    assert_eq!(webhooks::deliveries(db, "h1", 100, 0).await.unwrap().1, 10);
+    assert_eq!(
+        webhooks::deliveries(db, &hook_no(1), 100, 0)
+            .await
+            .unwrap()
+            .1,
+        10
+    );
 
     // One claim takes at most its batch.
     let first = webhooks::claim_due(db, &key, "w1", 5, 100, 4, &[])
@@ -252,7 +264,7 @@ async fn delivery_claims(store: Store) {
     assert_eq!(ids(&again), BTreeSet::from([first[3].id.clone()]));
     // Leases that ran out (at 100) are claimable again, except for a busy webhook.
     assert!(
-        webhooks::claim_due(db, &key, "w7", 101, 200, 10, &["h1".into()])
+        webhooks::claim_due(db, &key, "w7", 101, 200, 10, &[hook_no(1)])
             .await
             .unwrap()
             .is_empty()
@@ -267,7 +279,7 @@ async fn delivery_claims(store: Store) {
         .unwrap();
     assert!(ids(&later).contains(&first[1].id) && later.len() == 8);
 
-    let (page, total) = webhooks::deliveries(db, "h1", 100, 0).await.unwrap();
+    let (page, total) = webhooks::deliveries(db, &hook_no(1), 100, 0).await.unwrap();
     assert_eq!(total, 10);
     let of = |id: &str| page.iter().find(|p| p.id == id).unwrap();
     assert_eq!(
@@ -285,6 +297,12 @@ async fn delivery_claims(store: Store) {
         ),
         ("failed", Some("refused"))
     );
-    assert_eq!(webhooks::deliveries(db, "h2", 100, 0).await.unwrap().1, 0);
+    assert_eq!(
+        webhooks::deliveries(db, &hook_no(2), 100, 0)
+            .await
+            .unwrap()
+            .1,
+        0
+    );
 }
 both_stores!(delivery_claim_contract, delivery_claims);

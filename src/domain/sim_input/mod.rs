@@ -20,7 +20,7 @@ use super::sim::{
 };
 use super::sqn::{self, AuthData};
 use super::validation::{ValidationErrors, hex_array};
-use super::{SimId, Timestamp};
+use super::{SimId, TenantId, Timestamp};
 
 /// A validated request to create a SIM.
 ///
@@ -95,10 +95,10 @@ impl SimInput {
 
     /// The new SIM `id` of `tenant`, in `inventory`, and the secrets to store with it. OP
     /// must have been turned into OPc before.
-    pub fn into_sim(self, id: SimId, tenant: &str, now: Timestamp) -> (Sim, SecretChanges) {
+    pub fn into_sim(self, id: SimId, tenant: &TenantId, now: Timestamp) -> (Sim, SecretChanges) {
         let sim = Sim {
             id,
-            tenant_id: tenant.to_owned(),
+            tenant_id: tenant.clone(),
             iccid: self.iccid,
             imsi: self.imsi,
             msisdn: self.msisdn,

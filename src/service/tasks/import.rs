@@ -15,7 +15,7 @@ use crate::domain::event::{DomainEvent, SimChange};
 use crate::domain::link;
 use crate::domain::sim::SecretChanges;
 use crate::domain::task::{ItemStatus, TaskItem, TaskKind};
-use crate::domain::{Principal, Sim, SimInput, Task, TenantId, ValidationErrors};
+use crate::domain::{Principal, Sim, SimInput, Task, TaskId, TenantId, ValidationErrors};
 use crate::policy::{Action, Decision};
 use crate::service::audit::Event;
 use crate::service::{ServiceError, ServiceResult};
@@ -65,7 +65,7 @@ impl ImportGrant {
 /// task's own key as it arrives, so that neither the request nor the rows' secrets are ever
 /// held as one buffer; only the sealed items wait for the task to be written.
 pub struct ImportBatch {
-    task_id: String,
+    task_id: TaskId,
     tenant: TenantId,
     task_key: vault::Key,
     items: Vec<TaskItem>,
@@ -83,7 +83,7 @@ impl std::fmt::Debug for ImportBatch {
 impl ImportBatch {
     fn new(tenant: &TenantId) -> ServiceResult<Self> {
         Ok(ImportBatch {
-            task_id: uuid::Uuid::new_v4().to_string(),
+            task_id: TaskId::new(),
             tenant: tenant.clone(),
             task_key: vault::new_key()?,
             items: Vec::new(),
@@ -120,7 +120,7 @@ impl ImportBatch {
                 let text = Zeroizing::new(serde_json::to_vec(&input).map_err(|e| {
                     ServiceError::internal_because("an import row that does not serialise", e)
                 })?);
-                let aad = vault::task_item_aad(self.tenant.as_str(), &self.task_id, seq);
+                let aad = vault::task_item_aad(&self.tenant, &self.task_id, seq);
                 item.input = Some(vault::seal(&self.task_key, &text, &aad)?);
             }
             Err(errors) => {
@@ -207,7 +207,7 @@ impl Tasks {
             items,
             ..
         } = batch;
-        let tenant = principal.tenant.as_str();
+        let tenant = &principal.tenant;
         let mut tx = self.core.db.begin().await?;
         let (version, kek) = self.core.active_kek(&mut tx, tenant).await?;
         let wrapped = vault::seal(
@@ -229,7 +229,7 @@ impl Tasks {
         let reason = format!("task {task_id}: {total} row(s), {failed} invalid");
         self.commit_queued(tx, principal, (Action::ImportSims, &reason), policy_ids)
             .await?;
-        tracing::info!(task_id = %task_id, tenant, total, invalid = failed, "import queued");
+        tracing::info!(task_id = %task_id, tenant = %tenant, total, invalid = failed, "import queued");
         self.finish_if_done(&task_id).await?;
         Task::try_from(task)
     }
@@ -238,7 +238,7 @@ impl Tasks {
     /// outcomes, events and records.
     pub(super) async fn import_batch(&self, batch: Batch<'_>) -> ServiceResult<()> {
         let (task, items) = (batch.task, batch.items.as_slice());
-        let tenant = task.tenant_id.as_str();
+        let tenant = &task.tenant_id;
         let (Some(key_version), Some(wrapped)) = (task.kek_version, task.wrapped_key.as_ref())
         else {
             return Err(ServiceError::internal("import task without its key"));
@@ -325,7 +325,7 @@ impl Tasks {
                     &json!({"sim_id": sim.id, "iccid": sim.iccid.as_str()}),
                 ));
                 let change = SimChange::Created {
-                    task_id: Some(task.id.clone()),
+                    task_id: Some(task.id.to_string()),
                 };
                 events.push(DomainEvent::sim(sim, change, now));
                 reasons.push(format!("task {} line {}", task.id, line.unwrap_or(*seq)));

@@ -5,10 +5,10 @@ use serde_json::json;
 
 use super::{Batch, Grant, Tasks, failed, pending_item, succeeded};
 use crate::domain::Principal;
-use crate::domain::Task;
 use crate::domain::ValidationErrors;
 use crate::domain::link::{self, Link};
 use crate::domain::task::{TaskItem, TaskKind};
+use crate::domain::{Task, TaskId};
 use crate::policy::{Action, Decision};
 use crate::service::audit::Event;
 use crate::service::{Page, Plans, ServiceError, ServiceResult};
@@ -68,7 +68,7 @@ impl Tasks {
             ..
         } = grant;
         let principal = &principal;
-        let tenant = principal.tenant.as_str();
+        let tenant = &principal.tenant;
         let mut errors = ValidationErrors::new();
         for (i, plan) in request.plan_ids.iter().enumerate() {
             if plan_repo::get(&self.core.db, &principal.tenant, *plan)
@@ -81,7 +81,7 @@ impl Tasks {
         if !errors.is_empty() {
             return Err(errors.into());
         }
-        let task_id = uuid::Uuid::new_v4().to_string();
+        let task_id = TaskId::new();
         let items: Vec<TaskItem> = request
             .sim_ids
             .iter()
@@ -114,7 +114,7 @@ impl Tasks {
         );
         self.commit_queued(tx, principal, (Action::ProvisionLinks, &reason), policy_ids)
             .await?;
-        tracing::info!(task_id = %task_id, tenant, total, "link provisioning queued");
+        tracing::info!(task_id = %task_id, tenant = %tenant, total, "link provisioning queued");
         Task::try_from(task)
     }
 }
@@ -163,7 +163,7 @@ impl Tasks {
     /// their outcomes and records.
     pub(super) async fn links_batch(&self, batch: Batch<'_>) -> ServiceResult<()> {
         let (task, items) = (batch.task, batch.items.as_slice());
-        let tenant = task.tenant_id.as_str();
+        let tenant = &task.tenant_id;
         let params = &task.params;
         let prefix = params["name_prefix"]
             .as_str()
@@ -172,10 +172,7 @@ impl Tasks {
         let counter_start = params["counter_start"].as_u64().unwrap_or(1);
         let plan_ids: Vec<uuid::Uuid> =
             serde_json::from_value(params["plan_ids"].clone()).unwrap_or_default();
-        let task_id: uuid::Uuid = task
-            .id
-            .parse()
-            .map_err(|_| ServiceError::internal("corrupt task id"))?;
+        let task_id = task.id;
         let now = self.core.clock.now();
         let mut tx = self.core.db.begin().await?;
         let held = batch.still_held(&mut tx).await?;
@@ -217,11 +214,11 @@ impl Tasks {
             let index = u64::try_from(item.seq - 1).unwrap_or(0);
             let link = Link {
                 id: uuid::Uuid::new_v4(),
-                tenant_id: tenant.to_owned(),
+                tenant_id: tenant.clone(),
                 sim_id: sim.id,
                 name: link::name(&prefix, counter_start, index),
                 plan_ids: plan_ids.clone(),
-                task_id: Some(task_id),
+                task_id: Some(task_id.into()),
                 created_at: now,
             };
             match link_repo::insert(&mut tx, &integrity, &link).await? {

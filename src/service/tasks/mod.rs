@@ -30,7 +30,7 @@ use super::{ServiceError, ServiceResult};
 use crate::domain::audit::AuditOutcome;
 use crate::domain::event::{DomainEvent, TaskCompletion};
 use crate::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
-use crate::domain::{Principal, Task, TenantId};
+use crate::domain::{Principal, Task, TaskId, TenantId};
 use crate::policy::Action;
 use crate::store::tasks::{self, Outcome};
 use crate::store::{Tx, outbox};
@@ -82,11 +82,11 @@ fn actor_of(task: &TaskRecord) -> ServiceResult<Principal> {
     if let Some(fields) = actor.as_object_mut() {
         fields
             .entry("tenant")
-            .or_insert_with(|| task.tenant_id.clone().into());
+            .or_insert_with(|| task.tenant_id.as_str().into());
     }
     let actor: Principal = serde_json::from_value(actor)
         .map_err(|e| ServiceError::internal_because("task without a valid actor", e))?;
-    if actor.tenant.as_str() != task.tenant_id {
+    if actor.tenant != task.tenant_id {
         return Err(ServiceError::internal("a task's actor of another tenant"));
     }
     Ok(actor)
@@ -121,9 +121,9 @@ fn lease_micros(lease: Duration) -> i64 {
 
 /// A pending item of task `task_id` at `index` (from 0; items are numbered from 1), with
 /// nothing attached yet.
-fn pending_item(task_id: &str, index: usize) -> TaskItem {
+fn pending_item(task_id: &TaskId, index: usize) -> TaskItem {
     TaskItem {
-        task_id: task_id.to_owned(),
+        task_id: *task_id,
         seq: i64::try_from(index).unwrap_or(i64::MAX) + 1,
         line: None,
         status: ItemStatus::Pending,
@@ -158,15 +158,15 @@ fn failed(seq: i64, error: &str) -> Outcome {
 
 /// A new pending task of `kind` at `now`, with no item counted and no key of its own.
 fn pending_task(
-    id: &str,
-    tenant: &str,
+    id: TaskId,
+    tenant: &TenantId,
     kind: TaskKind,
     params: serde_json::Value,
     now: i64,
 ) -> TaskRecord {
     TaskRecord {
-        id: id.to_owned(),
-        tenant_id: tenant.to_owned(),
+        id,
+        tenant_id: tenant.clone(),
         kind,
         status: TaskStatus::Pending,
         params,
@@ -196,7 +196,7 @@ impl Tasks {
     async fn queue_task(
         &self,
         tx: &mut Tx,
-        (id, tenant, kind): (&str, &str, TaskKind),
+        (id, tenant, kind): (&TaskId, &TenantId, TaskKind),
         params: serde_json::Value,
         key: Option<(i64, Vec<u8>)>,
         items: &[TaskItem],
@@ -214,7 +214,7 @@ impl Tasks {
             ),
             kek_version,
             wrapped_key,
-            ..pending_task(id, tenant, kind, params, now)
+            ..pending_task(*id, tenant, kind, params, now)
         };
         tasks::insert(tx, &task).await?;
         tasks::insert_items(tx, items).await?;
@@ -277,7 +277,7 @@ impl Tasks {
     pub async fn advance_task(
         &self,
         tenant: &TenantId,
-        id: uuid::Uuid,
+        id: TaskId,
         owner: &str,
         lease: Duration,
     ) -> ServiceResult<Option<(Task, bool)>> {
@@ -338,7 +338,7 @@ impl Tasks {
 
     /// Completes an item task with no pending item left: status, `task.completed` event and
     /// record, and its key destroyed, in one transaction (only one worker gets to do it).
-    async fn finish_if_done(&self, task_id: &str) -> ServiceResult<()> {
+    async fn finish_if_done(&self, task_id: &TaskId) -> ServiceResult<()> {
         let mut tx = self.core.db.begin().await?;
         let Some(task) = tasks::lock_if_done(&mut tx, task_id).await? else {
             return Ok(());
@@ -356,10 +356,15 @@ impl Tasks {
             "task {task_id}: {} succeeded, {} failed",
             task.completed_items, task.failed_items
         );
-        self.audit_completed(&mut tx, (&task.tenant_id, "system:tasks"), action, &reason)
-            .await?;
+        self.audit_completed(
+            &mut tx,
+            (task.tenant_id.as_str(), "system:tasks"),
+            action,
+            &reason,
+        )
+        .await?;
         tx.commit().await?;
-        tracing::info!(task_id, kind = %task.kind, completed = task.completed_items, failed = task.failed_items, "task completed");
+        tracing::info!(%task_id, kind = %task.kind, completed = task.completed_items, failed = task.failed_items, "task completed");
         Ok(())
     }
 
@@ -372,7 +377,7 @@ impl Tasks {
         now: i64,
     ) -> ServiceResult<()> {
         let completion = TaskCompletion {
-            task_id: task.id.clone(),
+            task_id: task.id.to_string(),
             kind: task.kind.as_str().to_owned(),
             status: status.as_str().to_owned(),
             total_items: task.total_items,
@@ -462,10 +467,10 @@ async fn item_loop(tasks: Tasks, lease: Duration, poll: Duration, stop: watch::R
 mod tests {
     use super::*;
 
-    fn task(tenant: &str, actor: serde_json::Value) -> TaskRecord {
+    fn task(tenant: &TenantId, actor: serde_json::Value) -> TaskRecord {
         TaskRecord {
-            id: "t1".into(),
-            tenant_id: tenant.into(),
+            id: TaskId::from(uuid::Uuid::from_u128(1)),
+            tenant_id: tenant.clone(),
             kind: TaskKind::Import,
             status: TaskStatus::Running,
             params: serde_json::json!({ "actor": actor }),
@@ -486,7 +491,11 @@ mod tests {
             "subject": "prov", "roles": ["provisioner"], "auth_method": "mtls",
             "credential": "ab12", "client_addr": "192.0.2.7:1234", "request_id": "r-9"
         });
-        let actor = actor_of(&task("acme", first_release.clone())).unwrap();
+        let actor = actor_of(&task(
+            &crate::domain::tenant::tenant("acme"),
+            first_release.clone(),
+        ))
+        .unwrap();
         assert_eq!(actor.tenant.as_str(), "acme");
         assert_eq!(actor.subject, "prov");
         assert_eq!(actor.auth_method, crate::domain::AuthMethod::Mtls);
@@ -494,16 +503,35 @@ mod tests {
         assert_eq!(actor.origin.request_id.as_deref(), Some("r-9"));
         // This release writes the tenant too, and reads back what it wrote.
         let written = serde_json::to_value(&actor).unwrap();
-        assert_eq!(actor_of(&task("acme", written.clone())).unwrap(), actor);
+        assert_eq!(
+            actor_of(&task(
+                &crate::domain::tenant::tenant("acme"),
+                written.clone()
+            ))
+            .unwrap(),
+            actor
+        );
 
         // Never another tenant's actor, and nothing this release does not know.
-        assert!(actor_of(&task("other", written)).is_err());
+        assert!(actor_of(&task(&crate::domain::tenant::tenant("other"), written)).is_err());
         let mut unknown_method = first_release.clone();
         unknown_method["auth_method"] = "kerberos".into();
-        assert!(actor_of(&task("acme", unknown_method)).is_err());
+        assert!(
+            actor_of(&task(
+                &crate::domain::tenant::tenant("acme"),
+                unknown_method
+            ))
+            .is_err()
+        );
         let mut unknown_role = first_release;
         unknown_role["roles"] = serde_json::json!(["root"]);
-        assert!(actor_of(&task("acme", unknown_role)).is_err());
-        assert!(actor_of(&task("acme", serde_json::Value::Null)).is_err());
+        assert!(actor_of(&task(&crate::domain::tenant::tenant("acme"), unknown_role)).is_err());
+        assert!(
+            actor_of(&task(
+                &crate::domain::tenant::tenant("acme"),
+                serde_json::Value::Null
+            ))
+            .is_err()
+        );
     }
 }

@@ -10,7 +10,7 @@ use super::{Tasks, lease_micros, pending_task};
 use crate::domain::audit::AuditOutcome;
 use crate::domain::keys::{KeyState, StaleDek, TenantKey};
 use crate::domain::task::{KEK_ROTATION_DUE_AT, TaskKind, TaskRecord, TaskStatus};
-use crate::domain::{KeyVersion, Principal, SimId, Task};
+use crate::domain::{KeyVersion, Principal, SimId, Task, TaskId, TenantId};
 use crate::policy::Action;
 use crate::service::{Admin, ServiceError, ServiceResult};
 use crate::store::keys;
@@ -45,7 +45,7 @@ impl Tasks {
         actor: &Principal,
         policy_ids: Vec<String>,
     ) -> ServiceResult<Task> {
-        let tenant = actor.tenant.as_str();
+        let tenant = &actor.tenant;
         let mut tx = self.core.db.begin().await?;
         let (current, _) = self.core.active_kek(&mut tx, tenant).await?;
         let version = current + 1;
@@ -71,7 +71,7 @@ impl Tasks {
         let task = TaskRecord {
             total_items: keys::count_below(&self.core.db, tenant, version).await?,
             ..pending_task(
-                &uuid::Uuid::new_v4().to_string(),
+                TaskId::new(),
                 tenant,
                 ROTATION_TASK,
                 serde_json::json!({"to_version": version}),
@@ -82,7 +82,7 @@ impl Tasks {
         let reason = format!("new key version {version}, task {}", task.id);
         self.commit_queued(tx, actor, (Action::RotateKeys, &reason), policy_ids)
             .await?;
-        tracing::info!(tenant, version, task_id = %task.id, "key rotation started");
+        tracing::info!(tenant = %tenant, version, task_id = %task.id, "key rotation started");
         Task::try_from(task)
     }
 }
@@ -94,7 +94,7 @@ impl Admin {
         self.core
             .authorize_in_tenant(principal, Action::ReadKeys)
             .await?;
-        let tenant = principal.tenant.as_str();
+        let tenant = &principal.tenant;
         let counts = keys::dek_counts(&self.core.db, tenant).await?;
         let versions: Vec<KeyVersion> = keys::keks(&self.core.db, &*self.core.row_key()?, tenant)
             .await?
@@ -130,7 +130,7 @@ impl Tasks {
         owner: &str,
         lease: Duration,
         stop: &watch::Receiver<bool>,
-    ) -> ServiceResult<Option<String>> {
+    ) -> ServiceResult<Option<TaskId>> {
         let lease_us = lease_micros(lease);
         let now = self.core.clock.now();
         let Some(task) =
@@ -162,7 +162,7 @@ impl Tasks {
                 let reason = format!("key version {target}, task {}", task.id);
                 self.audit_completed(
                     &mut tx,
-                    (&tenant, "system:key-rotation"),
+                    (tenant.as_str(), "system:key-rotation"),
                     Action::RotateKeys,
                     &reason,
                 )
@@ -207,7 +207,7 @@ impl Tasks {
 
     async fn rewrap(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         dek: &StaleDek,
         target: i64,
         new_kek: &vault::Key,

@@ -3,7 +3,7 @@
 
 use super::Tasks;
 use crate::domain::task::{ItemStatus, TaskItem, TaskRecord};
-use crate::domain::{Principal, Task, TenantId};
+use crate::domain::{Principal, Task, TaskId, TenantId};
 use crate::policy::{Action, Context, Resource};
 use crate::service::{Page, ServiceError, ServiceResult};
 use crate::store::tasks;
@@ -41,10 +41,7 @@ impl TryFrom<TaskRecord> for Task {
     type Error = ServiceError;
     fn try_from(r: TaskRecord) -> ServiceResult<Task> {
         Ok(Task {
-            id: r
-                .id
-                .parse()
-                .map_err(|_| ServiceError::internal("corrupt task id"))?,
+            id: r.id,
             kind: r.kind,
             status: r.status,
             total_items: r.total_items,
@@ -59,7 +56,7 @@ impl TryFrom<TaskRecord> for Task {
 impl Tasks {
     /// `GET /v1/tasks/{id}`.
     #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "get_task"))]
-    pub async fn get_task(&self, principal: &Principal, id: uuid::Uuid) -> ServiceResult<Task> {
+    pub async fn get_task(&self, principal: &Principal, id: TaskId) -> ServiceResult<Task> {
         let row = self
             .task_row(&principal.tenant, id)
             .await?
@@ -81,7 +78,7 @@ impl Tasks {
     pub async fn task_items(
         &self,
         principal: &Principal,
-        id: uuid::Uuid,
+        id: TaskId,
         status: Option<ItemStatus>,
         page: u32,
         page_size: u32,
@@ -96,11 +93,7 @@ impl Tasks {
 
     /// Task `id` of `tenant` as the host that queued it sees it (`simvault import`,
     /// `simvault keys rotate`): asked of no policy, as the host queues its tasks.
-    pub async fn host_task(
-        &self,
-        tenant: &TenantId,
-        id: uuid::Uuid,
-    ) -> ServiceResult<Option<Task>> {
+    pub async fn host_task(&self, tenant: &TenantId, id: TaskId) -> ServiceResult<Option<Task>> {
         self.task_row(tenant, id)
             .await?
             .map(Task::try_from)
@@ -111,9 +104,9 @@ impl Tasks {
     pub(super) async fn task_row(
         &self,
         tenant: &TenantId,
-        id: uuid::Uuid,
+        id: TaskId,
     ) -> ServiceResult<Option<TaskRecord>> {
-        Ok(tasks::get(&self.core.db, tenant, &id.to_string()).await?)
+        Ok(tasks::get(&self.core.db, tenant, &id).await?)
     }
 
     /// Up to `limit` items of the host's task `id` from `offset`, in request order, optionally
@@ -121,7 +114,7 @@ impl Tasks {
     pub async fn host_task_items(
         &self,
         tenant: &TenantId,
-        id: uuid::Uuid,
+        id: TaskId,
         status: Option<ItemStatus>,
         offset: i64,
         limit: i64,
@@ -134,13 +127,12 @@ impl Tasks {
 
     async fn items_of(
         &self,
-        id: uuid::Uuid,
+        id: TaskId,
         status: Option<ItemStatus>,
         offset: i64,
         limit: i64,
     ) -> ServiceResult<(Vec<Item>, i64)> {
-        let (rows, total) =
-            tasks::items(&self.core.db, &id.to_string(), status, offset, limit).await?;
+        let (rows, total) = tasks::items(&self.core.db, &id, status, offset, limit).await?;
         let items = rows
             .into_iter()
             .map(Item::try_from)

@@ -1,6 +1,7 @@
 //! Per-SIM DEKs (wrapped under a tenant KEK version) and the sealed secret fields they
 //! encrypt; the DEK counts and stale DEKs that KEK rotation works through.
 
+use crate::domain::TenantId;
 use crate::domain::keys::{StaleDek, WrappedDek};
 use crate::store::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
 
@@ -37,7 +38,7 @@ pub async fn dek(
 
 pub async fn insert_dek(
     tx: &mut Tx,
-    tenant: &str,
+    tenant: &TenantId,
     sim_id: &crate::domain::SimId,
     row: &WrappedDek,
     now: i64,
@@ -46,7 +47,7 @@ pub async fn insert_dek(
         "INSERT INTO sim_deks (sim_id, tenant_id, kek_version, format, wrapped_dek, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $6)")
         .bind(sim_id.to_string())
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(row.kek_version)
         .bind(row.format)
         .bind(&row.wrapped_dek)
@@ -60,7 +61,7 @@ pub async fn insert_dek(
 /// Inserts the DEKs of new SIMs of one tenant: `(sim id, wrapped DEK)`.
 pub async fn insert_deks(
     tx: &mut Tx,
-    tenant: &str,
+    tenant: &TenantId,
     deks: &[(String, WrappedDek)],
     now: i64,
 ) -> StoreResult<()> {
@@ -75,7 +76,7 @@ pub async fn insert_deks(
             for (sim_id, row) in chunk {
                 q = q
                     .bind(sim_id)
-                    .bind(tenant)
+                    .bind(tenant.as_str())
                     .bind(row.kek_version)
                     .bind(row.format)
                     .bind(&row.wrapped_dek)
@@ -192,24 +193,27 @@ pub async fn shred(tx: &mut Tx, sim_id: &crate::domain::SimId) -> StoreResult<()
 /// How many DEKs of a tenant are wrapped under a version below `version`.
 pub async fn count_below(
     conn: impl Into<Conn<'_>>,
-    tenant: &str,
+    tenant: &TenantId,
     version: i64,
 ) -> StoreResult<i64> {
     let mut conn = conn.into();
     Ok(on_conn!(conn, c => sqlx::query_scalar(
         "SELECT count(*) FROM sim_deks WHERE tenant_id = $1 AND kek_version < $2")
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(version)
         .fetch_one(c)
         .await)?)
 }
 
 /// How many DEKs each KEK version of a tenant wraps now.
-pub async fn dek_counts(conn: impl Into<Conn<'_>>, tenant: &str) -> StoreResult<Vec<(i64, i64)>> {
+pub async fn dek_counts(
+    conn: impl Into<Conn<'_>>,
+    tenant: &TenantId,
+) -> StoreResult<Vec<(i64, i64)>> {
     let mut conn = conn.into();
     Ok(on_conn!(conn, c => sqlx::query_as(
         "SELECT kek_version, count(*) FROM sim_deks WHERE tenant_id = $1 GROUP BY kek_version")
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_all(c)
         .await)?)
 }
@@ -227,7 +231,7 @@ struct StaleDekRow {
 /// after `after`.
 pub async fn stale_deks(
     conn: impl Into<Conn<'_>>,
-    tenant: &str,
+    tenant: &TenantId,
     version: i64,
     after: &str,
     limit: i64,
@@ -236,7 +240,7 @@ pub async fn stale_deks(
     let rows: Vec<StaleDekRow> = on_conn!(conn, c => sqlx::query_as(
         "SELECT sim_id, kek_version, format, wrapped_dek FROM sim_deks \
          WHERE tenant_id = $1 AND kek_version < $2 AND sim_id > $3 ORDER BY sim_id LIMIT $4")
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(version)
         .bind(after)
         .bind(limit)

@@ -11,6 +11,7 @@ mod deks;
 pub use deks::*;
 
 use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
+use crate::domain::TenantId;
 use crate::domain::keys::{KeyState, TenantKey};
 use crate::vault::{IntegrityKey, Purpose, RowParts};
 
@@ -61,7 +62,7 @@ impl TryFrom<TenantKeyRow> for TenantKey {
     type Error = StoreError;
     fn try_from(r: TenantKeyRow) -> StoreResult<Self> {
         Ok(TenantKey {
-            tenant_id: r.tenant_id,
+            tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
             version: r.version,
             format: r.format,
             wrapped_key: r.wrapped_key,
@@ -95,7 +96,7 @@ fn key_parts(tenant: &str, version: i64, state: &str, retired_at: Option<i64>) -
 
 fn key_mac(integrity: &IntegrityKey, row: &TenantKey) -> Vec<u8> {
     let parts = key_parts(
-        &row.tenant_id,
+        row.tenant_id.as_str(),
         row.version,
         row.state.as_str(),
         row.retired_at,
@@ -133,7 +134,7 @@ fn checked_all(integrity: &IntegrityKey, rows: Vec<StoredKey>) -> StoreResult<Ve
 pub async fn active_kek(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
-    tenant: &str,
+    tenant: &TenantId,
 ) -> StoreResult<Option<TenantKey>> {
     Ok(keks(conn, integrity, tenant)
         .await?
@@ -146,7 +147,7 @@ pub async fn active_kek(
 pub async fn kek(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
-    tenant: &str,
+    tenant: &TenantId,
     version: i64,
 ) -> StoreResult<Option<TenantKey>> {
     let mut conn = conn.into();
@@ -154,7 +155,7 @@ pub async fn kek(
         "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 AND version = $2"
     ));
     let row: Option<StoredKey> = on_conn!(conn, c => sqlx::query_as(sql)
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(version)
         .fetch_optional(c)
         .await)?;
@@ -165,13 +166,13 @@ pub async fn kek(
 pub async fn keks(
     conn: impl Into<Conn<'_>>,
     integrity: &IntegrityKey,
-    tenant: &str,
+    tenant: &TenantId,
 ) -> StoreResult<Vec<TenantKey>> {
     let mut conn = conn.into();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM tenant_keys WHERE tenant_id = $1 ORDER BY version"
     ));
-    let rows = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant).fetch_all(c).await)?;
+    let rows = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).fetch_all(c).await)?;
     checked_all(integrity, rows)
 }
 
@@ -186,7 +187,7 @@ pub async fn insert_kek(
         "INSERT INTO tenant_keys (tenant_id, version, format, wrapped_key, state, wrapped_deks, \
          created_at, retired_at, mac) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, version) DO NOTHING")
-        .bind(&row.tenant_id)
+        .bind(row.tenant_id.as_str())
         .bind(row.version)
         .bind(row.format)
         .bind(&row.wrapped_key)
@@ -214,7 +215,7 @@ async fn set_state(
     on_tx!(tx, c => sqlx::query(
         "UPDATE tenant_keys SET state = $3, retired_at = $4, mac = $5 \
          WHERE tenant_id = $1 AND version = $2")
-        .bind(&row.tenant_id)
+        .bind(row.tenant_id.as_str())
         .bind(row.version)
         .bind(row.state.as_str())
         .bind(row.retired_at)
@@ -230,7 +231,7 @@ async fn set_state(
 async fn below_in_state(
     tx: &mut Tx,
     integrity: &IntegrityKey,
-    tenant: &str,
+    tenant: &TenantId,
     version: i64,
     state: KeyState,
     extra: &str,
@@ -241,7 +242,7 @@ async fn below_in_state(
          AND state = $3{extra} ORDER BY version{lock}"
     ));
     let rows = on_tx!(tx, c => sqlx::query_as(sql)
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(version)
         .bind(state.as_str())
         .fetch_all(&mut *c)
@@ -253,7 +254,7 @@ async fn below_in_state(
 pub async fn retire_older(
     tx: &mut Tx,
     integrity: &IntegrityKey,
-    tenant: &str,
+    tenant: &TenantId,
     version: i64,
 ) -> StoreResult<()> {
     for row in below_in_state(tx, integrity, tenant, version, KeyState::Active, "").await? {
@@ -266,7 +267,7 @@ pub async fn retire_older(
 pub async fn retire_unused(
     tx: &mut Tx,
     integrity: &IntegrityKey,
-    tenant: &str,
+    tenant: &TenantId,
     version: i64,
     now: i64,
 ) -> StoreResult<()> {
@@ -279,10 +280,10 @@ pub async fn retire_unused(
 }
 
 /// Adds `n` to the count of DEKs wrapped under a version.
-pub async fn count_wraps(tx: &mut Tx, tenant: &str, version: i64, n: i64) -> StoreResult<()> {
+pub async fn count_wraps(tx: &mut Tx, tenant: &TenantId, version: i64, n: i64) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "UPDATE tenant_keys SET wrapped_deks = wrapped_deks + $3 WHERE tenant_id = $1 AND version = $2")
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(version)
         .bind(n)
         .execute(&mut *c)
@@ -313,7 +314,7 @@ pub async fn adopt(tx: &mut Tx, integrity: &IntegrityKey) -> StoreResult<u64> {
     for StoredKey { row, .. } in rows {
         on_tx!(tx, c => sqlx::query(
             "UPDATE tenant_keys SET mac = $3 WHERE tenant_id = $1 AND version = $2")
-            .bind(&row.tenant_id)
+            .bind(row.tenant_id.as_str())
             .bind(row.version)
             .bind(stored_key_mac(integrity, &row))
             .execute(&mut *c)
@@ -326,14 +327,14 @@ pub async fn adopt(tx: &mut Tx, integrity: &IntegrityKey) -> StoreResult<u64> {
 /// Replaces the wrapping of one KEK version.
 pub async fn rewrap_kek(
     tx: &mut Tx,
-    tenant: &str,
+    tenant: &TenantId,
     version: i64,
     format: i64,
     wrapped: &[u8],
 ) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "UPDATE tenant_keys SET format = $3, wrapped_key = $4 WHERE tenant_id = $1 AND version = $2")
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(version)
         .bind(format)
         .bind(wrapped)

@@ -12,7 +12,7 @@ pub(super) fn sim_parts(sim: &Sim) -> RowParts {
     let c = &sim.counters;
     RowParts::default()
         .text(&sim.id.to_string())
-        .text(&sim.tenant_id)
+        .text(sim.tenant_id.as_str())
         .text(sim.iccid.as_str())
         .opt_text(sim.imsi.as_ref().map(Imsi::as_str))
         .opt_text(sim.eid.as_ref().map(Eid::as_str))
@@ -50,7 +50,7 @@ impl SimRow {
         if let Some(link) = &sim.link {
             let parts = crate::store::links::link_parts(
                 &link.id,
-                &sim.tenant_id,
+                sim.tenant_id.as_str(),
                 &sim.id,
                 &link.name,
                 &link.plan_ids,

@@ -2,6 +2,7 @@
 
 use super::{SQL, SimRow, link_columns};
 use crate::domain::Sim;
+use crate::domain::TenantId;
 use crate::domain::sim::SimListQuery;
 use crate::store::{Bind, Db, Dialect, SqlBuilder, StoreResult, bind_all, like_escape, on_pool};
 use crate::vault::IntegrityKey;
@@ -32,7 +33,7 @@ fn fts_trigrams(term: &str, column: Option<&str>) -> String {
     parts.join(" AND ")
 }
 
-fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &str, q: &SimListQuery) {
+fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &TenantId, q: &SimListQuery) {
     b.push(" FROM sims s WHERE s.tenant_id = ")
         .bind_text(tenant_id);
     b.push(" AND s.deleted_at IS NULL");
@@ -145,7 +146,7 @@ struct CountedRow {
 pub async fn list(
     db: &Db,
     integrity: &IntegrityKey,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     q: &SimListQuery,
 ) -> StoreResult<(Vec<Sim>, u64)> {
     let dialect = db.dialect();

@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use sqlx::types::Json;
 
 use super::{Db, SqlBuilder, StoreError, StoreResult, Tx, bind_all, on_pool, on_tx};
+use crate::domain::TenantId;
 use crate::domain::keys::{SealedSecret, WrappedDek};
 use crate::domain::link::LinkRef;
 use crate::domain::sim::{SimState, SimType};
@@ -163,7 +164,7 @@ impl SimRow {
         let r = self;
         Ok(Sim {
             id: r.id.parse().map_err(|_| corrupt("id"))?,
-            tenant_id: r.tenant_id,
+            tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
             iccid: Iccid::parse(&r.iccid, LuhnPolicy::Relaxed).map_err(|_| corrupt("iccid"))?,
             imsi: r
                 .imsi
@@ -275,7 +276,7 @@ macro_rules! bind_sim {
         let sim: &Sim = $sim;
         $query
             .bind(sim.id.to_string())
-            .bind(&sim.tenant_id)
+            .bind(sim.tenant_id.as_str())
             .bind(sim.iccid.as_str())
             .bind(sim.imsi.as_ref().map(Imsi::as_str))
             .bind(sim.msisdn.as_ref().map(Msisdn::as_str))
@@ -376,7 +377,7 @@ fn key_clause(b: &mut SqlBuilder, key: &SimKey) {
     };
 }
 
-fn select_one(tenant_id: &str, key: &SimKey) -> SqlBuilder {
+fn select_one(tenant_id: &TenantId, key: &SimKey) -> SqlBuilder {
     let mut b = SqlBuilder::default();
     b.push("SELECT ")
         .push(COLUMNS)
@@ -392,7 +393,7 @@ fn select_one(tenant_id: &str, key: &SimKey) -> SqlBuilder {
 pub async fn get(
     db: &Db,
     integrity: &IntegrityKey,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     key: &SimKey,
 ) -> StoreResult<Option<Sim>> {
     let b = select_one(tenant_id, key);
@@ -408,7 +409,7 @@ pub async fn get(
 pub async fn get_for_update(
     tx: &mut Tx,
     integrity: &IntegrityKey,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     key: &SimKey,
 ) -> StoreResult<Option<Sim>> {
     let mut b = select_one(tenant_id, key);
@@ -437,7 +438,7 @@ struct SimWithSecretRow {
 pub async fn get_with_secrets(
     db: &Db,
     integrity: &IntegrityKey,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     key: &SimKey,
 ) -> StoreResult<Option<(Sim, Option<(WrappedDek, Vec<SealedSecret>)>)>> {
     let mut b = SqlBuilder::default();
@@ -491,11 +492,19 @@ pub async fn get_with_secrets(
 }
 
 /// A SIM claimed for an upstream sync round.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncClaim {
     pub id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub iccid: String,
+}
+
+/// A [`SyncClaim`] as read.
+#[derive(sqlx::FromRow)]
+struct SyncClaimRow {
+    id: String,
+    tenant_id: String,
+    iccid: String,
 }
 
 /// Claims up to `limit` live SIMs due for a sync at `now`, making them due again at `next`.
@@ -509,9 +518,18 @@ pub async fn claim_due(db: &Db, now: i64, next: i64, limit: i64) -> StoreResult<
         "UPDATE sims SET sync_due_at = $2 FROM picked WHERE id = picked.pick \
          RETURNING id, tenant_id, iccid",
     ));
-    let claimed = on_tx!(&mut tx, c => sqlx::query_as(sql).bind(now).bind(next).bind(limit).fetch_all(&mut *c).await)?;
+    let claimed: Vec<SyncClaimRow> = on_tx!(&mut tx, c => sqlx::query_as(sql).bind(now).bind(next).bind(limit).fetch_all(&mut *c).await)?;
     tx.commit().await?;
-    Ok(claimed)
+    claimed
+        .into_iter()
+        .map(|r| {
+            Ok(SyncClaim {
+                tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
+                id: r.id,
+                iccid: r.iccid,
+            })
+        })
+        .collect()
 }
 
 /// Makes a SIM due for a sync again at `at` (after a failed attempt, with backoff).
