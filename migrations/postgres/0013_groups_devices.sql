@@ -1,0 +1,59 @@
+-- SIM groups and devices become resources of their tenant. A SIM belongs to at most one of
+-- each; its group_id / device_id are real foreign keys (ON DELETE RESTRICT), so the database
+-- itself refuses a SIM naming a group or device that does not exist.
+CREATE TABLE groups (
+    id                   TEXT PRIMARY KEY,
+    tenant_id            TEXT NOT NULL REFERENCES tenants(id),
+    name                 TEXT NOT NULL,
+    description          TEXT,
+    data_limit           TEXT,                          -- JSON {amount, unit}, or NULL
+    imei_lock            BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at           BIGINT NOT NULL,
+    updated_at           BIGINT NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+
+CREATE INDEX groups_tenant_created ON groups (tenant_id, created_at, id);
+
+CREATE TABLE devices (
+    id                   TEXT PRIMARY KEY,
+    tenant_id            TEXT NOT NULL REFERENCES tenants(id),
+    name                 TEXT NOT NULL,
+    imei                 TEXT,
+    metadata             TEXT NOT NULL DEFAULT '{}',    -- JSON object
+    created_at           BIGINT NOT NULL,
+    updated_at           BIGINT NOT NULL,
+    UNIQUE (tenant_id, name)
+);
+
+CREATE INDEX devices_tenant_created ON devices (tenant_id, created_at, id);
+
+-- Today's free-text labels become groups and devices of that name, per tenant: only labels a
+-- live SIM carries (a tombstone's label names nothing anyone manages), never an empty one.
+-- The new ids are random UUIDs made without gen_random_uuid (built in only from PostgreSQL 13).
+INSERT INTO groups (id, tenant_id, name, description, data_limit, imei_lock, created_at, updated_at)
+SELECT md5(random()::text || clock_timestamp()::text || tenant_id || group_id)::uuid::text,
+       tenant_id, group_id, NULL, NULL, FALSE, min(created_at), min(created_at)
+FROM sims
+WHERE deleted_at IS NULL AND group_id IS NOT NULL AND group_id <> ''
+GROUP BY tenant_id, group_id;
+
+INSERT INTO devices (id, tenant_id, name, imei, metadata, created_at, updated_at)
+SELECT md5(random()::text || clock_timestamp()::text || tenant_id || device_id)::uuid::text,
+       tenant_id, device_id, NULL, '{}', min(created_at), min(created_at)
+FROM sims
+WHERE deleted_at IS NULL AND device_id IS NOT NULL AND device_id <> ''
+GROUP BY tenant_id, device_id;
+
+-- Each label becomes its group's or device's id; tombstones and empty labels name nothing.
+UPDATE sims SET
+    group_id = (SELECT g.id FROM groups g WHERE g.tenant_id = sims.tenant_id AND g.name = sims.group_id),
+    device_id = (SELECT d.id FROM devices d WHERE d.tenant_id = sims.tenant_id AND d.name = sims.device_id)
+WHERE group_id IS NOT NULL OR device_id IS NOT NULL;
+UPDATE sims SET group_id = NULL, device_id = NULL WHERE deleted_at IS NOT NULL;
+
+ALTER TABLE sims ADD CONSTRAINT sims_group_fk
+    FOREIGN KEY (group_id) REFERENCES groups (id) ON DELETE RESTRICT;
+ALTER TABLE sims ADD CONSTRAINT sims_device_fk
+    FOREIGN KEY (device_id) REFERENCES devices (id) ON DELETE RESTRICT;
+CREATE INDEX sims_device ON sims (device_id);
