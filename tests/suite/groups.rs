@@ -1,0 +1,456 @@
+//! SIM groups: CRUD, the refusals (duplicate names, unknown or foreign groups, deleting one
+//! with SIMs, roles), SIMs joining and moving between groups, `include=group`, the audit
+//! records, and the migration that turns free-text group labels into groups.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use simvault::domain::Role;
+
+use crate::bulk::{all_items, wait_for_task};
+use crate::helpers::{
+    Api, Store, TestApp, TestDb, both_stores, chain_records, iccid, raw_sql, sim_body,
+};
+
+async fn group(api: &Api, body: Value) -> String {
+    let a = api.post("/v1/groups", &body).await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    a.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn groups_crud(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let a = operator
+        .post(
+            "/v1/groups",
+            &json!({"name": "fleet-a", "description": "vans", "data_limit": {"amount": 2, "unit": "GB"}, "imei_lock": true}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        a.headers["location"].to_str().unwrap(),
+        format!("/v1/groups/{id}")
+    );
+    assert_eq!(a.body["name"], "fleet-a");
+    assert_eq!(a.body["description"], "vans");
+    assert_eq!(a.body["data_limit"], json!({"amount": 2.0, "unit": "GB"}));
+    assert_eq!(a.body["imei_lock"], true);
+    assert_eq!(a.body["sim_count"], 0);
+    assert!(a.body["created_at"].as_str().unwrap().ends_with('Z'));
+    let got = operator.get(&format!("/v1/groups/{id}")).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, a.body);
+
+    // Defaults: no description, no limit, no lock.
+    let b = group(&operator, json!({"name": "fleet-b"})).await;
+    let got = operator.get(&format!("/v1/groups/{b}")).await;
+    assert!(got.body["description"].is_null());
+    assert!(got.body["data_limit"].is_null());
+    assert_eq!(got.body["imei_lock"], false);
+
+    // Lists page like every list.
+    let page = operator.get("/v1/groups?page_size=1&page=2").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body["total"], 2);
+    assert_eq!(page.body["pages"], 2);
+    assert_eq!(page.body["page"], 2);
+    assert_eq!(page.body["page_size"], 1);
+    assert_eq!(page.body["items"][0]["id"], b.as_str());
+    assert_eq!(operator.get("/v1/groups?colour=red").await.status, 400);
+
+    // PATCH: only what is given changes; null clears.
+    let p = operator
+        .patch(
+            &format!("/v1/groups/{id}"),
+            &json!({"description": null, "data_limit": {"amount": 500, "unit": "MB"}}),
+        )
+        .await;
+    assert_eq!(p.status, 200, "{:?}", p.body);
+    assert!(p.body["description"].is_null());
+    assert_eq!(p.body["data_limit"], json!({"amount": 500.0, "unit": "MB"}));
+    assert_eq!(p.body["name"], "fleet-a");
+    assert_eq!(p.body["imei_lock"], true);
+    let p = operator
+        .patch(&format!("/v1/groups/{id}"), &json!({"name": "fleet-c", "data_limit": null, "imei_lock": false}))
+        .await;
+    assert_eq!(p.status, 200, "{:?}", p.body);
+    assert_eq!(p.body["name"], "fleet-c");
+    assert!(p.body["data_limit"].is_null());
+    assert_eq!(p.body["imei_lock"], false);
+
+    // Names are unique in the tenant, on create and on rename; another tenant may reuse one.
+    let dup = operator.post("/v1/groups", &json!({"name": "fleet-b"})).await;
+    assert_eq!(dup.status, 409, "{:?}", dup.body);
+    let dup = operator
+        .patch(&format!("/v1/groups/{id}"), &json!({"name": "fleet-b"}))
+        .await;
+    assert_eq!(dup.status, 409, "{:?}", dup.body);
+    assert_eq!(
+        operator.get(&format!("/v1/groups/{id}")).await.body["name"],
+        "fleet-c"
+    );
+    app.tenant("other").await;
+    let other = app.jwt_client("other", &[Role::Operator]);
+    group(&other, json!({"name": "fleet-b"})).await;
+
+    // DELETE answers 204, and the group is gone.
+    let d = operator.delete(&format!("/v1/groups/{id}")).await;
+    assert_eq!(d.status, 204, "{:?}", d.body);
+    assert_eq!(operator.get(&format!("/v1/groups/{id}")).await.status, 404);
+    assert_eq!(operator.delete(&format!("/v1/groups/{id}")).await.status, 404);
+    assert_eq!(operator.get("/v1/groups/not-a-uuid").await.status, 404);
+
+    // Each change is audited, naming the group by its id.
+    let records = chain_records(&app.test_db.db, "acme").await;
+    for action in ["group.create", "group.update", "group.delete"] {
+        assert!(
+            records.iter().any(|(a, o, r)| a == action
+                && o == "allowed"
+                && r.to_string().contains(&id)),
+            "{action}: {records:?}"
+        );
+    }
+    assert!(
+        !records.iter().any(|(_, _, r)| r.to_string().contains("fleet-c")),
+        "a record names the group by id, not by the tenant's text"
+    );
+}
+both_stores!(crud, groups_crud);
+
+async fn bad_input_changes_nothing(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let a = operator
+        .post(
+            "/v1/groups",
+            &json!({"description": 5, "data_limit": {"amount": 1, "unit": "TB"}, "imei_lock": "yes"}),
+        )
+        .await;
+    assert_eq!(a.status, 400, "{:?}", a.body);
+    assert_eq!(
+        a.pointers(),
+        ["/name", "/description", "/data_limit", "/imei_lock"]
+    );
+    let a = operator
+        .post("/v1/groups", &json!({"name": "x", "colour": "red"}))
+        .await;
+    assert_eq!(a.status, 400, "{:?}", a.body);
+    assert_eq!(operator.get("/v1/groups").await.body["total"], 0);
+
+    let id = group(&operator, json!({"name": "fleet-a", "imei_lock": true})).await;
+    let before = operator.get(&format!("/v1/groups/{id}")).await.body;
+    let a = operator
+        .patch(
+            &format!("/v1/groups/{id}"),
+            &json!({"name": null, "imei_lock": false, "data_limit": {"amount": -1, "unit": "MB"}}),
+        )
+        .await;
+    assert_eq!(a.status, 400, "{:?}", a.body);
+    assert_eq!(a.pointers(), ["/name", "/data_limit"]);
+    assert_eq!(operator.get(&format!("/v1/groups/{id}")).await.body, before);
+}
+both_stores!(bad_input, bad_input_changes_nothing);
+
+async fn roles_and_tenants(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    app.tenant("other").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let admin = app.jwt_client("acme", &[Role::Admin]);
+    let id = group(&operator, json!({"name": "fleet-a"})).await;
+    group(&admin, json!({"name": "fleet-admin"})).await;
+    let path = format!("/v1/groups/{id}");
+
+    for role in [Role::Provisioner, Role::Support, Role::Operator, Role::Admin] {
+        let api = app.jwt_client("acme", &[role]);
+        assert_eq!(api.get(&path).await.status, 200, "{role}");
+        assert_eq!(api.get("/v1/groups").await.status, 200, "{role}");
+    }
+    for role in [Role::Provisioner, Role::Support, Role::Auditor] {
+        let api = app.jwt_client("acme", &[role]);
+        assert_eq!(
+            api.post("/v1/groups", &json!({"name": "x"})).await.status,
+            403,
+            "{role}"
+        );
+        assert_eq!(
+            api.patch(&path, &json!({"name": "y"})).await.status,
+            403,
+            "{role}"
+        );
+        assert_eq!(api.delete(&path).await.status, 403, "{role}");
+    }
+    let auditor = app.jwt_client("acme", &[Role::Auditor]);
+    assert_eq!(auditor.get(&path).await.status, 403);
+    assert_eq!(auditor.get("/v1/groups").await.status, 403);
+
+    // Another tenant's group does not exist for them, whatever their roles.
+    let stranger = app.jwt_client("other", &[Role::Admin, Role::Operator]);
+    assert_eq!(stranger.get(&path).await.status, 404);
+    assert_eq!(
+        stranger.patch(&path, &json!({"name": "mine"})).await.status,
+        404
+    );
+    assert_eq!(stranger.delete(&path).await.status, 404);
+    assert_eq!(stranger.get("/v1/groups").await.body["total"], 0);
+    assert_eq!(operator.get(&path).await.body["name"], "fleet-a");
+}
+both_stores!(roles, roles_and_tenants);
+
+async fn sims_join_move_and_embed(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    app.tenant("other").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let a = group(&operator, json!({"name": "fleet-a", "imei_lock": true})).await;
+    let b = group(&operator, json!({"name": "fleet-b"})).await;
+    let foreign = group(&app.jwt_client("other", &[Role::Operator]), json!({"name": "theirs"})).await;
+
+    // A SIM joins a group of its tenant on creation.
+    let mut body = sim_body(1);
+    body["group_id"] = json!(a);
+    let sim = prov.create_sim(body).await;
+    assert_eq!(sim["group_id"], a.as_str());
+    assert_eq!(
+        operator.get(&format!("/v1/groups/{a}")).await.body["sim_count"],
+        1
+    );
+
+    // Unknown, foreign and non-id groups are all "no group with this id", with a pointer, and
+    // create nothing; a foreign tenant's group is never revealed to exist.
+    for (n, bad) in [
+        (2, uuid::Uuid::new_v4().to_string()),
+        (3, foreign.clone()),
+        (4, "fleet-a".to_owned()),
+    ] {
+        let mut body = sim_body(n);
+        body["group_id"] = json!(bad);
+        let r = prov.post("/v1/sims", &body).await;
+        assert_eq!(r.status, 400, "{:?}", r.body);
+        assert_eq!(r.pointers(), ["/group_id"]);
+        assert_eq!(r.body["errors"][0]["detail"], "no group with this id");
+        assert_eq!(
+            prov.get(&format!("/v1/sims/{}", iccid(n))).await.status,
+            404
+        );
+    }
+
+    // Moving between groups by PATCH; an unknown group changes nothing.
+    let path = format!("/v1/sims/{}", sim["id"].as_str().unwrap());
+    let moved = operator.patch(&path, &json!({"group_id": b})).await;
+    assert_eq!(moved.status, 200, "{:?}", moved.body);
+    assert_eq!(moved.body["group_id"], b.as_str());
+    assert_eq!(
+        operator.get(&format!("/v1/groups/{a}")).await.body["sim_count"],
+        0
+    );
+    assert_eq!(
+        operator.get(&format!("/v1/groups/{b}")).await.body["sim_count"],
+        1
+    );
+    let r = operator
+        .patch(&path, &json!({"group_id": foreign, "tags": ["x"]}))
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.pointers(), ["/group_id"]);
+    let now = operator.get(&path).await.body;
+    assert_eq!(now["group_id"], b.as_str());
+    assert_eq!(now["tags"], json!([]));
+
+    // include=group embeds the group (null for a SIM in none); without it, nothing is embedded.
+    let one = operator.get(&format!("{path}?include=group")).await;
+    assert_eq!(one.status, 200, "{:?}", one.body);
+    assert_eq!(one.body["group"]["id"], b.as_str());
+    assert_eq!(one.body["group"]["name"], "fleet-b");
+    assert_eq!(one.body["group"]["sim_count"], 1);
+    assert!(operator.get(&path).await.body.get("group").is_none());
+    prov.create_sim(sim_body(5)).await;
+    let list = operator.get("/v1/sims?include=group&sort_by=iccid&sort_order=asc").await;
+    assert_eq!(list.status, 200, "{:?}", list.body);
+    assert_eq!(list.body["items"][0]["group"]["name"], "fleet-b");
+    assert!(list.body["items"][1]["group"].is_null());
+    assert!(list.body["items"][1].get("group").is_some());
+    let bad = operator.get("/v1/sims?include=device").await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(operator.get(&format!("{path}?include=plan")).await.status, 400);
+
+    // The list filter takes the group's id or its name.
+    for q in [b.as_str(), "fleet-b"] {
+        let l = operator.get(&format!("/v1/sims?group_id={q}")).await;
+        assert_eq!(l.body["total"], 1, "{q}");
+    }
+    assert_eq!(
+        operator.get("/v1/sims?group_id=theirs").await.body["total"],
+        0
+    );
+
+    // A group with SIMs cannot be deleted; emptied, it can.
+    let d = operator.delete(&format!("/v1/groups/{b}")).await;
+    assert_eq!(d.status, 409, "{:?}", d.body);
+    assert_eq!(operator.get(&format!("/v1/groups/{b}")).await.status, 200);
+    let left = operator.patch(&path, &json!({"group_id": null})).await;
+    assert_eq!(left.status, 200);
+    assert!(left.body["group_id"].is_null());
+    assert_eq!(operator.delete(&format!("/v1/groups/{b}")).await.status, 204);
+
+    // A deleted SIM (a tombstone) holds no group back.
+    operator.patch(&path, &json!({"group_id": a})).await;
+    let admin = app.jwt_client("acme", &[Role::Admin]);
+    assert_eq!(admin.delete(&path).await.status, 200);
+    assert_eq!(
+        operator.get(&format!("/v1/groups/{a}")).await.body["sim_count"],
+        0
+    );
+    assert_eq!(operator.delete(&format!("/v1/groups/{a}")).await.status, 204);
+}
+both_stores!(membership, sims_join_move_and_embed);
+
+async fn imports_check_the_group(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let a = group(&operator, json!({"name": "fleet-a"})).await;
+    let mut good = sim_body(1);
+    good["group_id"] = json!(a);
+    let mut unknown = sim_body(2);
+    unknown["group_id"] = json!(uuid::Uuid::new_v4().to_string());
+    let r = prov
+        .post("/v1/sims/bulk/import", &json!({"sims": [good, unknown]}))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let task = r.body["id"].as_str().unwrap().to_owned();
+    let done = wait_for_task(&prov, &task, Duration::from_secs(60)).await;
+    assert_eq!(done["completed_items"], 1, "{done:?}");
+    assert_eq!(done["failed_items"], 1, "{done:?}");
+    let items = all_items(&prov, &task).await;
+    assert_eq!(items[0]["status"], "succeeded");
+    let failed = &items[1];
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["error"].as_str().unwrap().contains("group_id: no group with this id"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        prov.get(&format!("/v1/sims/{}", iccid(1))).await.body["group_id"],
+        a.as_str()
+    );
+    assert_eq!(prov.get(&format!("/v1/sims/{}", iccid(2))).await.status, 404);
+}
+both_stores!(import, imports_check_the_group);
+
+/// The database itself refuses a SIM naming a missing group, and a group's deletion while a
+/// SIM names it.
+async fn the_store_refuses_dangling_groups(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let a = group(&operator, json!({"name": "fleet-a"})).await;
+    let mut body = sim_body(1);
+    body["group_id"] = json!(a);
+    prov.create_sim(body).await;
+    let dangling = raw_sql!(&app.test_db.db, p => sqlx::query(
+        "UPDATE sims SET group_id = $1 WHERE iccid = $2")
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(iccid(1))
+        .execute(p)
+        .await
+        .map(|_| ()));
+    assert!(dangling.is_err());
+    let deleted = raw_sql!(&app.test_db.db, p => sqlx::query("DELETE FROM groups WHERE id = $1")
+        .bind(&a)
+        .execute(p)
+        .await
+        .map(|_| ()));
+    assert!(deleted.is_err());
+}
+both_stores!(foreign_keys, the_store_refuses_dangling_groups);
+
+/// Migration 0013 turns the labels of live SIMs into groups and devices of their tenant (one
+/// per name), and leaves tombstones and empty labels naming nothing.
+async fn labels_become_groups_and_devices(store: Store) {
+    let t = TestDb::at_version(store, 12).await;
+    let db = &t.db;
+    for tenant in ["acme", "other"] {
+        raw_sql!(db, p => sqlx::query("INSERT INTO tenants (id, created_at) VALUES ($1, 1)")
+            .bind(tenant)
+            .execute(p)
+            .await
+            .map(|_| ()))
+        .unwrap();
+    }
+    // (n, tenant, group label, device label, deleted)
+    let rows: [(u64, &str, Option<&str>, Option<&str>, bool); 6] = [
+        (1, "acme", Some("fleet-a"), Some("truck-1"), false),
+        (2, "acme", Some("fleet-a"), None, false),
+        (3, "acme", Some("only-dead"), Some("dead-truck"), true),
+        (4, "acme", Some(""), Some(""), false),
+        (5, "other", Some("fleet-a"), None, false),
+        (6, "acme", None, Some("truck-1"), false),
+    ];
+    for (n, tenant, g, d, deleted) in rows {
+        raw_sql!(db, p => sqlx::query(
+            "INSERT INTO sims (id, tenant_id, iccid, sim_type, state, group_id, device_id, created_at, updated_at, deleted_at) \
+             VALUES ($1, $2, $3, 'physical', 'inventory', $4, $5, $6, $6, $7)")
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(tenant)
+            .bind(iccid(n))
+            .bind(g)
+            .bind(d)
+            .bind(i64::try_from(n).unwrap() * 10)
+            .bind(deleted.then_some(100_i64))
+            .execute(p)
+            .await
+            .map(|_| ()))
+        .unwrap();
+    }
+    db.migrate().await.unwrap();
+
+    let groups: Vec<(String, String, String, i64)> = raw_sql!(db, p => sqlx::query_as(
+        "SELECT id, tenant_id, name, created_at FROM groups ORDER BY tenant_id, name")
+        .fetch_all(p)
+        .await)
+    .unwrap();
+    let named: Vec<(&str, &str, i64)> = groups
+        .iter()
+        .map(|(_, t, n, c)| (t.as_str(), n.as_str(), *c))
+        .collect();
+    assert_eq!(named, [("acme", "fleet-a", 10), ("other", "fleet-a", 50)]);
+    for (id, ..) in &groups {
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    }
+    assert_ne!(groups[0].0, groups[1].0);
+    let devices: Vec<(String, String, String)> = raw_sql!(db, p => sqlx::query_as(
+        "SELECT id, tenant_id, name FROM devices ORDER BY tenant_id, name")
+        .fetch_all(p)
+        .await)
+    .unwrap();
+    let named: Vec<(&str, &str)> = devices
+        .iter()
+        .map(|(_, t, n)| (t.as_str(), n.as_str()))
+        .collect();
+    assert_eq!(named, [("acme", "truck-1")]);
+
+    let sims: Vec<(String, Option<String>, Option<String>)> = raw_sql!(db, p => sqlx::query_as(
+        "SELECT iccid, group_id, device_id FROM sims ORDER BY iccid")
+        .fetch_all(p)
+        .await)
+    .unwrap();
+    let (acme_a, other_a, truck) = (&groups[0].0, &groups[1].0, &devices[0].0);
+    let expect = [
+        (iccid(1), Some(acme_a.clone()), Some(truck.clone())),
+        (iccid(2), Some(acme_a.clone()), None),
+        (iccid(3), None, None),
+        (iccid(4), None, None),
+        (iccid(5), Some(other_a.clone()), None),
+        (iccid(6), None, Some(truck.clone())),
+    ];
+    assert_eq!(sims, expect);
+}
+both_stores!(label_migration, labels_become_groups_and_devices);
