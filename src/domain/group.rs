@@ -185,7 +185,10 @@ mod tests {
             serde_json::to_string(&u).unwrap()
         );
         assert_eq!(g.to_string().parse::<GroupId>().unwrap(), g);
-        assert_eq!(DeviceId::from(u).to_string().parse::<DeviceId>().unwrap(), DeviceId::from(u));
+        assert_eq!(
+            DeviceId::from(u).to_string().parse::<DeviceId>().unwrap(),
+            DeviceId::from(u)
+        );
         assert!("fleet-a".parse::<GroupId>().is_err());
     }
 

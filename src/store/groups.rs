@@ -262,11 +262,7 @@ pub async fn update_device(tx: &mut Tx, device: &Device) -> StoreResult<()> {
     .map_err(StoreError::from_write)
 }
 
-async fn device_sims(
-    conn: &mut Conn<'_>,
-    tenant: &TenantId,
-    id: &str,
-) -> StoreResult<Vec<SimId>> {
+async fn device_sims(conn: &mut Conn<'_>, tenant: &TenantId, id: &str) -> StoreResult<Vec<SimId>> {
     let ids: Vec<String> = on_conn!(*conn, c => sqlx::query_scalar(
         "SELECT id FROM sims WHERE tenant_id = $1 AND device_id = $2 AND deleted_at IS NULL \
          ORDER BY created_at, id")
@@ -285,7 +281,8 @@ pub async fn get_device(
     id: &DeviceId,
 ) -> StoreResult<Option<Device>> {
     let mut conn = conn.into();
-    let sql = format!("SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.tenant_id = $1 AND d.id = $2");
+    let sql =
+        format!("SELECT {DEVICE_COLUMNS} FROM devices d WHERE d.tenant_id = $1 AND d.id = $2");
     let row: Option<DeviceRow> = on_conn!(conn, c => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
         .bind(tenant.as_str())
         .bind(id.to_string())

@@ -34,7 +34,10 @@ async fn devices_crud_and_binding(store: Store) {
     assert_eq!(a.body["imei"], "490154203237518");
     assert_eq!(a.body["metadata"], json!({"plate": "AB12"}));
     assert_eq!(a.body["sim_ids"], json!([]));
-    assert_eq!(operator.get(&format!("/v1/devices/{id}")).await.body, a.body);
+    assert_eq!(
+        operator.get(&format!("/v1/devices/{id}")).await.body,
+        a.body
+    );
 
     let plain = device(&operator, json!({"name": "truck-2"})).await;
     let got = operator.get(&format!("/v1/devices/{plain}")).await.body;
@@ -68,7 +71,11 @@ async fn devices_crud_and_binding(store: Store) {
     assert_eq!(sim["device_id"], id.as_str());
     let got = operator.get(&format!("/v1/devices/{id}")).await.body;
     assert_eq!(got["sim_ids"], json!([sim["id"]]));
-    let foreign = device(&app.jwt_client("other", &[Role::Operator]), json!({"name": "theirs"})).await;
+    let foreign = device(
+        &app.jwt_client("other", &[Role::Operator]),
+        json!({"name": "theirs"}),
+    )
+    .await;
     for (n, bad) in [(2, uuid::Uuid::new_v4().to_string()), (3, foreign.clone())] {
         let mut body = sim_body(n);
         body["device_id"] = json!(bad);
@@ -76,7 +83,10 @@ async fn devices_crud_and_binding(store: Store) {
         assert_eq!(r.status, 400, "{:?}", r.body);
         assert_eq!(r.pointers(), ["/device_id"]);
         assert_eq!(r.body["errors"][0]["detail"], "no device with this id");
-        assert_eq!(prov.get(&format!("/v1/sims/{}", iccid(n))).await.status, 404);
+        assert_eq!(
+            prov.get(&format!("/v1/sims/{}", iccid(n))).await.status,
+            404
+        );
     }
     // Group and device problems are reported together.
     let mut body = sim_body(4);
@@ -100,7 +110,10 @@ async fn devices_crud_and_binding(store: Store) {
 
     // PATCH fields: null clears the IMEI and empties metadata.
     let p = operator
-        .patch(&format!("/v1/devices/{id}"), &json!({"imei": null, "metadata": null, "name": "truck-9"}))
+        .patch(
+            &format!("/v1/devices/{id}"),
+            &json!({"imei": null, "metadata": null, "name": "truck-9"}),
+        )
         .await;
     assert_eq!(p.status, 200, "{:?}", p.body);
     assert!(p.body["imei"].is_null());
@@ -109,7 +122,10 @@ async fn devices_crud_and_binding(store: Store) {
 
     // A device with SIMs bound cannot be deleted; an unbound one can (204).
     assert_eq!(
-        operator.delete(&format!("/v1/devices/{plain}")).await.status,
+        operator
+            .delete(&format!("/v1/devices/{plain}"))
+            .await
+            .status,
         409
     );
     let d = operator.delete(&format!("/v1/devices/{id}")).await;
@@ -156,19 +172,28 @@ async fn refusals(store: Store) {
     }
     for role in [Role::Provisioner, Role::Support, Role::Auditor] {
         let api = app.jwt_client("acme", &[role]);
-        assert_eq!(api.post("/v1/devices", &json!({"name": "x"})).await.status, 403);
+        assert_eq!(
+            api.post("/v1/devices", &json!({"name": "x"})).await.status,
+            403
+        );
         assert_eq!(api.patch(&path, &json!({"name": "x"})).await.status, 403);
         assert_eq!(api.delete(&path).await.status, 403);
     }
     assert_eq!(
-        app.jwt_client("acme", &[Role::Auditor]).get(&path).await.status,
+        app.jwt_client("acme", &[Role::Auditor])
+            .get(&path)
+            .await
+            .status,
         403
     );
 
     // Another tenant's device does not exist for them.
     let stranger = app.jwt_client("other", &[Role::Admin, Role::Operator]);
     assert_eq!(stranger.get(&path).await.status, 404);
-    assert_eq!(stranger.patch(&path, &json!({"name": "x"})).await.status, 404);
+    assert_eq!(
+        stranger.patch(&path, &json!({"name": "x"})).await.status,
+        404
+    );
     assert_eq!(stranger.delete(&path).await.status, 404);
     assert_eq!(stranger.get("/v1/devices").await.body["total"], 0);
     assert_eq!(operator.get(&path).await.status, 200);

@@ -74,7 +74,10 @@ async fn groups_crud(store: Store) {
     assert_eq!(p.body["name"], "fleet-a");
     assert_eq!(p.body["imei_lock"], true);
     let p = operator
-        .patch(&format!("/v1/groups/{id}"), &json!({"name": "fleet-c", "data_limit": null, "imei_lock": false}))
+        .patch(
+            &format!("/v1/groups/{id}"),
+            &json!({"name": "fleet-c", "data_limit": null, "imei_lock": false}),
+        )
         .await;
     assert_eq!(p.status, 200, "{:?}", p.body);
     assert_eq!(p.body["name"], "fleet-c");
@@ -82,7 +85,9 @@ async fn groups_crud(store: Store) {
     assert_eq!(p.body["imei_lock"], false);
 
     // Names are unique in the tenant, on create and on rename; another tenant may reuse one.
-    let dup = operator.post("/v1/groups", &json!({"name": "fleet-b"})).await;
+    let dup = operator
+        .post("/v1/groups", &json!({"name": "fleet-b"}))
+        .await;
     assert_eq!(dup.status, 409, "{:?}", dup.body);
     let dup = operator
         .patch(&format!("/v1/groups/{id}"), &json!({"name": "fleet-b"}))
@@ -100,21 +105,26 @@ async fn groups_crud(store: Store) {
     let d = operator.delete(&format!("/v1/groups/{id}")).await;
     assert_eq!(d.status, 204, "{:?}", d.body);
     assert_eq!(operator.get(&format!("/v1/groups/{id}")).await.status, 404);
-    assert_eq!(operator.delete(&format!("/v1/groups/{id}")).await.status, 404);
+    assert_eq!(
+        operator.delete(&format!("/v1/groups/{id}")).await.status,
+        404
+    );
     assert_eq!(operator.get("/v1/groups/not-a-uuid").await.status, 404);
 
     // Each change is audited, naming the group by its id.
     let records = chain_records(&app.test_db.db, "acme").await;
     for action in ["group.create", "group.update", "group.delete"] {
         assert!(
-            records.iter().any(|(a, o, r)| a == action
-                && o == "allowed"
-                && r.to_string().contains(&id)),
+            records
+                .iter()
+                .any(|(a, o, r)| a == action && o == "allowed" && r.to_string().contains(&id)),
             "{action}: {records:?}"
         );
     }
     assert!(
-        !records.iter().any(|(_, _, r)| r.to_string().contains("fleet-c")),
+        !records
+            .iter()
+            .any(|(_, _, r)| r.to_string().contains("fleet-c")),
         "a record names the group by id, not by the tenant's text"
     );
 }
@@ -165,7 +175,12 @@ async fn roles_and_tenants(store: Store) {
     group(&admin, json!({"name": "fleet-admin"})).await;
     let path = format!("/v1/groups/{id}");
 
-    for role in [Role::Provisioner, Role::Support, Role::Operator, Role::Admin] {
+    for role in [
+        Role::Provisioner,
+        Role::Support,
+        Role::Operator,
+        Role::Admin,
+    ] {
         let api = app.jwt_client("acme", &[role]);
         assert_eq!(api.get(&path).await.status, 200, "{role}");
         assert_eq!(api.get("/v1/groups").await.status, 200, "{role}");
@@ -209,7 +224,11 @@ async fn sims_join_move_and_embed(store: Store) {
     let operator = app.jwt_client("acme", &[Role::Operator]);
     let a = group(&operator, json!({"name": "fleet-a", "imei_lock": true})).await;
     let b = group(&operator, json!({"name": "fleet-b"})).await;
-    let foreign = group(&app.jwt_client("other", &[Role::Operator]), json!({"name": "theirs"})).await;
+    let foreign = group(
+        &app.jwt_client("other", &[Role::Operator]),
+        json!({"name": "theirs"}),
+    )
+    .await;
 
     // A SIM joins a group of its tenant on creation.
     let mut body = sim_body(1);
@@ -270,14 +289,19 @@ async fn sims_join_move_and_embed(store: Store) {
     assert_eq!(one.body["group"]["sim_count"], 1);
     assert!(operator.get(&path).await.body.get("group").is_none());
     prov.create_sim(sim_body(5)).await;
-    let list = operator.get("/v1/sims?include=group&sort_by=iccid&sort_order=asc").await;
+    let list = operator
+        .get("/v1/sims?include=group&sort_by=iccid&sort_order=asc")
+        .await;
     assert_eq!(list.status, 200, "{:?}", list.body);
     assert_eq!(list.body["items"][0]["group"]["name"], "fleet-b");
     assert!(list.body["items"][1]["group"].is_null());
     assert!(list.body["items"][1].get("group").is_some());
     let bad = operator.get("/v1/sims?include=device").await;
     assert_eq!(bad.status, 400);
-    assert_eq!(operator.get(&format!("{path}?include=plan")).await.status, 400);
+    assert_eq!(
+        operator.get(&format!("{path}?include=plan")).await.status,
+        400
+    );
 
     // The list filter takes the group's id or its name.
     for q in [b.as_str(), "fleet-b"] {
@@ -296,7 +320,10 @@ async fn sims_join_move_and_embed(store: Store) {
     let left = operator.patch(&path, &json!({"group_id": null})).await;
     assert_eq!(left.status, 200);
     assert!(left.body["group_id"].is_null());
-    assert_eq!(operator.delete(&format!("/v1/groups/{b}")).await.status, 204);
+    assert_eq!(
+        operator.delete(&format!("/v1/groups/{b}")).await.status,
+        204
+    );
 
     // A deleted SIM (a tombstone) holds no group back.
     operator.patch(&path, &json!({"group_id": a})).await;
@@ -306,7 +333,10 @@ async fn sims_join_move_and_embed(store: Store) {
         operator.get(&format!("/v1/groups/{a}")).await.body["sim_count"],
         0
     );
-    assert_eq!(operator.delete(&format!("/v1/groups/{a}")).await.status, 204);
+    assert_eq!(
+        operator.delete(&format!("/v1/groups/{a}")).await.status,
+        204
+    );
 }
 both_stores!(membership, sims_join_move_and_embed);
 
@@ -333,14 +363,20 @@ async fn imports_check_the_group(store: Store) {
     let failed = &items[1];
     assert_eq!(failed["status"], "failed");
     assert!(
-        failed["error"].as_str().unwrap().contains("group_id: no group with this id"),
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("group_id: no group with this id"),
         "{failed:?}"
     );
     assert_eq!(
         prov.get(&format!("/v1/sims/{}", iccid(1))).await.body["group_id"],
         a.as_str()
     );
-    assert_eq!(prov.get(&format!("/v1/sims/{}", iccid(2))).await.status, 404);
+    assert_eq!(
+        prov.get(&format!("/v1/sims/{}", iccid(2))).await.status,
+        404
+    );
 }
 both_stores!(import, imports_check_the_group);
 
@@ -454,3 +490,91 @@ async fn labels_become_groups_and_devices(store: Store) {
     assert_eq!(sims, expect);
 }
 both_stores!(label_migration, labels_become_groups_and_devices);
+
+/// `simvault import` goes through the same check: a row naming no group of the tenant fails
+/// alone, with its line.
+async fn the_file_import_checks_the_group(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let a = group(&operator, json!({"name": "fleet-a"})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.jsonl");
+    std::fs::write(
+        &file,
+        format!(
+            "{}\n{}\n",
+            json!({"iccid": iccid(1), "group_id": a}),
+            json!({"iccid": iccid(2), "group_id": uuid::Uuid::new_v4().to_string()}),
+        ),
+    )
+    .unwrap();
+    let out = app.cli(&["import", "--tenant", "acme", file.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("1 imported, 1 failed"), "{stdout}");
+    assert!(
+        stdout.contains("line 2: group_id: no group with this id"),
+        "{stdout}"
+    );
+    assert_eq!(
+        operator.get(&format!("/v1/groups/{a}")).await.body["sim_count"],
+        1
+    );
+    assert_eq!(
+        operator.get(&format!("/v1/sims/{}", iccid(2))).await.status,
+        404
+    );
+}
+both_stores!(file_import, the_file_import_checks_the_group);
+
+/// A SIM joining a group while the group is being deleted: the delete waits for the join (the
+/// joiner holds the group FOR KEY SHARE) and then sees the member, so no SIM is left naming a
+/// deleted group.
+async fn a_delete_racing_a_join_sees_the_member() {
+    use simvault::store::{Tx, groups as repo};
+    let app = TestApp::spawn(Store::Postgres).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let a: simvault::domain::GroupId = group(&operator, json!({"name": "fleet-a"}))
+        .await
+        .parse()
+        .unwrap();
+    prov.create_sim(sim_body(1)).await;
+    let tenant = crate::helpers::tenant_id("acme");
+    let db = app.test_db.db.clone();
+
+    let mut join = db.begin().await.unwrap();
+    assert!(repo::share_group(&mut join, &tenant, &a).await.unwrap());
+    let Tx::Postgres(t) = &mut join else {
+        unreachable!()
+    };
+    sqlx::query("UPDATE sims SET group_id = $1 WHERE iccid = $2")
+        .bind(a.to_string())
+        .bind(iccid(1))
+        .execute(&mut **t)
+        .await
+        .unwrap();
+
+    let (db2, tenant2) = (db.clone(), tenant.clone());
+    let delete = tokio::spawn(async move {
+        let mut tx = db2.begin().await.unwrap();
+        assert!(repo::lock_group(&mut tx, &tenant2, &a).await.unwrap());
+        let deleted = repo::delete_group(&mut tx, &tenant2, &a).await.unwrap();
+        tx.commit().await.unwrap();
+        deleted
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!delete.is_finished(), "the delete must wait for the join");
+    join.commit().await.unwrap();
+    assert!(!delete.await.unwrap(), "the delete must see the new member");
+    let g = operator.get(&format!("/v1/groups/{a}")).await;
+    assert_eq!(g.status, 200);
+    assert_eq!(g.body["sim_count"], 1);
+}
+crate::helpers::postgres_test!(
+    async fn delete_racing_a_join() {
+        a_delete_racing_a_join_sees_the_member().await
+    }
+);

@@ -19,7 +19,8 @@ use crate::domain::secret_input::SecretsInput;
 use crate::domain::sim::{MAX_TAGS, MAX_ZONES, check_carrier_status, check_metadata};
 use crate::domain::sim_input::SimFields;
 use crate::domain::{
-    Eid, GroupId, Imei, Imsi, Msisdn, Sim, SimPatch, SimState, SimType, ValidationErrors, format_timestamp,
+    Eid, GroupId, Imei, Imsi, Msisdn, Sim, SimPatch, SimState, SimType, ValidationErrors,
+    format_timestamp,
 };
 
 pub fn router() -> Router<AppState> {

@@ -303,7 +303,12 @@ impl Tasks {
         for entry in built {
             let sim = &entry.2;
             let problems = references
-                .problems(&mut tx, &tenant_id, sim.group_id.as_deref(), sim.device_id.as_deref())
+                .problems(
+                    &mut tx,
+                    &tenant_id,
+                    sim.group_id.as_deref(),
+                    sim.device_id.as_deref(),
+                )
                 .await?;
             if problems.is_empty() {
                 named.push(entry);
