@@ -422,7 +422,8 @@ async fn labels_become_groups_and_devices(store: Store) {
         .unwrap();
     }
     // (n, tenant, group label, device label, deleted)
-    let rows: [(u64, &str, Option<&str>, Option<&str>, bool); 6] = [
+    type Labelled<'a> = (u64, &'a str, Option<&'a str>, Option<&'a str>, bool);
+    let rows: [Labelled<'_>; 6] = [
         (1, "acme", Some("fleet-a"), Some("truck-1"), false),
         (2, "acme", Some("fleet-a"), None, false),
         (3, "acme", Some("only-dead"), Some("dead-truck"), true),
