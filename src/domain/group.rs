@@ -77,6 +77,21 @@ typed_id!(
     DeviceId
 );
 
+/// What a SIM's `group_id` is given as: a group's id in any UUID form, answered in the one
+/// canonical (lowercase, hyphenated) form that is stored and compared.
+pub fn group_ref(s: &str) -> Result<String, &'static str> {
+    GroupId::parse(s)
+        .map(|id| id.to_string())
+        .map_err(|_| "not a group id")
+}
+
+/// [`group_ref`] for a SIM's `device_id`.
+pub fn device_ref(s: &str) -> Result<String, &'static str> {
+    DeviceId::parse(s)
+        .map(|id| id.to_string())
+        .map_err(|_| "not a device id")
+}
+
 /// The longest description of a group, in characters.
 pub const MAX_DESCRIPTION: usize = 1024;
 
@@ -190,6 +205,23 @@ mod tests {
             DeviceId::from(u)
         );
         assert!("fleet-a".parse::<GroupId>().is_err());
+    }
+
+    #[test]
+    fn references_are_stored_canonical() {
+        let u = uuid::Uuid::new_v4();
+        let canonical = u.to_string();
+        for form in [
+            canonical.to_uppercase(),
+            format!("{{{canonical}}}"),
+            format!("urn:uuid:{canonical}"),
+            u.simple().to_string(),
+        ] {
+            assert_eq!(group_ref(&form).unwrap(), canonical, "{form}");
+            assert_eq!(device_ref(&form).unwrap(), canonical, "{form}");
+        }
+        assert_eq!(group_ref("fleet-a"), Err("not a group id"));
+        assert_eq!(device_ref("truck-1"), Err("not a device id"));
     }
 
     #[test]

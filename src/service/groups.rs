@@ -13,8 +13,8 @@ use crate::domain::{
     Device, DeviceId, Group, GroupId, Imei, Principal, TenantId, ValidationErrors,
 };
 use crate::policy::{Action, Decision};
-use crate::store::Tx;
 use crate::store::groups as repo;
+use crate::store::{StoreError, Tx};
 
 super::capability! {
     /// SIM groups and devices.
@@ -102,24 +102,30 @@ impl Groups {
             .ok_or(ServiceError::NotFound)
     }
 
-    /// The tenant's groups of these ids (for embedding in SIMs); ids of no group are left out.
+    /// The tenant's groups that these stored SIM `group_id`s name (for embedding in SIMs),
+    /// by that text. Each must be the id of one of the tenant's groups: one that does not
+    /// parse, or names no group of the tenant, is a corrupt SIM row (the foreign key and the
+    /// checks before every write keep it from happening), never a SIM shown in no group.
     #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "groups_of"))]
     pub async fn groups_of(
         &self,
         principal: &Principal,
-        ids: &[GroupId],
-    ) -> ServiceResult<HashMap<GroupId, Group>> {
+        ids: &[&str],
+    ) -> ServiceResult<HashMap<String, Group>> {
         self.core
             .authorize_in_tenant(principal, Action::ReadGroup)
             .await?;
+        let corrupt = || ServiceError::from(StoreError::Corrupt("sims.group_id".into()));
         let mut out = HashMap::new();
-        for id in ids {
-            if out.contains_key(id) {
+        for raw in ids {
+            if out.contains_key(*raw) {
                 continue;
             }
-            if let Some(g) = repo::get_group(&self.core.db, &principal.tenant, id).await? {
-                out.insert(*id, g);
-            }
+            let id = GroupId::parse(raw).map_err(|_| corrupt())?;
+            let group = repo::get_group(&self.core.db, &principal.tenant, &id)
+                .await?
+                .ok_or_else(corrupt)?;
+            out.insert((*raw).to_owned(), group);
         }
         Ok(out)
     }
@@ -326,6 +332,8 @@ impl Groups {
 pub(crate) struct References {
     groups: HashMap<String, bool>,
     devices: HashMap<String, bool>,
+    group_names: HashMap<String, Option<GroupId>>,
+    device_names: HashMap<String, Option<DeviceId>>,
 }
 
 pub(crate) const NO_GROUP: &str = "no group with this id";
@@ -375,6 +383,56 @@ impl References {
             }
         }
         Ok(errs)
+    }
+
+    /// What an import item staged before groups and devices were resources names: its
+    /// free-text label (not a UUID) names the group or device migration 0013 made of that name
+    /// in the tenant; an id is made canonical. Changes `group_id` and `device_id` in place; a
+    /// label of no group or device is left for [`References::problems`] to report.
+    pub(crate) async fn resolve_labels(
+        &mut self,
+        tx: &mut Tx,
+        tenant: &TenantId,
+        group_id: &mut Option<String>,
+        device_id: &mut Option<String>,
+    ) -> ServiceResult<()> {
+        if let Some(g) = group_id.as_mut() {
+            match GroupId::parse(g) {
+                Ok(id) => *g = id.to_string(),
+                Err(_) => {
+                    let named = match self.group_names.get(g.as_str()) {
+                        Some(n) => *n,
+                        None => {
+                            let n = repo::share_group_named(tx, tenant, g).await?;
+                            self.group_names.insert(g.clone(), n);
+                            n
+                        }
+                    };
+                    if let Some(id) = named {
+                        *g = id.to_string();
+                    }
+                }
+            }
+        }
+        if let Some(d) = device_id.as_mut() {
+            match DeviceId::parse(d) {
+                Ok(id) => *d = id.to_string(),
+                Err(_) => {
+                    let named = match self.device_names.get(d.as_str()) {
+                        Some(n) => *n,
+                        None => {
+                            let n = repo::share_device_named(tx, tenant, d).await?;
+                            self.device_names.insert(d.clone(), n);
+                            n
+                        }
+                    };
+                    if let Some(id) = named {
+                        *d = id.to_string();
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// [`References::problems`] of one SIM as a validation error.

@@ -143,6 +143,29 @@ pub async fn share_group(tx: &mut Tx, tenant: &TenantId, id: &GroupId) -> StoreR
     Ok(found.is_some())
 }
 
+/// The id of the tenant's group named `name`, holding it as [`share_group`] does.
+pub async fn share_group_named(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    name: &str,
+) -> StoreResult<Option<GroupId>> {
+    let sql = format!(
+        "SELECT id FROM groups WHERE tenant_id = $1 AND name = $2{}",
+        tx.key_share()
+    );
+    let found: Option<String> = on_tx!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+        .bind(tenant.as_str())
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await)?;
+    found
+        .map(|id| {
+            id.parse()
+                .map_err(|_| StoreError::Corrupt("groups.id".into()))
+        })
+        .transpose()
+}
+
 /// One page of the tenant's groups, oldest first, and the total.
 pub async fn list_groups(
     conn: impl Into<Conn<'_>>,
@@ -319,6 +342,29 @@ pub async fn share_device(tx: &mut Tx, tenant: &TenantId, id: &DeviceId) -> Stor
         .fetch_optional(&mut *c)
         .await)?;
     Ok(found.is_some())
+}
+
+/// [`share_group_named`] for a device.
+pub async fn share_device_named(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    name: &str,
+) -> StoreResult<Option<DeviceId>> {
+    let sql = format!(
+        "SELECT id FROM devices WHERE tenant_id = $1 AND name = $2{}",
+        tx.key_share()
+    );
+    let found: Option<String> = on_tx!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+        .bind(tenant.as_str())
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await)?;
+    found
+        .map(|id| {
+            id.parse()
+                .map_err(|_| StoreError::Corrupt("devices.id".into()))
+        })
+        .transpose()
 }
 
 /// One page of the tenant's devices, oldest first, and the total.

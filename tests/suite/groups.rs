@@ -240,19 +240,20 @@ async fn sims_join_move_and_embed(store: Store) {
         1
     );
 
-    // Unknown, foreign and non-id groups are all "no group with this id", with a pointer, and
-    // create nothing; a foreign tenant's group is never revealed to exist.
-    for (n, bad) in [
-        (2, uuid::Uuid::new_v4().to_string()),
-        (3, foreign.clone()),
-        (4, "fleet-a".to_owned()),
+    // Unknown and foreign groups are both "no group with this id", a value that is no id at all
+    // "not a group id", each with a pointer, and create nothing; a foreign tenant's group is
+    // never revealed to exist.
+    for (n, bad, detail) in [
+        (2, uuid::Uuid::new_v4().to_string(), "no group with this id"),
+        (3, foreign.clone(), "no group with this id"),
+        (4, "fleet-a".to_owned(), "not a group id"),
     ] {
         let mut body = sim_body(n);
         body["group_id"] = json!(bad);
         let r = prov.post("/v1/sims", &body).await;
         assert_eq!(r.status, 400, "{:?}", r.body);
         assert_eq!(r.pointers(), ["/group_id"]);
-        assert_eq!(r.body["errors"][0]["detail"], "no group with this id");
+        assert_eq!(r.body["errors"][0]["detail"], detail);
         assert_eq!(
             prov.get(&format!("/v1/sims/{}", iccid(n))).await.status,
             404
@@ -579,3 +580,229 @@ crate::helpers::postgres_test!(
         a_delete_racing_a_join_sees_the_member().await
     }
 );
+
+/// A group or device id in any UUID form (uppercase, braced, `urn:uuid:`, unhyphenated) names
+/// it, and is stored in the canonical form, whichever door the SIM comes through; one that is
+/// no UUID is reported with the body's other problems, all at once.
+async fn references_are_stored_canonical(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let a = group(&operator, json!({"name": "fleet-a"})).await;
+    let b = group(&operator, json!({"name": "fleet-b"})).await;
+    let d = operator
+        .post("/v1/devices", &json!({"name": "truck-1"}))
+        .await;
+    assert_eq!(d.status, 201, "{:?}", d.body);
+    let d = d.body["id"].as_str().unwrap().to_owned();
+
+    // Create, uppercase.
+    let mut body = sim_body(1);
+    body["group_id"] = json!(a.to_uppercase());
+    body["device_id"] = json!(d.to_uppercase());
+    let r = prov.post("/v1/sims", &body).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["group_id"], a.as_str());
+    assert_eq!(r.body["device_id"], d.as_str());
+    let path = format!("/v1/sims/{}", r.body["id"].as_str().unwrap());
+
+    // PATCH, braced and urn.
+    let r = operator
+        .patch(
+            &path,
+            &json!({"group_id": format!("{{{b}}}"), "device_id": format!("urn:uuid:{d}")}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["group_id"], b.as_str());
+    assert_eq!(r.body["device_id"], d.as_str());
+    let stored: Option<String> = raw_sql!(&app.test_db.db, p => sqlx::query_scalar(
+        "SELECT group_id FROM sims WHERE iccid = $1")
+        .bind(iccid(1))
+        .fetch_one(p)
+        .await
+        .unwrap());
+    assert_eq!(stored.as_deref(), Some(b.as_str()));
+    assert_eq!(
+        operator.get(&format!("/v1/groups/{b}")).await.body["sim_count"],
+        1
+    );
+
+    // Bulk import: one row of each form, all succeed, none fails the batch.
+    let simple = uuid::Uuid::parse_str(&a).unwrap().simple().to_string();
+    let rows: Vec<Value> = [
+        a.to_uppercase(),
+        format!("{{{a}}}"),
+        format!("urn:uuid:{a}"),
+        simple,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, g)| {
+        let mut row = sim_body(10 + i as u64);
+        row["group_id"] = json!(g);
+        row
+    })
+    .collect();
+    let r = prov
+        .post("/v1/sims/bulk/import", &json!({"sims": rows}))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let task = r.body["id"].as_str().unwrap().to_owned();
+    let done = wait_for_task(&prov, &task, Duration::from_secs(60)).await;
+    assert_eq!(done["completed_items"], 4, "{done:?}");
+    assert_eq!(done["failed_items"], 0, "{done:?}");
+    for n in 10..14 {
+        assert_eq!(
+            prov.get(&format!("/v1/sims/{}", iccid(n))).await.body["group_id"],
+            a.as_str()
+        );
+    }
+    assert_eq!(
+        operator.get(&format!("/v1/groups/{a}")).await.body["sim_count"],
+        4
+    );
+
+    // A bad IMSI and a group_id that is no UUID: both reported at once, nothing created.
+    let mut body = sim_body(20);
+    body["imsi"] = json!("12");
+    body["group_id"] = json!("fleet-a");
+    body["device_id"] = json!("truck-1");
+    let r = prov.post("/v1/sims", &body).await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.pointers(), ["/imsi", "/group_id", "/device_id"]);
+    assert_eq!(r.body["errors"][1]["detail"], "not a group id");
+    assert_eq!(r.body["errors"][2]["detail"], "not a device id");
+    let r = operator
+        .patch(&path, &json!({"imei": "1", "group_id": "fleet-a"}))
+        .await;
+    assert_eq!(r.status, 400, "{:?}", r.body);
+    assert_eq!(r.pointers(), ["/imei", "/group_id"]);
+    assert_eq!(
+        prov.get(&format!("/v1/sims/{}", iccid(20))).await.status,
+        404
+    );
+}
+both_stores!(canonical_ids, references_are_stored_canonical);
+
+/// A SIM whose stored group is not one of its tenant's is a corrupt row: `include=group`
+/// answers the opaque 500, never `"group": null`.
+async fn a_foreign_stored_group_is_corrupt(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    app.tenant("other").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let theirs = group(
+        &app.jwt_client("other", &[Role::Operator]),
+        json!({"name": "theirs"}),
+    )
+    .await;
+    let sim = prov.create_sim(sim_body(1)).await;
+    let path = format!("/v1/sims/{}", sim["id"].as_str().unwrap());
+    raw_sql!(&app.test_db.db, p => sqlx::query("UPDATE sims SET group_id = $1 WHERE iccid = $2")
+        .bind(&theirs)
+        .bind(iccid(1))
+        .execute(p)
+        .await
+        .map(|_| ())
+        .unwrap());
+    for q in [
+        format!("{path}?include=group"),
+        "/v1/sims?include=group".to_owned(),
+    ] {
+        let r = operator.get(&q).await;
+        assert_eq!(r.status, 500, "{q}: {:?}", r.body);
+        assert_eq!(
+            r.body["type"], "https://simvault.dev/problems/internal-error",
+            "{q}"
+        );
+        assert!(!r.body.to_string().contains(&theirs), "{q}");
+    }
+}
+both_stores!(corrupt_group, a_foreign_stored_group_is_corrupt);
+
+/// An import item staged before groups were resources carries the group's and device's label
+/// (`"group_id": "fleet-a"`): the task finds the group and device migration 0013 made of that
+/// name in the tenant, and stores their ids. A label of no group still fails its item alone.
+async fn staged_labels_name_their_group(store: Store) {
+    use simvault::domain::SimInput;
+    use simvault::domain::identifiers::{Iccid, LuhnPolicy};
+    use simvault::service::tasks::ImportRow;
+
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    app.tenant("other").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let a = group(&operator, json!({"name": "fleet-a"})).await;
+    let d = operator
+        .post("/v1/devices", &json!({"name": "truck-1"}))
+        .await;
+    assert_eq!(d.status, 201, "{:?}", d.body);
+    let d = d.body["id"].as_str().unwrap().to_owned();
+    // Another tenant's group of a name acme has none of is not found by that name.
+    group(
+        &app.jwt_client("other", &[Role::Operator]),
+        json!({"name": "theirs"}),
+    )
+    .await;
+
+    let row = |n: u64, g: &str, dev: Option<&str>| {
+        let mut input = SimInput::new(Iccid::parse(&iccid(n), LuhnPolicy::Enforce).unwrap());
+        input.group_id = Some(g.to_owned());
+        input.device_id = dev.map(str::to_owned);
+        ImportRow {
+            line: i64::try_from(n).unwrap(),
+            sim: Ok(input),
+        }
+    };
+    let principal = simvault::domain::Principal {
+        tenant: simvault::domain::TenantId::parse("acme").unwrap(),
+        roles: [Role::Provisioner].into(),
+        subject: "old-release".into(),
+        auth_method: simvault::domain::AuthMethod::Mtls,
+        credential_id: None,
+        origin: Default::default(),
+    };
+    let task = app
+        .services
+        .tasks()
+        .queue_import(
+            &principal,
+            vec![
+                row(1, "fleet-a", Some("truck-1")),
+                row(2, "theirs", None),
+                row(3, &a.to_uppercase(), None),
+            ],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let task = task.id.to_string();
+    let done = wait_for_task(&prov, &task, Duration::from_secs(60)).await;
+    assert_eq!(done["completed_items"], 2, "{done:?}");
+    assert_eq!(done["failed_items"], 1, "{done:?}");
+    let one = prov.get(&format!("/v1/sims/{}", iccid(1))).await.body;
+    assert_eq!(one["group_id"], a.as_str());
+    assert_eq!(one["device_id"], d.as_str());
+    assert_eq!(
+        prov.get(&format!("/v1/sims/{}", iccid(3))).await.body["group_id"],
+        a.as_str()
+    );
+    let items = all_items(&prov, &task).await;
+    assert_eq!(items[1]["status"], "failed");
+    assert!(
+        items[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("group_id: no group with this id"),
+        "{items:?}"
+    );
+    assert_eq!(
+        prov.get(&format!("/v1/sims/{}", iccid(2))).await.status,
+        404
+    );
+}
+both_stores!(staged_labels, staged_labels_name_their_group);

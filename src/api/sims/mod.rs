@@ -13,14 +13,14 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
-use super::fields::{Fields, label};
+use super::fields::Fields;
 use crate::domain::SimKey;
+use crate::domain::group::{device_ref, group_ref};
 use crate::domain::secret_input::SecretsInput;
 use crate::domain::sim::{MAX_TAGS, MAX_ZONES, check_carrier_status, check_metadata};
 use crate::domain::sim_input::SimFields;
 use crate::domain::{
-    Eid, GroupId, Imei, Imsi, Msisdn, Sim, SimPatch, SimState, SimType, ValidationErrors,
-    format_timestamp,
+    Eid, Imei, Imsi, Msisdn, Sim, SimPatch, SimState, SimType, ValidationErrors, format_timestamp,
 };
 
 pub fn router() -> Router<AppState> {
@@ -252,8 +252,8 @@ impl PatchSimBody {
                 Some(Value::Null) => Some(serde_json::Map::new()),
                 other => f.object("metadata", other, check_metadata),
             },
-            group_id: f.patch("group_id", &self.group_id, label("group_id")),
-            device_id: f.patch("device_id", &self.device_id, label("device_id")),
+            group_id: f.patch("group_id", &self.group_id, group_ref),
+            device_id: f.patch("device_id", &self.device_id, device_ref),
             compatibility_zones: f.labels(
                 "compatibility_zones",
                 &empty_if_null(&self.compatibility_zones),
@@ -435,26 +435,28 @@ async fn embed(
             })
             .collect());
     }
-    let ids: Vec<GroupId> = sims
-        .iter()
-        .filter_map(|s| s.group_id.as_deref().and_then(|g| GroupId::parse(g).ok()))
-        .collect();
+    let ids: Vec<&str> = sims.iter().filter_map(|s| s.group_id.as_deref()).collect();
     let groups = state.services.groups().groups_of(principal, &ids).await?;
-    Ok(sims
-        .into_iter()
+    sims.into_iter()
         .map(|s| {
-            let group = s
-                .group_id
-                .as_deref()
-                .and_then(|g| GroupId::parse(g).ok())
-                .and_then(|id| groups.get(&id).cloned())
-                .map(super::groups::GroupView::from);
-            SimOut {
+            let group = match s.group_id.as_deref() {
+                None => None,
+                Some(g) => Some(
+                    groups
+                        .get(g)
+                        .cloned()
+                        .map(super::groups::GroupView::from)
+                        .ok_or_else(|| {
+                            ApiError::Internal("a SIM's group lost while embedding".into())
+                        })?,
+                ),
+            };
+            Ok(SimOut {
                 sim: s.into(),
                 group: Some(group),
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Change descriptive fields.

@@ -300,8 +300,11 @@ impl Tasks {
             .map_err(|_| ServiceError::internal("import task of an invalid tenant"))?;
         let mut references = References::default();
         let mut named = Vec::with_capacity(built.len());
-        for entry in built {
-            let sim = &entry.2;
+        for mut entry in built {
+            let sim = &mut entry.2;
+            references
+                .resolve_labels(&mut tx, &tenant_id, &mut sim.group_id, &mut sim.device_id)
+                .await?;
             let problems = references
                 .problems(
                     &mut tx,
