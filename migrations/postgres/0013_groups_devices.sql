@@ -56,4 +56,5 @@ ALTER TABLE sims ADD CONSTRAINT sims_group_fk
     FOREIGN KEY (group_id) REFERENCES groups (id) ON DELETE RESTRICT;
 ALTER TABLE sims ADD CONSTRAINT sims_device_fk
     FOREIGN KEY (device_id) REFERENCES devices (id) ON DELETE RESTRICT;
+CREATE INDEX sims_group ON sims (group_id);
 CREATE INDEX sims_device ON sims (device_id);

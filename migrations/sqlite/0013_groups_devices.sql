@@ -63,4 +63,5 @@ WHERE deleted_at IS NULL;
 ALTER TABLE sims DROP COLUMN group_label;
 ALTER TABLE sims DROP COLUMN device_label;
 CREATE INDEX sims_tenant_group ON sims (tenant_id, group_id);
+CREATE INDEX sims_group ON sims (group_id);
 CREATE INDEX sims_device ON sims (device_id);

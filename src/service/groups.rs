@@ -163,7 +163,7 @@ impl Groups {
             .authorize_in_tenant(principal, Action::UpdateGroup)
             .await?;
         let mut tx = self.core.db.begin().await?;
-        if !repo::lock_group(&mut tx, &principal.tenant, &id).await? {
+        if !repo::hold_group(&mut tx, &principal.tenant, &id).await? {
             return Err(ServiceError::NotFound);
         }
         let mut group = repo::get_group(&mut tx, &principal.tenant, &id)
@@ -281,7 +281,7 @@ impl Groups {
             .authorize_in_tenant(principal, Action::UpdateDevice)
             .await?;
         let mut tx = self.core.db.begin().await?;
-        if !repo::lock_device(&mut tx, &principal.tenant, &id).await? {
+        if !repo::hold_device(&mut tx, &principal.tenant, &id).await? {
             return Err(ServiceError::NotFound);
         }
         let mut device = repo::get_device(&mut tx, &principal.tenant, &id)

@@ -112,16 +112,38 @@ pub async fn get_group(
     row.map(Group::try_from).transpose()
 }
 
-/// Locks the tenant's group `id` against change and deletion until `tx` ends (PostgreSQL
-/// `FOR UPDATE`): a change or delete works on what it read. Whether it exists.
+/// Locks the tenant's group `id` for its deletion until `tx` ends (PostgreSQL `FOR UPDATE`,
+/// which waits for SIMs joining it, holding it `FOR KEY SHARE`, to commit). Whether it exists.
 pub async fn lock_group(tx: &mut Tx, tenant: &TenantId, id: &GroupId) -> StoreResult<bool> {
-    let sql = format!(
-        "SELECT id FROM groups WHERE tenant_id = $1 AND id = $2{}",
-        tx.row_lock()
-    );
+    let lock = tx.row_lock();
+    lock_row(tx, "groups", tenant, &id.to_string(), lock).await
+}
+
+/// Locks the tenant's group `id` for a change of its fields until `tx` ends (PostgreSQL
+/// `FOR NO KEY UPDATE`: SIMs may join it meanwhile). Whether it exists.
+pub async fn hold_group(tx: &mut Tx, tenant: &TenantId, id: &GroupId) -> StoreResult<bool> {
+    let lock = tx.no_key_update();
+    lock_row(tx, "groups", tenant, &id.to_string(), lock).await
+}
+
+/// [`hold_group`] for a device.
+pub async fn hold_device(tx: &mut Tx, tenant: &TenantId, id: &DeviceId) -> StoreResult<bool> {
+    let lock = tx.no_key_update();
+    lock_row(tx, "devices", tenant, &id.to_string(), lock).await
+}
+
+/// Selects row `id` of the tenant in `table` (one of ours, never input) with `lock`.
+async fn lock_row(
+    tx: &mut Tx,
+    table: &'static str,
+    tenant: &TenantId,
+    id: &str,
+    lock: &'static str,
+) -> StoreResult<bool> {
+    let sql = format!("SELECT id FROM {table} WHERE tenant_id = $1 AND id = $2{lock}");
     let found: Option<String> = on_tx!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
         .bind(tenant.as_str())
-        .bind(id.to_string())
+        .bind(id)
         .fetch_optional(&mut *c)
         .await)?;
     Ok(found.is_some())
@@ -209,7 +231,7 @@ pub async fn delete_group(tx: &mut Tx, tenant: &TenantId, id: &GroupId) -> Store
         .map(|_| ()))?;
     let done = on_tx!(tx, c => sqlx::query(
         "DELETE FROM groups WHERE tenant_id = $1 AND id = $2 \
-         AND NOT EXISTS (SELECT 1 FROM sims s WHERE s.group_id = groups.id)")
+         AND NOT EXISTS (SELECT 1 FROM sims s WHERE s.tenant_id = groups.tenant_id AND s.group_id = groups.id)")
         .bind(tenant.as_str())
         .bind(id.to_string())
         .execute(&mut *c)
@@ -318,16 +340,8 @@ pub async fn get_device(
 
 /// [`lock_group`] for a device.
 pub async fn lock_device(tx: &mut Tx, tenant: &TenantId, id: &DeviceId) -> StoreResult<bool> {
-    let sql = format!(
-        "SELECT id FROM devices WHERE tenant_id = $1 AND id = $2{}",
-        tx.row_lock()
-    );
-    let found: Option<String> = on_tx!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-        .bind(tenant.as_str())
-        .bind(id.to_string())
-        .fetch_optional(&mut *c)
-        .await)?;
-    Ok(found.is_some())
+    let lock = tx.row_lock();
+    lock_row(tx, "devices", tenant, &id.to_string(), lock).await
 }
 
 /// [`share_group`] for a device.
@@ -410,7 +424,7 @@ pub async fn delete_device(tx: &mut Tx, tenant: &TenantId, id: &DeviceId) -> Sto
         .map(|_| ()))?;
     let done = on_tx!(tx, c => sqlx::query(
         "DELETE FROM devices WHERE tenant_id = $1 AND id = $2 \
-         AND NOT EXISTS (SELECT 1 FROM sims s WHERE s.device_id = devices.id)")
+         AND NOT EXISTS (SELECT 1 FROM sims s WHERE s.tenant_id = devices.tenant_id AND s.device_id = devices.id)")
         .bind(tenant.as_str())
         .bind(id.to_string())
         .execute(&mut *c)
