@@ -581,6 +581,60 @@ crate::helpers::postgres_test!(
     }
 );
 
+/// The opposite order: the delete has locked the group (FOR UPDATE) and deleted it, not yet
+/// committed, when a SIM's PATCH and a SIM's create through the API name it. They wait for the
+/// delete, then find no group: 400 with the pointer, never a 500 nor a SIM naming nothing.
+async fn a_join_racing_a_delete_finds_no_group() {
+    use simvault::store::groups as repo;
+    let app = TestApp::spawn(Store::Postgres).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let a = group(&operator, json!({"name": "fleet-a"})).await;
+    let id: simvault::domain::GroupId = a.parse().unwrap();
+    let sim = prov.create_sim(sim_body(1)).await;
+    let path = format!("/v1/sims/{}", sim["id"].as_str().unwrap());
+    let tenant = crate::helpers::tenant_id("acme");
+
+    let mut delete = app.test_db.db.begin().await.unwrap();
+    assert!(repo::lock_group(&mut delete, &tenant, &id).await.unwrap());
+    assert!(repo::delete_group(&mut delete, &tenant, &id).await.unwrap());
+
+    let patch = {
+        let (operator, path, a) = (operator.clone(), path.clone(), a.clone());
+        tokio::spawn(async move { operator.patch(&path, &json!({"group_id": a})).await })
+    };
+    let create = {
+        let (prov, a) = (prov.clone(), a.clone());
+        tokio::spawn(async move {
+            let mut body = sim_body(2);
+            body["group_id"] = json!(a);
+            prov.post("/v1/sims", &body).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!patch.is_finished(), "the PATCH must wait for the delete");
+    assert!(!create.is_finished(), "the create must wait for the delete");
+    delete.commit().await.unwrap();
+
+    for r in [patch.await.unwrap(), create.await.unwrap()] {
+        assert_eq!(r.status, 400, "{:?}", r.body);
+        assert_eq!(r.pointers(), ["/group_id"]);
+        assert_eq!(r.body["errors"][0]["detail"], "no group with this id");
+    }
+    assert!(operator.get(&path).await.body["group_id"].is_null());
+    assert_eq!(
+        prov.get(&format!("/v1/sims/{}", iccid(2))).await.status,
+        404
+    );
+    assert_eq!(operator.get(&format!("/v1/groups/{a}")).await.status, 404);
+}
+crate::helpers::postgres_test!(
+    async fn join_racing_a_delete() {
+        a_join_racing_a_delete_finds_no_group().await
+    }
+);
+
 /// A group or device id in any UUID form (uppercase, braced, `urn:uuid:`, unhyphenated) names
 /// it, and is stored in the canonical form, whichever door the SIM comes through; one that is
 /// no UUID is reported with the body's other problems, all at once.
