@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
-use super::fields::{Fields, label};
-use crate::domain::group::DeviceChanges;
+use super::fields::Fields;
+use crate::domain::group::{DeviceChanges, check_name};
 use crate::domain::sim::check_metadata;
 use crate::domain::{Device, DeviceId, Imei, ValidationErrors, format_timestamp};
 use crate::service::groups::NewDevice;
@@ -36,10 +36,27 @@ pub struct DeviceView {
     #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, Value>,
     /// The live SIMs bound to it, oldest first.
+    #[schema(schema_with = sim_ids_schema)]
     pub sim_ids: Vec<uuid::Uuid>,
     #[schema(example = "2026-01-15T10:30:00Z")]
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// `sim_ids`: read-only as a whole (utoipa marks only an array's items read-only, so the
+/// array is the one alternative of a read-only `oneOf`).
+fn sim_ids_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaFormat};
+    use utoipa::openapi::{KnownFormat, Type};
+    let id = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)));
+    OneOfBuilder::new()
+        .item(ArrayBuilder::new().items(id))
+        .description(Some("The live SIMs bound to it, oldest first."))
+        .read_only(true)
+        .build()
+        .into()
 }
 
 impl From<Device> for DeviceView {
@@ -79,7 +96,7 @@ impl DeviceBody {
     fn changes(&self) -> Result<DeviceChanges, ValidationErrors> {
         let mut errs = ValidationErrors::new();
         let mut f = Fields { errs: &mut errs };
-        let name = match f.patch("name", &self.name, label("name")) {
+        let name = match f.patch("name", &self.name, check_name) {
             Some(None) => {
                 f.errs.pointer("/name", "a device always has a name");
                 None
@@ -91,6 +108,7 @@ impl DeviceBody {
             Some(Value::Null) => Some(serde_json::Map::new()),
             other => f.object("metadata", other, check_metadata),
         };
+        super::groups::nothing_to_change(&self.name, &self.imei, &self.metadata, &None, &mut errs);
         errs.finish(DeviceChanges {
             name,
             imei,
@@ -101,7 +119,7 @@ impl DeviceBody {
     fn new_device(&self) -> Result<NewDevice, ValidationErrors> {
         let mut errs = ValidationErrors::new();
         let mut f = Fields { errs: &mut errs };
-        let name = f.required("name", &self.name, label("name"));
+        let name = f.required("name", &self.name, check_name);
         let imei = f.optional("imei", &self.imei, Imei::parse);
         let metadata = f.object("metadata", &self.metadata, check_metadata);
         let Some(name) = name else {

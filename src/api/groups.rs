@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
-use super::fields::{Fields, label};
-use crate::domain::group::{GroupChanges, check_description};
+use super::fields::Fields;
+use crate::domain::group::{GroupChanges, check_description, check_name};
 use crate::domain::usage::DataAmount;
 use crate::domain::{Group, GroupId, ValidationErrors, format_timestamp};
 use crate::service::groups::NewGroup;
@@ -38,6 +38,7 @@ pub struct GroupView {
     pub data_limit: Option<DataAmount>,
     pub imei_lock: bool,
     /// Live SIMs in the group.
+    #[schema(read_only)]
     pub sim_count: u64,
     #[schema(example = "2026-01-15T10:30:00Z")]
     pub created_at: String,
@@ -113,7 +114,7 @@ impl GroupBody {
     fn changes(&self) -> Result<GroupChanges, ValidationErrors> {
         let mut errs = ValidationErrors::new();
         let mut f = Fields { errs: &mut errs };
-        let name = match f.patch("name", &self.name, label("name")) {
+        let name = match f.patch("name", &self.name, check_name) {
             Some(None) => {
                 f.errs.pointer("/name", "a group always has a name");
                 None
@@ -127,13 +128,20 @@ impl GroupBody {
             data_limit: data_limit(&self.data_limit, &mut errs),
             imei_lock: imei_lock(&self.imei_lock, &mut errs),
         };
+        nothing_to_change(
+            &self.name,
+            &self.description,
+            &self.data_limit,
+            &self.imei_lock,
+            &mut errs,
+        );
         errs.finish(changes)
     }
 
     fn new_group(&self) -> Result<NewGroup, ValidationErrors> {
         let mut errs = ValidationErrors::new();
         let mut f = Fields { errs: &mut errs };
-        let name = f.required("name", &self.name, label("name"));
+        let name = f.required("name", &self.name, check_name);
         let description = f.optional("description", &self.description, check_description);
         let limit = data_limit(&self.data_limit, &mut errs).flatten();
         let lock = imei_lock(&self.imei_lock, &mut errs).unwrap_or(false);
@@ -146,6 +154,19 @@ impl GroupBody {
             data_limit: limit,
             imei_lock: lock,
         })
+    }
+}
+
+/// A change that gives no field at all is refused: it would change nothing, yet be audited.
+pub(super) fn nothing_to_change(
+    a: &Option<Value>,
+    b: &Option<Value>,
+    c: &Option<Value>,
+    d: &Option<Value>,
+    errs: &mut ValidationErrors,
+) {
+    if a.is_none() && b.is_none() && c.is_none() && d.is_none() {
+        errs.pointer("", "nothing to change: give at least one field");
     }
 }
 

@@ -120,6 +120,20 @@ pub struct GroupChanges {
 }
 
 impl GroupChanges {
+    /// The names of the fields this changes, in alphabetical order (for the audit record:
+    /// names, never values).
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("data_limit", self.data_limit.is_some()),
+            ("description", self.description.is_some()),
+            ("imei_lock", self.imei_lock.is_some()),
+            ("name", self.name.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
+
     pub fn apply(self, group: &mut Group) {
         if let Some(v) = self.name {
             group.name = v;
@@ -159,6 +173,18 @@ pub struct DeviceChanges {
 }
 
 impl DeviceChanges {
+    /// [`GroupChanges::fields`] for a device.
+    pub fn fields(&self) -> Vec<&'static str> {
+        [
+            ("imei", self.imei.is_some()),
+            ("metadata", self.metadata.is_some()),
+            ("name", self.name.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
+    }
+
     pub fn apply(self, device: &mut Device) {
         if let Some(v) = self.name {
             device.name = v;
@@ -170,6 +196,20 @@ impl DeviceChanges {
             device.metadata = v;
         }
     }
+}
+
+/// A group's or device's name: a label (1–64 printable characters) without leading or
+/// trailing whitespace, and never a UUID, so that a value naming one by id or by name (the SIM
+/// list's `group_id` filter, import items staged with labels) is never ambiguous.
+pub fn check_name(s: &str) -> Result<String, String> {
+    super::sim::check_label(s, "name")?;
+    if s.trim() != s {
+        return Err("must not begin or end with whitespace".into());
+    }
+    if uuid::Uuid::parse_str(s).is_ok() {
+        return Err("must not be a UUID".into());
+    }
+    Ok(s.to_owned())
 }
 
 /// A description: at most [`MAX_DESCRIPTION`] characters, no control characters but line
@@ -222,6 +262,32 @@ mod tests {
         }
         assert_eq!(group_ref("fleet-a"), Err("not a group id"));
         assert_eq!(device_ref("truck-1"), Err("not a device id"));
+    }
+
+    #[test]
+    fn names_are_neither_padded_nor_ids() {
+        assert_eq!(check_name("fleet a").unwrap(), "fleet a");
+        assert!(check_name(" fleet").is_err());
+        assert!(check_name("fleet\t").is_err());
+        assert!(check_name(&uuid::Uuid::new_v4().to_string()).is_err());
+        assert!(check_name(&uuid::Uuid::new_v4().simple().to_string()).is_err());
+        assert!(check_name("").is_err());
+    }
+
+    #[test]
+    fn changes_name_their_fields() {
+        let g = GroupChanges {
+            name: Some("x".into()),
+            imei_lock: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(g.fields(), ["imei_lock", "name"]);
+        assert!(GroupChanges::default().fields().is_empty());
+        let d = DeviceChanges {
+            imei: Some(None),
+            ..Default::default()
+        };
+        assert_eq!(d.fields(), ["imei"]);
     }
 
     #[test]

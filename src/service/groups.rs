@@ -169,12 +169,14 @@ impl Groups {
         let mut group = repo::get_group(&mut tx, &principal.tenant, &id)
             .await?
             .ok_or(ServiceError::NotFound)?;
+        // The record names the fields changed, never their values.
+        let fields = changes.fields().join(", ");
         changes.apply(&mut group);
         group.updated_at = self.core.clock.now().max(group.updated_at);
         repo::update_group(&mut tx, &group)
             .await
             .map_err(conflict(GROUP_NAME_TAKEN))?;
-        let what = format!("group {}", group.id);
+        let what = format!("group {}: {fields}", group.id);
         self.record(&mut tx, principal, Action::UpdateGroup, &what, decision)
             .await?;
         tx.commit().await?;
@@ -287,12 +289,14 @@ impl Groups {
         let mut device = repo::get_device(&mut tx, &principal.tenant, &id)
             .await?
             .ok_or(ServiceError::NotFound)?;
+        // The record names the fields changed, never their values.
+        let fields = changes.fields().join(", ");
         changes.apply(&mut device);
         device.updated_at = self.core.clock.now().max(device.updated_at);
         repo::update_device(&mut tx, &device)
             .await
             .map_err(conflict(DEVICE_NAME_TAKEN))?;
-        let what = format!("device {}", device.id);
+        let what = format!("device {}: {fields}", device.id);
         self.record(&mut tx, principal, Action::UpdateDevice, &what, decision)
             .await?;
         tx.commit().await?;

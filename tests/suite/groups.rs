@@ -860,3 +860,92 @@ async fn staged_labels_name_their_group(store: Store) {
     );
 }
 both_stores!(staged_labels, staged_labels_name_their_group);
+
+/// Names are never UUIDs nor padded with whitespace (a value naming a group by id or by name is
+/// never ambiguous); a change names the fields it changed in its audit record, never their
+/// values; a change of nothing is refused and recorded nowhere; the read-only fields are
+/// documented as such.
+async fn names_changes_and_their_records(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let id = group(&operator, json!({"name": "fleet-a"})).await;
+    let d = operator
+        .post("/v1/devices", &json!({"name": "truck-1"}))
+        .await;
+    assert_eq!(d.status, 201, "{:?}", d.body);
+    let device = d.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/groups/{id}");
+    let device_path = format!("/v1/devices/{device}");
+    let uuid = uuid::Uuid::new_v4().to_string();
+    for bad in [
+        uuid.clone(),
+        uuid.to_uppercase(),
+        " fleet-b".into(),
+        "fleet-b ".into(),
+    ] {
+        for kind in ["groups", "devices"] {
+            let r = operator
+                .post(&format!("/v1/{kind}"), &json!({"name": bad}))
+                .await;
+            assert_eq!(r.status, 400, "{kind} {bad:?}: {:?}", r.body);
+            assert_eq!(r.pointers(), ["/name"], "{kind} {bad:?}");
+        }
+        for p in [&path, &device_path] {
+            let r = operator.patch(p, &json!({"name": bad})).await;
+            assert_eq!(r.status, 400, "{p} {bad:?}: {:?}", r.body);
+            assert_eq!(r.pointers(), ["/name"], "{p} {bad:?}");
+        }
+    }
+    assert_eq!(operator.get(&path).await.body["name"], "fleet-a");
+    assert_eq!(operator.get(&device_path).await.body["name"], "truck-1");
+    assert_eq!(operator.get("/v1/groups").await.body["total"], 1);
+
+    let before = chain_records(&app.test_db.db, "acme").await.len();
+    for p in [&path, &device_path] {
+        let r = operator.patch(p, &json!({})).await;
+        assert_eq!(r.status, 400, "{p}: {:?}", r.body);
+        assert_eq!(r.pointers(), [""], "{p}");
+    }
+    assert_eq!(chain_records(&app.test_db.db, "acme").await.len(), before);
+
+    let r = operator
+        .patch(&path, &json!({"name": "fleet-z", "imei_lock": true}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = operator.patch(&device_path, &json!({"imei": null})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let records = chain_records(&app.test_db.db, "acme").await;
+    let updates: Vec<String> = records
+        .iter()
+        .filter(|(a, ..)| a == "group.update" || a == "device.update")
+        .map(|(_, _, r)| r.to_string())
+        .collect();
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    assert!(
+        updates[0].contains(&format!("group {id}: imei_lock, name")),
+        "{updates:?}"
+    );
+    assert!(!updates[0].contains("fleet-z"), "{updates:?}");
+    assert!(
+        updates[1].contains(&format!("device {device}: imei")),
+        "{updates:?}"
+    );
+
+    let doc = app
+        .jwt_client("acme", &[Role::Operator])
+        .get("/openapi.json")
+        .await;
+    let schemas = &doc.body["components"]["schemas"];
+    assert_eq!(
+        schemas["GroupView"]["properties"]["sim_count"]["readOnly"], true,
+        "{}",
+        schemas["GroupView"]
+    );
+    assert_eq!(
+        schemas["DeviceView"]["properties"]["sim_ids"]["readOnly"], true,
+        "{}",
+        schemas["DeviceView"]
+    );
+}
+both_stores!(names_and_changes, names_changes_and_their_records);
