@@ -30,7 +30,11 @@ CREATE INDEX devices_tenant_created ON devices (tenant_id, created_at, id);
 
 -- Today's free-text labels become groups and devices of that name, per tenant: only labels a
 -- live SIM carries (a tombstone's label names nothing anyone manages), never an empty one.
--- The new ids are random UUIDs (version 4 layout).
+-- Deleted SIMs (tombstones) lose their label: they name no group or device afterwards.
+-- The new ids are random and unique, in the canonical UUID text form. On SQLite they have the
+-- version-4 layout; on PostgreSQL they are md5() digests cast to uuid (gen_random_uuid is built
+-- in only from PostgreSQL 13), so their version and variant bits are arbitrary: they are not
+-- v4 UUIDs, and nothing may rely on an id's version.
 INSERT INTO groups (id, tenant_id, name, description, data_limit, imei_lock, created_at, updated_at)
 SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2)
              || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2)
@@ -49,8 +53,10 @@ FROM sims
 WHERE deleted_at IS NULL AND device_id IS NOT NULL AND device_id <> ''
 GROUP BY tenant_id, device_id;
 
--- SQLite adds a foreign key only with a new column: the label column is renamed, the keyed
--- column added and filled from it (NULL for tombstones and empty labels), the label dropped.
+-- Each label becomes its group's or device's id; tombstones and empty labels name nothing.
+-- PostgreSQL rewrites the columns in place and adds the foreign keys to them; SQLite adds a
+-- foreign key only with a new column, so there the label column is renamed, the keyed column
+-- added and filled from it, and the label dropped.
 DROP INDEX sims_tenant_group;
 ALTER TABLE sims RENAME COLUMN group_id TO group_label;
 ALTER TABLE sims RENAME COLUMN device_id TO device_label;
@@ -63,5 +69,6 @@ WHERE deleted_at IS NULL;
 ALTER TABLE sims DROP COLUMN group_label;
 ALTER TABLE sims DROP COLUMN device_label;
 CREATE INDEX sims_tenant_group ON sims (tenant_id, group_id);
+-- A group's or device's delete looks for the SIMs naming it by these.
 CREATE INDEX sims_group ON sims (group_id);
 CREATE INDEX sims_device ON sims (device_id);
