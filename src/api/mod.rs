@@ -5,9 +5,11 @@ pub mod admin;
 pub mod auc;
 pub mod audit;
 pub mod bulk;
+pub mod devices;
 pub mod error;
 pub mod extract;
 mod fields;
+pub mod groups;
 pub mod large_body;
 pub mod lifecycle;
 pub mod openapi;
@@ -91,6 +93,8 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(audit::router())
         .merge(plans::router())
+        .merge(groups::router())
+        .merge(devices::router())
         .merge(bulk::router())
         .merge(webhooks::router())
         .merge(ops::router())

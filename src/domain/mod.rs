@@ -6,6 +6,7 @@ pub mod eki;
 pub mod esim;
 pub mod event;
 pub mod fields;
+pub mod group;
 pub mod identifiers;
 pub mod identity;
 pub mod ids;
@@ -31,6 +32,7 @@ pub mod validation;
 pub mod webhook;
 pub mod webhook_target;
 
+pub use group::{Device, DeviceId, Group, GroupId};
 pub use identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msisdn};
 pub use ids::{TaskId, WebhookId};
 pub use link::Link;

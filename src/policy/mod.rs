@@ -66,10 +66,26 @@ pub enum Action {
     ReadLinks,
     /// Create, list and delete webhooks and see their deliveries.
     ManageWebhooks,
+    /// Create a SIM group.
+    CreateGroup,
+    /// See SIM groups.
+    ReadGroup,
+    /// Change a SIM group's fields.
+    UpdateGroup,
+    /// Delete an empty SIM group.
+    DeleteGroup,
+    /// Create a device.
+    CreateDevice,
+    /// See devices.
+    ReadDevice,
+    /// Change a device's fields.
+    UpdateDevice,
+    /// Delete a device no SIM is bound to.
+    DeleteDevice,
 }
 
 impl Action {
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 32] = [
         Action::CreateSim,
         Action::ReadSim,
         Action::ListSims,
@@ -94,6 +110,14 @@ impl Action {
         Action::ProvisionLinks,
         Action::ReadLinks,
         Action::ManageWebhooks,
+        Action::CreateGroup,
+        Action::ReadGroup,
+        Action::UpdateGroup,
+        Action::DeleteGroup,
+        Action::CreateDevice,
+        Action::ReadDevice,
+        Action::UpdateDevice,
+        Action::DeleteDevice,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -122,6 +146,14 @@ impl Action {
             Action::ProvisionLinks => "link.provision",
             Action::ReadLinks => "link.read",
             Action::ManageWebhooks => "webhook.manage",
+            Action::CreateGroup => "group.create",
+            Action::ReadGroup => "group.read",
+            Action::UpdateGroup => "group.update",
+            Action::DeleteGroup => "group.delete",
+            Action::CreateDevice => "device.create",
+            Action::ReadDevice => "device.read",
+            Action::UpdateDevice => "device.update",
+            Action::DeleteDevice => "device.delete",
         }
     }
 }
@@ -245,6 +277,14 @@ mod tests {
             (ProvisionLinks, &[Operator, Admin]),
             (ReadLinks, &[Provisioner, Support, Operator, Admin]),
             (ManageWebhooks, &[Admin]),
+            (CreateGroup, &[Operator, Admin]),
+            (ReadGroup, &[Provisioner, Support, Operator, Admin]),
+            (UpdateGroup, &[Operator, Admin]),
+            (DeleteGroup, &[Operator, Admin]),
+            (CreateDevice, &[Operator, Admin]),
+            (ReadDevice, &[Provisioner, Support, Operator, Admin]),
+            (UpdateDevice, &[Operator, Admin]),
+            (DeleteDevice, &[Operator, Admin]),
         ];
         for (action, who) in table {
             for role in Role::ALL {

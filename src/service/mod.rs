@@ -6,6 +6,7 @@ pub mod auc;
 pub mod audit;
 mod core;
 pub mod esim;
+pub mod groups;
 pub mod identities;
 pub mod integrity;
 pub mod lifecycle;
@@ -31,6 +32,7 @@ use self::core::Target;
 pub use admin::{Admin, Readiness};
 pub use auc::Auc;
 pub use audit::AuditLog;
+pub use groups::Groups;
 pub use lifecycle::Lifecycle;
 pub use pins::Pins;
 pub use plans::Plans;
@@ -180,6 +182,7 @@ capability! {
         auc: Auc,
         lifecycle: Lifecycle,
         plans: Plans,
+        groups: Groups,
         tasks: Tasks,
         webhooks: Webhooks,
         audit: AuditLog,
@@ -242,6 +245,7 @@ impl Services {
                 upstream,
             },
             plans: Plans { core: core.clone() },
+            groups: Groups { core: core.clone() },
             tasks,
             webhooks: Webhooks {
                 core: core.clone(),
@@ -292,6 +296,11 @@ impl Services {
     /// Rate plans and provisioning links.
     pub fn plans(&self) -> &Plans {
         &self.plans
+    }
+
+    /// SIM groups and devices.
+    pub fn groups(&self) -> &Groups {
+        &self.groups
     }
 
     /// Background tasks: queueing bulk imports, link provisioning and key rotations, following

@@ -1,6 +1,7 @@
 //! SIM inventory use cases.
 
 use super::audit::Event;
+use super::groups::References;
 use super::{Core, Page, ServiceError, ServiceResult, Target, conflict};
 use crate::domain::event::SimChange;
 use crate::domain::keys::{SealedSecret, WrappedDek};
@@ -43,6 +44,8 @@ impl Inventory {
         let now = self.core.clock.now();
         let (mut sim, secrets) = new_sim(tenant, new, now);
         let mut tx = self.core.db.begin().await?;
+        let (group, device) = (sim.group_id.as_deref(), sim.device_id.as_deref());
+        References::check(&mut tx, &principal.tenant, group, device).await?;
         repo::insert(&mut tx, &*self.core.row_key()?, &sim)
             .await
             .map_err(conflict("a SIM with this ICCID already exists"))?;
@@ -125,6 +128,9 @@ impl Inventory {
             .core
             .lock_sim(principal, key, Action::UpdateSim)
             .await?;
+        let group = patch.group_id.as_ref().and_then(Option::as_deref);
+        let device = patch.device_id.as_ref().and_then(Option::as_deref);
+        References::check(&mut tx, &principal.tenant, group, device).await?;
         patch.apply(&mut sim);
         sim.updated_at = self.core.clock.now().max(sim.updated_at);
         repo::update(&mut tx, &*self.core.row_key()?, &sim).await?;

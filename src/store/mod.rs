@@ -10,6 +10,7 @@
 pub mod audit;
 mod domain_rows;
 pub mod files;
+pub mod groups;
 pub mod identities;
 pub mod keys;
 pub mod lifecycle;
@@ -324,6 +325,27 @@ impl Tx {
         match self {
             Tx::Sqlite(_) => "",
             Tx::Postgres(_) => " FOR UPDATE",
+        }
+    }
+
+    /// The clause that locks selected rows against other changes and deletion until this
+    /// transaction ends, for a change that keeps the row's key: PostgreSQL's
+    /// ` FOR NO KEY UPDATE` (it does not wait for, nor block, [`Tx::key_share`] holders);
+    /// nothing on SQLite (one writer).
+    pub fn no_key_update(&self) -> &'static str {
+        match self {
+            Tx::Sqlite(_) => "",
+            Tx::Postgres(_) => " FOR NO KEY UPDATE",
+        }
+    }
+
+    /// The clause that keeps a selected row's key from being deleted or changed until this
+    /// transaction ends, without blocking other readers or sharers: PostgreSQL's
+    /// ` FOR KEY SHARE` (what a foreign key check takes); nothing on SQLite (one writer).
+    pub fn key_share(&self) -> &'static str {
+        match self {
+            Tx::Sqlite(_) => "",
+            Tx::Postgres(_) => " FOR KEY SHARE",
         }
     }
 

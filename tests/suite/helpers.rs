@@ -79,13 +79,40 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new(store: Store) -> TestDb {
+        let t = Self::unmigrated(store).await;
+        t.db.migrate().await.unwrap();
+        t
+    }
+
+    /// A fresh database with the migrations up to `version` applied (a migration's test
+    /// writes the rows it meets, then runs the rest with [`Db::migrate`]).
+    pub async fn at_version(store: Store, version: i64) -> TestDb {
+        let t = Self::unmigrated(store).await;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        match &t.db {
+            Db::Sqlite(pools) => sqlx::migrate::Migrator::new(dir.join("sqlite"))
+                .await
+                .unwrap()
+                .run_to(version, &pools.write)
+                .await
+                .unwrap(),
+            Db::Postgres(p) => sqlx::migrate::Migrator::new(dir.join("postgres"))
+                .await
+                .unwrap()
+                .run_to(version, p)
+                .await
+                .unwrap(),
+        }
+        t
+    }
+
+    async fn unmigrated(store: Store) -> TestDb {
         match store {
             Store::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let db = Db::open_sqlite(&dir.path().join("simvault.db"))
                     .await
                     .unwrap();
-                db.migrate().await.unwrap();
                 TestDb {
                     db,
                     schema: None,
@@ -111,7 +138,6 @@ impl TestDb {
                 }
                 admin.close().await;
                 let db = Db::open_postgres(&url, Some(&schema)).await.unwrap();
-                db.migrate().await.unwrap();
                 TestDb {
                     db,
                     schema: Some(schema),

@@ -25,6 +25,12 @@ async fn seed(store: Store) -> (TestApp, Api, Vec<Value>) {
     let app = TestApp::spawn(store).await;
     app.tenant("acme").await;
     let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let g1 = app
+        .jwt_client("acme", &[Role::Operator])
+        .post("/v1/groups", &json!({"name": "g1"}))
+        .await;
+    assert_eq!(g1.status, 201, "{:?}", g1.body);
+    let g1 = g1.body["id"].as_str().unwrap().to_owned();
     let mut sims = Vec::new();
     for n in 1..=N {
         let mut tags = Vec::new();
@@ -39,7 +45,7 @@ async fn seed(store: Store) -> (TestApp, Api, Vec<Value>) {
             "iccid": iccid(n), "imsi": format!("23415{n:010}"), "msisdn": format!("4477009{n:05}"),
             "vendor": if n % 2 == 0 { "GEMALTO" } else { "IDEMIA" },
             "tags": tags, "compatibility_zones": [zone],
-            "group_id": if n <= 10 { Some("g1") } else { None },
+            "group_id": if n <= 10 { Some(g1.as_str()) } else { None },
             "sim_type": if n % 5 == 0 { "esim" } else { "physical" },
         });
         sims.push(prov.create_sim(body).await);
@@ -199,7 +205,14 @@ async fn every_filter(store: Store) {
         matching(&api, "compatibility_zones=eu&compatibility_zones=us").await,
         expect(|n| n % 3 != 2)
     );
+    // The group's name finds its SIMs as its id does (as the free-text label did).
     assert_eq!(matching(&api, "group_id=g1").await, expect(|n| n <= 10));
+    let g1 = sims[0]["group_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        matching(&api, &format!("group_id={g1}")).await,
+        expect(|n| n <= 10)
+    );
+    assert_eq!(matching(&api, "group_id=g2").await, Vec::<u64>::new());
     assert_eq!(
         matching(&api, "vendor=IDEMIA").await,
         expect(|n| n % 2 == 1)

@@ -71,6 +71,10 @@ const INTENDED: &[(&str, &str)] = &[
         "column sims.is_attached: integer on sqlite, bool on postgres",
         "SQLite has no boolean type: 0 and 1 in an INTEGER",
     ),
+    (
+        "column groups.imei_lock: integer on sqlite, bool on postgres",
+        "SQLite has no boolean type: 0 and 1 in an INTEGER",
+    ),
 ];
 
 /// A column's type, in classes both dialects can be mapped to.

@@ -59,10 +59,14 @@ async fn create_get_patch_delete(store: Store) {
     );
 
     // Patch: only given fields change; null clears.
+    let g1 = operator.post("/v1/groups", &json!({"name": "g1"})).await;
+    assert_eq!(g1.status, 201, "{:?}", g1.body);
+    let g1 = g1.body["id"].as_str().unwrap().to_owned();
     let p = operator
-        .patch(&format!("/v1/sims/{id}"), &json!({"msisdn": null, "tags": ["new"], "imei": "490154203237518", "carrier_status": "ACTIVE", "group_id": "g1"}))
+        .patch(&format!("/v1/sims/{id}"), &json!({"msisdn": null, "tags": ["new"], "imei": "490154203237518", "carrier_status": "ACTIVE", "group_id": g1}))
         .await;
     assert_eq!(p.status, 200, "{:?}", p.body);
+    assert_eq!(p.body["group_id"], g1.as_str());
     assert!(p.body["msisdn"].is_null());
     assert_eq!(p.body["tags"], json!(["new"]));
     assert_eq!(p.body["imei"], "490154203237518");

@@ -19,6 +19,7 @@ const LIST_PARAMS: &[&str] = &[
     "iccid",
     "search",
     "for_plan_id",
+    "include",
 ];
 
 pub(super) fn parse_list_query(

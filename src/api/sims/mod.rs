@@ -13,8 +13,9 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
-use super::fields::{Fields, label};
+use super::fields::Fields;
 use crate::domain::SimKey;
+use crate::domain::group::{device_ref, group_ref};
 use crate::domain::secret_input::SecretsInput;
 use crate::domain::sim::{MAX_TAGS, MAX_ZONES, check_carrier_status, check_metadata};
 use crate::domain::sim_input::SimFields;
@@ -251,8 +252,8 @@ impl PatchSimBody {
                 Some(Value::Null) => Some(serde_json::Map::new()),
                 other => f.object("metadata", other, check_metadata),
             },
-            group_id: f.patch("group_id", &self.group_id, label("group_id")),
-            device_id: f.patch("device_id", &self.device_id, label("device_id")),
+            group_id: f.patch("group_id", &self.group_id, group_ref),
+            device_id: f.patch("device_id", &self.device_id, device_ref),
             compatibility_zones: f.labels(
                 "compatibility_zones",
                 &empty_if_null(&self.compatibility_zones),
@@ -331,44 +332,131 @@ async fn create_sim(
         ("sim_type" = Option<schema::SimType>, Query),
         ("compatibility_zones" = Option<Vec<String>>, Query, description = "repeatable; any of"),
         ("tags" = Option<Vec<String>>, Query, description = "repeatable; all of"),
-        ("group_id" = Option<String>, Query),
+        ("group_id" = Option<String>, Query, description = "the group's id, or its name"),
         ("vendor" = Option<String>, Query),
         ("iccid" = Option<String>, Query, description = "substring of the ICCID"),
         ("search" = Option<String>, Query, description = "case-insensitive substring of id, ICCID, MSISDN, IMSI, IMEI or EID"),
         ("for_plan_id" = Option<uuid::Uuid>, Query, description = "SIMs in any of the plan's zones; wins over compatibility_zones"),
+        ("include" = Option<String>, Query, description = "`group`: embed each SIM's group as `group`"),
     ),
     responses(
-        (status = 200, description = "One page", body = super::PageView<SimView>),
+        (status = 200, description = "One page", body = super::PageView<SimOut>),
         (status = 400, description = "Invalid parameters", body = super::openapi::Problem),
     ))]
 async fn list_sims(
     State(state): State<AppState>,
     Caller(principal): Caller,
     query: QueryPairs,
-) -> ApiResult<axum::Json<super::PageView<SimView>>> {
-    let (query, for_plan) = parse_list_query(&query)?;
+) -> ApiResult<axum::Json<super::PageView<SimOut>>> {
+    let (parsed, for_plan) = parse_list_query(&query)?;
+    let include = include_group(&query)?;
     let page = state
         .services
         .inventory()
-        .list_sims(&principal, query, for_plan)
+        .list_sims(&principal, parsed, for_plan)
         .await?;
-    Ok(axum::Json(super::PageView::of(page)))
+    let crate::service::Page {
+        items,
+        total,
+        page,
+        page_size,
+    } = page;
+    let items = embed(&state, &principal, items, include).await?;
+    Ok(axum::Json(super::PageView::of(crate::service::Page {
+        items,
+        total,
+        page,
+        page_size,
+    })))
 }
 
 /// One SIM, by UUID or ICCID.
 #[utoipa::path(get, path = "/v1/sims/{sim}", tag = "sims",
-    params(("sim" = String, Path, description = "UUID or ICCID")),
+    params(
+        ("sim" = String, Path, description = "UUID or ICCID"),
+        ("include" = Option<String>, Query, description = "`group`: embed the SIM's group as `group`"),
+    ),
     responses(
-        (status = 200, description = "The SIM", body = SimView),
+        (status = 200, description = "The SIM", body = SimOut),
         (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
     ))]
 async fn get_sim(
     State(state): State<AppState>,
     Caller(principal): Caller,
     SimRef(key): SimRef,
-) -> ApiResult<axum::Json<SimView>> {
+    query: QueryPairs,
+) -> ApiResult<axum::Json<SimOut>> {
+    let include = include_group(&query)?;
     let sim = state.services.inventory().get_sim(&principal, &key).await?;
-    Ok(axum::Json(sim.into()))
+    let mut out = embed(&state, &principal, vec![sim], include).await?;
+    out.pop()
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::Internal("a SIM lost while embedding".into()))
+}
+
+/// A SIM with what `include` asked to embed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimOut {
+    #[serde(flatten)]
+    pub sim: SimView,
+    /// With `include=group`: the SIM's group (`null` when it is in none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::groups::GroupView>)]
+    pub group: Option<Option<super::groups::GroupView>>,
+}
+
+/// Whether `include=group` was asked for (the only thing a SIM embeds).
+fn include_group(q: &QueryPairs) -> Result<bool, ValidationErrors> {
+    let mut errs = ValidationErrors::new();
+    let include = match q.one("include", &mut errs) {
+        None => false,
+        Some("group") => true,
+        Some(_) => {
+            errs.parameter("include", "must be group");
+            false
+        }
+    };
+    errs.finish(include)
+}
+
+/// The SIMs as answered, each with its group when `include` (looked up once per group).
+async fn embed(
+    state: &AppState,
+    principal: &crate::domain::Principal,
+    sims: Vec<Sim>,
+    include: bool,
+) -> ApiResult<Vec<SimOut>> {
+    if !include {
+        return Ok(sims
+            .into_iter()
+            .map(|s| SimOut {
+                sim: s.into(),
+                group: None,
+            })
+            .collect());
+    }
+    let ids: Vec<&str> = sims.iter().filter_map(|s| s.group_id.as_deref()).collect();
+    let groups = state.services.groups().groups_of(principal, &ids).await?;
+    sims.into_iter()
+        .map(|s| {
+            let group = match s.group_id.as_deref() {
+                None => None,
+                Some(g) => Some(
+                    groups
+                        .get(g)
+                        .cloned()
+                        .map(super::groups::GroupView::from)
+                        .ok_or_else(|| {
+                            ApiError::Internal("a SIM's group lost while embedding".into())
+                        })?,
+                ),
+            };
+            Ok(SimOut {
+                sim: s.into(),
+                group: Some(group),
+            })
+        })
+        .collect()
 }
 
 /// Change descriptive fields.

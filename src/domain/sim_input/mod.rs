@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::fields::{Fields, label};
+use super::group::{device_ref, group_ref};
 use super::identifiers::{Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn};
 use super::secret_input::{OP_NEEDS_KI, SecretsInput, given_ki};
 use super::secrets::{RetryCounters, SecretValue};
@@ -207,8 +208,8 @@ impl SimFields {
             }
             "vendor" => self.vendor = f.optional("vendor", &v, label("vendor")),
             "tags" => self.tags = f.labels("tags", &v, MAX_TAGS),
-            "group_id" => self.group_id = f.optional("group_id", &v, label("group_id")),
-            "device_id" => self.device_id = f.optional("device_id", &v, label("device_id")),
+            "group_id" => self.group_id = f.optional("group_id", &v, group_ref),
+            "device_id" => self.device_id = f.optional("device_id", &v, device_ref),
             "compatibility_zones" => {
                 self.compatibility_zones = f.labels("compatibility_zones", &v, MAX_ZONES);
             }

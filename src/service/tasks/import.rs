@@ -18,6 +18,7 @@ use crate::domain::task::{ItemStatus, TaskItem, TaskKind};
 use crate::domain::{Principal, Sim, SimInput, Task, TaskId, TenantId, ValidationErrors};
 use crate::policy::{Action, Decision};
 use crate::service::audit::Event;
+use crate::service::groups::References;
 use crate::service::{ServiceError, ServiceResult};
 use crate::store::outbox;
 use crate::store::sims as sim_repo;
@@ -295,6 +296,30 @@ impl Tasks {
         let held = batch.still_held(&mut tx).await?;
         built.retain(|(seq, ..)| held.contains(seq));
         outcomes.retain(|o| held.contains(&o.seq));
+        let tenant_id = TenantId::parse(tenant)
+            .map_err(|_| ServiceError::internal("import task of an invalid tenant"))?;
+        let mut references = References::default();
+        let mut named = Vec::with_capacity(built.len());
+        for mut entry in built {
+            let sim = &mut entry.2;
+            references
+                .resolve_labels(&mut tx, &tenant_id, &mut sim.group_id, &mut sim.device_id)
+                .await?;
+            let problems = references
+                .problems(
+                    &mut tx,
+                    &tenant_id,
+                    sim.group_id.as_deref(),
+                    sim.device_id.as_deref(),
+                )
+                .await?;
+            if problems.is_empty() {
+                named.push(entry);
+            } else {
+                outcomes.push(failed(entry.0, &describe(&problems)));
+            }
+        }
+        let mut built = named;
         let mut envelopes = self.core.envelopes(&mut tx, tenant).await?;
         let mut sims = Vec::with_capacity(built.len());
         let mut pending_secrets = Vec::with_capacity(built.len());

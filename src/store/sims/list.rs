@@ -51,7 +51,13 @@ fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &TenantId, q: &
         b.push(" AND s.sim_type = ").bind_text(t.as_str());
     }
     if let Some(g) = &q.group_id {
-        b.push(" AND s.group_id = ").bind_text(g.clone());
+        // The group's id, or its name: filters written for the free-text labels groups
+        // replaced keep working.
+        b.push(" AND s.group_id IN (SELECT g.id FROM groups g WHERE g.tenant_id = s.tenant_id AND (g.id = ")
+            .bind_text(g.clone())
+            .push(" OR g.name = ")
+            .bind_text(g.clone())
+            .push("))");
     }
     if let Some(v) = &q.vendor {
         b.push(" AND s.vendor = ").bind_text(v.clone());

@@ -1,0 +1,454 @@
+//! SIM groups and devices: creating, reading, changing and deleting them (each change audited
+//! with it), and the one check of what a SIM names — its group and device must be its
+//! tenant's, whichever door the SIM comes through (create, PATCH, bulk and file import).
+
+use std::collections::HashMap;
+
+use super::audit::Event;
+use super::{Page, ServiceError, ServiceResult, conflict};
+use crate::domain::audit::AuditOutcome;
+use crate::domain::group::{DeviceChanges, GroupChanges};
+use crate::domain::usage::DataAmount;
+use crate::domain::{
+    Device, DeviceId, Group, GroupId, Imei, Principal, TenantId, ValidationErrors,
+};
+use crate::policy::{Action, Decision};
+use crate::store::groups as repo;
+use crate::store::{StoreError, Tx};
+
+super::capability! {
+    /// SIM groups and devices.
+    pub struct Groups {
+        core: super::Core,
+    }
+}
+
+/// A group to create.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub name: String,
+    pub description: Option<String>,
+    pub data_limit: Option<DataAmount>,
+    pub imei_lock: bool,
+}
+
+/// A device to create.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub name: String,
+    pub imei: Option<Imei>,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+const GROUP_NAME_TAKEN: &str = "a group with this name already exists";
+const DEVICE_NAME_TAKEN: &str = "a device with this name already exists";
+
+impl Groups {
+    /// Records `action` on the resource `what` ("group <id>", "device <id>"): the record names
+    /// the id, never the tenant's own text.
+    async fn record(
+        &self,
+        tx: &mut Tx,
+        principal: &Principal,
+        action: Action,
+        what: &str,
+        decision: Decision,
+    ) -> ServiceResult<()> {
+        let event = Event::tenant_wide(
+            action,
+            AuditOutcome::Allowed,
+            Some(what),
+            decision.policy_ids,
+        );
+        self.core.audit_in(tx, principal, event).await
+    }
+
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "create_group"))]
+    pub async fn create_group(&self, principal: &Principal, new: NewGroup) -> ServiceResult<Group> {
+        let decision = self
+            .core
+            .authorize_in_tenant(principal, Action::CreateGroup)
+            .await?;
+        let now = self.core.clock.now();
+        let group = Group {
+            id: GroupId::new(),
+            tenant_id: principal.tenant.clone(),
+            name: new.name,
+            description: new.description,
+            data_limit: new.data_limit,
+            imei_lock: new.imei_lock,
+            sim_count: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.core.db.begin().await?;
+        repo::insert_group(&mut tx, &group)
+            .await
+            .map_err(conflict(GROUP_NAME_TAKEN))?;
+        let what = format!("group {}", group.id);
+        self.record(&mut tx, principal, Action::CreateGroup, &what, decision)
+            .await?;
+        tx.commit().await?;
+        Ok(group)
+    }
+
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "get_group"))]
+    pub async fn get_group(&self, principal: &Principal, id: GroupId) -> ServiceResult<Group> {
+        self.core
+            .authorize_in_tenant(principal, Action::ReadGroup)
+            .await?;
+        repo::get_group(&self.core.db, &principal.tenant, &id)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    /// The tenant's groups that these stored SIM `group_id`s name (for embedding in SIMs),
+    /// by that text. Each must be the id of one of the tenant's groups: one that does not
+    /// parse, or names no group of the tenant, is a corrupt SIM row (the foreign key and the
+    /// checks before every write keep it from happening), never a SIM shown in no group.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "groups_of"))]
+    pub async fn groups_of(
+        &self,
+        principal: &Principal,
+        ids: &[&str],
+    ) -> ServiceResult<HashMap<String, Group>> {
+        self.core
+            .authorize_in_tenant(principal, Action::ReadGroup)
+            .await?;
+        let corrupt = || ServiceError::from(StoreError::Corrupt("sims.group_id".into()));
+        let mut out = HashMap::new();
+        for raw in ids {
+            if out.contains_key(*raw) {
+                continue;
+            }
+            let id = GroupId::parse(raw).map_err(|_| corrupt())?;
+            let group = repo::get_group(&self.core.db, &principal.tenant, &id)
+                .await?
+                .ok_or_else(corrupt)?;
+            out.insert((*raw).to_owned(), group);
+        }
+        Ok(out)
+    }
+
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "list_groups"))]
+    pub async fn list_groups(
+        &self,
+        principal: &Principal,
+        page: u32,
+        page_size: u32,
+    ) -> ServiceResult<Page<Group>> {
+        self.core
+            .authorize_in_tenant(principal, Action::ReadGroup)
+            .await?;
+        let offset = u64::from(page.saturating_sub(1)) * u64::from(page_size);
+        let (items, total) =
+            repo::list_groups(&self.core.db, &principal.tenant, page_size, offset).await?;
+        Ok(Page {
+            items,
+            total,
+            page,
+            page_size,
+        })
+    }
+
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "update_group"))]
+    pub async fn update_group(
+        &self,
+        principal: &Principal,
+        id: GroupId,
+        changes: GroupChanges,
+    ) -> ServiceResult<Group> {
+        let decision = self
+            .core
+            .authorize_in_tenant(principal, Action::UpdateGroup)
+            .await?;
+        let mut tx = self.core.db.begin().await?;
+        if !repo::hold_group(&mut tx, &principal.tenant, &id).await? {
+            return Err(ServiceError::NotFound);
+        }
+        let mut group = repo::get_group(&mut tx, &principal.tenant, &id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        // The record names the fields changed, never their values.
+        let fields = changes.fields().join(", ");
+        changes.apply(&mut group);
+        group.updated_at = self.core.clock.now().max(group.updated_at);
+        repo::update_group(&mut tx, &group)
+            .await
+            .map_err(conflict(GROUP_NAME_TAKEN))?;
+        let what = format!("group {}: {fields}", group.id);
+        self.record(&mut tx, principal, Action::UpdateGroup, &what, decision)
+            .await?;
+        tx.commit().await?;
+        Ok(group)
+    }
+
+    /// Deletes a group no live SIM is in; one with SIMs is a conflict.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "delete_group"))]
+    pub async fn delete_group(&self, principal: &Principal, id: GroupId) -> ServiceResult<()> {
+        let decision = self
+            .core
+            .authorize_in_tenant(principal, Action::DeleteGroup)
+            .await?;
+        let mut tx = self.core.db.begin().await?;
+        // Locked first: a SIM joining now (holding the group FOR KEY SHARE) commits before the
+        // count below, or waits and then finds no group.
+        if !repo::lock_group(&mut tx, &principal.tenant, &id).await? {
+            return Err(ServiceError::NotFound);
+        }
+        if !repo::delete_group(&mut tx, &principal.tenant, &id).await? {
+            return Err(ServiceError::Conflict(
+                "the group still has SIMs: move them to another group or none first".into(),
+            ));
+        }
+        let what = format!("group {id}");
+        self.record(&mut tx, principal, Action::DeleteGroup, &what, decision)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "create_device"))]
+    pub async fn create_device(
+        &self,
+        principal: &Principal,
+        new: NewDevice,
+    ) -> ServiceResult<Device> {
+        let decision = self
+            .core
+            .authorize_in_tenant(principal, Action::CreateDevice)
+            .await?;
+        let now = self.core.clock.now();
+        let device = Device {
+            id: DeviceId::new(),
+            tenant_id: principal.tenant.clone(),
+            name: new.name,
+            imei: new.imei,
+            metadata: new.metadata,
+            sim_ids: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.core.db.begin().await?;
+        repo::insert_device(&mut tx, &device)
+            .await
+            .map_err(conflict(DEVICE_NAME_TAKEN))?;
+        let what = format!("device {}", device.id);
+        self.record(&mut tx, principal, Action::CreateDevice, &what, decision)
+            .await?;
+        tx.commit().await?;
+        Ok(device)
+    }
+
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "get_device"))]
+    pub async fn get_device(&self, principal: &Principal, id: DeviceId) -> ServiceResult<Device> {
+        self.core
+            .authorize_in_tenant(principal, Action::ReadDevice)
+            .await?;
+        repo::get_device(&self.core.db, &principal.tenant, &id)
+            .await?
+            .ok_or(ServiceError::NotFound)
+    }
+
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "list_devices"))]
+    pub async fn list_devices(
+        &self,
+        principal: &Principal,
+        page: u32,
+        page_size: u32,
+    ) -> ServiceResult<Page<Device>> {
+        self.core
+            .authorize_in_tenant(principal, Action::ReadDevice)
+            .await?;
+        let offset = u64::from(page.saturating_sub(1)) * u64::from(page_size);
+        let (items, total) =
+            repo::list_devices(&self.core.db, &principal.tenant, page_size, offset).await?;
+        Ok(Page {
+            items,
+            total,
+            page,
+            page_size,
+        })
+    }
+
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "update_device"))]
+    pub async fn update_device(
+        &self,
+        principal: &Principal,
+        id: DeviceId,
+        changes: DeviceChanges,
+    ) -> ServiceResult<Device> {
+        let decision = self
+            .core
+            .authorize_in_tenant(principal, Action::UpdateDevice)
+            .await?;
+        let mut tx = self.core.db.begin().await?;
+        if !repo::hold_device(&mut tx, &principal.tenant, &id).await? {
+            return Err(ServiceError::NotFound);
+        }
+        let mut device = repo::get_device(&mut tx, &principal.tenant, &id)
+            .await?
+            .ok_or(ServiceError::NotFound)?;
+        // The record names the fields changed, never their values.
+        let fields = changes.fields().join(", ");
+        changes.apply(&mut device);
+        device.updated_at = self.core.clock.now().max(device.updated_at);
+        repo::update_device(&mut tx, &device)
+            .await
+            .map_err(conflict(DEVICE_NAME_TAKEN))?;
+        let what = format!("device {}: {fields}", device.id);
+        self.record(&mut tx, principal, Action::UpdateDevice, &what, decision)
+            .await?;
+        tx.commit().await?;
+        Ok(device)
+    }
+
+    /// Deletes a device no live SIM is bound to; one with SIMs is a conflict.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "delete_device"))]
+    pub async fn delete_device(&self, principal: &Principal, id: DeviceId) -> ServiceResult<()> {
+        let decision = self
+            .core
+            .authorize_in_tenant(principal, Action::DeleteDevice)
+            .await?;
+        let mut tx = self.core.db.begin().await?;
+        if !repo::lock_device(&mut tx, &principal.tenant, &id).await? {
+            return Err(ServiceError::NotFound);
+        }
+        if !repo::delete_device(&mut tx, &principal.tenant, &id).await? {
+            return Err(ServiceError::Conflict(
+                "SIMs are still bound to the device: unbind them first".into(),
+            ));
+        }
+        let what = format!("device {id}");
+        self.record(&mut tx, principal, Action::DeleteDevice, &what, decision)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The group and device SIMs name, checked against the tenant's inside the transaction that
+/// writes the SIM, each held (PostgreSQL `FOR KEY SHARE`) until it commits so that a concurrent
+/// delete cannot leave the SIM naming nothing. Another tenant's group or device is reported
+/// exactly as one that does not exist. Answers are remembered for the transaction (a batch
+/// names the same group many times).
+#[derive(Debug, Default)]
+pub(crate) struct References {
+    groups: HashMap<String, bool>,
+    devices: HashMap<String, bool>,
+    group_names: HashMap<String, Option<GroupId>>,
+    device_names: HashMap<String, Option<DeviceId>>,
+}
+
+pub(crate) const NO_GROUP: &str = "no group with this id";
+pub(crate) const NO_DEVICE: &str = "no device with this id";
+
+impl References {
+    /// The problems of a SIM naming `group_id` and `device_id` (each optional), with pointers
+    /// `/group_id` and `/device_id`; empty when both are the tenant's.
+    pub(crate) async fn problems(
+        &mut self,
+        tx: &mut Tx,
+        tenant: &TenantId,
+        group_id: Option<&str>,
+        device_id: Option<&str>,
+    ) -> ServiceResult<ValidationErrors> {
+        let mut errs = ValidationErrors::new();
+        if let Some(g) = group_id {
+            let known = match self.groups.get(g) {
+                Some(k) => *k,
+                None => {
+                    let k = match GroupId::parse(g) {
+                        Ok(id) => repo::share_group(tx, tenant, &id).await?,
+                        Err(_) => false,
+                    };
+                    self.groups.insert(g.to_owned(), k);
+                    k
+                }
+            };
+            if !known {
+                errs.pointer("/group_id", NO_GROUP);
+            }
+        }
+        if let Some(d) = device_id {
+            let known = match self.devices.get(d) {
+                Some(k) => *k,
+                None => {
+                    let k = match DeviceId::parse(d) {
+                        Ok(id) => repo::share_device(tx, tenant, &id).await?,
+                        Err(_) => false,
+                    };
+                    self.devices.insert(d.to_owned(), k);
+                    k
+                }
+            };
+            if !known {
+                errs.pointer("/device_id", NO_DEVICE);
+            }
+        }
+        Ok(errs)
+    }
+
+    /// What an import item staged before groups and devices were resources names: its
+    /// free-text label (not a UUID) names the group or device migration 0013 made of that name
+    /// in the tenant; an id is made canonical. Changes `group_id` and `device_id` in place; a
+    /// label of no group or device is left for [`References::problems`] to report.
+    pub(crate) async fn resolve_labels(
+        &mut self,
+        tx: &mut Tx,
+        tenant: &TenantId,
+        group_id: &mut Option<String>,
+        device_id: &mut Option<String>,
+    ) -> ServiceResult<()> {
+        if let Some(g) = group_id.as_mut() {
+            match GroupId::parse(g) {
+                Ok(id) => *g = id.to_string(),
+                Err(_) => {
+                    let named = match self.group_names.get(g.as_str()) {
+                        Some(n) => *n,
+                        None => {
+                            let n = repo::share_group_named(tx, tenant, g).await?;
+                            self.group_names.insert(g.clone(), n);
+                            n
+                        }
+                    };
+                    if let Some(id) = named {
+                        *g = id.to_string();
+                    }
+                }
+            }
+        }
+        if let Some(d) = device_id.as_mut() {
+            match DeviceId::parse(d) {
+                Ok(id) => *d = id.to_string(),
+                Err(_) => {
+                    let named = match self.device_names.get(d.as_str()) {
+                        Some(n) => *n,
+                        None => {
+                            let n = repo::share_device_named(tx, tenant, d).await?;
+                            self.device_names.insert(d.clone(), n);
+                            n
+                        }
+                    };
+                    if let Some(id) = named {
+                        *d = id.to_string();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`References::problems`] of one SIM as a validation error.
+    pub(crate) async fn check(
+        tx: &mut Tx,
+        tenant: &TenantId,
+        group_id: Option<&str>,
+        device_id: Option<&str>,
+    ) -> ServiceResult<()> {
+        let errs = References::default()
+            .problems(tx, tenant, group_id, device_id)
+            .await?;
+        errs.finish(()).map_err(ServiceError::from)
+    }
+}
