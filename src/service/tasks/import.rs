@@ -296,19 +296,17 @@ impl Tasks {
         let held = batch.still_held(&mut tx).await?;
         built.retain(|(seq, ..)| held.contains(seq));
         outcomes.retain(|o| held.contains(&o.seq));
-        let tenant_id = TenantId::parse(tenant)
-            .map_err(|_| ServiceError::internal("import task of an invalid tenant"))?;
         let mut references = References::default();
         let mut named = Vec::with_capacity(built.len());
         for mut entry in built {
             let sim = &mut entry.2;
             references
-                .resolve_labels(&mut tx, &tenant_id, &mut sim.group_id, &mut sim.device_id)
+                .resolve_labels(&mut tx, tenant, &mut sim.group_id, &mut sim.device_id)
                 .await?;
             let problems = references
                 .problems(
                     &mut tx,
-                    &tenant_id,
+                    tenant,
                     sim.group_id.as_deref(),
                     sim.device_id.as_deref(),
                 )
