@@ -141,7 +141,15 @@ impl Authenticator {
             tracing::debug!(identity, "client certificate identity is revoked");
             return Err(AuthError::Refused);
         }
-        let tenant = row.tenant_id.clone();
+        // Only now is the stored text believed: its MAC held. A tenant that does not parse
+        // under a valid MAC was written by no release of ours; refused.
+        let tenant = TenantId::parse(&row.tenant_id).map_err(|_| {
+            tracing::error!(
+                identity,
+                "a registered identity's tenant is not a tenant name"
+            );
+            AuthError::Refused
+        })?;
         let roles = Role::parse_list(&row.roles).map_err(|_| AuthError::Refused)?;
         Ok(Arc::new(Registered { tenant, roles }))
     }

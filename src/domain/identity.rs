@@ -18,7 +18,8 @@ pub struct ClientIdentity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnverifiedIdentity {
     pub identity: String,
-    pub tenant_id: TenantId,
+    /// As stored: it is parsed only once the MAC has been checked on the text as read.
+    pub tenant_id: String,
     pub name: String,
     /// Comma-separated role names.
     pub roles: String,

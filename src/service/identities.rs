@@ -44,7 +44,7 @@ fn times(row: &UnverifiedIdentity) -> ([u8; 8], Vec<u8>) {
 fn parts<'a>(row: &'a UnverifiedIdentity, created: &'a [u8], revoked: &'a [u8]) -> [&'a [u8]; 6] {
     [
         row.identity.as_bytes(),
-        row.tenant_id.as_str().as_bytes(),
+        row.tenant_id.as_bytes(),
         row.name.as_bytes(),
         row.roles.as_bytes(),
         created,
@@ -83,7 +83,7 @@ pub async fn register(
     };
     let stored = UnverifiedIdentity {
         identity: row.identity.clone(),
-        tenant_id: row.tenant_id.clone(),
+        tenant_id: row.tenant_id.to_string(),
         name: row.name.clone(),
         roles: row.roles.clone(),
         created_at: now,
@@ -157,7 +157,7 @@ pub async fn revoke(
                 .into(),
         );
     }
-    if &row.tenant_id != tenant {
+    if row.tenant_id != tenant.as_str() {
         return Err(unknown());
     }
     if row.revoked_at.is_some() {
@@ -230,7 +230,7 @@ mod tests {
     fn stored() -> UnverifiedIdentity {
         UnverifiedIdentity {
             identity: "urn:simvault:t:m".into(),
-            tenant_id: crate::domain::tenant::tenant("t"),
+            tenant_id: "t".into(),
             name: "m".into(),
             roles: "metrics".into(),
             created_at: 1,
@@ -247,7 +247,7 @@ mod tests {
         assert!(verify(&key, &row).is_ok());
         let changes: [fn(&mut UnverifiedIdentity); 6] = [
             |r| r.identity = "urn:simvault:t:n".into(),
-            |r| r.tenant_id = crate::domain::tenant::tenant("u"),
+            |r| r.tenant_id = "u".into(),
             |r| r.name = "n".into(),
             |r| r.roles = "provisioner".into(),
             |r| r.created_at = 2,

@@ -25,7 +25,7 @@ impl TryFrom<IdentityRow> for UnverifiedIdentity {
     fn try_from(r: IdentityRow) -> StoreResult<Self> {
         Ok(UnverifiedIdentity {
             identity: r.identity,
-            tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
+            tenant_id: r.tenant_id,
             name: r.name,
             roles: r.roles,
             created_at: r.created_at,
@@ -61,15 +61,18 @@ pub async fn find_active(
     conn: impl Into<Conn<'_>>,
     identity: &str,
 ) -> StoreResult<Option<ClientIdentity>> {
-    Ok(find(conn, identity)
+    find(conn, identity)
         .await?
         .filter(|row| row.revoked_at.is_none())
-        .map(|row| ClientIdentity {
-            identity: row.identity,
-            tenant_id: row.tenant_id,
-            name: row.name,
-            roles: row.roles,
-        }))
+        .map(|row| {
+            Ok(ClientIdentity {
+                identity: row.identity,
+                tenant_id: crate::store::stored_tenant(&row.tenant_id)?,
+                name: row.name,
+                roles: row.roles,
+            })
+        })
+        .transpose()
 }
 
 /// The stored row of `identity`, revoked or not; inside a transaction, locked until it ends

@@ -280,8 +280,20 @@ struct DueRow {
     hook_mac: Option<Vec<u8>>,
 }
 
+/// A claimed delivery whose webhook row could not be read (a stored tenant or id that does not
+/// parse): it is never sent. `failure` is its MAC check's, if that failed too (it does whenever
+/// the columns were changed by anyone without the row key).
+#[derive(Debug)]
+pub struct RefusedDelivery {
+    pub id: String,
+    pub failure: Option<IntegrityFailure>,
+    pub cause: StoreError,
+}
+
 impl DueRow {
-    fn checked(self, integrity: &IntegrityKey) -> StoreResult<DueDelivery> {
+    /// Checked against the webhook's MAC on the columns as read, then parsed: a row that does
+    /// not parse refuses that one delivery, not the batch it was claimed with.
+    fn checked(self, integrity: &IntegrityKey) -> Result<DueDelivery, RefusedDelivery> {
         let parts = webhook_parts(
             &self.webhook_id,
             &self.tenant_id,
@@ -297,12 +309,24 @@ impl DueRow {
                 self.hook_mac.as_deref(),
             )
             .err();
+        let ids = super::stored_id("webhooks.id", &self.webhook_id)
+            .and_then(|w| Ok((w, crate::store::stored_tenant(&self.tenant_id)?)));
+        let (webhook_id, tenant_id) = match ids {
+            Ok(ids) => ids,
+            Err(cause) => {
+                return Err(RefusedDelivery {
+                    id: self.id,
+                    failure: tampered,
+                    cause,
+                });
+            }
+        };
         Ok(DueDelivery {
             id: self.id,
             attempts: self.attempts,
             created_at: self.created_at,
-            webhook_id: super::stored_id("webhooks.id", &self.webhook_id)?,
-            tenant_id: crate::store::stored_tenant(&self.tenant_id)?,
+            webhook_id,
+            tenant_id,
             url: self.url,
             kek_version: self.kek_version,
             secret: self.secret,
@@ -326,9 +350,9 @@ pub async fn claim_due(
     until: i64,
     limit: i64,
     busy: &[WebhookId],
-) -> StoreResult<Vec<DueDelivery>> {
+) -> StoreResult<(Vec<DueDelivery>, Vec<RefusedDelivery>)> {
     if !any_due(db, now).await? {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let mut tx = db.begin().await?;
     // Placeholders only: the ids are bound.
@@ -356,7 +380,7 @@ pub async fn claim_due(
         .await)?;
     if ids.is_empty() {
         tx.commit().await?;
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let mut b = super::SqlBuilder::default();
     b.push(
@@ -373,7 +397,14 @@ pub async fn claim_due(
         .fetch_all(&mut *c)
         .await)?;
     tx.commit().await?;
-    rows.into_iter().map(|r| r.checked(integrity)).collect()
+    let (mut due, mut refused) = (Vec::new(), Vec::new());
+    for r in rows {
+        match r.checked(integrity) {
+            Ok(d) => due.push(d),
+            Err(r) => refused.push(r),
+        }
+    }
+    Ok((due, refused))
 }
 
 /// What an attempt came to.

@@ -112,6 +112,36 @@ async fn moved_tenant_is_refused(store: Store) {
 }
 both_stores!(tampered_tenant, moved_tenant_is_refused);
 
+/// A provisioner whose stored tenant is changed to text that is no tenant name is refused as
+/// a tampered row, and reported: the MAC is checked on the text as stored, before it is parsed.
+async fn garbled_tenant_is_refused_as_tampered(store: Store) {
+    let app = uncached(store).await;
+    app.tenant("acme").await;
+    let acme = app.mtls_api("acme", &[Role::Provisioner], "aprov").await;
+    acme.create_sim(json!({"iccid": iccid(4), "secrets": {"ki": KI}}))
+        .await;
+    assert_eq!(acme.get(&ki_path(4)).await.status, 200);
+
+    let identity = "urn:simvault:acme:aprov";
+    // The column references the tenants table: the attacker adds the row it names.
+    raw_sql!(&app.test_db.db, p => sqlx::query(
+        "INSERT INTO tenants (id, created_at) VALUES ('ACME!', 0)")
+        .execute(p)
+        .await
+        .map(|_| ()))
+    .unwrap();
+    tamper(
+        &app,
+        "UPDATE client_identities SET tenant_id = 'ACME!' WHERE identity = $1",
+        identity,
+    )
+    .await;
+    let a = acme.get(&ki_path(4)).await;
+    assert_ne!(a.status, 200);
+    assert_refused_and_reported(&app, &a, identity).await;
+}
+both_stores!(garbled_tenant, garbled_tenant_is_refused_as_tampered);
+
 /// A row without a MAC (written straight into the table, or stripped) is refused; so is an
 /// un-revoked one.
 async fn missing_or_stale_macs_are_refused(store: Store) {

@@ -358,6 +358,22 @@ async fn tenant_key_state(store: Store) {
 }
 both_stores!(tenant_key_state_is_refused, tenant_key_state);
 
+/// Waits until the one delivery to `hook` is given up, and its webhook reported as tampered.
+async fn given_up_and_reported(db: &Db, hook: &str) {
+    let failed = format!(
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = '{hook}' AND status = 'failed'"
+    );
+    for _ in 0..600 {
+        if scalar_i64(db, &failed).await == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(scalar_i64(db, &failed).await, Some(1), "given up");
+    let reports = wait_for_reports(db, 1).await;
+    assert!(reports[0].to_string().contains(&format!("webhook {hook}")));
+}
+
 /// A webhook's URL changed in the database: nothing goes to the new URL, whether the change
 /// comes before an event is fanned out or between a delivery's attempts.
 async fn webhook_url(store: Store) {
@@ -381,18 +397,7 @@ async fn webhook_url(store: Store) {
         &format!("UPDATE webhooks SET url = '{evil}' WHERE id = '{hook}'"),
     )
     .await;
-    let failed = format!(
-        "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = '{hook}' AND status = 'failed'"
-    );
-    for _ in 0..600 {
-        if scalar_i64(db, &failed).await == Some(1) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(scalar_i64(db, &failed).await, Some(1), "given up");
-    let reports = wait_for_reports(db, 1).await;
-    assert!(reports[0].to_string().contains(&format!("webhook {hook}")));
+    given_up_and_reported(db, &hook).await;
 
     // Before fan-out: a new event is not queued for the tampered webhook at all.
     prov.create_sim(json!({"iccid": iccid(2)})).await;
@@ -405,6 +410,45 @@ async fn webhook_url(store: Store) {
     assert_eq!(target.hits().len(), 1);
 }
 both_stores!(webhook_url_swapped_delivers_nothing, webhook_url);
+
+/// A webhook's tenant changed in the database to one that is no tenant name: its delivery is
+/// given up and reported, never sent, and the other webhook's deliveries go on.
+async fn webhook_tenant(store: Store) {
+    let app = TestApp::spawn_with(store, fast).await;
+    let db = &app.test_db.db;
+    app.tenant("acme").await;
+    let admin = app.jwt_client("acme", &[Role::Admin]);
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let (garbled, garbled_url) = Receiver::start().await;
+    let (other, other_url) = Receiver::start().await;
+    garbled.behaviour.lock().unwrap().fail_first = 1;
+    let (hook, _) = subscribe(&admin, &garbled_url, &["sim.created"]).await;
+    subscribe(&admin, &other_url, &["sim.created"]).await;
+
+    prov.create_sim(json!({"iccid": iccid(1)})).await;
+    garbled
+        .wait_for("first attempt", Duration::from_secs(30), |h| h.len() == 1)
+        .await;
+    exec(
+        db,
+        "INSERT INTO tenants (id, created_at) VALUES ('ACME!', 0)",
+    )
+    .await;
+    exec(
+        db,
+        &format!("UPDATE webhooks SET tenant_id = 'ACME!' WHERE id = '{hook}'"),
+    )
+    .await;
+    given_up_and_reported(db, &hook).await;
+
+    // The other webhook still gets every event, the garbled one no more attempts.
+    prov.create_sim(json!({"iccid": iccid(2)})).await;
+    other
+        .wait_for("both events", Duration::from_secs(30), |h| h.len() == 2)
+        .await;
+    assert_eq!(garbled.hits().len(), 1);
+}
+both_stores!(webhook_tenant_garbled_gives_up_its_delivery, webhook_tenant);
 
 /// A link pointed at another SIM: the link and the SIM it now names are refused.
 async fn link_moved(store: Store) {

@@ -160,6 +160,21 @@ both_stores!(webhook_tenant_contract, webhooks_are_tenant_scoped);
 
 /// Events are fanned out once; deliveries are claimed in disjoint batches of at most the
 /// limit, re-claimable when their lease expires, and settled only by their holder.
+/// Claims due deliveries of webhooks whose rows all read: none is refused.
+async fn claim(
+    db: &Db,
+    key: &IntegrityKey,
+    owner: &str,
+    now: i64,
+    until: i64,
+    limit: i64,
+    busy: &[simvault::domain::WebhookId],
+) -> Result<Vec<DueDelivery>, StoreError> {
+    let (due, refused) = webhooks::claim_due(db, key, owner, now, until, limit, busy).await?;
+    assert!(refused.is_empty(), "{refused:?}");
+    Ok(due)
+}
+
 async fn delivery_claims(store: Store) {
     let t = TestDb::new(store).await;
     let db = &t.db;
@@ -188,9 +203,7 @@ async fn delivery_claims(store: Store) {
     );
 
     // One claim takes at most its batch.
-    let first = webhooks::claim_due(db, &key, "w1", 5, 100, 4, &[])
-        .await
-        .unwrap();
+    let first = claim(db, &key, "w1", 5, 100, 4, &[]).await.unwrap();
     assert_eq!(first.len(), 4);
     assert!(
         first
@@ -199,19 +212,17 @@ async fn delivery_claims(store: Store) {
     );
     // Concurrent claimers take disjoint sets; together with the first, every delivery once.
     let (x, y) = tokio::join!(
-        webhooks::claim_due(db, &key, "w2", 5, 100, 4, &[]),
-        webhooks::claim_due(db, &key, "w3", 5, 100, 4, &[])
+        claim(db, &key, "w2", 5, 100, 4, &[]),
+        claim(db, &key, "w3", 5, 100, 4, &[])
     );
     let (x, y) = (x.unwrap(), y.unwrap());
     let ids = |v: &[DueDelivery]| v.iter().map(|d| d.id.clone()).collect::<BTreeSet<_>>();
     assert!(ids(&x).is_disjoint(&ids(&y)) && ids(&first).is_disjoint(&ids(&x)));
     assert!(ids(&first).is_disjoint(&ids(&y)));
-    let rest = webhooks::claim_due(db, &key, "w4", 5, 100, 10, &[])
-        .await
-        .unwrap();
+    let rest = claim(db, &key, "w4", 5, 100, 10, &[]).await.unwrap();
     assert_eq!(first.len() + x.len() + y.len() + rest.len(), 10);
     assert!(
-        webhooks::claim_due(db, &key, "w5", 50, 100, 10, &[])
+        claim(db, &key, "w5", 50, 100, 10, &[])
             .await
             .unwrap()
             .is_empty()
@@ -258,25 +269,19 @@ async fn delivery_claims(store: Store) {
     assert!(webhooks::release(db, &first[3].id, "w1").await.unwrap());
 
     // The released one is due at once; the retried one only at its time; the settled never.
-    let again = webhooks::claim_due(db, &key, "w6", 70, 150, 10, &[])
-        .await
-        .unwrap();
+    let again = claim(db, &key, "w6", 70, 150, 10, &[]).await.unwrap();
     assert_eq!(ids(&again), BTreeSet::from([first[3].id.clone()]));
     // Leases that ran out (at 100) are claimable again, except for a busy webhook.
     assert!(
-        webhooks::claim_due(db, &key, "w7", 101, 200, 10, &[hook_no(1)])
+        claim(db, &key, "w7", 101, 200, 10, &[hook_no(1)])
             .await
             .unwrap()
             .is_empty()
     );
-    let expired = webhooks::claim_due(db, &key, "w7", 151, 200, 10, &[])
-        .await
-        .unwrap();
+    let expired = claim(db, &key, "w7", 151, 200, 10, &[]).await.unwrap();
     assert_eq!(expired.len(), 7);
     // At its time the retried one is due too, beside the seven whose leases ran out again.
-    let later = webhooks::claim_due(db, &key, "w8", 1_000, 2_000, 10, &[])
-        .await
-        .unwrap();
+    let later = claim(db, &key, "w8", 1_000, 2_000, 10, &[]).await.unwrap();
     assert!(ids(&later).contains(&first[1].id) && later.len() == 8);
 
     let (page, total) = webhooks::deliveries(db, &hook_no(1), 100, 0).await.unwrap();
