@@ -108,7 +108,7 @@ impl DeviceBody {
             Some(Value::Null) => Some(serde_json::Map::new()),
             other => f.object("metadata", other, check_metadata),
         };
-        super::groups::nothing_to_change(&self.name, &self.imei, &self.metadata, &None, &mut errs);
+        super::groups::nothing_to_change(&[&self.name, &self.imei, &self.metadata], &mut errs);
         errs.finish(DeviceChanges {
             name,
             imei,

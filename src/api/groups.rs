@@ -129,10 +129,12 @@ impl GroupBody {
             imei_lock: imei_lock(&self.imei_lock, &mut errs),
         };
         nothing_to_change(
-            &self.name,
-            &self.description,
-            &self.data_limit,
-            &self.imei_lock,
+            &[
+                &self.name,
+                &self.description,
+                &self.data_limit,
+                &self.imei_lock,
+            ],
             &mut errs,
         );
         errs.finish(changes)
@@ -158,14 +160,8 @@ impl GroupBody {
 }
 
 /// A change that gives no field at all is refused: it would change nothing, yet be audited.
-pub(super) fn nothing_to_change(
-    a: &Option<Value>,
-    b: &Option<Value>,
-    c: &Option<Value>,
-    d: &Option<Value>,
-    errs: &mut ValidationErrors,
-) {
-    if a.is_none() && b.is_none() && c.is_none() && d.is_none() {
+pub(super) fn nothing_to_change(fields: &[&Option<Value>], errs: &mut ValidationErrors) {
+    if fields.iter().all(|f| f.is_none()) {
         errs.pointer("", "nothing to change: give at least one field");
     }
 }

@@ -1,81 +1,19 @@
 //! SIM groups and devices: resources of one tenant that its SIMs belong to (a SIM to at most one
 //! group and at most one device). A SIM's `group_id` / `device_id` name them by id.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde_json::{Map, Value};
 
 use super::usage::DataAmount;
 use super::{Imei, SimId, TenantId, Timestamp};
 
-macro_rules! typed_id {
-    ($(#[$meta:meta])* $name:ident) => {
-        $(#[$meta])*
-        #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize,
-            serde::Deserialize,
-        )]
-        #[serde(transparent)]
-        pub struct $name(uuid::Uuid);
-
-        impl $name {
-            /// A fresh random id.
-            pub fn new() -> Self {
-                $name(uuid::Uuid::new_v4())
-            }
-
-            pub fn as_uuid(&self) -> &uuid::Uuid {
-                &self.0
-            }
-
-            /// Parses the hyphenated (or any other UUID) form.
-            pub fn parse(s: &str) -> Result<Self, uuid::Error> {
-                uuid::Uuid::parse_str(s).map($name)
-            }
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                $name::new()
-            }
-        }
-
-        impl From<uuid::Uuid> for $name {
-            fn from(id: uuid::Uuid) -> Self {
-                $name(id)
-            }
-        }
-
-        impl From<$name> for uuid::Uuid {
-            fn from(id: $name) -> Self {
-                id.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = uuid::Error;
-            fn from_str(s: &str) -> Result<Self, uuid::Error> {
-                $name::parse(s)
-            }
-        }
-    };
-}
-
-typed_id!(
+super::ids::uuid_id! {
     /// A SIM group's identifier. Written and read exactly as its UUID (JSON, URLs, the database).
     GroupId
-);
-typed_id!(
+}
+super::ids::uuid_id! {
     /// A device's identifier. Written and read exactly as its UUID.
     DeviceId
-);
+}
 
 /// What a SIM's `group_id` is given as: a group's id in any UUID form, answered in the one
 /// canonical (lowercase, hyphenated) form that is stored and compared.

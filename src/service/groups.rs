@@ -163,7 +163,7 @@ impl Groups {
             .authorize_in_tenant(principal, Action::UpdateGroup)
             .await?;
         let mut tx = self.core.db.begin().await?;
-        if !repo::hold_group(&mut tx, &principal.tenant, &id).await? {
+        if !repo::hold(&mut tx, &principal.tenant, &id).await? {
             return Err(ServiceError::NotFound);
         }
         let mut group = repo::get_group(&mut tx, &principal.tenant, &id)
@@ -193,7 +193,7 @@ impl Groups {
         let mut tx = self.core.db.begin().await?;
         // Locked first: a SIM joining now (holding the group FOR KEY SHARE) commits before the
         // count below, or waits and then finds no group.
-        if !repo::lock_group(&mut tx, &principal.tenant, &id).await? {
+        if !repo::lock(&mut tx, &principal.tenant, &id).await? {
             return Err(ServiceError::NotFound);
         }
         if !repo::delete_group(&mut tx, &principal.tenant, &id).await? {
@@ -283,7 +283,7 @@ impl Groups {
             .authorize_in_tenant(principal, Action::UpdateDevice)
             .await?;
         let mut tx = self.core.db.begin().await?;
-        if !repo::hold_device(&mut tx, &principal.tenant, &id).await? {
+        if !repo::hold(&mut tx, &principal.tenant, &id).await? {
             return Err(ServiceError::NotFound);
         }
         let mut device = repo::get_device(&mut tx, &principal.tenant, &id)
@@ -311,7 +311,7 @@ impl Groups {
             .authorize_in_tenant(principal, Action::DeleteDevice)
             .await?;
         let mut tx = self.core.db.begin().await?;
-        if !repo::lock_device(&mut tx, &principal.tenant, &id).await? {
+        if !repo::lock(&mut tx, &principal.tenant, &id).await? {
             return Err(ServiceError::NotFound);
         }
         if !repo::delete_device(&mut tx, &principal.tenant, &id).await? {
@@ -334,10 +334,66 @@ impl Groups {
 /// names the same group many times).
 #[derive(Debug, Default)]
 pub(crate) struct References {
-    groups: HashMap<String, bool>,
-    devices: HashMap<String, bool>,
-    group_names: HashMap<String, Option<GroupId>>,
-    device_names: HashMap<String, Option<DeviceId>>,
+    groups: Known<GroupId>,
+    devices: Known<DeviceId>,
+}
+
+/// What the references to one kind of member (groups, or devices) were found to name in this
+/// transaction: by id whether it is the tenant's, by name (labels of old imports) its id.
+#[derive(Debug)]
+struct Known<I> {
+    ids: HashMap<String, bool>,
+    names: HashMap<String, Option<I>>,
+}
+
+impl<I> Default for Known<I> {
+    fn default() -> Self {
+        Known {
+            ids: HashMap::new(),
+            names: HashMap::new(),
+        }
+    }
+}
+
+impl<I: repo::Member + Copy> Known<I> {
+    /// Whether `raw` is the id of one of the tenant's, holding it until `tx` ends.
+    async fn exists(&mut self, tx: &mut Tx, tenant: &TenantId, raw: &str) -> ServiceResult<bool> {
+        if let Some(known) = self.ids.get(raw) {
+            return Ok(*known);
+        }
+        let known = match raw.parse::<I>() {
+            Ok(id) => repo::share(tx, tenant, &id).await?,
+            Err(_) => false,
+        };
+        self.ids.insert(raw.to_owned(), known);
+        Ok(known)
+    }
+
+    /// `raw` made canonical if it is an id, else the id of the tenant's member of that name,
+    /// if there is one (left as it is otherwise, for [`Known::exists`] to refuse).
+    async fn resolve(
+        &mut self,
+        tx: &mut Tx,
+        tenant: &TenantId,
+        raw: &mut String,
+    ) -> ServiceResult<()> {
+        if let Ok(id) = raw.parse::<I>() {
+            *raw = id.to_string();
+            return Ok(());
+        }
+        let named = match self.names.get(raw.as_str()) {
+            Some(named) => *named,
+            None => {
+                let named = repo::share_named::<I>(tx, tenant, raw).await?;
+                self.names.insert(raw.clone(), named);
+                named
+            }
+        };
+        if let Some(id) = named {
+            *raw = id.to_string();
+        }
+        Ok(())
+    }
 }
 
 pub(crate) const NO_GROUP: &str = "no group with this id";
@@ -354,37 +410,15 @@ impl References {
         device_id: Option<&str>,
     ) -> ServiceResult<ValidationErrors> {
         let mut errs = ValidationErrors::new();
-        if let Some(g) = group_id {
-            let known = match self.groups.get(g) {
-                Some(k) => *k,
-                None => {
-                    let k = match GroupId::parse(g) {
-                        Ok(id) => repo::share_group(tx, tenant, &id).await?,
-                        Err(_) => false,
-                    };
-                    self.groups.insert(g.to_owned(), k);
-                    k
-                }
-            };
-            if !known {
-                errs.pointer("/group_id", NO_GROUP);
-            }
+        if let Some(g) = group_id
+            && !self.groups.exists(tx, tenant, g).await?
+        {
+            errs.pointer("/group_id", NO_GROUP);
         }
-        if let Some(d) = device_id {
-            let known = match self.devices.get(d) {
-                Some(k) => *k,
-                None => {
-                    let k = match DeviceId::parse(d) {
-                        Ok(id) => repo::share_device(tx, tenant, &id).await?,
-                        Err(_) => false,
-                    };
-                    self.devices.insert(d.to_owned(), k);
-                    k
-                }
-            };
-            if !known {
-                errs.pointer("/device_id", NO_DEVICE);
-            }
+        if let Some(d) = device_id
+            && !self.devices.exists(tx, tenant, d).await?
+        {
+            errs.pointer("/device_id", NO_DEVICE);
         }
         Ok(errs)
     }
@@ -401,40 +435,10 @@ impl References {
         device_id: &mut Option<String>,
     ) -> ServiceResult<()> {
         if let Some(g) = group_id.as_mut() {
-            match GroupId::parse(g) {
-                Ok(id) => *g = id.to_string(),
-                Err(_) => {
-                    let named = match self.group_names.get(g.as_str()) {
-                        Some(n) => *n,
-                        None => {
-                            let n = repo::share_group_named(tx, tenant, g).await?;
-                            self.group_names.insert(g.clone(), n);
-                            n
-                        }
-                    };
-                    if let Some(id) = named {
-                        *g = id.to_string();
-                    }
-                }
-            }
+            self.groups.resolve(tx, tenant, g).await?;
         }
         if let Some(d) = device_id.as_mut() {
-            match DeviceId::parse(d) {
-                Ok(id) => *d = id.to_string(),
-                Err(_) => {
-                    let named = match self.device_names.get(d.as_str()) {
-                        Some(n) => *n,
-                        None => {
-                            let n = repo::share_device_named(tx, tenant, d).await?;
-                            self.device_names.insert(d.clone(), n);
-                            n
-                        }
-                    };
-                    if let Some(id) = named {
-                        *d = id.to_string();
-                    }
-                }
-            }
+            self.devices.resolve(tx, tenant, d).await?;
         }
         Ok(())
     }

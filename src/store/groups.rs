@@ -112,79 +112,77 @@ pub async fn get_group(
     row.map(Group::try_from).transpose()
 }
 
-/// Locks the tenant's group `id` for its deletion until `tx` ends (PostgreSQL `FOR UPDATE`,
-/// which waits for SIMs joining it, holding it `FOR KEY SHARE`, to commit). Whether it exists.
-pub async fn lock_group(tx: &mut Tx, tenant: &TenantId, id: &GroupId) -> StoreResult<bool> {
+/// What a SIM belongs to, told by the type of the id that names it: a group or a device.
+pub trait Member: std::fmt::Display + std::str::FromStr<Err = uuid::Error> {
+    /// Its table (one of ours, never input).
+    const TABLE: &'static str;
+}
+
+impl Member for GroupId {
+    const TABLE: &'static str = "groups";
+}
+
+impl Member for DeviceId {
+    const TABLE: &'static str = "devices";
+}
+
+/// Locks the tenant's group or device `id` for its deletion until `tx` ends (PostgreSQL
+/// `FOR UPDATE`, which waits for SIMs joining it, holding it `FOR KEY SHARE`, to commit).
+/// Whether it exists.
+pub async fn lock<I: Member>(tx: &mut Tx, tenant: &TenantId, id: &I) -> StoreResult<bool> {
     let lock = tx.row_lock();
-    lock_row(tx, "groups", tenant, &id.to_string(), lock).await
+    select_row::<I>(tx, tenant, "id", &id.to_string(), lock)
+        .await
+        .map(|found| found.is_some())
 }
 
-/// Locks the tenant's group `id` for a change of its fields until `tx` ends (PostgreSQL
-/// `FOR NO KEY UPDATE`: SIMs may join it meanwhile). Whether it exists.
-pub async fn hold_group(tx: &mut Tx, tenant: &TenantId, id: &GroupId) -> StoreResult<bool> {
+/// Locks the tenant's group or device `id` for a change of its fields until `tx` ends
+/// (PostgreSQL `FOR NO KEY UPDATE`: SIMs may join it meanwhile). Whether it exists.
+pub async fn hold<I: Member>(tx: &mut Tx, tenant: &TenantId, id: &I) -> StoreResult<bool> {
     let lock = tx.no_key_update();
-    lock_row(tx, "groups", tenant, &id.to_string(), lock).await
+    select_row::<I>(tx, tenant, "id", &id.to_string(), lock)
+        .await
+        .map(|found| found.is_some())
 }
 
-/// [`hold_group`] for a device.
-pub async fn hold_device(tx: &mut Tx, tenant: &TenantId, id: &DeviceId) -> StoreResult<bool> {
-    let lock = tx.no_key_update();
-    lock_row(tx, "devices", tenant, &id.to_string(), lock).await
+/// Whether the tenant's group or device `id` exists, holding it (PostgreSQL `FOR KEY SHARE`)
+/// until `tx` ends, so that a SIM joining it cannot race its deletion: the delete waits for
+/// the join and then sees the member.
+pub async fn share<I: Member>(tx: &mut Tx, tenant: &TenantId, id: &I) -> StoreResult<bool> {
+    let lock = tx.key_share();
+    select_row::<I>(tx, tenant, "id", &id.to_string(), lock)
+        .await
+        .map(|found| found.is_some())
 }
 
-/// Selects row `id` of the tenant in `table` (one of ours, never input) with `lock`.
-async fn lock_row(
-    tx: &mut Tx,
-    table: &'static str,
-    tenant: &TenantId,
-    id: &str,
-    lock: &'static str,
-) -> StoreResult<bool> {
-    let sql = format!("SELECT id FROM {table} WHERE tenant_id = $1 AND id = $2{lock}");
-    let found: Option<String> = on_tx!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-        .bind(tenant.as_str())
-        .bind(id)
-        .fetch_optional(&mut *c)
-        .await)?;
-    Ok(found.is_some())
-}
-
-/// Whether the tenant's group `id` exists, holding it (PostgreSQL `FOR KEY SHARE`) until `tx`
-/// ends, so that a SIM joining it cannot race its deletion: the delete waits for the join and
-/// then sees the member.
-pub async fn share_group(tx: &mut Tx, tenant: &TenantId, id: &GroupId) -> StoreResult<bool> {
-    let sql = format!(
-        "SELECT id FROM groups WHERE tenant_id = $1 AND id = $2{}",
-        tx.key_share()
-    );
-    let found: Option<String> = on_tx!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-        .bind(tenant.as_str())
-        .bind(id.to_string())
-        .fetch_optional(&mut *c)
-        .await)?;
-    Ok(found.is_some())
-}
-
-/// The id of the tenant's group named `name`, holding it as [`share_group`] does.
-pub async fn share_group_named(
+/// The id of the tenant's group or device named `name`, holding it as [`share`] does.
+pub async fn share_named<I: Member>(
     tx: &mut Tx,
     tenant: &TenantId,
     name: &str,
-) -> StoreResult<Option<GroupId>> {
-    let sql = format!(
-        "SELECT id FROM groups WHERE tenant_id = $1 AND name = $2{}",
-        tx.key_share()
-    );
+) -> StoreResult<Option<I>> {
+    let lock = tx.key_share();
+    select_row::<I>(tx, tenant, "name", name, lock).await
+}
+
+/// The id of the tenant's row of `I::TABLE` whose `column` (a literal of ours) is `value`,
+/// selected with `lock`; a stored id that does not parse is corrupt.
+async fn select_row<I: Member>(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    column: &'static str,
+    value: &str,
+    lock: &'static str,
+) -> StoreResult<Option<I>> {
+    let table = I::TABLE;
+    let sql = format!("SELECT id FROM {table} WHERE tenant_id = $1 AND {column} = $2{lock}");
     let found: Option<String> = on_tx!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
         .bind(tenant.as_str())
-        .bind(name)
+        .bind(value)
         .fetch_optional(&mut *c)
         .await)?;
     found
-        .map(|id| {
-            id.parse()
-                .map_err(|_| StoreError::Corrupt("groups.id".into()))
-        })
+        .map(|id| super::stored_id(&format!("{table}.id"), &id))
         .transpose()
 }
 
@@ -336,49 +334,6 @@ pub async fn get_device(
     let Some(row) = row else { return Ok(None) };
     let sims = device_sims(&mut conn, tenant, &row.id).await?;
     row.into_device(sims).map(Some)
-}
-
-/// [`lock_group`] for a device.
-pub async fn lock_device(tx: &mut Tx, tenant: &TenantId, id: &DeviceId) -> StoreResult<bool> {
-    let lock = tx.row_lock();
-    lock_row(tx, "devices", tenant, &id.to_string(), lock).await
-}
-
-/// [`share_group`] for a device.
-pub async fn share_device(tx: &mut Tx, tenant: &TenantId, id: &DeviceId) -> StoreResult<bool> {
-    let sql = format!(
-        "SELECT id FROM devices WHERE tenant_id = $1 AND id = $2{}",
-        tx.key_share()
-    );
-    let found: Option<String> = on_tx!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-        .bind(tenant.as_str())
-        .bind(id.to_string())
-        .fetch_optional(&mut *c)
-        .await)?;
-    Ok(found.is_some())
-}
-
-/// [`share_group_named`] for a device.
-pub async fn share_device_named(
-    tx: &mut Tx,
-    tenant: &TenantId,
-    name: &str,
-) -> StoreResult<Option<DeviceId>> {
-    let sql = format!(
-        "SELECT id FROM devices WHERE tenant_id = $1 AND name = $2{}",
-        tx.key_share()
-    );
-    let found: Option<String> = on_tx!(tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-        .bind(tenant.as_str())
-        .bind(name)
-        .fetch_optional(&mut *c)
-        .await)?;
-    found
-        .map(|id| {
-            id.parse()
-                .map_err(|_| StoreError::Corrupt("devices.id".into()))
-        })
-        .transpose()
 }
 
 /// One page of the tenant's devices, oldest first, and the total.

@@ -548,7 +548,7 @@ async fn a_delete_racing_a_join_sees_the_member() {
     let db = app.test_db.db.clone();
 
     let mut join = db.begin().await.unwrap();
-    assert!(repo::share_group(&mut join, &tenant, &a).await.unwrap());
+    assert!(repo::share(&mut join, &tenant, &a).await.unwrap());
     let Tx::Postgres(t) = &mut join else {
         unreachable!()
     };
@@ -562,7 +562,7 @@ async fn a_delete_racing_a_join_sees_the_member() {
     let (db2, tenant2) = (db.clone(), tenant.clone());
     let delete = tokio::spawn(async move {
         let mut tx = db2.begin().await.unwrap();
-        assert!(repo::lock_group(&mut tx, &tenant2, &a).await.unwrap());
+        assert!(repo::lock(&mut tx, &tenant2, &a).await.unwrap());
         let deleted = repo::delete_group(&mut tx, &tenant2, &a).await.unwrap();
         tx.commit().await.unwrap();
         deleted
@@ -597,7 +597,7 @@ async fn a_join_racing_a_delete_finds_no_group() {
     let tenant = crate::helpers::tenant_id("acme");
 
     let mut delete = app.test_db.db.begin().await.unwrap();
-    assert!(repo::lock_group(&mut delete, &tenant, &id).await.unwrap());
+    assert!(repo::lock(&mut delete, &tenant, &id).await.unwrap());
     assert!(repo::delete_group(&mut delete, &tenant, &id).await.unwrap());
 
     let patch = {
