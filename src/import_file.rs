@@ -22,7 +22,7 @@ use crate::domain::{LuhnPolicy, SecretField, SimInput, ValidationErrors, eki};
 use crate::service::tasks::ImportRow;
 
 /// The columns a CSV may name.
-pub const COLUMNS: [&str; 13] = [
+pub const COLUMNS: [&str; 16] = [
     "iccid",
     "imsi",
     "msisdn",
@@ -36,6 +36,9 @@ pub const COLUMNS: [&str; 13] = [
     "activation_code",
     "sim_type",
     "eid",
+    "communication_plan",
+    "rate_plan",
+    "mno_integration_id",
 ];
 
 /// The csv reader's input buffer, which cannot be wiped: kept small (a few rows).

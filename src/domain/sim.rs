@@ -105,6 +105,10 @@ pub const MAX_METADATA_KEYS: usize = 50;
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 pub const MAX_CARRIER_STATUS_CHARS: usize = 30;
 pub const MAX_LABEL_CHARS: usize = 64;
+/// The carrier fields: `communication_plan` and `rate_plan` up to 255 characters,
+/// `mno_integration_id` up to 64.
+pub const MAX_PLAN_CHARS: usize = 255;
+pub const MAX_MNO_INTEGRATION_ID_CHARS: usize = 64;
 
 /// Printable: no control characters (which would also let a value forge log lines).
 fn printable(s: &str) -> bool {
@@ -113,14 +117,51 @@ fn printable(s: &str) -> bool {
 
 /// A short free-text label (tag, zone, vendor, group or device id): 1–64 printable characters.
 pub fn check_label(s: &str, what: &str) -> Result<(), String> {
+    check_carrier_field(s, what, MAX_LABEL_CHARS)
+}
+
+/// A carrier field (`communication_plan`, `rate_plan`, `mno_integration_id`), or any short
+/// text: 1 to `max` printable characters.
+pub fn check_carrier_field(s: &str, what: &str, max: usize) -> Result<(), String> {
     let n = s.chars().count();
-    if n == 0 || n > MAX_LABEL_CHARS {
-        return Err(format!("{what} must be 1 to {MAX_LABEL_CHARS} characters"));
+    if n == 0 || n > max {
+        return Err(format!("{what} must be 1 to {max} characters"));
     }
     if !printable(s) {
         return Err(format!("{what} must contain printable characters only"));
     }
     Ok(())
+}
+
+/// The three carrier fields of a SIM, as one value: what the SIM's plans are at its carrier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierFields {
+    pub communication_plan: Option<String>,
+    pub rate_plan: Option<String>,
+    pub mno_integration_id: Option<String>,
+}
+
+impl CarrierFields {
+    /// Each field's name and its length limit, in the order problems are reported.
+    pub const LIMITS: [(&'static str, usize); 3] = [
+        ("communication_plan", MAX_PLAN_CHARS),
+        ("rate_plan", MAX_PLAN_CHARS),
+        ("mno_integration_id", MAX_MNO_INTEGRATION_ID_CHARS),
+    ];
+
+    pub fn is_empty(&self) -> bool {
+        *self == CarrierFields::default()
+    }
+
+    /// The field called `name`, to read or set.
+    pub fn field_mut(&mut self, name: &str) -> Option<&mut Option<String>> {
+        match name {
+            "communication_plan" => Some(&mut self.communication_plan),
+            "rate_plan" => Some(&mut self.rate_plan),
+            "mno_integration_id" => Some(&mut self.mno_integration_id),
+            _ => None,
+        }
+    }
 }
 
 /// Carrier status text as reported by a carrier system: at most 30 printable characters.
@@ -174,6 +215,7 @@ pub struct Sim {
     pub group_id: Option<String>,
     pub device_id: Option<String>,
     pub compatibility_zones: LabelSet,
+    pub carrier: CarrierFields,
     pub is_attached: bool,
     pub esim_profile_state: Option<String>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
@@ -207,6 +249,8 @@ pub struct SimPatch {
     pub device_id: Option<Option<String>>,
     pub compatibility_zones: Option<LabelSet>,
     pub carrier_status: Option<Option<String>>,
+    /// Carrier fields to set (`Some`) or clear (`None`), by name ([`CarrierFields::LIMITS`]).
+    pub carrier: Vec<(&'static str, Option<String>)>,
 }
 
 impl SimPatch {
@@ -234,6 +278,11 @@ impl SimPatch {
         }
         if let Some(v) = &self.carrier_status {
             sim.carrier_status.clone_from(v);
+        }
+        for (name, v) in &self.carrier {
+            if let Some(field) = sim.carrier.field_mut(name) {
+                field.clone_from(v);
+            }
         }
     }
 }
@@ -291,6 +340,17 @@ mod tests {
         assert!(check_carrier_status(&"a".repeat(30)).is_ok());
         assert!(check_carrier_status(&"a".repeat(31)).is_err());
         assert!(check_carrier_status("x\u{7}").is_err());
+    }
+
+    #[test]
+    fn carrier_field_rules() {
+        assert!(check_carrier_field(&"p".repeat(255), "rate_plan", MAX_PLAN_CHARS).is_ok());
+        assert!(check_carrier_field(&"p".repeat(256), "rate_plan", MAX_PLAN_CHARS).is_err());
+        assert!(check_carrier_field("", "rate_plan", MAX_PLAN_CHARS).is_err());
+        assert!(check_carrier_field("a\u{1b}[2J", "rate_plan", MAX_PLAN_CHARS).is_err());
+        let id = MAX_MNO_INTEGRATION_ID_CHARS;
+        assert!(check_carrier_field(&"é".repeat(64), "mno_integration_id", id).is_ok());
+        assert!(check_carrier_field(&"é".repeat(65), "mno_integration_id", id).is_err());
     }
 
     #[test]
@@ -375,6 +435,8 @@ pub struct SimListQuery {
     pub tags: Vec<String>,
     pub group_id: Option<String>,
     pub vendor: Option<String>,
+    /// Exactly these carrier fields (each given one must match).
+    pub carrier: CarrierFields,
     /// Substring of the ICCID.
     pub iccid: Option<String>,
     /// Case-insensitive substring of id, ICCID, MSISDN, IMSI, IMEI or EID.
@@ -395,6 +457,7 @@ impl Default for SimListQuery {
             tags: Vec::new(),
             group_id: None,
             vendor: None,
+            carrier: CarrierFields::default(),
             iccid: None,
             search: None,
             sort_by: SortField::UpdatedAt,

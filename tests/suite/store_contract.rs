@@ -43,6 +43,11 @@ pub(crate) fn sim(tenant: &str, n: u64) -> Sim {
         group_id: None,
         device_id: None,
         compatibility_zones: BTreeSet::from(["eu".to_owned()]),
+        carrier: simvault::domain::sim::CarrierFields {
+            communication_plan: Some("IoT EU".into()),
+            rate_plan: None,
+            mno_integration_id: Some(format!("mno-{n}")),
+        },
         is_attached: false,
         esim_profile_state: None,
         metadata: serde_json::json!({"nested": {"x": [1, 2]}, "unicode": "ü"})

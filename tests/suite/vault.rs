@@ -353,6 +353,7 @@ pub async fn seed_with_secrets(
             group_id: None,
             device_id: None,
             compatibility_zones: Default::default(),
+            carrier: Default::default(),
             metadata: Default::default(),
             pin_max: 3,
             puk_max: 10,

@@ -1,7 +1,10 @@
 //! The `GET /v1/sims` query: filters, sorting and paging, every problem reported at once.
 
 use crate::api::extract::QueryPairs;
-use crate::domain::sim::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TAGS, SimListQuery, SortField};
+use crate::domain::sim::{
+    CarrierFields, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TAGS, SimListQuery, SortField,
+    check_carrier_field,
+};
 use crate::domain::{SimState, SimType, ValidationErrors};
 use crate::service::sims::ForPlan;
 
@@ -16,6 +19,9 @@ const LIST_PARAMS: &[&str] = &[
     "tags",
     "group_id",
     "vendor",
+    "communication_plan",
+    "rate_plan",
+    "mno_integration_id",
     "iccid",
     "search",
     "for_plan_id",
@@ -88,6 +94,18 @@ pub(super) fn parse_list_query(
             match crate::domain::sim::check_label(s, name) {
                 Ok(()) => *slot = Some(s.to_owned()),
                 Err(e) => errs.parameter(name, e),
+            }
+        }
+    }
+    for (name, max) in CarrierFields::LIMITS {
+        if let Some(s) = q.one(name, &mut errs) {
+            match (
+                check_carrier_field(s, name, max),
+                query.carrier.field_mut(name),
+            ) {
+                (Ok(()), Some(slot)) => *slot = Some(s.to_owned()),
+                (Ok(()), None) => {}
+                (Err(e), _) => errs.parameter(name, e),
             }
         }
     }

@@ -17,7 +17,9 @@ use super::fields::Fields;
 use crate::domain::SimKey;
 use crate::domain::group::{device_ref, group_ref};
 use crate::domain::secret_input::SecretsInput;
-use crate::domain::sim::{MAX_TAGS, MAX_ZONES, check_carrier_status, check_metadata};
+use crate::domain::sim::{
+    CarrierFields, MAX_TAGS, MAX_ZONES, check_carrier_field, check_carrier_status, check_metadata,
+};
 use crate::domain::sim_input::SimFields;
 use crate::domain::{
     Eid, Imei, Imsi, Msisdn, Sim, SimPatch, SimState, SimType, ValidationErrors, format_timestamp,
@@ -61,6 +63,9 @@ pub struct SimView {
     pub group_id: Option<String>,
     pub device_id: Option<String>,
     pub compatibility_zones: Vec<String>,
+    /// The carrier's communication plan, rate plan and integration id for the SIM.
+    #[serde(flatten)]
+    pub carrier: CarrierView,
     pub is_attached: bool,
     pub esim_profile_state: Option<String>,
     /// The link made by bulk provisioning, if any: `{id, name, plan_ids}`.
@@ -102,6 +107,7 @@ impl From<Sim> for SimView {
             group_id: s.group_id,
             device_id: s.device_id,
             compatibility_zones: s.compatibility_zones.into_iter().collect(),
+            carrier: CarrierView::from(s.carrier),
             is_attached: s.is_attached,
             esim_profile_state: s.esim_profile_state,
             link: s.link.map(super::bulk::LinkRef::from),
@@ -120,6 +126,27 @@ impl From<Sim> for SimView {
             last_synced_at: s.last_synced_at.map(format_timestamp),
             consumed_data: s.consumed_data,
             data_limit: s.data_limit,
+        }
+    }
+}
+
+/// The carrier fields as clients see them (always present, `null` when unset).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CarrierView {
+    /// At most 255 characters.
+    pub communication_plan: Option<String>,
+    /// At most 255 characters.
+    pub rate_plan: Option<String>,
+    /// At most 64 characters.
+    pub mno_integration_id: Option<String>,
+}
+
+impl From<CarrierFields> for CarrierView {
+    fn from(c: CarrierFields) -> Self {
+        CarrierView {
+            communication_plan: c.communication_plan,
+            rate_plan: c.rate_plan,
+            mno_integration_id: c.mno_integration_id,
         }
     }
 }
@@ -174,6 +201,18 @@ pub struct CreateSimBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub carrier_status: Option<Value>,
+    /// At most 255 characters.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub communication_plan: Option<Value>,
+    /// At most 255 characters.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub rate_plan: Option<Value>,
+    /// At most 64 characters.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub mno_integration_id: Option<Value>,
     /// A JSON object of at most 50 top-level keys and 16 KiB.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
@@ -232,6 +271,18 @@ pub struct PatchSimBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub carrier_status: Option<Value>,
+    /// At most 255 characters; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub communication_plan: Option<Value>,
+    /// At most 255 characters; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub rate_plan: Option<Value>,
+    /// At most 64 characters; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub mno_integration_id: Option<Value>,
 }
 
 impl PatchSimBody {
@@ -262,6 +313,20 @@ impl PatchSimBody {
             carrier_status: f.patch("carrier_status", &self.carrier_status, |s| {
                 check_carrier_status(s).map(|()| s.to_owned())
             }),
+            carrier: CarrierFields::LIMITS
+                .into_iter()
+                .zip([
+                    &self.communication_plan,
+                    &self.rate_plan,
+                    &self.mno_integration_id,
+                ])
+                .filter_map(|((name, max), v)| {
+                    f.patch(name, v, |s| {
+                        check_carrier_field(s, name, max).map(|()| s.to_owned())
+                    })
+                    .map(|value| (name, value))
+                })
+                .collect(),
         };
         errs.finish(patch)
     }
@@ -334,6 +399,9 @@ async fn create_sim(
         ("tags" = Option<Vec<String>>, Query, description = "repeatable; all of"),
         ("group_id" = Option<String>, Query, description = "the group's id, or its name"),
         ("vendor" = Option<String>, Query),
+        ("communication_plan" = Option<String>, Query, description = "exactly this communication plan"),
+        ("rate_plan" = Option<String>, Query, description = "exactly this rate plan"),
+        ("mno_integration_id" = Option<String>, Query, description = "exactly this MNO integration id"),
         ("iccid" = Option<String>, Query, description = "substring of the ICCID"),
         ("search" = Option<String>, Query, description = "case-insensitive substring of id, ICCID, MSISDN, IMSI, IMEI or EID"),
         ("for_plan_id" = Option<uuid::Uuid>, Query, description = "SIMs in any of the plan's zones; wins over compatibility_zones"),

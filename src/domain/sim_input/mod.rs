@@ -16,8 +16,8 @@ use super::identifiers::{Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn};
 use super::secret_input::{OP_NEEDS_KI, SecretsInput, given_ki};
 use super::secrets::{RetryCounters, SecretValue};
 use super::sim::{
-    LabelSet, MAX_TAGS, MAX_ZONES, SecretChanges, Sim, SimState, SimType, check_carrier_status,
-    check_metadata,
+    CarrierFields, LabelSet, MAX_TAGS, MAX_ZONES, SecretChanges, Sim, SimState, SimType,
+    check_carrier_field, check_carrier_status, check_metadata,
 };
 use super::sqn::{self, AuthData};
 use super::validation::{ValidationErrors, hex_array};
@@ -42,6 +42,7 @@ pub struct SimInput {
     pub group_id: Option<String>,
     pub device_id: Option<String>,
     pub compatibility_zones: LabelSet,
+    pub carrier: CarrierFields,
     pub metadata: Map<String, Value>,
     /// The card profile's attempt counter maximums.
     pub pin_max: i64,
@@ -72,6 +73,7 @@ impl SimInput {
             group_id: None,
             device_id: None,
             compatibility_zones: LabelSet::default(),
+            carrier: CarrierFields::default(),
             metadata: Map::new(),
             pin_max: counters.pin_max,
             puk_max: counters.puk_max,
@@ -114,6 +116,7 @@ impl SimInput {
             group_id: self.group_id,
             device_id: self.device_id,
             compatibility_zones: self.compatibility_zones,
+            carrier: self.carrier,
             is_attached: false,
             esim_profile_state: None,
             metadata: self.metadata,
@@ -150,6 +153,9 @@ const FIELDS: &[&str] = &[
     "device_id",
     "compatibility_zones",
     "carrier_status",
+    "communication_plan",
+    "rate_plan",
+    "mno_integration_id",
     "metadata",
     "pin_max",
     "puk_max",
@@ -177,6 +183,7 @@ pub struct SimFields {
     device_id: Option<String>,
     compatibility_zones: Option<LabelSet>,
     carrier_status: Option<String>,
+    carrier: CarrierFields,
     metadata: Option<Map<String, Value>>,
     pin_max: Option<i64>,
     puk_max: Option<i64>,
@@ -217,6 +224,16 @@ impl SimFields {
                 self.carrier_status = f.optional("carrier_status", &v, |s| {
                     check_carrier_status(s).map(|()| s.to_owned())
                 });
+            }
+            name @ ("communication_plan" | "rate_plan" | "mno_integration_id") => {
+                if let Some((name, max)) = CarrierFields::LIMITS.into_iter().find(|l| l.0 == name) {
+                    let value = f.optional(name, &v, |s| {
+                        check_carrier_field(s, name, max).map(|()| s.to_owned())
+                    });
+                    if let Some(field) = self.carrier.field_mut(name) {
+                        *field = value;
+                    }
+                }
             }
             "metadata" => self.metadata = f.object("metadata", &v, check_metadata),
             "pin_max" => self.pin_max = counter_max("pin_max", &v, &mut errs),
@@ -286,6 +303,7 @@ impl SimFields {
             group_id: self.group_id,
             device_id: self.device_id,
             compatibility_zones: self.compatibility_zones.unwrap_or_default(),
+            carrier: self.carrier,
             metadata: self.metadata.unwrap_or_default(),
             pin_max: self.pin_max.unwrap_or(3),
             puk_max: self.puk_max.unwrap_or(10),

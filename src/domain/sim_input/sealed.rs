@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::super::sim::{LabelSet, SimType};
+use super::super::sim::{CarrierFields, LabelSet, SimType};
 use super::SimInput;
 
 use super::super::identifiers::{Eid, Iccid, Imei, Imsi, InvalidIdentifier, LuhnPolicy, Msisdn};
@@ -84,6 +84,10 @@ pub(crate) struct Staged {
     group_id: Option<String>,
     device_id: Option<String>,
     zones: LabelSet,
+    /// Missing in what earlier releases staged, and left out when empty (so a row without
+    /// them is staged as those releases staged it).
+    #[serde(default, skip_serializing_if = "CarrierFields::is_empty")]
+    carrier: CarrierFields,
     metadata: Map<String, Value>,
     pin_max: i64,
     puk_max: i64,
@@ -109,6 +113,7 @@ impl From<SimInput> for Staged {
             group_id: i.group_id,
             device_id: i.device_id,
             zones: i.compatibility_zones,
+            carrier: i.carrier,
             metadata: i.metadata,
             pin_max: i.pin_max,
             puk_max: i.puk_max,
@@ -135,6 +140,7 @@ impl From<Staged> for SimInput {
             group_id: s.group_id,
             device_id: s.device_id,
             compatibility_zones: s.zones,
+            carrier: s.carrier,
             metadata: s.metadata,
             pin_max: s.pin_max,
             puk_max: s.puk_max,

@@ -100,7 +100,8 @@ fn eid_only_on_esims() {
 fn a_staged_input_reads_back_as_it_was() {
     let text = br#"{"iccid": "8944501234567890124", "imsi": "234150123456789",
         "tags": ["b", "a"], "metadata": {"k": 1}, "amf": "9001", "sqn": "00000000002a",
-        "ind_bitlen": 4, "secrets": {"ki": "00112233445566778899AABBCCDDEEFF", "pin1": "1234"}}"#;
+        "ind_bitlen": 4, "secrets": {"ki": "00112233445566778899AABBCCDDEEFF", "pin1": "1234"},
+        "rate_plan": "flat-1", "mno_integration_id": "mno-1"}"#;
     let input = SimInput::parse(text, LuhnPolicy::Enforce).unwrap();
     let staged = serde_json::to_vec(&input).unwrap();
     let back: SimInput = serde_json::from_slice(&staged).unwrap();
@@ -110,6 +111,9 @@ fn a_staged_input_reads_back_as_it_was() {
     assert_eq!(back.metadata, input.metadata);
     assert_eq!(back.auth, input.auth);
     assert_eq!(back.auth.sqn, 42);
+    assert_eq!(back.carrier, input.carrier);
+    assert_eq!(back.carrier.rate_plan.as_deref(), Some("flat-1"));
+    assert_eq!(back.carrier.mno_integration_id.as_deref(), Some("mno-1"));
     let secrets = |i: &SimInput| -> Vec<(String, String)> {
         i.secrets
             .iter()

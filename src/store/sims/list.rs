@@ -62,6 +62,16 @@ fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &TenantId, q: &
     if let Some(v) = &q.vendor {
         b.push(" AND s.vendor = ").bind_text(v.clone());
     }
+    let carrier = &q.carrier;
+    for (column, value) in [
+        (" AND s.communication_plan = ", &carrier.communication_plan),
+        (" AND s.rate_plan = ", &carrier.rate_plan),
+        (" AND s.mno_integration_id = ", &carrier.mno_integration_id),
+    ] {
+        if let Some(v) = value {
+            b.push(column).bind_text(v.clone());
+        }
+    }
     if !q.compatibility_zones.is_empty() {
         b.push(match dialect {
             Dialect::Sqlite => " AND EXISTS (SELECT 1 FROM json_each(s.compatibility_zones) z WHERE z.value IN (",

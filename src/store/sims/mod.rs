@@ -14,7 +14,7 @@ use super::{Db, SqlBuilder, StoreError, StoreResult, Tx, bind_all, on_pool, on_t
 use crate::domain::TenantId;
 use crate::domain::keys::{SealedSecret, WrappedDek};
 use crate::domain::link::LinkRef;
-use crate::domain::sim::{SimState, SimType};
+use crate::domain::sim::{CarrierFields, SimState, SimType};
 use crate::domain::sqn::AuthData;
 use crate::domain::usage::DataAmount;
 use crate::domain::{Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, RetryCounters, SecretField, Sim};
@@ -34,7 +34,7 @@ const COLUMNS: &str = "id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, 
     carrier_status, vendor, tags, group_id, device_id, compatibility_zones, is_attached, \
     esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
     secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, consumed_data, data_limit, \
-    consumed_mb, amf, sqn, ind_bitlen, mac";
+    consumed_mb, amf, sqn, ind_bitlen, communication_plan, rate_plan, mno_integration_id, mac";
 
 /// The columns an update keys on: they never change once written.
 const KEY_COLUMNS: usize = 3;
@@ -140,6 +140,9 @@ struct SimRow {
     amf: String,
     sqn: i64,
     ind_bitlen: i64,
+    communication_plan: Option<String>,
+    rate_plan: Option<String>,
+    mno_integration_id: Option<String>,
     mac: Option<Vec<u8>>,
     /// Read only where the query selects [`link_columns`].
     #[sqlx(default)]
@@ -198,6 +201,11 @@ impl SimRow {
             group_id: r.group_id,
             device_id: r.device_id,
             compatibility_zones: super::json_labels(&r.compatibility_zones.0)?,
+            carrier: CarrierFields {
+                communication_plan: r.communication_plan,
+                rate_plan: r.rate_plan,
+                mno_integration_id: r.mno_integration_id,
+            },
             is_attached: r.is_attached,
             esim_profile_state: r.esim_profile_state,
             metadata: match r.metadata.0 {
@@ -270,7 +278,7 @@ fn secret_fields_text(fields: &std::collections::BTreeSet<SecretField>) -> Strin
         .join(",")
 }
 
-/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$36`; the MAC is `$37`).
+/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$39`; the MAC is `$40`).
 macro_rules! bind_sim {
     ($query:expr, $sim:expr) => {{
         let sim: &Sim = $sim;
@@ -311,6 +319,9 @@ macro_rules! bind_sim {
             .bind(hex::encode(sim.auth.amf))
             .bind(i64::try_from(sim.auth.sqn).unwrap_or(i64::MAX))
             .bind(i64::from(sim.auth.ind_bitlen))
+            .bind(&sim.carrier.communication_plan)
+            .bind(&sim.carrier.rate_plan)
+            .bind(&sim.carrier.mno_integration_id)
     }};
 }
 
@@ -333,7 +344,7 @@ pub async fn insert_many(
     integrity: &IntegrityKey,
     sims: &[Sim],
 ) -> StoreResult<Vec<String>> {
-    const CHUNK: usize = 400; // 37 values a row, well under both backends' bind limits
+    const CHUNK: usize = 400; // 40 values a row, well under both backends' bind limits
     let mut inserted = Vec::with_capacity(sims.len());
     for chunk in sims.chunks(CHUNK) {
         let sql = format!(
@@ -560,16 +571,17 @@ mod tests {
              last_synced_at = $22, deleted_at = $23, secret_fields = $24, pin_max = $25, \
              puk_max = $26, pin1_remaining = $27, pin2_remaining = $28, puk1_remaining = $29, \
              puk2_remaining = $30, consumed_data = $31, data_limit = $32, consumed_mb = $33, \
-             amf = $34, sqn = $35, ind_bitlen = $36, mac = $37 \
+             amf = $34, sqn = $35, ind_bitlen = $36, communication_plan = $37, rate_plan = $38, \
+             mno_integration_id = $39, mac = $40 \
              WHERE id = $1 AND tenant_id = $2 AND iccid = $3"
         );
-        assert_eq!(SQL.columns, 37);
+        assert_eq!(SQL.columns, 40);
         assert!(
             SQL.insert
                 .starts_with("INSERT INTO sims (id, tenant_id, iccid, imsi, ")
         );
-        assert!(SQL.insert.ends_with("ind_bitlen, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37)"));
+        assert!(SQL.insert.ends_with("mno_integration_id, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40)"));
         assert!(SQL.prefixed.starts_with("s.id, s.tenant_id, "));
-        assert!(SQL.prefixed.ends_with(", s.ind_bitlen, s.mac"));
+        assert!(SQL.prefixed.ends_with(", s.mno_integration_id, s.mac"));
     }
 }
