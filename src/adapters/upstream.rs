@@ -125,6 +125,11 @@ impl UpstreamSim {
             sim.is_attached = a;
         }
         self.imei.apply(&mut sim.imei);
+        if let Update::Set(imei) = &self.imei
+            && sim.first_imei.is_none()
+        {
+            sim.first_imei = Some(imei.clone());
+        }
         self.msisdn.apply(&mut sim.msisdn);
         self.carrier_status.apply(&mut sim.carrier_status);
         self.esim_profile_state.apply(&mut sim.esim_profile_state);

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
-use super::fields::Fields;
+use super::fields::{Fields, data_limit};
 use crate::domain::group::{GroupChanges, check_description, check_name};
 use crate::domain::usage::DataAmount;
 use crate::domain::{Group, GroupId, ValidationErrors, format_timestamp};
@@ -81,21 +81,6 @@ pub struct GroupBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<bool>)]
     pub imei_lock: Option<Value>,
-}
-
-/// The data limit given: missing `None`, `null` `Some(None)`.
-fn data_limit(v: &Option<Value>, errs: &mut ValidationErrors) -> Option<Option<DataAmount>> {
-    match v {
-        None => None,
-        Some(Value::Null) => Some(None),
-        Some(v) => match DataAmount::parse(v) {
-            Ok(d) => Some(Some(d)),
-            Err(e) => {
-                errs.pointer("/data_limit", e);
-                None
-            }
-        },
-    }
 }
 
 fn imei_lock(v: &Option<Value>, errs: &mut ValidationErrors) -> Option<bool> {

@@ -12,7 +12,9 @@ use std::str::FromStr;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::condition::Condition;
 use super::pin::{PinType, Proof, Verdict};
+use super::usage::DataAmount;
 use super::{Iccid, SecretField, Sim, SimId, SimState, TenantId, Timestamp};
 
 /// The kinds of event, as webhooks subscribe to them.
@@ -27,12 +29,14 @@ pub enum EventKind {
     SimPinUnblocked,
     SimPukBlocked,
     SimDeleted,
+    SimDataLimitExceeded,
+    SimUnauthorizedImei,
     TaskCompleted,
 }
 
 impl EventKind {
     /// Every kind, in the order the API lists them.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::SimCreated,
         EventKind::SimStateChanged,
         EventKind::SimSecretsUpdated,
@@ -41,6 +45,8 @@ impl EventKind {
         EventKind::SimPinUnblocked,
         EventKind::SimPukBlocked,
         EventKind::SimDeleted,
+        EventKind::SimDataLimitExceeded,
+        EventKind::SimUnauthorizedImei,
         EventKind::TaskCompleted,
     ];
 
@@ -55,6 +61,8 @@ impl EventKind {
             EventKind::SimPinUnblocked => "sim.pin_unblocked",
             EventKind::SimPukBlocked => "sim.puk_blocked",
             EventKind::SimDeleted => "sim.deleted",
+            EventKind::SimDataLimitExceeded => "sim.data_limit_exceeded",
+            EventKind::SimUnauthorizedImei => "sim.unauthorized_imei",
             EventKind::TaskCompleted => "task.completed",
         }
     }
@@ -132,6 +140,14 @@ pub enum SimChange {
         puk_remaining_attempts: Option<i64>,
     },
     Deleted,
+    /// It entered a condition: with what it was judged on (usage and the limit, or the IMEI
+    /// seen and the one allowed).
+    ConditionEntered {
+        condition: Condition,
+        consumed_data: Option<DataAmount>,
+        data_limit: Option<DataAmount>,
+        imei: Option<String>,
+    },
 }
 
 impl SimChange {
@@ -147,6 +163,10 @@ impl SimChange {
                 PinEvent::PukBlocked => EventKind::SimPukBlocked,
             },
             SimChange::Deleted => EventKind::SimDeleted,
+            SimChange::ConditionEntered { condition, .. } => match condition {
+                Condition::DataLimitExceeded => EventKind::SimDataLimitExceeded,
+                Condition::UnauthorizedImei => EventKind::SimUnauthorizedImei,
+            },
         }
     }
 
@@ -174,6 +194,21 @@ impl SimChange {
                 "pin_remaining_attempts": pin_remaining_attempts,
                 "puk_remaining_attempts": puk_remaining_attempts,
             }),
+            SimChange::ConditionEntered {
+                condition: Condition::DataLimitExceeded,
+                consumed_data,
+                data_limit,
+                ..
+            } => json!({
+                "condition": Condition::DataLimitExceeded.as_str(),
+                "consumed_data": consumed_data,
+                "effective_data_limit": data_limit,
+            }),
+            SimChange::ConditionEntered {
+                condition: Condition::UnauthorizedImei,
+                imei,
+                ..
+            } => json!({"condition": Condition::UnauthorizedImei.as_str(), "imei": imei}),
         }
     }
 }

@@ -169,6 +169,24 @@ impl Fields<'_> {
     }
 }
 
+/// The data limit given: missing `None`, `null` `Some(None)`.
+pub fn data_limit(
+    v: &Option<Value>,
+    errs: &mut ValidationErrors,
+) -> Option<Option<super::usage::DataAmount>> {
+    match v {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(v) => match super::usage::DataAmount::parse(v) {
+            Ok(d) => Some(Some(d)),
+            Err(e) => {
+                errs.pointer("/data_limit", e);
+                None
+            }
+        },
+    }
+}
+
 /// A label (vendor, group or device id) as a parse function.
 pub fn label(what: &'static str) -> impl Fn(&str) -> Result<String, String> {
     move |s| check_label(s, what).map(|()| s.to_owned())

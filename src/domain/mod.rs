@@ -2,6 +2,7 @@
 //! No I/O and no dependency on any other module of this crate.
 
 pub mod audit;
+pub mod condition;
 pub mod eki;
 pub mod esim;
 pub mod event;

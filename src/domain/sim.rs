@@ -228,7 +228,15 @@ pub struct Sim {
     pub counters: RetryCounters,
     /// Data used this billing period, and its limit, as the carrier last reported them.
     pub consumed_data: Option<super::usage::DataAmount>,
+    /// The SIM's own data limit (set by PATCH, or as the carrier reports it).
     pub data_limit: Option<super::usage::DataAmount>,
+    /// The limit that applies: its own, else its group's (kept with its conditions).
+    pub effective_data_limit: Option<super::usage::DataAmount>,
+    /// The conditions it is in, as last evaluated.
+    pub conditions: super::condition::Conditions,
+    /// The first IMEI upstream ever reported for it: the one an IMEI lock allows when the SIM
+    /// has no device.
+    pub first_imei: Option<Imei>,
     /// AMF, last SQN issued and IND width, for authentication vectors.
     pub auth: super::sqn::AuthData,
     /// The link bulk provisioning made for it (read with the SIM; not written with it).
@@ -251,6 +259,7 @@ pub struct SimPatch {
     pub carrier_status: Option<Option<String>>,
     /// Carrier fields to set (`Some`) or clear (`None`), by name ([`CarrierFields::LIMITS`]).
     pub carrier: Vec<(&'static str, Option<String>)>,
+    pub data_limit: Option<Option<super::usage::DataAmount>>,
 }
 
 impl SimPatch {
@@ -278,6 +287,9 @@ impl SimPatch {
         }
         if let Some(v) = &self.carrier_status {
             sim.carrier_status.clone_from(v);
+        }
+        if let Some(v) = self.data_limit {
+            sim.data_limit = v;
         }
         for (name, v) in &self.carrier {
             if let Some(field) = sim.carrier.field_mut(name) {
@@ -437,6 +449,8 @@ pub struct SimListQuery {
     pub vendor: Option<String>,
     /// Exactly these carrier fields (each given one must match).
     pub carrier: CarrierFields,
+    /// In any of these conditions (empty: whatever its conditions).
+    pub conditions: Vec<super::condition::Condition>,
     /// Substring of the ICCID.
     pub iccid: Option<String>,
     /// Case-insensitive substring of id, ICCID, MSISDN, IMSI, IMEI or EID.
@@ -458,6 +472,7 @@ impl Default for SimListQuery {
             group_id: None,
             vendor: None,
             carrier: CarrierFields::default(),
+            conditions: Vec::new(),
             iccid: None,
             search: None,
             sort_by: SortField::UpdatedAt,

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::audit::Event;
+use super::conditions::Cause;
 use super::{Page, ServiceError, ServiceResult, conflict};
 use crate::domain::audit::AuditOutcome;
 use crate::domain::group::{DeviceChanges, GroupChanges};
@@ -171,14 +172,26 @@ impl Groups {
             .ok_or(ServiceError::NotFound)?;
         // The record names the fields changed, never their values.
         let fields = changes.fields().join(", ");
+        let rules = (group.data_limit, group.imei_lock);
         changes.apply(&mut group);
         group.updated_at = self.core.clock.now().max(group.updated_at);
         repo::update_group(&mut tx, &group)
             .await
             .map_err(conflict(GROUP_NAME_TAKEN))?;
         let what = format!("group {}: {fields}", group.id);
+        let policy_ids = decision.policy_ids.clone();
         self.record(&mut tx, principal, Action::UpdateGroup, &what, decision)
             .await?;
+        if rules != (group.data_limit, group.imei_lock) {
+            let cause = Cause {
+                principal,
+                action: Action::UpdateGroup,
+                policy_ids: &policy_ids,
+            };
+            self.core
+                .judge_members(&mut tx, cause, &principal.tenant, &group.id)
+                .await?;
+        }
         tx.commit().await?;
         Ok(group)
     }
@@ -291,14 +304,26 @@ impl Groups {
             .ok_or(ServiceError::NotFound)?;
         // The record names the fields changed, never their values.
         let fields = changes.fields().join(", ");
+        let imei = device.imei.clone();
         changes.apply(&mut device);
         device.updated_at = self.core.clock.now().max(device.updated_at);
         repo::update_device(&mut tx, &device)
             .await
             .map_err(conflict(DEVICE_NAME_TAKEN))?;
         let what = format!("device {}: {fields}", device.id);
+        let policy_ids = decision.policy_ids.clone();
         self.record(&mut tx, principal, Action::UpdateDevice, &what, decision)
             .await?;
+        if imei != device.imei {
+            let cause = Cause {
+                principal,
+                action: Action::UpdateDevice,
+                policy_ids: &policy_ids,
+            };
+            self.core
+                .judge_members(&mut tx, cause, &principal.tenant, &device.id)
+                .await?;
+        }
         tx.commit().await?;
         Ok(device)
     }

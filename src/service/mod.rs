@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auc;
 pub mod audit;
+mod conditions;
 mod core;
 pub mod esim;
 pub mod groups;

@@ -1,6 +1,7 @@
 //! SIM inventory use cases.
 
 use super::audit::Event;
+use super::conditions::Cause;
 use super::groups::References;
 use super::{Core, Page, ServiceError, ServiceResult, Target, conflict};
 use crate::domain::event::SimChange;
@@ -132,14 +133,24 @@ impl Inventory {
         let device = patch.device_id.as_ref().and_then(Option::as_deref);
         References::check(&mut tx, &principal.tenant, group, device).await?;
         patch.apply(&mut sim);
+        let entered = self.core.judge_conditions(&mut tx, &mut sim).await?;
         sim.updated_at = self.core.clock.now().max(sim.updated_at);
         repo::update(&mut tx, &*self.core.row_key()?, &sim).await?;
+        let policy_ids = decision.policy_ids.clone();
         self.core
             .audit_in(
                 &mut tx,
                 principal,
                 Event::allowed(Action::UpdateSim, &sim, decision),
             )
+            .await?;
+        let cause = Cause {
+            principal,
+            action: Action::UpdateSim,
+            policy_ids: &policy_ids,
+        };
+        self.core
+            .record_entered(&mut tx, cause, &sim, &entered)
             .await?;
         tx.commit().await?;
         Ok(sim)

@@ -7,6 +7,7 @@ use rand::Rng as _;
 use tokio::sync::watch;
 
 use super::audit::Event;
+use super::conditions::Cause;
 use super::{Lifecycle, ServiceError, ServiceResult, Target};
 use crate::adapters::upstream::{UpstreamError, UpstreamSim};
 use crate::domain::audit::AuditOutcome;
@@ -78,8 +79,14 @@ impl Lifecycle {
             }
         };
         let mut tx = self.core.db.begin().await?;
+        let policy_ids = decision.policy_ids.clone();
+        let cause = Cause {
+            principal,
+            action: Action::RefreshSim,
+            policy_ids: &policy_ids,
+        };
         let Some(stored) = self
-            .apply_upstream(&mut tx, &sim.tenant_id, &SimKey::Id(sim.id), &update)
+            .apply_upstream(&mut tx, cause, &SimKey::Id(sim.id), &update)
             .await?
         else {
             return Err(ServiceError::NotFound);
@@ -90,24 +97,28 @@ impl Lifecycle {
         Ok(stored)
     }
 
-    /// Applies an upstream answer to a SIM under its row lock, inside `tx`. `None` if it is
-    /// gone.
+    /// Applies an upstream answer to a SIM of the cause's tenant under its row lock, inside
+    /// `tx`, judging its conditions again (each entered recorded by the cause). `None` if it
+    /// is gone.
     async fn apply_upstream(
         &self,
         tx: &mut Tx,
-        tenant: &TenantId,
+        cause: Cause<'_>,
         key: &SimKey,
         update: &UpstreamSim,
     ) -> ServiceResult<Option<Sim>> {
+        let tenant = &cause.principal.tenant;
         let Some(mut sim) = repo::get_for_update(tx, &*self.core.row_key()?, tenant, key).await?
         else {
             return Ok(None);
         };
         update.apply(&mut sim);
+        let entered = self.core.judge_conditions(tx, &mut sim).await?;
         let now = self.core.clock.now().max(sim.updated_at);
         sim.last_synced_at = Some(now);
         sim.updated_at = now;
         repo::update(tx, &*self.core.row_key()?, &sim).await?;
+        self.core.record_entered(tx, cause, &sim, &entered).await?;
         Ok(Some(sim))
     }
 
@@ -131,7 +142,14 @@ impl Lifecycle {
         tenants.sort_unstable();
         tenants.dedup();
         for tenant in tenants {
-            let of_tenant = outcomes.iter().filter(|(c, _)| &c.tenant_id == tenant);
+            // In the order of the SIMs' ids, as a change to a group judges its members: two
+            // transactions locking the same rows in one order cannot deadlock.
+            let mut of_tenant: Vec<_> = outcomes
+                .iter()
+                .filter(|(c, _)| &c.tenant_id == tenant)
+                .collect();
+            of_tenant.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+            let of_tenant = of_tenant.into_iter();
             if let Err(e) = self.store_tenant_round(tenant, of_tenant).await {
                 tracing::warn!(tenant = %tenant, error = %crate::telemetry::Causes(&e), "could not store an upstream sync round");
             }
@@ -147,12 +165,18 @@ impl Lifecycle {
         // SIMs whose row failed its check: skipped (never updated), reported after the commit.
         let mut tampered = Vec::new();
         let mut tx = self.core.db.begin().await?;
+        let actor = Principal::local(tenant.clone(), SYNC_ACTOR);
+        let cause = Cause {
+            principal: &actor,
+            action: Action::RefreshSim,
+            policy_ids: &[],
+        };
         for (claim, outcome) in outcomes {
             match outcome {
                 Ok(Some(update)) => {
                     let Ok(id) = claim.id.parse() else { continue };
                     match self
-                        .apply_upstream(&mut tx, tenant, &SimKey::Id(id), update)
+                        .apply_upstream(&mut tx, cause, &SimKey::Id(id), update)
                         .await
                     {
                         Ok(Some(_)) => synced += 1,
@@ -177,13 +201,7 @@ impl Lifecycle {
             AuditOutcome::Failed
         };
         let event = Event::tenant_wide(Action::RefreshSim, outcome, Some(&reason), Vec::new());
-        self.core
-            .audit_in(
-                &mut tx,
-                &Principal::local(tenant.clone(), SYNC_ACTOR),
-                event,
-            )
-            .await?;
+        self.core.audit_in(&mut tx, &actor, event).await?;
         tx.commit().await?;
         for f in &tampered {
             self.core.report_integrity(f).await;

@@ -2,6 +2,7 @@
 //! RESTRICT); the counts and SIM lists read here are of live SIMs only (tombstones excluded).
 
 use super::{Conn, StoreError, StoreResult, Tx, on_conn, on_tx};
+use crate::domain::condition::Surroundings;
 use crate::domain::usage::DataAmount;
 use crate::domain::{Device, DeviceId, Group, GroupId, Imei, SimId, TenantId};
 
@@ -35,21 +36,24 @@ impl TryFrom<GroupRow> for Group {
             tenant_id: TenantId::parse(&r.tenant_id).map_err(|_| corrupt("tenant_id"))?,
             name: r.name,
             description: r.description,
-            data_limit: r
-                .data_limit
-                .map(|t| {
-                    serde_json::from_str::<serde_json::Value>(&t)
-                        .ok()
-                        .and_then(|v| DataAmount::parse(&v).ok())
-                        .ok_or_else(|| corrupt("data_limit"))
-                })
-                .transpose()?,
+            data_limit: stored_limit(r.data_limit)?,
             imei_lock: r.imei_lock,
             sim_count: u64::try_from(r.sim_count).map_err(|_| corrupt("sim_count"))?,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
     }
+}
+
+/// A group's stored data limit, checked as a request's would be.
+fn stored_limit(text: Option<String>) -> StoreResult<Option<DataAmount>> {
+    text.map(|t| {
+        serde_json::from_str::<serde_json::Value>(&t)
+            .ok()
+            .and_then(|v| DataAmount::parse(&v).ok())
+            .ok_or_else(|| StoreError::Corrupt("groups.data_limit".into()))
+    })
+    .transpose()
 }
 
 fn data_limit_text(limit: Option<&DataAmount>) -> StoreResult<Option<String>> {
@@ -116,14 +120,65 @@ pub async fn get_group(
 pub trait Member: std::fmt::Display + std::str::FromStr<Err = uuid::Error> {
     /// Its table (one of ours, never input).
     const TABLE: &'static str;
+    /// The column of `sims` that names it.
+    const SIM_COLUMN: &'static str;
 }
 
 impl Member for GroupId {
     const TABLE: &'static str = "groups";
+    const SIM_COLUMN: &'static str = "group_id";
 }
 
 impl Member for DeviceId {
     const TABLE: &'static str = "devices";
+    const SIM_COLUMN: &'static str = "device_id";
+}
+
+/// The live SIMs of the tenant's group or device `id`, oldest first.
+pub async fn members<I: Member>(
+    conn: impl Into<Conn<'_>>,
+    tenant: &TenantId,
+    id: &I,
+) -> StoreResult<Vec<SimId>> {
+    let mut conn = conn.into();
+    member_sims(&mut conn, I::SIM_COLUMN, tenant, &id.to_string()).await
+}
+
+/// What the conditions of a SIM in group `group` bound to device `device` (canonical ids, as
+/// the SIM names them) depend on, as stored.
+pub async fn surroundings(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    group: Option<&str>,
+    device: Option<&str>,
+) -> StoreResult<Surroundings> {
+    let mut out = Surroundings::default();
+    if let Some(group) = group {
+        let row: Option<(Option<String>, bool)> = on_tx!(tx, c => sqlx::query_as(
+            "SELECT data_limit, imei_lock FROM groups WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(group)
+            .fetch_optional(&mut *c)
+            .await)?;
+        if let Some((limit, lock)) = row {
+            out.group_data_limit = stored_limit(limit)?;
+            out.imei_lock = lock;
+        }
+    }
+    if let Some(device) = device {
+        let imei: Option<Option<String>> = on_tx!(tx, c => sqlx::query_scalar(
+            "SELECT imei FROM devices WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(device)
+            .fetch_optional(&mut *c)
+            .await)?;
+        out.device_imei = imei
+            .flatten()
+            .map(|s| Imei::parse(&s))
+            .transpose()
+            .map_err(|_| StoreError::Corrupt("devices.imei".into()))?;
+    }
+    Ok(out)
 }
 
 /// Locks the tenant's group or device `id` for its deletion until `tx` ends (PostgreSQL
@@ -306,9 +361,20 @@ pub async fn update_device(tx: &mut Tx, device: &Device) -> StoreResult<()> {
 }
 
 async fn device_sims(conn: &mut Conn<'_>, tenant: &TenantId, id: &str) -> StoreResult<Vec<SimId>> {
-    let ids: Vec<String> = on_conn!(*conn, c => sqlx::query_scalar(
-        "SELECT id FROM sims WHERE tenant_id = $1 AND device_id = $2 AND deleted_at IS NULL \
-         ORDER BY created_at, id")
+    member_sims(conn, DeviceId::SIM_COLUMN, tenant, id).await
+}
+
+async fn member_sims(
+    conn: &mut Conn<'_>,
+    column: &'static str,
+    tenant: &TenantId,
+    id: &str,
+) -> StoreResult<Vec<SimId>> {
+    let sql = format!(
+        "SELECT id FROM sims WHERE tenant_id = $1 AND {column} = $2 AND deleted_at IS NULL \
+         ORDER BY created_at, id"
+    );
+    let ids: Vec<String> = on_conn!(*conn, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
         .bind(tenant.as_str())
         .bind(id)
         .fetch_all(c)

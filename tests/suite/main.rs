@@ -17,6 +17,7 @@ mod carrier;
 mod cli;
 mod cli_keys;
 mod cli_server;
+mod conditions;
 mod crl;
 mod devices;
 mod errors;

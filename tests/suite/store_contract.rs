@@ -63,6 +63,9 @@ pub(crate) fn sim(tenant: &str, n: u64) -> Sim {
         counters: Default::default(),
         consumed_data: None,
         data_limit: None,
+        effective_data_limit: None,
+        conditions: [simvault::domain::condition::Condition::UnauthorizedImei].into(),
+        first_imei: Some(simvault::domain::Imei::parse("490154203237518").unwrap()),
         auth: Default::default(),
     }
 }

@@ -14,7 +14,7 @@ use simvault::domain::Role;
 use crate::helpers::{Api, Store, TestApp, both_stores, iccid, raw_sql};
 
 #[derive(Clone)]
-enum Behaviour {
+pub(crate) enum Behaviour {
     Data(Value),
     NoData,
     Fail,
@@ -23,8 +23,8 @@ enum Behaviour {
 }
 
 #[derive(Default)]
-struct Fake {
-    behaviours: Mutex<HashMap<String, Behaviour>>,
+pub(crate) struct Fake {
+    pub(crate) behaviours: Mutex<HashMap<String, Behaviour>>,
     hits: Mutex<HashMap<String, usize>>,
     tokens: Mutex<Vec<String>>,
 }
@@ -69,7 +69,7 @@ async fn sim(
 }
 
 /// Starts the fake upstream on a free local port.
-async fn upstream() -> (Arc<Fake>, String) {
+pub(crate) async fn upstream() -> (Arc<Fake>, String) {
     let fake = Arc::new(Fake::default());
     let app = axum::Router::new()
         .route("/sims/{iccid}", axum::routing::get(sim))
@@ -82,7 +82,7 @@ async fn upstream() -> (Arc<Fake>, String) {
     (fake, format!("http://{addr}/"))
 }
 
-async fn app_with(store: Store, url: &str, sync_secs: u64) -> TestApp {
+pub(crate) async fn app_with(store: Store, url: &str, sync_secs: u64) -> TestApp {
     let url = url.to_owned();
     let app = TestApp::spawn_with(store, move |c| {
         c.upstream = Some(simvault::adapters::upstream::HttpSettings {

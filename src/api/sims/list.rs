@@ -1,6 +1,7 @@
 //! The `GET /v1/sims` query: filters, sorting and paging, every problem reported at once.
 
 use crate::api::extract::QueryPairs;
+use crate::domain::condition::Condition;
 use crate::domain::sim::{
     CarrierFields, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TAGS, SimListQuery, SortField,
     check_carrier_field,
@@ -22,6 +23,7 @@ const LIST_PARAMS: &[&str] = &[
     "communication_plan",
     "rate_plan",
     "mno_integration_id",
+    "condition",
     "iccid",
     "search",
     "for_plan_id",
@@ -107,6 +109,16 @@ pub(super) fn parse_list_query(
                 (Ok(()), None) => {}
                 (Err(e), _) => errs.parameter(name, e),
             }
+        }
+    }
+    for s in q.all("condition") {
+        match s.parse::<Condition>() {
+            Ok(c) if !query.conditions.contains(&c) => query.conditions.push(c),
+            Ok(_) => {}
+            Err(()) => errs.parameter(
+                "condition",
+                "condition must be one of data_limit_exceeded, unauthorized_imei",
+            ),
         }
     }
     if let Some(s) = q.one("iccid", &mut errs) {

@@ -6,23 +6,18 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, Caller, QueryPairs, present};
-use super::fields::Fields;
+use super::extract::{ApiJson, Caller, QueryPairs};
 use crate::domain::SimKey;
-use crate::domain::group::{device_ref, group_ref};
-use crate::domain::secret_input::SecretsInput;
-use crate::domain::sim::{
-    CarrierFields, MAX_TAGS, MAX_ZONES, check_carrier_field, check_carrier_status, check_metadata,
-};
+use crate::domain::sim::CarrierFields;
 use crate::domain::sim_input::SimFields;
 use crate::domain::{
-    Eid, Imei, Imsi, Msisdn, Sim, SimPatch, SimState, SimType, ValidationErrors, format_timestamp,
+    Eid, Imei, Imsi, Msisdn, Sim, SimState, SimType, ValidationErrors, format_timestamp,
 };
 
 pub fn router() -> Router<AppState> {
@@ -37,6 +32,8 @@ pub fn router() -> Router<AppState> {
 #[allow(dead_code)] // never built: they only describe shapes
 pub mod schema;
 
+mod body;
+pub use body::{CreateSimBody, PatchSimBody};
 mod list;
 use list::parse_list_query;
 
@@ -84,9 +81,15 @@ pub struct SimView {
     /// Data used this billing period, as the carrier reports it.
     #[schema(value_type = Option<schema::DataAmount>)]
     pub consumed_data: Option<crate::domain::usage::DataAmount>,
-    /// The period's data limit.
+    /// The SIM's own data limit (`PATCH` sets it; the carrier's report may too).
     #[schema(value_type = Option<schema::DataAmount>)]
     pub data_limit: Option<crate::domain::usage::DataAmount>,
+    /// The limit that applies: the SIM's own, else its group's.
+    #[schema(value_type = Option<schema::DataAmount>)]
+    pub effective_data_limit: Option<crate::domain::usage::DataAmount>,
+    /// `data_limit_exceeded`, `unauthorized_imei`: the conditions the SIM is in.
+    #[schema(example = json!(["data_limit_exceeded"]))]
+    pub conditions: Vec<String>,
 }
 
 impl From<Sim> for SimView {
@@ -126,6 +129,8 @@ impl From<Sim> for SimView {
             last_synced_at: s.last_synced_at.map(format_timestamp),
             consumed_data: s.consumed_data,
             data_limit: s.data_limit,
+            effective_data_limit: s.effective_data_limit,
+            conditions: s.conditions.iter().map(|c| c.as_str().to_owned()).collect(),
         }
     }
 }
@@ -148,187 +153,6 @@ impl From<CarrierFields> for CarrierView {
             rate_plan: c.rate_plan,
             mno_integration_id: c.mno_integration_id,
         }
-    }
-}
-
-// Describes the body for the OpenAPI document only: the domain's `SimFields` parses it.
-/// `POST /v1/sims` body. Every field is validated and every problem reported at once.
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSimBody {
-    /// 18–22 digits starting `89`, Luhn check digit last; unique across all tenants.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "8944501234567890124")]
-    pub iccid: Option<Value>,
-    /// 6–15 digits.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "234150123456789")]
-    pub imsi: Option<Value>,
-    /// E.164: optional `+` then 1–15 digits.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "447123456789")]
-    pub msisdn: Option<Value>,
-    /// 15 digits with a Luhn digit, or a 16-digit IMEISV.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub imei: Option<Value>,
-    /// 32 digits ≡ 1 (mod 97); eSIMs only.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub eid: Option<Value>,
-    /// `physical` (default) or `esim`.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<schema::SimType>)]
-    pub sim_type: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "GEMALTO")]
-    pub vendor: Option<Value>,
-    /// At most 50, each 1–64 printable characters.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub tags: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub group_id: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub device_id: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub compatibility_zones: Option<Value>,
-    /// At most 30 characters.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub carrier_status: Option<Value>,
-    /// At most 255 characters.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub communication_plan: Option<Value>,
-    /// At most 255 characters.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub rate_plan: Option<Value>,
-    /// At most 64 characters.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub mno_integration_id: Option<Value>,
-    /// A JSON object of at most 50 top-level keys and 16 KiB.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
-    /// The card's PIN attempt counter maximum, 1–15 (default 3), for other card profiles.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>, example = 3)]
-    pub pin_max: Option<Value>,
-    /// The card's PUK attempt counter maximum, 1–15 (default 10).
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>, example = 10)]
-    pub puk_max: Option<Value>,
-    /// AMF for authentication vectors, 4 hex digits (default `8000`).
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "8000")]
-    pub amf: Option<Value>,
-    /// The last SQN the card has seen, 12 hex digits (default `000000000000`).
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "000000000000")]
-    pub sqn: Option<Value>,
-    /// Width of IND in SQN, 0–10 bits (default 5).
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>, example = 5)]
-    pub ind_bitlen: Option<Value>,
-    /// Secret fields, encrypted by the vault; never returned here.
-    #[serde(default)]
-    #[schema(value_type = Option<super::secrets::SecretsDoc>)]
-    pub secrets: Option<SecretsInput>,
-}
-
-/// `PATCH /v1/sims/{sim}` body: only the fields given change; `null` clears a field.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PatchSimBody {
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub msisdn: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub imei: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub tags: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub group_id: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub device_id: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub compatibility_zones: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub carrier_status: Option<Value>,
-    /// At most 255 characters; `null` clears it.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub communication_plan: Option<Value>,
-    /// At most 255 characters; `null` clears it.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub rate_plan: Option<Value>,
-    /// At most 64 characters; `null` clears it.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub mno_integration_id: Option<Value>,
-}
-
-impl PatchSimBody {
-    pub fn parse(self) -> Result<SimPatch, ValidationErrors> {
-        let mut errs = ValidationErrors::new();
-        let mut f = Fields { errs: &mut errs };
-        let empty_if_null = |v: &Option<Value>| -> Option<Value> {
-            match v {
-                Some(Value::Null) => Some(Value::Array(Vec::new())),
-                other => other.clone(),
-            }
-        };
-        let patch = SimPatch {
-            msisdn: f.patch("msisdn", &self.msisdn, Msisdn::parse),
-            imei: f.patch("imei", &self.imei, Imei::parse),
-            tags: f.labels("tags", &empty_if_null(&self.tags), MAX_TAGS),
-            metadata: match &self.metadata {
-                Some(Value::Null) => Some(serde_json::Map::new()),
-                other => f.object("metadata", other, check_metadata),
-            },
-            group_id: f.patch("group_id", &self.group_id, group_ref),
-            device_id: f.patch("device_id", &self.device_id, device_ref),
-            compatibility_zones: f.labels(
-                "compatibility_zones",
-                &empty_if_null(&self.compatibility_zones),
-                MAX_ZONES,
-            ),
-            carrier_status: f.patch("carrier_status", &self.carrier_status, |s| {
-                check_carrier_status(s).map(|()| s.to_owned())
-            }),
-            carrier: CarrierFields::LIMITS
-                .into_iter()
-                .zip([
-                    &self.communication_plan,
-                    &self.rate_plan,
-                    &self.mno_integration_id,
-                ])
-                .filter_map(|((name, max), v)| {
-                    f.patch(name, v, |s| {
-                        check_carrier_field(s, name, max).map(|()| s.to_owned())
-                    })
-                    .map(|value| (name, value))
-                })
-                .collect(),
-        };
-        errs.finish(patch)
     }
 }
 
@@ -402,6 +226,7 @@ async fn create_sim(
         ("communication_plan" = Option<String>, Query, description = "exactly this communication plan"),
         ("rate_plan" = Option<String>, Query, description = "exactly this rate plan"),
         ("mno_integration_id" = Option<String>, Query, description = "exactly this MNO integration id"),
+        ("condition" = Option<Vec<String>>, Query, description = "repeatable; in any of: data_limit_exceeded, unauthorized_imei"),
         ("iccid" = Option<String>, Query, description = "substring of the ICCID"),
         ("search" = Option<String>, Query, description = "case-insensitive substring of id, ICCID, MSISDN, IMSI, IMEI or EID"),
         ("for_plan_id" = Option<uuid::Uuid>, Query, description = "SIMs in any of the plan's zones; wins over compatibility_zones"),

@@ -133,6 +133,9 @@ impl SimInput {
             },
             consumed_data: None,
             data_limit: None,
+            effective_data_limit: None,
+            conditions: Default::default(),
+            first_imei: None,
             auth: self.auth,
         };
         (sim, self.secrets)

@@ -62,6 +62,18 @@ fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &TenantId, q: &
     if let Some(v) = &q.vendor {
         b.push(" AND s.vendor = ").bind_text(v.clone());
     }
+    if !q.conditions.is_empty() {
+        // Any of them: the stored text is the names, comma-separated.
+        b.push(" AND (");
+        for (i, c) in q.conditions.iter().enumerate() {
+            if i > 0 {
+                b.push(" OR ");
+            }
+            b.push("(',' || s.conditions || ',') LIKE ")
+                .bind_text(format!("%,{},%", c.as_str()));
+        }
+        b.push(")");
+    }
     let carrier = &q.carrier;
     for (column, value) in [
         (" AND s.communication_plan = ", &carrier.communication_plan),

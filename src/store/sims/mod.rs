@@ -5,7 +5,6 @@
 //! Must never: return a SIM (or its secrets) whose row fails its check, or write a covered
 //! column without the new MAC in the same statement.
 
-use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use sqlx::types::Json;
@@ -13,18 +12,17 @@ use sqlx::types::Json;
 use super::{Db, SqlBuilder, StoreError, StoreResult, Tx, bind_all, on_pool, on_tx};
 use crate::domain::TenantId;
 use crate::domain::keys::{SealedSecret, WrappedDek};
-use crate::domain::link::LinkRef;
-use crate::domain::sim::{CarrierFields, SimState, SimType};
-use crate::domain::sqn::AuthData;
 use crate::domain::usage::DataAmount;
-use crate::domain::{Eid, Iccid, Imei, Imsi, LuhnPolicy, Msisdn, RetryCounters, SecretField, Sim};
+use crate::domain::{Eid, Imei, Imsi, Msisdn, Sim};
 use crate::vault::IntegrityKey;
 
 mod authenticity;
 mod list;
+mod row;
 pub use authenticity::adopt;
 use authenticity::sim_mac;
 pub use list::list;
+use row::{SimRow, labels_json, secret_fields_text, usage_text};
 
 pub use crate::domain::SimKey;
 
@@ -34,7 +32,8 @@ const COLUMNS: &str = "id, tenant_id, iccid, imsi, msisdn, imei, eid, sim_type, 
     carrier_status, vendor, tags, group_id, device_id, compatibility_zones, is_attached, \
     esim_profile_state, metadata, created_at, updated_at, last_synced_at, deleted_at, \
     secret_fields, pin_max, puk_max, pin1_remaining, pin2_remaining, puk1_remaining, puk2_remaining, consumed_data, data_limit, \
-    consumed_mb, amf, sqn, ind_bitlen, communication_plan, rate_plan, mno_integration_id, mac";
+    consumed_mb, amf, sqn, ind_bitlen, communication_plan, rate_plan, mno_integration_id, \
+    conditions, first_imei, mac";
 
 /// The columns an update keys on: they never change once written.
 const KEY_COLUMNS: usize = 3;
@@ -85,8 +84,9 @@ static SQL: LazyLock<Statements> = LazyLock::new(|| {
     }
 });
 
-/// The SIM's link, as columns of the SIM's own row: scalar subqueries on the unique
-/// `links.sim_id`, so no join changes the row count, the ordering or a `FOR UPDATE`.
+/// The SIM's link, and its group's data limit, as columns of the SIM's own row: scalar
+/// subqueries on the unique `links.sim_id` and the group's key, so no join changes the row
+/// count, the ordering or a `FOR UPDATE`.
 fn link_columns(table: &str) -> String {
     [
         ("id", "link_id"),
@@ -98,187 +98,14 @@ fn link_columns(table: &str) -> String {
     .map(|(c, alias)| {
         format!(", (SELECT l.{c} FROM links l WHERE l.sim_id = {table}.id) AS {alias}")
     })
+    .chain(std::iter::once(format!(
+        ", (SELECT g.data_limit FROM groups g WHERE g.id = {table}.group_id \
+         AND g.tenant_id = {table}.tenant_id) AS group_data_limit"
+    )))
     .collect()
 }
 
-#[derive(sqlx::FromRow)]
-struct SimRow {
-    id: String,
-    tenant_id: String,
-    iccid: String,
-    imsi: Option<String>,
-    msisdn: Option<String>,
-    imei: Option<String>,
-    eid: Option<String>,
-    sim_type: String,
-    state: String,
-    state_reason: Option<String>,
-    carrier_status: Option<String>,
-    vendor: Option<String>,
-    tags: Json<serde_json::Value>,
-    group_id: Option<String>,
-    device_id: Option<String>,
-    compatibility_zones: Json<serde_json::Value>,
-    is_attached: bool,
-    esim_profile_state: Option<String>,
-    metadata: Json<serde_json::Value>,
-    created_at: i64,
-    updated_at: i64,
-    last_synced_at: Option<i64>,
-    deleted_at: Option<i64>,
-    secret_fields: String,
-    pin_max: i64,
-    puk_max: i64,
-    pin1_remaining: Option<i64>,
-    pin2_remaining: Option<i64>,
-    puk1_remaining: Option<i64>,
-    puk2_remaining: Option<i64>,
-    consumed_data: Option<String>,
-    data_limit: Option<String>,
-    #[allow(dead_code)] // derived from consumed_data; read for sorting only
-    consumed_mb: Option<f64>,
-    amf: String,
-    sqn: i64,
-    ind_bitlen: i64,
-    communication_plan: Option<String>,
-    rate_plan: Option<String>,
-    mno_integration_id: Option<String>,
-    mac: Option<Vec<u8>>,
-    /// Read only where the query selects [`link_columns`].
-    #[sqlx(default)]
-    link_id: Option<String>,
-    #[sqlx(default)]
-    link_name: Option<String>,
-    #[sqlx(default)]
-    link_plan_ids: Option<String>,
-    #[sqlx(default)]
-    link_mac: Option<Vec<u8>>,
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(format!("sims.{what}"))
-}
-
-impl SimRow {
-    // Stored identifiers were validated on the way in; a row that no longer parses is corrupt.
-    // The ICCID check digit is not re-checked: a deployment may have relaxed it. Only
-    // [`SimRow::into_sim`] and adoption (which gives rows their first MAC) may call this.
-    fn parse_unauthenticated(self) -> StoreResult<Sim> {
-        let r = self;
-        Ok(Sim {
-            id: r.id.parse().map_err(|_| corrupt("id"))?,
-            tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
-            iccid: Iccid::parse(&r.iccid, LuhnPolicy::Relaxed).map_err(|_| corrupt("iccid"))?,
-            imsi: r
-                .imsi
-                .map(|s| Imsi::parse(&s))
-                .transpose()
-                .map_err(|_| corrupt("imsi"))?,
-            msisdn: r
-                .msisdn
-                .map(|s| Msisdn::parse(&s))
-                .transpose()
-                .map_err(|_| corrupt("msisdn"))?,
-            imei: r
-                .imei
-                .map(|s| Imei::parse(&s))
-                .transpose()
-                .map_err(|_| corrupt("imei"))?,
-            eid: r
-                .eid
-                .map(|s| Eid::parse(&s))
-                .transpose()
-                .map_err(|_| corrupt("eid"))?,
-            sim_type: r
-                .sim_type
-                .parse::<SimType>()
-                .map_err(|()| corrupt("sim_type"))?,
-            state: r.state.parse::<SimState>().map_err(|()| corrupt("state"))?,
-            state_reason: r.state_reason,
-            carrier_status: r.carrier_status,
-            vendor: r.vendor,
-            tags: super::json_labels(&r.tags.0)?,
-            group_id: r.group_id,
-            device_id: r.device_id,
-            compatibility_zones: super::json_labels(&r.compatibility_zones.0)?,
-            carrier: CarrierFields {
-                communication_plan: r.communication_plan,
-                rate_plan: r.rate_plan,
-                mno_integration_id: r.mno_integration_id,
-            },
-            is_attached: r.is_attached,
-            esim_profile_state: r.esim_profile_state,
-            metadata: match r.metadata.0 {
-                serde_json::Value::Object(m) => m,
-                _ => return Err(corrupt("metadata")),
-            },
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            last_synced_at: r.last_synced_at,
-            deleted_at: r.deleted_at,
-            link: match (r.link_id, r.link_name, r.link_plan_ids) {
-                (Some(id), Some(name), Some(plans)) => Some(LinkRef {
-                    id: id.parse().map_err(|_| corrupt("link id"))?,
-                    name,
-                    plan_ids: serde_json::from_str(&plans).map_err(|_| corrupt("link plans"))?,
-                }),
-                _ => None,
-            },
-            secret_fields: r
-                .secret_fields
-                .split(',')
-                .filter(|f| !f.is_empty())
-                .map(|f| {
-                    f.parse::<SecretField>()
-                        .map_err(|()| corrupt("secret_fields"))
-                })
-                .collect::<StoreResult<_>>()?,
-            counters: RetryCounters {
-                pin_max: r.pin_max,
-                puk_max: r.puk_max,
-                pin1: r.pin1_remaining,
-                pin2: r.pin2_remaining,
-                puk1: r.puk1_remaining,
-                puk2: r.puk2_remaining,
-            },
-            consumed_data: usage(r.consumed_data.as_deref(), "consumed_data")?,
-            data_limit: usage(r.data_limit.as_deref(), "data_limit")?,
-            auth: AuthData {
-                amf: hex::decode(&r.amf)
-                    .ok()
-                    .and_then(|b| <[u8; 2]>::try_from(b).ok())
-                    .ok_or_else(|| corrupt("amf"))?,
-                sqn: u64::try_from(r.sqn).map_err(|_| corrupt("sqn"))?,
-                ind_bitlen: u8::try_from(r.ind_bitlen).map_err(|_| corrupt("ind_bitlen"))?,
-            },
-        })
-    }
-}
-
-fn usage(text: Option<&str>, what: &str) -> StoreResult<Option<DataAmount>> {
-    text.map(|t| serde_json::from_str(t).map_err(|_| corrupt(what)))
-        .transpose()
-}
-
-fn usage_text(d: Option<DataAmount>) -> Option<String> {
-    d.and_then(|d| serde_json::to_string(&d).ok())
-}
-
-fn labels_json(set: &BTreeSet<String>) -> Json<serde_json::Value> {
-    Json(serde_json::Value::Array(
-        set.iter().cloned().map(serde_json::Value::String).collect(),
-    ))
-}
-
-fn secret_fields_text(fields: &std::collections::BTreeSet<SecretField>) -> String {
-    fields
-        .iter()
-        .map(|f| f.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$39`; the MAC is `$40`).
+/// Binds every column of `sim`, in the order of [`COLUMNS`] (`$1` … `$41`; the MAC is `$42`).
 macro_rules! bind_sim {
     ($query:expr, $sim:expr) => {{
         let sim: &Sim = $sim;
@@ -322,6 +149,8 @@ macro_rules! bind_sim {
             .bind(&sim.carrier.communication_plan)
             .bind(&sim.carrier.rate_plan)
             .bind(&sim.carrier.mno_integration_id)
+            .bind(crate::domain::condition::to_text(&sim.conditions))
+            .bind(sim.first_imei.as_ref().map(Imei::as_str))
     }};
 }
 
@@ -344,7 +173,7 @@ pub async fn insert_many(
     integrity: &IntegrityKey,
     sims: &[Sim],
 ) -> StoreResult<Vec<String>> {
-    const CHUNK: usize = 400; // 40 values a row, well under both backends' bind limits
+    const CHUNK: usize = 400; // 42 values a row, well under both backends' bind limits
     let mut inserted = Vec::with_capacity(sims.len());
     for chunk in sims.chunks(CHUNK) {
         let sql = format!(
@@ -572,16 +401,16 @@ mod tests {
              puk_max = $26, pin1_remaining = $27, pin2_remaining = $28, puk1_remaining = $29, \
              puk2_remaining = $30, consumed_data = $31, data_limit = $32, consumed_mb = $33, \
              amf = $34, sqn = $35, ind_bitlen = $36, communication_plan = $37, rate_plan = $38, \
-             mno_integration_id = $39, mac = $40 \
+             mno_integration_id = $39, conditions = $40, first_imei = $41, mac = $42 \
              WHERE id = $1 AND tenant_id = $2 AND iccid = $3"
         );
-        assert_eq!(SQL.columns, 40);
+        assert_eq!(SQL.columns, 42);
         assert!(
             SQL.insert
                 .starts_with("INSERT INTO sims (id, tenant_id, iccid, imsi, ")
         );
-        assert!(SQL.insert.ends_with("mno_integration_id, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40)"));
+        assert!(SQL.insert.ends_with("first_imei, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42)"));
         assert!(SQL.prefixed.starts_with("s.id, s.tenant_id, "));
-        assert!(SQL.prefixed.ends_with(", s.mno_integration_id, s.mac"));
+        assert!(SQL.prefixed.ends_with(", s.first_imei, s.mac"));
     }
 }

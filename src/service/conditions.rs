@@ -1,0 +1,112 @@
+//! A SIM's conditions kept current: judged again inside the transaction of every change to what
+//! they depend on (its usage and IMEI as upstream reports them, its limit, group or device, its
+//! group's limit or IMEI lock, its device's IMEI), each condition entered recorded and evented
+//! with that change, so that a change and what it set off commit together or not at all.
+
+use super::audit::Event;
+use super::{Core, ServiceResult};
+use crate::domain::audit::AuditOutcome;
+use crate::domain::condition::{self, Condition};
+use crate::domain::event::SimChange;
+use crate::domain::{Imei, Principal, Sim, TenantId};
+use crate::policy::Action;
+use crate::store::Tx;
+use crate::store::groups::{self as group_repo, Member};
+use crate::store::sims::{self as repo, SimKey};
+
+/// Who set a re-judgement off, for its records: the principal, its action and the policies that
+/// allowed it.
+#[derive(Clone, Copy)]
+pub(super) struct Cause<'a> {
+    pub principal: &'a Principal,
+    pub action: Action,
+    pub policy_ids: &'a [String],
+}
+
+impl Core {
+    /// Judges `sim`'s conditions again from its group and device as stored in `tx`, before the
+    /// SIM is written; returns the conditions it entered.
+    pub(super) async fn judge_conditions(
+        &self,
+        tx: &mut Tx,
+        sim: &mut Sim,
+    ) -> ServiceResult<Vec<Condition>> {
+        let around = group_repo::surroundings(
+            tx,
+            &sim.tenant_id,
+            sim.group_id.as_deref(),
+            sim.device_id.as_deref(),
+        )
+        .await?;
+        let now = condition::evaluate(sim, &around);
+        sim.effective_data_limit = condition::effective_data_limit(sim, &around);
+        let entered = condition::entered(&sim.conditions, &now);
+        sim.conditions = now;
+        Ok(entered)
+    }
+
+    /// Records each condition `sim` entered (as it is after the change): an audit record by
+    /// the cause and an event, inside `tx`.
+    pub(super) async fn record_entered(
+        &self,
+        tx: &mut Tx,
+        cause: Cause<'_>,
+        sim: &Sim,
+        entered: &[Condition],
+    ) -> ServiceResult<()> {
+        for &c in entered {
+            let reason = format!("entered condition {c}");
+            let event = Event {
+                action: cause.action,
+                sim: Some(sim),
+                fields: &[],
+                outcome: AuditOutcome::Allowed,
+                reason: Some(&reason),
+                policy_ids: cause.policy_ids.to_vec(),
+                remaining_attempts: None,
+            };
+            self.audit_in(tx, cause.principal, event).await?;
+            let change = SimChange::ConditionEntered {
+                condition: c,
+                consumed_data: sim.consumed_data,
+                data_limit: sim.effective_data_limit,
+                imei: sim.imei.as_ref().map(|i| Imei::as_str(i).to_owned()),
+            };
+            self.emit(tx, sim, change).await?;
+        }
+        Ok(())
+    }
+
+    /// Judges again every live SIM of the tenant's group or device `id` after a change to it,
+    /// each under its row lock, writing those whose conditions moved and recording what they
+    /// entered. (A group of many SIMs is judged in this one transaction: the change and its
+    /// consequences commit together.)
+    pub(super) async fn judge_members<I: Member>(
+        &self,
+        tx: &mut Tx,
+        cause: Cause<'_>,
+        tenant: &TenantId,
+        id: &I,
+    ) -> ServiceResult<()> {
+        let key = self.row_key()?;
+        let mut members = group_repo::members(&mut *tx, tenant, id).await?;
+        // Locked in the order of their ids' text, as a sync round locks its SIMs: two
+        // transactions taking the same rows in one order cannot deadlock.
+        members.sort_by_cached_key(ToString::to_string);
+        for sim_id in members {
+            let Some(mut sim) = repo::get_for_update(tx, &key, tenant, &SimKey::Id(sim_id)).await?
+            else {
+                continue;
+            };
+            let before = sim.conditions.clone();
+            let entered = self.judge_conditions(tx, &mut sim).await?;
+            if sim.conditions == before {
+                continue;
+            }
+            sim.updated_at = self.clock.now().max(sim.updated_at);
+            repo::update(tx, &key, &sim).await?;
+            self.record_entered(tx, cause, &sim, &entered).await?;
+        }
+        Ok(())
+    }
+}
