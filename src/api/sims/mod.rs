@@ -13,14 +13,12 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
-use super::fields::Fields;
 use crate::domain::SimKey;
-use crate::domain::group::{device_ref, group_ref};
 use crate::domain::secret_input::SecretsInput;
-use crate::domain::sim::{MAX_TAGS, MAX_ZONES, check_carrier_status, check_metadata};
 use crate::domain::sim_input::SimFields;
+use crate::domain::sim_patch::PatchFields;
 use crate::domain::{
-    Eid, Imei, Imsi, Msisdn, Sim, SimPatch, SimState, SimType, ValidationErrors, format_timestamp,
+    Eid, Imei, Imsi, Msisdn, Sim, SimState, SimType, ValidationErrors, format_timestamp,
 };
 
 pub fn router() -> Router<AppState> {
@@ -204,8 +202,10 @@ pub struct CreateSimBody {
     pub secrets: Option<SecretsInput>,
 }
 
+// Describes the body for the OpenAPI document only: the domain's `PatchFields` parses it.
 /// `PATCH /v1/sims/{sim}` body: only the fields given change; `null` clears a field.
 #[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSimBody {
     #[serde(default, deserialize_with = "present")]
@@ -234,39 +234,6 @@ pub struct PatchSimBody {
     pub carrier_status: Option<Value>,
 }
 
-impl PatchSimBody {
-    pub fn parse(self) -> Result<SimPatch, ValidationErrors> {
-        let mut errs = ValidationErrors::new();
-        let mut f = Fields { errs: &mut errs };
-        let empty_if_null = |v: &Option<Value>| -> Option<Value> {
-            match v {
-                Some(Value::Null) => Some(Value::Array(Vec::new())),
-                other => other.clone(),
-            }
-        };
-        let patch = SimPatch {
-            msisdn: f.patch("msisdn", &self.msisdn, Msisdn::parse),
-            imei: f.patch("imei", &self.imei, Imei::parse),
-            tags: f.labels("tags", &empty_if_null(&self.tags), MAX_TAGS),
-            metadata: match &self.metadata {
-                Some(Value::Null) => Some(serde_json::Map::new()),
-                other => f.object("metadata", other, check_metadata),
-            },
-            group_id: f.patch("group_id", &self.group_id, group_ref),
-            device_id: f.patch("device_id", &self.device_id, device_ref),
-            compatibility_zones: f.labels(
-                "compatibility_zones",
-                &empty_if_null(&self.compatibility_zones),
-                MAX_ZONES,
-            ),
-            carrier_status: f.patch("carrier_status", &self.carrier_status, |s| {
-                check_carrier_status(s).map(|()| s.to_owned())
-            }),
-        };
-        errs.finish(patch)
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Deleted {
     pub success: bool,
@@ -283,13 +250,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SimRef {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::NotFound)?;
-        if let Ok(id) = uuid::Uuid::parse_str(&raw) {
-            return Ok(SimRef(SimKey::Id(id.into())));
-        }
-        if !raw.is_empty() && raw.len() <= 22 && raw.bytes().all(|b| b.is_ascii_digit()) {
-            return Ok(SimRef(SimKey::Iccid(raw)));
-        }
-        Err(ApiError::NotFound)
+        SimKey::parse(&raw).map(SimRef).ok_or(ApiError::NotFound)
     }
 }
 
@@ -471,7 +432,7 @@ async fn update_sim(
     State(state): State<AppState>,
     Caller(principal): Caller,
     SimRef(key): SimRef,
-    ApiJson(body): ApiJson<PatchSimBody>,
+    ApiJson(body): ApiJson<PatchFields>,
 ) -> ApiResult<axum::Json<SimView>> {
     let patch = body.parse()?;
     let sim = state
@@ -503,21 +464,4 @@ async fn delete_sim(
         success: true,
         deleted_at: format_timestamp(at),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn patch_distinguishes_missing_from_null() {
-        let p = serde_json::from_value::<PatchSimBody>(json!({"msisdn": null, "tags": ["a"]}))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(p.msisdn, Some(None));
-        assert_eq!(p.imei, None);
-        assert_eq!(p.tags.unwrap().len(), 1);
-    }
 }
