@@ -478,13 +478,7 @@ async fn cancel_keeps_what_is_done_and_stops_the_rest(store: Store) {
 
     // Two items done, one batch of one held by another worker.
     assert!(worker.work_on_up_to(&task, "w1", LEASE, 2).await.unwrap());
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros(),
-    )
-    .unwrap();
+    let now = simvault::clock::Clock::now(&simvault::clock::SystemClock);
     let held = tasks::claim_items(&app.test_db.db, &task.id, "w2", now, now + 60_000_000, 1)
         .await
         .unwrap();

@@ -64,7 +64,7 @@ enum Change {
         to: SimState,
         reason: Option<String>,
     },
-    Patch(SimPatch),
+    Patch(Box<SimPatch>),
 }
 
 impl Change {
@@ -82,7 +82,7 @@ impl Change {
                 reason: params["reason"].as_str().map(str::to_owned),
             }),
             PATCH_TASK => SimPatch::from_value(params["patch"].clone(), "")
-                .map(Change::Patch)
+                .map(|patch| Change::Patch(Box::new(patch)))
                 .map_err(|_| ServiceError::internal("a bulk patch task without a valid patch")),
             other => Err(ServiceError::internal(format!(
                 "{other} is not a bulk change"
