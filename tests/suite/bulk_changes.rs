@@ -11,7 +11,7 @@ use simvault::domain::task::{TaskKind, TaskRecord, TaskStatus};
 use simvault::store::tasks;
 
 use crate::bulk::{all_items, wait_for_task};
-use crate::helpers::{Api, Store, TestApp, both_stores, iccid, raw_sql, tenant_id};
+use crate::helpers::{Api, Store, TestApp, TestDb, both_stores, iccid, raw_sql, tenant_id};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -718,3 +718,92 @@ both_stores!(
     tasks_are_not_reached_across_tenants_or_by_support,
     tasks_are_not_reached_across_tenants_or_by_support
 );
+
+/// Migration 0014 keeps every task and item as it was (SQLite rebuilds both tables), with no
+/// item cancelled, and then admits the `cancelled` statuses; the items still belong to their
+/// task (the foreign key follows the rebuilt table).
+async fn migration_0014_keeps_tasks_and_items(store: Store) {
+    let t = TestDb::at_version(store, 13).await;
+    let db = &t.db;
+    raw_sql!(db, p => sqlx::query("INSERT INTO tenants (id, created_at) VALUES ('acme', 1)")
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    raw_sql!(db, p => sqlx::query(
+        "INSERT INTO tasks (id, tenant_id, type, status, params, total_items, completed_items, \
+         failed_items, created_at, updated_at, kek_version, wrapped_key) \
+         VALUES ('t1', 'acme', 'import', 'running', '{}', 2, 1, 0, 5, 6, 1, $1)")
+        .bind(vec![7_u8; 4])
+        .execute(p).await.map(|_| ()))
+    .unwrap();
+    for (seq, status) in [(1, "succeeded"), (2, "pending")] {
+        raw_sql!(db, p => sqlx::query(
+            "INSERT INTO task_items (task_id, seq, status, input, sim_id, lease_owner, lease_until) \
+             VALUES ('t1', $1, $2, $3, 's', 'w', 9)")
+            .bind(seq)
+            .bind(status)
+            .bind(vec![1_u8, 2])
+            .execute(p).await.map(|_| ()))
+        .unwrap();
+    }
+    db.migrate().await.unwrap();
+
+    type TaskRow = (String, String, i64, i64, i64, Option<Vec<u8>>, i64);
+    let task: TaskRow = raw_sql!(db, p => sqlx::query_as(
+        "SELECT status, type, total_items, completed_items, cancelled_items, wrapped_key, updated_at \
+         FROM tasks WHERE id = 't1'")
+        .fetch_one(p).await)
+    .unwrap();
+    assert_eq!(
+        task,
+        (
+            "running".into(),
+            "import".into(),
+            2,
+            1,
+            0,
+            Some(vec![7; 4]),
+            6
+        )
+    );
+    type ItemRow = (i64, String, Option<Vec<u8>>, Option<String>, Option<i64>);
+    let items: Vec<ItemRow> = raw_sql!(db, p => sqlx::query_as(
+        "SELECT seq, status, input, lease_owner, lease_until FROM task_items ORDER BY seq")
+        .fetch_all(p).await)
+    .unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(
+        items[1],
+        (
+            2,
+            "pending".into(),
+            Some(vec![1, 2]),
+            Some("w".into()),
+            Some(9)
+        )
+    );
+    // The new statuses are admitted, others still refused, and items need their task.
+    for (sql, ok) in [
+        (
+            "UPDATE tasks SET status = 'cancelled' WHERE id = 't1'",
+            true,
+        ),
+        (
+            "UPDATE task_items SET status = 'cancelled' WHERE seq = 2",
+            true,
+        ),
+        ("UPDATE tasks SET status = 'paused' WHERE id = 't1'", false),
+        (
+            "UPDATE task_items SET status = 'skipped' WHERE seq = 2",
+            false,
+        ),
+        (
+            "INSERT INTO task_items (task_id, seq, status) VALUES ('nope', 1, 'pending')",
+            false,
+        ),
+    ] {
+        let done =
+            raw_sql!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql)).execute(p).await.map(|_| ()));
+        assert_eq!(done.is_ok(), ok, "{sql}");
+    }
+}
+both_stores!(migration_0014, migration_0014_keeps_tasks_and_items);
