@@ -26,11 +26,14 @@ pub struct TaskView {
     #[serde(rename = "type")]
     #[schema(example = "key_rotation")]
     pub kind: String,
-    /// pending, running, completed or failed.
+    /// pending, running, completed, failed or cancelled.
     pub status: String,
     pub total_items: i64,
     pub completed_items: i64,
     pub failed_items: i64,
+    /// Items still pending when the task was cancelled (never done).
+    pub cancelled_items: i64,
+    /// total − completed − failed − cancelled.
     pub pending_items: i64,
     pub created_at: String,
     pub updated_at: String,
@@ -46,6 +49,7 @@ impl From<Task> for TaskView {
             total_items: t.total_items,
             completed_items: t.completed_items,
             failed_items: t.failed_items,
+            cancelled_items: t.cancelled_items,
             created_at: format_timestamp(t.created_at),
             updated_at: format_timestamp(t.updated_at),
         }

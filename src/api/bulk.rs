@@ -123,7 +123,7 @@ pub struct ItemView {
     pub line: Option<i64>,
     /// The SIM the item is about (for an import, the SIM created).
     pub sim_id: Option<uuid::Uuid>,
-    /// pending, succeeded or failed.
+    /// pending, succeeded, failed or cancelled.
     pub status: String,
     /// What the item made: `{sim_id, iccid}` for an import, `{link_id, name}` for a link.
     #[schema(value_type = Option<Object>)]
@@ -145,7 +145,7 @@ impl From<Item> for ItemView {
     }
 }
 
-fn accepted(task: crate::domain::Task) -> impl IntoResponse {
+pub(super) fn accepted(task: crate::domain::Task) -> impl IntoResponse {
     let location = format!("/v1/tasks/{}", task.id);
     (
         StatusCode::ACCEPTED,
@@ -344,6 +344,24 @@ fn uuid_list(
     required: bool,
     errs: &mut ValidationErrors,
 ) -> Vec<uuid::Uuid> {
+    id_list(
+        name,
+        value,
+        required,
+        errs,
+        (|s| uuid::Uuid::parse_str(s).ok(), "must be a UUID"),
+    )
+}
+
+/// The ids of list `name` (1 to [`MAX_BULK_ITEMS`] when `required`, else possibly missing),
+/// each read by `parse` (else `what` is wrong with it); a repeated id is refused.
+pub(super) fn id_list<T: Eq + std::hash::Hash + Clone>(
+    name: &str,
+    value: Option<&Value>,
+    required: bool,
+    errs: &mut ValidationErrors,
+    (parse, what): (fn(&str) -> Option<T>, &str),
+) -> Vec<T> {
     let items = match value {
         None | Some(Value::Null) if !required => return Vec::new(),
         Some(Value::Array(items)) if !items.is_empty() || !required => items,
@@ -367,9 +385,9 @@ fn uuid_list(
     let mut seen = std::collections::HashSet::with_capacity(items.len());
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match item.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok()) {
-            None => errs.pointer(format!("/{name}/{i}"), "must be a UUID"),
-            Some(id) if !seen.insert(id) => {
+        match item.as_str().and_then(parse) {
+            None => errs.pointer(format!("/{name}/{i}"), what),
+            Some(id) if !seen.insert(id.clone()) => {
                 errs.pointer(format!("/{name}/{i}"), "appears more than once")
             }
             Some(id) => out.push(id),
@@ -412,7 +430,7 @@ fn parse_provision(body: &ProvisionLinksBody) -> Result<ProvisionLinks, Validati
 #[utoipa::path(get, path = "/v1/tasks/{id}/items", tag = "tasks",
     params(
         ("id" = uuid::Uuid, Path),
-        ("status" = Option<String>, Query, description = "pending, succeeded or failed"),
+        ("status" = Option<String>, Query, description = "pending, succeeded, failed or cancelled"),
         ("page" = Option<u32>, Query, description = "1-based page, default 1"),
         ("page_size" = Option<u32>, Query, description = "1–1000, default 100"),
     ),
@@ -435,7 +453,7 @@ async fn task_items(
         .and_then(|s| match ItemStatus::parse(s) {
             Ok(status) => Some(status),
             Err(_) => {
-                errs.parameter("status", "must be pending, succeeded or failed");
+                errs.parameter("status", "must be pending, succeeded, failed or cancelled");
                 None
             }
         });

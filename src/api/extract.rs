@@ -8,7 +8,6 @@ use axum::http::header;
 use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
@@ -289,9 +288,4 @@ impl QueryPairs {
     }
 }
 
-/// Deserializes a present field as `Some(value)`, a JSON `null` included, so that with
-/// `#[serde(default)]` a missing field (`None`) and an explicit null (`Some(Null)`) differ.
-pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    use serde::Deserialize;
-    Value::deserialize(d).map(Some)
-}
+pub use crate::domain::fields::present;

@@ -39,6 +39,39 @@ pub struct StateBody {
     pub reason: Option<Value>,
 }
 
+/// A state change's `state` and `reason` fields (a state change body's, or a bulk one's),
+/// their problems in `errs`.
+pub(super) fn state_change(
+    state: &Option<Value>,
+    reason: &Option<Value>,
+    errs: &mut ValidationErrors,
+) -> (Option<SimState>, Option<String>) {
+    let to = match state
+        .as_ref()
+        .map(|v| v.as_str().map(str::parse::<SimState>))
+    {
+        Some(Some(Ok(s))) => Some(s),
+        None | Some(Some(Err(()))) | Some(None) => {
+            errs.pointer(
+                "/state",
+                "state must be one of inventory, active, suspended, blocked, retired",
+            );
+            None
+        }
+    };
+    let reason = match reason {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => crate::domain::validation::reason(s)
+            .map_err(|rule| errs.pointer("/reason", rule))
+            .ok(),
+        Some(_) => {
+            errs.pointer("/reason", "must be a string");
+            None
+        }
+    };
+    (to, reason)
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StateView {
     pub id: uuid::Uuid,
@@ -64,30 +97,7 @@ async fn change_state(
     ApiJson(body): ApiJson<StateBody>,
 ) -> ApiResult<axum::Json<StateView>> {
     let mut errs = ValidationErrors::new();
-    let to = match body
-        .state
-        .as_ref()
-        .map(|v| v.as_str().map(str::parse::<SimState>))
-    {
-        Some(Some(Ok(s))) => Some(s),
-        None | Some(Some(Err(()))) | Some(None) => {
-            errs.pointer(
-                "/state",
-                "state must be one of inventory, active, suspended, blocked, retired",
-            );
-            None
-        }
-    };
-    let reason = match body.reason {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => crate::domain::validation::reason(&s)
-            .map_err(|rule| errs.pointer("/reason", rule))
-            .ok(),
-        Some(_) => {
-            errs.pointer("/reason", "must be a string");
-            None
-        }
-    };
+    let (to, reason) = state_change(&body.state, &body.reason, &mut errs);
     let (Some(to), true) = (to, errs.is_empty()) else {
         return Err(errs.into());
     };

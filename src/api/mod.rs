@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auc;
 pub mod audit;
 pub mod bulk;
+pub mod bulk_changes;
 pub mod devices;
 pub mod error;
 pub mod extract;
@@ -18,6 +19,7 @@ pub mod pins;
 pub mod plans;
 pub mod secrets;
 pub mod sims;
+pub mod tasks;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -96,6 +98,8 @@ pub fn router(state: AppState) -> Router {
         .merge(groups::router())
         .merge(devices::router())
         .merge(bulk::router())
+        .merge(bulk_changes::router())
+        .merge(tasks::router())
         .merge(webhooks::router())
         .merge(ops::router())
         .fallback(|| async { ApiError::NotFound })

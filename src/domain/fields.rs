@@ -9,6 +9,13 @@ use super::ValidationErrors;
 use super::sim::check_label;
 use super::validation::pointer_token;
 
+/// Deserializes a present field as `Some(value)`, a JSON `null` included, so that with
+/// `#[serde(default)]` a missing field (`None`) and an explicit null (`Some(Null)`) differ.
+pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    use serde::Deserialize;
+    Value::deserialize(d).map(Some)
+}
+
 /// A reader over one request body's fields.
 pub struct Fields<'e> {
     pub errs: &'e mut ValidationErrors,

@@ -25,6 +25,7 @@ pub mod sim;
 pub mod sim_id;
 pub mod sim_input;
 pub mod sim_key;
+pub mod sim_patch;
 pub mod sqn;
 pub mod task;
 pub mod tenant;

@@ -12,6 +12,10 @@ named_enum! {
         ProvisionLinks => "provision_links",
         /// Re-wrapping a tenant's DEKs under a new KEK version.
         KeyRotation => "key_rotation",
+        /// One lifecycle state change over many SIMs.
+        BulkState => "bulk_state",
+        /// One `PATCH /v1/sims/{sim}` change over many SIMs.
+        BulkPatch => "bulk_patch",
     }
 }
 
@@ -22,13 +26,18 @@ named_enum! {
         Running => "running",
         Completed => "completed",
         Failed => "failed",
+        /// Stopped by its owner: what was done stays done, the rest was never done.
+        Cancelled => "cancelled",
     }
 }
 
 impl TaskStatus {
     /// Whether the task has ended (nothing more will be done).
     pub fn is_finished(self) -> bool {
-        matches!(self, TaskStatus::Completed | TaskStatus::Failed)
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+        )
     }
 }
 
@@ -38,6 +47,8 @@ named_enum! {
         Pending => "pending",
         Succeeded => "succeeded",
         Failed => "failed",
+        /// Still pending when its task was cancelled: never done.
+        Cancelled => "cancelled",
     }
 }
 
@@ -49,13 +60,14 @@ pub struct Task {
     pub total_items: i64,
     pub completed_items: i64,
     pub failed_items: i64,
+    pub cancelled_items: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
 impl Task {
     pub fn pending_items(&self) -> i64 {
-        (self.total_items - self.completed_items - self.failed_items).max(0)
+        (self.total_items - self.completed_items - self.failed_items - self.cancelled_items).max(0)
     }
 }
 
@@ -87,6 +99,7 @@ pub struct TaskRecord {
     pub total_items: i64,
     pub completed_items: i64,
     pub failed_items: i64,
+    pub cancelled_items: i64,
     pub error: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -103,7 +116,8 @@ pub struct TaskItem {
     /// The line of the source file (imports), if any.
     pub line: Option<i64>,
     pub status: ItemStatus,
-    /// Sealed input (imports), cleared once the item is done.
+    /// Sealed input (imports) or the SIM as the request named it (bulk changes), cleared
+    /// once the item is done.
     pub input: Option<Vec<u8>>,
     pub sim_id: Option<String>,
     /// JSON text.

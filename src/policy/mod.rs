@@ -82,10 +82,18 @@ pub enum Action {
     UpdateDevice,
     /// Delete a device no SIM is bound to.
     DeleteDevice,
+    /// Queue one lifecycle state change over many SIMs.
+    BulkChangeState,
+    /// Queue one change of descriptive fields over many SIMs.
+    BulkUpdateSims,
+    /// List the tenant's background tasks.
+    ListTasks,
+    /// Cancel a background task's pending items.
+    CancelTask,
 }
 
 impl Action {
-    pub const ALL: [Action; 32] = [
+    pub const ALL: [Action; 36] = [
         Action::CreateSim,
         Action::ReadSim,
         Action::ListSims,
@@ -118,6 +126,10 @@ impl Action {
         Action::ReadDevice,
         Action::UpdateDevice,
         Action::DeleteDevice,
+        Action::BulkChangeState,
+        Action::BulkUpdateSims,
+        Action::ListTasks,
+        Action::CancelTask,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -154,6 +166,10 @@ impl Action {
             Action::ReadDevice => "device.read",
             Action::UpdateDevice => "device.update",
             Action::DeleteDevice => "device.delete",
+            Action::BulkChangeState => "sim.bulk_state",
+            Action::BulkUpdateSims => "sim.bulk_update",
+            Action::ListTasks => "task.list",
+            Action::CancelTask => "task.cancel",
         }
     }
 }
@@ -285,6 +301,10 @@ mod tests {
             (ReadDevice, &[Provisioner, Support, Operator, Admin]),
             (UpdateDevice, &[Operator, Admin]),
             (DeleteDevice, &[Operator, Admin]),
+            (BulkChangeState, &[Operator, Admin]),
+            (BulkUpdateSims, &[Operator, Admin]),
+            (ListTasks, &[Provisioner, Support, Operator, Admin]),
+            (CancelTask, &[Operator, Admin]),
         ];
         for (action, who) in table {
             for role in Role::ALL {

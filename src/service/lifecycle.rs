@@ -5,7 +5,7 @@ use super::audit::Event;
 use super::{Core, Page, ServiceError, ServiceResult};
 use crate::domain::event::{DomainEvent, SimChange};
 use crate::domain::{Principal, Sim, SimState};
-use crate::policy::Action;
+use crate::policy::{Action, Decision};
 use crate::store::lifecycle::{self as repo, HistoryRow};
 use crate::store::sims::{self as sims_repo, SimKey};
 use crate::store::{Tx, outbox};
@@ -40,35 +40,48 @@ impl Lifecycle {
             .core
             .lock_sim(principal, key, Action::ChangeState)
             .await?;
-        let from = sim.state;
-        if from == to {
-            return Ok(StateChange {
-                sim,
-                previous: from,
-            });
-        }
-        if !from.can_transition_to(to) {
-            return Err(ServiceError::InvalidTransition { from, to });
-        }
-        self.core
-            .move_state(&mut tx, principal, &mut sim, to, reason)
+        let previous = self
+            .core
+            .change_locked_state(&mut tx, principal, &mut sim, (to, reason), decision)
             .await?;
-        sims_repo::update(&mut tx, &*self.core.row_key()?, &sim).await?;
-        let event = Event {
-            reason,
-            ..Event::allowed(Action::ChangeState, &sim, decision)
-        };
-        self.core.audit_in(&mut tx, principal, event).await?;
-        tx.commit().await?;
-        tracing::info!(sim_id = %sim.id, from = from.as_str(), to = to.as_str(), "state changed");
-        Ok(StateChange {
-            sim,
-            previous: from,
-        })
+        if previous != to {
+            tx.commit().await?;
+            tracing::info!(sim_id = %sim.id, from = previous.as_str(), to = to.as_str(), "state changed");
+        }
+        Ok(StateChange { sim, previous })
     }
 }
 
 impl Core {
+    /// The state change of `sim`, held locked in `tx` and allowed by `decision`, to `to` for
+    /// `reason`: the lifecycle's rule, the history row, the event and the record, all in `tx`
+    /// (the caller commits). Asking for the current state changes nothing. Returns the state
+    /// the SIM was in. A single change and each item of a bulk change go through here.
+    pub(super) async fn change_locked_state(
+        &self,
+        tx: &mut Tx,
+        principal: &Principal,
+        sim: &mut Sim,
+        (to, reason): (SimState, Option<&str>),
+        decision: Decision,
+    ) -> ServiceResult<SimState> {
+        let from = sim.state;
+        if from == to {
+            return Ok(from);
+        }
+        if !from.can_transition_to(to) {
+            return Err(ServiceError::InvalidTransition { from, to });
+        }
+        self.move_state(tx, principal, sim, to, reason).await?;
+        sims_repo::update(tx, &*self.row_key()?, sim).await?;
+        let event = Event {
+            reason,
+            ..Event::allowed(Action::ChangeState, sim, decision)
+        };
+        self.audit_in(tx, principal, event).await?;
+        Ok(from)
+    }
+
     /// Moves a locked SIM to `to` inside `tx`: its history row and its `sim.state_changed`
     /// event. The caller writes the SIM back and records the audit entry.
     pub(super) async fn move_state(

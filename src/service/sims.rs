@@ -10,7 +10,7 @@ use crate::domain::sim::{SecretChanges, SimListQuery};
 use crate::domain::{
     Principal, SecretField, Sim, SimId, SimInput, SimPatch, TenantId, Timestamp, ValidationErrors,
 };
-use crate::policy::{Action, Context, Decision, Resource};
+use crate::policy::{Action, Context, Decision, Refusal, Resource};
 use crate::store::sims::{self as repo, SimKey};
 use crate::store::{Tx, keys, plans as plan_repo};
 
@@ -129,28 +129,8 @@ impl Inventory {
             .core
             .lock_sim(principal, key, Action::UpdateSim)
             .await?;
-        let group = patch.group_id.as_ref().and_then(Option::as_deref);
-        let device = patch.device_id.as_ref().and_then(Option::as_deref);
-        References::check(&mut tx, &principal.tenant, group, device).await?;
-        patch.apply(&mut sim);
-        let entered = self.core.judge_conditions(&mut tx, &mut sim).await?;
-        sim.updated_at = self.core.clock.now().max(sim.updated_at);
-        repo::update(&mut tx, &*self.core.row_key()?, &sim).await?;
-        let policy_ids = decision.policy_ids.clone();
         self.core
-            .audit_in(
-                &mut tx,
-                principal,
-                Event::allowed(Action::UpdateSim, &sim, decision),
-            )
-            .await?;
-        let cause = Cause {
-            principal,
-            action: Action::UpdateSim,
-            policy_ids: &policy_ids,
-        };
-        self.core
-            .record_entered(&mut tx, cause, &sim, &entered)
+            .patch_locked(&mut tx, principal, &mut sim, &patch, decision)
             .await?;
         tx.commit().await?;
         Ok(sim)
@@ -186,6 +166,56 @@ impl Inventory {
 }
 
 impl Core {
+    /// `patch` applied to `sim`, held locked in `tx` and allowed by `decision`: the group and
+    /// device it names must be the tenant's; the SIM written back and the record, in `tx`
+    /// (the caller commits). A single PATCH and each item of a bulk patch go through here.
+    pub(super) async fn patch_locked(
+        &self,
+        tx: &mut Tx,
+        principal: &Principal,
+        sim: &mut Sim,
+        patch: &SimPatch,
+        decision: Decision,
+    ) -> ServiceResult<()> {
+        let group = patch.group_id.as_ref().and_then(Option::as_deref);
+        let device = patch.device_id.as_ref().and_then(Option::as_deref);
+        References::check(tx, &principal.tenant, group, device).await?;
+        patch.apply(sim);
+        let entered = self.judge_conditions(tx, sim).await?;
+        sim.updated_at = self.clock.now().max(sim.updated_at);
+        repo::update(tx, &*self.row_key()?, sim).await?;
+        let policy_ids = decision.policy_ids.clone();
+        self.audit_in(
+            tx,
+            principal,
+            Event::allowed(Action::UpdateSim, sim, decision),
+        )
+        .await?;
+        let cause = Cause {
+            principal,
+            action: Action::UpdateSim,
+            policy_ids: &policy_ids,
+        };
+        self.record_entered(tx, cause, sim, &entered).await
+    }
+
+    /// The SIM `key` of the principal's tenant, held locked in `tx`, with the decision on
+    /// `action` on it (a refusal not yet recorded); `None` when the tenant has no such SIM.
+    pub(super) async fn lock_in(
+        &self,
+        tx: &mut Tx,
+        principal: &Principal,
+        key: &SimKey,
+        (action, context): (Action, &Context),
+    ) -> ServiceResult<Option<(Sim, Result<Decision, Refusal>)>> {
+        let Some(sim) = repo::get_for_update(tx, &*self.row_key()?, &principal.tenant, key).await?
+        else {
+            return Ok(None);
+        };
+        let decision = self.decide(principal, action, &sim_resource(&sim), context)?;
+        Ok(Some((sim, decision)))
+    }
+
     /// The SIM `key` of the principal's tenant, not yet authorized: `NotFound` when there is
     /// none (another tenant's included).
     pub(super) async fn find_sim(&self, principal: &Principal, key: &SimKey) -> ServiceResult<Sim> {
@@ -242,10 +272,11 @@ impl Core {
         reason: Option<&str>,
     ) -> ServiceResult<(Tx, Sim, Decision)> {
         let mut tx = self.db.begin().await?;
-        let sim = repo::get_for_update(&mut tx, &*self.row_key()?, &principal.tenant, key)
+        let (sim, decision) = self
+            .lock_in(&mut tx, principal, key, (action, context))
             .await?
             .ok_or(ServiceError::NotFound)?;
-        match self.decide(principal, action, &sim_resource(&sim), context)? {
+        match decision {
             Ok(decision) => Ok((tx, sim, decision)),
             Err(refusal) => {
                 // Let go of the lock (and SQLite's one write connection) before recording.

@@ -13,6 +13,7 @@ mod audit_reading;
 mod audit_tampering;
 mod auth;
 mod bulk;
+mod bulk_changes;
 mod carrier;
 mod cli;
 mod cli_keys;

@@ -121,3 +121,77 @@ async fn an_invalid_policy_set_refuses_to_start(store: Store) {
     assert!(err.contains("bad.cedar:3"), "{err}");
 }
 both_stores!(invalid_policies, an_invalid_policy_set_refuses_to_start);
+
+const NO_CHANGES_TO_ACTIVE: &str = r#"
+// A deployment where active SIMs are changed one by one only: no bulk cancel either.
+@id("active-sims-stay")
+forbid (principal, action == Simvault::Action::"sim.state", resource)
+when { resource.sim_state == "active" };
+
+@id("no-cancel")
+forbid (principal, action == Simvault::Action::"task.cancel", resource);
+"#;
+
+/// Each SIM a bulk change reaches is decided again, as the single change would be: a SIM the
+/// policies keep from the change fails its item alone, recorded as denied; and the bulk and
+/// cancel actions are decided by the policies like every other.
+async fn bulk_changes_are_decided_per_sim(store: Store) {
+    let dir = default_policy_dir();
+    std::fs::write(dir.path().join("stay.cedar"), NO_CHANGES_TO_ACTIVE).unwrap();
+    let app = TestApp::spawn_with(store, |c| c.policy_dir = Some(dir.path().to_owned())).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let id_of = |sim: serde_json::Value| sim["id"].as_str().unwrap().to_owned();
+    let active = id_of(prov.create_sim(json!({"iccid": iccid(1)})).await);
+    let spare = id_of(prov.create_sim(json!({"iccid": iccid(2)})).await);
+    let a = operator
+        .patch(
+            &format!("/v1/sims/{active}/state"),
+            &json!({"state": "active"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+
+    let a = operator
+        .post(
+            "/v1/sims/bulk/state",
+            &json!({"sim_ids": [active, spare], "state": "retired"}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    let task = crate::bulk::wait_for_task(&operator, &id, std::time::Duration::from_secs(60)).await;
+    assert_eq!(task["completed_items"], 1, "{task:?}");
+    assert_eq!(task["failed_items"], 1);
+    let items = crate::bulk::all_items(&operator, &id).await;
+    assert_eq!(items[0]["status"], "failed");
+    assert_eq!(items[0]["error"], "not allowed");
+    assert_eq!(items[1]["status"], "succeeded");
+    let state = |sim: String| {
+        let operator = &operator;
+        async move { operator.get(&format!("/v1/sims/{sim}")).await.body["state"].clone() }
+    };
+    assert_eq!(state(active.clone()).await, "active");
+    assert_eq!(state(spare).await, "retired");
+    let auditor = app.jwt_client("acme", &[Role::Auditor]);
+    let log = auditor
+        .get("/v1/audit/events?action=sim.state&outcome=denied&limit=10")
+        .await
+        .body;
+    let denied = log["items"].as_array().unwrap();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["sim_id"], active.as_str());
+    assert!(
+        denied[0]["policy_ids"]
+            .to_string()
+            .contains("active-sims-stay"),
+        "{denied:?}"
+    );
+
+    let c = operator
+        .post(&format!("/v1/tasks/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(c.status, 403, "{:?}", c.body);
+}
+both_stores!(bulk_changes_per_sim, bulk_changes_are_decided_per_sim);

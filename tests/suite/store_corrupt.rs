@@ -29,6 +29,7 @@ fn task(id: &TaskId) -> TaskRecord {
         total_items: 1,
         completed_items: 0,
         failed_items: 0,
+        cancelled_items: 0,
         error: None,
         created_at: 1,
         updated_at: 1,

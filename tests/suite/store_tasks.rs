@@ -23,6 +23,7 @@ fn task(id: &TaskId, tenant: &str, created_at: i64) -> TaskRecord {
         total_items: 0,
         completed_items: 0,
         failed_items: 0,
+        cancelled_items: 0,
         error: None,
         created_at,
         updated_at: created_at,

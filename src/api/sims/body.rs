@@ -1,5 +1,5 @@
-//! The bodies of `POST /v1/sims` (described for the OpenAPI document; the domain's
-//! `SimFields` parses it) and `PATCH /v1/sims/{sim}`.
+//! The bodies of `POST /v1/sims` and `PATCH /v1/sims/{sim}`, described for the OpenAPI
+//! document (the domain's `SimFields` and `PatchFields` parse them).
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -7,13 +7,7 @@ use utoipa::ToSchema;
 
 use super::schema;
 use crate::api::extract::present;
-use crate::api::fields::{Fields, data_limit};
-use crate::domain::group::{device_ref, group_ref};
 use crate::domain::secret_input::SecretsInput;
-use crate::domain::sim::{
-    CarrierFields, MAX_TAGS, MAX_ZONES, check_carrier_field, check_carrier_status, check_metadata,
-};
-use crate::domain::{Imei, Msisdn, SimPatch, ValidationErrors};
 
 // Describes the body for the OpenAPI document only: the domain's `SimFields` parses it.
 /// `POST /v1/sims` body. Every field is validated and every problem reported at once.
@@ -107,8 +101,10 @@ pub struct CreateSimBody {
     pub secrets: Option<SecretsInput>,
 }
 
+// Describes the body for the OpenAPI document only: the domain's `PatchFields` parses it.
 /// `PATCH /v1/sims/{sim}` body: only the fields given change; `null` clears a field.
 #[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
 #[serde(deny_unknown_fields)]
 pub struct PatchSimBody {
     #[serde(default, deserialize_with = "present")]
@@ -151,52 +147,4 @@ pub struct PatchSimBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<schema::DataAmount>)]
     pub data_limit: Option<Value>,
-}
-
-impl PatchSimBody {
-    pub fn parse(self) -> Result<SimPatch, ValidationErrors> {
-        let mut errs = ValidationErrors::new();
-        let mut f = Fields { errs: &mut errs };
-        let empty_if_null = |v: &Option<Value>| -> Option<Value> {
-            match v {
-                Some(Value::Null) => Some(Value::Array(Vec::new())),
-                other => other.clone(),
-            }
-        };
-        let patch = SimPatch {
-            msisdn: f.patch("msisdn", &self.msisdn, Msisdn::parse),
-            imei: f.patch("imei", &self.imei, Imei::parse),
-            tags: f.labels("tags", &empty_if_null(&self.tags), MAX_TAGS),
-            metadata: match &self.metadata {
-                Some(Value::Null) => Some(serde_json::Map::new()),
-                other => f.object("metadata", other, check_metadata),
-            },
-            group_id: f.patch("group_id", &self.group_id, group_ref),
-            device_id: f.patch("device_id", &self.device_id, device_ref),
-            compatibility_zones: f.labels(
-                "compatibility_zones",
-                &empty_if_null(&self.compatibility_zones),
-                MAX_ZONES,
-            ),
-            carrier_status: f.patch("carrier_status", &self.carrier_status, |s| {
-                check_carrier_status(s).map(|()| s.to_owned())
-            }),
-            carrier: CarrierFields::LIMITS
-                .into_iter()
-                .zip([
-                    &self.communication_plan,
-                    &self.rate_plan,
-                    &self.mno_integration_id,
-                ])
-                .filter_map(|((name, max), v)| {
-                    f.patch(name, v, |s| {
-                        check_carrier_field(s, name, max).map(|()| s.to_owned())
-                    })
-                    .map(|value| (name, value))
-                })
-                .collect(),
-            data_limit: data_limit(&self.data_limit, &mut *f.errs),
-        };
-        errs.finish(patch)
-    }
 }

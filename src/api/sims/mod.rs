@@ -16,6 +16,7 @@ use super::extract::{ApiJson, Caller, QueryPairs};
 use crate::domain::SimKey;
 use crate::domain::sim::CarrierFields;
 use crate::domain::sim_input::SimFields;
+use crate::domain::sim_patch::PatchFields;
 use crate::domain::{
     Eid, Imei, Imsi, Msisdn, Sim, SimState, SimType, ValidationErrors, format_timestamp,
 };
@@ -172,13 +173,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SimRef {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::NotFound)?;
-        if let Ok(id) = uuid::Uuid::parse_str(&raw) {
-            return Ok(SimRef(SimKey::Id(id.into())));
-        }
-        if !raw.is_empty() && raw.len() <= 22 && raw.bytes().all(|b| b.is_ascii_digit()) {
-            return Ok(SimRef(SimKey::Iccid(raw)));
-        }
-        Err(ApiError::NotFound)
+        SimKey::parse(&raw).map(SimRef).ok_or(ApiError::NotFound)
     }
 }
 
@@ -364,7 +359,7 @@ async fn update_sim(
     State(state): State<AppState>,
     Caller(principal): Caller,
     SimRef(key): SimRef,
-    ApiJson(body): ApiJson<PatchSimBody>,
+    ApiJson(body): ApiJson<PatchFields>,
 ) -> ApiResult<axum::Json<SimView>> {
     let patch = body.parse()?;
     let sim = state
@@ -396,21 +391,4 @@ async fn delete_sim(
         success: true,
         deleted_at: format_timestamp(at),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn patch_distinguishes_missing_from_null() {
-        let p = serde_json::from_value::<PatchSimBody>(json!({"msisdn": null, "tags": ["a"]}))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(p.msisdn, Some(None));
-        assert_eq!(p.imei, None);
-        assert_eq!(p.tags.unwrap().len(), 1);
-    }
 }

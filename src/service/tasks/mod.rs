@@ -1,6 +1,7 @@
 //! Background tasks: the engine every kind shares (queueing, leases, the still-held check,
 //! completion, the sweeper and the worker loops) and, one file each, the kinds: SIM imports
-//! ([`import`]), link provisioning ([`links`]) and key rotation ([`rotation`]).
+//! ([`import`]), link provisioning ([`links`]), bulk state and field changes ([`changes`])
+//! and key rotation ([`rotation`]). Listing and cancelling tasks is in `control`.
 //!
 //! A task and its items are rows, written when the request is accepted (`202`). Item tasks
 //! (import, link provisioning) are worked on in batches: workers in every replica lease
@@ -12,6 +13,8 @@
 //! `task.completed` event and a record by a system principal) when no work is left. What a
 //! task's owner (and the host that queued it) reads of it is in `view`.
 
+pub mod changes;
+mod control;
 pub mod import;
 pub mod links;
 pub mod rotation;
@@ -35,6 +38,8 @@ use crate::policy::Action;
 use crate::store::tasks::{self, Outcome};
 use crate::store::{Tx, outbox};
 
+pub use changes::{BulkPatch, BulkState, PATCH_TASK, PatchGrant, STATE_TASK, StateGrant};
+pub use control::TaskFilter;
 pub use import::{IMPORT_TASK, ImportBatch, ImportGrant, ImportRow};
 pub use links::{LINKS_TASK, LinksGrant, ProvisionLinks};
 pub use rotation::{KeyStatus, ROTATION_TASK};
@@ -50,7 +55,7 @@ crate::service::capability! {
 }
 
 /// The kinds worked on item by item.
-const ITEM_KINDS: [TaskKind; 2] = [IMPORT_TASK, LINKS_TASK];
+const ITEM_KINDS: [TaskKind; 4] = [IMPORT_TASK, LINKS_TASK, STATE_TASK, PATCH_TASK];
 /// Items leased and committed together.
 const BATCH: i64 = 500;
 
@@ -173,6 +178,7 @@ fn pending_task(
         total_items: 0,
         completed_items: 0,
         failed_items: 0,
+        cancelled_items: 0,
         error: None,
         created_at: now,
         updated_at: now,
@@ -315,25 +321,47 @@ impl Tasks {
         owner: &str,
         lease: Duration,
     ) -> ServiceResult<bool> {
+        self.work_on_up_to(task, owner, lease, BATCH).await
+    }
+
+    /// [`Tasks::work_on`] with a batch of at most `limit` items (a host, or a test, that
+    /// wants to go step by step).
+    pub async fn work_on_up_to(
+        &self,
+        task: &TaskRecord,
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> ServiceResult<bool> {
         let lease_us = lease_micros(lease);
         let now = self.core.clock.now();
         let items =
-            tasks::claim_items(&self.core.db, &task.id, owner, now, now + lease_us, BATCH).await?;
+            tasks::claim_items(&self.core.db, &task.id, owner, now, now + lease_us, limit).await?;
         if items.is_empty() {
             self.finish_if_done(&task.id).await?;
             return Ok(false);
         }
-        match task.kind {
-            IMPORT_TASK => self.import_batch(batch(task, items, owner)?).await?,
-            LINKS_TASK => self.links_batch(batch(task, items, owner)?).await?,
-            other => {
-                return Err(ServiceError::internal(format!(
-                    "unknown bulk task type {other}"
-                )));
-            }
-        }
+        self.work_leased(task, items, owner).await?;
         self.finish_if_done(&task.id).await?;
         Ok(true)
+    }
+
+    /// Works on `items` of `task`, leased to `owner`, and commits their outcomes: those it
+    /// still holds when it commits (not leased again elsewhere, nor cancelled).
+    pub async fn work_leased(
+        &self,
+        task: &TaskRecord,
+        items: Vec<TaskItem>,
+        owner: &str,
+    ) -> ServiceResult<()> {
+        match task.kind {
+            IMPORT_TASK => self.import_batch(batch(task, items, owner)?).await,
+            LINKS_TASK => self.links_batch(batch(task, items, owner)?).await,
+            STATE_TASK | PATCH_TASK => self.changes_batch(batch(task, items, owner)?).await,
+            other => Err(ServiceError::internal(format!(
+                "unknown bulk task type {other}"
+            ))),
+        }
     }
 
     /// Completes an item task with no pending item left: status, `task.completed` event and
@@ -347,11 +375,7 @@ impl Tasks {
         tasks::complete(&mut tx, task_id, TaskStatus::Completed, now).await?;
         self.emit_task_completed(&mut tx, &task, TaskStatus::Completed, now)
             .await?;
-        let action = if task.kind == IMPORT_TASK {
-            Action::ImportSims
-        } else {
-            Action::ProvisionLinks
-        };
+        let action = changes::queue_action(task.kind);
         let reason = format!(
             "task {task_id}: {} succeeded, {} failed",
             task.completed_items, task.failed_items
@@ -477,6 +501,7 @@ mod tests {
             total_items: 1,
             completed_items: 0,
             failed_items: 0,
+            cancelled_items: 0,
             error: None,
             created_at: 0,
             updated_at: 0,

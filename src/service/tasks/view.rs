@@ -47,6 +47,7 @@ impl TryFrom<TaskRecord> for Task {
             total_items: r.total_items,
             completed_items: r.completed_items,
             failed_items: r.failed_items,
+            cancelled_items: r.cancelled_items,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })

@@ -1,4 +1,7 @@
-//! Durable background tasks and their leases.
+//! Durable background tasks and their leases; listing and cancelling them is in [`control`].
+
+mod control;
+pub use control::{TaskFilter, cancel, list};
 
 use sqlx::types::Json;
 
@@ -34,6 +37,7 @@ struct TaskRow {
     total_items: i64,
     completed_items: i64,
     failed_items: i64,
+    cancelled_items: i64,
     error: Option<String>,
     created_at: i64,
     updated_at: i64,
@@ -53,6 +57,7 @@ impl TryFrom<TaskRow> for TaskRecord {
             total_items: r.total_items,
             completed_items: r.completed_items,
             failed_items: r.failed_items,
+            cancelled_items: r.cancelled_items,
             error: r.error,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -63,13 +68,13 @@ impl TryFrom<TaskRow> for TaskRecord {
 }
 
 const COLUMNS: &str = "id, tenant_id, type, status, params, total_items, completed_items, \
-    failed_items, error, created_at, updated_at, kek_version, wrapped_key";
+    failed_items, cancelled_items, error, created_at, updated_at, kek_version, wrapped_key";
 
 pub async fn insert(tx: &mut Tx, task: &TaskRecord) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO tasks (id, tenant_id, type, status, params, total_items, completed_items, \
-         failed_items, error, created_at, updated_at, kek_version, wrapped_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+         failed_items, cancelled_items, error, created_at, updated_at, kek_version, wrapped_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
         .bind(task.id.to_string())
         .bind(task.tenant_id.as_str())
         .bind(task.kind.as_str())
@@ -78,6 +83,7 @@ pub async fn insert(tx: &mut Tx, task: &TaskRecord) -> StoreResult<()> {
         .bind(task.total_items)
         .bind(task.completed_items)
         .bind(task.failed_items)
+        .bind(task.cancelled_items)
         .bind(&task.error)
         .bind(task.created_at)
         .bind(task.updated_at)
@@ -407,6 +413,10 @@ pub async fn record_outcomes(
     outcomes: &[Outcome],
     now: i64,
 ) -> StoreResult<()> {
+    if outcomes.is_empty() {
+        // A batch that held none of its items any more (leased again, or cancelled).
+        return Ok(());
+    }
     for chunk in outcomes.chunks(1000) {
         let values: Vec<String> = (0..chunk.len())
             .map(|i| {
@@ -448,9 +458,13 @@ pub async fn record_outcomes(
     }
     let done = outcomes.iter().filter(|o| o.succeeded).count();
     let failed = outcomes.len() - done;
+    // A task cancelled meanwhile stays cancelled (its batch, holding none of its items any
+    // more, recorded nothing).
     let sql = sqlx::AssertSqlSafe(format!(
-        "UPDATE tasks SET status = {}, completed_items = completed_items + $1, \
+        "UPDATE tasks SET status = CASE WHEN status = {} THEN {} ELSE status END, \
+         completed_items = completed_items + $1, \
          failed_items = failed_items + $2, updated_at = $3 WHERE id = $4",
+        sql_text(TaskStatus::Pending.as_str()),
         running()
     ));
     on_tx!(tx, c => sqlx::query(sql)
