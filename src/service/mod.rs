@@ -6,6 +6,7 @@ pub mod auc;
 pub mod audit;
 mod core;
 pub mod esim;
+pub mod export;
 pub mod groups;
 pub mod identities;
 pub mod integrity;

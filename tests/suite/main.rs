@@ -19,6 +19,7 @@ mod cli_server;
 mod crl;
 mod devices;
 mod errors;
+mod export;
 mod findings;
 mod groups;
 mod hsm;

@@ -19,107 +19,52 @@ use crate::domain::group::{device_ref, group_ref};
 use crate::domain::secret_input::SecretsInput;
 use crate::domain::sim::{MAX_TAGS, MAX_ZONES, check_carrier_status, check_metadata};
 use crate::domain::sim_input::SimFields;
-use crate::domain::{
-    Eid, Imei, Imsi, Msisdn, Sim, SimPatch, SimState, SimType, ValidationErrors, format_timestamp,
-};
+use crate::domain::{Imei, Msisdn, Sim, SimPatch, ValidationErrors, format_timestamp};
+use crate::export::sims::SimRecord;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/sims", get(list_sims).post(create_sim))
+        .route("/v1/sims/export", get(export::export_sims))
         .route(
             "/v1/sims/{sim}",
             get(get_sim).patch(update_sim).delete(delete_sim),
         )
 }
 
-#[allow(dead_code)] // never built: they only describe shapes
-pub mod schema;
+pub use crate::export::schema;
 
+pub(super) mod export;
 mod list;
 use list::parse_list_query;
 
-/// A SIM as clients see it. No secret value ever appears here.
+/// A SIM as clients see it: its fields, and its PIN/PUK status. No secret value ever appears
+/// here.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SimView {
-    pub id: uuid::Uuid,
-    #[schema(example = "8944501234567890124")]
-    pub iccid: String,
-    #[schema(example = "234150123456789")]
-    pub imsi: Option<String>,
-    #[schema(example = "447123456789")]
-    pub msisdn: Option<String>,
-    pub imei: Option<String>,
-    pub eid: Option<String>,
-    #[schema(value_type = schema::SimType)]
-    pub sim_type: SimType,
-    #[schema(value_type = schema::SimState)]
-    pub state: SimState,
-    pub state_reason: Option<String>,
-    pub carrier_status: Option<String>,
-    pub vendor: Option<String>,
-    pub tags: Vec<String>,
-    pub group_id: Option<String>,
-    pub device_id: Option<String>,
-    pub compatibility_zones: Vec<String>,
-    pub is_attached: bool,
-    pub esim_profile_state: Option<String>,
-    /// The link made by bulk provisioning, if any: `{id, name, plan_ids}`.
-    pub link: Option<super::bulk::LinkRef>,
-    #[schema(value_type = Object)]
-    pub metadata: serde_json::Map<String, Value>,
-    /// Names of the secret fields that are set (never their values).
-    pub secrets_present: Vec<String>,
+    #[serde(flatten)]
+    pub record: SimRecord,
     /// Remaining attempts and blocked flags per PIN/PUK.
     #[schema(value_type = Object)]
     pub pin_status: serde_json::Map<String, Value>,
-    #[schema(example = "2026-01-15T10:30:00Z")]
-    pub created_at: String,
-    pub updated_at: String,
-    pub last_synced_at: Option<String>,
-    /// Data used this billing period, as the carrier reports it.
-    #[schema(value_type = Option<schema::DataAmount>)]
-    pub consumed_data: Option<crate::domain::usage::DataAmount>,
-    /// The period's data limit.
-    #[schema(value_type = Option<schema::DataAmount>)]
-    pub data_limit: Option<crate::domain::usage::DataAmount>,
 }
 
 impl From<Sim> for SimView {
     fn from(s: Sim) -> Self {
+        let pin_status = s
+            .counters
+            .status()
+            .into_iter()
+            .map(|(name, remaining)| {
+                (
+                    name.to_owned(),
+                    serde_json::json!({"remaining_attempts": remaining, "blocked": remaining == 0}),
+                )
+            })
+            .collect();
         SimView {
-            id: s.id.into(),
-            iccid: s.iccid.into_inner(),
-            imsi: s.imsi.map(Imsi::into_inner),
-            msisdn: s.msisdn.map(Msisdn::into_inner),
-            imei: s.imei.map(Imei::into_inner),
-            eid: s.eid.map(Eid::into_inner),
-            sim_type: s.sim_type,
-            state: s.state,
-            state_reason: s.state_reason,
-            carrier_status: s.carrier_status,
-            vendor: s.vendor,
-            tags: s.tags.into_iter().collect(),
-            group_id: s.group_id,
-            device_id: s.device_id,
-            compatibility_zones: s.compatibility_zones.into_iter().collect(),
-            is_attached: s.is_attached,
-            esim_profile_state: s.esim_profile_state,
-            link: s.link.map(super::bulk::LinkRef::from),
-            metadata: s.metadata,
-            secrets_present: s.secret_fields.iter().map(|f| f.as_str().to_owned()).collect(),
-            pin_status: s
-                .counters
-                .status()
-                .into_iter()
-                .map(|(name, remaining)| {
-                    (name.to_owned(), serde_json::json!({"remaining_attempts": remaining, "blocked": remaining == 0}))
-                })
-                .collect(),
-            created_at: format_timestamp(s.created_at),
-            updated_at: format_timestamp(s.updated_at),
-            last_synced_at: s.last_synced_at.map(format_timestamp),
-            consumed_data: s.consumed_data,
-            data_limit: s.data_limit,
+            record: SimRecord::from(s),
+            pin_status,
         }
     }
 }

@@ -24,7 +24,7 @@ mod authenticity;
 mod list;
 pub use authenticity::adopt;
 use authenticity::sim_mac;
-pub use list::list;
+pub use list::{ExportCursor, count, export_page, list};
 
 pub use crate::domain::SimKey;
 
