@@ -572,3 +572,31 @@ async fn cli_export(store: Store) {
     assert_eq!(export_records(&app, "acme").await.len(), 3);
 }
 both_stores!(export_cli, cli_export);
+
+const SUPPORT_EXPORT: &str = r#"
+// A deployment whose support staff may export the inventory.
+@id("support-export")
+permit (principal, action == Simvault::Action::"sim.export", resource)
+when { principal.roles.contains("support") };
+"#;
+
+/// Who may export is the policies' to say: a deployment policy lets support export, and the
+/// tenant check still holds.
+async fn a_deployment_policy_decides_who_exports(store: Store) {
+    let dir = crate::policies::default_policy_dir();
+    std::fs::write(dir.path().join("support-export.cedar"), SUPPORT_EXPORT).unwrap();
+    let app = TestApp::spawn_with(store, |c| c.policy_dir = Some(dir.path().to_owned())).await;
+    app.tenant("acme").await;
+    app.tenant("other").await;
+    seed(&app, "acme", 0..3, None).await;
+    seed(&app, "other", 100..102, None).await;
+    let lines = ndjson(&app.jwt_client("acme", &[Role::Support]), "").await;
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l["iccid"] != iccid(100)));
+    let records = export_records(&app, "acme").await;
+    assert_eq!(records[0].1["policy_ids"], json!(["support-export"]));
+    // What the deployment did not add stays refused.
+    let (status, _, _) = export(&app.jwt_client("acme", &[Role::Auditor]), "").await;
+    assert_eq!(status, 403);
+}
+both_stores!(export_policy, a_deployment_policy_decides_who_exports);
