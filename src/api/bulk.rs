@@ -72,8 +72,6 @@ pub struct ProvisionLinksBody {
     pub counter_start: Option<Value>,
 }
 
-pub use crate::export::sims::LinkRef;
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LinkView {
     pub id: uuid::Uuid,

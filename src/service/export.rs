@@ -1,6 +1,7 @@
 //! Exporting the inventory: every SIM of the caller's tenant matching the list filters,
-//! streamed a page at a time (constant memory, whatever the inventory's size), recorded as one
-//! audit record naming the filters and the count.
+//! streamed a page at a time (constant memory, whatever the inventory's size; no database
+//! connection held between pages, so a slow reader pins none), recorded as one audit record
+//! naming the filters and the count.
 //!
 //! Fail closed, and why the count is taken first: the record must name how many SIMs the
 //! export holds, but a streamed export only knows that at its end, when the rows are already

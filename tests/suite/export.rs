@@ -402,6 +402,15 @@ async fn only_operators_and_admins_export(store: Store) {
         let lines = ndjson(&app.jwt_client("acme", &[role]), "").await;
         assert_eq!(lines.len(), 3, "{role}");
     }
+    // The OpenAPI document describes the export, and the SIM as the list and the export show it.
+    let doc = app
+        .jwt_client("acme", &[Role::Operator])
+        .get("/openapi.json")
+        .await
+        .body;
+    assert!(doc["paths"]["/v1/sims/export"]["get"].is_object());
+    let record = &doc["components"]["schemas"]["SimRecord"]["properties"];
+    assert!(record["iccid"].is_object() && record["pin_status"].is_null());
 }
 both_stores!(export_roles, only_operators_and_admins_export);
 

@@ -239,7 +239,7 @@ impl ExportCursor {
 /// Up to `limit` of `tenant_id`'s live SIMs matching `q`'s filters, in the export order
 /// (oldest first: `created_at`, then `id`), from just after `after`. Keyset paging over the
 /// `(tenant_id, created_at, id)` index: each page costs the same however deep the export is,
-/// and a SIM changed meanwhile neither repeats nor disappears (its creation time never moves).
+/// and no SIM is sent twice, however it changes meanwhile (its creation time never moves).
 /// Each row is checked like any other read.
 pub async fn export_page(
     db: &Db,
