@@ -5,7 +5,8 @@
 //! accept loop; `startup` wires it all together; `cli` is the command line (`import_file`
 //! reads its vendor files).
 //! `adapters` speak to the outside systems (the carrier's platform, webhook receivers);
-//! `audit` is the audit log's room (records, chain, checkpoints, writer, export).
+//! `audit` is the audit log's room (records, chain, checkpoints, writer, export); `export` the
+//! formats and renderings the HTTP exports and the CLI share.
 //!
 //! `store` and `vault` are the crate's own: the HTTP layer reaches them only through the use
 //! cases (`tests/architecture.rs` holds the line for names the compiler cannot see).
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod export;
 pub mod import_file;
 pub mod pki;
 pub mod policy;

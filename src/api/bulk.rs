@@ -72,24 +72,6 @@ pub struct ProvisionLinksBody {
     pub counter_start: Option<Value>,
 }
 
-/// A link as shown on its SIM.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LinkRef {
-    pub id: uuid::Uuid,
-    pub name: String,
-    pub plan_ids: Vec<uuid::Uuid>,
-}
-
-impl From<crate::domain::link::LinkRef> for LinkRef {
-    fn from(l: crate::domain::link::LinkRef) -> Self {
-        LinkRef {
-            id: l.id,
-            name: l.name,
-            plan_ids: l.plan_ids,
-        }
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LinkView {
     pub id: uuid::Uuid,

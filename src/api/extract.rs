@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::error::ApiError;
 use crate::auth::{AuthError, ConnectionInfo, PeerCert};
+use crate::domain::sim_filters::Params;
 use crate::domain::{Origin, Principal, ValidationErrors};
 use crate::service::refusals::Refused;
 
@@ -233,20 +234,12 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
 
 impl QueryPairs {
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        Params(&self.0).all(name)
     }
 
     /// The single value of `name`; repeating a single-valued parameter is an error.
     pub fn one<'a>(&'a self, name: &'a str, errs: &mut ValidationErrors) -> Option<&'a str> {
-        let mut values = self.all(name);
-        let first = values.next();
-        if values.next().is_some() {
-            errs.parameter(name, "give this parameter at most once");
-        }
-        first
+        Params(&self.0).one(name, errs)
     }
 
     /// Names not in `known`, each reported as an error.

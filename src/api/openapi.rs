@@ -50,6 +50,7 @@ impl Modify for Security {
     paths(
         super::sims::create_sim,
         super::sims::list_sims,
+        super::sims::export::export_sims,
         super::sims::get_sim,
         super::sims::update_sim,
         super::sims::delete_sim,

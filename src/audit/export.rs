@@ -8,10 +8,7 @@ use utoipa::ToSchema;
 use super::AuditRecord;
 use crate::domain::audit::AuditRow;
 
-/// A record that could not be shown or rendered (the cause is for the log only).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("internal error: {0}")]
-pub struct RenderError(pub String);
+pub use crate::export::{ExportFormat, RenderError};
 
 /// Who acted.
 #[derive(Debug, Serialize, ToSchema)]
@@ -99,13 +96,6 @@ fn precise_timestamp(us: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Export formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExportFormat {
-    Ndjson,
-    Csv,
-}
-
 const CSV_HEADER: [&str; 18] = [
     "seq",
     "id",
@@ -129,9 +119,7 @@ const CSV_HEADER: [&str; 18] = [
 
 /// The CSV header line.
 pub fn csv_header() -> Vec<u8> {
-    let mut line = CSV_HEADER.join(",").into_bytes();
-    line.push(b'\n');
-    line
+    crate::export::csv_header_line(&CSV_HEADER)
 }
 
 /// Renders rows in `format` (CSV without its header).
@@ -147,7 +135,6 @@ pub fn render(rows: Vec<AuditRow>, format: ExportFormat) -> Result<Vec<u8>, Rend
         }
         ExportFormat::Csv => {
             let mut w = csv::Writer::from_writer(&mut out);
-            let fail = |e: csv::Error| RenderError(e.to_string());
             for row in rows {
                 let v = AuditEventView::try_from(row)?;
                 let opt = |o: &Option<String>| o.clone().unwrap_or_default();
@@ -171,9 +158,7 @@ pub fn render(rows: Vec<AuditRow>, format: ExportFormat) -> Result<Vec<u8>, Rend
                     v.hash,
                     v.prev_hash,
                 ];
-                let safe: Vec<_> = cells.iter().map(|c| super::csv_cell::defuse(c)).collect();
-                w.write_record(safe.iter().map(|c| c.as_bytes()))
-                    .map_err(fail)?;
+                crate::export::csv_record(&mut w, &cells)?;
             }
             w.flush().map_err(|e| RenderError(e.to_string()))?;
         }

@@ -7,7 +7,6 @@
 //! describes is returned or the change it describes is acknowledged (fail closed).
 
 pub mod checkpoint;
-pub mod csv_cell;
 pub mod export;
 pub mod writer;
 

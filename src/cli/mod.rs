@@ -2,6 +2,7 @@
 
 mod audit;
 mod cert;
+mod export;
 mod import;
 mod init;
 mod keys;
@@ -23,6 +24,7 @@ use crate::store::Db;
 
 pub use audit::{AuditCommand, AuditExportArgs, AuditVerifyArgs, ChainChoice};
 pub use cert::{CertCommand, CertIssueArgs, CertListArgs, CertRevokeArgs};
+pub use export::ExportArgs;
 pub use import::ImportArgs;
 pub use keys::{KeysCommand, MigrateRootArgs, RotateArgs, RotateTarget};
 pub use milenage::MilenageArgs;
@@ -90,6 +92,10 @@ pub enum Command {
     /// running server shares the work; an interrupted import resumes), shows progress, and
     /// lists the rows that failed. Exits 1 if any row failed.
     Import(ImportArgs),
+    /// Export a tenant's inventory (every SIM matching the filters, the same as `GET /v1/sims`
+    /// takes) as NDJSON or CSV, without secrets or PIN/PUK counters, to stdout or --output;
+    /// shows progress on a terminal. Recorded in the tenant's audit log (`sim.export`).
+    Export(Box<ExportArgs>),
     /// Offline Milenage calculator (3GPP TS 35.206) for checking cards; touches no database.
     /// Key material given on the command line is visible to other local users through the
     /// process list: use it on a workstation, not a shared host.
@@ -108,6 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cert { command } => cert::run(command).await,
         Command::Token(args) => token::run(&args).await,
         Command::Import(args) => import::run(&args).await,
+        Command::Export(args) => export::run(&args).await,
         Command::Keys { command } => keys::run(command).await,
         Command::Policy { command } => policy::run(command),
         Command::Audit { command } => audit::run(command).await,

@@ -22,6 +22,7 @@ pub mod principal;
 pub mod secret_input;
 pub mod secrets;
 pub mod sim;
+pub mod sim_filters;
 pub mod sim_id;
 pub mod sim_input;
 pub mod sim_key;

@@ -29,6 +29,8 @@ pub enum Action {
     CreateSim,
     ReadSim,
     ListSims,
+    /// Export every matching SIM at once (a file that leaves the service).
+    ExportSims,
     UpdateSim,
     DeleteSim,
     CreatePlan,
@@ -93,10 +95,11 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 36] = [
+    pub const ALL: [Action; 37] = [
         Action::CreateSim,
         Action::ReadSim,
         Action::ListSims,
+        Action::ExportSims,
         Action::UpdateSim,
         Action::DeleteSim,
         Action::CreatePlan,
@@ -137,6 +140,7 @@ impl Action {
             Action::CreateSim => "sim.create",
             Action::ReadSim => "sim.read",
             Action::ListSims => "sim.list",
+            Action::ExportSims => "sim.export",
             Action::UpdateSim => "sim.update",
             Action::DeleteSim => "sim.delete",
             Action::CreatePlan => "plan.create",
@@ -275,6 +279,7 @@ mod tests {
             (CreateSim, &[Provisioner]),
             (ReadSim, &[Provisioner, Support, Operator, Admin]),
             (ListSims, &[Provisioner, Support, Operator, Admin]),
+            (ExportSims, &[Operator, Admin]),
             (ReadPlan, &[Provisioner, Support, Operator, Admin]),
             (UpdateSim, &[Operator, Admin]),
             (CreatePlan, &[Operator, Admin]),

@@ -7,6 +7,7 @@ pub mod audit;
 mod conditions;
 mod core;
 pub mod esim;
+pub mod export;
 pub mod groups;
 pub mod identities;
 pub mod integrity;

@@ -90,23 +90,13 @@ impl Inventory {
             .authorize_in_tenant(principal, Action::ListSims)
             .await?;
         let tenant = &principal.tenant;
-        if let Some(ForPlan(plan_id)) = for_plan {
-            let Some(plan) = plan_repo::get(&self.core.db, &principal.tenant, plan_id).await?
-            else {
-                let mut e = ValidationErrors::new();
-                e.parameter("for_plan_id", "no plan with this id");
-                return Err(e.into());
-            };
-            // The plan's zones win over any zones asked for. A plan with no zones fits no SIM.
-            if plan.compatibility_zones.is_empty() {
-                return Ok(Page {
-                    items: Vec::new(),
-                    total: 0,
-                    page: query.page,
-                    page_size: query.page_size,
-                });
-            }
-            query.compatibility_zones = plan.compatibility_zones.into_iter().collect();
+        if !self.apply_plan(tenant, &mut query, for_plan).await? {
+            return Ok(Page {
+                items: Vec::new(),
+                total: 0,
+                page: query.page,
+                page_size: query.page_size,
+            });
         }
         let (items, total) =
             repo::list(&self.core.db, &*self.core.row_key()?, tenant, &query).await?;
@@ -116,6 +106,30 @@ impl Inventory {
             page: query.page,
             page_size: query.page_size,
         })
+    }
+
+    /// Narrows `query` to the zones of the plan named, if any: the plan's zones win over any
+    /// zones asked for. `false` when nothing can match (a plan with no zones fits no SIM); a
+    /// plan the tenant does not have is a validation error on `for_plan_id`.
+    pub(super) async fn apply_plan(
+        &self,
+        tenant: &TenantId,
+        query: &mut SimListQuery,
+        for_plan: Option<ForPlan>,
+    ) -> ServiceResult<bool> {
+        let Some(ForPlan(plan_id)) = for_plan else {
+            return Ok(true);
+        };
+        let Some(plan) = plan_repo::get(&self.core.db, tenant, plan_id).await? else {
+            let mut e = ValidationErrors::new();
+            e.parameter("for_plan_id", "no plan with this id");
+            return Err(e.into());
+        };
+        if plan.compatibility_zones.is_empty() {
+            return Ok(false);
+        }
+        query.compatibility_zones = plan.compatibility_zones.into_iter().collect();
+        Ok(true)
     }
 
     #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "update_sim"))]

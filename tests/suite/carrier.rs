@@ -104,6 +104,18 @@ async fn set_changed_cleared_and_filtered(store: Store) {
     let theirs = app.jwt_client("globex", &[Role::Operator]);
     let a = theirs.get("/v1/sims?mno_integration_id=mno-7").await;
     assert_eq!(a.body["total"], 0);
+
+    // The export takes the same filters and has the fields as columns.
+    let (status, _, csv) = crate::export::export(&operator, "format=csv&rate_plan=flat-2").await;
+    assert_eq!(status, 200, "{csv}");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[0].contains("communication_plan,rate_plan,mno_integration_id"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].contains(&iccid(1)) && lines[1].contains("IoT EU 10MB,flat-2,"));
 }
 both_stores!(round_trip, set_changed_cleared_and_filtered);
 

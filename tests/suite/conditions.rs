@@ -160,6 +160,16 @@ async fn data_limits_are_inherited_and_judged(store: Store) {
     );
     let bad = operator.get("/v1/sims?condition=over_limit").await;
     assert_eq!(bad.status, 400);
+    let (status, _, ndjson) =
+        crate::export::export(&operator, "format=ndjson&condition=data_limit_exceeded").await;
+    assert_eq!(status, 200, "{ndjson}");
+    let lines: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["iccid"], iccid(1));
+    assert_eq!(lines[0]["conditions"], json!(["data_limit_exceeded"]));
 
     // The SIM's own limit wins (left, no event); cleared, the group's applies again (entered
     // again, recorded as the PATCH).
@@ -388,5 +398,20 @@ async fn refusals_and_isolation(store: Store) {
         )
         .await;
     assert_eq!(a.status, 201, "{:?}", a.body);
+
+    // The OpenAPI document describes the new fields.
+    let doc = operator.get("/openapi.json").await.body;
+    let sim = &doc["components"]["schemas"]["SimRecord"]["properties"];
+    for field in [
+        "effective_data_limit",
+        "conditions",
+        "communication_plan",
+        "rate_plan",
+        "mno_integration_id",
+    ] {
+        assert!(sim[field].is_object(), "{field}");
+    }
+    let patch = &doc["components"]["schemas"]["PatchSimBody"]["properties"];
+    assert!(patch["data_limit"].is_object() && patch["rate_plan"].is_object());
 }
 both_stores!(refusals, refusals_and_isolation);

@@ -22,6 +22,7 @@ mod conditions;
 mod crl;
 mod devices;
 mod errors;
+mod export;
 mod findings;
 mod groups;
 mod hsm;

@@ -1,40 +1,22 @@
 //! The `GET /v1/sims` query: filters, sorting and paging, every problem reported at once.
 
 use crate::api::extract::QueryPairs;
-use crate::domain::condition::Condition;
-use crate::domain::sim::{
-    CarrierFields, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TAGS, SimListQuery, SortField,
-    check_carrier_field,
-};
-use crate::domain::{SimState, SimType, ValidationErrors};
+use crate::domain::ValidationErrors;
+use crate::domain::sim::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SimListQuery, SortField};
+pub(super) use crate::domain::sim_filters::FILTER_PARAMS;
+use crate::domain::sim_filters::{Params, read_filters};
 use crate::service::sims::ForPlan;
 
-const LIST_PARAMS: &[&str] = &[
-    "page",
-    "page_size",
-    "sort_by",
-    "sort_order",
-    "state",
-    "sim_type",
-    "compatibility_zones",
-    "tags",
-    "group_id",
-    "vendor",
-    "communication_plan",
-    "rate_plan",
-    "mno_integration_id",
-    "condition",
-    "iccid",
-    "search",
-    "for_plan_id",
-    "include",
-];
+/// The parameters of a list that order and page it, not filter it.
+pub(super) const PAGING_PARAMS: &[&str] =
+    &["page", "page_size", "sort_by", "sort_order", "include"];
 
 pub(super) fn parse_list_query(
     q: &QueryPairs,
 ) -> Result<(SimListQuery, Option<ForPlan>), ValidationErrors> {
     let mut errs = ValidationErrors::new();
-    q.reject_unknown(LIST_PARAMS, &mut errs);
+    let known: Vec<&str> = PAGING_PARAMS.iter().chain(FILTER_PARAMS).copied().collect();
+    q.reject_unknown(&known, &mut errs);
     let (page, page_size) = q.paging(DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, &mut errs);
     let mut query = SimListQuery {
         page,
@@ -56,105 +38,23 @@ pub(super) fn parse_list_query(
         Some("asc") => query.descending = false,
         Some(_) => errs.parameter("sort_order", "sort_order must be asc or desc"),
     }
-    for s in q.all("state") {
-        match s.parse::<SimState>() {
-            Ok(st) if !query.states.contains(&st) => query.states.push(st),
-            Ok(_) => {}
-            Err(()) => errs.parameter(
-                "state",
-                "state must be one of inventory, active, suspended, blocked, retired",
-            ),
-        }
-    }
-    if let Some(s) = q.one("sim_type", &mut errs) {
-        match s.parse::<SimType>() {
-            Ok(t) => query.sim_type = Some(t),
-            Err(()) => errs.parameter("sim_type", "sim_type must be physical or esim"),
-        }
-    }
-    let labels = |name: &str, errs: &mut ValidationErrors| -> Vec<String> {
-        let mut out = Vec::new();
-        for s in q.all(name) {
-            match crate::domain::sim::check_label(s, name) {
-                Ok(()) if !out.iter().any(|o| o == s) => out.push(s.to_owned()),
-                Ok(()) => {}
-                Err(e) => errs.parameter(name, e),
-            }
-        }
-        out
-    };
-    query.compatibility_zones = labels("compatibility_zones", &mut errs);
-    query.tags = labels("tags", &mut errs);
-    if query.tags.len() > MAX_TAGS {
-        errs.parameter("tags", format!("at most {MAX_TAGS} tags"));
-    }
-    for (name, slot) in [
-        ("group_id", &mut query.group_id),
-        ("vendor", &mut query.vendor),
-    ] {
-        if let Some(s) = q.one(name, &mut errs) {
-            match crate::domain::sim::check_label(s, name) {
-                Ok(()) => *slot = Some(s.to_owned()),
-                Err(e) => errs.parameter(name, e),
-            }
-        }
-    }
-    for (name, max) in CarrierFields::LIMITS {
-        if let Some(s) = q.one(name, &mut errs) {
-            match (
-                check_carrier_field(s, name, max),
-                query.carrier.field_mut(name),
-            ) {
-                (Ok(()), Some(slot)) => *slot = Some(s.to_owned()),
-                (Ok(()), None) => {}
-                (Err(e), _) => errs.parameter(name, e),
-            }
-        }
-    }
-    for s in q.all("condition") {
-        match s.parse::<Condition>() {
-            Ok(c) if !query.conditions.contains(&c) => query.conditions.push(c),
-            Ok(_) => {}
-            Err(()) => errs.parameter(
-                "condition",
-                "condition must be one of data_limit_exceeded, unauthorized_imei",
-            ),
-        }
-    }
-    if let Some(s) = q.one("iccid", &mut errs) {
-        if !s.is_empty() && s.len() <= 22 && s.bytes().all(|b| b.is_ascii_digit()) {
-            query.iccid = Some(s.to_owned());
-        } else {
-            errs.parameter(
-                "iccid",
-                "iccid must be 1 to 22 digits (any part of an ICCID)",
-            );
-        }
-    }
-    if let Some(s) = q.one("search", &mut errs) {
-        let s = s.trim();
-        if s.is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control) {
-            errs.parameter("search", "search must be 1 to 64 printable characters");
-        } else {
-            query.search = Some(s.to_owned());
-        }
-    }
-    let for_plan = match q.one("for_plan_id", &mut errs) {
-        None => None,
-        Some(s) => match uuid::Uuid::parse_str(s) {
-            Ok(id) => Some(ForPlan(id)),
-            Err(_) => {
-                errs.parameter("for_plan_id", "for_plan_id must be a plan id (UUID)");
-                None
-            }
-        },
-    };
+    let for_plan = parse_filters(q, &mut query, &mut errs);
     errs.finish((query, for_plan))
+}
+
+/// Reads the filters of `q` into `query` (every problem into `errs`); the plan named, if any.
+pub(super) fn parse_filters(
+    q: &QueryPairs,
+    query: &mut SimListQuery,
+    errs: &mut ValidationErrors,
+) -> Option<ForPlan> {
+    read_filters(Params(&q.0), query, errs).map(ForPlan)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::SimState;
 
     fn pointers(e: &ValidationErrors) -> Vec<String> {
         e.errors()

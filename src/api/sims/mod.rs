@@ -14,145 +14,56 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs};
 use crate::domain::SimKey;
-use crate::domain::sim::CarrierFields;
 use crate::domain::sim_input::SimFields;
 use crate::domain::sim_patch::PatchFields;
-use crate::domain::{
-    Eid, Imei, Imsi, Msisdn, Sim, SimState, SimType, ValidationErrors, format_timestamp,
-};
+use crate::domain::{Sim, ValidationErrors, format_timestamp};
+use crate::export::sims::SimRecord;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/sims", get(list_sims).post(create_sim))
+        .route("/v1/sims/export", get(export::export_sims))
         .route(
             "/v1/sims/{sim}",
             get(get_sim).patch(update_sim).delete(delete_sim),
         )
 }
 
-#[allow(dead_code)] // never built: they only describe shapes
-pub mod schema;
+pub use crate::export::schema;
 
 mod body;
 pub use body::{CreateSimBody, PatchSimBody};
+pub(super) mod export;
 mod list;
 use list::parse_list_query;
 
-/// A SIM as clients see it. No secret value ever appears here.
+/// A SIM as clients see it: its fields, and its PIN/PUK status. No secret value ever appears
+/// here.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SimView {
-    pub id: uuid::Uuid,
-    #[schema(example = "8944501234567890124")]
-    pub iccid: String,
-    #[schema(example = "234150123456789")]
-    pub imsi: Option<String>,
-    #[schema(example = "447123456789")]
-    pub msisdn: Option<String>,
-    pub imei: Option<String>,
-    pub eid: Option<String>,
-    #[schema(value_type = schema::SimType)]
-    pub sim_type: SimType,
-    #[schema(value_type = schema::SimState)]
-    pub state: SimState,
-    pub state_reason: Option<String>,
-    pub carrier_status: Option<String>,
-    pub vendor: Option<String>,
-    pub tags: Vec<String>,
-    pub group_id: Option<String>,
-    pub device_id: Option<String>,
-    pub compatibility_zones: Vec<String>,
-    /// The carrier's communication plan, rate plan and integration id for the SIM.
     #[serde(flatten)]
-    pub carrier: CarrierView,
-    pub is_attached: bool,
-    pub esim_profile_state: Option<String>,
-    /// The link made by bulk provisioning, if any: `{id, name, plan_ids}`.
-    pub link: Option<super::bulk::LinkRef>,
-    #[schema(value_type = Object)]
-    pub metadata: serde_json::Map<String, Value>,
-    /// Names of the secret fields that are set (never their values).
-    pub secrets_present: Vec<String>,
+    pub record: SimRecord,
     /// Remaining attempts and blocked flags per PIN/PUK.
     #[schema(value_type = Object)]
     pub pin_status: serde_json::Map<String, Value>,
-    #[schema(example = "2026-01-15T10:30:00Z")]
-    pub created_at: String,
-    pub updated_at: String,
-    pub last_synced_at: Option<String>,
-    /// Data used this billing period, as the carrier reports it.
-    #[schema(value_type = Option<schema::DataAmount>)]
-    pub consumed_data: Option<crate::domain::usage::DataAmount>,
-    /// The SIM's own data limit (`PATCH` sets it; the carrier's report may too).
-    #[schema(value_type = Option<schema::DataAmount>)]
-    pub data_limit: Option<crate::domain::usage::DataAmount>,
-    /// The limit that applies: the SIM's own, else its group's.
-    #[schema(value_type = Option<schema::DataAmount>)]
-    pub effective_data_limit: Option<crate::domain::usage::DataAmount>,
-    /// `data_limit_exceeded`, `unauthorized_imei`: the conditions the SIM is in.
-    #[schema(example = json!(["data_limit_exceeded"]))]
-    pub conditions: Vec<String>,
 }
 
 impl From<Sim> for SimView {
     fn from(s: Sim) -> Self {
+        let pin_status = s
+            .counters
+            .status()
+            .into_iter()
+            .map(|(name, remaining)| {
+                (
+                    name.to_owned(),
+                    serde_json::json!({"remaining_attempts": remaining, "blocked": remaining == 0}),
+                )
+            })
+            .collect();
         SimView {
-            id: s.id.into(),
-            iccid: s.iccid.into_inner(),
-            imsi: s.imsi.map(Imsi::into_inner),
-            msisdn: s.msisdn.map(Msisdn::into_inner),
-            imei: s.imei.map(Imei::into_inner),
-            eid: s.eid.map(Eid::into_inner),
-            sim_type: s.sim_type,
-            state: s.state,
-            state_reason: s.state_reason,
-            carrier_status: s.carrier_status,
-            vendor: s.vendor,
-            tags: s.tags.into_iter().collect(),
-            group_id: s.group_id,
-            device_id: s.device_id,
-            compatibility_zones: s.compatibility_zones.into_iter().collect(),
-            carrier: CarrierView::from(s.carrier),
-            is_attached: s.is_attached,
-            esim_profile_state: s.esim_profile_state,
-            link: s.link.map(super::bulk::LinkRef::from),
-            metadata: s.metadata,
-            secrets_present: s.secret_fields.iter().map(|f| f.as_str().to_owned()).collect(),
-            pin_status: s
-                .counters
-                .status()
-                .into_iter()
-                .map(|(name, remaining)| {
-                    (name.to_owned(), serde_json::json!({"remaining_attempts": remaining, "blocked": remaining == 0}))
-                })
-                .collect(),
-            created_at: format_timestamp(s.created_at),
-            updated_at: format_timestamp(s.updated_at),
-            last_synced_at: s.last_synced_at.map(format_timestamp),
-            consumed_data: s.consumed_data,
-            data_limit: s.data_limit,
-            effective_data_limit: s.effective_data_limit,
-            conditions: s.conditions.iter().map(|c| c.as_str().to_owned()).collect(),
-        }
-    }
-}
-
-/// The carrier fields as clients see them (always present, `null` when unset).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CarrierView {
-    /// At most 255 characters.
-    pub communication_plan: Option<String>,
-    /// At most 255 characters.
-    pub rate_plan: Option<String>,
-    /// At most 64 characters.
-    pub mno_integration_id: Option<String>,
-}
-
-impl From<CarrierFields> for CarrierView {
-    fn from(c: CarrierFields) -> Self {
-        CarrierView {
-            communication_plan: c.communication_plan,
-            rate_plan: c.rate_plan,
-            mno_integration_id: c.mno_integration_id,
+            record: SimRecord::from(s),
+            pin_status,
         }
     }
 }

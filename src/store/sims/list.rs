@@ -214,21 +214,84 @@ pub async fn list(
     let total = match total {
         Some(t) => t,
         None if windowed && q.offset() == 0 => 0,
-        None => {
-            let mut count = SqlBuilder::default();
-            count.push("SELECT count(*)");
-            push_filters(&mut count, dialect, tenant_id, q);
-            let count_sql = sqlx::AssertSqlSafe(count.sql);
-            on_pool!(db, p => bind_all!(sqlx::query_scalar(count_sql), &count.binds)
-                .fetch_one(p)
-                .await)?
-        }
+        None => count_matching(db, tenant_id, q).await?,
     };
     let sims = rows
         .into_iter()
         .map(|r| r.into_sim(integrity))
         .collect::<StoreResult<Vec<_>>>()?;
     Ok((sims, u64::try_from(total).unwrap_or(0)))
+}
+
+/// How many of `tenant_id`'s live SIMs match `q`'s filters (its paging and sorting aside).
+async fn count_matching(db: &Db, tenant_id: &TenantId, q: &SimListQuery) -> StoreResult<i64> {
+    let mut count = SqlBuilder::default();
+    count.push("SELECT count(*)");
+    push_filters(&mut count, db.dialect(), tenant_id, q);
+    let count_sql = sqlx::AssertSqlSafe(count.sql);
+    Ok(
+        on_pool!(db, p => bind_all!(sqlx::query_scalar(count_sql), &count.binds)
+        .fetch_one(p)
+        .await)?,
+    )
+}
+
+/// [`count_matching`], for an export's record.
+pub async fn count(db: &Db, tenant_id: &TenantId, q: &SimListQuery) -> StoreResult<u64> {
+    Ok(u64::try_from(count_matching(db, tenant_id, q).await?).unwrap_or(0))
+}
+
+/// Where an export stopped: the last SIM sent, by its place in the export order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportCursor {
+    created_at: i64,
+    id: String,
+}
+
+impl ExportCursor {
+    /// The place of `sim` in the export order.
+    pub fn after(sim: &Sim) -> Self {
+        Self {
+            created_at: sim.created_at,
+            id: sim.id.to_string(),
+        }
+    }
+}
+
+/// Up to `limit` of `tenant_id`'s live SIMs matching `q`'s filters, in the export order
+/// (oldest first: `created_at`, then `id`), from just after `after`. Keyset paging over the
+/// `(tenant_id, created_at, id)` index: each page costs the same however deep the export is,
+/// and no SIM is sent twice, however it changes meanwhile (its creation time never moves).
+/// Each row is checked like any other read.
+pub async fn export_page(
+    db: &Db,
+    integrity: &IntegrityKey,
+    tenant_id: &TenantId,
+    q: &SimListQuery,
+    after: Option<&ExportCursor>,
+    limit: u32,
+) -> StoreResult<Vec<Sim>> {
+    let mut page = SqlBuilder::default();
+    page.push("SELECT ");
+    page.push(&SQL.prefixed);
+    page.push(&link_columns("s"));
+    push_filters(&mut page, db.dialect(), tenant_id, q);
+    if let Some(c) = after {
+        page.push(" AND (s.created_at > ")
+            .bind(Bind::Int(c.created_at))
+            .push(" OR (s.created_at = ")
+            .bind(Bind::Int(c.created_at))
+            .push(" AND s.id > ")
+            .bind_text(c.id.clone())
+            .push("))");
+    }
+    page.push(" ORDER BY s.created_at ASC, s.id ASC LIMIT ");
+    page.bind(Bind::Int(i64::from(limit)));
+    let sql = sqlx::AssertSqlSafe(page.sql);
+    let rows: Vec<SimRow> = on_pool!(db, p => bind_all!(sqlx::query_as(sql), &page.binds)
+        .fetch_all(p)
+        .await)?;
+    rows.into_iter().map(|r| r.into_sim(integrity)).collect()
 }
 
 #[cfg(test)]

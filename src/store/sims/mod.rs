@@ -21,7 +21,7 @@ mod list;
 mod row;
 pub use authenticity::adopt;
 use authenticity::sim_mac;
-pub use list::list;
+pub use list::{ExportCursor, count, export_page, list};
 use row::{SimRow, labels_json, secret_fields_text, usage_text};
 
 pub use crate::domain::SimKey;

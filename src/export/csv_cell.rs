@@ -1,5 +1,5 @@
-//! CSV cells that a spreadsheet will not run. Every CSV export (the audit log, and any later
-//! inventory export) passes each cell through [`defuse`]: a cell an attacker filled (a reason,
+//! CSV cells that a spreadsheet will not run. Every CSV export (the audit log and the SIM
+//! inventory) passes each cell through [`defuse`]: a cell an attacker filled (a reason,
 //! a subject, a tag) must never become a formula in the reviewer's spreadsheet (CSV injection).
 
 use std::borrow::Cow;
