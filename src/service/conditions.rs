@@ -23,6 +23,21 @@ pub(super) struct Cause<'a> {
     pub policy_ids: &'a [String],
 }
 
+/// The audit reason of a condition entered.
+pub(super) fn entered_reason(c: Condition) -> String {
+    format!("entered condition {c}")
+}
+
+/// The event of `sim` (as it is after the change) entering `c`, with what it was judged on.
+pub(super) fn entered_change(sim: &Sim, c: Condition) -> SimChange {
+    SimChange::ConditionEntered {
+        condition: c,
+        consumed_data: sim.consumed_data,
+        data_limit: sim.effective_data_limit,
+        imei: sim.imei.as_ref().map(|i| Imei::as_str(i).to_owned()),
+    }
+}
+
 impl Core {
     /// Judges `sim`'s conditions again from its group and device as stored in `tx`, before the
     /// SIM is written; returns the conditions it entered.
@@ -55,7 +70,7 @@ impl Core {
         entered: &[Condition],
     ) -> ServiceResult<()> {
         for &c in entered {
-            let reason = format!("entered condition {c}");
+            let reason = entered_reason(c);
             let event = Event {
                 action: cause.action,
                 sim: Some(sim),
@@ -66,12 +81,7 @@ impl Core {
                 remaining_attempts: None,
             };
             self.audit_in(tx, cause.principal, event).await?;
-            let change = SimChange::ConditionEntered {
-                condition: c,
-                consumed_data: sim.consumed_data,
-                data_limit: sim.effective_data_limit,
-                imei: sim.imei.as_ref().map(|i| Imei::as_str(i).to_owned()),
-            };
+            let change = entered_change(sim, c);
             self.emit(tx, sim, change).await?;
         }
         Ok(())

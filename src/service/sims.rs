@@ -47,6 +47,9 @@ impl Inventory {
         let mut tx = self.core.db.begin().await?;
         let (group, device) = (sim.group_id.as_deref(), sim.device_id.as_deref());
         References::check(&mut tx, &principal.tenant, group, device).await?;
+        // Born into its group and device: its effective limit, and any condition the lock
+        // puts it in from the start.
+        let entered = self.core.judge_conditions(&mut tx, &mut sim).await?;
         repo::insert(&mut tx, &*self.core.row_key()?, &sim)
             .await
             .map_err(conflict("a SIM with this ICCID already exists"))?;
@@ -62,12 +65,21 @@ impl Inventory {
             .emit(&mut tx, &sim, SimChange::Created { task_id: None })
             .await?;
         let fields: Vec<SecretField> = secrets.iter().map(|(f, _)| *f).collect();
+        let policy_ids = decision.policy_ids.clone();
         self.core
             .audit_in(
                 &mut tx,
                 principal,
                 Event::allowed(Action::CreateSim, &sim, decision).with_fields(&fields),
             )
+            .await?;
+        let cause = Cause {
+            principal,
+            action: Action::CreateSim,
+            policy_ids: &policy_ids,
+        };
+        self.core
+            .record_entered(&mut tx, cause, &sim, &entered)
             .await?;
         tx.commit().await?;
         tracing::info!(sim_id = %sim.id, tenant = %sim.tenant_id, "sim created");

@@ -415,3 +415,67 @@ async fn refusals_and_isolation(store: Store) {
     assert!(patch["data_limit"].is_object() && patch["rate_plan"].is_object());
 }
 both_stores!(refusals, refusals_and_isolation);
+
+/// A SIM created (alone or by an import) into a locked group and a device with another IMEI is
+/// in the condition from the start, with its event and record; its answer shows the group's
+/// limit as its effective limit.
+async fn sims_are_born_into_their_conditions(store: Store) {
+    let (_fake, url) = upstream().await;
+    let app = app_with(store, &url, 0).await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let locked = create(
+        &operator,
+        "/v1/groups",
+        json!({"name": "locked", "imei_lock": true, "data_limit": {"amount": 3, "unit": "GB"}}),
+    )
+    .await;
+    let van = create(
+        &operator,
+        "/v1/devices",
+        json!({"name": "van", "imei": "490154203237518"}),
+    )
+    .await;
+    let a = prov
+        .create_sim(json!({"iccid": iccid(1), "imei": "356938035643809", "group_id": locked, "device_id": van}))
+        .await;
+    assert_eq!(a["conditions"], json!(["unauthorized_imei"]));
+    assert_eq!(
+        a["effective_data_limit"],
+        json!({"amount": 3.0, "unit": "GB"})
+    );
+    let a = prov
+        .create_sim(json!({"iccid": iccid(2), "imei": "490154203237518", "group_id": locked, "device_id": van}))
+        .await;
+    assert_eq!(a["conditions"], json!([]));
+
+    let a = prov
+        .post(
+            "/v1/sims/bulk/import",
+            &json!({"sims": [
+                {"iccid": iccid(3), "imei": "356938035643809", "group_id": locked, "device_id": van},
+                {"iccid": iccid(4), "group_id": locked, "device_id": van},
+            ]}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let task = a.body["id"].as_str().unwrap().to_owned();
+    crate::bulk::wait_for_task(&operator, &task, Duration::from_secs(30)).await;
+    assert_eq!(conditions(&operator, 3).await, json!(["unauthorized_imei"]));
+    assert_eq!(conditions(&operator, 4).await, json!([]));
+    assert_eq!(
+        iccids(&operator, "condition=unauthorized_imei").await,
+        [iccid(1), iccid(3)]
+    );
+    let evs = events(&app, "sim.unauthorized_imei").await;
+    let mut born: Vec<&str> = evs.iter().map(|e| e["iccid"].as_str().unwrap()).collect();
+    born.sort_unstable();
+    assert_eq!(born, [iccid(1), iccid(3)]);
+    let actions: Vec<String> = entered_records(&app)
+        .await
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(actions, ["sim.create", "sim.import"]);
+}
+both_stores!(born, sims_are_born_into_their_conditions);

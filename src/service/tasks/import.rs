@@ -5,12 +5,13 @@
 //! key (wrapped by the tenant KEK), cleared when its SIM is created, and the task key is
 //! destroyed when the task ends.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{Batch, Grant, Tasks, failed, pending_item, succeeded};
+use crate::domain::condition::Condition;
 use crate::domain::event::{DomainEvent, SimChange};
 use crate::domain::link;
 use crate::domain::sim::SecretChanges;
@@ -18,6 +19,7 @@ use crate::domain::task::{ItemStatus, TaskItem, TaskKind};
 use crate::domain::{Principal, Sim, SimInput, Task, TaskId, TenantId, ValidationErrors};
 use crate::policy::{Action, Decision};
 use crate::service::audit::Event;
+use crate::service::conditions::{entered_change, entered_reason};
 use crate::service::groups::References;
 use crate::service::{ServiceError, ServiceResult};
 use crate::store::outbox;
@@ -298,6 +300,7 @@ impl Tasks {
         outcomes.retain(|o| held.contains(&o.seq));
         let mut references = References::default();
         let mut named = Vec::with_capacity(built.len());
+        let mut born_in: HashMap<i64, Vec<Condition>> = HashMap::new();
         for mut entry in built {
             let sim = &mut entry.2;
             references
@@ -312,6 +315,11 @@ impl Tasks {
                 )
                 .await?;
             if problems.is_empty() {
+                // Born into its group and device: any condition the lock puts it in.
+                let entered = self.core.judge_conditions(&mut tx, &mut entry.2).await?;
+                if !entered.is_empty() {
+                    born_in.insert(entry.0, entered);
+                }
                 named.push(entry);
             } else {
                 outcomes.push(failed(entry.0, &describe(&problems)));
@@ -340,6 +348,7 @@ impl Tasks {
         let mut events = Vec::new();
         let mut reasons = Vec::new();
         let mut created = Vec::new();
+        let mut entered = Vec::new();
         for ((seq, line, sim, _), fields) in built.iter().zip(&pending_secrets) {
             if inserted.contains(&sim.id.to_string()) {
                 outcomes.push(succeeded(
@@ -353,6 +362,10 @@ impl Tasks {
                 events.push(DomainEvent::sim(sim, change, now));
                 reasons.push(format!("task {} line {}", task.id, line.unwrap_or(*seq)));
                 created.push((sim, fields.as_slice()));
+                for &c in born_in.get(seq).into_iter().flatten() {
+                    events.push(DomainEvent::sim(sim, entered_change(sim, c), now));
+                    entered.push((sim, entered_reason(c)));
+                }
             } else {
                 outcomes.push(failed(*seq, "a SIM with this ICCID already exists"));
             }
@@ -365,6 +378,10 @@ impl Tasks {
                 reason: Some(reason),
                 ..Event::allowed(Action::ImportSims, sim, Decision::default()).with_fields(fields)
             })
+            .chain(entered.iter().map(|(sim, reason)| Event {
+                reason: Some(reason),
+                ..Event::allowed(Action::ImportSims, sim, Decision::default())
+            }))
             .collect();
         outcomes.sort_by_key(|o| o.seq);
         self.commit_batch(tx, &batch, &outcomes, records, now).await
