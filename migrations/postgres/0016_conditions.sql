@@ -4,3 +4,5 @@
 -- of its inputs evaluates them.
 ALTER TABLE sims ADD COLUMN conditions TEXT NOT NULL DEFAULT '';
 ALTER TABLE sims ADD COLUMN first_imei TEXT;
+-- The best knowledge of the first IMEI of a SIM already in a device: the one it is in now.
+UPDATE sims SET first_imei = imei WHERE imei IS NOT NULL;

@@ -49,13 +49,13 @@ impl FromStr for Condition {
 pub type Conditions = BTreeSet<Condition>;
 
 /// What besides the SIM itself its conditions depend on: its group's data limit and IMEI lock
-/// (none and off without a group), and the IMEI of its device (`None`: no device, or a device
-/// without an IMEI).
+/// (none and off without a group), and its device, if it has one, with the device's IMEI.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Surroundings {
     pub group_data_limit: Option<DataAmount>,
     pub imei_lock: bool,
-    pub device_imei: Option<Imei>,
+    /// `None`: no device; `Some(None)`: a device without an IMEI.
+    pub device: Option<Option<Imei>>,
 }
 
 /// The limit that applies to `sim`: its own, else its group's.
@@ -67,15 +67,19 @@ pub fn effective_data_limit(sim: &Sim, around: &Surroundings) -> Option<DataAmou
 ///
 /// - `data_limit_exceeded`: the consumed data upstream reported is at least the effective limit.
 /// - `unauthorized_imei`: the group locks IMEIs, and the IMEI the SIM is in differs from its
-///   device's IMEI or, without one, from the first IMEI ever reported for the SIM.
+///   device's IMEI or, with no device, from the first IMEI ever reported for the SIM (a
+///   device without an IMEI names none to compare with).
 pub fn evaluate(sim: &Sim, around: &Surroundings) -> Conditions {
     let mut out = Conditions::new();
     if let (Some(used), Some(limit)) = (sim.consumed_data, effective_data_limit(sim, around))
-        && used.megabytes() >= limit.megabytes()
+        && bytes(used) >= bytes(limit)
     {
         out.insert(Condition::DataLimitExceeded);
     }
-    let expected = around.device_imei.as_ref().or(sim.first_imei.as_ref());
+    let expected = match &around.device {
+        Some(device) => device.as_ref(),
+        None => sim.first_imei.as_ref(),
+    };
     if around.imei_lock
         && let (Some(seen), Some(expected)) = (&sim.imei, expected)
         && seen != expected
@@ -83,6 +87,14 @@ pub fn evaluate(sim: &Sim, around: &Surroundings) -> Conditions {
         out.insert(Condition::UnauthorizedImei);
     }
     out
+}
+
+/// An amount in whole bytes (rounded): decimal units compared exactly, where megabytes as
+/// floating point would judge 1.001 GB below 1,001 MB.
+fn bytes(d: DataAmount) -> u128 {
+    // Amounts are checked finite, not negative and at most 10^12 GB (10^21 bytes) on the way
+    // in, so the float-to-int conversion neither saturates nor loses sign.
+    (d.megabytes() * 1e6).round() as u128
 }
 
 /// The conditions of `now` that `before` did not have: those just entered.
@@ -130,7 +142,7 @@ mod tests {
         Surroundings {
             group_data_limit: limit,
             imei_lock: lock,
-            device_imei: device.map(imei),
+            device: device.map(|d| Some(imei(d))),
         }
     }
 
@@ -172,6 +184,12 @@ mod tests {
         assert!(evaluate(&s, &g).is_empty(), "the SIM's own limit wins");
         s.data_limit = None;
         assert!(evaluate(&s, &Surroundings::default()).is_empty());
+        // Mixed units compare exactly: 1.001 GB is 1,001 MB.
+        s.consumed_data = Some(gb(1.001));
+        s.data_limit = Some(mb(1001.0));
+        assert!(!evaluate(&s, &g).is_empty());
+        s.consumed_data = Some(mb(1000.999));
+        assert!(evaluate(&s, &g).is_empty());
     }
 
     #[test]
@@ -199,6 +217,15 @@ mod tests {
         assert!(evaluate(&s, &group(None, true, None)).is_empty());
         s.imei = None;
         assert!(evaluate(&s, &group(None, true, Some(device))).is_empty());
+        // A device without an IMEI names none: the first IMEI reported is not used instead.
+        s.imei = Some(imei(device));
+        s.first_imei = Some(imei("356938035643809"));
+        let bare = Surroundings {
+            imei_lock: true,
+            device: Some(None),
+            ..Surroundings::default()
+        };
+        assert!(evaluate(&s, &bare).is_empty());
     }
 
     #[test]

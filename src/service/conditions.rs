@@ -69,28 +69,49 @@ impl Core {
         sim: &Sim,
         entered: &[Condition],
     ) -> ServiceResult<()> {
-        for &c in entered {
-            let reason = entered_reason(c);
-            let event = Event {
-                action: cause.action,
-                sim: Some(sim),
-                fields: &[],
-                outcome: AuditOutcome::Allowed,
-                reason: Some(&reason),
-                policy_ids: cause.policy_ids.to_vec(),
-                remaining_attempts: None,
-            };
-            self.audit_in(tx, cause.principal, event).await?;
-            let change = entered_change(sim, c);
-            self.emit(tx, sim, change).await?;
+        self.record_all_entered(tx, cause, &[(sim, entered)]).await
+    }
+
+    /// [`Core::record_entered`] for many SIMs: their events, then their records appended to the
+    /// tenant's chain at once. Callers write every row they lock before this: the first record
+    /// locks the tenant's audit head, and a transaction holding it must take no further SIM
+    /// lock (a single-SIM change locks its SIM, then the head: the other order deadlocks).
+    pub(super) async fn record_all_entered(
+        &self,
+        tx: &mut Tx,
+        cause: Cause<'_>,
+        entered: &[(&Sim, &[Condition])],
+    ) -> ServiceResult<()> {
+        let reasons: Vec<Vec<String>> = entered
+            .iter()
+            .map(|(_, cs)| cs.iter().map(|&c| entered_reason(c)).collect())
+            .collect();
+        let mut events = Vec::new();
+        for ((sim, cs), reasons) in entered.iter().zip(&reasons) {
+            for (&c, reason) in cs.iter().zip(reasons) {
+                self.emit(tx, sim, entered_change(sim, c)).await?;
+                events.push(Event {
+                    action: cause.action,
+                    sim: Some(*sim),
+                    fields: &[],
+                    outcome: AuditOutcome::Allowed,
+                    reason: Some(reason),
+                    policy_ids: cause.policy_ids.to_vec(),
+                    remaining_attempts: None,
+                });
+            }
         }
-        Ok(())
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.audit_all_in(tx, cause.principal, events).await
     }
 
     /// Judges again every live SIM of the tenant's group or device `id` after a change to it,
     /// each under its row lock, writing those whose conditions moved and recording what they
-    /// entered. (A group of many SIMs is judged in this one transaction: the change and its
-    /// consequences commit together.)
+    /// entered, after every row is written. (A group of many SIMs is judged in this one
+    /// transaction: the change and its consequences commit together.) The caller records its
+    /// own change after this, for the same reason.
     pub(super) async fn judge_members<I: Member>(
         &self,
         tx: &mut Tx,
@@ -103,6 +124,7 @@ impl Core {
         // Locked in the order of their ids' text, as a sync round locks its SIMs: two
         // transactions taking the same rows in one order cannot deadlock.
         members.sort_by_cached_key(ToString::to_string);
+        let mut moved = Vec::new();
         for sim_id in members {
             let Some(mut sim) = repo::get_for_update(tx, &key, tenant, &SimKey::Id(sim_id)).await?
             else {
@@ -115,8 +137,10 @@ impl Core {
             }
             sim.updated_at = self.clock.now().max(sim.updated_at);
             repo::update(tx, &key, &sim).await?;
-            self.record_entered(tx, cause, &sim, &entered).await?;
+            moved.push((sim, entered));
         }
-        Ok(())
+        let entered: Vec<(&Sim, &[Condition])> =
+            moved.iter().map(|(s, e)| (s, e.as_slice())).collect();
+        self.record_all_entered(tx, cause, &entered).await
     }
 }

@@ -179,19 +179,19 @@ impl Groups {
             .await
             .map_err(conflict(GROUP_NAME_TAKEN))?;
         let what = format!("group {}: {fields}", group.id);
-        let policy_ids = decision.policy_ids.clone();
-        self.record(&mut tx, principal, Action::UpdateGroup, &what, decision)
-            .await?;
         if rules != (group.data_limit, group.imei_lock) {
             let cause = Cause {
                 principal,
                 action: Action::UpdateGroup,
-                policy_ids: &policy_ids,
+                policy_ids: &decision.policy_ids,
             };
             self.core
                 .judge_members(&mut tx, cause, &principal.tenant, &group.id)
                 .await?;
         }
+        // Recorded after its members are written: see `Core::record_all_entered`.
+        self.record(&mut tx, principal, Action::UpdateGroup, &what, decision)
+            .await?;
         tx.commit().await?;
         Ok(group)
     }
@@ -311,19 +311,19 @@ impl Groups {
             .await
             .map_err(conflict(DEVICE_NAME_TAKEN))?;
         let what = format!("device {}: {fields}", device.id);
-        let policy_ids = decision.policy_ids.clone();
-        self.record(&mut tx, principal, Action::UpdateDevice, &what, decision)
-            .await?;
         if imei != device.imei {
             let cause = Cause {
                 principal,
                 action: Action::UpdateDevice,
-                policy_ids: &policy_ids,
+                policy_ids: &decision.policy_ids,
             };
             self.core
                 .judge_members(&mut tx, cause, &principal.tenant, &device.id)
                 .await?;
         }
+        // Recorded after its SIMs are written: see `Core::record_all_entered`.
+        self.record(&mut tx, principal, Action::UpdateDevice, &what, decision)
+            .await?;
         tx.commit().await?;
         Ok(device)
     }

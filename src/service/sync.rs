@@ -11,6 +11,7 @@ use super::conditions::Cause;
 use super::{Lifecycle, ServiceError, ServiceResult, Target};
 use crate::adapters::upstream::{UpstreamError, UpstreamSim};
 use crate::domain::audit::AuditOutcome;
+use crate::domain::condition::Condition;
 use crate::domain::{Principal, Sim, TenantId};
 use crate::policy::{Action, Context};
 use crate::store::Tx;
@@ -85,29 +86,31 @@ impl Lifecycle {
             action: Action::RefreshSim,
             policy_ids: &policy_ids,
         };
-        let Some(stored) = self
-            .apply_upstream(&mut tx, cause, &SimKey::Id(sim.id), &update)
+        let Some((stored, entered)) = self
+            .apply_upstream(&mut tx, &sim.tenant_id, &SimKey::Id(sim.id), &update)
             .await?
         else {
             return Err(ServiceError::NotFound);
         };
+        self.core
+            .record_entered(&mut tx, cause, &stored, &entered)
+            .await?;
         let event = Event::allowed(Action::RefreshSim, &stored, decision);
         self.core.audit_in(&mut tx, principal, event).await?;
         tx.commit().await?;
         Ok(stored)
     }
 
-    /// Applies an upstream answer to a SIM of the cause's tenant under its row lock, inside
-    /// `tx`, judging its conditions again (each entered recorded by the cause). `None` if it
-    /// is gone.
+    /// Applies an upstream answer to a SIM of `tenant` under its row lock, inside `tx`,
+    /// judging its conditions again: the SIM as written and the conditions it entered, for the
+    /// caller to record once every row it locks is written. `None` if it is gone.
     async fn apply_upstream(
         &self,
         tx: &mut Tx,
-        cause: Cause<'_>,
+        tenant: &TenantId,
         key: &SimKey,
         update: &UpstreamSim,
-    ) -> ServiceResult<Option<Sim>> {
-        let tenant = &cause.principal.tenant;
+    ) -> ServiceResult<Option<(Sim, Vec<Condition>)>> {
         let Some(mut sim) = repo::get_for_update(tx, &*self.core.row_key()?, tenant, key).await?
         else {
             return Ok(None);
@@ -118,8 +121,7 @@ impl Lifecycle {
         sim.last_synced_at = Some(now);
         sim.updated_at = now;
         repo::update(tx, &*self.core.row_key()?, &sim).await?;
-        self.core.record_entered(tx, cause, &sim, &entered).await?;
-        Ok(Some(sim))
+        Ok(Some((sim, entered)))
     }
 
     /// Fetches one claimed SIM from upstream. `Err` only for upstream failures (which call
@@ -164,6 +166,7 @@ impl Lifecycle {
         let (mut synced, mut no_data, mut failed) = (0usize, 0usize, 0usize);
         // SIMs whose row failed its check: skipped (never updated), reported after the commit.
         let mut tampered = Vec::new();
+        let mut entered: Vec<(Sim, Vec<Condition>)> = Vec::new();
         let mut tx = self.core.db.begin().await?;
         let actor = Principal::local(tenant.clone(), SYNC_ACTOR);
         let cause = Cause {
@@ -176,10 +179,15 @@ impl Lifecycle {
                 Ok(Some(update)) => {
                     let Ok(id) = claim.id.parse() else { continue };
                     match self
-                        .apply_upstream(&mut tx, cause, &SimKey::Id(id), update)
+                        .apply_upstream(&mut tx, tenant, &SimKey::Id(id), update)
                         .await
                     {
-                        Ok(Some(_)) => synced += 1,
+                        Ok(Some((sim, conditions))) => {
+                            synced += 1;
+                            if !conditions.is_empty() {
+                                entered.push((sim, conditions));
+                            }
+                        }
                         Ok(None) => {}
                         Err(ServiceError::Integrity(f)) => {
                             failed += 1;
@@ -192,6 +200,10 @@ impl Lifecycle {
                 Err(_) => failed += 1,
             }
         }
+        // Recorded once every SIM of the round is written: see `Core::record_all_entered`.
+        let moved: Vec<(&Sim, &[Condition])> =
+            entered.iter().map(|(s, c)| (s, c.as_slice())).collect();
+        self.core.record_all_entered(&mut tx, cause, &moved).await?;
         let reason = format!(
             "background sync: {synced} updated, {no_data} without upstream data, {failed} failed"
         );

@@ -160,10 +160,10 @@ pub async fn surroundings(
             .bind(group)
             .fetch_optional(&mut *c)
             .await)?;
-        if let Some((limit, lock)) = row {
-            out.group_data_limit = stored_limit(limit)?;
-            out.imei_lock = lock;
-        }
+        // The SIM's foreign key names a group of its tenant: none is a row out of place.
+        let (limit, lock) = row.ok_or_else(|| StoreError::Corrupt("sims.group_id".into()))?;
+        out.group_data_limit = stored_limit(limit)?;
+        out.imei_lock = lock;
     }
     if let Some(device) = device {
         let imei: Option<Option<String>> = on_tx!(tx, c => sqlx::query_scalar(
@@ -172,11 +172,12 @@ pub async fn surroundings(
             .bind(device)
             .fetch_optional(&mut *c)
             .await)?;
-        out.device_imei = imei
-            .flatten()
-            .map(|s| Imei::parse(&s))
-            .transpose()
-            .map_err(|_| StoreError::Corrupt("devices.imei".into()))?;
+        let imei = imei.ok_or_else(|| StoreError::Corrupt("sims.device_id".into()))?;
+        out.device = Some(
+            imei.map(|s| Imei::parse(&s))
+                .transpose()
+                .map_err(|_| StoreError::Corrupt("devices.imei".into()))?,
+        );
     }
     Ok(out)
 }

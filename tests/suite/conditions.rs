@@ -233,6 +233,11 @@ async fn data_limits_are_inherited_and_judged(store: Store) {
     assert_eq!(events(&app, "sim.data_limit_exceeded").await.len(), 4);
     // The other SIM, outside any group and limit, was never judged in.
     assert_eq!(conditions(&operator, 2).await, json!([]));
+
+    // Left through upstream: the carrier reports less usage (a new period); no event.
+    report(&fake, 1, usage(0.2));
+    assert_eq!(refresh(&operator, 1).await["conditions"], json!([]));
+    assert_eq!(events(&app, "sim.data_limit_exceeded").await.len(), 4);
 }
 both_stores!(data_limits, data_limits_are_inherited_and_judged);
 
@@ -310,7 +315,29 @@ async fn an_imei_lock_holds_sims_to_their_device(store: Store) {
         .await;
     assert_eq!(conditions(&operator, 2).await, json!(["unauthorized_imei"]));
     assert_eq!(events(&app, "sim.unauthorized_imei").await.len(), 4);
-    assert_eq!(entered_records(&app).await.len(), 4);
+
+    // Left through upstream: back in the allowed device.
+    report(&fake, 2, json!({"imei": "490154203237518"}));
+    assert_eq!(refresh(&operator, 2).await["conditions"], json!([]));
+    // Entered by binding the SIM to a device with another IMEI.
+    let p = operator.patch(&path, &json!({"device_id": van})).await;
+    assert_eq!(p.status, 200, "{:?}", p.body);
+    assert_eq!(p.body["conditions"], json!(["unauthorized_imei"]));
+    let actions: Vec<String> = entered_records(&app)
+        .await
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "sim.refresh",
+            "device.update",
+            "sim.refresh",
+            "group.update",
+            "sim.update"
+        ]
+    );
 }
 both_stores!(imei_lock, an_imei_lock_holds_sims_to_their_device);
 
@@ -343,6 +370,43 @@ async fn the_sync_judges_them(store: Store) {
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0].1, "system:sync");
     assert_eq!(events(&app, "sim.data_limit_exceeded").await.len(), 1);
+
+    // An IMEI lock judged by the sync too: entered, then left when the SIM is back.
+    let locked = create(
+        &operator,
+        "/v1/groups",
+        json!({"name": "locked", "imei_lock": true}),
+    )
+    .await;
+    let van = create(
+        &operator,
+        "/v1/devices",
+        json!({"name": "van", "imei": "490154203237518"}),
+    )
+    .await;
+    report(&fake, 2, json!({"imei": "356938035643809"}));
+    prov.create_sim(json!({"iccid": iccid(2), "group_id": locked, "device_id": van}))
+        .await;
+    let wait_for = |want: Value| {
+        let operator = operator.clone();
+        async move {
+            let start = std::time::Instant::now();
+            while conditions(&operator, 2).await != want {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "the sync never judged the SIM {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    wait_for(json!(["unauthorized_imei"])).await;
+    report(&fake, 2, json!({"imei": "490154203237518"}));
+    wait_for(json!([])).await;
+    let recs = entered_records(&app).await;
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs[1].1, "system:sync");
+    assert_eq!(events(&app, "sim.unauthorized_imei").await.len(), 1);
 }
 both_stores!(sync, the_sync_judges_them);
 
@@ -377,6 +441,29 @@ async fn refusals_and_isolation(store: Store) {
     let a = theirs.get("/v1/sims?condition=data_limit_exceeded").await;
     assert_eq!(a.status, 200);
     assert_eq!(a.body["total"], 0);
+    // Their own SIM in the condition is theirs alone.
+    app.mtls_api("globex", &[Role::Provisioner], "gprov")
+        .await
+        .create_sim(json!({"iccid": iccid(9)}))
+        .await;
+    let theirs_path = format!("/v1/sims/{}", iccid(9));
+    theirs
+        .patch(
+            &theirs_path,
+            &json!({"data_limit": {"amount": 1, "unit": "GB"}}),
+        )
+        .await;
+    report(&fake, 9, usage(2.0));
+    refresh(&theirs, 9).await;
+    assert_eq!(
+        iccids(&theirs, "condition=data_limit_exceeded").await,
+        [iccid(9)]
+    );
+    assert_eq!(
+        iccids(&operator, "condition=data_limit_exceeded").await,
+        [iccid(1)]
+    );
+    assert_eq!(operator.get(&theirs_path).await.status, 404);
     // Support reads the SIM's conditions but may not change its limit.
     let support = app.jwt_client("acme", &[Role::Support]);
     assert_eq!(

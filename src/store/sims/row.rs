@@ -162,7 +162,10 @@ impl SimRow {
             data_limit,
             effective_data_limit: match data_limit {
                 Some(own) => Some(own),
-                None => usage(r.group_data_limit.as_deref(), "group data_limit")?,
+                None => usage(
+                    r.group_data_limit.as_deref(),
+                    "group_id (its group's data_limit)",
+                )?,
             },
             conditions: crate::domain::condition::from_text(&r.conditions)
                 .ok_or_else(|| corrupt("conditions"))?,
@@ -183,9 +186,15 @@ impl SimRow {
     }
 }
 
+/// A stored amount, checked as a request's or an upstream answer's would be.
 fn usage(text: Option<&str>, what: &str) -> StoreResult<Option<DataAmount>> {
-    text.map(|t| serde_json::from_str(t).map_err(|_| corrupt(what)))
-        .transpose()
+    text.map(|t| {
+        serde_json::from_str::<serde_json::Value>(t)
+            .ok()
+            .and_then(|v| DataAmount::parse(&v).ok())
+            .ok_or_else(|| corrupt(what))
+    })
+    .transpose()
 }
 
 pub(super) fn usage_text(d: Option<DataAmount>) -> Option<String> {
