@@ -140,8 +140,8 @@ pub enum SimChange {
         puk_remaining_attempts: Option<i64>,
     },
     Deleted,
-    /// It entered a condition: with what it was judged on (usage and the limit, or the IMEI
-    /// seen and the one allowed).
+    /// It entered a condition: with what it was judged on (usage and the effective limit, or
+    /// the IMEI seen).
     ConditionEntered {
         condition: Condition,
         consumed_data: Option<DataAmount>,
