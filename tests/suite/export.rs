@@ -263,14 +263,74 @@ async fn the_whole_inventory_streams_without_secrets(store: Store) {
     let combined = seeded(&|n| n % 12 == 0);
     assert!(
         reasons.contains(
-            &format!("filters: state=active tags=three vendor=GEMALTO; count {combined}").as_str()
+            &format!(r#"filters: state="active" tags="three" vendor="GEMALTO"; count {combined}"#)
+                .as_str()
         ),
         "{reasons:?}"
     );
-    assert!(reasons.contains(&format!("filters: search={search}; count 1").as_str()));
+    assert!(reasons.contains(&format!(r#"filters: search="{search}"; count 1"#).as_str()));
     assert!(export_records(&app, "other").await.is_empty());
 }
 both_stores!(ten_thousand, the_whole_inventory_streams_without_secrets);
+
+/// `reason` with every JSON string in it blanked out: what a reader takes as the record's own
+/// words.
+fn outside_quotes(reason: &str) -> String {
+    let (mut out, mut quoted, mut escaped) = (String::new(), false, false);
+    for c in reason.chars() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') | (false, _, '"') => quoted = !quoted,
+            (true, false, _) => {}
+            (false, _, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// The record names every filter, the carrier fields and conditions included, and a value
+/// that reads like more of the record (`; count 0`) stays inside its quotes.
+async fn the_record_names_every_filter_unforgeably(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let forged = "flat; count 0";
+    let mut body = crate::helpers::sim_body(1);
+    body["rate_plan"] = json!(forged);
+    body["tags"] = json!([forged]);
+    prov.create_sim(body).await;
+    prov.create_sim(crate::helpers::sim_body(2)).await;
+    let op = app.jwt_client("acme", &[Role::Operator]);
+    let value = "flat%3B%20count%200";
+    assert_eq!(ndjson(&op, &format!("rate_plan={value}")).await.len(), 1);
+    let both = format!("rate_plan={value}&condition=data_limit_exceeded&tags={value}");
+    assert!(ndjson(&op, &both).await.is_empty());
+    let carrier = "communication_plan=IoT&mno_integration_id=m-1&condition=unauthorized_imei";
+    assert!(ndjson(&op, carrier).await.is_empty());
+    let reasons: Vec<String> = export_records(&app, "acme")
+        .await
+        .into_iter()
+        .map(|(_, r)| r["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            r#"filters: rate_plan="flat; count 0"; count 1"#,
+            r#"filters: tags="flat; count 0" rate_plan="flat; count 0" condition="data_limit_exceeded"; count 0"#,
+            r#"filters: communication_plan="IoT" mno_integration_id="m-1" condition="unauthorized_imei"; count 0"#,
+        ]
+    );
+    for reason in &reasons {
+        let words = outside_quotes(reason);
+        assert_eq!(words.matches("count").count(), 1, "{reason}: {words}");
+        assert_eq!(words.matches(';').count(), 1, "{reason}: {words}");
+    }
+}
+both_stores!(
+    export_record_filters,
+    the_record_names_every_filter_unforgeably
+);
 
 /// Values a spreadsheet would run are written as text in the SIM CSV and in the audit CSV.
 async fn formula_cells_are_defused(store: Store) {
@@ -562,9 +622,12 @@ async fn cli_export(store: Store) {
         assert!(r["subject"].as_str().unwrap().starts_with("cli:"));
         assert_eq!(r["auth_method"], "local");
     }
-    assert_eq!(records[0].1["reason"], "filters: state=active; count 10");
+    assert_eq!(
+        records[0].1["reason"],
+        r#"filters: state="active"; count 10"#
+    );
     assert_eq!(records[1].1["auth_method"], "jwt");
-    assert_eq!(records[2].1["reason"], "filters: tags=even; count 21");
+    assert_eq!(records[2].1["reason"], r#"filters: tags="even"; count 21"#);
 
     let out = app.cli(&["export", "--tenant", "acme", "--state", "gone"]);
     assert!(!out.status.success());
