@@ -645,6 +645,78 @@ async fn cli_export(store: Store) {
 }
 both_stores!(export_cli, cli_export);
 
+/// The names in `dir`.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `simvault export --output FILE` leaves a whole export readable by its owner only, or
+/// nothing at all: a failing export (a tampered row mid-way, an audit log that cannot be
+/// written) leaves neither FILE nor a partial file beside it.
+async fn cli_output_is_whole_or_absent(store: Store) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    seed(&app, "acme", 0..1200, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let file = dir.path().join(name);
+        let out = app.cli(&[
+            "export",
+            "--tenant",
+            "acme",
+            "--output",
+            file.to_str().unwrap(),
+        ]);
+        (file, out)
+    };
+    let (file, out) = run("whole.ndjson");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().lines().count(),
+        1200
+    );
+    assert_eq!(names_in(dir.path()), ["whole.ndjson"]);
+
+    raw_sql!(&app.test_db.db, p => sqlx::query("UPDATE sims SET state = 'blocked' WHERE iccid = $1")
+        .bind(iccid(700))
+        .execute(p)
+        .await
+        .map(|_| ()))
+    .unwrap();
+    let (file, out) = run("tampered.ndjson");
+    assert!(!out.status.success(), "a tampered row fails the export");
+    assert!(!file.exists());
+    assert_eq!(
+        names_in(dir.path()),
+        ["whole.ndjson"],
+        "no partial file left"
+    );
+
+    raw_sql!(&app.test_db.db, p => sqlx::query("DROP TABLE audit_events").execute(p).await.map(|_| ()))
+        .unwrap();
+    let (file, out) = run("unrecorded.ndjson");
+    assert!(!out.status.success(), "an unrecorded export fails");
+    assert!(!file.exists());
+    assert_eq!(
+        names_in(dir.path()),
+        ["whole.ndjson"],
+        "no partial file left"
+    );
+}
+both_stores!(export_cli_output, cli_output_is_whole_or_absent);
+
 const SUPPORT_EXPORT: &str = r#"
 // A deployment whose support staff may export the inventory.
 @id("support-export")
