@@ -34,6 +34,17 @@ fn msisdn(n: u64) -> String {
 /// (`n` divisible by 3), of vendor GEMALTO (even) or IDEMIA (odd), an eSIM when `n` is
 /// divisible by 5, in `group` when `n` is divisible by 10, created in the order of `n`.
 async fn seed(app: &TestApp, tenant: &str, range: std::ops::Range<u64>, group: Option<&str>) {
+    seed_at(app, tenant, range, group, false).await;
+}
+
+/// [`seed`], every SIM created at one instant when `same_time`.
+async fn seed_at(
+    app: &TestApp,
+    tenant: &str,
+    range: std::ops::Range<u64>,
+    group: Option<&str>,
+    same_time: bool,
+) {
     let integrity = app.services.core.keyring.integrity().unwrap();
     let tenant = tenant_id(tenant);
     let start = SystemClock.now();
@@ -60,7 +71,11 @@ async fn seed(app: &TestApp, tenant: &str, range: std::ops::Range<u64>, group: O
                 }
                 new.tags = tags;
                 new.group_id = group.filter(|_| n % 10 == 0).map(str::to_owned);
-                let now = start + i64::try_from(n).unwrap();
+                let now = if same_time {
+                    start
+                } else {
+                    start + i64::try_from(n).unwrap()
+                };
                 let (mut sim, _) = simvault::service::sims::new_sim(&tenant, new, now);
                 sim.state = state_of(n);
                 sim
@@ -515,6 +530,66 @@ async fn tenants_never_see_each_others_sims(store: Store) {
 }
 both_stores!(export_tenancy, tenants_never_see_each_others_sims);
 
+/// SIMs sharing one creation time are each exported exactly once, across page boundaries
+/// (pages of 500, 1,200 SIMs: the tie spans three pages, broken by id).
+async fn one_creation_time_each_sim_once(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    seed_at(&app, "acme", 0..1200, None, true).await;
+    let lines = ndjson(&app.jwt_client("acme", &[Role::Operator]), "").await;
+    assert_eq!(lines.len(), 1200);
+    let created: HashSet<&str> = lines
+        .iter()
+        .map(|l| l["created_at"].as_str().unwrap())
+        .collect();
+    assert_eq!(created.len(), 1, "one creation time");
+    let exported: HashSet<String> = lines
+        .iter()
+        .map(|l| l["iccid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(exported, (0..1200).map(iccid).collect::<HashSet<_>>());
+}
+both_stores!(export_tie_break, one_creation_time_each_sim_once);
+
+/// `HEAD /v1/sims/export` is refused (`405`, `Allow: GET`) before anything happens: no export
+/// is recorded and no page is read (a tampered first row would be reported if one were).
+async fn head_exports_nothing(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    seed(&app, "acme", 0..3, None).await;
+    raw_sql!(&app.test_db.db, p => sqlx::query("UPDATE sims SET state = 'blocked' WHERE iccid = $1")
+        .bind(iccid(0))
+        .execute(p)
+        .await
+        .map(|_| ()))
+    .unwrap();
+    let op = app.jwt_client("acme", &[Role::Operator]);
+    let before = chain_records(&app.test_db.db, "acme").await.len();
+    let res = op
+        .request(reqwest::Method::HEAD, "/v1/sims/export?format=csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers().get("allow").unwrap(), "GET");
+    assert!(res.headers().get("x-simvault-export-count").is_none());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(chain_records(&app.test_db.db, "acme").await.len(), before);
+    assert!(export_records(&app, "acme").await.is_empty());
+    assert!(integrity_reports(&app).await.is_empty(), "no page was read");
+    // A GET reads the first page, and so reports the row.
+    let res = op
+        .request(reqwest::Method::GET, "/v1/sims/export")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.bytes().await.is_err(), "the body breaks off at the row");
+    assert_eq!(integrity_reports(&app).await.len(), 1);
+    assert_eq!(export_records(&app, "acme").await.len(), 1);
+}
+both_stores!(export_head, head_exports_nothing);
+
 /// Fail closed: when the export cannot be recorded, not one row is sent.
 async fn no_record_no_export(store: Store) {
     let app = TestApp::spawn(store).await;
@@ -528,8 +603,19 @@ async fn no_record_no_export(store: Store) {
 }
 both_stores!(export_fail_closed, no_record_no_export);
 
+/// The platform chain's integrity reports (`integrity.check`, `failed`).
+async fn integrity_reports(app: &TestApp) -> Vec<Value> {
+    chain_records(&app.test_db.db, "_platform")
+        .await
+        .into_iter()
+        .filter(|(action, outcome, _)| action == "integrity.check" && outcome == "failed")
+        .map(|(_, _, record)| record)
+        .collect()
+}
+
 /// A row that fails its integrity check ends the export there: the body breaks off (a client
-/// cannot take it for a whole export) and the row is not sent.
+/// cannot take it for a whole export) after the whole pages before it, the row is not sent,
+/// and the failure is reported.
 async fn a_tampered_row_ends_the_export(store: Store) {
     let app = TestApp::spawn(store).await;
     app.tenant("acme").await;
@@ -563,7 +649,14 @@ async fn a_tampered_row_ends_the_export(store: Store) {
     assert!(broke, "the body must not end as if complete");
     let text = String::from_utf8_lossy(&received);
     assert!(!text.contains(&tampered));
-    assert!(text.lines().count() < 700);
+    // The whole pages before the tampered row's (SIMs 0..500), and not one line more.
+    let lines = text.lines().count();
+    assert!(lines % 500 == 0 && lines < 700, "{lines} lines");
+    assert!(text.is_empty() || text.ends_with('\n'));
+    // The failed check is reported, naming the row and not its content.
+    let reports = integrity_reports(&app).await;
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(!reports[0].to_string().contains(&tampered));
 }
 both_stores!(export_tampered_row, a_tampered_row_ends_the_export);
 
