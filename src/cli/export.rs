@@ -11,7 +11,7 @@ use super::{DataDir, explain, open_services};
 use crate::config::Config;
 use crate::domain::sim::SimListQuery;
 use crate::domain::sim_filters::{Params, read_filters};
-use crate::domain::{TenantId, ValidationErrors};
+use crate::domain::{Location, TenantId, ValidationErrors};
 use crate::export::ExportFormat;
 use crate::service::admin;
 use crate::service::sims::ForPlan;
@@ -100,9 +100,23 @@ impl ExportArgs {
     }
 }
 
-/// Validation problems as one line.
+/// Validation problems as one line, each naming its option (`--rate-plan`, where the HTTP
+/// export names the parameter `rate_plan`).
 fn problems(errs: &ValidationErrors) -> anyhow::Error {
-    let details: Vec<&str> = errs.errors().iter().map(|e| e.detail.as_str()).collect();
+    let details: Vec<String> = errs
+        .errors()
+        .iter()
+        .map(|e| match &e.location {
+            Location::Parameter(name) => {
+                let option = format!("--{}", name.replace('_', "-"));
+                match e.detail.strip_prefix(name.as_str()) {
+                    Some(rest) => format!("{option}{rest}"),
+                    None => format!("{option}: {}", e.detail),
+                }
+            }
+            Location::Pointer(_) => e.detail.clone(),
+        })
+        .collect();
     anyhow::anyhow!("{}", details.join("; "))
 }
 

@@ -724,7 +724,26 @@ async fn cli_export(store: Store) {
 
     let out = app.cli(&["export", "--tenant", "acme", "--state", "gone"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("state must be one of"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--state must be one of"));
+    // A problem names the option, as it is typed.
+    let long = "r".repeat(256);
+    let out = app.cli(&[
+        "export",
+        "--tenant",
+        "acme",
+        "--rate-plan",
+        &long,
+        "--condition",
+        "x",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--rate-plan must be 1 to 255 characters"),
+        "{err}"
+    );
+    assert!(err.contains("--condition must be one of"), "{err}");
+    assert!(!err.contains("rate_plan"), "{err}");
     let out = app.cli(&[
         "export",
         "--tenant",
