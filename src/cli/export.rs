@@ -2,7 +2,6 @@
 //! CSV, streamed from the store, recorded in the tenant's audit log as `GET /v1/sims/export`
 //! records it.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
@@ -12,7 +11,7 @@ use super::{DataDir, explain, open_services};
 use crate::config::Config;
 use crate::domain::sim::SimListQuery;
 use crate::domain::sim_filters::{Params, read_filters};
-use crate::domain::{TenantId, ValidationErrors};
+use crate::domain::{Location, TenantId, ValidationErrors};
 use crate::export::ExportFormat;
 use crate::service::admin;
 use crate::service::sims::ForPlan;
@@ -101,32 +100,63 @@ impl ExportArgs {
     }
 }
 
-/// Validation problems as one line.
+/// Validation problems as one line, each naming its option (`--rate-plan`, where the HTTP
+/// export names the parameter `rate_plan`).
 fn problems(errs: &ValidationErrors) -> anyhow::Error {
-    let details: Vec<&str> = errs.errors().iter().map(|e| e.detail.as_str()).collect();
+    let details: Vec<String> = errs
+        .errors()
+        .iter()
+        .map(|e| match &e.location {
+            Location::Parameter(name) => {
+                let option = format!("--{}", name.replace('_', "-"));
+                match e.detail.strip_prefix(name.as_str()) {
+                    Some(rest) => format!("{option}{rest}"),
+                    None => format!("{option}: {}", e.detail),
+                }
+            }
+            Location::Pointer(_) => e.detail.clone(),
+        })
+        .collect();
     anyhow::anyhow!("{}", details.join("; "))
 }
 
 pub(super) async fn run(args: &ExportArgs) -> anyhow::Result<()> {
-    use std::io::IsTerminal as _;
     let format = ExportFormat::parse(&args.format).unwrap_or(ExportFormat::Ndjson);
     let (query, for_plan) = args.query()?;
+    match &args.output {
+        Some(path) => {
+            if path.symlink_metadata().is_ok() {
+                bail!("{} exists: it is never overwritten", path.display());
+            }
+            let (partial, file) = Partial::create(path)?;
+            let mut out = std::io::BufWriter::new(file);
+            export(args, format, query, for_plan, &mut out).await?;
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            partial.finish()
+        }
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            export(args, format, query, for_plan, &mut out).await
+        }
+    }
+}
+
+/// The export, written to `out` (flushed at its end).
+async fn export(
+    args: &ExportArgs,
+    format: ExportFormat,
+    query: SimListQuery,
+    for_plan: Option<ForPlan>,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
     let config = Config::from_env(&args.data.path(), None)?;
     let db = startup::open_store(&config).await?;
     let tenant = &args.tenant;
     if !admin::tenant_exists(&db, tenant).await.map_err(explain)? {
         bail!("no tenant {tenant}: create it with `simvault tenant create {tenant}`");
     }
-    let mut out: Box<dyn std::io::Write> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-                .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
     let services = open_services(&config, &db).await?;
     let mut export = services
         .inventory()
@@ -167,4 +197,64 @@ pub(super) async fn run(args: &ExportArgs) -> anyhow::Result<()> {
     db.close().await;
     eprintln!("{n} SIMs exported");
     Ok(())
+}
+
+/// The `--output` file while it is written: a new file beside it, readable by its owner only
+/// (`0600`: it holds the inventory), put in place by [`Partial::finish`] once the export is
+/// whole and removed otherwise, so that `FILE` is a whole export or is not there at all.
+struct Partial {
+    temp: PathBuf,
+    target: PathBuf,
+}
+
+impl Partial {
+    fn create(target: &std::path::Path) -> anyhow::Result<(Self, std::fs::File)> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let name = target
+            .file_name()
+            .with_context(|| format!("{} names no file", target.display()))?;
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".{}.partial", uuid::Uuid::new_v4().simple()));
+        let temp = target.with_file_name(temp_name);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .with_context(|| format!("creating a file beside {}", target.display()))?;
+        let partial = Partial {
+            temp,
+            target: target.to_owned(),
+        };
+        Ok((partial, file))
+    }
+
+    /// Puts the written file in place as `FILE`, which must still not exist: linked (then
+    /// the temporary name removed), since a rename would replace a `FILE` made while the
+    /// export ran; renamed only where the file system has no links and `FILE` is not there.
+    fn finish(self) -> anyhow::Result<()> {
+        let placed = match std::fs::hard_link(&self.temp, &self.target) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                if self.target.symlink_metadata().is_ok() {
+                    Err(std::io::ErrorKind::AlreadyExists.into())
+                } else {
+                    std::fs::rename(&self.temp, &self.target)
+                }
+            }
+            linked => linked,
+        };
+        placed.with_context(|| {
+            format!(
+                "putting the export in place as {} (it must not exist yet)",
+                self.target.display()
+            )
+        })
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.temp);
+    }
 }

@@ -140,32 +140,53 @@ async fn send_pages(
     }
 }
 
-/// The filters of an export as its record names them: `name=value` pairs (a repeatable
-/// filter's values joined with `,`), in a fixed order, or `none`.
+/// The filters of an export as its record names them: `name=value` pairs in the list's
+/// parameter order (a repeatable filter's values joined with `,`), or `none`. Each value is a
+/// JSON string, quotes and all, so that no value can pass for more of the record: `tags="x;
+/// count 0"` is one tag, and the record's own `; count N` is the one outside quotes.
 fn describe(q: &SimListQuery, for_plan: Option<ForPlan>) -> String {
-    let mut parts = Vec::new();
-    let mut list = |name: &str, values: Vec<&str>| {
-        if !values.is_empty() {
-            parts.push(format!("{name}={}", values.join(",")));
-        }
-    };
-    list("state", q.states.iter().map(|s| s.as_str()).collect());
-    list("sim_type", q.sim_type.iter().map(|t| t.as_str()).collect());
-    list(
-        "compatibility_zones",
-        q.compatibility_zones.iter().map(String::as_str).collect(),
-    );
-    list("tags", q.tags.iter().map(String::as_str).collect());
-    for (name, value) in [
-        ("group_id", &q.group_id),
-        ("vendor", &q.vendor),
-        ("iccid", &q.iccid),
-        ("search", &q.search),
-    ] {
-        list(name, value.iter().map(String::as_str).collect());
-    }
-    let plan = for_plan.map(|ForPlan(id)| id.to_string());
-    list("for_plan_id", plan.iter().map(String::as_str).collect());
+    let one = |v: &Option<String>| v.iter().cloned().collect::<Vec<_>>();
+    let filters: [(&str, Vec<String>); 13] = [
+        (
+            "state",
+            q.states.iter().map(|s| s.as_str().into()).collect(),
+        ),
+        (
+            "sim_type",
+            q.sim_type.iter().map(|t| t.as_str().into()).collect(),
+        ),
+        ("compatibility_zones", q.compatibility_zones.clone()),
+        ("tags", q.tags.clone()),
+        ("group_id", one(&q.group_id)),
+        ("vendor", one(&q.vendor)),
+        ("communication_plan", one(&q.carrier.communication_plan)),
+        ("rate_plan", one(&q.carrier.rate_plan)),
+        ("mno_integration_id", one(&q.carrier.mno_integration_id)),
+        (
+            "condition",
+            q.conditions.iter().map(|c| c.as_str().into()).collect(),
+        ),
+        ("iccid", one(&q.iccid)),
+        ("search", one(&q.search)),
+        (
+            "for_plan_id",
+            for_plan
+                .map(|ForPlan(id)| id.to_string())
+                .into_iter()
+                .collect(),
+        ),
+    ];
+    let parts: Vec<String> = filters
+        .into_iter()
+        .filter(|(_, values)| !values.is_empty())
+        .map(|(name, values)| {
+            let quoted: Vec<String> = values
+                .into_iter()
+                .map(|v| serde_json::Value::String(v).to_string())
+                .collect();
+            format!("{name}={}", quoted.join(","))
+        })
+        .collect();
     if parts.is_empty() {
         "none".into()
     } else {
@@ -176,6 +197,7 @@ fn describe(q: &SimListQuery, for_plan: Option<ForPlan>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::condition::Condition;
     use crate::domain::{SimState, SimType};
 
     #[test]
@@ -192,8 +214,44 @@ mod tests {
         let plan = ForPlan(uuid::Uuid::nil());
         assert_eq!(
             describe(&q, Some(plan)),
-            "state=active,suspended sim_type=esim tags=a,b vendor=GEMALTO search=4477 \
-             for_plan_id=00000000-0000-0000-0000-000000000000"
+            r#"state="active","suspended" sim_type="esim" tags="a","b" vendor="GEMALTO" "#
+                .to_owned()
+                + r#"search="4477" for_plan_id="00000000-0000-0000-0000-000000000000""#
+        );
+    }
+
+    #[test]
+    fn every_filter_is_named_the_carrier_fields_and_conditions_too() {
+        let q = SimListQuery {
+            carrier: crate::domain::sim::CarrierFields {
+                communication_plan: Some("CP1".into()),
+                rate_plan: Some("RP 2".into()),
+                mno_integration_id: Some("mno-9".into()),
+            },
+            conditions: vec![Condition::DataLimitExceeded, Condition::UnauthorizedImei],
+            group_id: Some("fleet".into()),
+            compatibility_zones: vec!["eu".into()],
+            iccid: Some("8944".into()),
+            ..SimListQuery::default()
+        };
+        assert_eq!(
+            describe(&q, None),
+            r#"compatibility_zones="eu" group_id="fleet" communication_plan="CP1" "#.to_owned()
+                + r#"rate_plan="RP 2" mno_integration_id="mno-9" "#
+                + r#"condition="data_limit_exceeded","unauthorized_imei" iccid="8944""#
+        );
+    }
+
+    #[test]
+    fn a_value_cannot_forge_more_of_the_record() {
+        let q = SimListQuery {
+            tags: vec!["x; count 0".into(), "y\",\"z".into()],
+            vendor: Some("v\" count 0".into()),
+            ..SimListQuery::default()
+        };
+        assert_eq!(
+            describe(&q, None),
+            r#"tags="x; count 0","y\",\"z" vendor="v\" count 0""#
         );
     }
 }

@@ -34,6 +34,17 @@ fn msisdn(n: u64) -> String {
 /// (`n` divisible by 3), of vendor GEMALTO (even) or IDEMIA (odd), an eSIM when `n` is
 /// divisible by 5, in `group` when `n` is divisible by 10, created in the order of `n`.
 async fn seed(app: &TestApp, tenant: &str, range: std::ops::Range<u64>, group: Option<&str>) {
+    seed_at(app, tenant, range, group, false).await;
+}
+
+/// [`seed`], every SIM created at one instant when `same_time`.
+async fn seed_at(
+    app: &TestApp,
+    tenant: &str,
+    range: std::ops::Range<u64>,
+    group: Option<&str>,
+    same_time: bool,
+) {
     let integrity = app.services.core.keyring.integrity().unwrap();
     let tenant = tenant_id(tenant);
     let start = SystemClock.now();
@@ -60,7 +71,11 @@ async fn seed(app: &TestApp, tenant: &str, range: std::ops::Range<u64>, group: O
                 }
                 new.tags = tags;
                 new.group_id = group.filter(|_| n % 10 == 0).map(str::to_owned);
-                let now = start + i64::try_from(n).unwrap();
+                let now = if same_time {
+                    start
+                } else {
+                    start + i64::try_from(n).unwrap()
+                };
                 let (mut sim, _) = simvault::service::sims::new_sim(&tenant, new, now);
                 sim.state = state_of(n);
                 sim
@@ -263,14 +278,74 @@ async fn the_whole_inventory_streams_without_secrets(store: Store) {
     let combined = seeded(&|n| n % 12 == 0);
     assert!(
         reasons.contains(
-            &format!("filters: state=active tags=three vendor=GEMALTO; count {combined}").as_str()
+            &format!(r#"filters: state="active" tags="three" vendor="GEMALTO"; count {combined}"#)
+                .as_str()
         ),
         "{reasons:?}"
     );
-    assert!(reasons.contains(&format!("filters: search={search}; count 1").as_str()));
+    assert!(reasons.contains(&format!(r#"filters: search="{search}"; count 1"#).as_str()));
     assert!(export_records(&app, "other").await.is_empty());
 }
 both_stores!(ten_thousand, the_whole_inventory_streams_without_secrets);
+
+/// `reason` with every JSON string in it blanked out: what a reader takes as the record's own
+/// words.
+fn outside_quotes(reason: &str) -> String {
+    let (mut out, mut quoted, mut escaped) = (String::new(), false, false);
+    for c in reason.chars() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') | (false, _, '"') => quoted = !quoted,
+            (true, false, _) => {}
+            (false, _, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// The record names every filter, the carrier fields and conditions included, and a value
+/// that reads like more of the record (`; count 0`) stays inside its quotes.
+async fn the_record_names_every_filter_unforgeably(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let forged = "flat; count 0";
+    let mut body = crate::helpers::sim_body(1);
+    body["rate_plan"] = json!(forged);
+    body["tags"] = json!([forged]);
+    prov.create_sim(body).await;
+    prov.create_sim(crate::helpers::sim_body(2)).await;
+    let op = app.jwt_client("acme", &[Role::Operator]);
+    let value = "flat%3B%20count%200";
+    assert_eq!(ndjson(&op, &format!("rate_plan={value}")).await.len(), 1);
+    let both = format!("rate_plan={value}&condition=data_limit_exceeded&tags={value}");
+    assert!(ndjson(&op, &both).await.is_empty());
+    let carrier = "communication_plan=IoT&mno_integration_id=m-1&condition=unauthorized_imei";
+    assert!(ndjson(&op, carrier).await.is_empty());
+    let reasons: Vec<String> = export_records(&app, "acme")
+        .await
+        .into_iter()
+        .map(|(_, r)| r["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            r#"filters: rate_plan="flat; count 0"; count 1"#,
+            r#"filters: tags="flat; count 0" rate_plan="flat; count 0" condition="data_limit_exceeded"; count 0"#,
+            r#"filters: communication_plan="IoT" mno_integration_id="m-1" condition="unauthorized_imei"; count 0"#,
+        ]
+    );
+    for reason in &reasons {
+        let words = outside_quotes(reason);
+        assert_eq!(words.matches("count").count(), 1, "{reason}: {words}");
+        assert_eq!(words.matches(';').count(), 1, "{reason}: {words}");
+    }
+}
+both_stores!(
+    export_record_filters,
+    the_record_names_every_filter_unforgeably
+);
 
 /// Values a spreadsheet would run are written as text in the SIM CSV and in the audit CSV.
 async fn formula_cells_are_defused(store: Store) {
@@ -455,6 +530,66 @@ async fn tenants_never_see_each_others_sims(store: Store) {
 }
 both_stores!(export_tenancy, tenants_never_see_each_others_sims);
 
+/// SIMs sharing one creation time are each exported exactly once, across page boundaries
+/// (pages of 500, 1,200 SIMs: the tie spans three pages, broken by id).
+async fn one_creation_time_each_sim_once(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    seed_at(&app, "acme", 0..1200, None, true).await;
+    let lines = ndjson(&app.jwt_client("acme", &[Role::Operator]), "").await;
+    assert_eq!(lines.len(), 1200);
+    let created: HashSet<&str> = lines
+        .iter()
+        .map(|l| l["created_at"].as_str().unwrap())
+        .collect();
+    assert_eq!(created.len(), 1, "one creation time");
+    let exported: HashSet<String> = lines
+        .iter()
+        .map(|l| l["iccid"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(exported, (0..1200).map(iccid).collect::<HashSet<_>>());
+}
+both_stores!(export_tie_break, one_creation_time_each_sim_once);
+
+/// `HEAD /v1/sims/export` is refused (`405`, `Allow: GET`) before anything happens: no export
+/// is recorded and no page is read (a tampered first row would be reported if one were).
+async fn head_exports_nothing(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    seed(&app, "acme", 0..3, None).await;
+    raw_sql!(&app.test_db.db, p => sqlx::query("UPDATE sims SET state = 'blocked' WHERE iccid = $1")
+        .bind(iccid(0))
+        .execute(p)
+        .await
+        .map(|_| ()))
+    .unwrap();
+    let op = app.jwt_client("acme", &[Role::Operator]);
+    let before = chain_records(&app.test_db.db, "acme").await.len();
+    let res = op
+        .request(reqwest::Method::HEAD, "/v1/sims/export?format=csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers().get("allow").unwrap(), "GET");
+    assert!(res.headers().get("x-simvault-export-count").is_none());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(chain_records(&app.test_db.db, "acme").await.len(), before);
+    assert!(export_records(&app, "acme").await.is_empty());
+    assert!(integrity_reports(&app).await.is_empty(), "no page was read");
+    // A GET reads the first page, and so reports the row.
+    let res = op
+        .request(reqwest::Method::GET, "/v1/sims/export")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.bytes().await.is_err(), "the body breaks off at the row");
+    assert_eq!(integrity_reports(&app).await.len(), 1);
+    assert_eq!(export_records(&app, "acme").await.len(), 1);
+}
+both_stores!(export_head, head_exports_nothing);
+
 /// Fail closed: when the export cannot be recorded, not one row is sent.
 async fn no_record_no_export(store: Store) {
     let app = TestApp::spawn(store).await;
@@ -468,8 +603,19 @@ async fn no_record_no_export(store: Store) {
 }
 both_stores!(export_fail_closed, no_record_no_export);
 
+/// The platform chain's integrity reports (`integrity.check`, `failed`).
+async fn integrity_reports(app: &TestApp) -> Vec<Value> {
+    chain_records(&app.test_db.db, "_platform")
+        .await
+        .into_iter()
+        .filter(|(action, outcome, _)| action == "integrity.check" && outcome == "failed")
+        .map(|(_, _, record)| record)
+        .collect()
+}
+
 /// A row that fails its integrity check ends the export there: the body breaks off (a client
-/// cannot take it for a whole export) and the row is not sent.
+/// cannot take it for a whole export) after the whole pages before it, the row is not sent,
+/// and the failure is reported.
 async fn a_tampered_row_ends_the_export(store: Store) {
     let app = TestApp::spawn(store).await;
     app.tenant("acme").await;
@@ -503,7 +649,14 @@ async fn a_tampered_row_ends_the_export(store: Store) {
     assert!(broke, "the body must not end as if complete");
     let text = String::from_utf8_lossy(&received);
     assert!(!text.contains(&tampered));
-    assert!(text.lines().count() < 700);
+    // The whole pages before the tampered row's (SIMs 0..500), and not one line more.
+    let lines = text.lines().count();
+    assert!(lines % 500 == 0 && lines < 700, "{lines} lines");
+    assert!(text.is_empty() || text.ends_with('\n'));
+    // The failed check is reported, naming the row and not its content.
+    let reports = integrity_reports(&app).await;
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(!reports[0].to_string().contains(&tampered));
 }
 both_stores!(export_tampered_row, a_tampered_row_ends_the_export);
 
@@ -562,13 +715,35 @@ async fn cli_export(store: Store) {
         assert!(r["subject"].as_str().unwrap().starts_with("cli:"));
         assert_eq!(r["auth_method"], "local");
     }
-    assert_eq!(records[0].1["reason"], "filters: state=active; count 10");
+    assert_eq!(
+        records[0].1["reason"],
+        r#"filters: state="active"; count 10"#
+    );
     assert_eq!(records[1].1["auth_method"], "jwt");
-    assert_eq!(records[2].1["reason"], "filters: tags=even; count 21");
+    assert_eq!(records[2].1["reason"], r#"filters: tags="even"; count 21"#);
 
     let out = app.cli(&["export", "--tenant", "acme", "--state", "gone"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("state must be one of"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--state must be one of"));
+    // A problem names the option, as it is typed.
+    let long = "r".repeat(256);
+    let out = app.cli(&[
+        "export",
+        "--tenant",
+        "acme",
+        "--rate-plan",
+        &long,
+        "--condition",
+        "x",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--rate-plan must be 1 to 255 characters"),
+        "{err}"
+    );
+    assert!(err.contains("--condition must be one of"), "{err}");
+    assert!(!err.contains("rate_plan"), "{err}");
     let out = app.cli(&[
         "export",
         "--tenant",
@@ -581,6 +756,78 @@ async fn cli_export(store: Store) {
     assert_eq!(export_records(&app, "acme").await.len(), 3);
 }
 both_stores!(export_cli, cli_export);
+
+/// The names in `dir`.
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `simvault export --output FILE` leaves a whole export readable by its owner only, or
+/// nothing at all: a failing export (a tampered row mid-way, an audit log that cannot be
+/// written) leaves neither FILE nor a partial file beside it.
+async fn cli_output_is_whole_or_absent(store: Store) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    seed(&app, "acme", 0..1200, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let file = dir.path().join(name);
+        let out = app.cli(&[
+            "export",
+            "--tenant",
+            "acme",
+            "--output",
+            file.to_str().unwrap(),
+        ]);
+        (file, out)
+    };
+    let (file, out) = run("whole.ndjson");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().lines().count(),
+        1200
+    );
+    assert_eq!(names_in(dir.path()), ["whole.ndjson"]);
+
+    raw_sql!(&app.test_db.db, p => sqlx::query("UPDATE sims SET state = 'blocked' WHERE iccid = $1")
+        .bind(iccid(700))
+        .execute(p)
+        .await
+        .map(|_| ()))
+    .unwrap();
+    let (file, out) = run("tampered.ndjson");
+    assert!(!out.status.success(), "a tampered row fails the export");
+    assert!(!file.exists());
+    assert_eq!(
+        names_in(dir.path()),
+        ["whole.ndjson"],
+        "no partial file left"
+    );
+
+    raw_sql!(&app.test_db.db, p => sqlx::query("DROP TABLE audit_events").execute(p).await.map(|_| ()))
+        .unwrap();
+    let (file, out) = run("unrecorded.ndjson");
+    assert!(!out.status.success(), "an unrecorded export fails");
+    assert!(!file.exists());
+    assert_eq!(
+        names_in(dir.path()),
+        ["whole.ndjson"],
+        "no partial file left"
+    );
+}
+both_stores!(export_cli_output, cli_output_is_whole_or_absent);
 
 const SUPPORT_EXPORT: &str = r#"
 // A deployment whose support staff may export the inventory.

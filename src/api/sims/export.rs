@@ -2,12 +2,12 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 
 use super::list::{FILTER_PARAMS, PAGING_PARAMS, parse_filters};
 use crate::api::AppState;
-use crate::api::error::ApiResult;
+use crate::api::error::{ApiError, ApiResult};
 use crate::api::extract::{Caller, QueryPairs};
 use crate::domain::ValidationErrors;
 use crate::domain::sim::SimListQuery;
@@ -71,10 +71,20 @@ fn parse_export_query(
         (status = 503, description = "The export could not be recorded: nothing was sent", body = crate::api::openapi::Problem),
     ))]
 pub(in crate::api) async fn export_sims(
+    method: Method,
     State(state): State<AppState>,
     Caller(principal): Caller,
     q: QueryPairs,
 ) -> ApiResult<Response> {
+    // The router answers HEAD with the GET handler; an export read only for its headers would
+    // still be recorded and its pages read, so HEAD is refused before anything happens.
+    if method == Method::HEAD {
+        let mut refused = ApiError::MethodNotAllowed.into_response();
+        refused
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+        return Ok(refused);
+    }
     let (query, for_plan, format) = parse_export_query(&q)?;
     let export = state
         .services
