@@ -498,6 +498,15 @@ async fn refusals_and_isolation(store: Store) {
     ] {
         assert!(sim[field].is_object(), "{field}");
     }
+    let params: Vec<&str> = doc["paths"]["/v1/sims/export"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for p in ["condition", "rate_plan", "communication_plan", "mno_integration_id"] {
+        assert!(params.contains(&p), "{p}: {params:?}");
+    }
     let patch = &doc["components"]["schemas"]["PatchSimBody"]["properties"];
     assert!(patch["data_limit"].is_object() && patch["rate_plan"].is_object());
 }

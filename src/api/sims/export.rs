@@ -59,6 +59,10 @@ fn parse_export_query(
         ("tags" = Option<Vec<String>>, Query, description = "repeatable; all of"),
         ("group_id" = Option<String>, Query, description = "the group's id, or its name"),
         ("vendor" = Option<String>, Query),
+        ("communication_plan" = Option<String>, Query, description = "exactly this communication plan"),
+        ("rate_plan" = Option<String>, Query, description = "exactly this rate plan"),
+        ("mno_integration_id" = Option<String>, Query, description = "exactly this MNO integration id"),
+        ("condition" = Option<Vec<String>>, Query, description = "repeatable; in any of: data_limit_exceeded, unauthorized_imei"),
         ("iccid" = Option<String>, Query, description = "substring of the ICCID"),
         ("search" = Option<String>, Query, description = "case-insensitive substring of id, ICCID, MSISDN, IMSI, IMEI or EID"),
         ("for_plan_id" = Option<uuid::Uuid>, Query, description = "SIMs in any of the plan's zones; wins over compatibility_zones"),
@@ -68,6 +72,7 @@ fn parse_export_query(
             headers(("X-Simvault-Export-Count" = u64, description = "SIMs matching when the export began"))),
         (status = 400, description = "Invalid parameters (paging and sorting included)", body = crate::api::openapi::Problem),
         (status = 403, description = "Not allowed to export", body = crate::api::openapi::Problem),
+        (status = 405, description = "Not GET (HEAD included: it would record an export)", body = crate::api::openapi::Problem),
         (status = 503, description = "The export could not be recorded: nothing was sent", body = crate::api::openapi::Problem),
     ))]
 pub(in crate::api) async fn export_sims(
