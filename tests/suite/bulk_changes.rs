@@ -563,6 +563,62 @@ both_stores!(
     cancel_keeps_what_is_done_and_stops_the_rest
 );
 
+/// A cancel landing after the last batch committed but before the task was finished finds
+/// nothing pending: the task completes as its worker would have completed it, not
+/// `cancelled` with nothing cancelled.
+async fn a_cancel_with_nothing_pending_completes_the_task(store: Store) {
+    let app = by_hand(store).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let ids = sims(&prov, 1..=2).await;
+    let a = operator
+        .post(
+            "/v1/sims/bulk/state",
+            &json!({"sim_ids": ids, "state": "active"}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    let task = record(&app, &id).await;
+    let worker = app.services.tasks();
+    let now = simvault::clock::Clock::now(&simvault::clock::SystemClock);
+    let held = tasks::claim_items(&app.test_db.db, &task.id, "w1", now, now + 60_000_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 2);
+    // The batch commits; the worker stops before finishing the task.
+    worker.work_leased(&task, held, "w1").await.unwrap();
+    assert_eq!(record(&app, &id).await.status, TaskStatus::Running);
+
+    let c = operator
+        .post(&format!("/v1/tasks/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(c.status, 200, "{:?}", c.body);
+    assert_eq!(c.body["status"], "completed", "{:?}", c.body);
+    assert_eq!(c.body["completed_items"], 2);
+    assert_eq!(c.body["cancelled_items"], 0);
+    assert_eq!(c.body["pending_items"], 0);
+    let events = simvault::store::outbox::events(&app.test_db.db, &tenant_id("acme"))
+        .await
+        .unwrap();
+    let ended: Vec<Value> = events
+        .iter()
+        .filter(|e| e.event_type == "task.completed")
+        .map(|e| serde_json::from_str(&e.payload).unwrap())
+        .collect();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["status"], "completed");
+    // Nothing is left for a worker, and the task stays completed.
+    assert!(!worker.run_bulk_batch("w2", LEASE).await.unwrap());
+    let after = operator.get(&format!("/v1/tasks/{id}")).await.body;
+    assert_eq!(after, c.body);
+}
+both_stores!(
+    a_cancel_with_nothing_pending_completes_the_task,
+    a_cancel_with_nothing_pending_completes_the_task
+);
+
 async fn cancelling_an_ended_task_changes_nothing(store: Store) {
     let app = TestApp::spawn(store).await;
     app.tenant("acme").await;

@@ -73,16 +73,23 @@ impl Tasks {
         }
         let now = self.core.clock.now();
         let mut tx = self.core.db.begin().await?;
-        let Some(cancelled) = tasks::cancel(&mut tx, &id, now).await? else {
-            // It ended meanwhile: nothing was changed.
-            drop(tx);
-            let row = self
-                .task_row(&principal.tenant, id)
-                .await?
-                .ok_or(ServiceError::NotFound)?;
-            return self
-                .ended_unchanged(principal, row, decision.policy_ids)
-                .await;
+        let cancelled = match tasks::cancel(&mut tx, &id, now).await? {
+            tasks::Cancelled::Items(n) => n,
+            ended => {
+                // Nothing was changed: it ended meanwhile, or its last batch had committed
+                // and it is finished as its worker would have finished it.
+                drop(tx);
+                if ended == tasks::Cancelled::NothingPending {
+                    self.finish_if_done(&id).await?;
+                }
+                let row = self
+                    .task_row(&principal.tenant, id)
+                    .await?
+                    .ok_or(ServiceError::NotFound)?;
+                return self
+                    .ended_unchanged(principal, row, decision.policy_ids)
+                    .await;
+            }
         };
         let task = tasks::get(&mut tx, &principal.tenant, &id)
             .await?
