@@ -1,4 +1,7 @@
-//! A tenant's tasks as a list, and cancelling one.
+//! A tenant's tasks as a list; cancelling one, or failing one that cannot be worked on; and
+//! what a batch of bulk changes reads and undoes item by item.
+
+use std::collections::HashMap;
 
 use super::{COLUMNS, TaskRow, pending_item, unfinished};
 use crate::domain::task::{ItemStatus, TaskKind, TaskRecord, TaskStatus};
@@ -177,4 +180,49 @@ async fn end_pending(
         .await
         .map(|r| r.rows_affected() == 1))?;
     Ok(changed.then_some(ended))
+}
+
+/// The ids of `tenant`'s live SIMs named by `iccids`, by ICCID, read inside `tx` without
+/// locking them (a bulk change locks its SIMs afterwards, in the order of their ids).
+pub async fn live_sim_ids(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    iccids: &[&str],
+) -> StoreResult<HashMap<String, String>> {
+    let mut found = HashMap::with_capacity(iccids.len());
+    for chunk in iccids.chunks(1000) {
+        let mut b = SqlBuilder::default();
+        b.push("SELECT iccid, id FROM sims WHERE tenant_id = ")
+            .bind_text(tenant.as_str())
+            .push(" AND deleted_at IS NULL AND iccid IN ")
+            .bind_texts(chunk.iter().copied());
+        let sql = sqlx::AssertSqlSafe(b.sql);
+        let rows: Vec<(String, String)> = on_tx!(tx, c => bind_all!(sqlx::query_as(sql), &b.binds)
+            .fetch_all(&mut *c)
+            .await)?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// A point inside `tx` that [`rollback_item`] returns to: what one item of a batch wrote is
+/// undone when the item fails, and the rest of the batch goes on.
+pub async fn begin_item(tx: &mut Tx) -> StoreResult<()> {
+    item_statement(tx, "SAVEPOINT batch_item").await
+}
+
+/// Keeps what the item begun by [`begin_item`] wrote.
+pub async fn keep_item(tx: &mut Tx) -> StoreResult<()> {
+    item_statement(tx, "RELEASE SAVEPOINT batch_item").await
+}
+
+/// Undoes what the item begun by [`begin_item`] wrote.
+pub async fn rollback_item(tx: &mut Tx) -> StoreResult<()> {
+    item_statement(tx, "ROLLBACK TO SAVEPOINT batch_item").await?;
+    keep_item(tx).await
+}
+
+async fn item_statement(tx: &mut Tx, sql: &'static str) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(sql).execute(&mut *c).await.map(|_| ()))?;
+    Ok(())
 }

@@ -1,7 +1,9 @@
 //! Durable background tasks and their leases; listing and cancelling them is in [`control`].
 
 mod control;
-pub use control::{Cancelled, TaskFilter, cancel, fail, list};
+pub use control::{
+    Cancelled, TaskFilter, begin_item, cancel, fail, keep_item, list, live_sim_ids, rollback_item,
+};
 
 use sqlx::types::Json;
 
