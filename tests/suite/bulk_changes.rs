@@ -940,9 +940,9 @@ crate::helpers::postgres_test!(
     }
 );
 
-/// A task whose change cannot be read (its stored parameters altered) fails once, with its
-/// pending items, never changing a SIM; it is not tried again batch after batch.
-async fn a_task_with_an_unreadable_change_fails_once(store: Store) {
+/// A task whose change or actor cannot be read (its stored parameters altered) fails once,
+/// with its pending items, never changing a SIM; it is not tried again batch after batch.
+async fn a_task_with_unreadable_params_fails_once(store: Store, unreadable: &str) {
     let app = by_hand(store).await;
     app.tenant("acme").await;
     let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
@@ -957,7 +957,12 @@ async fn a_task_with_an_unreadable_change_fails_once(store: Store) {
     assert_eq!(a.status, 202, "{:?}", a.body);
     let id = a.body["id"].as_str().unwrap().to_owned();
     let db = &app.test_db.db;
-    let params = json!({"actor": record(&app, &id).await.params["actor"], "state": "molten"});
+    let mut params = record(&app, &id).await.params;
+    if unreadable == "actor" {
+        params["actor"]["roles"] = json!(["root"]);
+    } else {
+        params["state"] = json!("molten");
+    }
     raw_sql!(db, p => sqlx::query("UPDATE tasks SET params = $1 WHERE id = $2")
         .bind(sqlx::types::Json(&params))
         .bind(&id)
@@ -994,7 +999,18 @@ async fn a_task_with_an_unreadable_change_fails_once(store: Store) {
     assert_eq!(ended.len(), 1, "{ended:?}");
     assert_eq!(ended[0]["status"], "failed");
 }
+async fn a_task_with_an_unreadable_change_fails_once(store: Store) {
+    a_task_with_unreadable_params_fails_once(store, "state").await;
+}
 both_stores!(
     a_task_with_an_unreadable_change_fails_once,
     a_task_with_an_unreadable_change_fails_once
+);
+
+async fn a_task_with_an_unreadable_actor_fails_once(store: Store) {
+    a_task_with_unreadable_params_fails_once(store, "actor").await;
+}
+both_stores!(
+    a_task_with_an_unreadable_actor_fails_once,
+    a_task_with_an_unreadable_actor_fails_once
 );
