@@ -240,7 +240,7 @@ impl Tasks {
                 None => outcomes.push(failed(item.seq, "no such SIM")),
             }
         }
-        targets.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+        targets.sort_by_cached_key(|(id, _)| id.to_string());
         let mut locked = Vec::with_capacity(targets.len());
         for (id, item) in targets {
             let found = self
