@@ -563,6 +563,62 @@ both_stores!(
     cancel_keeps_what_is_done_and_stops_the_rest
 );
 
+/// A cancel landing after the last batch committed but before the task was finished finds
+/// nothing pending: the task completes as its worker would have completed it, not
+/// `cancelled` with nothing cancelled.
+async fn a_cancel_with_nothing_pending_completes_the_task(store: Store) {
+    let app = by_hand(store).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let ids = sims(&prov, 1..=2).await;
+    let a = operator
+        .post(
+            "/v1/sims/bulk/state",
+            &json!({"sim_ids": ids, "state": "active"}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    let task = record(&app, &id).await;
+    let worker = app.services.tasks();
+    let now = simvault::clock::Clock::now(&simvault::clock::SystemClock);
+    let held = tasks::claim_items(&app.test_db.db, &task.id, "w1", now, now + 60_000_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 2);
+    // The batch commits; the worker stops before finishing the task.
+    worker.work_leased(&task, held, "w1").await.unwrap();
+    assert_eq!(record(&app, &id).await.status, TaskStatus::Running);
+
+    let c = operator
+        .post(&format!("/v1/tasks/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(c.status, 200, "{:?}", c.body);
+    assert_eq!(c.body["status"], "completed", "{:?}", c.body);
+    assert_eq!(c.body["completed_items"], 2);
+    assert_eq!(c.body["cancelled_items"], 0);
+    assert_eq!(c.body["pending_items"], 0);
+    let events = simvault::store::outbox::events(&app.test_db.db, &tenant_id("acme"))
+        .await
+        .unwrap();
+    let ended: Vec<Value> = events
+        .iter()
+        .filter(|e| e.event_type == "task.completed")
+        .map(|e| serde_json::from_str(&e.payload).unwrap())
+        .collect();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["status"], "completed");
+    // Nothing is left for a worker, and the task stays completed.
+    assert!(!worker.run_bulk_batch("w2", LEASE).await.unwrap());
+    let after = operator.get(&format!("/v1/tasks/{id}")).await.body;
+    assert_eq!(after, c.body);
+}
+both_stores!(
+    a_cancel_with_nothing_pending_completes_the_task,
+    a_cancel_with_nothing_pending_completes_the_task
+);
+
 async fn cancelling_an_ended_task_changes_nothing(store: Store) {
     let app = TestApp::spawn(store).await;
     app.tenant("acme").await;
@@ -807,3 +863,154 @@ async fn migration_0014_keeps_tasks_and_items(store: Store) {
     }
 }
 both_stores!(migration_0014, migration_0014_keeps_tasks_and_items);
+
+/// A batch locks every SIM it changes, in the order of the SIM id's text whatever the
+/// request's order, before it writes any record: while another transaction holds the SIM of
+/// the lowest id, the batch waits holding neither another SIM nor the tenant's chain (which
+/// a single change, locking its SIM and then the chain, would deadlock against).
+async fn a_batch_locks_its_sims_in_id_order_before_any_record() {
+    let app = by_hand(Store::Postgres).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let mut ids = sims(&prov, 1..=3).await;
+    ids.sort();
+    let lowest = ids[0].clone();
+    ids.reverse();
+    let a = operator
+        .post(
+            "/v1/sims/bulk/state",
+            &json!({"sim_ids": ids, "state": "active"}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    let task = record(&app, &id).await;
+
+    let db = &app.test_db.db;
+    let mut hold = db.begin().await.unwrap();
+    let simvault::store::Tx::Postgres(t) = &mut hold else {
+        unreachable!()
+    };
+    sqlx::query("SELECT id FROM sims WHERE id = $1 FOR UPDATE")
+        .bind(&lowest)
+        .execute(&mut **t)
+        .await
+        .unwrap();
+    let batch = {
+        let (worker, task) = (app.services.tasks().clone(), task.clone());
+        tokio::spawn(async move { worker.work_on(&task, "w1", LEASE).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!batch.is_finished(), "the batch must wait for the SIM");
+    // Neither the tenant's chain nor the other SIMs are held meanwhile.
+    let mut probe = db.begin().await.unwrap();
+    let simvault::store::Tx::Postgres(p) = &mut probe else {
+        unreachable!()
+    };
+    sqlx::query("SELECT seq FROM audit_heads WHERE tenant_id = $1 FOR UPDATE NOWAIT")
+        .bind(tenant_id("acme").as_str())
+        .execute(&mut **p)
+        .await
+        .expect("the chain is not held by the waiting batch");
+    sqlx::query("SELECT id FROM sims WHERE id = $1 OR id = $2 FOR UPDATE NOWAIT")
+        .bind(&ids[0])
+        .bind(&ids[1])
+        .execute(&mut **p)
+        .await
+        .expect("no SIM after the lowest is held by the waiting batch");
+    drop(probe);
+    hold.commit().await.unwrap();
+    assert!(batch.await.unwrap().unwrap());
+
+    let items = all_items(&operator, &id).await;
+    assert_eq!(statuses(&items), ["succeeded", "succeeded", "succeeded"]);
+    for (item, sim) in items.iter().zip(&ids) {
+        assert_eq!(item["sim_id"], sim.as_str(), "outcomes in request order");
+    }
+    let verify = app
+        .jwt_client("acme", &[Role::Auditor])
+        .get("/v1/audit/verify")
+        .await;
+    assert_eq!(verify.body["ok"], true, "{:?}", verify.body);
+}
+crate::helpers::postgres_test!(
+    async fn batch_lock_order() {
+        a_batch_locks_its_sims_in_id_order_before_any_record().await
+    }
+);
+
+/// A task whose change or actor cannot be read (its stored parameters altered) fails once,
+/// with its pending items, never changing a SIM; it is not tried again batch after batch.
+async fn a_task_with_unreadable_params_fails_once(store: Store, unreadable: &str) {
+    let app = by_hand(store).await;
+    app.tenant("acme").await;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let ids = sims(&prov, 1..=2).await;
+    let a = operator
+        .post(
+            "/v1/sims/bulk/state",
+            &json!({"sim_ids": ids, "state": "active"}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    let db = &app.test_db.db;
+    let mut params = record(&app, &id).await.params;
+    if unreadable == "actor" {
+        params["actor"]["roles"] = json!(["root"]);
+    } else {
+        params["state"] = json!("molten");
+    }
+    raw_sql!(db, p => sqlx::query("UPDATE tasks SET params = $1 WHERE id = $2")
+        .bind(sqlx::types::Json(&params))
+        .bind(&id)
+        .execute(p).await.map(|_| ()).unwrap());
+
+    let worker = app.services.tasks();
+    assert!(worker.run_bulk_batch("w1", LEASE).await.unwrap());
+    let task = operator.get(&format!("/v1/tasks/{id}")).await.body;
+    assert_eq!(task["status"], "failed", "{task:?}");
+    assert_eq!(task["failed_items"], 2);
+    assert_eq!(task["completed_items"], 0);
+    assert_eq!(task["pending_items"], 0);
+    let items = all_items(&operator, &id).await;
+    assert_eq!(statuses(&items), ["failed", "failed"]);
+    for sim in &ids {
+        let s = operator.get(&format!("/v1/sims/{sim}")).await.body;
+        assert_eq!(s["state"], "inventory", "{sim}");
+    }
+    // Nothing is left to retry.
+    assert!(!worker.run_bulk_batch("w2", LEASE).await.unwrap());
+    assert_eq!(
+        operator.get(&format!("/v1/tasks/{id}")).await.body,
+        task,
+        "failed once"
+    );
+    let events = simvault::store::outbox::events(db, &tenant_id("acme"))
+        .await
+        .unwrap();
+    let ended: Vec<Value> = events
+        .iter()
+        .filter(|e| e.event_type == "task.completed")
+        .map(|e| serde_json::from_str(&e.payload).unwrap())
+        .collect();
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["status"], "failed");
+}
+async fn a_task_with_an_unreadable_change_fails_once(store: Store) {
+    a_task_with_unreadable_params_fails_once(store, "state").await;
+}
+both_stores!(
+    a_task_with_an_unreadable_change_fails_once,
+    a_task_with_an_unreadable_change_fails_once
+);
+
+async fn a_task_with_an_unreadable_actor_fails_once(store: Store) {
+    a_task_with_unreadable_params_fails_once(store, "actor").await;
+}
+both_stores!(
+    a_task_with_an_unreadable_actor_fails_once,
+    a_task_with_an_unreadable_actor_fails_once
+);

@@ -10,12 +10,14 @@ use super::{Batch, Grant, Tasks, failed, pending_item, succeeded};
 use crate::domain::audit::AuditOutcome;
 use crate::domain::sim_patch::prefixed;
 use crate::domain::task::{TaskItem, TaskKind};
-use crate::domain::{Principal, Sim, SimKey, SimPatch, SimState, Task, TaskId, ValidationErrors};
+use crate::domain::{
+    Principal, Sim, SimId, SimKey, SimPatch, SimState, Task, TaskId, ValidationErrors,
+};
 use crate::policy::{Action, Context, Refusal};
 use crate::service::audit::Event;
 use crate::service::groups::References;
 use crate::service::{ServiceError, ServiceResult};
-use crate::store::tasks::Outcome;
+use crate::store::tasks::{self, Outcome};
 
 pub const STATE_TASK: TaskKind = TaskKind::BulkState;
 pub const PATCH_TASK: TaskKind = TaskKind::BulkPatch;
@@ -202,45 +204,84 @@ impl Tasks {
 
     /// Makes the change of a leased batch of a bulk change task on each SIM, in one
     /// transaction with the items' outcomes and records. Items cancelled meanwhile are not
-    /// held any more, and are left alone.
+    /// held any more, and are left alone. Every SIM of the batch is locked first, in the
+    /// order of its id's text (as a sync round and a group's change lock theirs), and only
+    /// then changed and recorded: holding the tenant's chain lock (taken by the first record)
+    /// while waiting for another SIM would deadlock against a single change, which locks its
+    /// SIM and then the chain. An item that fails (anything but the database failing) fails
+    /// alone, what it wrote undone; a task whose change cannot be read fails once.
     pub(super) async fn changes_batch(&self, batch: Batch<'_>) -> ServiceResult<()> {
-        let change = Change::of(batch.task.kind, &batch.task.params)?;
+        let change = match Change::of(batch.task.kind, &batch.task.params) {
+            Ok(change) => change,
+            Err(e) => {
+                tracing::error!(task_id = %batch.task.id, error = %crate::telemetry::Causes(&e), "unreadable bulk change");
+                return self
+                    .fail_task(batch.task, "the task's change could not be read")
+                    .await;
+            }
+        };
         let actor = &batch.actor;
         let now = self.core.clock.now();
         let mut tx = self.core.db.begin().await?;
         let held = batch.still_held(&mut tx).await?;
+        let held: Vec<&TaskItem> = batch
+            .items
+            .iter()
+            .filter(|i| held.contains(&i.seq))
+            .collect();
         let mut outcomes = Vec::new();
         let mut refused: Vec<(Sim, Refusal)> = Vec::new();
         let mut tampered = Vec::new();
         let context = Context::default();
-        for item in batch.items.iter().filter(|i| held.contains(&i.seq)) {
-            let key = item
-                .input
-                .as_deref()
-                .and_then(|b| std::str::from_utf8(b).ok())
-                .and_then(SimKey::parse);
-            let Some(key) = key else {
-                outcomes.push(failed(item.seq, "no such SIM"));
-                continue;
-            };
+        let mut targets = Vec::with_capacity(held.len());
+        for (item, id) in self.resolve(&mut tx, actor, &held).await? {
+            match id {
+                Some(id) => targets.push((id, item)),
+                None => outcomes.push(failed(item.seq, "no such SIM")),
+            }
+        }
+        targets.sort_by_cached_key(|(id, _)| id.to_string());
+        let mut locked = Vec::with_capacity(targets.len());
+        for (id, item) in targets {
             let found = self
                 .core
-                .lock_in(&mut tx, actor, &key, (change.action(), &context))
+                .lock_in(&mut tx, actor, &SimKey::Id(id), (change.action(), &context))
                 .await;
-            let (mut sim, decision) = match found {
-                Ok(Some(found)) => found,
-                Ok(None) => {
-                    outcomes.push(failed(item.seq, "no such SIM"));
-                    continue;
+            match found {
+                Ok(Some(found)) => locked.push((item, found)),
+                Ok(None) => outcomes.push(failed(item.seq, "no such SIM")),
+                Err(e) => {
+                    let error = item_failure(e, &mut tampered)?;
+                    outcomes.push(failed(item.seq, &error));
                 }
-                // This item only: the rest of the batch goes on.
-                Err(ServiceError::Integrity(f)) => {
-                    outcomes.push(failed(item.seq, "the SIM failed its integrity check"));
-                    tampered.push(f);
-                    continue;
+            }
+        }
+        let mut changed = std::collections::HashSet::new();
+        for (item, (mut sim, mut decision)) in locked {
+            if !changed.insert(sim.id) {
+                // Named twice (by id and by ICCID): read again as the first item left it.
+                match self
+                    .core
+                    .lock_in(
+                        &mut tx,
+                        actor,
+                        &SimKey::Id(sim.id),
+                        (change.action(), &context),
+                    )
+                    .await
+                {
+                    Ok(Some(again)) => (sim, decision) = again,
+                    Ok(None) => {
+                        outcomes.push(failed(item.seq, "no such SIM"));
+                        continue;
+                    }
+                    Err(e) => {
+                        let error = item_failure(e, &mut tampered)?;
+                        outcomes.push(failed(item.seq, &error));
+                        continue;
+                    }
                 }
-                Err(e) => return Err(e),
-            };
+            }
             let sim_id = sim.id.to_string();
             let on_sim = |error: &str| Outcome {
                 sim_id: Some(sim_id.clone()),
@@ -254,32 +295,26 @@ impl Tasks {
                     continue;
                 }
             };
-            let done = match &change {
-                Change::State { to, reason } => self
-                    .core
-                    .change_locked_state(&mut tx, actor, &mut sim, (*to, reason.as_deref()), decision)
-                    .await
-                    .map(|previous| json!({"state": to.as_str(), "previous_state": previous.as_str()})),
-                Change::Patch(patch) => self
-                    .core
-                    .patch_locked(&mut tx, actor, &mut sim, patch, decision)
-                    .await
-                    .map(|()| json!({})),
-            };
+            tasks::begin_item(&mut tx).await?;
+            let done = self
+                .change_one(&mut tx, actor, &mut sim, &change, decision)
+                .await;
             let outcome = match done {
                 Ok(mut result) => {
+                    tasks::keep_item(&mut tx).await?;
                     result["sim_id"] = sim_id.clone().into();
                     result["iccid"] = sim.iccid.as_str().into();
                     succeeded(item.seq, Some(sim_id.clone()), &result)
                 }
-                Err(ServiceError::InvalidTransition { from, to }) => {
-                    on_sim(&format!("invalid state transition from {from} to {to}"))
+                Err(e) => {
+                    let error = item_failure(e, &mut tampered)?;
+                    tasks::rollback_item(&mut tx).await?;
+                    on_sim(&error)
                 }
-                Err(ServiceError::Validation(v)) => on_sim(&problems(&v)),
-                Err(e) => return Err(e),
             };
             outcomes.push(outcome);
         }
+        outcomes.sort_by_key(|o| o.seq);
         let records = refused
             .iter()
             .map(|(sim, refusal)| Event {
@@ -299,6 +334,106 @@ impl Tasks {
         }
         Ok(())
     }
+
+    /// The SIM id each of `items` names in the actor's tenant, read without locking it;
+    /// `None` for an item that names none (no such SIM, or no SIM key at all).
+    async fn resolve<'i>(
+        &self,
+        tx: &mut crate::store::Tx,
+        actor: &Principal,
+        items: &[&'i TaskItem],
+    ) -> ServiceResult<Vec<(&'i TaskItem, Option<SimId>)>> {
+        let keys: Vec<Option<SimKey>> = items
+            .iter()
+            .map(|item| {
+                item.input
+                    .as_deref()
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .and_then(SimKey::parse)
+            })
+            .collect();
+        let iccids: Vec<&str> = keys
+            .iter()
+            .filter_map(|key| match key {
+                Some(SimKey::Iccid(iccid)) => Some(iccid.as_str()),
+                _ => None,
+            })
+            .collect();
+        let by_iccid = if iccids.is_empty() {
+            Default::default()
+        } else {
+            tasks::live_sim_ids(tx, &actor.tenant, &iccids).await?
+        };
+        Ok(items
+            .iter()
+            .zip(&keys)
+            .map(|(item, key)| {
+                let id = match key {
+                    Some(SimKey::Id(id)) => Some(*id),
+                    Some(SimKey::Iccid(iccid)) => {
+                        by_iccid.get(iccid).and_then(|id| SimId::parse(id).ok())
+                    }
+                    None => None,
+                };
+                (*item, id)
+            })
+            .collect())
+    }
+
+    /// The change on one SIM, locked and allowed, through the single change's own path:
+    /// what the item's owner reads of it.
+    async fn change_one(
+        &self,
+        tx: &mut crate::store::Tx,
+        actor: &Principal,
+        sim: &mut Sim,
+        change: &Change,
+        decision: crate::policy::Decision,
+    ) -> ServiceResult<Value> {
+        match change {
+            Change::State { to, reason } => self
+                .core
+                .change_locked_state(tx, actor, sim, (*to, reason.as_deref()), decision)
+                .await
+                .map(|previous| json!({"state": to.as_str(), "previous_state": previous.as_str()})),
+            Change::Patch(patch) => self
+                .core
+                .patch_locked(tx, actor, sim, patch, decision)
+                .await
+                .map(|()| json!({})),
+        }
+    }
+}
+
+/// An item's error as its outcome's: it fails that item alone (an integrity failure kept in
+/// `tampered`, to be reported once the batch commits), unless the database failed, which
+/// fails the batch (tried again).
+fn item_failure(
+    e: ServiceError,
+    tampered: &mut Vec<crate::vault::IntegrityFailure>,
+) -> ServiceResult<String> {
+    Ok(match e {
+        ServiceError::Unavailable(_) => return Err(e),
+        ServiceError::Internal {
+            source: Some(ref source),
+            ..
+        } if source.is::<crate::store::StoreError>() => return Err(e),
+        ServiceError::Integrity(f) => {
+            tampered.push(f);
+            "the SIM failed its integrity check".into()
+        }
+        ServiceError::InvalidTransition { from, to } => {
+            format!("invalid state transition from {from} to {to}")
+        }
+        ServiceError::Validation(v) => problems(&v),
+        ServiceError::NotFound => "no such SIM".into(),
+        ServiceError::Forbidden => "not allowed".into(),
+        ServiceError::Conflict(why) => format!("conflict: {why}"),
+        other => {
+            tracing::warn!(error = %crate::telemetry::Causes(&other), "a bulk change item failed");
+            "the change could not be made".into()
+        }
+    })
 }
 
 /// The action a task of `kind` was queued under, and its completion is recorded as.
@@ -323,4 +458,33 @@ fn problems(errors: &ValidationErrors) -> String {
         })
         .collect();
     parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn an_item_s_error_fails_it_alone_unless_the_database_failed() {
+        let mut tampered = Vec::new();
+        for e in [
+            ServiceError::NotFound,
+            ServiceError::Forbidden,
+            ServiceError::Conflict("taken".into()),
+            ServiceError::internal("policy set unavailable"),
+            ServiceError::internal_because("a vault operation failed", std::fmt::Error),
+        ] {
+            assert!(item_failure(e, &mut tampered).is_ok());
+        }
+        let failed = item_failure(ServiceError::NotFound, &mut tampered).unwrap();
+        assert_eq!(failed, "no such SIM");
+        for e in [
+            ServiceError::from(StoreError::Database(sqlx::Error::PoolTimedOut)),
+            ServiceError::from(StoreError::Database(sqlx::Error::RowNotFound)),
+        ] {
+            assert!(item_failure(e, &mut tampered).is_err());
+        }
+        assert!(tampered.is_empty());
+    }
 }

@@ -354,10 +354,20 @@ impl Tasks {
         items: Vec<TaskItem>,
         owner: &str,
     ) -> ServiceResult<()> {
+        let batch = match batch(task, items, owner) {
+            Ok(batch) => batch,
+            Err(e) => {
+                // Whose records its items would be is unknown: none runs, and once is enough.
+                tracing::error!(task_id = %task.id, error = %crate::telemetry::Causes(&e), "a task without a valid actor");
+                return self
+                    .fail_task(task, "the task's actor could not be read")
+                    .await;
+            }
+        };
         match task.kind {
-            IMPORT_TASK => self.import_batch(batch(task, items, owner)?).await,
-            LINKS_TASK => self.links_batch(batch(task, items, owner)?).await,
-            STATE_TASK | PATCH_TASK => self.changes_batch(batch(task, items, owner)?).await,
+            IMPORT_TASK => self.import_batch(batch).await,
+            LINKS_TASK => self.links_batch(batch).await,
+            STATE_TASK | PATCH_TASK => self.changes_batch(batch).await,
             other => Err(ServiceError::internal(format!(
                 "unknown bulk task type {other}"
             ))),

@@ -1,4 +1,7 @@
-//! A tenant's tasks as a list, and cancelling one.
+//! A tenant's tasks as a list; cancelling one, or failing one that cannot be worked on; and
+//! what a batch of bulk changes reads and undoes item by item.
+
+use std::collections::HashMap;
 
 use super::{COLUMNS, TaskRow, pending_item, unfinished};
 use crate::domain::task::{ItemStatus, TaskKind, TaskRecord, TaskStatus};
@@ -52,38 +55,174 @@ pub async fn list(
     Ok((tasks, total))
 }
 
+/// Locks `task_id`'s pending items in the order of their `seq` (PostgreSQL; SQLite has one
+/// writer), the order a worker's batch locks them in ([`super::still_held`]), so that ending
+/// them cannot deadlock against a batch. Items a worker holds in a transaction not yet
+/// committed are waited for, and once that commits they are done and not among them.
+/// Returns how many are pending.
+async fn lock_pending(tx: &mut Tx, task_id: &TaskId) -> StoreResult<i64> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT seq FROM task_items WHERE task_id = $1 AND status = {} ORDER BY seq{}",
+        pending_item(),
+        tx.row_lock()
+    ));
+    let seqs: Vec<i64> = on_tx!(tx, c => sqlx::query_scalar(sql)
+        .bind(task_id.to_string())
+        .fetch_all(&mut *c)
+        .await)?;
+    Ok(i64::try_from(seqs.len()).unwrap_or(i64::MAX))
+}
+
+/// How [`cancel`] left a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// It had ended already: nothing changed.
+    Ended,
+    /// Every item was done (its last batch committed, the task not yet finished): nothing
+    /// changed, the task is to be finished as its worker would.
+    NothingPending,
+    /// This many pending items were cancelled, and the task with them.
+    Items(i64),
+}
+
 /// Cancels unfinished task `id` inside `tx`: its pending items become `cancelled` (their
 /// input, sealed secrets of an import, cleared), the task `cancelled` with their count, its
 /// own key destroyed and its lease released. Items a worker holds in a transaction not yet
-/// committed are waited for (PostgreSQL row locks; SQLite has one writer), and once that
-/// commits they are done and stay so. Returns the number of items cancelled, or `None` when the
-/// task had ended already (nothing changed).
-pub async fn cancel(tx: &mut Tx, id: &TaskId, now: i64) -> StoreResult<Option<i64>> {
+/// committed are waited for ([`lock_pending`]).
+pub async fn cancel(tx: &mut Tx, id: &TaskId, now: i64) -> StoreResult<Cancelled> {
+    if lock_pending(tx, id).await? == 0 {
+        return Ok(if is_unfinished(tx, id).await? {
+            Cancelled::NothingPending
+        } else {
+            Cancelled::Ended
+        });
+    }
+    let ended = end_pending(
+        tx,
+        id,
+        (ItemStatus::Cancelled, TaskStatus::Cancelled),
+        None,
+        now,
+    )
+    .await?;
+    Ok(ended.map_or(Cancelled::Ended, Cancelled::Items))
+}
+
+/// Fails unfinished task `id` inside `tx` for `error` (it cannot be worked on): its pending
+/// items fail with it, its own key is destroyed and its lease released. Returns the number
+/// of items failed, or `None` when the task had ended already (nothing changed).
+pub async fn fail(tx: &mut Tx, id: &TaskId, error: &str, now: i64) -> StoreResult<Option<i64>> {
+    lock_pending(tx, id).await?;
+    end_pending(
+        tx,
+        id,
+        (ItemStatus::Failed, TaskStatus::Failed),
+        Some(error),
+        now,
+    )
+    .await
+}
+
+async fn is_unfinished(tx: &mut Tx, id: &TaskId) -> StoreResult<bool> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM tasks WHERE id = $1 AND status IN {}",
+        unfinished()
+    ));
+    let n: i64 = on_tx!(tx, c => sqlx::query_scalar(sql)
+        .bind(id.to_string())
+        .fetch_one(&mut *c)
+        .await)?;
+    Ok(n > 0)
+}
+
+/// Ends task `id`'s pending items (locked by the caller) as `item`, counted as the task's
+/// cancelled or failed items, and the task as `task` with `error`: inputs cleared, leases
+/// released, the task's key destroyed. `None` when the task had ended already.
+async fn end_pending(
+    tx: &mut Tx,
+    id: &TaskId,
+    (item, task): (ItemStatus, TaskStatus),
+    error: Option<&str>,
+    now: i64,
+) -> StoreResult<Option<i64>> {
     // Items first, then the task: the order in which a worker's batch locks them.
     let items = sqlx::AssertSqlSafe(format!(
-        "UPDATE task_items SET status = {}, input = NULL, lease_owner = NULL, lease_until = NULL \
-         WHERE task_id = $1 AND status = {}",
-        sql_text(ItemStatus::Cancelled.as_str()),
+        "UPDATE task_items SET status = {}, error = $1, input = NULL, lease_owner = NULL, \
+         lease_until = NULL WHERE task_id = $2 AND status = {}",
+        sql_text(item.as_str()),
         pending_item()
     ));
-    let cancelled = on_tx!(tx, c => sqlx::query(items)
+    let ended = on_tx!(tx, c => sqlx::query(items)
+        .bind(error)
         .bind(id.to_string())
         .execute(&mut *c)
         .await
         .map(|r| r.rows_affected()))?;
-    let cancelled = i64::try_from(cancelled).unwrap_or(i64::MAX);
-    let task = sqlx::AssertSqlSafe(format!(
-        "UPDATE tasks SET status = {}, cancelled_items = cancelled_items + $1, wrapped_key = NULL, \
-         lease_owner = NULL, lease_until = NULL, updated_at = $2 WHERE id = $3 AND status IN {}",
-        sql_text(TaskStatus::Cancelled.as_str()),
+    let ended = i64::try_from(ended).unwrap_or(i64::MAX);
+    let counted = if item == ItemStatus::Cancelled {
+        "cancelled_items"
+    } else {
+        "failed_items"
+    };
+    let sql = sqlx::AssertSqlSafe(format!(
+        "UPDATE tasks SET status = {}, {counted} = {counted} + $1, error = COALESCE($2, error), \
+         wrapped_key = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $3 \
+         WHERE id = $4 AND status IN {}",
+        sql_text(task.as_str()),
         unfinished()
     ));
-    let ended = on_tx!(tx, c => sqlx::query(task)
-        .bind(cancelled)
+    let changed = on_tx!(tx, c => sqlx::query(sql)
+        .bind(ended)
+        .bind(error)
         .bind(now)
         .bind(id.to_string())
         .execute(&mut *c)
         .await
         .map(|r| r.rows_affected() == 1))?;
-    Ok(ended.then_some(cancelled))
+    Ok(changed.then_some(ended))
+}
+
+/// The ids of `tenant`'s live SIMs named by `iccids`, by ICCID, read inside `tx` without
+/// locking them (a bulk change locks its SIMs afterwards, in the order of their ids).
+pub async fn live_sim_ids(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    iccids: &[&str],
+) -> StoreResult<HashMap<String, String>> {
+    let mut found = HashMap::with_capacity(iccids.len());
+    for chunk in iccids.chunks(1000) {
+        let mut b = SqlBuilder::default();
+        b.push("SELECT iccid, id FROM sims WHERE tenant_id = ")
+            .bind_text(tenant.as_str())
+            .push(" AND deleted_at IS NULL AND iccid IN ")
+            .bind_texts(chunk.iter().copied());
+        let sql = sqlx::AssertSqlSafe(b.sql);
+        let rows: Vec<(String, String)> = on_tx!(tx, c => bind_all!(sqlx::query_as(sql), &b.binds)
+            .fetch_all(&mut *c)
+            .await)?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// A point inside `tx` that [`rollback_item`] returns to: what one item of a batch wrote is
+/// undone when the item fails, and the rest of the batch goes on.
+pub async fn begin_item(tx: &mut Tx) -> StoreResult<()> {
+    item_statement(tx, "SAVEPOINT batch_item").await
+}
+
+/// Keeps what the item begun by [`begin_item`] wrote.
+pub async fn keep_item(tx: &mut Tx) -> StoreResult<()> {
+    item_statement(tx, "RELEASE SAVEPOINT batch_item").await
+}
+
+/// Undoes what the item begun by [`begin_item`] wrote.
+pub async fn rollback_item(tx: &mut Tx) -> StoreResult<()> {
+    item_statement(tx, "ROLLBACK TO SAVEPOINT batch_item").await?;
+    keep_item(tx).await
+}
+
+async fn item_statement(tx: &mut Tx, sql: &'static str) -> StoreResult<()> {
+    on_tx!(tx, c => sqlx::query(sql).execute(&mut *c).await.map(|_| ()))?;
+    Ok(())
 }

@@ -1,7 +1,9 @@
 //! Durable background tasks and their leases; listing and cancelling them is in [`control`].
 
 mod control;
-pub use control::{TaskFilter, cancel, list};
+pub use control::{
+    Cancelled, TaskFilter, begin_item, cancel, fail, keep_item, list, live_sim_ids, rollback_item,
+};
 
 use sqlx::types::Json;
 
@@ -366,9 +368,10 @@ pub async fn claim_items(
     rows.into_iter().map(TaskItem::try_from).collect()
 }
 
-/// Inside the transaction that records their outcome: which of `seqs` `owner` still holds
-/// (pending, leased to it), locking them (PostgreSQL) until the transaction ends. Items whose
-/// lease ran out and went to another worker are not among them.
+/// Inside the transaction that records their outcome: which of `items` (in `seq` order)
+/// `owner` still holds (pending, leased to it), locking them (PostgreSQL) in `seq` order, as
+/// a cancel does, until the transaction ends. Items whose lease ran out and went to another
+/// worker are not among them.
 pub async fn still_held(
     tx: &mut Tx,
     task_id: &TaskId,
@@ -382,7 +385,7 @@ pub async fn still_held(
         // The seqs are integers we formatted ourselves: no injection.
         let sql = sqlx::AssertSqlSafe(format!(
             "SELECT seq FROM task_items WHERE task_id = $1 AND lease_owner = $2 \
-             AND status = {} AND seq IN ({}){lock}",
+             AND status = {} AND seq IN ({}) ORDER BY seq{lock}",
             pending_item(),
             list.join(", ")
         ));
