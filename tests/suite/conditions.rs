@@ -504,7 +504,12 @@ async fn refusals_and_isolation(store: Store) {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    for p in ["condition", "rate_plan", "communication_plan", "mno_integration_id"] {
+    for p in [
+        "condition",
+        "rate_plan",
+        "communication_plan",
+        "mno_integration_id",
+    ] {
         assert!(params.contains(&p), "{p}: {params:?}");
     }
     let patch = &doc["components"]["schemas"]["PatchSimBody"]["properties"];
