@@ -30,6 +30,13 @@ impl DataAmount {
         Ok(d)
     }
 
+    /// An amount as stored (its JSON text), checked as [`DataAmount::parse`] checks one.
+    pub fn parse_text(text: &str) -> Option<Self> {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| DataAmount::parse(&v).ok())
+    }
+
     /// In megabytes, the one unit lists sort by.
     pub fn megabytes(self) -> f64 {
         match self.unit {

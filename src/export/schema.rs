@@ -39,3 +39,37 @@ pub struct DataAmount {
     pub amount: f64,
     pub unit: DataUnit,
 }
+
+/// The SIM list's filters as query parameters, described once for `GET /v1/sims` and
+/// `GET /v1/sims/export` (the domain's `sim_filters` reads them).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // never built: it only describes the parameters
+pub struct SimFilterParams {
+    /// repeatable; any of
+    #[param(value_type = Option<Vec<SimState>>)]
+    state: Option<Vec<String>>,
+    #[param(value_type = Option<SimType>)]
+    sim_type: Option<String>,
+    /// repeatable; any of
+    compatibility_zones: Option<Vec<String>>,
+    /// repeatable; all of
+    tags: Option<Vec<String>>,
+    /// the group's id, or its name
+    group_id: Option<String>,
+    vendor: Option<String>,
+    /// exactly this communication plan
+    communication_plan: Option<String>,
+    /// exactly this rate plan
+    rate_plan: Option<String>,
+    /// exactly this MNO integration id
+    mno_integration_id: Option<String>,
+    /// repeatable; in any of: data_limit_exceeded, unauthorized_imei
+    condition: Option<Vec<String>>,
+    /// substring of the ICCID
+    iccid: Option<String>,
+    /// case-insensitive substring of id, ICCID, MSISDN, IMSI, IMEI or EID
+    search: Option<String>,
+    /// SIMs in any of the plan's zones; wins over compatibility_zones
+    for_plan_id: Option<uuid::Uuid>,
+}

@@ -48,10 +48,7 @@ impl TryFrom<GroupRow> for Group {
 /// A group's stored data limit, checked as a request's would be.
 fn stored_limit(text: Option<String>) -> StoreResult<Option<DataAmount>> {
     text.map(|t| {
-        serde_json::from_str::<serde_json::Value>(&t)
-            .ok()
-            .and_then(|v| DataAmount::parse(&v).ok())
-            .ok_or_else(|| StoreError::Corrupt("groups.data_limit".into()))
+        DataAmount::parse_text(&t).ok_or_else(|| StoreError::Corrupt("groups.data_limit".into()))
     })
     .transpose()
 }

@@ -341,6 +341,18 @@ async fn an_imei_lock_holds_sims_to_their_device(store: Store) {
 }
 both_stores!(imei_lock, an_imei_lock_holds_sims_to_their_device);
 
+/// Waits (20 s at most) until the background sync has left SIM `n` in conditions `want`.
+async fn synced_into(api: &Api, n: u64, want: Value) {
+    let start = std::time::Instant::now();
+    while conditions(api, n).await != want {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the sync never judged SIM {n} into {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The background sync judges conditions too, and records what was entered as its own actor.
 async fn the_sync_judges_them(store: Store) {
     let (fake, url) = upstream().await;
@@ -358,14 +370,7 @@ async fn the_sync_judges_them(store: Store) {
         .await;
     assert_eq!(p.status, 200, "{:?}", p.body);
     report(&fake, 1, usage(3.0));
-    let start = std::time::Instant::now();
-    while conditions(&operator, 1).await != json!(["data_limit_exceeded"]) {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the sync never judged the SIM"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    synced_into(&operator, 1, json!(["data_limit_exceeded"])).await;
     let recs = entered_records(&app).await;
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0].1, "system:sync");
@@ -387,22 +392,9 @@ async fn the_sync_judges_them(store: Store) {
     report(&fake, 2, json!({"imei": "356938035643809"}));
     prov.create_sim(json!({"iccid": iccid(2), "group_id": locked, "device_id": van}))
         .await;
-    let wait_for = |want: Value| {
-        let operator = operator.clone();
-        async move {
-            let start = std::time::Instant::now();
-            while conditions(&operator, 2).await != want {
-                assert!(
-                    start.elapsed() < Duration::from_secs(20),
-                    "the sync never judged the SIM {want}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
-    wait_for(json!(["unauthorized_imei"])).await;
+    synced_into(&operator, 2, json!(["unauthorized_imei"])).await;
     report(&fake, 2, json!({"imei": "490154203237518"}));
-    wait_for(json!([])).await;
+    synced_into(&operator, 2, json!([])).await;
     let recs = entered_records(&app).await;
     assert_eq!(recs.len(), 2, "{recs:?}");
     assert_eq!(recs[1].1, "system:sync");

@@ -188,13 +188,8 @@ impl SimRow {
 
 /// A stored amount, checked as a request's or an upstream answer's would be.
 fn usage(text: Option<&str>, what: &str) -> StoreResult<Option<DataAmount>> {
-    text.map(|t| {
-        serde_json::from_str::<serde_json::Value>(t)
-            .ok()
-            .and_then(|v| DataAmount::parse(&v).ok())
-            .ok_or_else(|| corrupt(what))
-    })
-    .transpose()
+    text.map(|t| DataAmount::parse_text(t).ok_or_else(|| corrupt(what)))
+        .transpose()
 }
 
 pub(super) fn usage_text(d: Option<DataAmount>) -> Option<String> {
