@@ -134,7 +134,7 @@ async fn rotate(
         (status = 200, description = "The task", body = TaskView),
         (status = 404, description = "No such task in your tenant", body = super::openapi::Problem),
     ))]
-async fn get_task(
+pub(crate) async fn get_task(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(id): Path<String>,

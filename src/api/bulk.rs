@@ -298,7 +298,7 @@ impl<'de> serde::de::Visitor<'de> for Rows<'_, '_> {
         (status = 403, description = "Not allowed (the body is not read)", body = super::openapi::Problem),
         (status = 429, description = "Too many large bodies from this caller at once", body = super::openapi::Problem),
     ))]
-async fn provision_links(
+pub(crate) async fn provision_links(
     State(state): State<AppState>,
     Caller(principal): Caller,
     req: Request,
@@ -420,7 +420,7 @@ fn parse_provision(body: &ProvisionLinksBody) -> Result<ProvisionLinks, Validati
         (status = 200, description = "One page of items", body = super::PageView<ItemView>),
         (status = 404, description = "No such task in your tenant", body = super::openapi::Problem),
     ))]
-async fn task_items(
+pub(crate) async fn task_items(
     State(state): State<AppState>,
     Caller(principal): Caller,
     Path(id): Path<String>,

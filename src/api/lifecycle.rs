@@ -192,7 +192,7 @@ pub struct EsimView {
         (status = 403, description = "Not allowed", body = super::openapi::Problem),
         (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
     ))]
-async fn esim_view(
+pub(crate) async fn esim_view(
     State(state): State<AppState>,
     Caller(principal): Caller,
     SimRef(key): SimRef,

@@ -17,6 +17,7 @@ pub mod openapi;
 mod ops;
 pub mod pins;
 pub mod plans;
+pub mod profiles;
 pub mod secrets;
 pub mod sims;
 pub mod tasks;
@@ -102,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tasks::router())
         .merge(webhooks::router())
         .merge(ops::router())
+        .merge(profiles::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
@@ -170,7 +172,7 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
-    if path.starts_with("/v1/") {
+    if path.starts_with("/v1/") || profiles::PREFIXES.iter().any(|p| path.starts_with(p)) {
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

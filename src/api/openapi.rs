@@ -104,3 +104,12 @@ impl Modify for Security {
     security(("mtls" = []), ("bearer" = [])),
 )]
 pub struct ApiDoc;
+
+/// The whole document: the native API and every profile.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for profile in super::profiles::documents() {
+        doc.merge(profile);
+    }
+    doc
+}

@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use utoipa::OpenApi;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
@@ -73,5 +72,5 @@ async fn metrics(
 }
 
 async fn openapi() -> impl IntoResponse {
-    axum::Json(super::openapi::ApiDoc::openapi())
+    axum::Json(super::openapi::document())
 }

@@ -69,9 +69,24 @@ pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
     i64::try_from(dt.unix_timestamp_nanos() / 1000).ok()
 }
 
+/// Parses an enumerated word given in any case (`ACTIVE`, `Active`, `active`): clients and the
+/// API profiles send them so. Stored values are parsed strictly, with `FromStr` itself.
+pub fn parse_word<T: std::str::FromStr>(s: &str) -> Result<T, T::Err> {
+    s.to_ascii_lowercase().parse()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enumerated_words_in_any_case() {
+        assert_eq!(parse_word::<SimState>("ACTIVE"), Ok(SimState::Active));
+        assert_eq!(parse_word::<SimState>("Retired"), Ok(SimState::Retired));
+        assert_eq!(parse_word::<SimType>("eSIM"), Ok(SimType::Esim));
+        assert!(parse_word::<SimState>("activ").is_err());
+        assert!("ACTIVE".parse::<SimState>().is_err());
+    }
 
     #[test]
     fn timestamps_format_as_rfc3339_utc_seconds() {

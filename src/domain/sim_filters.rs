@@ -2,11 +2,11 @@
 //! options): the one reader behind `GET /v1/sims`, `GET /v1/sims/export` and the CLI's export,
 //! every problem reported at once, each under its parameter's name.
 
-use super::ValidationErrors;
 use super::condition::Condition;
 use super::sim::{
     CarrierFields, MAX_TAGS, SimListQuery, SimState, SimType, check_carrier_field, check_label,
 };
+use super::{ValidationErrors, parse_word};
 
 /// The filter parameters, by name.
 pub const FILTER_PARAMS: &[&str] = &[
@@ -57,7 +57,7 @@ pub fn read_filters(
     errs: &mut ValidationErrors,
 ) -> Option<uuid::Uuid> {
     for s in p.all("state") {
-        match s.parse::<SimState>() {
+        match parse_word::<SimState>(s) {
             Ok(st) if !query.states.contains(&st) => query.states.push(st),
             Ok(_) => {}
             Err(()) => errs.parameter(
@@ -67,7 +67,7 @@ pub fn read_filters(
         }
     }
     if let Some(s) = p.one("sim_type", errs) {
-        match s.parse::<SimType>() {
+        match parse_word::<SimType>(s) {
             Ok(t) => query.sim_type = Some(t),
             Err(()) => errs.parameter("sim_type", "sim_type must be physical or esim"),
         }
@@ -112,7 +112,7 @@ pub fn read_filters(
         }
     }
     for s in p.all("condition") {
-        match s.parse::<Condition>() {
+        match parse_word::<Condition>(s) {
             Ok(c) if !query.conditions.contains(&c) => query.conditions.push(c),
             Ok(_) => {}
             Err(()) => errs.parameter(

@@ -58,6 +58,20 @@ impl ValidationErrors {
         }
     }
 
+    /// The same errors with the query parameter `from` called `to` (a profile's own name for
+    /// a native parameter), in the location and where the detail begins with the name.
+    pub fn rename_parameter(mut self, from: &str, to: &str) -> Self {
+        for e in &mut self.0 {
+            if matches!(&e.location, Location::Parameter(p) if p == from) {
+                e.location = Location::Parameter(to.to_owned());
+                if let Some(rest) = e.detail.strip_prefix(from) {
+                    e.detail = format!("{to}{rest}");
+                }
+            }
+        }
+        self
+    }
+
     /// A single-error set, for inputs with one thing to check.
     pub fn single_pointer(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
         let mut e = Self::new();
@@ -101,4 +115,37 @@ pub fn reason(text: &str) -> Result<String, String> {
 pub fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
     let mut out = [0u8; N];
     (s.len() == 2 * N && hex::decode_to_slice(s, &mut out).is_ok()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parameter_renamed_in_location_and_detail() {
+        let mut e = ValidationErrors::new();
+        e.parameter("state", "state must be one of inventory, active");
+        e.parameter("page", "page must be at least 1");
+        e.pointer("/state", "state is required");
+        let e = e.rename_parameter("state", "status");
+        let got: Vec<_> = e
+            .errors()
+            .iter()
+            .map(|f| (f.location.clone(), f.detail.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    Location::Parameter("status".into()),
+                    "status must be one of inventory, active"
+                ),
+                (
+                    Location::Parameter("page".into()),
+                    "page must be at least 1"
+                ),
+                (Location::Pointer("/state".into()), "state is required"),
+            ]
+        );
+    }
 }

@@ -293,13 +293,75 @@ impl Secrets {
                 .await?;
             policy_ids.extend(decision.policy_ids);
         }
+        let revealed = self.core.open_stored(&sim, stored, fields).await?;
+        self.record_read(principal, &sim, fields, reason, policy_ids)
+            .await?;
+        Ok((sim, revealed))
+    }
+
+    /// Reads a SIM the caller may read (`ReadSim`, a refusal recorded as for any read) with
+    /// those of `fields` the policy lets this caller read, each decided on its own. The others
+    /// are left out, neither refused nor recorded: this serves answers that show "what you may
+    /// see" (the API profiles), where the caller did not name the fields. The fields shown are
+    /// one audited secret read, failing closed; when none is permitted nothing is decrypted and
+    /// no secret read is recorded.
+    #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "reveal_permitted"))]
+    pub async fn reveal_permitted(
+        &self,
+        principal: &Principal,
+        key: &SimKey,
+        fields: &[SecretField],
+        reason: Option<&str>,
+    ) -> ServiceResult<(Sim, Revealed)> {
+        let (sim, stored) = self.core.sim_with_secrets(principal, key).await?;
+        let resource = super::sims::sim_resource(&sim);
+        self.core
+            .authorize(
+                principal,
+                Action::ReadSim,
+                &resource,
+                &Context::default(),
+                Target::sim(&sim),
+            )
+            .await?;
+        let mut permitted = Vec::new();
+        let mut policy_ids = Vec::new();
+        for field in fields {
+            let context = Context {
+                reason_given: reason.is_some(),
+                secret_field: Some(*field),
+            };
+            if let Ok(decision) =
+                self.core
+                    .decide(principal, Action::ReadSecret, &resource, &context)?
+            {
+                permitted.push(*field);
+                policy_ids.extend(decision.policy_ids);
+            }
+        }
+        if permitted.is_empty() {
+            return Ok((sim, Vec::new()));
+        }
+        let revealed = self.core.open_stored(&sim, stored, &permitted).await?;
+        self.record_read(principal, &sim, &permitted, reason, policy_ids)
+            .await?;
+        Ok((sim, revealed))
+    }
+
+    /// Records an allowed secret read of `fields`. Fail closed: no record, no secret.
+    async fn record_read(
+        &self,
+        principal: &Principal,
+        sim: &Sim,
+        fields: &[SecretField],
+        reason: Option<&str>,
+        mut policy_ids: Vec<String>,
+    ) -> ServiceResult<()> {
         policy_ids.sort();
         policy_ids.dedup();
-        let revealed = self.core.open_stored(&sim, stored, fields).await?;
-        // Fail closed: no record, no secret.
         let event = Event {
             action: Action::ReadSecret,
-            sim: Some(&sim),
+            sim: Some(sim),
             fields,
             outcome: AuditOutcome::Allowed,
             reason,
@@ -309,8 +371,7 @@ impl Secrets {
         self.core.audit_alone(principal, event).await.map_err(|e| {
             tracing::error!(error = %crate::telemetry::Causes(&e), "could not record a secret read: refused");
             ServiceError::Unavailable(format!("audit log: {e}"))
-        })?;
-        Ok((sim, revealed))
+        })
     }
 }
 

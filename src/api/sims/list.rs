@@ -11,7 +11,7 @@ use crate::service::sims::ForPlan;
 pub(super) const PAGING_PARAMS: &[&str] =
     &["page", "page_size", "sort_by", "sort_order", "include"];
 
-pub(super) fn parse_list_query(
+pub(crate) fn parse_list_query(
     q: &QueryPairs,
 ) -> Result<(SimListQuery, Option<ForPlan>), ValidationErrors> {
     let mut errs = ValidationErrors::new();
@@ -25,7 +25,7 @@ pub(super) fn parse_list_query(
     };
 
     if let Some(s) = q.one("sort_by", &mut errs) {
-        match SortField::parse(s) {
+        match SortField::parse(&s.to_ascii_lowercase()) {
             Some(f) => query.sort_by = f,
             None => errs.parameter(
                 "sort_by",
@@ -33,7 +33,11 @@ pub(super) fn parse_list_query(
             ),
         }
     }
-    match q.one("sort_order", &mut errs) {
+    match q
+        .one("sort_order", &mut errs)
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("desc") => query.descending = true,
         Some("asc") => query.descending = false,
         Some(_) => errs.parameter("sort_order", "sort_order must be asc or desc"),
@@ -124,5 +128,25 @@ mod tests {
         assert_eq!(q.tags, vec!["a", "b"]);
         assert_eq!(q.compatibility_zones, vec!["eu"]);
         assert_eq!(q.page_size, 250);
+    }
+
+    #[test]
+    fn enumerated_values_in_any_case() {
+        let (q, _) = parse_list_query(&qp(&[
+            ("state", "ACTIVE"),
+            ("state", "Suspended"),
+            ("sim_type", "eSIM"),
+            ("condition", "DATA_LIMIT_EXCEEDED"),
+            ("sort_by", "ICCID"),
+            ("sort_order", "ASC"),
+        ]))
+        .unwrap();
+        assert_eq!(q.states, vec![SimState::Active, SimState::Suspended]);
+        assert_eq!(q.sim_type, Some(crate::domain::SimType::Esim));
+        assert_eq!(
+            q.conditions,
+            vec![crate::domain::condition::Condition::DataLimitExceeded]
+        );
+        assert_eq!((q.sort_by, q.descending), (SortField::Iccid, false));
     }
 }

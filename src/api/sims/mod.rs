@@ -35,7 +35,7 @@ mod body;
 pub use body::{CreateSimBody, PatchSimBody};
 pub(super) mod export;
 mod list;
-use list::parse_list_query;
+pub(crate) use list::parse_list_query;
 
 /// A SIM as clients see it: its fields, and its PIN/PUK status. No secret value ever appears
 /// here.
