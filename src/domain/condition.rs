@@ -72,7 +72,7 @@ pub fn effective_data_limit(sim: &Sim, around: &Surroundings) -> Option<DataAmou
 pub fn evaluate(sim: &Sim, around: &Surroundings) -> Conditions {
     let mut out = Conditions::new();
     if let (Some(used), Some(limit)) = (sim.consumed_data, effective_data_limit(sim, around))
-        && bytes(used) >= bytes(limit)
+        && used.bytes() >= limit.bytes()
     {
         out.insert(Condition::DataLimitExceeded);
     }
@@ -87,14 +87,6 @@ pub fn evaluate(sim: &Sim, around: &Surroundings) -> Conditions {
         out.insert(Condition::UnauthorizedImei);
     }
     out
-}
-
-/// An amount in whole bytes (rounded): decimal units compared exactly, where megabytes as
-/// floating point would judge 1.001 GB below 1,001 MB.
-fn bytes(d: DataAmount) -> u128 {
-    // Amounts are checked finite, not negative and at most 10^12 GB (10^21 bytes) on the way
-    // in, so the float-to-int conversion neither saturates nor loses sign.
-    (d.megabytes() * 1e6).round() as u128
 }
 
 /// The conditions of `now` that `before` did not have: those just entered.

@@ -37,6 +37,14 @@ impl DataAmount {
             .and_then(|v| DataAmount::parse(&v).ok())
     }
 
+    /// In whole bytes (rounded): decimal units compared exactly, where megabytes as floating
+    /// point would judge 1.001 GB below 1,001 MB.
+    pub fn bytes(self) -> u128 {
+        // Amounts are checked finite, not negative and at most 10^12 GB (10^21 bytes) on the
+        // way in, so the float-to-int conversion neither saturates nor loses sign.
+        (self.megabytes() * 1e6).round() as u128
+    }
+
     /// In megabytes, the one unit lists sort by.
     pub fn megabytes(self) -> f64 {
         match self.unit {

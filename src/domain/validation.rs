@@ -72,6 +72,20 @@ impl ValidationErrors {
         self
     }
 
+    /// The same errors with the body member `from` (a JSON pointer) called `to`, and the
+    /// pointers into it with it (a profile's own name for a native field).
+    pub fn rename_pointer(mut self, from: &str, to: &str) -> Self {
+        for e in &mut self.0 {
+            if let Location::Pointer(p) = &mut e.location
+                && let Some(rest) = p.strip_prefix(from)
+                && (rest.is_empty() || rest.starts_with('/'))
+            {
+                *p = format!("{to}{rest}");
+            }
+        }
+        self
+    }
+
     /// A single-error set, for inputs with one thing to check.
     pub fn single_pointer(pointer: impl Into<String>, detail: impl Into<String>) -> Self {
         let mut e = Self::new();
@@ -145,6 +159,24 @@ mod tests {
                     "page must be at least 1"
                 ),
                 (Location::Pointer("/state".into()), "state is required"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_member_renamed_with_the_pointers_into_it() {
+        let mut e = ValidationErrors::new();
+        e.pointer("/metadata", "at most 50 keys");
+        e.pointer("/metadata/a", "bad");
+        e.pointer("/metadata_x", "other");
+        let e = e.rename_pointer("/metadata", "/sim_metadata");
+        let got: Vec<_> = e.errors().iter().map(|f| f.location.clone()).collect();
+        assert_eq!(
+            got,
+            vec![
+                Location::Pointer("/sim_metadata".into()),
+                Location::Pointer("/sim_metadata/a".into()),
+                Location::Pointer("/metadata_x".into()),
             ]
         );
     }

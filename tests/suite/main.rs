@@ -35,6 +35,7 @@ mod listing;
 mod ops;
 mod pins;
 mod policies;
+mod profile_device_platform;
 mod profile_iot;
 mod replicas;
 mod schema_parity;
