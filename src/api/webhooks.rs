@@ -15,6 +15,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller, QueryPairs, present};
 use super::fields::Fields;
 use crate::domain::audit::{DeliveryRow, DeliveryStatus};
+use crate::domain::webhook_format::WebhookFormat;
 use crate::domain::{ValidationErrors, format_timestamp};
 use crate::service::webhooks::{NewWebhook, Webhook};
 
@@ -41,6 +42,13 @@ pub struct CreateWebhookBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Value>,
+    /// `native` (the default) or `telco`: the physical SIM API's event names
+    /// (`sim.physical.created`, `sim.physical.state_changed`, `sim.physical.pin_reset`,
+    /// `sim.physical.pin_blocked`, `sim.physical.deleted`) and its payload
+    /// `{event, timestamp, data}`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "native")]
+    pub format: Option<Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,6 +56,8 @@ pub struct WebhookView {
     pub id: uuid::Uuid,
     pub url: String,
     pub events: Vec<String>,
+    /// `native` or `telco`.
+    pub format: &'static str,
     pub description: Option<String>,
     pub created_at: String,
 }
@@ -58,6 +68,7 @@ impl From<Webhook> for WebhookView {
             id: w.id,
             url: w.url,
             events: w.events,
+            format: w.format.as_str(),
             description: w.description,
             created_at: format_timestamp(w.created_at),
         }
@@ -70,6 +81,8 @@ pub struct CreatedWebhookView {
     pub id: uuid::Uuid,
     pub url: String,
     pub events: Vec<String>,
+    /// `native` or `telco`.
+    pub format: &'static str,
     pub description: Option<String>,
     /// Verify `Simvault-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`
     /// with this (its UTF-8 bytes are the key). Shown once.
@@ -160,6 +173,16 @@ async fn create(
             Vec::new()
         }
     };
+    let format = match &body.format {
+        None | Some(Value::Null) => WebhookFormat::Native,
+        Some(v) => v
+            .as_str()
+            .and_then(WebhookFormat::parse)
+            .unwrap_or_else(|| {
+                errs.pointer("/format", "format must be native or telco");
+                WebhookFormat::Native
+            }),
+    };
     errs.finish(())?;
     let created = state
         .services
@@ -169,6 +192,7 @@ async fn create(
             NewWebhook {
                 url,
                 events,
+                format,
                 description,
             },
         )
@@ -185,6 +209,7 @@ async fn create(
             id: w.id,
             url: w.url,
             events: w.events,
+            format: w.format.as_str(),
             description: w.description,
             secret: created.secret.expose_secret().to_owned(),
             created_at: format_timestamp(w.created_at),

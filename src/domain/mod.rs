@@ -33,6 +33,7 @@ pub mod tenant;
 pub mod usage;
 pub mod validation;
 pub mod webhook;
+pub mod webhook_format;
 pub mod webhook_target;
 
 pub use group::{Device, DeviceId, Group, GroupId};

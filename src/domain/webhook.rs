@@ -34,6 +34,8 @@ pub struct DueDelivery {
     pub event_type: String,
     pub payload: String,
     pub occurred_at: Timestamp,
+    /// The shape of the body, as the webhook's (authenticated) event names say.
+    pub format: super::webhook_format::WebhookFormat,
     /// Set when the webhook's row failed its check: such a delivery must not be sent.
     pub tampered: Option<IntegrityFailure>,
 }

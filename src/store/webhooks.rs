@@ -7,6 +7,7 @@
 use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_tx, sql_text};
 use crate::domain::audit::DeliveryStatus;
 use crate::domain::webhook::{DueDelivery, WebhookSubscription};
+use crate::domain::webhook_format::WebhookFormat;
 use crate::domain::{TenantId, WebhookId};
 use crate::vault::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
 
@@ -334,6 +335,9 @@ impl DueRow {
             event_type: self.event_type,
             payload: self.payload,
             occurred_at: self.occurred_at,
+            format: WebhookFormat::of_events(
+                &serde_json::from_str::<Vec<String>>(&self.hook_events).unwrap_or_default(),
+            ),
             tampered,
         })
     }

@@ -359,6 +359,7 @@ async fn webhook_targets_are_public_https_unless_insecure_is_allowed(store: Stor
                 url,
                 events: vec!["sim.created".into()],
                 description: None,
+                ..Default::default()
             },
         )
         .await

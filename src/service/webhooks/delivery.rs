@@ -11,6 +11,7 @@ use tokio::task::JoinError;
 use super::{DISPATCH_BATCH, MAX_BACKOFF, Webhooks};
 use crate::adapters::webhook::{self, WebhookSender};
 use crate::domain::webhook::{DueDelivery, WebhookSubscription};
+use crate::domain::webhook_format::{WebhookFormat, outbox_name, telco_body};
 use crate::domain::webhook_target::check_url;
 use crate::domain::{TenantId, WebhookId, format_timestamp};
 use crate::service::{ServiceError, ServiceResult};
@@ -61,7 +62,7 @@ impl Webhooks {
                 // stored names: a replica of another version may write a kind unknown here.
                 if hook.tenant_id.as_str() == e.tenant_id
                     && hook.created_at <= e.occurred_at
-                    && names.contains(&e.event_type)
+                    && names.iter().any(|n| outbox_name(n) == e.event_type)
                 {
                     deliveries.push(NewDelivery {
                         id: uuid::Uuid::new_v4().to_string(),
@@ -191,13 +192,17 @@ impl Webhooks {
         .map_err(|_| "the webhook's secret could not be opened".to_owned())?;
         let data: serde_json::Value =
             serde_json::from_str(&d.payload).map_err(|_| "corrupt event payload".to_owned())?;
-        let body = serde_json::json!({
-            "id": d.event_id,
-            "event": d.event_type,
-            "timestamp": format_timestamp(d.occurred_at),
-            "tenant_id": d.tenant_id,
-            "data": data,
-        })
+        let body = match d.format {
+            WebhookFormat::Native => serde_json::json!({
+                "id": d.event_id,
+                "event": d.event_type,
+                "timestamp": format_timestamp(d.occurred_at),
+                "tenant_id": d.tenant_id,
+                "data": data,
+            }),
+            WebhookFormat::Telco => telco_body(&d.event_type, d.occurred_at, &data)
+                .ok_or_else(|| "the event has no telco form".to_owned())?,
+        }
         .to_string();
         let t = self.core.clock.now().div_euclid(1_000_000);
         sender

@@ -22,6 +22,7 @@ use super::{Page, ServiceError, ServiceResult};
 use crate::domain::audit::AuditOutcome;
 use crate::domain::event::EventKind;
 use crate::domain::webhook::WebhookSubscription;
+use crate::domain::webhook_format::WebhookFormat;
 use crate::domain::webhook_target::check_url;
 use crate::domain::{Principal, Timestamp, ValidationErrors, WebhookId};
 use crate::policy::Action;
@@ -79,6 +80,8 @@ pub struct Webhook {
     pub id: uuid::Uuid,
     pub url: String,
     pub events: Vec<String>,
+    /// How its deliveries are shaped (carried by its event names).
+    pub format: WebhookFormat,
     pub description: Option<String>,
     pub created_at: Timestamp,
 }
@@ -95,27 +98,25 @@ pub struct CreatedWebhook {
 pub struct NewWebhook {
     pub url: String,
     pub events: Vec<String>,
+    /// The shape of its deliveries, and so the event names it takes.
+    pub format: WebhookFormat,
     pub description: Option<String>,
 }
 
 impl TryFrom<WebhookSubscription> for Webhook {
     type Error = ServiceError;
     fn try_from(r: WebhookSubscription) -> ServiceResult<Webhook> {
+        let events: Vec<String> = serde_json::from_str(&r.events)
+            .map_err(|_| ServiceError::internal("corrupt webhook events"))?;
         Ok(Webhook {
             id: r.id.into(),
             url: r.url,
-            events: serde_json::from_str(&r.events)
-                .map_err(|_| ServiceError::internal("corrupt webhook events"))?,
+            format: WebhookFormat::of_events(&events),
+            events,
             description: r.description,
             created_at: r.created_at,
         })
     }
-}
-
-/// The kinds' names, comma-separated.
-fn joined(kinds: &[EventKind]) -> String {
-    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
-    names.join(", ")
 }
 
 impl Webhooks {
@@ -143,17 +144,26 @@ impl Webhooks {
         }
         let mut events: Vec<EventKind> = Vec::new();
         for (i, e) in new.events.iter().enumerate() {
-            match e.parse::<EventKind>() {
-                Err(()) => errors.pointer(
+            match new.format.event(e) {
+                None => errors.pointer(
                     format!("/events/{i}"),
-                    format!("unknown event; one of {}", joined(&EventKind::ALL)),
+                    format!(
+                        "unknown event for the {} format; one of {}",
+                        new.format.as_str(),
+                        new.format.names()
+                    ),
                 ),
-                Ok(kind) if events.contains(&kind) => {
+                Some(kind) if events.contains(&kind) => {
                     errors.pointer(format!("/events/{i}"), "named twice");
                 }
-                Ok(kind) => events.push(kind),
+                Some(kind) => events.push(kind),
             }
         }
+        // Stored as the format names them: the names carry the format.
+        let names: Vec<&str> = match new.format {
+            WebhookFormat::Native => events.iter().map(|k| k.as_str()).collect(),
+            WebhookFormat::Telco => new.events.iter().map(String::as_str).collect(),
+        };
         if let Some(d) = &new.description
             && (d.chars().count() > MAX_DESCRIPTION_CHARS || d.chars().any(char::is_control))
         {
@@ -182,7 +192,7 @@ impl Webhooks {
             id,
             tenant_id: tenant.to_owned(),
             url: url.to_string(),
-            events: serde_json::to_string(&events).map_err(|e| {
+            events: serde_json::to_string(&names).map_err(|e| {
                 ServiceError::internal_because("webhook events that do not serialise", e)
             })?,
             description: new.description,
@@ -198,7 +208,7 @@ impl Webhooks {
         let reason = format!(
             "webhook {id} to {} for {}",
             url.host_str().unwrap_or_default(),
-            joined(&events)
+            names.join(", ")
         );
         let event = Event::tenant_wide(
             Action::ManageWebhooks,
