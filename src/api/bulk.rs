@@ -430,15 +430,15 @@ pub(crate) async fn task_items(
     let mut errs = ValidationErrors::new();
     q.reject_unknown(&["status", "page", "page_size"], &mut errs);
     let (page, page_size) = q.paging(100, 1000, &mut errs);
-    let status = q
-        .one("status", &mut errs)
-        .and_then(|s| match ItemStatus::parse(s) {
-            Ok(status) => Some(status),
-            Err(_) => {
-                errs.parameter("status", "must be pending, succeeded, failed or cancelled");
-                None
-            }
-        });
+    let status =
+        q.one("status", &mut errs)
+            .and_then(|s| match ItemStatus::parse(&s.to_ascii_lowercase()) {
+                Ok(status) => Some(status),
+                Err(_) => {
+                    errs.parameter("status", "must be pending, succeeded, failed or cancelled");
+                    None
+                }
+            });
     errs.finish(())?;
     let page = state
         .services

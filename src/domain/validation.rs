@@ -73,17 +73,29 @@ impl ValidationErrors {
     }
 
     /// The same errors with the body member `from` (a JSON pointer) called `to`, and the
-    /// pointers into it with it (a profile's own name for a native field).
+    /// pointers into it with it (a profile's own name for a native field), in the detail too
+    /// where it begins with the member's name.
     pub fn rename_pointer(mut self, from: &str, to: &str) -> Self {
+        let (from_name, to_name) = (from.trim_start_matches('/'), to.trim_start_matches('/'));
         for e in &mut self.0 {
             if let Location::Pointer(p) = &mut e.location
                 && let Some(rest) = p.strip_prefix(from)
                 && (rest.is_empty() || rest.starts_with('/'))
             {
                 *p = format!("{to}{rest}");
+                if let Some(rest) = e.detail.strip_prefix(from_name) {
+                    e.detail = format!("{to_name}{rest}");
+                }
             }
         }
         self
+    }
+
+    /// A single-error set naming a query parameter.
+    pub fn single_parameter(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        let mut e = Self::new();
+        e.parameter(name, detail);
+        e
     }
 
     /// A single-error set, for inputs with one thing to check.
@@ -166,10 +178,15 @@ mod tests {
     #[test]
     fn a_member_renamed_with_the_pointers_into_it() {
         let mut e = ValidationErrors::new();
-        e.pointer("/metadata", "at most 50 keys");
+        e.pointer("/metadata", "metadata must have at most 50 keys");
         e.pointer("/metadata/a", "bad");
         e.pointer("/metadata_x", "other");
         let e = e.rename_pointer("/metadata", "/sim_metadata");
+        assert_eq!(
+            e.errors()[0].detail,
+            "sim_metadata must have at most 50 keys"
+        );
+        assert_eq!(e.errors()[1].detail, "bad");
         let got: Vec<_> = e.errors().iter().map(|f| f.location.clone()).collect();
         assert_eq!(
             got,

@@ -302,9 +302,10 @@ impl Secrets {
     /// Reads a SIM the caller may read (`ReadSim`, a refusal recorded as for any read) with
     /// those of `fields` the policy lets this caller read, each decided on its own. The others
     /// are left out, neither refused nor recorded: this serves answers that show "what you may
-    /// see" (the API profiles), where the caller did not name the fields. The fields shown are
-    /// one audited secret read, failing closed; when none is permitted nothing is decrypted and
-    /// no secret read is recorded.
+    /// see" (the API profiles), where the caller did not name the fields. The fields shown
+    /// (permitted and set) are one audited secret read, failing closed; when none is permitted
+    /// nothing is decrypted, and when none is shown no secret read is recorded. A reason given
+    /// must be a valid one.
     #[tracing::instrument(name = "use_case", skip_all, fields(tenant = %principal.tenant, action = "reveal_permitted"))]
     pub async fn reveal_permitted(
         &self,
@@ -313,6 +314,11 @@ impl Secrets {
         fields: &[SecretField],
         reason: Option<&str>,
     ) -> ServiceResult<(Sim, Revealed)> {
+        // A reason decides what support staff may see: an empty or unprintable one is none.
+        if let Some(text) = reason {
+            crate::domain::validation::reason(text)
+                .map_err(|rule| ValidationErrors::single_parameter("reason", rule))?;
+        }
         let (sim, stored) = self.core.sim_with_secrets(principal, key).await?;
         let resource = super::sims::sim_resource(&sim);
         self.core
@@ -324,9 +330,12 @@ impl Secrets {
                 Target::sim(&sim),
             )
             .await?;
-        let mut permitted = Vec::new();
+        let mut permitted: Vec<SecretField> = Vec::new();
         let mut policy_ids = Vec::new();
         for field in fields {
+            if permitted.contains(field) {
+                continue;
+            }
             let context = Context {
                 reason_given: reason.is_some(),
                 secret_field: Some(*field),
@@ -342,8 +351,14 @@ impl Secrets {
         if permitted.is_empty() {
             return Ok((sim, Vec::new()));
         }
-        let revealed = self.core.open_stored(&sim, stored, &permitted).await?;
-        self.record_read(principal, &sim, &permitted, reason, policy_ids)
+        // Only the fields that hold a value are shown, and so recorded.
+        let mut revealed = self.core.open_stored(&sim, stored, &permitted).await?;
+        revealed.retain(|(_, value)| value.is_some());
+        if revealed.is_empty() {
+            return Ok((sim, revealed));
+        }
+        let shown: Vec<SecretField> = revealed.iter().map(|(f, _)| *f).collect();
+        self.record_read(principal, &sim, &shown, reason, policy_ids)
             .await?;
         Ok((sim, revealed))
     }

@@ -140,6 +140,10 @@ async fn create_walks_the_body(store: Store) {
         (0..51).map(|i| (format!("k{i}"), json!(i))).collect();
     for (body, pointers) in [
         (json!({"iccid": iccid(5)}), vec!["/device_id"]),
+        (
+            json!({"iccid": iccid(5), "device_id": null}),
+            vec!["/device_id"],
+        ),
         (json!({"device_id": truck}), vec!["/iccid"]),
         (
             json!({"device_id": truck, "iccid": "89441"}),
@@ -194,6 +198,11 @@ async fn create_walks_the_body(store: Store) {
         assert_eq!(a.status, 400, "{body}: {:?}", a.body);
         assert_eq!(a.content_type(), "application/problem+json");
         assert_eq!(a.pointers(), pointers, "{body}: {:?}", a.body);
+        let text = a.body.to_string();
+        assert!(
+            !text.contains("carrier_status") && !text.contains("\"metadata"),
+            "the platform's words: {text}"
+        );
     }
     let a = Api::send(
         prov.request(reqwest::Method::POST, BASE)
@@ -238,6 +247,7 @@ async fn read_update_delete(store: Store) {
     let operator = app.jwt_client("acme", &[Role::Operator]);
     let truck = device(&operator, "truck-1").await;
     let van = device(&operator, "van-1").await;
+    let their_truck = device(&app.jwt_client("other", &[Role::Operator]), "t").await;
     let group = operator
         .post(
             "/v1/groups",
@@ -323,6 +333,12 @@ async fn read_update_delete(store: Store) {
             404,
             vec![],
         ),
+        (json!({"device_id": their_truck}), 404, vec![]),
+        (
+            json!({"tags": [], "status": "x".repeat(31)}),
+            400,
+            vec!["/tags", "/status"],
+        ),
     ] {
         let a = put(body.clone()).await;
         assert_eq!(a.status, status, "{body}: {:?}", a.body);
@@ -367,6 +383,27 @@ async fn read_update_delete(store: Store) {
         403
     );
     assert_eq!(support.delete(&at).await.status, 403);
+    for body in [
+        json!({"status": "x"}),
+        json!({"iccid": iccid(1), "rate_plan": "B"}),
+    ] {
+        let a = Api::send(support.request(reqwest::Method::PUT, &at).json(&body)).await;
+        assert_eq!(a.status, 403, "{body}: {:?}", a.body);
+    }
+    let a = Api::send(
+        anon.request(reqwest::Method::PUT, &at)
+            .json(&json!({"status": "x"})),
+    )
+    .await;
+    assert_eq!(a.status, 401);
+    assert_eq!(operator.get(&at).await.body, before, "nothing changed");
+    // The profile is documented under its own tag.
+    let doc = operator.get("/openapi.json").await.body;
+    for path in ["/device-platform/v1/sims", "/device-platform/v1/sims/{id}"] {
+        for op in doc["paths"][path].as_object().unwrap().values() {
+            assert_eq!(op["tags"], json!(["device-platform"]), "{path}");
+        }
+    }
 
     // Delete: as native (administrators only; the SIM is gone).
     assert_eq!(operator.delete(&at).await.status, 403);

@@ -73,6 +73,9 @@ async fn seed(store: Store) -> (TestApp, Api, Api, Vec<Value>) {
             "iccid": iccid(n), "imsi": format!("23415{n:010}"), "msisdn": format!("4477009{n:05}"),
             "compatibility_zones": [zone], "sim_type": sim_type,
         });
+        if n == 6 {
+            body["imei"] = json!("490154203237518");
+        }
         if n == 4 {
             body["eid"] = json!("89049032123451234512345678901235");
             body["secrets"] =
@@ -179,6 +182,7 @@ async fn list_walks_every_parameter(store: Store) {
         ("234150000000003".to_owned(), iccid(3)),
         (id3[..13].to_uppercase(), iccid(3)),
         ("8904903212345123".to_owned(), iccid(4)),
+        ("49015420323751".to_owned(), iccid(6)),
     ] {
         let a = support.get(&format!("/iot/v1/sims?search={term}")).await;
         assert_eq!(a.status, 200, "{term}: {:?}", a.body);
@@ -358,6 +362,46 @@ async fn a_sim_and_its_link_status(store: Store) {
     let after: i64 = raw_sql!(&app.test_db.db, p => sqlx::query_scalar(
         "SELECT COUNT(*) FROM tasks").fetch_one(p).await.unwrap());
     assert_eq!(before, after);
+    // The native body limit holds here too: a body over the 1 MiB of ordinary bodies is read
+    // (and judged: its last id repeats the first), not refused as too large.
+    let mut many: Vec<String> = (0..28_000)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    many.push(many[0].clone());
+    let a = operator
+        .post(
+            "/iot/v1/sims/bulk/provision-links",
+            &json!({"name_prefix": "big", "sim_ids": many}),
+        )
+        .await;
+    assert_eq!(a.status, 400, "a 1.1 MB body");
+    assert_eq!(a.pointers(), ["/sim_ids/28000"]);
+
+    // The profile is documented under its own tag.
+    let doc = operator.get("/openapi.json").await.body;
+    for path in [
+        "/iot/v1/sims",
+        "/iot/v1/sims/{sim_id}",
+        "/iot/v1/sims/{sim_id}/esim",
+        "/iot/v1/sims/{sim_id}/refresh",
+        "/iot/v1/sims/bulk/provision-links",
+        "/iot/v1/tasks/{task_id}",
+        "/iot/v1/tasks/{task_id}/items",
+    ] {
+        let ops = doc["paths"][path]
+            .as_object()
+            .unwrap_or_else(|| panic!("{path}"));
+        for op in ops.values() {
+            assert_eq!(op["tags"], json!(["iot"]), "{path}");
+        }
+    }
+    assert!(
+        doc["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "iot")
+    );
 }
 both_stores!(iot_sim_and_links, a_sim_and_its_link_status);
 
@@ -512,15 +556,30 @@ async fn refusals_leak_nothing(store: Store) {
             &json!({"name_prefix": "theirs", "sim_ids": [sims[1]["id"]]}),
         )
         .await;
-    if a.status == 202 {
-        let done = wait_for_task(&stranger, a.body["id"].as_str().unwrap()).await;
-        assert_eq!(
-            done["completed_items"], 0,
-            "another tenant's SIM is not linked"
-        );
-    } else {
-        assert_eq!(a.status, 400, "{:?}", a.body);
-    }
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let theirs = a.body["id"].as_str().unwrap().to_owned();
+    let done = wait_for_task(&stranger, &theirs).await;
+    assert_eq!(
+        done["completed_items"], 0,
+        "another tenant's SIM is not linked"
+    );
+    let items = stranger
+        .get(&format!("/iot/v1/tasks/{theirs}/items?status=FAILED"))
+        .await;
+    assert_eq!(items.status, 200, "{:?}", items.body);
+    assert_eq!(
+        items.body["items"][0]["error"], "no such SIM",
+        "exactly as a SIM that does not exist"
+    );
+    assert_eq!(
+        anon.post(
+            "/iot/v1/sims/bulk/provision-links",
+            &json!({"name_prefix": "x", "sim_ids": [sims[2]["id"]]}),
+        )
+        .await
+        .status,
+        401
+    );
     // Secrets never appear in this profile's SIMs, whoever asks; roles are the native ones.
     let secrets =
         json!({"pin1": "2468", "puk1": "97531864", "ki": "00112233445566778899aabbccddeeff"});

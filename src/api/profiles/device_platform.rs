@@ -90,7 +90,7 @@ pub struct DeviceSimBody {
     mno_integration_id: Option<String>,
     /// 18–22 digits, Luhn-checked unless the deployment relaxes it; globally unique. Required
     /// on creation; cannot change.
-    #[schema(example = "8944500010512345678")]
+    #[schema(example = "8944500010512345675")]
     iccid: Option<String>,
     /// E.164, at most 15 digits (the platform allows 20 characters; ours is stricter).
     msisdn: Option<String>,
@@ -101,7 +101,7 @@ pub struct DeviceSimBody {
     communication_plan: Option<String>,
     /// Up to 255 characters.
     rate_plan: Option<String>,
-    /// Up to 50 top-level keys; nested values allowed.
+    /// Up to 50 top-level keys (16 KiB in all); nested values allowed.
     #[schema(value_type = Option<Object>)]
     sim_metadata: Option<Value>,
 }
@@ -168,25 +168,76 @@ impl From<Sim> for DeviceSim {
     }
 }
 
-/// The body in the native members: read-only members dropped, unknown ones refused, renamed
-/// ones renamed.
-fn translate(body: Map<String, Value>, errs: &mut ValidationErrors) -> Map<String, Value> {
-    let mut native = Map::new();
-    for (name, value) in body {
-        if READ_ONLY.contains(&name.as_str()) {
-            continue;
+/// A body as read: the writable members' values, each given at most once; read-only and
+/// unknown members are skipped unread (a value sent where none belongs, a secret say, is never
+/// held), the unknown and repeated ones named for the error.
+#[derive(Debug, Default)]
+pub struct Body {
+    members: Map<String, Value>,
+    unknown: Vec<String>,
+    repeated: Vec<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for Body {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Body;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Body, A::Error> {
+                let mut body = Body::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    let writable = WRITABLE.contains(&name.as_str());
+                    if writable && !body.members.contains_key(&name) {
+                        let value = map.next_value::<Value>()?;
+                        body.members.insert(name, value);
+                        continue;
+                    }
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if writable {
+                        body.repeated.push(name);
+                    } else if !READ_ONLY.contains(&name.as_str()) {
+                        body.unknown.push(name);
+                    }
+                }
+                Ok(body)
+            }
         }
-        if !WRITABLE.contains(&name.as_str()) {
-            errs.pointer(format!("/{name}"), "unknown field");
-            continue;
-        }
-        let to = RENAMED
-            .iter()
-            .find(|(ours, _)| *ours == name)
-            .map_or(name.as_str(), |(_, native)| native);
-        native.insert(to.to_owned(), value);
+        d.deserialize_map(Members)
     }
-    native
+}
+
+/// The body in the native members: unknown and repeated members refused, renamed ones renamed.
+fn translate(body: Body, errs: &mut ValidationErrors) -> Map<String, Value> {
+    for name in &body.unknown {
+        errs.pointer(format!("/{name}"), "unknown field");
+    }
+    for name in &body.repeated {
+        errs.pointer(format!("/{name}"), "given more than once");
+    }
+    body.members
+        .into_iter()
+        .map(|(name, value)| {
+            let to = RENAMED
+                .iter()
+                .find(|(ours, _)| *ours == name)
+                .map_or(name, |(_, native)| (*native).to_owned());
+            (to, value)
+        })
+        .collect()
+}
+
+/// Every problem of both readings, in order.
+fn merged(mut errs: ValidationErrors, more: ValidationErrors) -> ValidationErrors {
+    for e in more.errors() {
+        match &e.location {
+            crate::domain::Location::Pointer(p) => errs.pointer(p.clone(), &e.detail),
+            crate::domain::Location::Parameter(p) => errs.parameter(p.clone(), &e.detail),
+        }
+    }
+    errs
 }
 
 /// Native problems in the platform's member names.
@@ -197,13 +248,21 @@ fn in_our_words(mut errs: ValidationErrors) -> ValidationErrors {
     errs
 }
 
-/// A service refusal as the seed lists it: a duplicate ICCID is invalid input (`400`), a
-/// device that is not the caller's is not found (`404`); the rest as native.
-fn refused(e: ServiceError) -> ApiError {
+/// A refused create as the seed lists it: a duplicate ICCID (the one conflict a new SIM can
+/// meet) is invalid input (`400`); the rest as [`refused`].
+fn refused_create(e: ServiceError) -> ApiError {
     match e {
         ServiceError::Conflict(detail) => {
             ApiError::Validation(ValidationErrors::single_pointer("/iccid", detail))
         }
+        other => refused(other),
+    }
+}
+
+/// A service refusal as the seed lists it: a device that is not the caller's is not found
+/// (`404`), problems are named in the platform's words; the rest as native.
+fn refused(e: ServiceError) -> ApiError {
+    match e {
         ServiceError::Validation(errs)
             if !errs.is_empty()
                 && errs.errors().iter().all(|f| {
@@ -231,7 +290,7 @@ fn refused(e: ServiceError) -> ApiError {
 async fn create_sim(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    ApiJson(body): ApiJson<Map<String, Value>>,
+    ApiJson(body): ApiJson<Body>,
 ) -> ApiResult<impl IntoResponse> {
     let input = create_input(body, state.services.iccid_luhn())?;
     let sim = state
@@ -239,7 +298,7 @@ async fn create_sim(
         .inventory()
         .create_sim(&principal, input)
         .await
-        .map_err(refused)?;
+        .map_err(refused_create)?;
     let location = format!("/device-platform/v1/sims/{}", sim.id);
     Ok((
         StatusCode::CREATED,
@@ -250,32 +309,21 @@ async fn create_sim(
 
 /// The native input a create body means: `device_id` and `iccid` required, `status`
 /// `inactive` unless given.
-fn create_input(
-    body: Map<String, Value>,
-    luhn: crate::domain::LuhnPolicy,
-) -> Result<SimInput, ApiError> {
+fn create_input(body: Body, luhn: crate::domain::LuhnPolicy) -> Result<SimInput, ApiError> {
     let mut errs = ValidationErrors::new();
     let mut native = translate(body, &mut errs);
-    if !native.contains_key("device_id") {
+    if matches!(native.get("device_id"), None | Some(Value::Null)) {
         errs.pointer("/device_id", "device_id is required");
     }
-    native
-        .entry("carrier_status")
-        .or_insert_with(|| Value::from(DEFAULT_STATUS));
+    if matches!(native.get("carrier_status"), None | Some(Value::Null)) {
+        native.insert("carrier_status".into(), Value::from(DEFAULT_STATUS));
+    }
     let text = serde_json::to_vec(&native).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let parsed = SimInput::parse(&text, luhn).map_err(in_our_words);
-    match (errs.finish(()), parsed) {
+    match (errs.finish(()), SimInput::parse(&text, luhn)) {
         (Ok(()), Ok(input)) => Ok(input),
-        (Err(mut errs), Err(more)) => {
-            for e in more.errors() {
-                match &e.location {
-                    crate::domain::Location::Pointer(p) => errs.pointer(p.clone(), &e.detail),
-                    crate::domain::Location::Parameter(p) => errs.parameter(p.clone(), &e.detail),
-                }
-            }
-            Err(ApiError::Validation(errs))
-        }
-        (Err(errs), Ok(_)) | (Ok(()), Err(errs)) => Err(ApiError::Validation(errs)),
+        (Err(errs), Err(more)) => Err(ApiError::Validation(merged(errs, in_our_words(more)))),
+        (Err(errs), Ok(_)) => Err(ApiError::Validation(errs)),
+        (Ok(()), Err(more)) => Err(ApiError::Validation(in_our_words(more))),
     }
 }
 
@@ -312,25 +360,25 @@ async fn update_sim(
     State(state): State<AppState>,
     Caller(principal): Caller,
     SimRef(key): SimRef,
-    ApiJson(body): ApiJson<Map<String, Value>>,
+    ApiJson(body): ApiJson<Body>,
 ) -> ApiResult<axum::Json<DeviceSim>> {
     let mut errs = ValidationErrors::new();
     let mut native = translate(body, &mut errs);
     let iccid = native.remove("iccid");
-    let patch = serde_json::from_value::<PatchFields>(Value::Object(native))
-        .map_err(|e| ApiError::Internal(e.to_string()))
-        .and_then(|fields| {
-            fields
-                .parse()
-                .map_err(|e| ApiError::Validation(in_our_words(e)))
-        });
-    let patch = match (errs.finish(()), patch) {
+    // Every member here is one PatchFields reads: it cannot refuse the object.
+    let fields = serde_json::from_value::<PatchFields>(Value::Object(native))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let patch = match (errs.finish(()), fields.parse()) {
         (Ok(()), Ok(patch)) => patch,
-        (Err(errs), _) => return Err(ApiError::Validation(errs)),
-        (Ok(()), Err(e)) => return Err(e),
+        (Err(errs), Err(more)) => {
+            return Err(ApiError::Validation(merged(errs, in_our_words(more))));
+        }
+        (Err(errs), Ok(_)) => return Err(ApiError::Validation(errs)),
+        (Ok(()), Err(more)) => return Err(ApiError::Validation(in_our_words(more))),
     };
     if let Some(given) = iccid {
-        // The ICCID names the card: it is checked against the SIM, never written.
+        // The ICCID names the card: it is checked against the SIM, never written. (The read
+        // is decided as a read; the change is decided by the update that follows.)
         let sim = state.services.inventory().get_sim(&principal, &key).await?;
         if given.as_str() != Some(sim.iccid.as_str()) {
             return Err(ApiError::Validation(ValidationErrors::single_pointer(
@@ -378,8 +426,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn body(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    fn body(v: Value) -> Body {
+        serde_json::from_value(v).unwrap()
     }
 
     fn pointers(e: &ApiError) -> Vec<String> {
@@ -416,6 +464,18 @@ mod tests {
     }
 
     #[test]
+    fn repeated_members_are_refused_and_unknown_values_never_held() {
+        let b: Body = serde_json::from_str(
+            r#"{"iccid": "1", "iccid": "2", "secrets": {"ki": "00112233445566778899aabbccddeeff"}, "sim_barred": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(b.repeated, ["iccid"]);
+        assert_eq!(b.unknown, ["secrets"]);
+        assert_eq!(b.members.len(), 1);
+        assert!(!format!("{b:?}").contains("00112233"));
+    }
+
+    #[test]
     fn create_needs_a_device_and_defaults_the_status() {
         let luhn = crate::domain::LuhnPolicy::Enforce;
         let input = create_input(
@@ -424,6 +484,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(input.carrier_status.as_deref(), Some(DEFAULT_STATUS));
+        let e = create_input(
+            body(json!({"device_id": null, "iccid": "8944500010512345675", "status": null})),
+            crate::domain::LuhnPolicy::Relaxed,
+        )
+        .unwrap_err();
+        assert_eq!(pointers(&e), ["/device_id"]);
         let e = create_input(
             body(json!({"iccid": "12", "status": 5, "sim_metadata": 1})),
             luhn,
@@ -443,8 +509,12 @@ mod tests {
             refused(ServiceError::Validation(errs)),
             ApiError::NotFound
         ));
-        let dup = refused(ServiceError::Conflict("ICCID exists".into()));
+        let dup = refused_create(ServiceError::Conflict("ICCID exists".into()));
         assert_eq!(pointers(&dup), ["/iccid"]);
+        assert!(matches!(
+            refused(ServiceError::Conflict("other".into())),
+            ApiError::Conflict(_)
+        ));
         let mut errs = ValidationErrors::new();
         errs.pointer("/device_id", NO_DEVICE);
         errs.pointer("/carrier_status", "too long");

@@ -3,7 +3,7 @@
 //! plans are activated on it. Errors are RFC 7807, as native.
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
@@ -13,7 +13,7 @@ use crate::api::error::ApiResult;
 use crate::api::extract::{Caller, QueryPairs};
 use crate::api::sims::{SimRef, parse_list_query};
 use crate::api::{AppState, PageView, admin, bulk, lifecycle};
-use crate::domain::{Sim, ValidationErrors};
+use crate::domain::{Location, Sim, ValidationErrors};
 use crate::export::sims::{LinkRef, SimRecord};
 
 const PREFIX: &str = "/iot/v1";
@@ -24,7 +24,10 @@ pub fn router() -> Router<AppState> {
         .route("/iot/v1/sims/{sim_id}", get(get_sim))
         .route("/iot/v1/sims/{sim_id}/esim", get(esim))
         .route("/iot/v1/sims/{sim_id}/refresh", post(refresh))
-        .route("/iot/v1/sims/bulk/provision-links", post(provision_links))
+        .route(
+            "/iot/v1/sims/bulk/provision-links",
+            post(provision_links).layer(DefaultBodyLimit::max(bulk::PROVISION_BODY_LIMIT_BYTES)),
+        )
         .route("/iot/v1/tasks/{task_id}", get(task))
         .route("/iot/v1/tasks/{task_id}/items", get(task_items))
 }
@@ -122,14 +125,26 @@ const PARAMS: &[&str] = &[
     "for_plan_id",
 ];
 
+type NativeQuery = (
+    crate::domain::sim::SimListQuery,
+    Option<crate::service::sims::ForPlan>,
+);
+
 /// The native list query a profile query means (`status` is the native `state`, also as a
 /// sort key); every problem reported under the profile's own names.
-fn native_query(q: &QueryPairs) -> Result<QueryPairs, ValidationErrors> {
+fn parse_query(q: &QueryPairs) -> Result<NativeQuery, ValidationErrors> {
     let mut errs = ValidationErrors::new();
     q.reject_unknown(PARAMS, &mut errs);
-    errs.finish(())?;
-    Ok(QueryPairs(
+    let sort_by = q.0.iter().filter(|(name, _)| name == "sort_by");
+    if sort_by
+        .clone()
+        .any(|(_, v)| v.eq_ignore_ascii_case("state"))
+    {
+        errs.parameter("sort_by", SORT_BY);
+    }
+    let native = QueryPairs(
         q.0.iter()
+            .filter(|(name, _)| PARAMS.contains(&name.as_str()))
             .map(|(name, value)| match name.as_str() {
                 "status" => ("state".to_owned(), value.clone()),
                 "sort_by" if value.eq_ignore_ascii_case("status") => {
@@ -138,8 +153,26 @@ fn native_query(q: &QueryPairs) -> Result<QueryPairs, ValidationErrors> {
                 _ => (name.clone(), value.clone()),
             })
             .collect(),
-    ))
+    );
+    // Every problem at once: those of the native reading too, in the profile's words.
+    match parse_list_query(&native) {
+        Ok(parsed) => errs.finish(parsed),
+        Err(more) => {
+            let more = more.rename_parameter("state", "status");
+            for e in more.errors() {
+                match &e.location {
+                    Location::Parameter(p) if p == "sort_by" => errs.parameter("sort_by", SORT_BY),
+                    Location::Parameter(p) => errs.parameter(p.clone(), &e.detail),
+                    Location::Pointer(p) => errs.pointer(p.clone(), &e.detail),
+                }
+            }
+            Err(errs)
+        }
+    }
 }
+
+const SORT_BY: &str =
+    "sort_by must be one of created_at, updated_at, iccid, imsi, msisdn, status, consumed_data";
 
 /// List SIMs: filters combine with AND; `status` and `compatibility_zones` are repeatable (OR
 /// within each).
@@ -165,9 +198,7 @@ async fn list_sims(
     Caller(principal): Caller,
     query: QueryPairs,
 ) -> ApiResult<axum::Json<PageView<IotSim>>> {
-    let native = native_query(&query)?;
-    let (parsed, for_plan) =
-        parse_list_query(&native).map_err(|e| e.rename_parameter("state", "status"))?;
+    let (parsed, for_plan) = parse_query(&query)?;
     let page = state
         .services
         .inventory()
@@ -313,13 +344,13 @@ mod tests {
 
     #[test]
     fn status_is_the_native_state() {
-        let q = native_query(&qp(&[
+        let Ok((parsed, _)) = parse_query(&qp(&[
             ("status", "ACTIVE"),
             ("status", "suspended"),
             ("sort_by", "status"),
-        ]))
-        .unwrap();
-        let (parsed, _) = parse_list_query(&q).unwrap();
+        ])) else {
+            panic!("refused");
+        };
         assert_eq!(
             parsed.states,
             vec![
@@ -332,7 +363,7 @@ mod tests {
 
     #[test]
     fn native_only_parameters_are_unknown_here() {
-        let Err(e) = native_query(&qp(&[("state", "active"), ("tags", "x")])) else {
+        let Err(e) = parse_query(&qp(&[("state", "active"), ("tags", "x")])) else {
             panic!("native-only parameters accepted");
         };
         let names: Vec<_> = e
@@ -344,16 +375,26 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_status_is_reported_as_status() {
-        let q = native_query(&qp(&[("status", "gone")])).unwrap();
-        let e = parse_list_query(&q)
-            .unwrap_err()
-            .rename_parameter("state", "status");
+    fn a_bad_status_is_reported_as_status_with_every_other_problem() {
+        let Err(e) = parse_query(&qp(&[("status", "gone"), ("state", "x"), ("page", "0")])) else {
+            panic!("accepted");
+        };
+        let got: Vec<_> = e.errors().iter().map(|f| f.location.clone()).collect();
         assert_eq!(
-            e.errors()[0].location,
-            crate::domain::Location::Parameter("status".into())
+            got,
+            [
+                Location::Parameter("state".into()),
+                Location::Parameter("page".into()),
+                Location::Parameter("status".into()),
+            ]
         );
-        assert!(e.errors()[0].detail.starts_with("status must be"));
+        assert!(e.errors()[2].detail.starts_with("status must be"));
+        for bad in ["state", "ki"] {
+            let Err(e) = parse_query(&qp(&[("sort_by", bad)])) else {
+                panic!("sort_by={bad} accepted");
+            };
+            assert_eq!(e.errors()[0].detail, SORT_BY);
+        }
     }
 
     #[test]
