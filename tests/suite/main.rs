@@ -40,6 +40,7 @@ mod schema_parity;
 mod sims;
 mod store_audit;
 mod store_contract;
+mod store_status_terms;
 mod store_corrupt;
 mod store_keys;
 mod store_tasks;
