@@ -12,17 +12,28 @@ use utoipa::OpenApi;
 
 use super::AppState;
 
+pub mod carrier;
 pub mod iot;
 
 /// The prefixes the profiles are served at, besides those under the native `/v1/`.
-pub const PREFIXES: &[&str] = &["/iot/v1/"];
+pub const PREFIXES: &[&str] = &["/iot/v1/", "/v2/"];
 
 /// Every profile's routes.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(iot::router())
+    Router::new().merge(iot::router()).merge(carrier::router())
 }
 
 /// Every profile's OpenAPI document (each under its own tag), merged into `/openapi.json`.
 pub fn documents() -> Vec<utoipa::openapi::OpenApi> {
-    vec![iot::IotDoc::openapi()]
+    vec![iot::IotDoc::openapi(), carrier::document()]
+}
+
+/// The error body of a profile whose errors have their own shape, for a native `problem` on
+/// `path`; `None` where errors are native problem documents.
+pub fn render_problem(
+    path: &str,
+    problem: &serde_json::Map<String, serde_json::Value>,
+    request_id: &str,
+) -> Option<Vec<u8>> {
+    carrier::serves(path).then(|| carrier::errors::render(problem, request_id))
 }
