@@ -162,12 +162,17 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
     if let Some(PendingProblem(problem)) = res.extensions_mut().remove::<PendingProblem>() {
         let status = res.status();
         let headers = std::mem::take(res.headers_mut());
-        res = (status, render_problem(problem, &path, &id)).into_response();
+        let (body, content_type) = match profiles::render_problem(&path, &problem, &id) {
+            Some(body) => (body, "application/json"),
+            None => (
+                render_problem(problem, &path, &id),
+                "application/problem+json",
+            ),
+        };
+        res = (status, body).into_response();
         res.headers_mut().extend(headers);
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);

@@ -65,7 +65,11 @@ impl Serialize for RevealedFields {
 const REASON_HEADER: &str = "x-simvault-reason";
 
 /// The reason (ticket) for a reveal: `reason` in the query or the `X-Simvault-Reason` header.
-fn reason(q: &QueryPairs, headers: &HeaderMap, errs: &mut ValidationErrors) -> Option<String> {
+pub(crate) fn reason(
+    q: &QueryPairs,
+    headers: &HeaderMap,
+    errs: &mut ValidationErrors,
+) -> Option<String> {
     let from_query = q.one("reason", errs).map(str::to_owned);
     let from_header = headers
         .get(REASON_HEADER)

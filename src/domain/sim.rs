@@ -453,6 +453,10 @@ pub struct SimListQuery {
     pub conditions: Vec<super::condition::Condition>,
     /// Substring of the ICCID.
     pub iccid: Option<String>,
+    /// Substring of the MSISDN.
+    pub msisdn: Option<String>,
+    /// Matching any of these terms over state and conditions (empty: whatever they are).
+    pub any_of: Vec<super::sim_filters::StatusTerm>,
     /// Case-insensitive substring of id, ICCID, MSISDN, IMSI, IMEI or EID.
     pub search: Option<String>,
     pub sort_by: SortField,
@@ -474,6 +478,8 @@ impl Default for SimListQuery {
             carrier: CarrierFields::default(),
             conditions: Vec::new(),
             iccid: None,
+            msisdn: None,
+            any_of: Vec::new(),
             search: None,
             sort_by: SortField::UpdatedAt,
             descending: true,

@@ -150,3 +150,71 @@ pub fn read_filters(
         },
     }
 }
+
+/// One alternative of a filter over lifecycle and conditions ([`SimListQuery::any_of`]): a SIM
+/// in one of `states` (any state when empty), in every condition of `with` and in none of
+/// `without`. Alternatives combine with OR, so a client's own status words (one state, a
+/// state unless a condition holds, a condition whatever the state) become one filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusTerm {
+    pub states: Vec<SimState>,
+    pub with: Vec<Condition>,
+    pub without: Vec<Condition>,
+}
+
+impl StatusTerm {
+    /// Whether a SIM in `state` and `conditions` matches this term (the rule the store's SQL
+    /// follows).
+    pub fn matches(&self, state: SimState, conditions: &super::condition::Conditions) -> bool {
+        (self.states.is_empty() || self.states.contains(&state))
+            && self.with.iter().all(|c| conditions.contains(c))
+            && !self.without.iter().any(|c| conditions.contains(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::condition::Conditions;
+
+    #[test]
+    fn a_term_needs_its_state_and_conditions() {
+        let over: Conditions = [Condition::DataLimitExceeded].into_iter().collect();
+        let none = Conditions::new();
+        let active_within = StatusTerm {
+            states: vec![SimState::Active],
+            without: vec![Condition::DataLimitExceeded],
+            ..StatusTerm::default()
+        };
+        assert!(active_within.matches(SimState::Active, &none));
+        assert!(!active_within.matches(SimState::Active, &over));
+        assert!(!active_within.matches(SimState::Suspended, &none));
+        let locked_anywhere = StatusTerm {
+            with: vec![Condition::UnauthorizedImei],
+            ..StatusTerm::default()
+        };
+        let both: Conditions = Condition::ALL.into_iter().collect();
+        assert!(locked_anywhere.matches(SimState::Retired, &both));
+        assert!(!locked_anywhere.matches(SimState::Active, &over));
+        assert!(StatusTerm::default().matches(SimState::Inventory, &none));
+    }
+
+    #[test]
+    fn terms_combine_with_or() {
+        let none = Conditions::new();
+        let terms = [
+            StatusTerm {
+                states: vec![SimState::Inventory],
+                ..StatusTerm::default()
+            },
+            StatusTerm {
+                states: vec![SimState::Blocked, SimState::Retired],
+                ..StatusTerm::default()
+            },
+        ];
+        let any = |state| terms.iter().any(|t: &StatusTerm| t.matches(state, &none));
+        assert!(any(SimState::Inventory));
+        assert!(any(SimState::Retired));
+        assert!(!any(SimState::Active));
+    }
+}

@@ -41,6 +41,11 @@ impl ValidationErrors {
         });
     }
 
+    /// Adds every error of `other`, after these.
+    pub fn append(&mut self, other: ValidationErrors) {
+        self.0.extend(other.0);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

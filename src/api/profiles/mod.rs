@@ -12,16 +12,18 @@ use utoipa::OpenApi;
 
 use super::AppState;
 
+pub mod carrier;
 pub mod device_platform;
 pub mod iot;
 
 /// The prefixes the profiles are served at, besides those under the native `/v1/`.
-pub const PREFIXES: &[&str] = &["/iot/v1/", "/device-platform/v1/"];
+pub const PREFIXES: &[&str] = &["/iot/v1/", "/v2/", "/device-platform/v1/"];
 
 /// Every profile's routes.
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(iot::router())
+        .merge(carrier::router())
         .merge(device_platform::router())
 }
 
@@ -29,6 +31,17 @@ pub fn router() -> Router<AppState> {
 pub fn documents() -> Vec<utoipa::openapi::OpenApi> {
     vec![
         iot::IotDoc::openapi(),
+        carrier::document(),
         device_platform::DeviceDoc::openapi(),
     ]
+}
+
+/// The error body of a profile whose errors have their own shape, for a native `problem` on
+/// `path`; `None` where errors are native problem documents.
+pub fn render_problem(
+    path: &str,
+    problem: &serde_json::Map<String, serde_json::Value>,
+    request_id: &str,
+) -> Option<Vec<u8>> {
+    carrier::serves(path).then(|| carrier::errors::render(problem, request_id))
 }

@@ -3,7 +3,9 @@
 use super::{SQL, SimRow, link_columns};
 use crate::domain::Sim;
 use crate::domain::TenantId;
+use crate::domain::condition::Condition;
 use crate::domain::sim::SimListQuery;
+use crate::domain::sim_filters::StatusTerm;
 use crate::store::{Bind, Db, Dialect, SqlBuilder, StoreResult, bind_all, like_escape, on_pool};
 use crate::vault::IntegrityKey;
 
@@ -31,6 +33,33 @@ fn fts_trigrams(term: &str, column: Option<&str>) -> String {
         }
     }
     parts.join(" AND ")
+}
+
+/// Whether the SIM is (`true`) or is not in condition `c`: the stored text is the names,
+/// comma-separated.
+fn push_condition(b: &mut SqlBuilder, c: Condition, is_in: bool) {
+    b.push(if is_in {
+        "(',' || s.conditions || ',') LIKE "
+    } else {
+        "(',' || s.conditions || ',') NOT LIKE "
+    })
+    .bind_text(format!("%,{},%", c.as_str()));
+}
+
+/// One [`StatusTerm`]: its states (any when none), with and without its conditions.
+fn push_term(b: &mut SqlBuilder, term: &StatusTerm) {
+    b.push("(1 = 1");
+    if !term.states.is_empty() {
+        b.push(" AND s.state IN ")
+            .bind_texts(term.states.iter().map(|st| st.as_str()));
+    }
+    for (conditions, is_in) in [(&term.with, true), (&term.without, false)] {
+        for c in conditions {
+            b.push(" AND ");
+            push_condition(b, *c, is_in);
+        }
+    }
+    b.push(")");
 }
 
 fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &TenantId, q: &SimListQuery) {
@@ -63,14 +92,22 @@ fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &TenantId, q: &
         b.push(" AND s.vendor = ").bind_text(v.clone());
     }
     if !q.conditions.is_empty() {
-        // Any of them: the stored text is the names, comma-separated.
         b.push(" AND (");
         for (i, c) in q.conditions.iter().enumerate() {
             if i > 0 {
                 b.push(" OR ");
             }
-            b.push("(',' || s.conditions || ',') LIKE ")
-                .bind_text(format!("%,{},%", c.as_str()));
+            push_condition(b, *c, true);
+        }
+        b.push(")");
+    }
+    if !q.any_of.is_empty() {
+        b.push(" AND (");
+        for (i, term) in q.any_of.iter().enumerate() {
+            if i > 0 {
+                b.push(" OR ");
+            }
+            push_term(b, term);
         }
         b.push(")");
     }
@@ -109,12 +146,13 @@ fn push_filters(b: &mut SqlBuilder, dialect: Dialect, tenant_id: &TenantId, q: &
             }
         }
     }
-    if let Some(term) = &q.iccid {
+    for (column, term) in [("iccid", &q.iccid), ("msisdn", &q.msisdn)] {
+        let Some(term) = term else { continue };
         if dialect == Dialect::Sqlite && term.chars().count() >= TRIGRAM {
             b.push(" AND s.pk IN (SELECT rowid FROM sims_fts WHERE sims_fts MATCH ");
-            b.bind_text(fts_trigrams(term, Some("iccid"))).push(")");
+            b.bind_text(fts_trigrams(term, Some(column))).push(")");
         }
-        b.push(" AND s.iccid LIKE ");
+        b.push(&format!(" AND s.{column} LIKE "));
         b.bind_text(format!("%{}%", like_escape(term)))
             .push(" ESCAPE '\\'");
     }
@@ -178,7 +216,7 @@ pub async fn list(
     q: &SimListQuery,
 ) -> StoreResult<(Vec<Sim>, u64)> {
     let dialect = db.dialect();
-    let windowed = q.search.is_some() || q.iccid.is_some();
+    let windowed = q.search.is_some() || q.iccid.is_some() || q.msisdn.is_some();
 
     let mut page = SqlBuilder::default();
     page.push("SELECT ");
