@@ -104,7 +104,7 @@ fn pin_type(v: Option<Value>, errs: &mut ValidationErrors) -> PinType {
 
 /// A PIN or PUK from the body, validated as `field` (only the rule is reported, never the
 /// value).
-fn secret(
+pub(crate) fn secret(
     input: Option<SecretInput>,
     name: &str,
     field: SecretField,

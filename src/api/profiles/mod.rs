@@ -13,16 +13,17 @@ use utoipa::OpenApi;
 use super::AppState;
 
 pub mod iot;
+pub mod telco;
 
 /// The prefixes the profiles are served at, besides those under the native `/v1/`.
 pub const PREFIXES: &[&str] = &["/iot/v1/"];
 
 /// Every profile's routes.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(iot::router())
+    Router::new().merge(iot::router()).merge(telco::router())
 }
 
 /// Every profile's OpenAPI document (each under its own tag), merged into `/openapi.json`.
 pub fn documents() -> Vec<utoipa::openapi::OpenApi> {
-    vec![iot::IotDoc::openapi()]
+    vec![iot::IotDoc::openapi(), telco::TelcoDoc::openapi()]
 }
