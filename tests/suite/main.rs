@@ -35,6 +35,7 @@ mod listing;
 mod ops;
 mod pins;
 mod policies;
+mod profile_telco;
 mod replicas;
 mod schema_parity;
 mod sims;
