@@ -82,7 +82,8 @@ impl std::fmt::Debug for UnblockPinBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PinChangedView {
     pub success: bool,
-    /// The PIN's attempts left (its maximum, restored).
+    /// The attempts left (the maximum, restored) of the secret the call spends: the PIN's for
+    /// `reset-pin`, the PUK's for `unblock-pin`.
     pub remaining_attempts: i64,
     pub updated_at: String,
 }
@@ -103,7 +104,7 @@ fn pin_type(v: Option<Value>, errs: &mut ValidationErrors) -> PinType {
 
 /// A PIN or PUK from the body, validated as `field` (only the rule is reported, never the
 /// value).
-fn secret(
+pub(crate) fn secret(
     input: Option<SecretInput>,
     name: &str,
     field: SecretField,
@@ -186,11 +187,12 @@ async fn reset_pin(
 }
 
 /// Set a new PIN by presenting the PUK of its pair (support, with a reason). Restores both
-/// counters. A wrong PUK costs an attempt; the last one blocks the SIM for good.
+/// counters and answers the PUK's `remaining_attempts` (the secret this call spends: 10 on a
+/// fresh card). A wrong PUK costs an attempt; the last one blocks the SIM for good.
 #[utoipa::path(post, path = "/v1/sims/{sim}/unblock-pin", tag = "pins", request_body = UnblockPinBody,
     params(("sim" = String, Path, description = "UUID or ICCID")),
     responses(
-        (status = 200, description = "PIN unblocked", body = PinChangedView),
+        (status = 200, description = "PIN unblocked; `remaining_attempts` is the PUK's", body = PinChangedView),
         (status = 400, description = "Invalid input (no attempt used), or wrong-puk", body = super::openapi::Problem),
         (status = 403, description = "Not allowed", body = super::openapi::Problem),
         (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),

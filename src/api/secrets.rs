@@ -62,7 +62,8 @@ impl Serialize for RevealedFields {
     }
 }
 
-const REASON_HEADER: &str = "x-simvault-reason";
+/// The header a reason (ticket) may come in, where a reason is asked for.
+pub(crate) const REASON_HEADER: &str = "x-simvault-reason";
 
 /// The reason (ticket) for a reveal: `reason` in the query or the `X-Simvault-Reason` header.
 pub(crate) fn reason(

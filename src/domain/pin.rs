@@ -65,6 +65,8 @@ pub enum Proof {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// The new PIN is set; the PIN counter (and, for an unblock, the PUK counter) restored.
+    /// `remaining` counts the presented secret's attempts: the PIN's for a reset, the PUK's
+    /// for an unblock.
     Success {
         remaining: i64,
     },
@@ -155,7 +157,8 @@ pub fn attempt(
             if same(stored, given) {
                 *puk = Some(puk_max);
                 *pin = Some(pin_max);
-                Verdict::Success { remaining: pin_max }
+                // The PUK is what an unblock spends: its attempts are the ones reported.
+                Verdict::Success { remaining: puk_max }
             } else {
                 Verdict::WrongPuk {
                     remaining: left - 1,
@@ -219,7 +222,7 @@ mod tests {
         );
         assert_eq!(
             attempt(&mut c, PinType::Pin1, Proof::Puk, &puk, &puk),
-            Verdict::Success { remaining: 3 }
+            Verdict::Success { remaining: 10 }
         );
         assert_eq!((c.pin1, c.puk1), (Some(3), Some(10)));
         for left in (0..10).rev() {
@@ -241,7 +244,7 @@ mod tests {
         let puk2 = value(SecretField::Puk2, "11112222");
         assert_eq!(
             attempt(&mut c, PinType::Pin2, Proof::Puk, &puk2, &puk2),
-            Verdict::Success { remaining: 3 }
+            Verdict::Success { remaining: 10 }
         );
     }
 
@@ -263,9 +266,9 @@ mod tests {
         let puk = value(SecretField::Puk1, "12345678");
         assert_eq!(
             attempt(&mut c, PinType::Pin1, Proof::Puk, &puk, &puk),
-            Verdict::Success { remaining: 5 }
+            Verdict::Success { remaining: 3 }
         );
-        assert_eq!(c.puk1, Some(3));
+        assert_eq!((c.pin1, c.puk1), (Some(5), Some(3)));
     }
 
     #[test]

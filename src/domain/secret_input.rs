@@ -146,6 +146,12 @@ impl<'de> Deserialize<'de> for SecretsInput {
 }
 
 impl SecretsInput {
+    /// Adds one field as sent: a secret that sits beside a body's other fields (the API
+    /// profiles' flat provisioning bodies) rather than in a `secrets` object.
+    pub fn push(&mut self, field: SecretField, input: SecretInput) {
+        self.fields.push((field, input));
+    }
+
     /// Validates every field, reporting problems under `prefix` (`/secrets` or ``). `null`
     /// removes a field when `allow_remove`, and is otherwise ignored. A valid `op` is handed
     /// back as given: turning it into OPc (with the Ki) is the service's rule.

@@ -50,7 +50,8 @@ impl std::fmt::Debug for PinChange {
 /// A successful PIN operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PinChanged {
-    /// The PIN's attempts left (its maximum).
+    /// The presented secret's attempts left (its maximum, restored): the PIN's for a reset,
+    /// the PUK's for an unblock.
     pub remaining: i64,
     pub updated_at: Timestamp,
 }

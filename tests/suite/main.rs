@@ -38,6 +38,7 @@ mod policies;
 mod profile_carrier;
 mod profile_device_platform;
 mod profile_iot;
+mod profile_telco;
 mod replicas;
 mod schema_parity;
 mod sims;

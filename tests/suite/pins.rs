@@ -89,7 +89,7 @@ async fn the_card_sequence(store: Store) {
     // The PUK unblocks and restores both counters.
     let a = unblock(&support, "pin1", PUK1, "2468").await;
     assert_eq!(a.status, 200, "{:?}", a.body);
-    assert_eq!(a.body["remaining_attempts"], 3);
+    assert_eq!(a.body["remaining_attempts"], 10, "the PUK's attempts");
     let status = pin_status(&support).await;
     assert_eq!(status["pin1"]["remaining_attempts"], 3);
     assert_eq!(status["puk1"]["remaining_attempts"], 10);

@@ -15,6 +15,7 @@ use super::AppState;
 pub mod carrier;
 pub mod device_platform;
 pub mod iot;
+pub mod telco;
 
 /// The prefixes the profiles are served at, besides those under the native `/v1/`.
 pub const PREFIXES: &[&str] = &["/iot/v1/", "/v2/", "/device-platform/v1/"];
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .merge(iot::router())
         .merge(carrier::router())
         .merge(device_platform::router())
+        .merge(telco::router())
 }
 
 /// Every profile's OpenAPI document (each under its own tag), merged into `/openapi.json`.
@@ -33,6 +35,7 @@ pub fn documents() -> Vec<utoipa::openapi::OpenApi> {
         iot::IotDoc::openapi(),
         carrier::document(),
         device_platform::DeviceDoc::openapi(),
+        telco::TelcoDoc::openapi(),
     ]
 }
 

@@ -194,6 +194,9 @@ pub struct SimFields {
     sqn: Option<[u8; 6]>,
     ind_bitlen: Option<u8>,
     secrets: Option<SecretsInput>,
+    /// The secrets sat beside the other fields (see [`flat`]): their problems are reported
+    /// at the top level.
+    flat_secrets: bool,
     /// Problems, each with the index in [`FIELDS`] of the field it is about.
     problems: Vec<(usize, ValidationErrors)>,
 }
@@ -283,12 +286,13 @@ impl SimFields {
         if self.eid.is_some() && sim_type != SimType::Esim {
             errs.pointer("/eid", "an EID is only given for an eSIM (sim_type esim)");
         }
+        let prefix = if self.flat_secrets { "" } else { "/secrets" };
         let (secrets, mut op) = self
             .secrets
-            .map(|s| s.parse("/secrets", false, &mut errs))
+            .map(|s| s.parse(prefix, false, &mut errs))
             .unwrap_or_default();
         if op.is_some() && given_ki(&secrets).is_none() {
-            errs.pointer("/secrets/op", OP_NEEDS_KI);
+            errs.pointer(format!("{prefix}/op"), OP_NEEDS_KI);
             op = None;
         }
         let Some(iccid) = iccid else { return Err(errs) };
@@ -390,6 +394,7 @@ impl<'de> Deserialize<'de> for SimFields {
     }
 }
 
+pub mod flat;
 mod sealed;
 
 #[cfg(test)]
