@@ -44,6 +44,7 @@ mod store_corrupt;
 mod store_keys;
 mod store_tasks;
 mod store_webhooks;
+mod task_integrity;
 mod tenancy;
 mod upstream;
 mod vault;
