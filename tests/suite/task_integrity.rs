@@ -321,3 +321,89 @@ async fn an_untouched_task_runs_to_its_end(store: Store) {
     assert_eq!(ended[0]["status"], "completed");
 }
 both_stores!(untouched_task, an_untouched_task_runs_to_its_end);
+
+/// A key rotation whose target version is changed in storage is not run: the rotation
+/// worker fails it before reading its target, and reports it.
+async fn a_forged_rotation_is_not_run(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let db = &app.test_db.db;
+    let key = app.services.core.keyring.integrity().unwrap();
+    let rotation = TaskRecord {
+        id: simvault::domain::TaskId::new(),
+        tenant_id: tenant_id("acme"),
+        kind: simvault::domain::task::TaskKind::KeyRotation,
+        status: simvault::domain::task::TaskStatus::Pending,
+        params: json!({"to_version": 1}),
+        total_items: 0,
+        completed_items: 0,
+        failed_items: 0,
+        cancelled_items: 0,
+        error: None,
+        created_at: 1,
+        updated_at: 1,
+        kek_version: None,
+        wrapped_key: None,
+    };
+    let id = rotation.id.to_string();
+    // Held elsewhere while it is changed, so that no worker takes it first.
+    let mut tx = db.begin().await.unwrap();
+    tasks::insert(&mut tx, &key, &rotation).await.unwrap();
+    tx.commit().await.unwrap();
+    exec(
+        db,
+        &format!(
+            "UPDATE tasks SET lease_owner = 'elsewhere', lease_until = 9000000000000000000 \
+             WHERE id = '{id}'"
+        ),
+    )
+    .await;
+    raw_sql!(db, p => sqlx::query("UPDATE tasks SET params = $1 WHERE id = $2")
+        .bind(sqlx::types::Json(json!({"to_version": 7})))
+        .bind(&id)
+        .execute(p).await.map(|_| ()).unwrap());
+    exec(
+        db,
+        &format!("UPDATE tasks SET lease_owner = NULL, lease_until = NULL WHERE id = '{id}'"),
+    )
+    .await;
+
+    // This server's rotation worker, or this call, claims it; either way it fails.
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    app.services
+        .tasks()
+        .run_rotation("w1", LEASE, &stop)
+        .await
+        .unwrap();
+    for _ in 0..600 {
+        if stored_status(db, &id).await.0 == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        stored_status(db, &id).await,
+        (
+            "failed".into(),
+            Some("the task failed its integrity check".into())
+        )
+    );
+    let reports = integrity_reports(db).await;
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(
+        reports[0]["reason"],
+        format!("task {id}: MAC does not verify")
+    );
+    // No key version 7 was made or used.
+    let keys = app
+        .jwt_client("acme", &[Role::Admin])
+        .get("/v1/admin/keys")
+        .await;
+    assert_eq!(keys.status, 200, "{:?}", keys.body);
+    assert!(
+        !keys.body.to_string().contains("\"version\":7"),
+        "{:?}",
+        keys.body
+    );
+}
+both_stores!(forged_rotation, a_forged_rotation_is_not_run);
