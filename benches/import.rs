@@ -198,7 +198,8 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(async move {
                 let owner = format!("bench-{w}");
                 loop {
-                    let row = simvault::store::tasks::get(&db, &tenant, &id)
+                    let integrity = services.core.keyring.integrity()?;
+                    let row = simvault::store::tasks::get(&db, &integrity, &tenant, &id)
                         .await?
                         .ok_or_else(|| anyhow::anyhow!("task vanished"))?;
                     if row.status == simvault::domain::task::TaskStatus::Completed {
@@ -206,7 +207,7 @@ async fn main() -> anyhow::Result<()> {
                     }
                     let worked = services
                         .tasks()
-                        .work_on(&row, &owner, Duration::from_secs(60))
+                        .work_on(&row.id, &owner, Duration::from_secs(60))
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     if !worked {

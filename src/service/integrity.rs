@@ -36,6 +36,8 @@ pub async fn adopt(db: &Db, keyring: &Keyring, now: i64) -> ServiceResult<()> {
     }
     let key = keyring.integrity()?;
     // Every row of every tenant, tombstones included: after this, a row without a MAC fails.
+    // Tasks and their items are not adopted: a pending one without a MAC is failed by the
+    // worker instead (why: `service::tasks::authentic`).
     let adopted: Vec<(Purpose, u64)> = vec![
         (Purpose::Sim, sims::adopt(&mut tx, &key).await?),
         (Purpose::TenantKey, keys::adopt(&mut tx, &key).await?),

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::{Key, VaultError};
 
-pub use crate::domain::integrity::{IntegrityFailure, Purpose};
+pub use crate::domain::integrity::{IntegrityFailure, Purpose, canonical_json};
 
 /// The subkey table's order and the HKDF labels: the vault's side of a [`Purpose`].
 trait Subkey {
@@ -39,6 +39,8 @@ impl Subkey for Purpose {
             Purpose::TenantKey => b"simvault/v1/row-mac/tenant-key",
             Purpose::Webhook => b"simvault/v1/row-mac/webhook",
             Purpose::Link => b"simvault/v1/row-mac/link",
+            Purpose::Task => b"simvault/v1/row-mac/task",
+            Purpose::TaskItem => b"simvault/v1/row-mac/task-item",
         }
     }
 }
@@ -134,6 +136,20 @@ impl RowParts {
     pub fn bytes(mut self, value: &[u8]) -> Self {
         self.0.push(value.to_vec());
         self
+    }
+
+    /// Optional bytes, `None` and `Some(b"")` apart.
+    pub fn opt_bytes(mut self, value: Option<&[u8]>) -> Self {
+        self.0.push(match value {
+            None => vec![0],
+            Some(v) => [&[1u8][..], v].concat(),
+        });
+        self
+    }
+
+    /// A JSON value as its canonical text ([`canonical_json`]).
+    pub fn json(self, value: &serde_json::Value) -> Self {
+        self.text(&canonical_json(value))
     }
 
     fn slices(&self) -> Vec<&[u8]> {
@@ -264,7 +280,46 @@ mod tests {
     }
 
     #[test]
+    fn json_parts_mac_alike_whatever_the_member_order() {
+        let key = IntegrityKey::derive(&new_key().unwrap()).unwrap();
+        let built = serde_json::json!({"actor": {"tenant": "acme", "roles": ["operator"]}, "state": "active"});
+        let stored: serde_json::Value = serde_json::from_str(
+            r#"{"state": "active", "actor": {"roles": ["operator"], "tenant": "acme"}}"#,
+        )
+        .unwrap();
+        let mac = key.mac_row(Purpose::Task, &RowParts::default().text("t1").json(&built));
+        assert_eq!(
+            mac,
+            key.mac_row(Purpose::Task, &RowParts::default().text("t1").json(&stored))
+        );
+        let forged = serde_json::json!({"actor": {"tenant": "other", "roles": ["operator"]}, "state": "active"});
+        assert!(
+            key.check_row(
+                Purpose::Task,
+                "t1",
+                &RowParts::default().text("t1").json(&forged),
+                Some(&mac)
+            )
+            .is_err()
+        );
+        // A task's MAC is no item's.
+        assert!(
+            key.check_row(
+                Purpose::TaskItem,
+                "t1",
+                &RowParts::default().text("t1").json(&built),
+                Some(&mac)
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn optional_values_encode_apart() {
+        assert_ne!(
+            RowParts::default().opt_bytes(None).0,
+            RowParts::default().opt_bytes(Some(b"")).0
+        );
         assert_ne!(opt(None), opt(Some("")));
         assert_ne!(opt_int(None), opt_int(Some(0)));
         assert_ne!(opt(Some("1")), opt_int(Some(1)));

@@ -34,9 +34,13 @@ async fn task_count(app: &TestApp) -> i64 {
         .fetch_one(p).await.unwrap())
 }
 
+fn key(app: &TestApp) -> std::sync::Arc<simvault::vault::IntegrityKey> {
+    app.services.core.keyring.integrity().unwrap()
+}
+
 async fn record(app: &TestApp, id: &str) -> TaskRecord {
     let id = simvault::domain::TaskId::parse(id).unwrap();
-    tasks::get(&app.test_db.db, &tenant_id("acme"), &id)
+    tasks::get(&app.test_db.db, &key(app), &tenant_id("acme"), &id)
         .await
         .unwrap()
         .unwrap()
@@ -477,13 +481,26 @@ async fn cancel_keeps_what_is_done_and_stops_the_rest(store: Store) {
     let worker = app.services.tasks();
 
     // Two items done, one batch of one held by another worker.
-    assert!(worker.work_on_up_to(&task, "w1", LEASE, 2).await.unwrap());
+    assert!(
+        worker
+            .work_on_up_to(&task.id, "w1", LEASE, 2)
+            .await
+            .unwrap()
+    );
     let now = simvault::clock::Clock::now(&simvault::clock::SystemClock);
-    let held = tasks::claim_items(&app.test_db.db, &task.id, "w2", now, now + 60_000_000, 1)
-        .await
-        .unwrap();
-    assert_eq!(held.len(), 1);
-    assert_eq!(held[0].seq, 3);
+    let held = tasks::claim_items(
+        &app.test_db.db,
+        &key(&app),
+        &task.id,
+        "w2",
+        now,
+        now + 60_000_000,
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(held.items.len(), 1);
+    assert_eq!(held.items[0].seq, 3);
 
     let c = operator
         .post(&format!("/v1/tasks/{id}/cancel"), &json!({}))
@@ -496,8 +513,8 @@ async fn cancel_keeps_what_is_done_and_stops_the_rest(store: Store) {
     assert_eq!(c.body["pending_items"], 0);
 
     // The worker holding item 3 commits its batch after the cancel: nothing of it.
-    worker.work_leased(&task, held, "w2").await.unwrap();
-    assert!(!worker.work_on(&task, "w3", LEASE).await.unwrap());
+    worker.work_leased(&task.id, held, "w2").await.unwrap();
+    assert!(!worker.work_on(&task.id, "w3", LEASE).await.unwrap());
     assert!(!worker.run_bulk_batch("w4", LEASE).await.unwrap());
     let after = operator.get(&format!("/v1/tasks/{id}")).await.body;
     assert_eq!(after, c.body, "the task is as the cancel left it");
@@ -583,12 +600,20 @@ async fn a_cancel_with_nothing_pending_completes_the_task(store: Store) {
     let task = record(&app, &id).await;
     let worker = app.services.tasks();
     let now = simvault::clock::Clock::now(&simvault::clock::SystemClock);
-    let held = tasks::claim_items(&app.test_db.db, &task.id, "w1", now, now + 60_000_000, 10)
-        .await
-        .unwrap();
-    assert_eq!(held.len(), 2);
+    let held = tasks::claim_items(
+        &app.test_db.db,
+        &key(&app),
+        &task.id,
+        "w1",
+        now,
+        now + 60_000_000,
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(held.items.len(), 2);
     // The batch commits; the worker stops before finishing the task.
-    worker.work_leased(&task, held, "w1").await.unwrap();
+    worker.work_leased(&task.id, held, "w1").await.unwrap();
     assert_eq!(record(&app, &id).await.status, TaskStatus::Running);
 
     let c = operator
@@ -660,7 +685,7 @@ async fn cancelling_an_ended_task_changes_nothing(store: Store) {
     };
     let db = &app.test_db.db;
     let mut tx = db.begin().await.unwrap();
-    tasks::insert(&mut tx, &rotation).await.unwrap();
+    tasks::insert(&mut tx, &key(&app), &rotation).await.unwrap();
     tx.commit().await.unwrap();
     // Held by a worker elsewhere, so that this server's does not take it.
     raw_sql!(db, p => sqlx::query(
@@ -720,6 +745,7 @@ async fn tasks_are_not_reached_across_tenants_or_by_support(store: Store) {
     let theirs_id = theirs.body["id"].as_str().unwrap().to_owned();
     let task = tasks::get(
         &app.test_db.db,
+        &key(&app),
         &tenant_id("other"),
         &simvault::domain::TaskId::parse(&theirs_id).unwrap(),
     )
@@ -728,7 +754,7 @@ async fn tasks_are_not_reached_across_tenants_or_by_support(store: Store) {
     .unwrap();
     app.services
         .tasks()
-        .work_on(&task, "w", LEASE)
+        .work_on(&task.id, "w", LEASE)
         .await
         .unwrap();
     let items = all_items(&other, &theirs_id).await;
@@ -899,7 +925,7 @@ async fn a_batch_locks_its_sims_in_id_order_before_any_record() {
         .unwrap();
     let batch = {
         let (worker, task) = (app.services.tasks().clone(), task.clone());
-        tokio::spawn(async move { worker.work_on(&task, "w1", LEASE).await })
+        tokio::spawn(async move { worker.work_on(&task.id, "w1", LEASE).await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!batch.is_finished(), "the batch must wait for the SIM");
@@ -940,8 +966,10 @@ crate::helpers::postgres_test!(
     }
 );
 
-/// A task whose change or actor cannot be read (its stored parameters altered) fails once,
-/// with its pending items, never changing a SIM; it is not tried again batch after batch.
+/// A task whose change or actor cannot be read fails once, with its pending items, never
+/// changing a SIM; it is not tried again batch after batch. (Parameters changed in storage
+/// fail the task's MAC first, see `task_integrity`; these are authentic yet unreadable, as a
+/// bug would write them: the MAC is made again over them.)
 async fn a_task_with_unreadable_params_fails_once(store: Store, unreadable: &str) {
     let app = by_hand(store).await;
     app.tenant("acme").await;
@@ -957,14 +985,17 @@ async fn a_task_with_unreadable_params_fails_once(store: Store, unreadable: &str
     assert_eq!(a.status, 202, "{:?}", a.body);
     let id = a.body["id"].as_str().unwrap().to_owned();
     let db = &app.test_db.db;
-    let mut params = record(&app, &id).await.params;
+    let stored = record(&app, &id).await;
+    let mut params = stored.params.clone();
     if unreadable == "actor" {
         params["actor"]["roles"] = json!(["root"]);
     } else {
         params["state"] = json!("molten");
     }
-    raw_sql!(db, p => sqlx::query("UPDATE tasks SET params = $1 WHERE id = $2")
+    let mac = crate::task_integrity::task_mac(&key(&app), &stored, &params);
+    raw_sql!(db, p => sqlx::query("UPDATE tasks SET params = $1, mac = $2 WHERE id = $3")
         .bind(sqlx::types::Json(&params))
+        .bind(mac)
         .bind(&id)
         .execute(p).await.map(|_| ()).unwrap());
 

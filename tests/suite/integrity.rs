@@ -19,7 +19,7 @@ const KI_B: &str = "f0e0d0c0b0a090807060504030201000";
 const OPC: &str = "cd63cb71954a9f4e48a5994e37a02baf";
 
 /// Tampers: runs one statement against the test database.
-async fn exec(db: &Db, sql: &str) {
+pub(crate) async fn exec(db: &Db, sql: &str) {
     let sql = sql.to_owned();
     raw_sql!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql)).execute(p).await.map(|_| ())).unwrap();
 }
@@ -30,7 +30,7 @@ async fn scalar_i64(db: &Db, sql: &str) -> Option<i64> {
 }
 
 /// The platform chain's integrity reports (`integrity.check` / `failed`), as records.
-async fn integrity_reports(db: &Db) -> Vec<Value> {
+pub(crate) async fn integrity_reports(db: &Db) -> Vec<Value> {
     let rows: Vec<String> = raw_sql!(db, p => sqlx::query_scalar(
         "SELECT record FROM audit_events WHERE tenant_id = '_platform' \
          AND action = 'integrity.check' AND outcome = 'failed' ORDER BY seq")
@@ -56,7 +56,7 @@ async fn wait_for_reports(db: &Db, n: usize) -> Vec<Value> {
 
 /// The answer is the opaque internal error, exactly as for any internal error: no data, no
 /// hint of which row or why. `secrets` must not appear in it (the random request id aside).
-fn assert_opaque(a: &crate::helpers::Answer, secrets: &[&str]) {
+pub(crate) fn assert_opaque(a: &crate::helpers::Answer, secrets: &[&str]) {
     assert_eq!(a.status, 500, "{:?}", a.body);
     assert_eq!(a.content_type(), "application/problem+json");
     let mut body = a.body.as_object().unwrap().clone();

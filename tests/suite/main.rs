@@ -49,6 +49,7 @@ mod store_keys;
 mod store_status_terms;
 mod store_tasks;
 mod store_webhooks;
+mod task_integrity;
 mod tenancy;
 mod upstream;
 mod vault;

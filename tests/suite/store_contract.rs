@@ -19,6 +19,14 @@ pub(crate) fn test_key() -> std::sync::Arc<simvault::vault::IntegrityKey> {
     )
 }
 
+/// One row-integrity key for all the tests of a binary that write rows with it and read
+/// them back through separate calls.
+pub(crate) fn shared_test_key() -> &'static simvault::vault::IntegrityKey {
+    static KEY: std::sync::LazyLock<std::sync::Arc<simvault::vault::IntegrityKey>> =
+        std::sync::LazyLock::new(test_key);
+    &KEY
+}
+
 pub(crate) async fn create_tenant(db: &simvault::store::Db, id: &str) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
     tenants::create(&mut tx, &tenant_id(id), 1).await?;

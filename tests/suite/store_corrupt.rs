@@ -10,7 +10,7 @@ use simvault::store::{Db, StoreError, lifecycle, tasks, webhooks};
 use simvault::vault::{Purpose, RowParts};
 
 use crate::helpers::{Store, TestDb, both_stores, raw_sql, task_no, tenant_id};
-use crate::store_contract::{create_tenant, sim, test_key};
+use crate::store_contract::{create_tenant, shared_test_key, sim, test_key};
 
 /// Not a tenant's name (upper case, a space), yet a row of `tenants` so that the foreign
 /// keys hold: the store alone must refuse it.
@@ -54,8 +54,12 @@ fn item(task_id: &TaskId) -> TaskItem {
 async fn setup(db: &Db, id: &TaskId) {
     create_tenant(db, "a").await.unwrap();
     let mut tx = db.begin().await.unwrap();
-    tasks::insert(&mut tx, &task(id)).await.unwrap();
-    tasks::insert_items(&mut tx, &[item(id)]).await.unwrap();
+    tasks::insert(&mut tx, shared_test_key(), &task(id))
+        .await
+        .unwrap();
+    tasks::insert_items(&mut tx, shared_test_key(), &[item(id)])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -87,7 +91,10 @@ async fn corrupt_task_tenant(store: Store) {
     )
     .await;
     let mut tx = db.begin().await.unwrap();
-    assert_corrupt(tasks::lock_if_done(&mut tx, &task_no(1)).await, "the task");
+    assert_corrupt(
+        tasks::lock_if_done(&mut tx, shared_test_key(), &task_no(1)).await,
+        "the task",
+    );
     drop(tx);
     assert_ne!(tenant_id("a").as_str(), BAD_TENANT);
     assert_eq!(task_no(1).to_string(), T1);
@@ -177,7 +184,7 @@ async fn corrupt_task_kind(store: Store) {
     )
     .await;
     assert_corrupt(
-        tasks::get(db, &tenant_id("a"), &task_no(1)).await,
+        tasks::get(db, shared_test_key(), &tenant_id("a"), &task_no(1)).await,
         "the task",
     );
 }
@@ -190,7 +197,9 @@ async fn corrupt_task_id(store: Store) {
     let db = &test_db.db;
     create_tenant(db, "a").await.unwrap();
     let mut tx = db.begin().await.unwrap();
-    tasks::insert(&mut tx, &task(&task_no(1))).await.unwrap();
+    tasks::insert(&mut tx, shared_test_key(), &task(&task_no(1)))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
         tasks::without_pending(db, &[TaskKind::Import])
@@ -205,7 +214,7 @@ async fn corrupt_task_id(store: Store) {
         "the task to finish",
     );
     assert_corrupt(
-        tasks::claim(db, TaskKind::Import, "w1", 100, 200).await,
+        tasks::claim(db, shared_test_key(), TaskKind::Import, "w1", 100, 200).await,
         "the claimed task",
     );
 }

@@ -216,7 +216,7 @@ impl Tasks {
             Err(e) => {
                 tracing::error!(task_id = %batch.task.id, error = %crate::telemetry::Causes(&e), "unreadable bulk change");
                 return self
-                    .fail_task(batch.task, "the task's change could not be read")
+                    .fail_task(batch.task.into(), "the task's change could not be read")
                     .await;
             }
         };

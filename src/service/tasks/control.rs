@@ -3,7 +3,7 @@
 
 use super::{ITEM_KINDS, Tasks};
 use crate::domain::audit::AuditOutcome;
-use crate::domain::task::{TaskRecord, TaskStatus};
+use crate::domain::task::TaskStatus;
 use crate::domain::{Principal, Task, TaskId};
 use crate::policy::{Action, Context, Resource};
 use crate::service::audit::Event;
@@ -28,6 +28,7 @@ impl Tasks {
         let offset = crate::service::page_offset(page, page_size);
         let (rows, total) = tasks::list(
             &self.core.db,
+            &*self.core.row_key()?,
             &principal.tenant,
             filter,
             i64::from(page_size),
@@ -91,7 +92,7 @@ impl Tasks {
                     .await;
             }
         };
-        let task = tasks::get(&mut tx, &principal.tenant, &id)
+        let task = tasks::get(&mut tx, &*self.core.row_key()?, &principal.tenant, &id)
             .await?
             .ok_or_else(|| ServiceError::internal("a task cancelled in this transaction"))?;
         self.emit_task_completed(&mut tx, &task, TaskStatus::Cancelled, now)
@@ -133,38 +134,5 @@ impl Tasks {
         );
         self.core.audit_alone(principal, event).await?;
         Task::try_from(row)
-    }
-}
-
-impl Tasks {
-    /// Fails unfinished `task`, which cannot be worked on, for `error` (said without any
-    /// stored value): its pending items fail with it, never run; its `task.completed` event
-    /// (`failed`) and a `failed` record by the system principal, in one transaction.
-    pub(super) async fn fail_task(&self, task: &TaskRecord, error: &str) -> ServiceResult<()> {
-        let now = self.core.clock.now();
-        let mut tx = self.core.db.begin().await?;
-        let Some(failed) = tasks::fail(&mut tx, &task.id, error, now).await? else {
-            return Ok(());
-        };
-        let ended = tasks::get(&mut tx, &task.tenant_id, &task.id)
-            .await?
-            .ok_or_else(|| ServiceError::internal("a task failed in this transaction"))?;
-        self.emit_task_completed(&mut tx, &ended, TaskStatus::Failed, now)
-            .await?;
-        let reason = format!(
-            "task {}: failed ({error}); {failed} pending item(s) not run",
-            task.id
-        );
-        let event = Event::tenant_wide(
-            super::changes::queue_action(task.kind),
-            AuditOutcome::Failed,
-            Some(&reason),
-            Vec::new(),
-        );
-        let system = Principal::local(task.tenant_id.clone(), "system:tasks");
-        self.core.audit_in(&mut tx, &system, event).await?;
-        tx.commit().await?;
-        tracing::error!(task_id = %task.id, kind = %task.kind, error, "task failed");
-        Ok(())
     }
 }

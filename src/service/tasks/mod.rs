@@ -13,6 +13,7 @@
 //! `task.completed` event and a record by a system principal) when no work is left. What a
 //! task's owner (and the host that queued it) reads of it is in `view`.
 
+mod authentic;
 pub mod changes;
 mod control;
 pub mod import;
@@ -22,7 +23,6 @@ mod view;
 
 use std::sync::Arc;
 
-use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ use crate::domain::event::{DomainEvent, TaskCompletion};
 use crate::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
 use crate::domain::{Principal, Task, TaskId, TenantId};
 use crate::policy::Action;
-use crate::store::tasks::{self, Outcome};
+use crate::store::tasks::{self, Leased, Outcome};
 use crate::store::{Tx, outbox};
 
 pub use changes::{BulkPatch, BulkState, PATCH_TASK, PatchGrant, STATE_TASK, StateGrant};
@@ -44,6 +44,8 @@ pub use import::{IMPORT_TASK, ImportBatch, ImportGrant, ImportRow};
 pub use links::{LINKS_TASK, LinksGrant, ProvisionLinks};
 pub use rotation::{KeyStatus, ROTATION_TASK};
 pub use view::Item;
+
+use authentic::{Batch, batch};
 
 crate::service::capability! {
     /// Durable background tasks: queued by a use case, run by workers under leases.
@@ -68,55 +70,6 @@ pub struct Grant<K> {
     principal: Principal,
     policy_ids: Vec<String>,
     kind: PhantomData<fn() -> K>,
-}
-
-/// A leased batch of a task's items, for its kind to work on.
-struct Batch<'a> {
-    task: &'a TaskRecord,
-    /// Who queued the task: the batch's records are theirs, though a worker writes them.
-    actor: Principal,
-    items: Vec<TaskItem>,
-    /// The worker holding the lease.
-    owner: &'a str,
-}
-
-/// Who queued `task`: its records are theirs, though a worker writes them later.
-fn actor_of(task: &TaskRecord) -> ServiceResult<Principal> {
-    let mut actor = task.params["actor"].clone();
-    // Tasks queued by the first release stored the actor without its tenant, the task's.
-    if let Some(fields) = actor.as_object_mut() {
-        fields
-            .entry("tenant")
-            .or_insert_with(|| task.tenant_id.as_str().into());
-    }
-    let actor: Principal = serde_json::from_value(actor)
-        .map_err(|e| ServiceError::internal_because("task without a valid actor", e))?;
-    if actor.tenant != task.tenant_id {
-        return Err(ServiceError::internal("a task's actor of another tenant"));
-    }
-    Ok(actor)
-}
-
-/// The leased `items` of `task`, with who queued the task.
-fn batch<'a>(
-    task: &'a TaskRecord,
-    items: Vec<TaskItem>,
-    owner: &'a str,
-) -> ServiceResult<Batch<'a>> {
-    Ok(Batch {
-        task,
-        actor: actor_of(task)?,
-        items,
-        owner,
-    })
-}
-
-impl Batch<'_> {
-    /// Inside the transaction that records their outcomes: the items this worker still
-    /// holds (a batch whose lease ran out may have gone to another worker, in part).
-    async fn still_held(&self, tx: &mut Tx) -> ServiceResult<HashSet<i64>> {
-        Ok(tasks::still_held(tx, &self.task.id, self.owner, &self.items).await?)
-    }
 }
 
 /// A lease's length in the store's time unit (microseconds).
@@ -222,8 +175,9 @@ impl Tasks {
             wrapped_key,
             ..pending_task(*id, tenant, kind, params, now)
         };
-        tasks::insert(tx, &task).await?;
-        tasks::insert_items(tx, items).await?;
+        let integrity = self.core.row_key()?;
+        tasks::insert(tx, &integrity, &task).await?;
+        tasks::insert_items(tx, &integrity, items).await?;
         Ok(task)
     }
 
@@ -293,7 +247,7 @@ impl Tasks {
         let worked = if row.status.is_finished() {
             false
         } else {
-            self.work_on(&row, owner, lease).await?
+            self.work_on(&row.id, owner, lease).await?
         };
         Ok(Some((Task::try_from(row)?, worked)))
     }
@@ -317,7 +271,7 @@ impl Tasks {
     /// none is left. Returns whether it leased anything.
     pub async fn work_on(
         &self,
-        task: &TaskRecord,
+        task: &TaskId,
         owner: &str,
         lease: Duration,
     ) -> ServiceResult<bool> {
@@ -328,39 +282,58 @@ impl Tasks {
     /// wants to go step by step).
     pub async fn work_on_up_to(
         &self,
-        task: &TaskRecord,
+        task: &TaskId,
         owner: &str,
         lease: Duration,
         limit: i64,
     ) -> ServiceResult<bool> {
         let lease_us = lease_micros(lease);
         let now = self.core.clock.now();
-        let items =
-            tasks::claim_items(&self.core.db, &task.id, owner, now, now + lease_us, limit).await?;
-        if items.is_empty() {
-            self.finish_if_done(&task.id).await?;
+        let integrity = self.core.row_key()?;
+        let leased = tasks::claim_items(
+            &self.core.db,
+            &integrity,
+            task,
+            owner,
+            now,
+            now + lease_us,
+            limit,
+        )
+        .await?;
+        if leased.is_empty() {
+            self.finish_if_done(task).await?;
             return Ok(false);
         }
-        self.work_leased(task, items, owner).await?;
-        self.finish_if_done(&task.id).await?;
+        self.work_leased(task, leased, owner).await?;
+        self.finish_if_done(task).await?;
         Ok(true)
     }
 
-    /// Works on `items` of `task`, leased to `owner`, and commits their outcomes: those it
-    /// still holds when it commits (not leased again elsewhere, nor cancelled).
+    /// Works on the `leased` items of task `task_id`, leased to `owner`, and commits their
+    /// outcomes: those it still holds when it commits (not leased again elsewhere, nor
+    /// cancelled). The task is read here, checked against its MAC, before its actor is
+    /// rebuilt; a task or item that fails its check fails the task, and nothing of the batch
+    /// runs.
     pub async fn work_leased(
         &self,
-        task: &TaskRecord,
-        items: Vec<TaskItem>,
+        task_id: &TaskId,
+        leased: Leased,
         owner: &str,
     ) -> ServiceResult<()> {
-        let batch = match batch(task, items, owner) {
+        let Some(task) = self.runnable(task_id).await? else {
+            return Ok(());
+        };
+        if !leased.refused.is_empty() {
+            return self.refuse_items(&task, &leased.refused).await;
+        }
+        let task = &task;
+        let batch = match batch(task, leased.items, owner) {
             Ok(batch) => batch,
             Err(e) => {
                 // Whose records its items would be is unknown: none runs, and once is enough.
                 tracing::error!(task_id = %task.id, error = %crate::telemetry::Causes(&e), "a task without a valid actor");
                 return self
-                    .fail_task(task, "the task's actor could not be read")
+                    .fail_task(task.into(), "the task's actor could not be read")
                     .await;
             }
         };
@@ -378,8 +351,13 @@ impl Tasks {
     /// record, and its key destroyed, in one transaction (only one worker gets to do it).
     async fn finish_if_done(&self, task_id: &TaskId) -> ServiceResult<()> {
         let mut tx = self.core.db.begin().await?;
-        let Some(task) = tasks::lock_if_done(&mut tx, task_id).await? else {
-            return Ok(());
+        let task = match tasks::lock_if_done(&mut tx, &*self.core.row_key()?, task_id).await? {
+            None => return Ok(()),
+            Some(Ok(task)) => task,
+            Some(Err(refused)) => {
+                drop(tx);
+                return self.refuse(&refused).await;
+            }
         };
         let now = self.core.clock.now();
         tasks::complete(&mut tx, task_id, TaskStatus::Completed, now).await?;
@@ -418,10 +396,20 @@ impl Tasks {
             completed_items: task.completed_items,
             failed_items: task.failed_items,
         };
-        let event = DomainEvent::task_completed(&task.tenant_id, completion, now);
-        outbox::insert(tx, &[event]).await?;
-        Ok(())
+        emit_completion(tx, &task.tenant_id, completion, now).await
     }
+}
+
+/// A `task.completed` outbox event in `tenant`.
+async fn emit_completion(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    completion: TaskCompletion,
+    now: i64,
+) -> ServiceResult<()> {
+    let event = DomainEvent::task_completed(tenant, completion, now);
+    outbox::insert(tx, &[event]).await?;
+    Ok(())
 }
 
 /// A background task loop: runs `step` until `stop` turns true — again at once when it found
@@ -495,78 +483,4 @@ async fn item_loop(tasks: Tasks, lease: Duration, poll: Duration, stop: watch::R
         async move { tasks.run_bulk_batch(&owner, lease).await }
     };
     task_loop(&tasks, "bulk tasks", poll, stop, step).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn task(tenant: &TenantId, actor: serde_json::Value) -> TaskRecord {
-        TaskRecord {
-            id: TaskId::from(uuid::Uuid::from_u128(1)),
-            tenant_id: tenant.clone(),
-            kind: TaskKind::Import,
-            status: TaskStatus::Running,
-            params: serde_json::json!({ "actor": actor }),
-            total_items: 1,
-            completed_items: 0,
-            failed_items: 0,
-            cancelled_items: 0,
-            error: None,
-            created_at: 0,
-            updated_at: 0,
-            kek_version: None,
-            wrapped_key: None,
-        }
-    }
-
-    #[test]
-    fn a_task_s_actor_is_its_principal_in_either_release_s_layout() {
-        let first_release = serde_json::json!({
-            "subject": "prov", "roles": ["provisioner"], "auth_method": "mtls",
-            "credential": "ab12", "client_addr": "192.0.2.7:1234", "request_id": "r-9"
-        });
-        let actor = actor_of(&task(
-            &crate::domain::tenant::tenant("acme"),
-            first_release.clone(),
-        ))
-        .unwrap();
-        assert_eq!(actor.tenant.as_str(), "acme");
-        assert_eq!(actor.subject, "prov");
-        assert_eq!(actor.auth_method, crate::domain::AuthMethod::Mtls);
-        assert!(actor.has_role(crate::domain::Role::Provisioner));
-        assert_eq!(actor.origin.request_id.as_deref(), Some("r-9"));
-        // This release writes the tenant too, and reads back what it wrote.
-        let written = serde_json::to_value(&actor).unwrap();
-        assert_eq!(
-            actor_of(&task(
-                &crate::domain::tenant::tenant("acme"),
-                written.clone()
-            ))
-            .unwrap(),
-            actor
-        );
-
-        // Never another tenant's actor, and nothing this release does not know.
-        assert!(actor_of(&task(&crate::domain::tenant::tenant("other"), written)).is_err());
-        let mut unknown_method = first_release.clone();
-        unknown_method["auth_method"] = "kerberos".into();
-        assert!(
-            actor_of(&task(
-                &crate::domain::tenant::tenant("acme"),
-                unknown_method
-            ))
-            .is_err()
-        );
-        let mut unknown_role = first_release;
-        unknown_role["roles"] = serde_json::json!(["root"]);
-        assert!(actor_of(&task(&crate::domain::tenant::tenant("acme"), unknown_role)).is_err());
-        assert!(
-            actor_of(&task(
-                &crate::domain::tenant::tenant("acme"),
-                serde_json::Value::Null
-            ))
-            .is_err()
-        );
-    }
 }

@@ -78,7 +78,7 @@ impl Tasks {
                 now,
             )
         };
-        tasks::insert(&mut tx, &task).await?;
+        tasks::insert(&mut tx, &*self.core.row_key()?, &task).await?;
         let reason = format!("new key version {version}, task {}", task.id);
         self.commit_queued(tx, actor, (Action::RotateKeys, &reason), policy_ids)
             .await?;
@@ -133,10 +133,24 @@ impl Tasks {
     ) -> ServiceResult<Option<TaskId>> {
         let lease_us = lease_micros(lease);
         let now = self.core.clock.now();
-        let Some(task) =
-            tasks::claim(&self.core.db, ROTATION_TASK, owner, now, now + lease_us).await?
-        else {
-            return Ok(None);
+        let integrity = self.core.row_key()?;
+        let claimed = tasks::claim(
+            &self.core.db,
+            &integrity,
+            ROTATION_TASK,
+            owner,
+            now,
+            now + lease_us,
+        )
+        .await?;
+        let task = match claimed {
+            None => return Ok(None),
+            Some(Ok(task)) => task,
+            // Checked before its target version is read: a forged one is never obeyed.
+            Some(Err(refused)) => {
+                self.refuse(&refused).await?;
+                return Ok(Some(refused.id));
+            }
         };
         let target = task.params["to_version"]
             .as_i64()
@@ -154,9 +168,17 @@ impl Tasks {
             let now = self.core.clock.now();
             if stale.is_empty() {
                 keys::retire_unused(&mut tx, &*self.core.row_key()?, &tenant, target, now).await?;
-                if let Some(current) = tasks::lock_if_done(&mut tx, &task.id).await? {
-                    self.emit_task_completed(&mut tx, &current, TaskStatus::Completed, now)
-                        .await?;
+                match tasks::lock_if_done(&mut tx, &integrity, &task.id).await? {
+                    Some(Ok(current)) => {
+                        self.emit_task_completed(&mut tx, &current, TaskStatus::Completed, now)
+                            .await?;
+                    }
+                    Some(Err(refused)) => {
+                        drop(tx);
+                        self.refuse(&refused).await?;
+                        return Ok(Some(task.id));
+                    }
+                    None => {}
                 }
                 tasks::finish(&mut tx, &task.id, owner, TaskStatus::Completed, None, now).await?;
                 let reason = format!("key version {target}, task {}", task.id);

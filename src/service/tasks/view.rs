@@ -107,7 +107,7 @@ impl Tasks {
         tenant: &TenantId,
         id: TaskId,
     ) -> ServiceResult<Option<TaskRecord>> {
-        Ok(tasks::get(&self.core.db, tenant, &id).await?)
+        Ok(tasks::get(&self.core.db, &*self.core.row_key()?, tenant, &id).await?)
     }
 
     /// Up to `limit` items of the host's task `id` from `offset`, in request order, optionally

@@ -7,6 +7,7 @@ use super::{COLUMNS, TaskRow, pending_item, unfinished};
 use crate::domain::task::{ItemStatus, TaskKind, TaskRecord, TaskStatus};
 use crate::domain::{TaskId, TenantId};
 use crate::store::{Bind, Conn, SqlBuilder, StoreResult, Tx, bind_all, on_conn, on_tx, sql_text};
+use crate::vault::IntegrityKey;
 
 /// Which of a tenant's tasks to list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -16,9 +17,10 @@ pub struct TaskFilter {
 }
 
 /// A page of `tenant`'s tasks matching `filter`, newest first (ties by id, so pages never
-/// overlap), and how many match.
+/// overlap), and how many match; each read as its owner reads it (`TaskRow::into_task`).
 pub async fn list(
     conn: impl Into<Conn<'_>>,
+    integrity: &IntegrityKey,
     tenant: &TenantId,
     filter: TaskFilter,
     limit: i64,
@@ -50,7 +52,7 @@ pub async fn list(
         on_conn!(conn, c => bind_all!(sqlx::query_as(sql), &page.binds).fetch_all(c).await)?;
     let tasks = rows
         .into_iter()
-        .map(TaskRecord::try_from)
+        .map(|r| r.into_task(integrity))
         .collect::<StoreResult<_>>()?;
     Ok((tasks, total))
 }
@@ -108,19 +110,43 @@ pub async fn cancel(tx: &mut Tx, id: &TaskId, now: i64) -> StoreResult<Cancelled
     Ok(ended.map_or(Cancelled::Ended, Cancelled::Items))
 }
 
-/// Fails unfinished task `id` inside `tx` for `error` (it cannot be worked on): its pending
-/// items fail with it, its own key is destroyed and its lease released. Returns the number
-/// of items failed, or `None` when the task had ended already (nothing changed).
-pub async fn fail(tx: &mut Tx, id: &TaskId, error: &str, now: i64) -> StoreResult<Option<i64>> {
+/// What [`fail`] left of a task: how many pending items it failed, and the task's counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failed {
+    pub items: i64,
+    pub total_items: i64,
+    pub completed_items: i64,
+    pub failed_items: i64,
+}
+
+/// Fails unfinished task `id` inside `tx` for `error` (it cannot be worked on, its row
+/// perhaps failing its check: nothing but its counts is read back): its pending items fail
+/// with it, its own key is destroyed and its lease released. `None` when the task had ended
+/// already (nothing changed).
+pub async fn fail(tx: &mut Tx, id: &TaskId, error: &str, now: i64) -> StoreResult<Option<Failed>> {
     lock_pending(tx, id).await?;
-    end_pending(
+    let Some(items) = end_pending(
         tx,
         id,
         (ItemStatus::Failed, TaskStatus::Failed),
         Some(error),
         now,
     )
-    .await
+    .await?
+    else {
+        return Ok(None);
+    };
+    let (total_items, completed_items, failed_items): (i64, i64, i64) = on_tx!(tx, c => sqlx::query_as(
+        "SELECT total_items, completed_items, failed_items FROM tasks WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&mut *c)
+        .await)?;
+    Ok(Some(Failed {
+        items,
+        total_items,
+        completed_items,
+        failed_items,
+    }))
 }
 
 async fn is_unfinished(tx: &mut Tx, id: &TaskId) -> StoreResult<bool> {

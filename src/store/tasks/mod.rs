@@ -1,15 +1,61 @@
-//! Durable background tasks and their leases; listing and cancelling them is in [`control`].
+//! Durable background tasks and their leases; their items are in [`items`], listing and
+//! cancelling tasks in [`control`].
+//!
+//! Task rows are authenticated (storage is untrusted): a task's MAC covers what decides whom
+//! the worker acts as and what it does — its id, tenant, type, creation time, key version
+//! and its parameters (the actor who queued it among them) as canonical JSON — and each
+//! item's MAC covers what the worker does for it. Progress counts, status, errors and leases
+//! are not covered: they change with every batch and decide nothing about authority (a
+//! status set back to `pending` reruns nothing an item's MAC does not vouch for: a done
+//! item's input is cleared, and its MAC no longer verifies). What the worker obeys is read
+//! through [`runnable`], [`claim`] and [`lock_if_done`], which hand it nothing of a row that
+//! fails its check (or has no MAC: queued before task rows were authenticated), only enough
+//! to fail the task. Must never: give the worker parameters or inputs whose MAC did not
+//! verify.
 
 mod control;
+mod items;
 pub use control::{
     Cancelled, TaskFilter, begin_item, cancel, fail, keep_item, list, live_sim_ids, rollback_item,
 };
+pub use items::{Leased, Outcome, claim_items, insert_items, items, record_outcomes, still_held};
 
 use sqlx::types::Json;
 
-use super::{Conn, Db, StoreError, StoreResult, Tx, on_conn, on_pool, on_tx, sql_text};
-use crate::domain::task::{ItemStatus, TaskItem, TaskKind, TaskRecord, TaskStatus};
+use super::{Conn, Db, StoreResult, Tx, on_conn, on_pool, on_tx, sql_text};
+use crate::domain::task::{ItemStatus, TaskKind, TaskRecord, TaskStatus};
 use crate::domain::{TaskId, TenantId};
+use crate::vault::{IntegrityFailure, IntegrityKey, Purpose, RowParts};
+
+/// Why a stored task or item is not to be obeyed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unauthentic {
+    /// It has no MAC: queued before task rows were authenticated (or its MAC was removed;
+    /// either way nothing vouches for it).
+    Unsealed,
+    /// Its MAC does not verify: changed in storage.
+    Tampered(IntegrityFailure),
+}
+
+impl Unauthentic {
+    fn of(failure: IntegrityFailure, mac: Option<&[u8]>) -> Unauthentic {
+        if mac.is_none() {
+            Unauthentic::Unsealed
+        } else {
+            Unauthentic::Tampered(failure)
+        }
+    }
+}
+
+/// A stored task that is not to be run: what its row claims it is (unauthenticated: enough
+/// to fail it and say so, nothing to act on) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub id: TaskId,
+    pub tenant_id: TenantId,
+    pub kind: TaskKind,
+    pub why: Unauthentic,
+}
 
 /// `('pending', 'running')`: the states of an unfinished task, for `IN`.
 fn unfinished() -> String {
@@ -45,11 +91,68 @@ struct TaskRow {
     updated_at: i64,
     kek_version: Option<i64>,
     wrapped_key: Option<Vec<u8>>,
+    mac: Option<Vec<u8>>,
 }
 
-impl TryFrom<TaskRow> for TaskRecord {
-    type Error = StoreError;
-    fn try_from(r: TaskRow) -> StoreResult<Self> {
+/// What a task's MAC covers, in this order (never reorder: every stored MAC would fail).
+fn task_parts(task: &TaskRecord) -> RowParts {
+    RowParts::default()
+        .text(&task.id.to_string())
+        .text(task.tenant_id.as_str())
+        .text(task.kind.as_str())
+        .int(task.created_at)
+        .opt_int(task.kek_version)
+        .json(&task.params)
+}
+
+fn task_mac(key: &IntegrityKey, task: &TaskRecord) -> Vec<u8> {
+    key.mac_row(Purpose::Task, &task_parts(task)).to_vec()
+}
+
+impl TaskRow {
+    /// The row as its owner reads it (`GET /v1/tasks`): checked against its MAC, a row
+    /// that fails refused. A task without a MAC, queued before task rows were
+    /// authenticated, is read as stored: reading it decides nothing (the worker never runs
+    /// it, see [`TaskRow::into_runnable`]), and refusing it would make every task of an
+    /// upgraded database unreadable.
+    fn into_task(mut self, key: &IntegrityKey) -> StoreResult<TaskRecord> {
+        let mac = self.mac.take();
+        let task = self.parse_unauthenticated()?;
+        if mac.is_some() {
+            check(key, &task, mac.as_deref())?;
+        }
+        Ok(task)
+    }
+
+    /// The row as the worker may obey it, or (when its MAC is missing or does not verify)
+    /// only what it takes to fail it.
+    fn into_runnable(mut self, key: &IntegrityKey) -> StoreResult<Result<TaskRecord, Refused>> {
+        let mac = self.mac.take();
+        let task = self.parse_unauthenticated()?;
+        Ok(match check(key, &task, mac.as_deref()) {
+            Ok(()) => Ok(task),
+            Err(failure) => Err(Refused {
+                why: Unauthentic::of(failure, mac.as_deref()),
+                id: task.id,
+                tenant_id: task.tenant_id,
+                kind: task.kind,
+            }),
+        })
+    }
+}
+
+fn check(
+    key: &IntegrityKey,
+    task: &TaskRecord,
+    mac: Option<&[u8]>,
+) -> Result<(), IntegrityFailure> {
+    key.check_row(Purpose::Task, &task.id.to_string(), &task_parts(task), mac)
+}
+
+impl TaskRow {
+    /// Only [`TaskRow::into_task`] and [`TaskRow::into_runnable`] may call this.
+    fn parse_unauthenticated(self) -> StoreResult<TaskRecord> {
+        let r = self;
         Ok(TaskRecord {
             id: super::stored_id("tasks.id", &r.id)?,
             tenant_id: crate::store::stored_tenant(&r.tenant_id)?,
@@ -70,13 +173,14 @@ impl TryFrom<TaskRow> for TaskRecord {
 }
 
 const COLUMNS: &str = "id, tenant_id, type, status, params, total_items, completed_items, \
-    failed_items, cancelled_items, error, created_at, updated_at, kek_version, wrapped_key";
+    failed_items, cancelled_items, error, created_at, updated_at, kek_version, wrapped_key, mac";
 
-pub async fn insert(tx: &mut Tx, task: &TaskRecord) -> StoreResult<()> {
+/// Writes a task with its MAC.
+pub async fn insert(tx: &mut Tx, integrity: &IntegrityKey, task: &TaskRecord) -> StoreResult<()> {
     on_tx!(tx, c => sqlx::query(
         "INSERT INTO tasks (id, tenant_id, type, status, params, total_items, completed_items, \
-         failed_items, cancelled_items, error, created_at, updated_at, kek_version, wrapped_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+         failed_items, cancelled_items, error, created_at, updated_at, kek_version, wrapped_key, \
+         mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)")
         .bind(task.id.to_string())
         .bind(task.tenant_id.as_str())
         .bind(task.kind.as_str())
@@ -91,15 +195,18 @@ pub async fn insert(tx: &mut Tx, task: &TaskRecord) -> StoreResult<()> {
         .bind(task.updated_at)
         .bind(task.kek_version)
         .bind(&task.wrapped_key)
+        .bind(task_mac(integrity, task))
         .execute(&mut *c)
         .await
         .map(|_| ()))?;
     Ok(())
 }
 
-/// A tenant's task; another tenant's is `None`.
+/// A tenant's task as its owner reads it (see [`TaskRow::into_task`]); another tenant's is
+/// `None`.
 pub async fn get(
     conn: impl Into<Conn<'_>>,
+    integrity: &IntegrityKey,
     tenant: &TenantId,
     id: &TaskId,
 ) -> StoreResult<Option<TaskRecord>> {
@@ -108,18 +215,33 @@ pub async fn get(
         "SELECT {COLUMNS} FROM tasks WHERE tenant_id = $1 AND id = $2"
     ));
     let row: Option<TaskRow> = on_conn!(conn, c => sqlx::query_as(sql).bind(tenant.as_str()).bind(id.to_string()).fetch_optional(c).await)?;
-    row.map(TaskRecord::try_from).transpose()
+    row.map(|r| r.into_task(integrity)).transpose()
+}
+
+/// Task `id` as the worker may obey it (whatever its status), or what it takes to fail it.
+pub async fn runnable(
+    conn: impl Into<Conn<'_>>,
+    integrity: &IntegrityKey,
+    id: &TaskId,
+) -> StoreResult<Option<Result<TaskRecord, Refused>>> {
+    let mut conn = conn.into();
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tasks WHERE id = $1"));
+    let row: Option<TaskRow> =
+        on_conn!(conn, c => sqlx::query_as(sql).bind(id.to_string()).fetch_optional(c).await)?;
+    row.map(|r| r.into_runnable(integrity)).transpose()
 }
 
 /// Takes the lease of the oldest unfinished task of `kind` whose lease is free or expired.
-/// Two workers never hold one lease: the update re-checks the lease it takes.
+/// Two workers never hold one lease: the update re-checks the lease it takes. The task comes
+/// checked against its MAC: one that fails is leased all the same, to be failed.
 pub async fn claim(
     db: &Db,
+    integrity: &IntegrityKey,
     kind: TaskKind,
     owner: &str,
     now: i64,
     lease_until: i64,
-) -> StoreResult<Option<TaskRecord>> {
+) -> StoreResult<Option<Result<TaskRecord, Refused>>> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT id FROM tasks WHERE type = $1 AND status IN {} \
          AND (lease_until IS NULL OR lease_until < $2) ORDER BY created_at LIMIT 1",
@@ -153,7 +275,7 @@ pub async fn claim(
     let row: TaskRow =
         on_tx!(&mut tx, c => sqlx::query_as(sql).bind(&id).fetch_one(&mut *c).await)?;
     tx.commit().await?;
-    Ok(Some(row.try_into()?))
+    Ok(Some(row.into_runnable(integrity)?))
 }
 
 /// Records progress and extends the lease, only while `owner` still holds it.
@@ -219,74 +341,16 @@ pub async fn release(db: &Db, id: &TaskId, owner: &str) -> StoreResult<()> {
     tx.commit().await
 }
 
-#[derive(sqlx::FromRow)]
-struct ItemRow {
-    task_id: String,
-    seq: i64,
-    line: Option<i64>,
-    status: String,
-    input: Option<Vec<u8>>,
-    sim_id: Option<String>,
-    result: Option<String>,
-    error: Option<String>,
-}
-
-impl TryFrom<ItemRow> for TaskItem {
-    type Error = StoreError;
-    fn try_from(r: ItemRow) -> StoreResult<Self> {
-        Ok(TaskItem {
-            task_id: super::stored_id("task_items.task_id", &r.task_id)?,
-            seq: r.seq,
-            line: r.line,
-            status: ItemStatus::parse(&r.status)?,
-            input: r.input,
-            sim_id: r.sim_id,
-            result: r.result,
-            error: r.error,
-        })
-    }
-}
-
-const ITEM_COLUMNS: &str = "task_id, seq, line, status, input, sim_id, result, error";
-
-/// Queues items (any number: written in chunks).
-pub async fn insert_items(tx: &mut Tx, items: &[TaskItem]) -> StoreResult<()> {
-    const CHUNK: usize = 1000;
-    for chunk in items.chunks(CHUNK) {
-        let sql = format!(
-            "INSERT INTO task_items ({ITEM_COLUMNS}) VALUES {}",
-            super::placeholders(chunk.len(), 8)
-        );
-        on_tx!(tx, c => {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
-            for i in chunk {
-                q = q
-                    .bind(i.task_id.to_string())
-                    .bind(i.seq)
-                    .bind(i.line)
-                    .bind(i.status.as_str())
-                    .bind(&i.input)
-                    .bind(&i.sim_id)
-                    .bind(&i.result)
-                    .bind(&i.error);
-            }
-            q.execute(&mut *c).await.map(|_| ())
-        })?;
-    }
-    Ok(())
-}
-
-/// The oldest unfinished task of one of `kinds` with items nobody holds a live lease on.
+/// The oldest unfinished task of one of `kinds` with items nobody holds a live lease on:
+/// its id only (what the worker obeys of it is read, checked, by [`runnable`]).
 pub async fn with_claimable_items(
     conn: impl Into<Conn<'_>>,
     kinds: &[TaskKind],
     now: i64,
-) -> StoreResult<Option<TaskRecord>> {
+) -> StoreResult<Option<TaskId>> {
     let mut conn = conn.into();
     let mut b = super::SqlBuilder::default();
-    b.push("SELECT ")
-        .push(COLUMNS)
-        .push(" FROM tasks t WHERE t.status IN ")
+    b.push("SELECT t.id FROM tasks t WHERE t.status IN ")
         .push(&unfinished())
         .push(" AND t.type IN (");
     for (i, kind) in kinds.iter().enumerate() {
@@ -301,8 +365,8 @@ pub async fn with_claimable_items(
         .bind(super::Bind::Int(now))
         .push(")) ORDER BY t.created_at LIMIT 1");
     let sql = sqlx::AssertSqlSafe(b.sql);
-    let row: Option<TaskRow> = on_conn!(conn, c => super::bind_all!(sqlx::query_as(sql), &b.binds).fetch_optional(c).await)?;
-    row.map(TaskRecord::try_from).transpose()
+    let id: Option<String> = on_conn!(conn, c => super::bind_all!(sqlx::query_scalar(sql), &b.binds).fetch_optional(c).await)?;
+    id.map(|id| super::stored_id("tasks.id", &id)).transpose()
 }
 
 /// Unfinished tasks of `kinds` with no pending item left (their last worker stopped between
@@ -332,157 +396,13 @@ pub async fn without_pending(
         .collect()
 }
 
-/// Leases up to `limit` pending items of a task to `owner` until `until`, oldest first,
-/// skipping items another worker holds (PostgreSQL `FOR UPDATE SKIP LOCKED`, so replicas
-/// take disjoint batches; SQLite's single writer serialises the claim). Returns them in order.
-pub async fn claim_items(
-    db: &Db,
-    task_id: &TaskId,
-    owner: &str,
-    now: i64,
-    until: i64,
-    limit: i64,
-) -> StoreResult<Vec<TaskItem>> {
-    let mut tx = db.begin().await?;
-    let sql = sqlx::AssertSqlSafe(tx.claim_batch(
-        &format!(
-            "SELECT seq FROM task_items WHERE task_id = $3 AND status = {} \
-             AND (lease_until IS NULL OR lease_until < $4) ORDER BY seq LIMIT $5",
-            pending_item()
-        ),
-        &format!(
-            "UPDATE task_items SET lease_owner = $1, lease_until = $2 FROM picked \
-             WHERE task_id = $3 AND seq = picked.pick RETURNING {ITEM_COLUMNS}"
-        ),
-    ));
-    let mut rows: Vec<ItemRow> = on_tx!(&mut tx, c => sqlx::query_as(sql)
-        .bind(owner)
-        .bind(until)
-        .bind(task_id.to_string())
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *c)
-        .await)?;
-    tx.commit().await?;
-    rows.sort_by_key(|r| r.seq);
-    rows.into_iter().map(TaskItem::try_from).collect()
-}
-
-/// Inside the transaction that records their outcome: which of `items` (in `seq` order)
-/// `owner` still holds (pending, leased to it), locking them (PostgreSQL) in `seq` order, as
-/// a cancel does, until the transaction ends. Items whose lease ran out and went to another
-/// worker are not among them.
-pub async fn still_held(
+/// The task, locked until `tx` ends, if it is still unfinished and has no pending item:
+/// checked against its MAC (one that fails is to be failed, not completed).
+pub async fn lock_if_done(
     tx: &mut Tx,
-    task_id: &TaskId,
-    owner: &str,
-    items: &[TaskItem],
-) -> StoreResult<std::collections::HashSet<i64>> {
-    let mut held = std::collections::HashSet::with_capacity(items.len());
-    for chunk in items.chunks(1000) {
-        let list: Vec<String> = chunk.iter().map(|i| i.seq.to_string()).collect();
-        let lock = tx.row_lock();
-        // The seqs are integers we formatted ourselves: no injection.
-        let sql = sqlx::AssertSqlSafe(format!(
-            "SELECT seq FROM task_items WHERE task_id = $1 AND lease_owner = $2 \
-             AND status = {} AND seq IN ({}) ORDER BY seq{lock}",
-            pending_item(),
-            list.join(", ")
-        ));
-        let rows: Vec<i64> = on_tx!(tx, c => sqlx::query_scalar(sql)
-            .bind(task_id.to_string())
-            .bind(owner)
-            .fetch_all(&mut *c)
-            .await)?;
-        held.extend(rows);
-    }
-    Ok(held)
-}
-
-/// An item's outcome.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    pub seq: i64,
-    pub succeeded: bool,
-    pub sim_id: Option<String>,
-    pub result: Option<String>,
-    pub error: Option<String>,
-}
-
-/// Records outcomes of a task's items (clearing their input and lease) and the task's counts.
-pub async fn record_outcomes(
-    tx: &mut Tx,
-    task_id: &TaskId,
-    outcomes: &[Outcome],
-    now: i64,
-) -> StoreResult<()> {
-    if outcomes.is_empty() {
-        // A batch that held none of its items any more (leased again, or cancelled).
-        return Ok(());
-    }
-    for chunk in outcomes.chunks(1000) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let b = i * 5 + 1;
-                format!(
-                    "(CAST(${} AS BIGINT), ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5
-                )
-            })
-            .collect();
-        let sql = sqlx::AssertSqlSafe(format!(
-            "WITH v (seq, status, sim_id, result, error) AS (VALUES {}) \
-             UPDATE task_items SET status = v.status, sim_id = COALESCE(v.sim_id, task_items.sim_id), \
-             result = v.result, error = v.error, input = NULL, lease_owner = NULL, lease_until = NULL \
-             FROM v WHERE task_items.task_id = $1 AND task_items.seq = v.seq",
-            values.join(", ")
-        ));
-        on_tx!(tx, c => {
-            let mut q = sqlx::query(sql).bind(task_id.to_string());
-            for o in chunk {
-                q = q
-                    .bind(o.seq)
-                    .bind(if o.succeeded {
-                        ItemStatus::Succeeded
-                    } else {
-                        ItemStatus::Failed
-                    }
-                    .as_str())
-                    .bind(&o.sim_id)
-                    .bind(&o.result)
-                    .bind(&o.error);
-            }
-            q.execute(&mut *c).await.map(|_| ())
-        })?;
-    }
-    let done = outcomes.iter().filter(|o| o.succeeded).count();
-    let failed = outcomes.len() - done;
-    // A task cancelled meanwhile stays cancelled (its batch, holding none of its items any
-    // more, recorded nothing).
-    let sql = sqlx::AssertSqlSafe(format!(
-        "UPDATE tasks SET status = CASE WHEN status = {} THEN {} ELSE status END, \
-         completed_items = completed_items + $1, \
-         failed_items = failed_items + $2, updated_at = $3 WHERE id = $4",
-        sql_text(TaskStatus::Pending.as_str()),
-        running()
-    ));
-    on_tx!(tx, c => sqlx::query(sql)
-        .bind(i64::try_from(done).unwrap_or(i64::MAX))
-        .bind(i64::try_from(failed).unwrap_or(i64::MAX))
-        .bind(now)
-        .bind(task_id.to_string())
-        .execute(&mut *c)
-        .await
-        .map(|_| ()))?;
-    Ok(())
-}
-
-/// The task, locked until `tx` ends, if it is still unfinished and has no pending item.
-pub async fn lock_if_done(tx: &mut Tx, id: &TaskId) -> StoreResult<Option<TaskRecord>> {
+    integrity: &IntegrityKey,
+    id: &TaskId,
+) -> StoreResult<Option<Result<TaskRecord, Refused>>> {
     let lock = tx.row_lock();
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tasks WHERE id = $1 AND status IN {}{lock}",
@@ -499,7 +419,9 @@ pub async fn lock_if_done(tx: &mut Tx, id: &TaskId) -> StoreResult<Option<TaskRe
         .bind(id.to_string())
         .fetch_one(&mut *c)
         .await)?;
-    (pending == 0).then(|| row.try_into()).transpose()
+    (pending == 0)
+        .then(|| row.into_runnable(integrity))
+        .transpose()
 }
 
 /// Ends a bulk task and destroys its data key.
@@ -514,44 +436,4 @@ pub async fn complete(tx: &mut Tx, id: &TaskId, status: TaskStatus, now: i64) ->
         .await
         .map(|_| ()))?;
     Ok(())
-}
-
-/// A page of a task's items in request order, optionally of one status, and how many match.
-pub async fn items(
-    conn: impl Into<Conn<'_>>,
-    task_id: &TaskId,
-    status: Option<ItemStatus>,
-    offset: i64,
-    limit: i64,
-) -> StoreResult<(Vec<TaskItem>, i64)> {
-    let mut conn = conn.into();
-    let filter = if status.is_some() {
-        " AND status = $2"
-    } else {
-        " AND $2 IS NULL"
-    };
-    let page_sql = sqlx::AssertSqlSafe(format!(
-        "SELECT task_id, seq, line, status, NULL AS input, sim_id, result, error FROM task_items \
-         WHERE task_id = $1{filter} ORDER BY seq LIMIT $3 OFFSET $4"
-    ));
-    let count_sql = sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM task_items WHERE task_id = $1{filter}"
-    ));
-    let rows: Vec<ItemRow> = on_conn!(conn, c => sqlx::query_as(page_sql)
-        .bind(task_id.to_string())
-        .bind(status.map(ItemStatus::as_str))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(c)
-        .await)?;
-    let total = on_conn!(conn, c => sqlx::query_scalar(count_sql)
-        .bind(task_id.to_string())
-        .bind(status.map(ItemStatus::as_str))
-        .fetch_one(c)
-        .await)?;
-    let items = rows
-        .into_iter()
-        .map(TaskItem::try_from)
-        .collect::<StoreResult<_>>()?;
-    Ok((items, total))
 }
