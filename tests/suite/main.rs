@@ -39,6 +39,7 @@ mod profile_carrier;
 mod profile_device_platform;
 mod profile_iot;
 mod profile_telco;
+mod profile_telco_webhooks;
 mod replicas;
 mod schema_parity;
 mod sims;

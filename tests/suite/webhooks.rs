@@ -26,9 +26,9 @@ pub(crate) struct Behaviour {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Hit {
-    signature: String,
+    pub(crate) signature: String,
     event_id: String,
-    body: String,
+    pub(crate) body: String,
     status: u16,
     at: std::time::Instant,
 }
@@ -119,7 +119,7 @@ impl Receiver {
 }
 
 /// The receiver's check: `t=<secs>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
-fn signature_valid(secret: &str, header: &str, body: &str) -> bool {
+pub(crate) fn signature_valid(secret: &str, header: &str, body: &str) -> bool {
     let mut t = None;
     let mut v1 = None;
     for part in header.split(',') {
