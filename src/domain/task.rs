@@ -116,8 +116,8 @@ pub struct TaskItem {
     /// The line of the source file (imports), if any.
     pub line: Option<i64>,
     pub status: ItemStatus,
-    /// Sealed input (imports) or the SIM as the request named it (bulk changes), cleared
-    /// once the item is done.
+    /// Sealed input (imports), the SIM as the request named it (bulk changes) or the SIM's id
+    /// (link provisioning), cleared once the item is done.
     pub input: Option<Vec<u8>>,
     pub sim_id: Option<String>,
     /// JSON text.

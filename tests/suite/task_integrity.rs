@@ -407,3 +407,52 @@ async fn a_forged_rotation_is_not_run(store: Store) {
     );
 }
 both_stores!(forged_rotation, a_forged_rotation_is_not_run);
+
+// A finished link-provisioning task set back to pending in storage is not run again: its
+// items' input (the SIM) was cleared when they ended, so their MACs no longer verify.
+async fn a_finished_link_task_is_not_replayed(store: Store) {
+    let app = by_hand(store).await;
+    app.tenant("acme").await;
+    let db = &app.test_db.db;
+    let prov = app.mtls_api("acme", &[Role::Provisioner], "prov").await;
+    let operator = app.jwt_client("acme", &[Role::Operator]);
+    let ids = sims(&prov, 1..=2).await;
+    let a = operator
+        .post(
+            "/v1/sims/bulk/provision-links",
+            &json!({"name_prefix": "fleet", "sim_ids": ids}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.body);
+    let id = a.body["id"].as_str().unwrap().to_owned();
+    let worker = app.services.tasks();
+    assert!(worker.run_bulk_batch("w1", LEASE).await.unwrap());
+    assert_eq!(stored_status(db, &id).await.0, "completed");
+    assert!(integrity_reports(db).await.is_empty());
+    // Back to pending, as a database writer would set it.
+    exec(
+        db,
+        &format!(
+            "UPDATE task_items SET status = 'pending', result = NULL, error = NULL WHERE task_id = '{id}'"
+        ),
+    )
+    .await;
+    exec(
+        db,
+        &format!("UPDATE tasks SET status = 'pending', completed_items = 0 WHERE id = '{id}'"),
+    )
+    .await;
+    worker.run_bulk_batch("w2", LEASE).await.unwrap();
+    let (status, error) = stored_status(db, &id).await;
+    assert_eq!(status, "failed", "{error:?}");
+    assert!(
+        !integrity_reports(db).await.is_empty(),
+        "the replayed items are reported"
+    );
+    let items = stored_items(db, &id).await;
+    assert!(items.iter().all(|s| s != "succeeded"), "{items:?}");
+}
+both_stores!(
+    finished_link_task_replayed,
+    a_finished_link_task_is_not_replayed
+);

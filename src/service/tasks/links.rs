@@ -86,8 +86,11 @@ impl Tasks {
             .sim_ids
             .iter()
             .enumerate()
+            // The SIM is the item's input too: input is cleared when an item ends, which breaks
+            // its MAC, so a finished item set back to pending in storage is never run again.
             .map(|(i, sim)| TaskItem {
                 sim_id: Some(sim.to_string()),
+                input: Some(sim.to_string().into_bytes()),
                 ..pending_item(&task_id, i)
             })
             .collect();
@@ -181,9 +184,11 @@ impl Tasks {
         let mut linked = Vec::new();
         let mut tampered = Vec::new();
         for item in items.iter().filter(|i| held.contains(&i.seq)) {
+            // Read from the input (present only while the item is pending, see its creation).
             let sim_id = item
-                .sim_id
+                .input
                 .as_deref()
+                .and_then(|b| std::str::from_utf8(b).ok())
                 .and_then(|s| s.parse::<uuid::Uuid>().ok());
             let sim = match sim_id {
                 Some(id) => {

@@ -246,24 +246,21 @@ async fn get_sim_card(
     let codes = query::boolean(&q, "include_pin_puk_codes", &mut errs);
     let reason = crate::api::secrets::reason(&q, &headers, &mut errs);
     errs.finish(())?;
-    let (sim, revealed) = if codes {
-        let (sim, revealed) = state
-            .services
-            .secrets()
-            .reveal_permitted(&principal, &key, &PIN_PUK, reason.as_deref())
-            .await?;
-        (sim, Some(PinPukCodes(revealed)))
-    } else {
-        (
-            state.services.inventory().get_sim(&principal, &key).await?,
-            None,
-        )
-    };
+    // The card and its group first: a refusal there must come before any code is opened and
+    // recorded as shown.
+    let sim = state.services.inventory().get_sim(&principal, &key).await?;
     let mut card = cards(&state, &principal, vec![sim], include)
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal("a SIM lost while embedding".into()))?;
-    card.pin_puk_codes = revealed;
+    if codes {
+        let (_, revealed) = state
+            .services
+            .secrets()
+            .reveal_permitted(&principal, &key, &PIN_PUK, reason.as_deref())
+            .await?;
+        card.pin_puk_codes = Some(PinPukCodes(revealed));
+    }
     let mut res = axum::Json(One { data: card }).into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
