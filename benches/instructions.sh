@@ -76,6 +76,7 @@ SIMVAULT_LOG=warn $BIN serve --data-dir "$D0" --listen "127.0.0.1:$PORT" 2>"$WOR
 SERVER=$!
 bench_wait_ready 60
 bench_secret_sim "$SIMS"
+ICCID=$(curl -sf "${MTLS[@]}" "$URL/v1/sims/$ID" | python3 -c 'import json,sys; print(json.load(sys.stdin)["iccid"])')
 stop_server
 
 target() { # kind -> path and client arguments
@@ -83,6 +84,10 @@ target() { # kind -> path and client arguments
     healthz) echo "/healthz" ;;
     get_by_id) echo "/v1/sims/$ID" ;;
     secrets) echo "/v1/sims/$ID/secrets?fields=ki,opc" ;;
+    # The API profiles beside their native equivalents (benches/load.sh measures the same).
+    telco_get) echo "/v1/sim/physical/$ICCID" ;;
+    list) echo "/v1/sims?page_size=20" ;;
+    carrier_list) echo "/v2/sim_cards?page%5Bsize%5D=20" ;;
     *) echo "unknown kind $1" >&2; return 1 ;;
   esac
 }

@@ -5,7 +5,11 @@
 #
 # Endpoints: /healthz (baseline), GET /v1/sims/{id}, GET /v1/sims?search=…, and
 # GET /v1/sims/{id}/secrets?fields=ki,opc (decrypting through the key hierarchy, audited), and
-# POST /v1/sims/{id}/auth-vectors with count=32 (the auc role over mTLS).
+# POST /v1/sims/{id}/auth-vectors with count=32 (the auc role over mTLS); and the API profiles
+# beside their native equivalents: the telco read GET /v1/sim/physical/{iccid} (the SIM with
+# every secret the caller may read: here Ki and OPc, each decided, decrypted and audited) against
+# the native secret read, and the carrier list GET /v2/sim_cards against the native
+# GET /v1/sims, both 20 SIMs a page.
 #
 #   SIMS=100000 DURATION=15s benches/load.sh
 #   SIMVAULT_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test benches/load.sh
@@ -56,6 +60,10 @@ run healthz "$URL/healthz" "${TLS[@]}"
 run get_by_id "$URL/v1/sims/$ID" "${MTLS[@]}"
 run search "$URL/v1/sims?search=$TERM" "${MTLS[@]}"
 run secrets "$URL/v1/sims/$ID/secrets?fields=ki,opc" "${MTLS[@]}"
+ICCID=$(curl -sf "${MTLS[@]}" "$URL/v1/sims/$ID" | python3 -c 'import json,sys; print(json.load(sys.stdin)["iccid"])')
+run telco_get "$URL/v1/sim/physical/$ICCID" "${MTLS[@]}"
+run list "$URL/v1/sims?page_size=20" "${MTLS[@]}"
+run carrier_list "$URL/v2/sim_cards?page%5Bsize%5D=20" "${MTLS[@]}"
 AUC=(--cacert "$D/keys/ca.pem" --cert "$WORK/hss.pem" --key "$WORK/hss.key")
 run vectors32 "$URL/v1/sims/$ID/auth-vectors" "${AUC[@]}" -m POST -H 'content-type: application/json' -d '{"count":32}'
 
@@ -63,7 +71,7 @@ python3 - "$WORK" "$STORE" "$SIMS" <<'PY'
 import json, sys, os
 work, store, sims = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = {}
-for name in ["healthz", "get_by_id", "search", "secrets", "vectors32"]:
+for name in ["healthz", "get_by_id", "search", "secrets", "telco_get", "list", "carrier_list", "vectors32"]:
     d = json.load(open(os.path.join(work, name + ".json")))
     s = d["summary"]
     codes = d.get("statusCodeDistribution", {})
@@ -74,4 +82,7 @@ print(f"{'endpoint':<12} {'req/s':>10} {'p99 ms':>8} {'vs healthz':>11}  status 
 for name, (rps, p99, ok, codes) in rows.items():
     print(f"{name:<12} {rps:>10.0f} {p99:>8.2f} {rps / base:>10.2f}x  {codes}")
 print(f"authentication vectors/s through the API (count=32): {rows['vectors32'][0] * 32:.0f}")
+print("API profiles against their native equivalents (goal >= 0.9):")
+print(f"  telco GET /v1/sim/physical/{{iccid}} (Ki, OPc) / native secret read: {rows['telco_get'][0] / rows['secrets'][0]:.2f}")
+print(f"  carrier GET /v2/sim_cards / native GET /v1/sims:                    {rows['carrier_list'][0] / rows['list'][0]:.2f}")
 PY
