@@ -24,8 +24,8 @@ use crate::startup;
 use crate::store::Db;
 
 pub use audit::{AuditCommand, AuditExportArgs, AuditVerifyArgs, ChainChoice};
-pub use console_link::ConsoleLinkArgs;
 pub use cert::{CertCommand, CertIssueArgs, CertListArgs, CertRevokeArgs};
+pub use console_link::ConsoleLinkArgs;
 pub use export::ExportArgs;
 pub use import::ImportArgs;
 pub use keys::{KeysCommand, MigrateRootArgs, RotateArgs, RotateTarget};

@@ -84,7 +84,10 @@ pub(super) async fn quickstart(args: &ServeArgs) -> anyhow::Result<()> {
     // a script).
     let services = super::open_services(&config, &db).await?;
     let mut tickets = Vec::new();
-    for (role, sub) in [(Role::Support, "demo-support"), (Role::Auditor, "demo-auditor")] {
+    for (role, sub) in [
+        (Role::Support, "demo-support"),
+        (Role::Auditor, "demo-auditor"),
+    ] {
         let person = crate::service::console::Person {
             tenant: tenant.clone(),
             subject: sub.to_owned(),

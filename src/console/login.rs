@@ -100,7 +100,8 @@ async fn sign_in(state: &AppState, parts: &Parts, ticket: &TicketToken) -> Respo
     {
         Ok((token, _session)) => {
             let mut res = Redirect::to("/console").into_response();
-            res.headers_mut().insert(header::SET_COOKIE, set_cookie(&token));
+            res.headers_mut()
+                .insert(header::SET_COOKIE, set_cookie(&token));
             res
         }
         Err(RedeemError::Refused(why)) => refused(why),

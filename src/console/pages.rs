@@ -173,7 +173,11 @@ pub(super) async fn search(
         .map(|s| SimRow {
             id: s.id.to_string(),
             iccid: s.iccid.as_str().to_owned(),
-            imsi: s.imsi.as_ref().map(|i| i.as_str().to_owned()).unwrap_or_default(),
+            imsi: s
+                .imsi
+                .as_ref()
+                .map(|i| i.as_str().to_owned())
+                .unwrap_or_default(),
             msisdn: s
                 .msisdn
                 .as_ref()
@@ -234,18 +238,54 @@ struct SimPage {
 fn facts(sim: &Sim, group: Option<String>) -> Vec<Fact> {
     let opt = |v: Option<&str>| v.unwrap_or("—").to_owned();
     vec![
-        Fact { label: "ICCID", value: sim.iccid.as_str().to_owned() },
-        Fact { label: "IMSI", value: opt(sim.imsi.as_ref().map(|v| v.as_str())) },
-        Fact { label: "MSISDN", value: opt(sim.msisdn.as_ref().map(|v| v.as_str())) },
-        Fact { label: "IMEI", value: opt(sim.imei.as_ref().map(|v| v.as_str())) },
-        Fact { label: "EID", value: opt(sim.eid.as_ref().map(|v| v.as_str())) },
-        Fact { label: "Type", value: sim.sim_type.as_str().to_owned() },
-        Fact { label: "State", value: sim.state.as_str().to_owned() },
-        Fact { label: "State reason", value: opt(sim.state_reason.as_deref()) },
-        Fact { label: "Group", value: opt(group.as_deref().or(sim.group_id.as_deref())) },
-        Fact { label: "Device", value: opt(sim.device_id.as_deref()) },
-        Fact { label: "Updated", value: when(sim.updated_at) },
-        Fact { label: "Id", value: sim.id.to_string() },
+        Fact {
+            label: "ICCID",
+            value: sim.iccid.as_str().to_owned(),
+        },
+        Fact {
+            label: "IMSI",
+            value: opt(sim.imsi.as_ref().map(|v| v.as_str())),
+        },
+        Fact {
+            label: "MSISDN",
+            value: opt(sim.msisdn.as_ref().map(|v| v.as_str())),
+        },
+        Fact {
+            label: "IMEI",
+            value: opt(sim.imei.as_ref().map(|v| v.as_str())),
+        },
+        Fact {
+            label: "EID",
+            value: opt(sim.eid.as_ref().map(|v| v.as_str())),
+        },
+        Fact {
+            label: "Type",
+            value: sim.sim_type.as_str().to_owned(),
+        },
+        Fact {
+            label: "State",
+            value: sim.state.as_str().to_owned(),
+        },
+        Fact {
+            label: "State reason",
+            value: opt(sim.state_reason.as_deref()),
+        },
+        Fact {
+            label: "Group",
+            value: opt(group.as_deref().or(sim.group_id.as_deref())),
+        },
+        Fact {
+            label: "Device",
+            value: opt(sim.device_id.as_deref()),
+        },
+        Fact {
+            label: "Updated",
+            value: when(sim.updated_at),
+        },
+        Fact {
+            label: "Id",
+            value: sim.id.to_string(),
+        },
     ]
 }
 
@@ -323,7 +363,11 @@ async fn sim_page(
         chrome: Some(user.chrome("search")),
         iccid: sim.iccid.as_str().to_owned(),
         facts: facts(&sim, group),
-        conditions: sim.conditions.iter().map(|c| c.as_str().to_owned()).collect(),
+        conditions: sim
+            .conditions
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect(),
         counters: sim
             .counters
             .status()

@@ -146,9 +146,11 @@ impl OptionalFromRequestParts<AppState> for Signed {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(<Signed as FromRequestParts<AppState>>::from_request_parts(parts, state)
-            .await
-            .ok())
+        Ok(
+            <Signed as FromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await
+                .ok(),
+        )
     }
 }
 
@@ -218,8 +220,11 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
             return Err(refused(&user));
         }
         let form = serde_urlencoded::from_bytes(&bytes).map_err(|_| {
-            PageError::bad_request(Some(&user), "The form was incomplete: reload the page and try again.")
-                .into_response()
+            PageError::bad_request(
+                Some(&user),
+                "The form was incomplete: reload the page and try again.",
+            )
+            .into_response()
         })?;
         Ok(Posted { user, form })
     }
@@ -241,14 +246,26 @@ mod tests {
     fn only_our_own_origin_may_post() {
         let public = "https://vault.example";
         assert!(same_origin(&parts(&[], "/console/logout"), public));
-        assert!(same_origin(&parts(&[("origin", "https://vault.example")], "/"), public));
         assert!(same_origin(
-            &parts(&[("origin", "https://localhost:9000"), ("host", "localhost:9000")], "/"),
+            &parts(&[("origin", "https://vault.example")], "/"),
+            public
+        ));
+        assert!(same_origin(
+            &parts(
+                &[
+                    ("origin", "https://localhost:9000"),
+                    ("host", "localhost:9000")
+                ],
+                "/"
+            ),
             public
         ));
         for evil in ["https://evil.example", "null", "http://localhost:9000"] {
             assert!(
-                !same_origin(&parts(&[("origin", evil), ("host", "localhost:9000")], "/"), public),
+                !same_origin(
+                    &parts(&[("origin", evil), ("host", "localhost:9000")], "/"),
+                    public
+                ),
                 "{evil}"
             );
         }
@@ -265,7 +282,10 @@ mod tests {
         );
         assert_eq!(cookie_token(&h).unwrap().expose(), token);
         let mut other = HeaderMap::new();
-        other.insert(header::COOKIE, HeaderValue::from_static("simvault-session=abc"));
+        other.insert(
+            header::COOKIE,
+            HeaderValue::from_static("simvault-session=abc"),
+        );
         assert!(cookie_token(&other).is_none());
     }
 }

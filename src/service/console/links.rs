@@ -52,8 +52,13 @@ fn ticket_parts(t: &StoredTicket) -> RowParts {
 }
 
 fn check(key: &IntegrityKey, t: &StoredTicket) -> bool {
-    key.check_row(Purpose::ConsoleTicket, &t.id, &ticket_parts(t), Some(&t.mac))
-        .is_ok()
+    key.check_row(
+        Purpose::ConsoleTicket,
+        &t.id,
+        &ticket_parts(t),
+        Some(&t.mac),
+    )
+    .is_ok()
 }
 
 /// Whether `subject` may name a person: 1 to 256 printable characters.

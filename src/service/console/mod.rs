@@ -151,7 +151,9 @@ fn session_parts(s: &StoredSession) -> RowParts {
 }
 
 fn seal(key: &IntegrityKey, s: &mut StoredSession) {
-    s.mac = key.mac_row(Purpose::ConsoleSession, &session_parts(s)).to_vec();
+    s.mac = key
+        .mac_row(Purpose::ConsoleSession, &session_parts(s))
+        .to_vec();
 }
 
 /// The person a checked row names (its tenant and roles parsed).
@@ -301,7 +303,9 @@ impl Console {
         }
         let now = self.core.clock.now();
         let idle_since = now.saturating_sub(row.last_seen_at);
-        if row.ended_at.is_some() || now >= row.expires_at || idle_since > micros(self.settings.idle)
+        if row.ended_at.is_some()
+            || now >= row.expires_at
+            || idle_since > micros(self.settings.idle)
         {
             return Ok(None);
         }

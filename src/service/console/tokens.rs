@@ -93,7 +93,12 @@ mod tests {
         assert_ne!(a.expose(), b.expose());
         assert!(SessionToken::parse(a.expose()).is_some());
         assert_eq!(format!("{a:?}"), "SessionToken([redacted])");
-        for bad in ["", "short", &format!("{}=", &a.expose()[..42]), &"a".repeat(44)] {
+        for bad in [
+            "",
+            "short",
+            &format!("{}=", &a.expose()[..42]),
+            &"a".repeat(44),
+        ] {
             assert!(SessionToken::parse(bad).is_none(), "{bad}");
         }
     }
