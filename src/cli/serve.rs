@@ -133,8 +133,8 @@ Tag a SIM as the demo operator:
     https://localhost:{port}/v1/sims/8944501234567890124
 
 Open the web console (each link signs in once, within an hour; the browser must trust {ca}):
-  as demo support staff:  {support_link}
-  as a demo auditor:      {auditor_link}
+demo support staff: {support_link}
+demo auditor:       {auditor_link}
 
 API description: curl --cacert {ca} https://localhost:{port}/openapi.json
 Stop with Ctrl-C.

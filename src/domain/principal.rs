@@ -239,6 +239,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_method_reads_back_from_its_name() {
+        for m in AuthMethod::ALL {
+            assert_eq!(m.as_str().parse::<AuthMethod>(), Ok(m));
+        }
+        assert_eq!("console".parse::<AuthMethod>(), Ok(AuthMethod::Console));
+    }
+
+    #[test]
     fn role_lists() {
         let r = Role::parse_list("support, provisioner").unwrap();
         assert_eq!(Role::join(&r), "provisioner,support");
