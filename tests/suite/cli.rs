@@ -200,10 +200,10 @@ fn quickstart_prints_working_commands() {
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
         running |= line.starts_with("simvault is running");
-        if let Some(at) = line.find("https://localhost:") {
-            if line[at..].contains("/console/login/") {
-                console_links.push(line[at..].to_owned());
-            }
+        if let Some(at) = line.find("https://localhost:")
+            && line[at..].contains("/console/login/")
+        {
+            console_links.push(line[at..].to_owned());
         }
         if line.starts_with("Stop with") {
             break;
