@@ -509,3 +509,44 @@ async fn console_link_cli(store: Store) {
         assert!(out.stdout.is_empty());
     }
 }
+
+both_stores!(
+    a_console_link_changed_in_storage_signs_nobody_in,
+    tampered_ticket
+);
+async fn tampered_ticket(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    app.tenant("other").await;
+    for (column, value) in [
+        ("roles", "admin"),
+        ("tenant_id", "other"),
+        ("subject", "root"),
+        ("expires_at", "9000000000000000"),
+    ] {
+        let t = ticket(&app, "acme", &[Role::Support], "alice", 300).await;
+        let sql = format!("UPDATE console_tickets SET {column} = '{value}'");
+        let sql = if column == "expires_at" {
+            sql.replace('\'', "")
+        } else {
+            sql
+        };
+        raw_sql!(&app.test_db.db, p => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(p).await.map(|_| ())).unwrap();
+        let res = redeem(&app, &t).await;
+        assert_eq!(res.status(), 500, "{column}");
+        assert!(res.headers().get("set-cookie").is_none(), "{column}");
+        raw_sql!(&app.test_db.db, p => sqlx::query("DELETE FROM console_tickets").execute(p).await.map(|_| ())).unwrap();
+    }
+    let n: (i64,) = raw_sql!(&app.test_db.db, p => sqlx::query_as(
+        "SELECT COUNT(*) FROM console_sessions").fetch_one(p).await)
+    .unwrap();
+    assert_eq!(n.0, 0);
+    let failures = chain_records(&app.test_db.db, "_platform")
+        .await
+        .into_iter()
+        .filter(|(a, _, r)| {
+            a == "integrity.check" && r["reason"].as_str().unwrap().contains("console_ticket")
+        })
+        .count();
+    assert_eq!(failures, 4);
+}
