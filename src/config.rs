@@ -60,6 +60,8 @@ pub struct Config {
     pub refusals: crate::service::refusals::RefusalSettings,
     /// The tenant whose `metrics`/`admin` principals see platform-wide metrics (unset: none).
     pub metrics_platform_tenant: Option<crate::domain::TenantId>,
+    /// The web console: session limits and the public address.
+    pub console: crate::service::console::ConsoleSettings,
 }
 
 /// The audit log's signed checkpoints.
@@ -188,6 +190,7 @@ impl Config {
                 ),
             },
             iccid_luhn,
+            console: console_from_env()?,
             limits: limits_from_env()?,
             policy_dir: env("SIMVAULT_POLICY_DIR").map(PathBuf::from),
             pin_ops_per_minute: match env("SIMVAULT_PIN_OPS_PER_MINUTE") {
@@ -333,6 +336,43 @@ impl Config {
     pub fn keys(&self) -> KeyPaths {
         KeyPaths::new(&self.data_dir)
     }
+}
+
+/// The web console: `SIMVAULT_CONSOLE_IDLE_SECS` (default 900), `SIMVAULT_CONSOLE_MAX_SECS`
+/// (default 28800) and `SIMVAULT_PUBLIC_URL` (default `https://localhost:8443`).
+fn console_from_env() -> anyhow::Result<crate::service::console::ConsoleSettings> {
+    let defaults = crate::service::console::ConsoleSettings::default();
+    let public_url = match env("SIMVAULT_PUBLIC_URL") {
+        None => defaults.public_url,
+        Some(raw) => {
+            let url = url::Url::parse(raw.trim()).ok().filter(|u| {
+                u.scheme() == "https"
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && u.username().is_empty()
+            });
+            let Some(url) = url else {
+                anyhow::bail!(
+                    "SIMVAULT_PUBLIC_URL must be an https:// URL (the address people open the console at)"
+                );
+            };
+            url.as_str().trim_end_matches('/').to_owned()
+        }
+    };
+    Ok(crate::service::console::ConsoleSettings {
+        idle: std::time::Duration::from_secs(seconds(
+            "SIMVAULT_CONSOLE_IDLE_SECS",
+            900,
+            1..=86_400,
+        )?),
+        max: std::time::Duration::from_secs(seconds(
+            "SIMVAULT_CONSOLE_MAX_SECS",
+            28_800,
+            1..=31 * 86_400,
+        )?),
+        public_url,
+    })
 }
 
 /// Connection and body limits (API.md "Connection limits"): `SIMVAULT_IDLE_TIMEOUT_SECS`,

@@ -20,6 +20,11 @@ const RULES: &[Rule] = &[
         dir: "api",
         forbidden: &["store", "vault"],
     },
+    // The web console is a door like the API: the use cases only.
+    Rule {
+        dir: "console",
+        forbidden: &["store", "vault"],
+    },
     // The use cases know nothing of HTTP: the adapters do.
     Rule {
         dir: "service",

@@ -93,10 +93,10 @@ fn parse_filter(q: &QueryPairs, errs: &mut ValidationErrors) -> AuditFilter {
         })
     };
     let (since, until) = (instant("since"), instant("until"));
-    if let (Some(s), Some(u)) = (since, until) {
-        if s > u {
-            errs.parameter("until", "must not be before since");
-        }
+    if let (Some(s), Some(u)) = (since, until)
+        && s > u
+    {
+        errs.parameter("until", "must not be before since");
     }
     AuditFilter {
         actor,

@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(ops::router())
         .merge(profiles::router())
+        .nest("/console", crate::console::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))

@@ -2,6 +2,7 @@
 
 mod audit;
 mod cert;
+mod console_link;
 mod export;
 mod import;
 mod init;
@@ -24,6 +25,7 @@ use crate::store::Db;
 
 pub use audit::{AuditCommand, AuditExportArgs, AuditVerifyArgs, ChainChoice};
 pub use cert::{CertCommand, CertIssueArgs, CertListArgs, CertRevokeArgs};
+pub use console_link::ConsoleLinkArgs;
 pub use export::ExportArgs;
 pub use import::ImportArgs;
 pub use keys::{KeysCommand, MigrateRootArgs, RotateArgs, RotateTarget};
@@ -70,6 +72,9 @@ pub enum Command {
     },
     /// Print a signed JWT (development identity provider).
     Token(TokenArgs),
+    /// Print a link that signs a person in to the web console once, within --ttl seconds
+    /// (development and break-glass sign-in; recorded in the tenant's audit log).
+    ConsoleLink(ConsoleLinkArgs),
     /// Check a policy directory (simvault.cedarschema + *.cedar): parse, validate against the
     /// schema, and report the first problem with its file and line.
     Policy {
@@ -113,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant { command } => tenant::run(command).await,
         Command::Cert { command } => cert::run(command).await,
         Command::Token(args) => token::run(&args).await,
+        Command::ConsoleLink(args) => console_link::run(&args).await,
         Command::Import(args) => import::run(&args).await,
         Command::Export(args) => export::run(&args).await,
         Command::Keys { command } => keys::run(command).await,

@@ -80,10 +80,36 @@ pub(super) async fn quickstart(args: &ServeArgs) -> anyhow::Result<()> {
         "demo-operator",
         24 * 3600,
     )?;
+    // Console links for the demo people (an hour each: the quickstart's reader is slower than
+    // a script).
+    let services = super::open_services(&config, &db).await?;
+    let mut tickets = Vec::new();
+    for (role, sub) in [
+        (Role::Support, "demo-support"),
+        (Role::Auditor, "demo-auditor"),
+    ] {
+        let person = crate::service::console::Person {
+            tenant: tenant.clone(),
+            subject: sub.to_owned(),
+            roles: [role].into(),
+        };
+        tickets.push(
+            super::console_link::issue(&services, &person, std::time::Duration::from_secs(3600))
+                .await?,
+        );
+    }
+    drop(services);
     db.close().await;
 
     let app = Application::build(&config).await?;
     let port = app.local_addr().port();
+    // Links point at the public URL when one is configured, else at this server.
+    let base = match crate::config::env("SIMVAULT_PUBLIC_URL") {
+        Some(_) => config.console.public_url.clone(),
+        None => format!("https://localhost:{port}"),
+    };
+    let [support_link, auditor_link] =
+        [&tickets[0], &tickets[1]].map(|t| super::console_link::link(&base, t));
     let ca = abs(&keys.ca_cert());
     let (cert, key) = (abs(&cert), abs(&key));
     println!(
@@ -105,6 +131,10 @@ Tag a SIM as the demo operator:
   curl --cacert {ca} -H "Authorization: Bearer $OPERATOR_TOKEN" -X PATCH \
     -H 'content-type: application/json' -d '{{"tags":["demo","vip"]}}' \
     https://localhost:{port}/v1/sims/8944501234567890124
+
+Open the web console (each link signs in once, within an hour; the browser must trust {ca}):
+demo support staff: {support_link}
+demo auditor:       {auditor_link}
 
 API description: curl --cacert {ca} https://localhost:{port}/openapi.json
 Stop with Ctrl-C.

@@ -32,7 +32,7 @@ pub fn luhn_valid(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether the decimal number written in `digits` is ≡ 1 (mod 97) (ISO 7064 MOD 97-10).

@@ -19,11 +19,15 @@ pub enum Purpose {
     Task,
     /// One item of a bulk task: what the worker does for it.
     TaskItem,
+    /// A web console session: whose it is (tenant, subject, roles) and until when it holds.
+    ConsoleSession,
+    /// A console link's ticket: whom it signs in, and until when.
+    ConsoleTicket,
 }
 
 impl Purpose {
     /// Every kind, in declaration order.
-    pub const ALL: [Purpose; 7] = [
+    pub const ALL: [Purpose; 9] = [
         Purpose::ClientIdentity,
         Purpose::Sim,
         Purpose::TenantKey,
@@ -31,6 +35,8 @@ impl Purpose {
         Purpose::Link,
         Purpose::Task,
         Purpose::TaskItem,
+        Purpose::ConsoleSession,
+        Purpose::ConsoleTicket,
     ];
 
     /// Names the kind of row in logs, metrics and audit records.
@@ -43,6 +49,8 @@ impl Purpose {
             Purpose::Link => "link",
             Purpose::Task => "task",
             Purpose::TaskItem => "task_item",
+            Purpose::ConsoleSession => "console_session",
+            Purpose::ConsoleTicket => "console_ticket",
         }
     }
 }

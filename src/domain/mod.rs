@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod condition;
+pub mod console;
 pub mod eki;
 pub mod esim;
 pub mod event;

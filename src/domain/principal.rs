@@ -16,16 +16,25 @@ pub enum AuthMethod {
     /// Someone with the host's keys and database, through the CLI; or the service itself
     /// (background workers). Never reached over the network and never given to the policy.
     Local,
+    /// A person signed in to the web console (a server-side session started from a console
+    /// link or the identity provider). Never a bearer token or a client certificate.
+    Console,
 }
 
 impl AuthMethod {
-    pub const ALL: [AuthMethod; 3] = [AuthMethod::Mtls, AuthMethod::Jwt, AuthMethod::Local];
+    pub const ALL: [AuthMethod; 4] = [
+        AuthMethod::Mtls,
+        AuthMethod::Jwt,
+        AuthMethod::Local,
+        AuthMethod::Console,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Mtls => "mtls",
             AuthMethod::Jwt => "jwt",
             AuthMethod::Local => "local",
+            AuthMethod::Console => "console",
         }
     }
 }
@@ -228,6 +237,14 @@ pub fn cli_subject() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_method_reads_back_from_its_name() {
+        for m in AuthMethod::ALL {
+            assert_eq!(m.as_str().parse::<AuthMethod>(), Ok(m));
+        }
+        assert_eq!("console".parse::<AuthMethod>(), Ok(AuthMethod::Console));
+    }
 
     #[test]
     fn role_lists() {

@@ -348,8 +348,10 @@ mod tests {
         use AuthMethod::*;
         use SecretField::*;
         // Twice: the second pass answers from the decision cache and must agree.
+        // A console session reads no secret a bearer token could not: Ki, OPc and PINs stay
+        // behind mutual TLS.
         for role in Role::ALL.into_iter().chain(Role::ALL) {
-            for method in [Mtls, Jwt] {
+            for method in [Mtls, Jwt, Console] {
                 for reason in [false, true] {
                     for field in SecretField::ALL {
                         let expected = match (role, field) {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auc;
 pub mod audit;
 mod conditions;
+pub mod console;
 mod core;
 pub mod esim;
 pub mod export;
@@ -34,6 +35,7 @@ use self::core::Target;
 pub use admin::{Admin, Readiness};
 pub use auc::Auc;
 pub use audit::AuditLog;
+pub use console::Console;
 pub use groups::Groups;
 pub use lifecycle::Lifecycle;
 pub use pins::Pins;
@@ -190,6 +192,7 @@ capability! {
         audit: AuditLog,
         refusals: Refusals,
         admin: Admin,
+        console: Console,
     }
 }
 
@@ -233,7 +236,16 @@ impl Services {
             core: core.clone(),
             tasks_ready: Arc::new(tokio::sync::Notify::new()),
         };
+        let refusals = Refusals {
+            core: core.clone(),
+            ledger: Arc::new(refusals::RefusalLedger::new(config.refusals)),
+        };
         Ok(Services {
+            console: Console {
+                core: core.clone(),
+                settings: config.console.clone(),
+                refusals: refusals.clone(),
+            },
             iccid_luhn: config.iccid_luhn,
             inventory: Inventory { core: core.clone() },
             secrets: Secrets { core: core.clone() },
@@ -258,10 +270,7 @@ impl Services {
                 audit_key: signer.verifier(),
                 audit_signer: Some(Arc::new(signer)),
             },
-            refusals: Refusals {
-                core: core.clone(),
-                ledger: Arc::new(refusals::RefusalLedger::new(config.refusals)),
-            },
+            refusals,
             admin: Admin {
                 core: core.clone(),
                 metrics_platform_tenant: config.metrics_platform_tenant.clone(),
@@ -324,6 +333,11 @@ impl Services {
     /// The record of refused authentications.
     pub fn refusals(&self) -> &Refusals {
         &self.refusals
+    }
+
+    /// Web console sign-in and sessions.
+    pub fn console(&self) -> &Console {
+        &self.console
     }
 
     /// Key status, metrics access and readiness.

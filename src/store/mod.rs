@@ -8,6 +8,7 @@
 //! ([`Db::begin`]). This module knows nothing of HTTP.
 
 pub mod audit;
+pub mod console;
 mod domain_rows;
 pub mod files;
 pub mod groups;

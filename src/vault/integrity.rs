@@ -41,6 +41,8 @@ impl Subkey for Purpose {
             Purpose::Link => b"simvault/v1/row-mac/link",
             Purpose::Task => b"simvault/v1/row-mac/task",
             Purpose::TaskItem => b"simvault/v1/row-mac/task-item",
+            Purpose::ConsoleSession => b"simvault/v1/row-mac/console-session",
+            Purpose::ConsoleTicket => b"simvault/v1/row-mac/console-ticket",
         }
     }
 }

@@ -196,9 +196,15 @@ fn quickstart_prints_working_commands() {
     let stdout = child.stdout.take().unwrap();
     let mut script = String::new();
     let mut running = false;
+    let mut console_links = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
         running |= line.starts_with("simvault is running");
+        if let Some(at) = line.find("https://localhost:")
+            && line[at..].contains("/console/login/")
+        {
+            console_links.push(line[at..].to_owned());
+        }
         if line.starts_with("Stop with") {
             break;
         }
@@ -208,6 +214,8 @@ fn quickstart_prints_working_commands() {
         }
     }
     assert!(script.contains("curl"), "no commands printed");
+    // A console link for demo support staff and one for a demo auditor.
+    assert_eq!(console_links.len(), 2, "{console_links:?}");
     let out = Command::new("sh").arg("-ec").arg(&script).output().unwrap();
     let _ = Command::new("kill")
         .arg("-TERM")

@@ -369,6 +369,15 @@ impl TestApp {
             .timeout(Duration::from_secs(30))
     }
 
+    /// A client like a browser's, without following redirects (so a test sees each `303` and
+    /// its cookie) and without a cookie store (a test sends the cookie it means to).
+    pub fn browser(&self) -> reqwest::Client {
+        self.builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
     /// A client that trusts the server but presents no certificate.
     pub fn anonymous(&self) -> reqwest::Client {
         self.builder().build().unwrap()

@@ -19,6 +19,8 @@ mod cli;
 mod cli_keys;
 mod cli_server;
 mod conditions;
+mod console;
+mod console_sessions;
 mod crl;
 mod devices;
 mod errors;

@@ -220,16 +220,16 @@ pub async fn handle(
         }
         // The client is not sending: nothing to linger for.
         drop(left);
-    } else if let Some(left) = left {
-        if http1 {
-            // Tell the client this connection ends with this answer, and hold it open (the
-            // body unread but for a bounded amount) while the answer goes out: closing a
-            // socket with unread data sends a reset that can destroy the answer in transit.
-            res.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            tokio::spawn(linger(left, limits.linger));
-        }
-        // HTTP/2 ends the stream with RST_STREAM after the answer; the connection stays.
+    } else if let Some(left) = left
+        && http1
+    {
+        // Tell the client this connection ends with this answer, and hold it open (the body
+        // unread but for a bounded amount) while the answer goes out: closing a socket with
+        // unread data sends a reset that can destroy the answer in transit. (HTTP/2 ends the
+        // stream with RST_STREAM after the answer; the connection stays.)
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        tokio::spawn(linger(left, limits.linger));
     }
     Ok(res.map(|inner| {
         Body::new(TrackedBody {
