@@ -28,10 +28,9 @@ use openidconnect::core::{
     CoreProviderMetadata,
 };
 use openidconnect::{
-    AdditionalClaims, AuthType, AuthUrl, AuthorizationCode, ClaimsVerificationError, ClientId,
-    ClientSecret, CsrfToken, EndpointNotSet, EndpointSet, IdToken, IssuerUrl, JsonWebKeySetUrl,
-    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError,
-    SignatureVerificationError, TokenResponse as _, TokenUrl,
+    AdditionalClaims, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EndpointNotSet, EndpointSet, IdToken, IssuerUrl, JsonWebKeySetUrl, Nonce, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RequestTokenError, TokenResponse as _, TokenUrl,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
@@ -39,8 +38,15 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::auth::jwt::{ClaimNames, tenant_and_roles};
+
+mod error;
+mod pending;
+
 use crate::clock::SharedClock;
 use crate::domain::{Role, TenantId};
+use error::problem;
+pub use error::{IdTokenProblem, OidcError};
+pub use pending::PendingLogin;
 
 /// Path of the console's callback under the public URL.
 pub const CALLBACK_PATH: &str = "/console/callback";
@@ -91,48 +97,6 @@ pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, Oidc
         .map_err(|_| OidcError::Settings("HTTP client"))
 }
 
-/// Why a sign-in (or discovery) failed: a category, never a code, token or secret.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OidcError {
-    #[error("OIDC settings invalid: {0}")]
-    Settings(&'static str),
-    #[error("OIDC discovery failed: {0}")]
-    Discovery(&'static str),
-    #[error("returned state does not match the sign-in")]
-    State,
-    #[error("code exchange failed: {0}")]
-    Exchange(&'static str),
-    #[error("ID token refused: {0}")]
-    IdToken(IdTokenProblem),
-    #[error("ID token claim {0} missing or malformed")]
-    Claim(&'static str),
-}
-
-/// Which check an ID token failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum IdTokenProblem {
-    #[error("missing from the token response")]
-    Missing,
-    #[error("malformed")]
-    Malformed,
-    #[error("algorithm not allowed")]
-    Algorithm,
-    #[error("no provider key for it")]
-    UnknownKey,
-    #[error("bad signature")]
-    Signature,
-    #[error("wrong issuer")]
-    Issuer,
-    #[error("wrong audience")]
-    Audience,
-    #[error("expired or issued out of range")]
-    Time,
-    #[error("nonce does not match the sign-in")]
-    Nonce,
-    #[error("other")]
-    Other,
-}
-
 /// Who signed in: the wiring step makes the console's principal from it (and checks that the
 /// tenant exists, as bearer tokens are checked).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,64 +105,6 @@ pub struct OidcIdentity {
     /// Our roles among those the token asserts; others are ignored, as for bearer tokens.
     pub roles: BTreeSet<Role>,
     pub subject: String,
-}
-
-/// What a sign-in keeps between [`OidcClient::begin`] and [`OidcClient::finish`]: the state,
-/// the nonce and the PKCE verifier. The console keeps it server-side (never in the browser):
-/// it serializes, and zeroizes on drop; `Debug` shows nothing of it.
-#[derive(Clone)]
-pub struct PendingLogin {
-    state: SecretString,
-    nonce: SecretString,
-    verifier: SecretString,
-}
-
-impl std::fmt::Debug for PendingLogin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PendingLogin(..)")
-    }
-}
-
-/// The serialized form: plain strings, zeroized when dropped.
-#[derive(serde::Serialize, serde::Deserialize, zeroize::ZeroizeOnDrop, zeroize::Zeroize)]
-struct PendingWire {
-    state: String,
-    nonce: String,
-    verifier: String,
-}
-
-impl serde::Serialize for PendingLogin {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        PendingWire {
-            state: self.state.expose_secret().to_owned(),
-            nonce: self.nonce.expose_secret().to_owned(),
-            verifier: self.verifier.expose_secret().to_owned(),
-        }
-        .serialize(serializer)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for PendingLogin {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = PendingWire::deserialize(deserializer)?;
-        Ok(PendingLogin {
-            state: SecretString::from(wire.state.as_str()),
-            nonce: SecretString::from(wire.nonce.as_str()),
-            verifier: SecretString::from(wire.verifier.as_str()),
-        })
-    }
-}
-
-impl PendingLogin {
-    /// The state sent to the provider: the console may key its server-side record by it.
-    pub fn state(&self) -> &SecretString {
-        &self.state
-    }
-
-    /// The PKCE verifier (for tests that play the token endpoint's other side).
-    pub fn verifier(&self) -> &SecretString {
-        &self.verifier
-    }
 }
 
 /// Claims beyond the standard ones, where the tenant and the roles are found.
@@ -565,47 +471,9 @@ impl OidcClient {
     }
 }
 
-/// Names the failed check without echoing any part of the token.
-fn problem(e: &ClaimsVerificationError) -> IdTokenProblem {
-    use ClaimsVerificationError as C;
-    use SignatureVerificationError as S;
-    match e {
-        C::Expired(_) => IdTokenProblem::Time,
-        C::InvalidAudience(_) => IdTokenProblem::Audience,
-        C::InvalidIssuer(_) => IdTokenProblem::Issuer,
-        C::InvalidNonce(_) => IdTokenProblem::Nonce,
-        C::SignatureVerification(S::NoMatchingKey) => IdTokenProblem::UnknownKey,
-        C::SignatureVerification(
-            S::DisallowedAlg(_) | S::UnsupportedAlg(_) | S::NoSignature | S::InvalidKey(_),
-        ) => IdTokenProblem::Algorithm,
-        C::SignatureVerification(S::CryptoError(_)) => IdTokenProblem::Signature,
-        _ => IdTokenProblem::Other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pending() -> PendingLogin {
-        PendingLogin {
-            state: SecretString::from("state-secret-1"),
-            nonce: SecretString::from("nonce-secret-2"),
-            verifier: SecretString::from("verifier-secret-3"),
-        }
-    }
-
-    #[test]
-    fn a_pending_login_shows_nothing_in_debug_and_survives_serialization() {
-        let p = pending();
-        let shown = format!("{p:?}");
-        assert!(!shown.contains("secret"), "{shown}");
-        let json = serde_json::to_string(&p).unwrap();
-        let back: PendingLogin = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.state.expose_secret(), "state-secret-1");
-        assert_eq!(back.nonce.expose_secret(), "nonce-secret-2");
-        assert_eq!(back.verifier.expose_secret(), "verifier-secret-3");
-    }
 
     #[test]
     fn only_https_or_loopback_http_is_acceptable() {
