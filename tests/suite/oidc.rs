@@ -3,7 +3,8 @@
 //! URL, the provider's login and consent walked with plain HTTP, and the identity from the ID
 //! token; then what an attacker does not get: a forged state, a code used twice, another
 //! sign-in's state, nonce or verifier, an ID token for another client, a forged or re-signed
-//! token, a provider stating another issuer, and roles the settings do not map.
+//! token, an expired or stale one, a provider stating another issuer, and roles the settings
+//! do not map; and the provider's keys fetched again after a rotation, at most once a minute.
 //!
 //! Needs Node.js and `npm ci --prefix tests/console` (`.ci/run` does it). Without them these
 //! tests say so and pass, unless `SIMVAULT_REQUIRE_BROWSER_DEPS=1` (set by `.ci/run` once the
@@ -492,16 +493,19 @@ async fn forged_and_re_signed_id_tokens_are_refused() {
         .unwrap();
 
     let none = json!({ "alg": "none", "typ": "JWT", "kid": header["kid"] });
+    use IdTokenProblem::{Algorithm, Signature};
     let cases = [
-        ("alg none", forge(none.clone(), &payload, b"")),
-        ("alg none, promoted", forge(none, &promoted, b"")),
+        ("alg none", forge(none.clone(), &payload, b""), Algorithm),
+        ("alg none, promoted", forge(none, &promoted, b""), Algorithm),
         (
             "HS256 with the client secret",
             hs256(&header, &promoted, SECRET.as_bytes()),
+            Algorithm,
         ),
         (
             "HS256 with the provider's public key",
             hs256(&header, &promoted, jwks["keys"][0].to_string().as_bytes()),
+            Algorithm,
         ),
         (
             "the real signature over other claims",
@@ -511,12 +515,20 @@ async fn forged_and_re_signed_id_tokens_are_refused() {
                 B64.encode(promoted.to_string()),
                 parts[2]
             ),
+            Signature,
         ),
-        ("no signature", format!("{}.{}.", parts[0], parts[1])),
+        (
+            "no signature",
+            format!("{}.{}.", parts[0], parts[1]),
+            Signature,
+        ),
     ];
-    for (what, forged) in cases {
-        let got = client.verify_id_token(&forged, &pending).await;
-        assert!(matches!(got, Err(OidcError::IdToken(_))), "{what}: {got:?}");
+    for (what, forged, want) in cases {
+        assert_eq!(
+            client.verify_id_token(&forged, &pending).await,
+            Err(OidcError::IdToken(want)),
+            "{what}"
+        );
     }
 }
 
@@ -624,6 +636,34 @@ async fn client_secret_post_is_used_when_it_is_all_the_provider_takes() {
         .await
         .unwrap();
     assert_eq!(who.subject, "alice");
+}
+
+#[tokio::test]
+async fn an_expired_or_stale_id_token_is_refused() {
+    let Some(dir) = provider_dir() else { return };
+    let p = Provider::start(&dir, &Options::default());
+    let clock = Arc::new(ShiftedClock::default());
+    let client = discover_with(
+        &p.issuer(),
+        CLIENT,
+        SECRET,
+        ClaimNames::default(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let (token, pending) = raw_id_token(&p, &client, (CLIENT, SECRET)).await;
+    assert!(client.verify_id_token(&token, &pending).await.is_ok());
+    // Issued more than ten minutes ago (it comes straight from the token endpoint), expired, or
+    // issued in the future beyond the clock skew: each refused.
+    for shift in [11 * 60, 2 * 3600, -120] {
+        clock.0.store(shift, Ordering::SeqCst);
+        assert_eq!(
+            client.verify_id_token(&token, &pending).await,
+            Err(OidcError::IdToken(IdTokenProblem::Time)),
+            "{shift}"
+        );
+    }
 }
 
 /// A port free now, for providers started one after another at the same issuer.

@@ -4,7 +4,9 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 /// What a sign-in keeps between [`super::OidcClient::begin`] and [`super::OidcClient::finish`]:
 /// the state, the nonce and the PKCE verifier. The console keeps it server-side (never in the
-/// browser): it serializes, and zeroizes on drop; `Debug` shows nothing of it.
+/// browser), keyed by its state, and removes it at the callback whatever the outcome, so that
+/// one sign-in is finished at most once. It serializes, and zeroizes on drop; `Debug` shows
+/// nothing of it.
 #[derive(Clone)]
 pub struct PendingLogin {
     pub(super) state: SecretString,
