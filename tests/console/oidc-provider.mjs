@@ -12,6 +12,10 @@
 //   OIDC_AUTH_METHOD  client authentication at the token endpoint (default client_secret_basic)
 //   OIDC_ALG          ES256 (default) or RS256: the signing key, made afresh at each start
 //
+// oidc-provider 9 (the maintained line) runs on Node.js 20 (the machines' Node.js) and passes
+// these tests there, though it prints that it prefers 22; 8.8.1 would be the last release made
+// for 20, with more than twice the packages.
+//
 // The first line on stdout is the port. Sign-in uses the provider's development interactions:
 // a login form (any password) and a consent form, both plain HTML forms.
 
