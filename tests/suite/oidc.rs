@@ -713,3 +713,64 @@ async fn a_rotated_key_is_fetched_again_at_most_once_a_minute() {
     assert!(attempt().await.is_ok());
     assert!(attempt().await.is_ok());
 }
+
+/// `simvault init` with these OIDC variables (it reads the configuration first).
+fn init_with(vars: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_simvault"));
+    command
+        .arg("init")
+        .arg("--data-dir")
+        .arg(dir.path().join("d"))
+        .env_remove("SIMVAULT_DATABASE_URL")
+        .env_remove("SIMVAULT_DATA_DIR");
+    for name in [
+        "SIMVAULT_OIDC_ISSUER",
+        "SIMVAULT_OIDC_CLIENT_ID",
+        "SIMVAULT_OIDC_CLIENT_SECRET",
+        "SIMVAULT_PUBLIC_URL",
+    ] {
+        command.env_remove(name);
+    }
+    command.envs(vars.iter().copied()).output().unwrap()
+}
+
+#[test]
+fn unsafe_or_incomplete_oidc_settings_are_refused_at_start() {
+    let issuer = ("SIMVAULT_OIDC_ISSUER", "https://idp.example.com/realms/ops");
+    let id = ("SIMVAULT_OIDC_CLIENT_ID", CLIENT);
+    let secret = ("SIMVAULT_OIDC_CLIENT_SECRET", SECRET);
+    for (vars, says) in [
+        (
+            vec![
+                ("SIMVAULT_OIDC_ISSUER", "http://idp.example.com"),
+                id,
+                secret,
+            ],
+            "SIMVAULT_OIDC_ISSUER must be an https URL",
+        ),
+        (vec![issuer, secret], "SIMVAULT_OIDC_CLIENT_ID must be set"),
+        (vec![issuer, id], "SIMVAULT_OIDC_CLIENT_SECRET must be set"),
+        (
+            vec![
+                issuer,
+                id,
+                secret,
+                ("SIMVAULT_PUBLIC_URL", "http://vault.example.com"),
+            ],
+            "SIMVAULT_PUBLIC_URL must be an https URL",
+        ),
+    ] {
+        let out = init_with(&vars);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{vars:?}");
+        assert!(stderr.contains(says), "{vars:?}: {stderr}");
+        assert!(!stderr.contains(SECRET), "{stderr}");
+    }
+    let out = init_with(&[issuer, id, secret]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
