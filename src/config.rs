@@ -17,6 +17,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 pub const DEFAULT_DATA_DIR: &str = "./simvault-data";
 pub const DEFAULT_JWT_ISSUER: &str = "simvault";
 pub const DEFAULT_JWT_AUDIENCE: &str = "simvault";
+/// Where people reach this deployment (`SIMVAULT_PUBLIC_URL`): links and redirects are built on it.
+pub const DEFAULT_PUBLIC_URL: &str = "https://localhost:8443";
 
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
@@ -62,6 +64,8 @@ pub struct Config {
     pub metrics_platform_tenant: Option<crate::domain::TenantId>,
     /// The web console: session limits and the public address.
     pub console: crate::service::console::ConsoleSettings,
+    /// Console sign-in by OpenID Connect (unset issuer: off).
+    pub oidc: Option<crate::auth::oidc::OidcSettings>,
 }
 
 /// The audit log's signed checkpoints.
@@ -133,6 +137,34 @@ pub fn pkcs11_settings() -> anyhow::Result<crate::vault::pkcs11::Pkcs11Settings>
     })
 }
 
+/// The identity provider for console sign-in: `SIMVAULT_OIDC_ISSUER` (unset: no OIDC sign-in),
+/// `SIMVAULT_OIDC_CLIENT_ID` and `SIMVAULT_OIDC_CLIENT_SECRET` (then required), the redirect
+/// `{SIMVAULT_PUBLIC_URL}/console/callback` (`public`, already checked to be https by the
+/// console's settings), and the bearer JWT claim names.
+pub fn oidc_settings(
+    claims: &ClaimNames,
+    public: &str,
+) -> anyhow::Result<Option<crate::auth::oidc::OidcSettings>> {
+    use crate::auth::oidc::{CALLBACK_PATH, OidcSettings, acceptable_url};
+    let Some(issuer) = env("SIMVAULT_OIDC_ISSUER") else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        acceptable_url(&issuer),
+        "SIMVAULT_OIDC_ISSUER must be an https URL (http only on a loopback address)"
+    );
+    let required = |name: &str| {
+        env(name).with_context(|| format!("{name} must be set when SIMVAULT_OIDC_ISSUER is"))
+    };
+    Ok(Some(OidcSettings {
+        issuer,
+        client_id: required("SIMVAULT_OIDC_CLIENT_ID")?,
+        client_secret: secrecy::SecretString::from(required("SIMVAULT_OIDC_CLIENT_SECRET")?),
+        redirect_uri: format!("{public}{CALLBACK_PATH}"),
+        claims: claims.clone(),
+    }))
+}
+
 /// Reads one environment variable; empty counts as unset.
 pub fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -152,7 +184,13 @@ impl Config {
             Some("relaxed") => LuhnPolicy::Relaxed,
             Some(_) => anyhow::bail!("SIMVAULT_ICCID_LUHN must be enforce or relaxed"),
         };
+        let claims = ClaimNames {
+            tenant: env("SIMVAULT_JWT_TENANT_CLAIM").unwrap_or_else(|| "tenant".into()),
+            roles: env("SIMVAULT_JWT_ROLES_CLAIM").unwrap_or_else(|| "roles".into()),
+        };
+        let console = console_from_env()?;
         Ok(Config {
+            oidc: oidc_settings(&claims, &console.public_url)?,
             data_dir: data_dir.to_owned(),
             database_url: env("SIMVAULT_DATABASE_URL"),
             listen: listen
@@ -172,10 +210,7 @@ impl Config {
                 issuer: env("SIMVAULT_JWT_ISSUER").unwrap_or_else(|| DEFAULT_JWT_ISSUER.into()),
                 audience: env("SIMVAULT_JWT_AUDIENCE")
                     .unwrap_or_else(|| DEFAULT_JWT_AUDIENCE.into()),
-                claims: ClaimNames {
-                    tenant: env("SIMVAULT_JWT_TENANT_CLAIM").unwrap_or_else(|| "tenant".into()),
-                    roles: env("SIMVAULT_JWT_ROLES_CLAIM").unwrap_or_else(|| "roles".into()),
-                },
+                claims: claims.clone(),
                 max_lifetime: std::time::Duration::from_secs(seconds(
                     "SIMVAULT_JWT_MAX_LIFETIME_SECS",
                     24 * 3600,
@@ -190,7 +225,7 @@ impl Config {
                 ),
             },
             iccid_luhn,
-            console: console_from_env()?,
+            console,
             limits: limits_from_env()?,
             policy_dir: env("SIMVAULT_POLICY_DIR").map(PathBuf::from),
             pin_ops_per_minute: match env("SIMVAULT_PIN_OPS_PER_MINUTE") {

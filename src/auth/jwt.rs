@@ -237,26 +237,7 @@ impl JwtVerifier {
             .filter(|s| !s.is_empty())
             .ok_or(TokenError::Claim("sub"))?
             .to_owned();
-        let tenant = lookup(&claims, &self.claims.tenant)
-            .and_then(Value::as_str)
-            .ok_or(TokenError::Claim("tenant"))?
-            .to_owned();
-        let roles = match lookup(&claims, &self.claims.roles) {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .ok_or(TokenError::Claim("roles"))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            Some(Value::String(s)) => s
-                .split([' ', ','])
-                .filter(|r| !r.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            _ => return Err(TokenError::Claim("roles")),
-        };
+        let (tenant, roles) = tenant_and_roles(&claims, &self.claims)?;
         let token_id = claims.get("jti").and_then(Value::as_str).map(str::to_owned);
         Ok(VerifiedToken {
             subject,
@@ -265,6 +246,37 @@ impl JwtVerifier {
             token_id,
         })
     }
+}
+
+/// The tenant and the roles that verified claims assert, found through the deployment's claim
+/// names: shared by bearer tokens and the console's ID tokens, so both read identity alike. The
+/// roles are as the provider wrote them; [`crate::auth::known_roles`] keeps those that mean
+/// something here.
+pub fn tenant_and_roles(
+    claims: &Value,
+    names: &ClaimNames,
+) -> Result<(String, Vec<String>), TokenError> {
+    let tenant = lookup(claims, &names.tenant)
+        .and_then(Value::as_str)
+        .ok_or(TokenError::Claim("tenant"))?
+        .to_owned();
+    let roles = match lookup(claims, &names.roles) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or(TokenError::Claim("roles"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(Value::String(s)) => s
+            .split([' ', ','])
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => return Err(TokenError::Claim("roles")),
+    };
+    Ok((tenant, roles))
 }
 
 /// A numeric date claim: `None` when absent (or null), an error when not a number.

@@ -8,6 +8,7 @@
 
 pub mod jwt;
 pub mod mtls;
+pub mod oidc;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -172,12 +173,7 @@ impl Authenticator {
             tracing::debug!(tenant = %tenant, "bearer token names an unknown tenant");
             return Err(AuthError::Refused);
         }
-        // Identity providers put other roles in the same claim; only ours mean anything here.
-        let roles = verified
-            .roles
-            .iter()
-            .filter_map(|r| r.parse::<Role>().ok())
-            .collect();
+        let roles = known_roles(&verified.roles);
         Ok(Principal {
             tenant,
             roles,
@@ -188,7 +184,9 @@ impl Authenticator {
         })
     }
 
-    async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, AuthError> {
+    /// Whether `tenant` exists: a credential naming another is refused (the console's sign-in
+    /// asks this of an ID token's tenant, as [`Self::from_bearer`] does of a bearer token's).
+    pub async fn tenant_exists(&self, tenant: &TenantId) -> Result<bool, AuthError> {
         if self
             .known_tenants
             .read()
@@ -205,6 +203,15 @@ impl Authenticator {
         }
         Ok(exists)
     }
+}
+
+/// The roles of ours among those an identity provider asserts. Providers put other roles in the
+/// same claim; those are ignored, not refused, for bearer tokens and console sign-in alike.
+pub fn known_roles(asserted: &[String]) -> BTreeSet<Role> {
+    asserted
+        .iter()
+        .filter_map(|r| r.parse::<Role>().ok())
+        .collect()
 }
 
 /// What is known about the TLS connection a request arrived on, attached to every request.

@@ -34,6 +34,7 @@ mod key_rotation;
 mod lifecycle;
 mod limits;
 mod listing;
+mod oidc;
 mod ops;
 mod pins;
 mod policies;

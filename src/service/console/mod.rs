@@ -49,7 +49,7 @@ impl Default for ConsoleSettings {
         Self {
             idle: Duration::from_secs(900),
             max: Duration::from_secs(28_800),
-            public_url: "https://localhost:8443".into(),
+            public_url: crate::config::DEFAULT_PUBLIC_URL.into(),
         }
     }
 }
