@@ -79,6 +79,7 @@ fn hex_bytes<const N: usize>(v: Option<&Value>, at: &str, errs: &mut ValidationE
 /// vector a new SQN. `resync` verifies the card's AUTS first (`400 resync-failed` if it does
 /// not verify). A blocked or retired SIM gets none (`409`). `Cache-Control: no-store`.
 #[utoipa::path(post, path = "/v1/sims/{sim}/auth-vectors", tag = "auc", request_body = AuthVectorsBody,
+    security(("mtls" = [])),
     params(("sim" = String, Path, description = "UUID or ICCID")),
     responses(
         (status = 200, description = "The vectors", body = VectorsView),

@@ -4,6 +4,9 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+mod errors;
+pub use errors::PROBLEM_JSON;
+
 /// An RFC 7807 problem document.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
@@ -98,6 +101,7 @@ impl Modify for Security {
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
+        super::ops::openapi,
     ),
     components(schemas(Problem)),
     modifiers(&Security),
@@ -105,11 +109,13 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
-/// The whole document: the native API and every profile.
+/// The whole document: the native API and every profile, each operation with every error
+/// answer the layers in front of its handler can give.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     for profile in super::profiles::documents() {
         doc.merge(profile);
     }
+    errors::complete(&mut doc);
     doc
 }
