@@ -183,13 +183,14 @@ async fn events(
 /// `/v1/audit/events`.
 #[utoipa::path(get, path = "/v1/audit/export", tag = "audit",
     params(
-        ("format" = String, Query, description = "`ndjson` or `csv`"),
+        ("format" = super::openapi::ExportFormat, Query, description = "`ndjson` or `csv`"),
         ("actor" = Option<String>, Query), ("action" = Option<String>, Query),
         ("sim" = Option<String>, Query), ("outcome" = Option<String>, Query),
         ("since" = Option<String>, Query), ("until" = Option<String>, Query),
     ),
     responses(
-        (status = 200, description = "NDJSON (one record a line) or CSV with a header"),
+        (status = 200, description = "NDJSON (one record a line) or CSV with a header",
+            content((String = "application/x-ndjson"), (String = "text/csv"))),
         (status = 400, description = "Invalid parameters", body = super::openapi::Problem),
         (status = 403, description = "Not an auditor", body = super::openapi::Problem),
     ))]

@@ -46,7 +46,7 @@ pub fn router() -> Router<AppState> {
 pub struct ImportBody {
     /// Up to 100,000 `POST /v1/sims` bodies (secrets included). A row that is invalid fails
     /// its own item; the rest are imported.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<super::sims::CreateSimBody>, min_items = 1, max_items = 100000)]
     pub sims: Vec<Box<RawValue>>,
 }
 
@@ -56,11 +56,11 @@ pub struct ImportBody {
 pub struct ProvisionLinksBody {
     /// Links are named `{name_prefix}_{counter}`: 1–64 of `A-Z a-z 0-9 - _ .`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "fleet")]
+    #[schema(value_type = String, required = true, pattern = r"^[A-Za-z0-9._-]{1,64}$", example = "fleet")]
     pub name_prefix: Option<Value>,
     /// The SIMs to link, in order (1–100,000, no repeats).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Vec<uuid::Uuid>)]
+    #[schema(value_type = Vec<uuid::Uuid>, required = true, min_items = 1, max_items = 100000)]
     pub sim_ids: Option<Value>,
     /// Plans activated on every link (each must exist).
     #[serde(default, deserialize_with = "present")]

@@ -67,7 +67,7 @@ impl From<Group> for GroupView {
 pub struct GroupBody {
     /// 1–64 printable characters, unique in the tenant.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "fleet-a")]
+    #[schema(value_type = String, min_length = 1, max_length = 64, example = "fleet-a")]
     pub name: Option<Value>,
     /// At most 1,024 characters.
     #[serde(default, deserialize_with = "present")]
@@ -79,7 +79,7 @@ pub struct GroupBody {
     pub data_limit: Option<Value>,
     /// Default `false`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     pub imei_lock: Option<Value>,
 }
 

@@ -31,11 +31,11 @@ pub fn router() -> Router<AppState> {
 pub struct StateBody {
     /// `inventory`, `active`, `suspended`, `blocked` or `retired`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "active")]
+    #[schema(value_type = crate::export::schema::SimState, required = true, example = "active")]
     pub state: Option<Value>,
     /// Why (recorded in the history): 1–500 characters.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub reason: Option<Value>,
 }
 

@@ -24,6 +24,15 @@ pub struct Problem {
     pub errors: Option<Vec<serde_json::Value>>,
 }
 
+/// The format of a streamed export: JSON Lines or CSV.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the `format` parameter; the handlers parse it
+#[schema(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Ndjson,
+    Csv,
+}
+
 struct Security;
 
 impl Modify for Security {
@@ -103,7 +112,7 @@ impl Modify for Security {
         super::ops::metrics,
         super::ops::openapi,
     ),
-    components(schemas(Problem)),
+    components(schemas(Problem, ExportFormat)),
     modifiers(&Security),
     security(("mtls" = []), ("bearer" = [])),
 )]

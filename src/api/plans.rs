@@ -46,11 +46,11 @@ impl From<Plan> for PlanView {
 pub struct CreatePlanBody {
     /// 1–64 printable characters, unique in the tenant.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "eu-roaming")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 64, example = "eu-roaming")]
     pub name: Option<Value>,
     /// Zones a SIM must carry one of to fit the plan.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Vec<String>, example = json!(["eu"]))]
+    #[schema(value_type = Vec<String>, required = true, example = json!(["eu"]))]
     pub compatibility_zones: Option<Value>,
 }
 

@@ -32,11 +32,11 @@ pub struct CreateWebhookBody {
     /// `https://` to a public address (`http://` and private addresses only where the
     /// deployment allows insecure targets).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "https://hooks.example.com/simvault")]
+    #[schema(value_type = String, required = true, example = "https://hooks.example.com/simvault")]
     pub url: Option<Value>,
     /// Event names to receive.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Vec<String>, example = json!(["sim.created", "task.completed"]))]
+    #[schema(value_type = Vec<String>, required = true, min_items = 1, example = json!(["sim.created", "task.completed"]))]
     pub events: Option<Value>,
     /// At most 500 characters.
     #[serde(default, deserialize_with = "present")]

@@ -32,6 +32,7 @@ mod key_rotation;
 mod lifecycle;
 mod limits;
 mod listing;
+mod openapi_contract;
 mod ops;
 mod pins;
 mod policies;

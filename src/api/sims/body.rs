@@ -17,15 +17,15 @@ use crate::domain::secret_input::SecretsInput;
 pub struct CreateSimBody {
     /// 18–22 digits starting `89`, Luhn check digit last; unique across all tenants.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "8944501234567890124")]
+    #[schema(value_type = String, required = true, pattern = r"^89[0-9]{16,20}$", example = "8944501234567890124")]
     pub iccid: Option<Value>,
     /// 6–15 digits.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "234150123456789")]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{6,15}$", example = "234150123456789")]
     pub imsi: Option<Value>,
     /// E.164: optional `+` then 1–15 digits.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, example = "447123456789")]
+    #[schema(value_type = Option<String>, pattern = r"^\+?[0-9]{1,15}$", example = "447123456789")]
     pub msisdn: Option<Value>,
     /// 15 digits with a Luhn digit, or a 16-digit IMEISV.
     #[serde(default, deserialize_with = "present")]

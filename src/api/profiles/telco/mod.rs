@@ -129,7 +129,7 @@ async fn provision(
 /// `X-Simvault-Reason`. `Cache-Control: no-store`.
 #[utoipa::path(get, path = "/v1/sim/physical/{iccid}", tag = "telco",
     params(
-        ("iccid" = String, Path, description = "ICCID of the SIM card"),
+        ("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card"),
         ("X-Simvault-Reason" = Option<String>, Header, description = "why (ticket), where the policy asks for one"),
     ),
     responses(
@@ -163,7 +163,7 @@ async fn get_sim(
 
 /// Move a SIM along its lifecycle. Asking for the current state is a no-op.
 #[utoipa::path(patch, path = "/v1/sim/physical/{iccid}/state", tag = "telco", request_body = StateBody,
-    params(("iccid" = String, Path, description = "ICCID of the SIM card")),
+    params(("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card")),
     responses(
         (status = 200, description = "The new state", body = StateChanged),
         (status = 400, description = "Invalid input, or Invalid State Transition", body = crate::api::openapi::Problem),
@@ -198,7 +198,7 @@ async fn change_state(
 /// `remaining_attempts`); at none left, `423`.
 #[utoipa::path(post, path = "/v1/sim/physical/{iccid}/reset-pin", tag = "telco", request_body = ResetPinBody,
     params(
-        ("iccid" = String, Path, description = "ICCID of the SIM card"),
+        ("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card"),
         ("X-Simvault-Reason" = Option<String>, Header, description = "why (ticket), if not in the body"),
     ),
     responses(
@@ -247,7 +247,7 @@ async fn reset_pin(
 /// A wrong PUK costs an attempt; the last one blocks the SIM for good.
 #[utoipa::path(post, path = "/v1/sim/physical/{iccid}/unblock-pin", tag = "telco", request_body = UnblockPinBody,
     params(
-        ("iccid" = String, Path, description = "ICCID of the SIM card"),
+        ("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card"),
         ("X-Simvault-Reason" = Option<String>, Header, description = "why (ticket), if not in the body"),
     ),
     responses(
@@ -294,7 +294,7 @@ async fn unblock_pin(
 
 /// Delete a SIM (its key destroyed, a tombstone kept for its history).
 #[utoipa::path(delete, path = "/v1/sim/physical/{iccid}", tag = "telco",
-    params(("iccid" = String, Path, description = "ICCID of the SIM card")),
+    params(("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card")),
     responses(
         (status = 200, description = "Deleted", body = Deleted),
         (status = 403, description = "Not allowed", body = crate::api::openapi::Problem),
