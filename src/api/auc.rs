@@ -27,7 +27,7 @@ pub fn router() -> Router<AppState> {
 pub struct AuthVectorsBody {
     /// 1–32 (default 1).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>, example = 4)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 32, example = 4)]
     pub count: Option<Value>,
     /// After a synchronisation failure: `{rand, auts}` (32 and 28 hex digits).
     #[serde(default, deserialize_with = "present")]
@@ -35,11 +35,11 @@ pub struct AuthVectorsBody {
     pub resync: Option<Value>,
     /// 5G: the serving network name (`5G:mnc093.mcc208.3gppnetwork.org`): adds XRES* and KAUSF.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^5G:[!-~]{1,252}$", example = "5G:mnc093.mcc208.3gppnetwork.org")]
     pub serving_network_name: Option<Value>,
     /// 4G: the PLMN id as MCC ‖ MNC digits (`20893`, `208034`): adds KASME.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{5,6}$", example = "20893")]
     pub plmn_id: Option<Value>,
 }
 

@@ -80,7 +80,7 @@ impl From<Device> for DeviceView {
 pub struct DeviceBody {
     /// 1–64 printable characters, unique in the tenant.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "truck-17")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 64, example = "truck-17")]
     pub name: Option<Value>,
     /// 15 digits with a Luhn digit, or a 16-digit IMEISV.
     #[serde(default, deserialize_with = "present")]
@@ -91,6 +91,18 @@ pub struct DeviceBody {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
+
+/// `PATCH /v1/devices/{id}` body (documentation): [`DeviceBody`]'s members, none required,
+/// at least one given.
+pub struct DeviceChange;
+
+impl utoipa::PartialSchema for DeviceChange {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::openapi::change_of(<DeviceBody as utoipa::PartialSchema>::schema())
+    }
+}
+
+impl ToSchema for DeviceChange {}
 
 impl DeviceBody {
     fn changes(&self) -> Result<DeviceChanges, ValidationErrors> {
@@ -209,7 +221,7 @@ async fn get_device(
 }
 
 /// Change a device's fields.
-#[utoipa::path(patch, path = "/v1/devices/{id}", tag = "devices", request_body = DeviceBody,
+#[utoipa::path(patch, path = "/v1/devices/{id}", tag = "devices", request_body = DeviceChange,
     params(("id" = uuid::Uuid, Path)),
     responses(
         (status = 200, description = "The changed device", body = DeviceView),

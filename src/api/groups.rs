@@ -67,7 +67,7 @@ impl From<Group> for GroupView {
 pub struct GroupBody {
     /// 1–64 printable characters, unique in the tenant.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, min_length = 1, max_length = 64, example = "fleet-a")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 64, example = "fleet-a")]
     pub name: Option<Value>,
     /// At most 1,024 characters.
     #[serde(default, deserialize_with = "present")]
@@ -82,6 +82,18 @@ pub struct GroupBody {
     #[schema(value_type = bool)]
     pub imei_lock: Option<Value>,
 }
+
+/// `PATCH /v1/groups/{id}` body (documentation): [`GroupBody`]'s members, none required,
+/// at least one given.
+pub struct GroupChange;
+
+impl utoipa::PartialSchema for GroupChange {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::openapi::change_of(<GroupBody as utoipa::PartialSchema>::schema())
+    }
+}
+
+impl ToSchema for GroupChange {}
 
 fn imei_lock(v: &Option<Value>, errs: &mut ValidationErrors) -> Option<bool> {
     match v {
@@ -227,7 +239,7 @@ async fn get_group(
 }
 
 /// Change a SIM group's fields.
-#[utoipa::path(patch, path = "/v1/groups/{id}", tag = "groups", request_body = GroupBody,
+#[utoipa::path(patch, path = "/v1/groups/{id}", tag = "groups", request_body = GroupChange,
     params(("id" = uuid::Uuid, Path)),
     responses(
         (status = 200, description = "The changed group", body = GroupView),

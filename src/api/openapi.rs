@@ -33,6 +33,38 @@ pub enum ExportFormat {
     Csv,
 }
 
+/// The schema of a change body made from `create`'s: the same members, none required, at
+/// least one given (the handlers answer `400` to an empty change).
+pub fn change_of(
+    create: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    match create {
+        RefOr::T(Schema::Object(mut object)) => {
+            object.required.clear();
+            object.min_properties = Some(1);
+            RefOr::T(Schema::Object(object))
+        }
+        other => other,
+    }
+}
+
+/// `schema` with the members `names` required (a body whose creation needs more than its
+/// change does).
+pub fn requiring(
+    schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    names: &[&str],
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    match schema {
+        RefOr::T(Schema::Object(mut object)) => {
+            object.required = names.iter().map(|n| (*n).to_owned()).collect();
+            RefOr::T(Schema::Object(object))
+        }
+        other => other,
+    }
+}
+
 struct Security;
 
 impl Modify for Security {
@@ -127,4 +159,72 @@ pub fn document() -> utoipa::openapi::OpenApi {
     }
     errors::complete(&mut doc);
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Iccid, Imsi, LuhnPolicy, Msisdn, SecretField};
+
+    /// The pattern of `pointer` in the document, compiled.
+    fn pattern(doc: &serde_json::Value, pointer: &str) -> regex::Regex {
+        let p = doc
+            .pointer(pointer)
+            .and_then(|p| p.as_str())
+            .unwrap_or_else(|| panic!("no pattern at {pointer}"));
+        regex::Regex::new(p).unwrap()
+    }
+
+    /// The document's patterns accept exactly what the parsers accept (on values the
+    /// patterns can decide: the check digits are the parsers' alone).
+    #[test]
+    fn body_patterns_agree_with_the_parsers() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let props = "/components/schemas/SecretsDoc/properties";
+        let cases: [(&str, SecretField, &[&str]); 3] = [
+            ("pin1", SecretField::Pin1, &["1234", "12345678", "123", "123456789", "12a4", "", " 1234"]),
+            ("puk1", SecretField::Puk1, &["12345678", "1234567", "123456789", "1234567x"]),
+            ("ki", SecretField::Ki, &["000102030405060708090a0b0c0d0e0f", "000102030405060708090A0B0C0D0E0F", "000102030405060708090a0b0c0d0e0", "g00102030405060708090a0b0c0d0e0f"]),
+        ];
+        for (field, secret, values) in cases {
+            let re = pattern(&doc, &format!("{props}/{field}/pattern"));
+            for v in values {
+                assert_eq!(re.is_match(v), secret.parse(v).is_ok(), "{field} {v:?}");
+            }
+        }
+        let reset = pattern(&doc, "/components/schemas/ResetPinBody/properties/new_pin/pattern");
+        assert!(reset.is_match("1234") && !reset.is_match("123"));
+
+        let sim = "/components/schemas/CreateSimBody/properties";
+        let iccid = pattern(&doc, &format!("{sim}/iccid/pattern"));
+        for v in ["894450123456789012", "8944501234567890123456", "89445012345678901", "89445012345678901234567", "9944501234567890123", "89445012345678901a"] {
+            assert_eq!(iccid.is_match(v), Iccid::parse(v, LuhnPolicy::Relaxed).is_ok(), "iccid {v}");
+        }
+        let imsi = pattern(&doc, &format!("{sim}/imsi/pattern"));
+        for v in ["234150", "234150123456789", "23415", "2341501234567890", "23415x"] {
+            assert_eq!(imsi.is_match(v), Imsi::parse(v).is_ok(), "imsi {v}");
+        }
+        let msisdn = pattern(&doc, &format!("{sim}/msisdn/pattern"));
+        for v in ["447123456789", "+447123456789", "+", "", "1234567890123456", "44 71"] {
+            assert_eq!(msisdn.is_match(v), Msisdn::parse(v).is_ok(), "msisdn {v:?}");
+        }
+        let reason = pattern(&doc, "/components/schemas/UnblockPinBody/properties/reason/pattern");
+        for v in ["TICKET-4711", "a b", " a", "a ", "", "a\nb", "x"] {
+            assert_eq!(reason.is_match(v), crate::domain::validation::reason(v).is_ok_and(|r| r == v), "reason {v:?}");
+        }
+    }
+
+    #[test]
+    fn state_and_pin_type_are_enums_and_required() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["StateBody"]["required"], serde_json::json!(["state"]));
+        let reset = &schemas["ResetPinBody"]["required"];
+        for f in ["pin_type", "current_pin", "new_pin"] {
+            assert!(reset.as_array().unwrap().iter().any(|r| r == f), "{f}");
+        }
+        assert_eq!(schemas["GroupChange"]["minProperties"], 1);
+        assert!(schemas["GroupChange"].get("required").is_none_or(|r| r.as_array().is_some_and(|r| r.is_empty())));
+        assert_eq!(schemas["GroupBody"]["required"], serde_json::json!(["name"]));
+    }
 }

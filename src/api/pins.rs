@@ -168,6 +168,7 @@ fn reason(v: Option<Value>, required: bool, errs: &mut ValidationErrors) -> Opti
         (status = 400, description = "Invalid input (no attempt used), or wrong-pin", body = super::openapi::Problem),
         (status = 403, description = "Not allowed", body = super::openapi::Problem),
         (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
+        (status = 409, description = "The SIM has no such PIN set", body = super::openapi::Problem),
         (status = 423, description = "pin-blocked or puk-blocked", body = super::openapi::Problem),
         (status = 429, description = "rate-limited (Retry-After)", body = super::openapi::Problem),
     ))]
@@ -205,6 +206,7 @@ async fn reset_pin(
         (status = 400, description = "Invalid input (no attempt used), or wrong-puk", body = super::openapi::Problem),
         (status = 403, description = "Not allowed", body = super::openapi::Problem),
         (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
+        (status = 409, description = "The SIM has no such PUK set", body = super::openapi::Problem),
         (status = 423, description = "puk-blocked", body = super::openapi::Problem),
         (status = 429, description = "rate-limited (Retry-After)", body = super::openapi::Problem),
     ))]

@@ -119,7 +119,7 @@ fn requested_fields(q: &QueryPairs, errs: &mut ValidationErrors) -> Vec<SecretFi
     params(
         ("sim" = String, Path, description = "UUID or ICCID"),
         ("fields" = String, Query, pattern = r"^(pin1|pin2|puk1|puk2|ki|opc|activation_code)(,(pin1|pin2|puk1|puk2|ki|opc|activation_code))*$", description = "comma-separated: pin1, pin2, puk1, puk2, ki, opc, activation_code"),
-        ("reason" = Option<String>, Query, description = "why (ticket); also as X-Simvault-Reason"),
+        ("reason" = Option<String>, Query, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$", description = "why (ticket); also as X-Simvault-Reason"),
     ),
     responses(
         (status = 200, description = "The values (null when unset); Cache-Control: no-store", body = RevealedView),

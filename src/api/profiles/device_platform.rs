@@ -85,6 +85,7 @@ const DEFAULT_STATUS: &str = "inactive";
 #[allow(dead_code)] // only describes the shape for OpenAPI
 pub struct DeviceSimBody {
     /// The device this SIM is linked to (one of your tenant's). Required on creation.
+    #[schema(format = Uuid)]
     device_id: Option<String>,
     /// Up to 64 characters.
     mno_integration_id: Option<String>,
@@ -105,6 +106,18 @@ pub struct DeviceSimBody {
     #[schema(value_type = Option<Object>)]
     sim_metadata: Option<Value>,
 }
+
+/// The creation body (documentation): [`DeviceSimBody`] with `device_id` and `iccid` required.
+pub struct DeviceSimCreate;
+
+impl utoipa::PartialSchema for DeviceSimCreate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let body = <DeviceSimBody as utoipa::PartialSchema>::schema();
+        crate::api::openapi::requiring(body, &["device_id", "iccid"])
+    }
+}
+
+impl ToSchema for DeviceSimCreate {}
 
 /// A SIM as the platform shows it: the body's members and the computed ones.
 #[derive(Debug, Serialize, ToSchema)]
@@ -279,7 +292,7 @@ fn refused(e: ServiceError) -> ApiError {
 
 /// Create a SIM linked to a device of your tenant.
 #[utoipa::path(post, path = "/device-platform/v1/sims", tag = "device-platform",
-    request_body = DeviceSimBody,
+    request_body = DeviceSimCreate,
     responses(
         (status = 201, description = "Created", body = DeviceSim),
         (status = 400, description = "Malformed or invalid (a duplicate ICCID included)", body = crate::api::openapi::Problem),

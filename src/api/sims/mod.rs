@@ -124,7 +124,7 @@ async fn create_sim(
         ("sort_by" = Option<String>, Query, description = "created_at, updated_at (default), iccid, imsi, msisdn, state, consumed_data"),
         ("sort_order" = Option<String>, Query, description = "asc or desc (default)"),
         crate::export::schema::SimFilterParams,
-        ("include" = Option<String>, Query, description = "`group`: embed each SIM's group as `group`"),
+        ("include" = Option<String>, Query, pattern = r"^group$", description = "`group`: embed each SIM's group as `group`"),
     ),
     responses(
         (status = 200, description = "One page", body = super::PageView<SimOut>),
@@ -161,7 +161,7 @@ async fn list_sims(
 #[utoipa::path(get, path = "/v1/sims/{sim}", tag = "sims",
     params(
         ("sim" = String, Path, description = "UUID or ICCID"),
-        ("include" = Option<String>, Query, description = "`group`: embed the SIM's group as `group`"),
+        ("include" = Option<String>, Query, pattern = r"^group$", description = "`group`: embed the SIM's group as `group`"),
     ),
     responses(
         (status = 200, description = "The SIM", body = SimOut),

@@ -225,7 +225,7 @@ const PIN_PUK: [SecretField; 4] = [
         ("id" = String, Path, description = "UUID or ICCID"),
         ("include_sim_card_group" = Option<bool>, Query, description = "embed the card's group as `sim_card_group`"),
         ("include_pin_puk_codes" = Option<bool>, Query, description = "add `pin_puk_codes: {pin1, pin2, puk1, puk2}`, each only if you may read it"),
-        ("X-Simvault-Reason" = Option<String>, Header, description = "why (ticket): asked of support staff for PUKs"),
+        ("X-Simvault-Reason" = Option<String>, Header, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$", description = "why (ticket): asked of support staff for PUKs"),
     ),
     responses(
         (status = 200, description = "The card", body = One<SimCardOut>),

@@ -130,7 +130,7 @@ async fn provision(
 #[utoipa::path(get, path = "/v1/sim/physical/{iccid}", tag = "telco",
     params(
         ("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card"),
-        ("X-Simvault-Reason" = Option<String>, Header, description = "why (ticket), where the policy asks for one"),
+        ("X-Simvault-Reason" = Option<String>, Header, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$", description = "why (ticket), where the policy asks for one"),
     ),
     responses(
         (status = 200, description = "The SIM, with the secrets this caller may read", body = TelcoSimDetailDoc),
@@ -199,13 +199,14 @@ async fn change_state(
 #[utoipa::path(post, path = "/v1/sim/physical/{iccid}/reset-pin", tag = "telco", request_body = ResetPinBody,
     params(
         ("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card"),
-        ("X-Simvault-Reason" = Option<String>, Header, description = "why (ticket), if not in the body"),
+        ("X-Simvault-Reason" = Option<String>, Header, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$", description = "why (ticket), if not in the body"),
     ),
     responses(
         (status = 200, description = "PIN changed", body = PinReset),
         (status = 400, description = "Invalid input (no attempt used), or a wrong PIN", body = crate::api::openapi::Problem),
         (status = 403, description = "Not allowed", body = crate::api::openapi::Problem),
         (status = 404, description = "SIM Not Found", body = crate::api::openapi::Problem),
+        (status = 409, description = "The SIM has no such PIN set", body = crate::api::openapi::Problem),
         (status = 423, description = "PIN or PUK blocked", body = crate::api::openapi::Problem),
         (status = 429, description = "Too many PIN operations (Retry-After)", body = crate::api::openapi::Problem),
     ))]
@@ -248,13 +249,14 @@ async fn reset_pin(
 #[utoipa::path(post, path = "/v1/sim/physical/{iccid}/unblock-pin", tag = "telco", request_body = UnblockPinBody,
     params(
         ("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card"),
-        ("X-Simvault-Reason" = Option<String>, Header, description = "why (ticket), if not in the body"),
+        ("X-Simvault-Reason" = Option<String>, Header, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$", description = "why (ticket), if not in the body"),
     ),
     responses(
         (status = 200, description = "PIN unblocked; `remaining_attempts` is the PUK's", body = PinUnblocked),
         (status = 400, description = "Invalid input or no reason (no attempt used), or a wrong PUK", body = crate::api::openapi::Problem),
         (status = 403, description = "Not allowed", body = crate::api::openapi::Problem),
         (status = 404, description = "SIM Not Found", body = crate::api::openapi::Problem),
+        (status = 409, description = "The SIM has no such PUK set", body = crate::api::openapi::Problem),
         (status = 423, description = "PUK blocked", body = crate::api::openapi::Problem),
         (status = 429, description = "Too many PIN operations (Retry-After)", body = crate::api::openapi::Problem),
     ))]
