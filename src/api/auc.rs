@@ -21,6 +21,19 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/sims/{sim}/auth-vectors", post(auth_vectors))
 }
 
+/// A resynchronisation (documentation; `auth_vectors` parses it).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct ResyncDoc {
+    /// The RAND the card refused: 32 hex digits.
+    #[schema(pattern = r"^[0-9a-fA-F]{32}$")]
+    rand: String,
+    /// The card's AUTS: 28 hex digits.
+    #[schema(pattern = r"^[0-9a-fA-F]{28}$")]
+    auts: String,
+}
+
 /// The request.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -31,7 +44,7 @@ pub struct AuthVectorsBody {
     pub count: Option<Value>,
     /// After a synchronisation failure: `{rand, auts}` (32 and 28 hex digits).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<ResyncDoc>)]
     pub resync: Option<Value>,
     /// 5G: the serving network name (`5G:mnc093.mcc208.3gppnetwork.org`): adds XRES* and KAUSF.
     #[serde(default, deserialize_with = "present")]

@@ -36,6 +36,7 @@ pub enum DataUnit {
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataAmount {
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_f64)]
     pub amount: f64,
     pub unit: DataUnit,
 }
