@@ -49,16 +49,29 @@ pub fn change_of(
     }
 }
 
-/// `schema` with the members `names` required (a body whose creation needs more than its
-/// change does).
+/// `schema` with the members `names` required and not `null` (a body whose creation needs
+/// more than its change does).
 pub fn requiring(
     schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
     names: &[&str],
 ) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    use utoipa::openapi::{RefOr, schema::Schema};
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    use utoipa::openapi::RefOr;
     match schema {
         RefOr::T(Schema::Object(mut object)) => {
             object.required = names.iter().map(|n| (*n).to_owned()).collect();
+            for name in names {
+                if let Some(RefOr::T(Schema::Object(member))) = object.properties.get_mut(*name)
+                    && let SchemaType::Array(types) = &member.schema_type
+                {
+                    let kept: Vec<Type> =
+                        types.iter().filter(|t| **t != Type::Null).cloned().collect();
+                    member.schema_type = match kept.as_slice() {
+                        [one] => SchemaType::Type(one.clone()),
+                        _ => SchemaType::Array(kept),
+                    };
+                }
+            }
             RefOr::T(Schema::Object(object))
         }
         other => other,
@@ -226,5 +239,8 @@ mod tests {
         assert_eq!(schemas["GroupChange"]["minProperties"], 1);
         assert!(schemas["GroupChange"].get("required").is_none_or(|r| r.as_array().is_some_and(|r| r.is_empty())));
         assert_eq!(schemas["GroupBody"]["required"], serde_json::json!(["name"]));
+        let create = &schemas["DeviceSimCreate"];
+        assert_eq!(create["required"], serde_json::json!(["device_id", "iccid"]));
+        assert_eq!(create["properties"]["device_id"]["type"], "string");
     }
 }
