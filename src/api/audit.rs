@@ -124,10 +124,10 @@ fn decode_cursor(cursor: &str) -> Option<i64> {
         ("action" = Option<String>, Query, description = "e.g. `secrets.read`"),
         ("sim" = Option<String>, Query, description = "A SIM's id or ICCID"),
         ("outcome" = Option<String>, Query, description = "e.g. `denied`"),
-        ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
-        ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("limit" = Option<u32>, Query, description = "1 to 500, default 100"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100"),
     ),
     responses(
         (status = 200, description = "A page of records", body = AuditPage),
@@ -186,7 +186,7 @@ async fn events(
         ("format" = super::openapi::ExportFormat, Query, description = "`ndjson` or `csv`"),
         ("actor" = Option<String>, Query), ("action" = Option<String>, Query),
         ("sim" = Option<String>, Query), ("outcome" = Option<String>, Query),
-        ("since" = Option<String>, Query), ("until" = Option<String>, Query),
+        ("since" = Option<String>, Query, format = DateTime), ("until" = Option<String>, Query, format = DateTime),
     ),
     responses(
         (status = 200, description = "NDJSON (one record a line) or CSV with a header",

@@ -80,11 +80,11 @@ impl From<Device> for DeviceView {
 pub struct DeviceBody {
     /// 1–64 printable characters, unique in the tenant.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 64, example = "truck-17")]
+    #[schema(value_type = String, required = true, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$", example = "truck-17")]
     pub name: Option<Value>,
     /// 15 digits with a Luhn digit, or a 16-digit IMEISV.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{15,16}$")]
     pub imei: Option<Value>,
     /// A JSON object of at most 50 top-level keys and 16 KiB.
     #[serde(default, deserialize_with = "present")]
@@ -179,8 +179,8 @@ async fn create_device(
 /// List devices, oldest first.
 #[utoipa::path(get, path = "/v1/devices", tag = "devices",
     params(
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
+        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page, default 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses((status = 200, description = "One page", body = super::PageView<DeviceView>)))]
 async fn list_devices(

@@ -67,11 +67,11 @@ impl From<Group> for GroupView {
 pub struct GroupBody {
     /// 1–64 printable characters, unique in the tenant.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 64, example = "fleet-a")]
+    #[schema(value_type = String, required = true, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$", example = "fleet-a")]
     pub name: Option<Value>,
     /// At most 1,024 characters.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]{0,1024}$")]
     pub description: Option<Value>,
     /// `{amount, unit: MB|GB}` or `null`.
     #[serde(default, deserialize_with = "present")]
@@ -197,8 +197,8 @@ async fn create_group(
 /// List SIM groups, oldest first.
 #[utoipa::path(get, path = "/v1/groups", tag = "groups",
     params(
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
+        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page, default 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses((status = 200, description = "One page", body = super::PageView<GroupView>)))]
 async fn list_groups(

@@ -55,8 +55,8 @@ pub fn requiring(
     schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
     names: &[&str],
 ) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    use utoipa::openapi::schema::{Schema, SchemaType, Type};
     use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
     match schema {
         RefOr::T(Schema::Object(mut object)) => {
             object.required = names.iter().map(|n| (*n).to_owned()).collect();
@@ -64,8 +64,11 @@ pub fn requiring(
                 if let Some(RefOr::T(Schema::Object(member))) = object.properties.get_mut(*name)
                     && let SchemaType::Array(types) = &member.schema_type
                 {
-                    let kept: Vec<Type> =
-                        types.iter().filter(|t| **t != Type::Null).cloned().collect();
+                    let kept: Vec<Type> = types
+                        .iter()
+                        .filter(|t| **t != Type::Null)
+                        .cloned()
+                        .collect();
                     member.schema_type = match kept.as_slice() {
                         [one] => SchemaType::Type(one.clone()),
                         _ => SchemaType::Array(kept),
@@ -195,9 +198,26 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         let props = "/components/schemas/SecretsDoc/properties";
         let cases: [(&str, SecretField, &[&str]); 3] = [
-            ("pin1", SecretField::Pin1, &["1234", "12345678", "123", "123456789", "12a4", "", " 1234"]),
-            ("puk1", SecretField::Puk1, &["12345678", "1234567", "123456789", "1234567x"]),
-            ("ki", SecretField::Ki, &["000102030405060708090a0b0c0d0e0f", "000102030405060708090A0B0C0D0E0F", "000102030405060708090a0b0c0d0e0", "g00102030405060708090a0b0c0d0e0f"]),
+            (
+                "pin1",
+                SecretField::Pin1,
+                &["1234", "12345678", "123", "123456789", "12a4", "", " 1234"],
+            ),
+            (
+                "puk1",
+                SecretField::Puk1,
+                &["12345678", "1234567", "123456789", "1234567x"],
+            ),
+            (
+                "ki",
+                SecretField::Ki,
+                &[
+                    "000102030405060708090a0b0c0d0e0f",
+                    "000102030405060708090A0B0C0D0E0F",
+                    "000102030405060708090a0b0c0d0e0",
+                    "g00102030405060708090a0b0c0d0e0f",
+                ],
+            ),
         ];
         for (field, secret, values) in cases {
             let re = pattern(&doc, &format!("{props}/{field}/pattern"));
@@ -205,25 +225,70 @@ mod tests {
                 assert_eq!(re.is_match(v), secret.parse(v).is_ok(), "{field} {v:?}");
             }
         }
-        let reset = pattern(&doc, "/components/schemas/ResetPinBody/properties/new_pin/pattern");
+        let reset = pattern(
+            &doc,
+            "/components/schemas/ResetPinBody/properties/new_pin/pattern",
+        );
         assert!(reset.is_match("1234") && !reset.is_match("123"));
 
         let sim = "/components/schemas/CreateSimBody/properties";
         let iccid = pattern(&doc, &format!("{sim}/iccid/pattern"));
-        for v in ["894450123456789012", "8944501234567890123456", "89445012345678901", "89445012345678901234567", "9944501234567890123", "89445012345678901a"] {
-            assert_eq!(iccid.is_match(v), Iccid::parse(v, LuhnPolicy::Relaxed).is_ok(), "iccid {v}");
+        for v in [
+            "894450123456789012",
+            "8944501234567890123456",
+            "89445012345678901",
+            "89445012345678901234567",
+            "9944501234567890123",
+            "89445012345678901a",
+        ] {
+            assert_eq!(
+                iccid.is_match(v),
+                Iccid::parse(v, LuhnPolicy::Relaxed).is_ok(),
+                "iccid {v}"
+            );
         }
         let imsi = pattern(&doc, &format!("{sim}/imsi/pattern"));
-        for v in ["234150", "234150123456789", "23415", "2341501234567890", "23415x"] {
+        for v in [
+            "234150",
+            "234150123456789",
+            "23415",
+            "2341501234567890",
+            "23415x",
+        ] {
             assert_eq!(imsi.is_match(v), Imsi::parse(v).is_ok(), "imsi {v}");
         }
         let msisdn = pattern(&doc, &format!("{sim}/msisdn/pattern"));
-        for v in ["447123456789", "+447123456789", "+", "", "1234567890123456", "44 71"] {
+        for v in [
+            "447123456789",
+            "+447123456789",
+            "+",
+            "",
+            "1234567890123456",
+            "44 71",
+        ] {
             assert_eq!(msisdn.is_match(v), Msisdn::parse(v).is_ok(), "msisdn {v:?}");
         }
-        let reason = pattern(&doc, "/components/schemas/UnblockPinBody/properties/reason/pattern");
+        let name = pattern(
+            &doc,
+            "/components/schemas/GroupBody/properties/name/pattern",
+        );
+        let (long, too_long) = ("n".repeat(64), "n".repeat(65));
+        for v in [
+            "fleet a", " fleet", "fleet ", "", "a", "x\u{7}y", &long, &too_long,
+        ] {
+            let parsed = crate::domain::group::check_name(v).is_ok();
+            assert_eq!(name.is_match(v), parsed, "name {v:?}");
+        }
+        let reason = pattern(
+            &doc,
+            "/components/schemas/UnblockPinBody/properties/reason/pattern",
+        );
         for v in ["TICKET-4711", "a b", " a", "a ", "", "a\nb", "x"] {
-            assert_eq!(reason.is_match(v), crate::domain::validation::reason(v).is_ok_and(|r| r == v), "reason {v:?}");
+            assert_eq!(
+                reason.is_match(v),
+                crate::domain::validation::reason(v).is_ok_and(|r| r == v),
+                "reason {v:?}"
+            );
         }
     }
 
@@ -231,16 +296,29 @@ mod tests {
     fn state_and_pin_type_are_enums_and_required() {
         let doc = serde_json::to_value(document()).unwrap();
         let schemas = &doc["components"]["schemas"];
-        assert_eq!(schemas["StateBody"]["required"], serde_json::json!(["state"]));
+        assert_eq!(
+            schemas["StateBody"]["required"],
+            serde_json::json!(["state"])
+        );
         let reset = &schemas["ResetPinBody"]["required"];
         for f in ["pin_type", "current_pin", "new_pin"] {
             assert!(reset.as_array().unwrap().iter().any(|r| r == f), "{f}");
         }
         assert_eq!(schemas["GroupChange"]["minProperties"], 1);
-        assert!(schemas["GroupChange"].get("required").is_none_or(|r| r.as_array().is_some_and(|r| r.is_empty())));
-        assert_eq!(schemas["GroupBody"]["required"], serde_json::json!(["name"]));
+        assert!(
+            schemas["GroupChange"]
+                .get("required")
+                .is_none_or(|r| r.as_array().is_some_and(|r| r.is_empty()))
+        );
+        assert_eq!(
+            schemas["GroupBody"]["required"],
+            serde_json::json!(["name"])
+        );
         let create = &schemas["DeviceSimCreate"];
-        assert_eq!(create["required"], serde_json::json!(["device_id", "iccid"]));
+        assert_eq!(
+            create["required"],
+            serde_json::json!(["device_id", "iccid"])
+        );
         assert_eq!(create["properties"]["device_id"]["type"], "string");
     }
 }

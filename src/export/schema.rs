@@ -68,6 +68,7 @@ pub struct SimFilterParams {
     /// repeatable; in any of: data_limit_exceeded, unauthorized_imei
     condition: Option<Vec<String>>,
     /// substring of the ICCID
+    #[param(pattern = r"^[0-9]{1,22}$")]
     iccid: Option<String>,
     /// case-insensitive substring of id, ICCID, MSISDN, IMSI, IMEI or EID
     search: Option<String>,

@@ -139,7 +139,11 @@ async fn document_is_a_contract(store: Store) {
 
     // Security per operation: open operations say so, auth-vectors is mTLS only.
     for path in ["/healthz", "/readyz", "/openapi.json"] {
-        assert_eq!(doc["paths"][path]["get"]["security"], serde_json::json!([{}]), "{path}");
+        assert_eq!(
+            doc["paths"][path]["get"]["security"],
+            serde_json::json!([{}]),
+            "{path}"
+        );
     }
     assert_eq!(
         doc["paths"]["/v1/sims/{sim}/auth-vectors"]["post"]["security"],
@@ -147,7 +151,10 @@ async fn document_is_a_contract(store: Store) {
     );
     // Request bodies carry the validation's rules.
     let schemas = &doc["components"]["schemas"];
-    assert_eq!(schemas["StateBody"]["required"], serde_json::json!(["state"]));
+    assert_eq!(
+        schemas["StateBody"]["required"],
+        serde_json::json!(["state"])
+    );
     assert_eq!(
         schemas["CreateSimBody"]["properties"]["iccid"]["pattern"],
         "^89[0-9]{16,20}$"
@@ -165,8 +172,8 @@ async fn document_is_a_contract(store: Store) {
         .remove("413");
     broken["paths"]["/v1/sims"]["get"]["responses"]["401"]["content"] =
         serde_json::json!({"application/json": {}});
-    broken["paths"]["/v1/plans"]["get"]["responses"]["200"]["content"]["application/json"]
-        ["schema"] = serde_json::json!({"$ref": "#/components/schemas/Nothing"});
+    broken["paths"]["/v1/plans"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] =
+        serde_json::json!({"$ref": "#/components/schemas/Nothing"});
     let found = contract_problems(&broken);
     assert_eq!(found.len(), 3, "{found:?}");
 }

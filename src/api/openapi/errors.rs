@@ -43,7 +43,10 @@ fn common_statuses(shape: Shape) -> Vec<(u16, &'static str)> {
         out.push((415, "The body is not `application/json`"));
     }
     if shape.secured {
-        out.push((429, "Too many refused or rate-limited requests; see `Retry-After`"));
+        out.push((
+            429,
+            "Too many refused or rate-limited requests; see `Retry-After`",
+        ));
         out.push((500, "Internal error: quote the request id"));
         out.push((
             503,
@@ -149,10 +152,7 @@ fn error_response(path: &str, status: u16, description: &str) -> Response {
         .description(description)
         .content(content_type, content);
     if status == 429 {
-        builder = builder.header(
-            "Retry-After",
-            Header::new(Object::with_type(Type::Integer)),
-        );
+        builder = builder.header("Retry-After", Header::new(Object::with_type(Type::Integer)));
     }
     builder.build()
 }

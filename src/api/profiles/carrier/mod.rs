@@ -165,12 +165,12 @@ async fn cards(
 /// SIM cards that match every filter given.
 #[utoipa::path(get, path = "/v2/sim_cards", tag = "carrier",
     params(
-        ("page[number]" = Option<u32>, Query, description = "≥ 1, default 1"),
-        ("page[size]" = Option<u32>, Query, description = "1–250, default 20"),
+        ("page[number]" = Option<u32>, Query, minimum = 1, description = "≥ 1, default 1"),
+        ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
         ("include_sim_card_group" = Option<bool>, Query, description = "embed each card's group as `sim_card_group` (`null` when in none)"),
         ("filter[sim_card_group_id]" = Option<uuid::Uuid>, Query, description = "cards in this group"),
         ("filter[tags]" = Option<Vec<String>>, Query, description = "cards carrying every one of these tags: comma-separated, repeated, or as `filter[tags][]`"),
-        ("filter[iccid]" = Option<String>, Query, description = "part of the ICCID"),
+        ("filter[iccid]" = Option<String>, Query, pattern = r"^[0-9]{1,22}$", description = "part of the ICCID"),
         ("filter[msisdn]" = Option<String>, Query, description = "part of the MSISDN"),
         ("filter[status]" = Option<Vec<String>>, Query, description = "any of enabled, disabled, standby, data_limit_exceeded, unauthorized_imei (any case): comma-separated, repeated, or as `filter[status][]`"),
         ("sort" = Option<String>, Query, description = "`current_billing_period_consumed_data.amount`, `-` first for descending order; cards with no usage reported yet (shown as `\"0\"`) come last either way, as in the native list"),
@@ -270,8 +270,8 @@ async fn get_sim_card(
 /// The organisation's SIM card groups, oldest first.
 #[utoipa::path(get, path = "/v2/sim_card_groups", tag = "carrier",
     params(
-        ("page[number]" = Option<u32>, Query, description = "≥ 1, default 1"),
-        ("page[size]" = Option<u32>, Query, description = "1–250, default 20"),
+        ("page[number]" = Option<u32>, Query, minimum = 1, description = "≥ 1, default 1"),
+        ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses(
         (status = 200, description = "One page", body = Paged<SimCardGroup>),

@@ -70,9 +70,9 @@ pub struct TelcoDoc;
     params(
         ("state" = Option<Vec<String>>, Query, description = "INVENTORY, ACTIVE, SUSPENDED, BLOCKED or RETIRED (any case); repeatable or comma-separated"),
         ("vendor" = Option<String>, Query, description = "the SIM vendor"),
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("per_page" = Option<u32>, Query, description = "1–250, default 20"),
-        ("sort" = Option<String>, Query, description = "field:asc or field:desc (default desc), field one of created_at, updated_at (default), iccid, state"),
+        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page, default 1"),
+        ("per_page" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
+        ("sort" = Option<String>, Query, pattern = r"^(created_at|updated_at|iccid|state)(:(asc|desc))?$", description = "field:asc or field:desc (default desc), field one of created_at, updated_at (default), iccid, state"),
     ),
     responses(
         (status = 200, description = "One page", body = TelcoPage),
@@ -299,6 +299,7 @@ async fn unblock_pin(
     params(("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card")),
     responses(
         (status = 200, description = "Deleted", body = Deleted),
+        (status = 400, description = "Invalid ICCID Format", body = crate::api::openapi::Problem),
         (status = 403, description = "Not allowed", body = crate::api::openapi::Problem),
         (status = 404, description = "SIM Not Found", body = crate::api::openapi::Problem),
     ))]
