@@ -71,7 +71,7 @@ const FILTERS: [&str; 6] = ["actor", "action", "sim", "outcome", "since", "until
 fn parse_filter(q: &QueryPairs, errs: &mut ValidationErrors) -> AuditFilter {
     let mut text = |name: &str| {
         q.one(name, errs).map(str::to_owned).filter(|v| {
-            let ok = !v.is_empty() && v.len() <= 256;
+            let ok = (1..=256).contains(&v.chars().count());
             if !ok {
                 errs.parameter(name, "must be 1 to 256 characters");
             }
@@ -120,10 +120,10 @@ fn decode_cursor(cursor: &str) -> Option<i64> {
 /// List the tenant's audit records, newest first (auditor).
 #[utoipa::path(get, path = "/v1/audit/events", tag = "audit",
     params(
-        ("actor" = Option<String>, Query, description = "The acting principal's subject"),
-        ("action" = Option<String>, Query, description = "e.g. `secrets.read`"),
-        ("sim" = Option<String>, Query, description = "A SIM's id or ICCID"),
-        ("outcome" = Option<String>, Query, description = "e.g. `denied`"),
+        ("actor" = Option<String>, Query, min_length = 1, max_length = 256, description = "The acting principal's subject"),
+        ("action" = Option<String>, Query, min_length = 1, max_length = 256, description = "e.g. `secrets.read`"),
+        ("sim" = Option<String>, Query, min_length = 1, max_length = 256, description = "A SIM's id or ICCID"),
+        ("outcome" = Option<String>, Query, min_length = 1, max_length = 256, description = "e.g. `denied`"),
         ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive"),
         ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
@@ -184,8 +184,10 @@ async fn events(
 #[utoipa::path(get, path = "/v1/audit/export", tag = "audit",
     params(
         ("format" = super::openapi::ExportFormat, Query, description = "`ndjson` or `csv`"),
-        ("actor" = Option<String>, Query), ("action" = Option<String>, Query),
-        ("sim" = Option<String>, Query), ("outcome" = Option<String>, Query),
+        ("actor" = Option<String>, Query, min_length = 1, max_length = 256),
+        ("action" = Option<String>, Query, min_length = 1, max_length = 256),
+        ("sim" = Option<String>, Query, min_length = 1, max_length = 256),
+        ("outcome" = Option<String>, Query, min_length = 1, max_length = 256),
         ("since" = Option<String>, Query, format = DateTime), ("until" = Option<String>, Query, format = DateTime),
     ),
     responses(

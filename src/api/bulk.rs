@@ -413,7 +413,7 @@ fn parse_provision(body: &ProvisionLinksBody) -> Result<ProvisionLinks, Validati
     params(
         ("id" = uuid::Uuid, Path),
         ("status" = Option<String>, Query, pattern = r"^(pending|succeeded|failed|cancelled)$", description = "pending, succeeded, failed or cancelled"),
-        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page, default 1"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
         ("page_size" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 100"),
     ),
     responses(
@@ -452,7 +452,7 @@ pub(crate) async fn task_items(
 #[utoipa::path(get, path = "/v1/links", tag = "links",
     params(
         ("sim_id" = Option<uuid::Uuid>, Query, description = "only this SIM's link"),
-        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page, default 1"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
         ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses((status = 200, description = "One page", body = super::PageView<LinkView>)))]

@@ -179,7 +179,7 @@ async fn create_device(
 /// List devices, oldest first.
 #[utoipa::path(get, path = "/v1/devices", tag = "devices",
     params(
-        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page, default 1"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
         ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses((status = 200, description = "One page", body = super::PageView<DeviceView>)))]

@@ -149,7 +149,7 @@ impl From<HistoryRow> for HistoryEntry {
 #[utoipa::path(get, path = "/v1/sims/{sim}/history", tag = "sims",
     params(
         ("sim" = String, Path, description = "UUID or ICCID"),
-        ("page" = Option<u32>, Query, minimum = 1), ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses(
         (status = 200, description = "One page", body = super::PageView<HistoryEntry>),

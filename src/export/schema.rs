@@ -58,12 +58,16 @@ pub struct SimFilterParams {
     tags: Option<Vec<String>>,
     /// the group's id, or its name
     group_id: Option<String>,
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$")]
     vendor: Option<String>,
     /// exactly this communication plan
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$")]
     communication_plan: Option<String>,
     /// exactly this rate plan
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$")]
     rate_plan: Option<String>,
     /// exactly this MNO integration id
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$")]
     mno_integration_id: Option<String>,
     /// repeatable; in any of: data_limit_exceeded, unauthorized_imei
     condition: Option<Vec<String>>,

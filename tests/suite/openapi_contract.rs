@@ -311,3 +311,24 @@ async fn secured_operations_refuse_strangers(store: Store) {
     assert_eq!(open, ["get /healthz", "get /openapi.json", "get /readyz"]);
 }
 both_stores!(strangers, secured_operations_refuse_strangers);
+
+/// The audit filters' limit is 256 characters, as documented (`maxLength`), not 256 bytes:
+/// found by the scanner, which sent a schema-valid filter of multi-byte characters.
+async fn audit_filters_count_characters(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.tenant("acme").await;
+    let auditor = app.jwt_client("acme", &[Role::Auditor]);
+    let events = |action: String| {
+        Api::send(
+            auditor
+                .request(Method::GET, "/v1/audit/events")
+                .query(&[("action", action)]),
+        )
+    };
+    let answer = events("é".repeat(256)).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let answer = events("é".repeat(257)).await;
+    assert_eq!(answer.status, 400, "{:?}", answer.body);
+    assert_eq!(answer.body["errors"][0]["parameter"], "action");
+}
+both_stores!(audit_filters, audit_filters_count_characters);

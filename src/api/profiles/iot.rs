@@ -178,7 +178,7 @@ const SORT_BY: &str =
 /// within each).
 #[utoipa::path(get, path = "/iot/v1/sims", tag = "iot",
     params(
-        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page, default 1"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
         ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
         ("sort_by" = Option<String>, Query, pattern = r"^(created_at|updated_at|iccid|imsi|msisdn|status|consumed_data)$", description = "created_at, updated_at (default), iccid, imsi, msisdn, status, consumed_data"),
         ("sort_order" = Option<String>, Query, pattern = r"^(asc|desc)$", description = "asc or desc (default)"),
@@ -313,7 +313,7 @@ async fn task(
     params(
         ("task_id" = uuid::Uuid, Path),
         ("status" = Option<String>, Query, pattern = r"^(pending|succeeded|failed|cancelled)$", description = "pending, succeeded, failed or cancelled"),
-        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page, default 1"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
         ("page_size" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 100"),
     ),
     responses(

@@ -119,7 +119,7 @@ async fn create_sim(
 /// List SIMs with filters, sorting and paging.
 #[utoipa::path(get, path = "/v1/sims", tag = "sims",
     params(
-        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page, default 1"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
         ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
         ("sort_by" = Option<String>, Query, pattern = r"^(created_at|updated_at|iccid|imsi|msisdn|state|consumed_data)$", description = "created_at, updated_at (default), iccid, imsi, msisdn, state, consumed_data"),
         ("sort_order" = Option<String>, Query, pattern = r"^(asc|desc)$", description = "asc or desc (default)"),

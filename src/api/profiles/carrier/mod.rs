@@ -165,7 +165,7 @@ async fn cards(
 /// SIM cards that match every filter given.
 #[utoipa::path(get, path = "/v2/sim_cards", tag = "carrier",
     params(
-        ("page[number]" = Option<u32>, Query, minimum = 1, description = "≥ 1, default 1"),
+        ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1 to 1,000,000, default 1"),
         ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
         ("include_sim_card_group" = Option<bool>, Query, description = "embed each card's group as `sim_card_group` (`null` when in none)"),
         ("filter[sim_card_group_id]" = Option<uuid::Uuid>, Query, description = "cards in this group"),
@@ -270,7 +270,7 @@ async fn get_sim_card(
 /// The organisation's SIM card groups, oldest first.
 #[utoipa::path(get, path = "/v2/sim_card_groups", tag = "carrier",
     params(
-        ("page[number]" = Option<u32>, Query, minimum = 1, description = "≥ 1, default 1"),
+        ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1 to 1,000,000, default 1"),
         ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses(

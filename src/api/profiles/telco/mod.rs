@@ -70,7 +70,7 @@ pub struct TelcoDoc;
     params(
         ("state" = Option<Vec<String>>, Query, description = "INVENTORY, ACTIVE, SUSPENDED, BLOCKED or RETIRED (any case); repeatable or comma-separated"),
         ("vendor" = Option<String>, Query, description = "the SIM vendor"),
-        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page, default 1"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
         ("per_page" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
         ("sort" = Option<String>, Query, pattern = r"^(created_at|updated_at|iccid|state)(:(asc|desc))?$", description = "field:asc or field:desc (default desc), field one of created_at, updated_at (default), iccid, state"),
     ),
