@@ -95,7 +95,7 @@ fn shape_of(op: &Operation, path: &str, global_secured: bool) -> Shape {
     let open = SecurityRequirement::default();
     let secured = match &op.security {
         None => global_secured,
-        Some(reqs) => !reqs.is_empty() && !reqs.iter().any(|r| *r == open),
+        Some(reqs) => !reqs.is_empty() && !reqs.contains(&open),
     };
     let params: Vec<&ParameterIn> = op
         .parameters
@@ -125,7 +125,7 @@ pub(super) fn complete(doc: &mut OpenApi) {
     let global_secured = doc
         .security
         .as_ref()
-        .is_some_and(|reqs| !reqs.is_empty() && !reqs.iter().any(|r| *r == open));
+        .is_some_and(|reqs| !reqs.is_empty() && !reqs.contains(&open));
     for (path, item) in doc.paths.paths.iter_mut() {
         for op in operations(item) {
             let shape = shape_of(op, path, global_secured);
