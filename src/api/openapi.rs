@@ -160,7 +160,7 @@ impl Modify for Security {
         super::ops::metrics,
         super::ops::openapi,
     ),
-    components(schemas(Problem, ExportFormat)),
+    components(schemas(Problem, ExportFormat, crate::export::schema::SimState, crate::export::schema::SimType, crate::export::schema::Condition)),
     modifiers(&Security),
     security(("mtls" = []), ("bearer" = [])),
 )]

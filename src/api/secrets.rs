@@ -24,8 +24,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The secret fields (documentation of the request bodies).
-#[derive(ToSchema)]
+#[derive(serde::Deserialize, ToSchema)]
 #[allow(dead_code)] // only describes the shape for OpenAPI; `SecretsInput` parses it
+#[serde(deny_unknown_fields)]
 #[schema(min_properties = 1)]
 pub struct SecretsDoc {
     /// 4–8 digits.

@@ -23,6 +23,14 @@ pub enum SimType {
     Esim,
 }
 
+/// A condition a SIM can be in.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    DataLimitExceeded,
+    UnauthorizedImei,
+}
+
 /// Megabytes or gigabytes, decimal: 1 GB = 1,000 MB.
 #[derive(Serialize, ToSchema)]
 pub enum DataUnit {
@@ -70,6 +78,7 @@ pub struct SimFilterParams {
     #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$")]
     mno_integration_id: Option<String>,
     /// repeatable; in any of: data_limit_exceeded, unauthorized_imei
+    #[param(value_type = Option<Vec<Condition>>)]
     condition: Option<Vec<String>>,
     /// substring of the ICCID
     #[param(pattern = r"^[0-9]{1,22}$")]

@@ -46,7 +46,7 @@ pub fn router() -> Router<AppState> {
 #[derive(OpenApi)]
 #[openapi(
     paths(list_sim_cards, get_sim_card, list_sim_card_groups, get_sim_card_group),
-    components(schemas(CarrierErrors, CarrierError)),
+    components(schemas(CarrierErrors, CarrierError, CarrierStatusFilter)),
     tags((name = "carrier")),
 )]
 struct CarrierDoc;
@@ -69,6 +69,18 @@ pub fn document() -> utoipa::openapi::OpenApi {
         tag.description = Some(description);
     }
     doc
+}
+
+/// A value of `filter[status]` (documentation; the query parser reads it in any case).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+enum CarrierStatusFilter {
+    Enabled,
+    Disabled,
+    Standby,
+    DataLimitExceeded,
+    UnauthorizedImei,
 }
 
 /// An error answer (documentation).
@@ -172,7 +184,7 @@ async fn cards(
         ("filter[tags]" = Option<Vec<String>>, Query, description = "cards carrying every one of these tags: comma-separated, repeated, or as `filter[tags][]`"),
         ("filter[iccid]" = Option<String>, Query, pattern = r"^[0-9]{1,22}$", description = "part of the ICCID"),
         ("filter[msisdn]" = Option<String>, Query, description = "part of the MSISDN"),
-        ("filter[status]" = Option<Vec<String>>, Query, description = "any of enabled, disabled, standby, data_limit_exceeded, unauthorized_imei (any case): comma-separated, repeated, or as `filter[status][]`"),
+        ("filter[status]" = Option<Vec<CarrierStatusFilter>>, Query, description = "any of enabled, disabled, standby, data_limit_exceeded, unauthorized_imei (any case): comma-separated, repeated, or as `filter[status][]`"),
         ("sort" = Option<String>, Query, description = "`current_billing_period_consumed_data.amount`, `-` first for descending order; cards with no usage reported yet (shown as `\"0\"`) come last either way, as in the native list"),
     ),
     responses(

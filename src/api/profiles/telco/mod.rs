@@ -68,7 +68,7 @@ pub struct TelcoDoc;
 /// (any of them).
 #[utoipa::path(get, path = "/v1/sim/physical", tag = "telco",
     params(
-        ("state" = Option<Vec<String>>, Query, description = "INVENTORY, ACTIVE, SUSPENDED, BLOCKED or RETIRED (any case); repeatable or comma-separated"),
+        ("state" = Option<Vec<crate::export::schema::SimState>>, Query, description = "INVENTORY, ACTIVE, SUSPENDED, BLOCKED or RETIRED (any case); repeatable or comma-separated"),
         ("vendor" = Option<String>, Query, description = "the SIM vendor"),
         ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
         ("per_page" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
