@@ -185,7 +185,7 @@ async fn cards(
         ("filter[iccid]" = Option<String>, Query, pattern = r"^[0-9]{1,22}$", description = "part of the ICCID"),
         ("filter[msisdn]" = Option<String>, Query, description = "part of the MSISDN"),
         ("filter[status]" = Option<Vec<CarrierStatusFilter>>, Query, description = "any of enabled, disabled, standby, data_limit_exceeded, unauthorized_imei (any case): comma-separated, repeated, or as `filter[status][]`"),
-        ("sort" = Option<String>, Query, description = "`current_billing_period_consumed_data.amount`, `-` first for descending order; cards with no usage reported yet (shown as `\"0\"`) come last either way, as in the native list"),
+        ("sort" = Option<String>, Query, pattern = r"^-?current_billing_period_consumed_data\.amount$", description = "`current_billing_period_consumed_data.amount`, `-` first for descending order; cards with no usage reported yet (shown as `\"0\"`) come last either way, as in the native list"),
     ),
     responses(
         (status = 200, description = "One page", body = Paged<SimCardOut>),

@@ -69,7 +69,7 @@ pub struct TelcoDoc;
 #[utoipa::path(get, path = "/v1/sim/physical", tag = "telco",
     params(
         ("state" = Option<Vec<crate::export::schema::SimState>>, Query, description = "INVENTORY, ACTIVE, SUSPENDED, BLOCKED or RETIRED (any case); repeatable or comma-separated"),
-        ("vendor" = Option<String>, Query, description = "the SIM vendor"),
+        ("vendor" = Option<String>, Query, pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$", description = "the SIM vendor"),
         ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
         ("per_page" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
         ("sort" = Option<String>, Query, pattern = r"^(created_at|updated_at|iccid|state)(:(asc|desc))?$", description = "field:asc or field:desc (default desc), field one of created_at, updated_at (default), iccid, state"),
