@@ -21,25 +21,38 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/sims/{sim}/auth-vectors", post(auth_vectors))
 }
 
+/// A resynchronisation (documentation; `auth_vectors` parses it).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+#[serde(deny_unknown_fields)]
+pub struct ResyncDoc {
+    /// The RAND the card refused: 32 hex digits.
+    #[schema(pattern = r"^[0-9a-fA-F]{32}$")]
+    rand: String,
+    /// The card's AUTS: 28 hex digits.
+    #[schema(pattern = r"^[0-9a-fA-F]{28}$")]
+    auts: String,
+}
+
 /// The request.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthVectorsBody {
     /// 1–32 (default 1).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>, example = 4)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 32, example = 4)]
     pub count: Option<Value>,
     /// After a synchronisation failure: `{rand, auts}` (32 and 28 hex digits).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<ResyncDoc>)]
     pub resync: Option<Value>,
     /// 5G: the serving network name (`5G:mnc093.mcc208.3gppnetwork.org`): adds XRES* and KAUSF.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^5G:[!-~]{1,252}$", example = "5G:mnc093.mcc208.3gppnetwork.org")]
     pub serving_network_name: Option<Value>,
     /// 4G: the PLMN id as MCC ‖ MNC digits (`20893`, `208034`): adds KASME.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{5,6}$", example = "20893")]
     pub plmn_id: Option<Value>,
 }
 
@@ -79,6 +92,7 @@ fn hex_bytes<const N: usize>(v: Option<&Value>, at: &str, errs: &mut ValidationE
 /// vector a new SQN. `resync` verifies the card's AUTS first (`400 resync-failed` if it does
 /// not verify). A blocked or retired SIM gets none (`409`). `Cache-Control: no-store`.
 #[utoipa::path(post, path = "/v1/sims/{sim}/auth-vectors", tag = "auc", request_body = AuthVectorsBody,
+    security(("mtls" = [])),
     params(("sim" = String, Path, description = "UUID or ICCID")),
     responses(
         (status = 200, description = "The vectors", body = VectorsView),

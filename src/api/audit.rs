@@ -71,7 +71,7 @@ const FILTERS: [&str; 6] = ["actor", "action", "sim", "outcome", "since", "until
 fn parse_filter(q: &QueryPairs, errs: &mut ValidationErrors) -> AuditFilter {
     let mut text = |name: &str| {
         q.one(name, errs).map(str::to_owned).filter(|v| {
-            let ok = !v.is_empty() && v.len() <= 256;
+            let ok = (1..=256).contains(&v.chars().count());
             if !ok {
                 errs.parameter(name, "must be 1 to 256 characters");
             }
@@ -120,14 +120,14 @@ fn decode_cursor(cursor: &str) -> Option<i64> {
 /// List the tenant's audit records, newest first (auditor).
 #[utoipa::path(get, path = "/v1/audit/events", tag = "audit",
     params(
-        ("actor" = Option<String>, Query, description = "The acting principal's subject"),
-        ("action" = Option<String>, Query, description = "e.g. `secrets.read`"),
-        ("sim" = Option<String>, Query, description = "A SIM's id or ICCID"),
-        ("outcome" = Option<String>, Query, description = "e.g. `denied`"),
-        ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
-        ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("actor" = Option<String>, Query, min_length = 1, max_length = 256, description = "The acting principal's subject"),
+        ("action" = Option<String>, Query, min_length = 1, max_length = 256, description = "e.g. `secrets.read`"),
+        ("sim" = Option<String>, Query, min_length = 1, max_length = 256, description = "A SIM's id or ICCID"),
+        ("outcome" = Option<String>, Query, min_length = 1, max_length = 256, description = "e.g. `denied`"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("limit" = Option<u32>, Query, description = "1 to 500, default 100"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1 to 500, default 100"),
     ),
     responses(
         (status = 200, description = "A page of records", body = AuditPage),
@@ -183,13 +183,16 @@ async fn events(
 /// `/v1/audit/events`.
 #[utoipa::path(get, path = "/v1/audit/export", tag = "audit",
     params(
-        ("format" = String, Query, description = "`ndjson` or `csv`"),
-        ("actor" = Option<String>, Query), ("action" = Option<String>, Query),
-        ("sim" = Option<String>, Query), ("outcome" = Option<String>, Query),
-        ("since" = Option<String>, Query), ("until" = Option<String>, Query),
+        ("format" = super::openapi::ExportFormat, Query, description = "`ndjson` or `csv`"),
+        ("actor" = Option<String>, Query, min_length = 1, max_length = 256),
+        ("action" = Option<String>, Query, min_length = 1, max_length = 256),
+        ("sim" = Option<String>, Query, min_length = 1, max_length = 256),
+        ("outcome" = Option<String>, Query, min_length = 1, max_length = 256),
+        ("since" = Option<String>, Query, format = DateTime), ("until" = Option<String>, Query, format = DateTime),
     ),
     responses(
-        (status = 200, description = "NDJSON (one record a line) or CSV with a header"),
+        (status = 200, description = "NDJSON (one record a line) or CSV with a header",
+            content((String = "application/x-ndjson"), (String = "text/csv"))),
         (status = 400, description = "Invalid parameters", body = super::openapi::Problem),
         (status = 403, description = "Not an auditor", body = super::openapi::Problem),
     ))]

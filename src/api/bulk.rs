@@ -46,7 +46,7 @@ pub fn router() -> Router<AppState> {
 pub struct ImportBody {
     /// Up to 100,000 `POST /v1/sims` bodies (secrets included). A row that is invalid fails
     /// its own item; the rest are imported.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<Object>, min_items = 1, max_items = 100000)]
     pub sims: Vec<Box<RawValue>>,
 }
 
@@ -56,11 +56,11 @@ pub struct ImportBody {
 pub struct ProvisionLinksBody {
     /// Links are named `{name_prefix}_{counter}`: 1–64 of `A-Z a-z 0-9 - _ .`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "fleet")]
+    #[schema(value_type = String, required = true, pattern = r"^[A-Za-z0-9._-]{1,64}$", example = "fleet")]
     pub name_prefix: Option<Value>,
     /// The SIMs to link, in order (1–100,000, no repeats).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Vec<uuid::Uuid>)]
+    #[schema(value_type = Vec<uuid::Uuid>, required = true, min_items = 1, max_items = 100000)]
     pub sim_ids: Option<Value>,
     /// Plans activated on every link (each must exist).
     #[serde(default, deserialize_with = "present")]
@@ -68,7 +68,7 @@ pub struct ProvisionLinksBody {
     pub plan_ids: Option<Value>,
     /// The first counter (default 1).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u64>, example = 1)]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 4294967295_u64, example = 1)]
     pub counter_start: Option<Value>,
 }
 
@@ -412,9 +412,9 @@ fn parse_provision(body: &ProvisionLinksBody) -> Result<ProvisionLinks, Validati
 #[utoipa::path(get, path = "/v1/tasks/{id}/items", tag = "tasks",
     params(
         ("id" = uuid::Uuid, Path),
-        ("status" = Option<String>, Query, description = "pending, succeeded, failed or cancelled"),
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("page_size" = Option<u32>, Query, description = "1–1000, default 100"),
+        ("status" = Option<String>, Query, pattern = r"^(pending|succeeded|failed|cancelled)$", description = "pending, succeeded, failed or cancelled"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 100"),
     ),
     responses(
         (status = 200, description = "One page of items", body = super::PageView<ItemView>),
@@ -452,8 +452,8 @@ pub(crate) async fn task_items(
 #[utoipa::path(get, path = "/v1/links", tag = "links",
     params(
         ("sim_id" = Option<uuid::Uuid>, Query, description = "only this SIM's link"),
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses((status = 200, description = "One page", body = super::PageView<LinkView>)))]
 async fn list_links(

@@ -30,15 +30,15 @@ pub fn router() -> Router<AppState> {
 pub struct BulkStateBody {
     /// The SIMs, each a UUID or an ICCID as in `/v1/sims/{sim}` (1–100,000, no repeats).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<String>, required = true, min_items = 1, max_items = 100000)]
     pub sim_ids: Option<Value>,
     /// `inventory`, `active`, `suspended`, `blocked` or `retired`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "suspended")]
+    #[schema(value_type = crate::export::schema::SimState, required = true, example = "suspended")]
     pub state: Option<Value>,
     /// Why (recorded in each SIM's history): 1–500 characters.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub reason: Option<Value>,
 }
 
@@ -48,11 +48,11 @@ pub struct BulkStateBody {
 pub struct BulkPatchBody {
     /// The SIMs, each a UUID or an ICCID as in `/v1/sims/{sim}` (1–100,000, no repeats).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<String>, required = true, min_items = 1, max_items = 100000)]
     pub sim_ids: Option<Value>,
     /// A `PATCH /v1/sims/{sim}` body, applied to each SIM.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = super::sims::PatchSimBody)]
+    #[schema(value_type = super::sims::PatchSimBody, required = true)]
     pub patch: Option<Value>,
 }
 

@@ -80,17 +80,29 @@ impl From<Device> for DeviceView {
 pub struct DeviceBody {
     /// 1–64 printable characters, unique in the tenant.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "truck-17")]
+    #[schema(value_type = String, required = true, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$", example = "truck-17")]
     pub name: Option<Value>,
     /// 15 digits with a Luhn digit, or a 16-digit IMEISV.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{15,16}$")]
     pub imei: Option<Value>,
     /// A JSON object of at most 50 top-level keys and 16 KiB.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
+
+/// `PATCH /v1/devices/{id}` body (documentation): [`DeviceBody`]'s members, none required,
+/// at least one given.
+pub struct DeviceChange;
+
+impl utoipa::PartialSchema for DeviceChange {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::openapi::change_of(<DeviceBody as utoipa::PartialSchema>::schema())
+    }
+}
+
+impl ToSchema for DeviceChange {}
 
 impl DeviceBody {
     fn changes(&self) -> Result<DeviceChanges, ValidationErrors> {
@@ -167,8 +179,8 @@ async fn create_device(
 /// List devices, oldest first.
 #[utoipa::path(get, path = "/v1/devices", tag = "devices",
     params(
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses((status = 200, description = "One page", body = super::PageView<DeviceView>)))]
 async fn list_devices(
@@ -209,7 +221,7 @@ async fn get_device(
 }
 
 /// Change a device's fields.
-#[utoipa::path(patch, path = "/v1/devices/{id}", tag = "devices", request_body = DeviceBody,
+#[utoipa::path(patch, path = "/v1/devices/{id}", tag = "devices", request_body = DeviceChange,
     params(("id" = uuid::Uuid, Path)),
     responses(
         (status = 200, description = "The changed device", body = DeviceView),

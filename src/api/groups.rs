@@ -67,11 +67,11 @@ impl From<Group> for GroupView {
 pub struct GroupBody {
     /// 1–64 printable characters, unique in the tenant.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "fleet-a")]
+    #[schema(value_type = String, required = true, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,62}[^\s\x00-\x1f\x7f-\x9f])?$", example = "fleet-a")]
     pub name: Option<Value>,
     /// At most 1,024 characters.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]{0,1024}$")]
     pub description: Option<Value>,
     /// `{amount, unit: MB|GB}` or `null`.
     #[serde(default, deserialize_with = "present")]
@@ -79,9 +79,21 @@ pub struct GroupBody {
     pub data_limit: Option<Value>,
     /// Default `false`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     pub imei_lock: Option<Value>,
 }
+
+/// `PATCH /v1/groups/{id}` body (documentation): [`GroupBody`]'s members, none required,
+/// at least one given.
+pub struct GroupChange;
+
+impl utoipa::PartialSchema for GroupChange {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::openapi::change_of(<GroupBody as utoipa::PartialSchema>::schema())
+    }
+}
+
+impl ToSchema for GroupChange {}
 
 fn imei_lock(v: &Option<Value>, errs: &mut ValidationErrors) -> Option<bool> {
     match v {
@@ -185,8 +197,8 @@ async fn create_group(
 /// List SIM groups, oldest first.
 #[utoipa::path(get, path = "/v1/groups", tag = "groups",
     params(
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses((status = 200, description = "One page", body = super::PageView<GroupView>)))]
 async fn list_groups(
@@ -227,7 +239,7 @@ async fn get_group(
 }
 
 /// Change a SIM group's fields.
-#[utoipa::path(patch, path = "/v1/groups/{id}", tag = "groups", request_body = GroupBody,
+#[utoipa::path(patch, path = "/v1/groups/{id}", tag = "groups", request_body = GroupChange,
     params(("id" = uuid::Uuid, Path)),
     responses(
         (status = 200, description = "The changed group", body = GroupView),

@@ -31,11 +31,11 @@ pub fn router() -> Router<AppState> {
 pub struct StateBody {
     /// `inventory`, `active`, `suspended`, `blocked` or `retired`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "active")]
+    #[schema(value_type = crate::export::schema::SimState, required = true, example = "active")]
     pub state: Option<Value>,
     /// Why (recorded in the history): 1–500 characters.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub reason: Option<Value>,
 }
 
@@ -149,7 +149,7 @@ impl From<HistoryRow> for HistoryEntry {
 #[utoipa::path(get, path = "/v1/sims/{sim}/history", tag = "sims",
     params(
         ("sim" = String, Path, description = "UUID or ICCID"),
-        ("page" = Option<u32>, Query), ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000), ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses(
         (status = 200, description = "One page", body = super::PageView<HistoryEntry>),

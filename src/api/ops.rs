@@ -21,7 +21,7 @@ pub(super) fn router() -> Router<AppState> {
 
 /// Liveness: the process serves requests. No authentication.
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
-    responses((status = 200, description = "Alive")))]
+    responses((status = 200, description = "Alive", body = Object)))]
 async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
@@ -29,7 +29,10 @@ async fn healthz() -> impl IntoResponse {
 /// Readiness: the database answers, keys are loaded and no client CRL has expired. No
 /// authentication.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
-    responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
+    responses(
+        (status = 200, description = "Ready", body = Object),
+        (status = 503, description = "Not ready: which part is not", body = Object),
+    ))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let (status, body) = match state
         .services
@@ -60,7 +63,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 /// Prometheus metrics (text format), for principals with the `metrics` or `admin` role: their
 /// tenant's series only, unless their tenant is the platform's.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 404, description = "Metrics are not collected by this server", body = super::openapi::Problem),
+    ))]
 async fn metrics(
     State(state): State<AppState>,
     Caller(principal): Caller,
@@ -71,6 +77,9 @@ async fn metrics(
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body))
 }
 
-async fn openapi() -> impl IntoResponse {
+/// This document. No authentication.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "The OpenAPI document", body = Object)))]
+pub(super) async fn openapi() -> impl IntoResponse {
     axum::Json(super::openapi::document())
 }

@@ -23,25 +23,34 @@ pub fn router() -> Router<AppState> {
         .route("/v1/sims/{sim}/unblock-pin", post(unblock_pin))
 }
 
+/// Which PIN of the card (documentation of the bodies' `pin_type`; `pin_type` parses it).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+pub enum PinTypeDoc {
+    Pin1,
+    Pin2,
+}
+
 /// `reset-pin` body.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPinBody {
     /// `pin1` or `pin2`.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "pin1")]
+    #[schema(value_type = PinTypeDoc, required = true, example = "pin1")]
     pub pin_type: Option<Value>,
     /// The PIN now on the card: 4–8 digits.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true, pattern = r"^[0-9]{4,8}$", example = "1234")]
     pub current_pin: Option<SecretInput>,
     /// 4–8 digits.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true, pattern = r"^[0-9]{4,8}$", example = "4321")]
     pub new_pin: Option<SecretInput>,
     /// Optional here: why (ticket).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$")]
     pub reason: Option<Value>,
 }
 
@@ -51,19 +60,19 @@ pub struct ResetPinBody {
 pub struct UnblockPinBody {
     /// `pin1` (unblocked with `puk1`) or `pin2` (with `puk2`).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "pin1")]
+    #[schema(value_type = PinTypeDoc, required = true, example = "pin1")]
     pub pin_type: Option<Value>,
     /// The PUK of the pair: 8 digits.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true, pattern = r"^[0-9]{8}$", example = "12345678")]
     pub puk: Option<SecretInput>,
     /// 4–8 digits.
     #[serde(default)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, required = true, pattern = r"^[0-9]{4,8}$", example = "4321")]
     pub new_pin: Option<SecretInput>,
     /// Why (ticket): required, 1–500 characters.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "TICKET-4711")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$", example = "TICKET-4711")]
     pub reason: Option<Value>,
 }
 
@@ -159,6 +168,7 @@ fn reason(v: Option<Value>, required: bool, errs: &mut ValidationErrors) -> Opti
         (status = 400, description = "Invalid input (no attempt used), or wrong-pin", body = super::openapi::Problem),
         (status = 403, description = "Not allowed", body = super::openapi::Problem),
         (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
+        (status = 409, description = "The SIM has no such PIN set", body = super::openapi::Problem),
         (status = 423, description = "pin-blocked or puk-blocked", body = super::openapi::Problem),
         (status = 429, description = "rate-limited (Retry-After)", body = super::openapi::Problem),
     ))]
@@ -196,6 +206,7 @@ async fn reset_pin(
         (status = 400, description = "Invalid input (no attempt used), or wrong-puk", body = super::openapi::Problem),
         (status = 403, description = "Not allowed", body = super::openapi::Problem),
         (status = 404, description = "No such SIM in your tenant", body = super::openapi::Problem),
+        (status = 409, description = "The SIM has no such PUK set", body = super::openapi::Problem),
         (status = 423, description = "puk-blocked", body = super::openapi::Problem),
         (status = 429, description = "rate-limited (Retry-After)", body = super::openapi::Problem),
     ))]

@@ -46,11 +46,11 @@ impl From<Plan> for PlanView {
 pub struct CreatePlanBody {
     /// 1–64 printable characters, unique in the tenant.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "eu-roaming")]
+    #[schema(value_type = String, required = true, pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$", example = "eu-roaming")]
     pub name: Option<Value>,
     /// Zones a SIM must carry one of to fit the plan.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Vec<String>, example = json!(["eu"]))]
+    #[schema(value_type = Vec<String>, required = true, example = json!(["eu"]))]
     pub compatibility_zones: Option<Value>,
 }
 
@@ -93,8 +93,8 @@ async fn create_plan(
 /// List plans, oldest first.
 #[utoipa::path(get, path = "/v1/plans", tag = "plans",
     params(
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses((status = 200, description = "One page", body = super::PageView<PlanView>)))]
 async fn list_plans(

@@ -24,17 +24,25 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The secret fields (documentation of the request bodies).
-#[derive(ToSchema)]
+#[derive(serde::Deserialize, ToSchema)]
 #[allow(dead_code)] // only describes the shape for OpenAPI; `SecretsInput` parses it
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct SecretsDoc {
     /// 4–8 digits.
+    #[schema(pattern = r"^[0-9]{4,8}$")]
     pin1: Option<String>,
+    #[schema(pattern = r"^[0-9]{4,8}$")]
     pin2: Option<String>,
     /// Exactly 8 digits.
+    #[schema(pattern = r"^[0-9]{8}$")]
     puk1: Option<String>,
+    #[schema(pattern = r"^[0-9]{8}$")]
     puk2: Option<String>,
     /// 32 hex digits (128 bits), either case; returned lower-case.
+    #[schema(pattern = r"^[0-9a-fA-F]{32}$")]
     ki: Option<String>,
+    #[schema(pattern = r"^[0-9a-fA-F]{32}$")]
     opc: Option<String>,
     /// `LPA:1$<SM-DP+ FQDN>$<Matching ID>[$<OID>[$1]]`.
     activation_code: Option<String>,
@@ -111,8 +119,8 @@ fn requested_fields(q: &QueryPairs, errs: &mut ValidationErrors) -> Vec<SecretFi
 #[utoipa::path(get, path = "/v1/sims/{sim}/secrets", tag = "secrets",
     params(
         ("sim" = String, Path, description = "UUID or ICCID"),
-        ("fields" = String, Query, description = "comma-separated: pin1, pin2, puk1, puk2, ki, opc, activation_code"),
-        ("reason" = Option<String>, Query, description = "why (ticket); also as X-Simvault-Reason"),
+        ("fields" = String, Query, pattern = r"^(pin1|pin2|puk1|puk2|ki|opc|activation_code)(,(pin1|pin2|puk1|puk2|ki|opc|activation_code))*$", description = "comma-separated: pin1, pin2, puk1, puk2, ki, opc, activation_code"),
+        ("reason" = Option<String>, Query, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$", description = "why (ticket); also as X-Simvault-Reason"),
     ),
     responses(
         (status = 200, description = "The values (null when unset); Cache-Control: no-store", body = RevealedView),

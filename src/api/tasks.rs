@@ -27,10 +27,10 @@ fn one_of<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> String {
 /// Your tenant's background tasks, newest first.
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks",
     params(
-        ("type" = Option<String>, Query, description = "import, provision_links, key_rotation, bulk_state or bulk_patch"),
-        ("status" = Option<String>, Query, description = "pending, running, completed, failed or cancelled"),
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
+        ("type" = Option<String>, Query, pattern = r"^(import|provision_links|key_rotation|bulk_state|bulk_patch)$", description = "import, provision_links, key_rotation, bulk_state or bulk_patch"),
+        ("status" = Option<String>, Query, pattern = r"^(pending|running|completed|failed|cancelled)$", description = "pending, running, completed, failed or cancelled"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses(
         (status = 200, description = "One page of tasks", body = super::PageView<TaskView>),

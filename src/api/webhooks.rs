@@ -32,11 +32,11 @@ pub struct CreateWebhookBody {
     /// `https://` to a public address (`http://` and private addresses only where the
     /// deployment allows insecure targets).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, example = "https://hooks.example.com/simvault")]
+    #[schema(value_type = String, required = true, example = "https://hooks.example.com/simvault")]
     pub url: Option<Value>,
     /// Event names to receive.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Vec<String>, example = json!(["sim.created", "task.completed"]))]
+    #[schema(value_type = Vec<String>, required = true, min_items = 1, example = json!(["sim.created", "task.completed"]))]
     pub events: Option<Value>,
     /// At most 500 characters.
     #[serde(default, deserialize_with = "present")]
@@ -255,8 +255,8 @@ async fn delete(
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "webhooks",
     params(
         ("id" = uuid::Uuid, Path),
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses(
         (status = 200, description = "One page", body = super::PageView<DeliveryView>),

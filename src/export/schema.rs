@@ -23,6 +23,14 @@ pub enum SimType {
     Esim,
 }
 
+/// A condition a SIM can be in.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    DataLimitExceeded,
+    UnauthorizedImei,
+}
+
 /// Megabytes or gigabytes, decimal: 1 GB = 1,000 MB.
 #[derive(Serialize, ToSchema)]
 pub enum DataUnit {
@@ -36,6 +44,7 @@ pub enum DataUnit {
 #[derive(Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataAmount {
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_f64)]
     pub amount: f64,
     pub unit: DataUnit,
 }
@@ -57,16 +66,22 @@ pub struct SimFilterParams {
     tags: Option<Vec<String>>,
     /// the group's id, or its name
     group_id: Option<String>,
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$")]
     vendor: Option<String>,
     /// exactly this communication plan
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$")]
     communication_plan: Option<String>,
     /// exactly this rate plan
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$")]
     rate_plan: Option<String>,
     /// exactly this MNO integration id
+    #[param(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$")]
     mno_integration_id: Option<String>,
     /// repeatable; in any of: data_limit_exceeded, unauthorized_imei
+    #[param(value_type = Option<Vec<Condition>>)]
     condition: Option<Vec<String>>,
     /// substring of the ICCID
+    #[param(pattern = r"^[0-9]{1,22}$")]
     iccid: Option<String>,
     /// case-insensitive substring of id, ICCID, MSISDN, IMSI, IMEI or EID
     search: Option<String>,

@@ -35,6 +35,7 @@ mod lifecycle;
 mod limits;
 mod listing;
 mod oidc;
+mod openapi_contract;
 mod ops;
 mod pins;
 mod policies;

@@ -81,30 +81,49 @@ const RENAMED: [(&str, &str); 2] = [("status", "carrier_status"), ("sim_metadata
 const DEFAULT_STATUS: &str = "inactive";
 
 /// The body (documentation; the handlers read it member by member).
-#[derive(ToSchema)]
+#[derive(serde::Deserialize, ToSchema)]
 #[allow(dead_code)] // only describes the shape for OpenAPI
+#[serde(deny_unknown_fields)]
 pub struct DeviceSimBody {
     /// The device this SIM is linked to (one of your tenant's). Required on creation.
+    #[schema(format = Uuid)]
     device_id: Option<String>,
     /// Up to 64 characters.
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$")]
     mno_integration_id: Option<String>,
     /// 18–22 digits, Luhn-checked unless the deployment relaxes it; globally unique. Required
     /// on creation; cannot change.
-    #[schema(example = "8944500010512345675")]
+    #[schema(pattern = r"^89[0-9]{16,20}$", example = "8944500010512345675")]
     iccid: Option<String>,
     /// E.164, at most 15 digits (the platform allows 20 characters; ours is stricter).
+    #[schema(pattern = r"^\+?[0-9]{1,15}$")]
     msisdn: Option<String>,
     /// The carrier's open status string, up to 30 characters; `inactive` when omitted on
     /// creation.
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,30}$")]
     status: Option<String>,
     /// Up to 255 characters.
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$")]
     communication_plan: Option<String>,
     /// Up to 255 characters.
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,255}$")]
     rate_plan: Option<String>,
     /// Up to 50 top-level keys (16 KiB in all); nested values allowed.
     #[schema(value_type = Option<Object>)]
     sim_metadata: Option<Value>,
 }
+
+/// The creation body (documentation): [`DeviceSimBody`] with `device_id` and `iccid` required.
+pub struct DeviceSimCreate;
+
+impl utoipa::PartialSchema for DeviceSimCreate {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let body = <DeviceSimBody as utoipa::PartialSchema>::schema();
+        crate::api::openapi::requiring(body, &["device_id", "iccid"])
+    }
+}
+
+impl ToSchema for DeviceSimCreate {}
 
 /// A SIM as the platform shows it: the body's members and the computed ones.
 #[derive(Debug, Serialize, ToSchema)]
@@ -279,7 +298,7 @@ fn refused(e: ServiceError) -> ApiError {
 
 /// Create a SIM linked to a device of your tenant.
 #[utoipa::path(post, path = "/device-platform/v1/sims", tag = "device-platform",
-    request_body = DeviceSimBody,
+    request_body = DeviceSimCreate,
     responses(
         (status = 201, description = "Created", body = DeviceSim),
         (status = 400, description = "Malformed or invalid (a duplicate ICCID included)", body = crate::api::openapi::Problem),

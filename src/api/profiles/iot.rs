@@ -178,12 +178,12 @@ const SORT_BY: &str =
 /// within each).
 #[utoipa::path(get, path = "/iot/v1/sims", tag = "iot",
     params(
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
-        ("sort_by" = Option<String>, Query, description = "created_at, updated_at (default), iccid, imsi, msisdn, status, consumed_data"),
-        ("sort_order" = Option<String>, Query, description = "asc or desc (default)"),
-        ("status" = Option<Vec<String>>, Query, description = "lifecycle status, repeatable: inventory, active, suspended, blocked, retired (any case)"),
-        ("sim_type" = Option<String>, Query, description = "physical or esim (any case)"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
+        ("sort_by" = Option<String>, Query, pattern = r"^(created_at|updated_at|iccid|imsi|msisdn|status|consumed_data)$", description = "created_at, updated_at (default), iccid, imsi, msisdn, status, consumed_data"),
+        ("sort_order" = Option<String>, Query, pattern = r"^(asc|desc)$", description = "asc or desc (default)"),
+        ("status" = Option<Vec<crate::export::schema::SimState>>, Query, description = "lifecycle status, repeatable: inventory, active, suspended, blocked, retired (any case)"),
+        ("sim_type" = Option<crate::export::schema::SimType>, Query, description = "physical or esim (any case)"),
         ("compatibility_zones" = Option<Vec<String>>, Query, description = "repeatable"),
         ("search" = Option<String>, Query, description = "substring of id, ICCID, MSISDN, IMSI, IMEI or EID"),
         ("for_plan_id" = Option<uuid::Uuid>, Query, description = "SIMs compatible with this plan (its zones take precedence over compatibility_zones)"),
@@ -312,9 +312,9 @@ async fn task(
 #[utoipa::path(get, path = "/iot/v1/tasks/{task_id}/items", tag = "iot",
     params(
         ("task_id" = uuid::Uuid, Path),
-        ("status" = Option<String>, Query, description = "pending, succeeded, failed or cancelled"),
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("page_size" = Option<u32>, Query, description = "1–1000, default 100"),
+        ("status" = Option<String>, Query, pattern = r"^(pending|succeeded|failed|cancelled)$", description = "pending, succeeded, failed or cancelled"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 100"),
     ),
     responses(
         (status = 200, description = "One page of items", body = PageView<bulk::ItemView>),

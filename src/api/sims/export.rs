@@ -52,11 +52,12 @@ fn parse_export_query(
 /// naming the filters and the number of SIMs, before the first row is sent (operator, admin).
 #[utoipa::path(get, path = "/v1/sims/export", tag = "sims",
     params(
-        ("format" = Option<String>, Query, description = "`ndjson` (default) or `csv`"),
+        ("format" = Option<crate::api::openapi::ExportFormat>, Query, description = "`ndjson` (default) or `csv`"),
         crate::export::schema::SimFilterParams,
     ),
     responses(
         (status = 200, description = "NDJSON (`application/x-ndjson`) or CSV (`text/csv`), as an attachment",
+            content((String = "application/x-ndjson"), (String = "text/csv")),
             headers(("X-Simvault-Export-Count" = u64, description = "SIMs matching when the export began"))),
         (status = 400, description = "Invalid parameters (paging and sorting included)", body = crate::api::openapi::Problem),
         (status = 403, description = "Not allowed to export", body = crate::api::openapi::Problem),

@@ -119,12 +119,12 @@ async fn create_sim(
 /// List SIMs with filters, sorting and paging.
 #[utoipa::path(get, path = "/v1/sims", tag = "sims",
     params(
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("page_size" = Option<u32>, Query, description = "1–250, default 20"),
-        ("sort_by" = Option<String>, Query, description = "created_at, updated_at (default), iccid, imsi, msisdn, state, consumed_data"),
-        ("sort_order" = Option<String>, Query, description = "asc or desc (default)"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
+        ("page_size" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
+        ("sort_by" = Option<String>, Query, pattern = r"^(created_at|updated_at|iccid|imsi|msisdn|state|consumed_data)$", description = "created_at, updated_at (default), iccid, imsi, msisdn, state, consumed_data"),
+        ("sort_order" = Option<String>, Query, pattern = r"^(asc|desc)$", description = "asc or desc (default)"),
         crate::export::schema::SimFilterParams,
-        ("include" = Option<String>, Query, description = "`group`: embed each SIM's group as `group`"),
+        ("include" = Option<String>, Query, pattern = r"^group$", description = "`group`: embed each SIM's group as `group`"),
     ),
     responses(
         (status = 200, description = "One page", body = super::PageView<SimOut>),
@@ -161,7 +161,7 @@ async fn list_sims(
 #[utoipa::path(get, path = "/v1/sims/{sim}", tag = "sims",
     params(
         ("sim" = String, Path, description = "UUID or ICCID"),
-        ("include" = Option<String>, Query, description = "`group`: embed the SIM's group as `group`"),
+        ("include" = Option<String>, Query, pattern = r"^group$", description = "`group`: embed the SIM's group as `group`"),
     ),
     responses(
         (status = 200, description = "The SIM", body = SimOut),

@@ -46,7 +46,7 @@ pub fn router() -> Router<AppState> {
 #[derive(OpenApi)]
 #[openapi(
     paths(list_sim_cards, get_sim_card, list_sim_card_groups, get_sim_card_group),
-    components(schemas(CarrierErrors, CarrierError)),
+    components(schemas(CarrierErrors, CarrierError, CarrierStatusFilter)),
     tags((name = "carrier")),
 )]
 struct CarrierDoc;
@@ -69,6 +69,18 @@ pub fn document() -> utoipa::openapi::OpenApi {
         tag.description = Some(description);
     }
     doc
+}
+
+/// A value of `filter[status]` (documentation; the query parser reads it in any case).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "snake_case")]
+enum CarrierStatusFilter {
+    Enabled,
+    Disabled,
+    Standby,
+    DataLimitExceeded,
+    UnauthorizedImei,
 }
 
 /// An error answer (documentation).
@@ -165,15 +177,15 @@ async fn cards(
 /// SIM cards that match every filter given.
 #[utoipa::path(get, path = "/v2/sim_cards", tag = "carrier",
     params(
-        ("page[number]" = Option<u32>, Query, description = "≥ 1, default 1"),
-        ("page[size]" = Option<u32>, Query, description = "1–250, default 20"),
+        ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1 to 1,000,000, default 1"),
+        ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
         ("include_sim_card_group" = Option<bool>, Query, description = "embed each card's group as `sim_card_group` (`null` when in none)"),
         ("filter[sim_card_group_id]" = Option<uuid::Uuid>, Query, description = "cards in this group"),
         ("filter[tags]" = Option<Vec<String>>, Query, description = "cards carrying every one of these tags: comma-separated, repeated, or as `filter[tags][]`"),
-        ("filter[iccid]" = Option<String>, Query, description = "part of the ICCID"),
+        ("filter[iccid]" = Option<String>, Query, pattern = r"^[0-9]{1,22}$", description = "part of the ICCID"),
         ("filter[msisdn]" = Option<String>, Query, description = "part of the MSISDN"),
-        ("filter[status]" = Option<Vec<String>>, Query, description = "any of enabled, disabled, standby, data_limit_exceeded, unauthorized_imei (any case): comma-separated, repeated, or as `filter[status][]`"),
-        ("sort" = Option<String>, Query, description = "`current_billing_period_consumed_data.amount`, `-` first for descending order; cards with no usage reported yet (shown as `\"0\"`) come last either way, as in the native list"),
+        ("filter[status]" = Option<Vec<CarrierStatusFilter>>, Query, description = "any of enabled, disabled, standby, data_limit_exceeded, unauthorized_imei (any case): comma-separated, repeated, or as `filter[status][]`"),
+        ("sort" = Option<String>, Query, pattern = r"^-?current_billing_period_consumed_data\.amount$", description = "`current_billing_period_consumed_data.amount`, `-` first for descending order; cards with no usage reported yet (shown as `\"0\"`) come last either way, as in the native list"),
     ),
     responses(
         (status = 200, description = "One page", body = Paged<SimCardOut>),
@@ -225,7 +237,7 @@ const PIN_PUK: [SecretField; 4] = [
         ("id" = String, Path, description = "UUID or ICCID"),
         ("include_sim_card_group" = Option<bool>, Query, description = "embed the card's group as `sim_card_group`"),
         ("include_pin_puk_codes" = Option<bool>, Query, description = "add `pin_puk_codes: {pin1, pin2, puk1, puk2}`, each only if you may read it"),
-        ("X-Simvault-Reason" = Option<String>, Header, description = "why (ticket): asked of support staff for PUKs"),
+        ("X-Simvault-Reason" = Option<String>, Header, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$", description = "why (ticket): asked of support staff for PUKs"),
     ),
     responses(
         (status = 200, description = "The card", body = One<SimCardOut>),
@@ -270,8 +282,8 @@ async fn get_sim_card(
 /// The organisation's SIM card groups, oldest first.
 #[utoipa::path(get, path = "/v2/sim_card_groups", tag = "carrier",
     params(
-        ("page[number]" = Option<u32>, Query, description = "≥ 1, default 1"),
-        ("page[size]" = Option<u32>, Query, description = "1–250, default 20"),
+        ("page[number]" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1 to 1,000,000, default 1"),
+        ("page[size]" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
     ),
     responses(
         (status = 200, description = "One page", body = Paged<SimCardGroup>),

@@ -68,11 +68,11 @@ pub struct TelcoDoc;
 /// (any of them).
 #[utoipa::path(get, path = "/v1/sim/physical", tag = "telco",
     params(
-        ("state" = Option<Vec<String>>, Query, description = "INVENTORY, ACTIVE, SUSPENDED, BLOCKED or RETIRED (any case); repeatable or comma-separated"),
-        ("vendor" = Option<String>, Query, description = "the SIM vendor"),
-        ("page" = Option<u32>, Query, description = "1-based page, default 1"),
-        ("per_page" = Option<u32>, Query, description = "1–250, default 20"),
-        ("sort" = Option<String>, Query, description = "field:asc or field:desc (default desc), field one of created_at, updated_at (default), iccid, state"),
+        ("state" = Option<Vec<crate::export::schema::SimState>>, Query, description = "INVENTORY, ACTIVE, SUSPENDED, BLOCKED or RETIRED (any case); repeatable or comma-separated"),
+        ("vendor" = Option<String>, Query, pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$", description = "the SIM vendor"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "1-based page (at most 1,000,000), default 1"),
+        ("per_page" = Option<u32>, Query, minimum = 1, maximum = 250, description = "1–250, default 20"),
+        ("sort" = Option<String>, Query, pattern = r"^(created_at|updated_at|iccid|state)(:(asc|desc))?$", description = "field:asc or field:desc (default desc), field one of created_at, updated_at (default), iccid, state"),
     ),
     responses(
         (status = 200, description = "One page", body = TelcoPage),
@@ -129,8 +129,8 @@ async fn provision(
 /// `X-Simvault-Reason`. `Cache-Control: no-store`.
 #[utoipa::path(get, path = "/v1/sim/physical/{iccid}", tag = "telco",
     params(
-        ("iccid" = String, Path, description = "ICCID of the SIM card"),
-        ("X-Simvault-Reason" = Option<String>, Header, description = "why (ticket), where the policy asks for one"),
+        ("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card"),
+        ("X-Simvault-Reason" = Option<String>, Header, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$", description = "why (ticket), where the policy asks for one"),
     ),
     responses(
         (status = 200, description = "The SIM, with the secrets this caller may read", body = TelcoSimDetailDoc),
@@ -163,7 +163,7 @@ async fn get_sim(
 
 /// Move a SIM along its lifecycle. Asking for the current state is a no-op.
 #[utoipa::path(patch, path = "/v1/sim/physical/{iccid}/state", tag = "telco", request_body = StateBody,
-    params(("iccid" = String, Path, description = "ICCID of the SIM card")),
+    params(("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card")),
     responses(
         (status = 200, description = "The new state", body = StateChanged),
         (status = 400, description = "Invalid input, or Invalid State Transition", body = crate::api::openapi::Problem),
@@ -198,14 +198,15 @@ async fn change_state(
 /// `remaining_attempts`); at none left, `423`.
 #[utoipa::path(post, path = "/v1/sim/physical/{iccid}/reset-pin", tag = "telco", request_body = ResetPinBody,
     params(
-        ("iccid" = String, Path, description = "ICCID of the SIM card"),
-        ("X-Simvault-Reason" = Option<String>, Header, description = "why (ticket), if not in the body"),
+        ("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card"),
+        ("X-Simvault-Reason" = Option<String>, Header, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$", description = "why (ticket), if not in the body"),
     ),
     responses(
         (status = 200, description = "PIN changed", body = PinReset),
         (status = 400, description = "Invalid input (no attempt used), or a wrong PIN", body = crate::api::openapi::Problem),
         (status = 403, description = "Not allowed", body = crate::api::openapi::Problem),
         (status = 404, description = "SIM Not Found", body = crate::api::openapi::Problem),
+        (status = 409, description = "The SIM has no such PIN set", body = crate::api::openapi::Problem),
         (status = 423, description = "PIN or PUK blocked", body = crate::api::openapi::Problem),
         (status = 429, description = "Too many PIN operations (Retry-After)", body = crate::api::openapi::Problem),
     ))]
@@ -247,14 +248,15 @@ async fn reset_pin(
 /// A wrong PUK costs an attempt; the last one blocks the SIM for good.
 #[utoipa::path(post, path = "/v1/sim/physical/{iccid}/unblock-pin", tag = "telco", request_body = UnblockPinBody,
     params(
-        ("iccid" = String, Path, description = "ICCID of the SIM card"),
-        ("X-Simvault-Reason" = Option<String>, Header, description = "why (ticket), if not in the body"),
+        ("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card"),
+        ("X-Simvault-Reason" = Option<String>, Header, min_length = 1, max_length = 500, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$", description = "why (ticket), if not in the body"),
     ),
     responses(
         (status = 200, description = "PIN unblocked; `remaining_attempts` is the PUK's", body = PinUnblocked),
         (status = 400, description = "Invalid input or no reason (no attempt used), or a wrong PUK", body = crate::api::openapi::Problem),
         (status = 403, description = "Not allowed", body = crate::api::openapi::Problem),
         (status = 404, description = "SIM Not Found", body = crate::api::openapi::Problem),
+        (status = 409, description = "The SIM has no such PUK set", body = crate::api::openapi::Problem),
         (status = 423, description = "PUK blocked", body = crate::api::openapi::Problem),
         (status = 429, description = "Too many PIN operations (Retry-After)", body = crate::api::openapi::Problem),
     ))]
@@ -294,9 +296,10 @@ async fn unblock_pin(
 
 /// Delete a SIM (its key destroyed, a tombstone kept for its history).
 #[utoipa::path(delete, path = "/v1/sim/physical/{iccid}", tag = "telco",
-    params(("iccid" = String, Path, description = "ICCID of the SIM card")),
+    params(("iccid" = String, Path, pattern = r"^89[0-9]{16,20}$", description = "ICCID of the SIM card")),
     responses(
         (status = 200, description = "Deleted", body = Deleted),
+        (status = 400, description = "Invalid ICCID Format", body = crate::api::openapi::Problem),
         (status = 403, description = "Not allowed", body = crate::api::openapi::Problem),
         (status = 404, description = "SIM Not Found", body = crate::api::openapi::Problem),
     ))]

@@ -131,26 +131,33 @@ pub struct TelcoSimDetailDoc {
 }
 
 /// The provisioning body: the SIM's fields with its secrets beside them.
-#[derive(ToSchema)]
+#[derive(serde::Deserialize, ToSchema)]
 #[allow(dead_code)] // only describes the shape for OpenAPI; `FlatSimFields` parses it
+#[serde(deny_unknown_fields)]
 pub struct ProvisionDoc {
     /// 18–22 digits with a valid Luhn check digit (unless the deployment relaxes it).
-    #[schema(example = "89441234567890123457")]
+    #[schema(pattern = r"^89[0-9]{16,20}$", example = "89441234567890123457")]
     iccid: String,
-    #[schema(example = "234150123456789")]
+    #[schema(pattern = r"^[0-9]{6,15}$", example = "234150123456789")]
     imsi: Option<String>,
-    #[schema(example = "447123456789")]
+    #[schema(pattern = r"^\+?[0-9]{1,15}$", example = "447123456789")]
     msisdn: Option<String>,
-    #[schema(example = "GEMALTO")]
+    #[schema(pattern = r"^[^\x00-\x1f\x7f-\x9f]{1,64}$", example = "GEMALTO")]
     vendor: Option<String>,
     /// 4–8 digits.
+    #[schema(pattern = r"^[0-9]{4,8}$")]
     pin1: Option<String>,
+    #[schema(pattern = r"^[0-9]{4,8}$")]
     pin2: Option<String>,
     /// Exactly 8 digits.
+    #[schema(pattern = r"^[0-9]{8}$")]
     puk1: Option<String>,
+    #[schema(pattern = r"^[0-9]{8}$")]
     puk2: Option<String>,
     /// 32 hex digits (128 bits), either case.
+    #[schema(pattern = r"^[0-9a-fA-F]{32}$")]
     ki: Option<String>,
+    #[schema(pattern = r"^[0-9a-fA-F]{32}$")]
     opc: Option<String>,
 }
 
