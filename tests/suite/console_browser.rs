@@ -38,7 +38,10 @@ fn browser_dir() -> Option<PathBuf> {
         "Chromium is not installed (apt-get install chromium)"
     } else if !node {
         "Node.js (`node`) is not installed"
-    } else if !dir.join("node_modules/playwright-core/package.json").exists() {
+    } else if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
         "the npm packages are not installed (npm ci --prefix tests/console)"
     } else {
         return Some(dir);
