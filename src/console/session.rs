@@ -155,7 +155,10 @@ impl OptionalFromRequestParts<AppState> for Signed {
 }
 
 /// Whether a POST may have come from the console's own pages: no `Origin` header (not a
-/// browser's cross-site form), or the public URL's origin, or this request's own host.
+/// browser's cross-site form), or the public URL's origin, or this request's own host. A
+/// browser sends `Origin: null` for the console's own forms (its `Referrer-Policy: no-referrer`
+/// hides the origin of a POST), so `null` passes only with the browser's own
+/// `Sec-Fetch-Site: same-origin`, which no page of another site can make it send.
 pub fn same_origin(parts: &Parts, public_url: &str) -> bool {
     let Some(origin) = parts.headers.get(header::ORIGIN) else {
         return true;
@@ -163,6 +166,12 @@ pub fn same_origin(parts: &Parts, public_url: &str) -> bool {
     let Ok(origin) = origin.to_str() else {
         return false;
     };
+    if origin == "null" {
+        return parts
+            .headers
+            .get("sec-fetch-site")
+            .is_some_and(|site| site.as_bytes() == b"same-origin");
+    }
     if origin.eq_ignore_ascii_case(public_url) {
         return true;
     }
@@ -268,6 +277,18 @@ mod tests {
                 ),
                 "{evil}"
             );
+        }
+        // A browser's own form under `Referrer-Policy: no-referrer`: `Origin: null`, and the
+        // browser's word that the form was the same origin's. From anywhere else it is refused.
+        let null_from = |site: &str| {
+            same_origin(
+                &parts(&[("origin", "null"), ("sec-fetch-site", site)], "/"),
+                public,
+            )
+        };
+        assert!(null_from("same-origin"));
+        for site in ["cross-site", "same-site", "none", ""] {
+            assert!(!null_from(site), "{site}");
         }
     }
 
