@@ -21,6 +21,7 @@ mod cli_server;
 mod conditions;
 mod console;
 mod console_sessions;
+mod console_support;
 mod crl;
 mod devices;
 mod errors;
