@@ -162,30 +162,37 @@ impl Outcome {
     }
 }
 
+/// A refusal's page, before any use case ran or as it answered (boxed: answers are large).
+struct Refused(Box<Response>);
+
+impl From<PageError> for Refused {
+    fn from(e: PageError) -> Self {
+        Refused(Box::new(e.into_response()))
+    }
+}
+
 /// The SIM `raw` names, as the person may read it now (its counters after an attempt).
-async fn current(state: &AppState, user: &Signed, key: &SimKey) -> Result<Sim, Response> {
+async fn current(state: &AppState, user: &Signed, key: &SimKey) -> Result<Sim, Refused> {
     state
         .services
         .inventory()
         .get_sim(&user.principal, key)
         .await
-        .map_err(|e| PageError::from_service(e, Some(user)).into_response())
+        .map_err(|e| PageError::from_service(e, Some(user)).into())
 }
 
-fn key_of(raw: &str, user: &Signed) -> Result<SimKey, Response> {
-    SimKey::parse(raw).ok_or_else(|| PageError::not_found(Some(user)).into_response())
+fn key_of(raw: &str, user: &Signed) -> Result<SimKey, Refused> {
+    SimKey::parse(raw).ok_or_else(|| PageError::not_found(Some(user)).into())
 }
 
 /// An optional reason: blank is none; otherwise it must be a valid one.
-fn reason(text: &str, user: &Signed) -> Result<Option<String>, Response> {
+fn reason(text: &str, user: &Signed) -> Result<Option<String>, Refused> {
     if text.trim().is_empty() {
         return Ok(None);
     }
     crate::domain::validation::reason(text)
         .map(Some)
-        .map_err(|rule| {
-            PageError::bad_request(Some(user), &format!("Reason: {rule}.")).into_response()
-        })
+        .map_err(|rule| PageError::bad_request(Some(user), &format!("Reason: {rule}.")).into())
 }
 
 /// A PIN or PUK from the form, checked as `field` (only the rule is reported).
@@ -194,16 +201,15 @@ fn secret(
     label: &str,
     field: SecretField,
     user: &Signed,
-) -> Result<SecretValue, Response> {
-    field.parse(given.0.as_str()).map_err(|rule| {
-        PageError::bad_request(Some(user), &format!("{label}: {rule}.")).into_response()
-    })
+) -> Result<SecretValue, Refused> {
+    field
+        .parse(given.0.as_str())
+        .map_err(|rule| PageError::bad_request(Some(user), &format!("{label}: {rule}.")).into())
 }
 
-fn pin_type(text: &str, user: &Signed) -> Result<PinType, Response> {
-    text.parse::<PinType>().map_err(|()| {
-        PageError::bad_request(Some(user), "PIN type: choose pin1 or pin2.").into_response()
-    })
+fn pin_type(text: &str, user: &Signed) -> Result<PinType, Refused> {
+    text.parse::<PinType>()
+        .map_err(|()| PageError::bad_request(Some(user), "PIN type: choose pin1 or pin2.").into())
 }
 
 /// `POST /console/sims/{sim}/reset-pin`: the use case of `POST /v1/sims/{sim}/reset-pin`.
@@ -224,7 +230,7 @@ async fn reset_pin(
         };
         pin_answer(&state, &user, &key, change).await
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await.unwrap_or_else(|r: Refused| *r.0)
 }
 
 /// `POST /console/sims/{sim}/unblock-pin`: the use case of `POST /v1/sims/{sim}/unblock-pin`;
@@ -242,7 +248,7 @@ async fn unblock_pin(
                 Some(&user),
                 "Reason: give the ticket reference of this unblock. Nothing was changed.",
             )
-            .into_response());
+            .into());
         };
         let change = PinChange {
             pin_type,
@@ -253,7 +259,7 @@ async fn unblock_pin(
         };
         pin_answer(&state, &user, &key, change).await
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await.unwrap_or_else(|r: Refused| *r.0)
 }
 
 async fn pin_answer(
@@ -261,7 +267,7 @@ async fn pin_answer(
     user: &Signed,
     key: &SimKey,
     change: PinChange,
-) -> Result<Response, Response> {
+) -> Result<Response, Refused> {
     let (pin, proof) = (change.pin_type.as_str().to_uppercase(), change.proof);
     let done = state
         .services
@@ -285,7 +291,7 @@ async fn pin_answer(
             "Not possible",
             format!("{}.", capital(&why)),
         ),
-        Err(e) => return Err(PageError::from_service(e, Some(user)).into_response()),
+        Err(e) => return Err(PageError::from_service(e, Some(user)).into()),
     };
     let sim = current(state, user, key).await?;
     let page = Outcome::new(user, &sim, heading, message, status == StatusCode::OK);
@@ -365,7 +371,7 @@ async fn reveal_puk(
                 reason.as_deref(),
             )
             .await
-            .map_err(|e| PageError::from_service(e, Some(&user)).into_response())?;
+            .map_err(|e| Refused::from(PageError::from_service(e, Some(&user))))?;
         let value = revealed.pop().and_then(|(_, v)| v);
         let page = match value {
             Some(v) => {
@@ -391,7 +397,7 @@ async fn reveal_puk(
         };
         Ok(render(StatusCode::OK, &page))
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await.unwrap_or_else(|r: Refused| *r.0)
 }
 
 /// `POST /console/sims/{sim}/esim`: the use case of `GET /v1/sims/{sim}/esim` (audited as
@@ -408,7 +414,7 @@ async fn esim(
             .secrets()
             .esim_view(&user.principal, &key)
             .await
-            .map_err(|e| PageError::from_service(e, Some(&user)).into_response())?;
+            .map_err(|e| Refused::from(PageError::from_service(e, Some(&user))))?;
         let qr = code
             .as_ref()
             .and_then(|c| crate::domain::esim::qr_svg(c.expose()));
@@ -434,7 +440,7 @@ async fn esim(
         };
         Ok(render(StatusCode::OK, &page))
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await.unwrap_or_else(|r: Refused| *r.0)
 }
 
 /// `POST /console/sims/{sim}/state`: the use case of `PATCH /v1/sims/{sim}/state`.
@@ -450,7 +456,7 @@ async fn change_state(
                 Some(&user),
                 "State: choose one of inventory, active, suspended, blocked, retired.",
             )
-            .into_response());
+            .into());
         };
         let reason = reason(&form.reason, &user)?;
         let changed = state
@@ -488,11 +494,11 @@ async fn change_state(
                     ),
                 )
             }
-            Err(e) => return Err(PageError::from_service(e, Some(&user)).into_response()),
+            Err(e) => return Err(PageError::from_service(e, Some(&user)).into()),
         };
         let sim = current(&state, &user, &key).await?;
         let page = Outcome::new(&user, &sim, heading, message, status == StatusCode::OK);
         Ok(render(status, &page))
     };
-    run.await.unwrap_or_else(|r| r)
+    run.await.unwrap_or_else(|r: Refused| *r.0)
 }
