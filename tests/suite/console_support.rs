@@ -221,9 +221,7 @@ async fn reveal(store: Store) {
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(
-        body.contains(&format!(
-            "data-hide-after=\"30\" autocomplete=\"off\">{PUK}<"
-        )),
+        body.contains(&format!("data-hide-after=\"30\">{PUK}<")),
         "{body}"
     );
     let records = chain_records(&app.test_db.db, "acme").await;
