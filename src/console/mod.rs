@@ -15,6 +15,7 @@
 mod login;
 mod pages;
 pub mod session;
+mod support;
 pub mod views;
 
 use axum::Router;
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::search))
         .route("/sims/{sim}", get(pages::sim))
+        .merge(support::router())
         .route("/login", get(login::explain).post(login::redeem))
         .route("/login/{ticket}", get(login::confirm))
         .route("/logout", post(login::logout))

@@ -233,6 +233,8 @@ struct SimPage {
     history: Vec<Change>,
     /// `None` when the person may not read the audit log (the section is left out).
     audit: Option<Vec<Record>>,
+    /// The support and operator forms the person's roles open.
+    support: super::support::Panel,
 }
 
 fn facts(sim: &Sim, group: Option<String>) -> Vec<Fact> {
@@ -368,16 +370,8 @@ async fn sim_page(
             .iter()
             .map(|c| c.as_str().to_owned())
             .collect(),
-        counters: sim
-            .counters
-            .status()
-            .into_iter()
-            .map(|(name, remaining)| Counter {
-                name: name.to_uppercase(),
-                remaining,
-                blocked: remaining == 0,
-            })
-            .collect(),
+        counters: super::support::counters(&sim),
+        support: super::support::panel(state, user, &sim),
         history,
         audit,
     })

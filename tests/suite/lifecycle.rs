@@ -206,7 +206,7 @@ both_stores!(state_rules, state_changes_are_for_operators_and_validated);
 
 /// Parses the SVG the service renders (one `M x y h w v h H x V y` rectangle per dark run)
 /// back into modules and decodes the QR code.
-fn decode_qr(svg: &str) -> String {
+pub(crate) fn decode_qr(svg: &str) -> String {
     let attr = |name: &str| -> usize {
         let at = svg.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
         svg[at..].split('"').next().unwrap().parse().unwrap()

@@ -22,6 +22,7 @@ mod conditions;
 mod console;
 mod console_browser;
 mod console_sessions;
+mod console_support;
 mod crl;
 mod devices;
 mod errors;

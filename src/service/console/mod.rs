@@ -12,6 +12,7 @@
 //! a token or CSRF value in variable time.
 
 pub mod links;
+mod support;
 mod tokens;
 
 use std::collections::BTreeSet;
@@ -29,6 +30,7 @@ use crate::policy::{Action, Context, Resource};
 use crate::store::{Tx, console as repo, tenants};
 use crate::vault::integrity::{RowParts, opt_int};
 use crate::vault::{IntegrityKey, Purpose};
+pub use support::SimActions;
 pub use tokens::{SessionToken, TicketToken};
 
 /// Session limits and the address people reach the service at.
