@@ -165,7 +165,7 @@ async fn auditor(store: Store) {
 }
 
 /// Fails unless `html` has no inline script, inline style or event-handler attribute.
-fn no_inline_code(path: &str, html: &str) {
+pub(crate) fn no_inline_code(path: &str, html: &str) {
     let lower = html.to_ascii_lowercase();
     for (i, _) in lower.match_indices("<script") {
         let tag = &lower[i..i + lower[i..].find('>').unwrap()];
