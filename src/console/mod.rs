@@ -12,6 +12,7 @@
 //! credentials (bearer tokens, client certificates) as a console sign-in; put a secret in a
 //! URL, a log or the page's storage.
 
+mod audit;
 mod login;
 mod pages;
 pub mod session;
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login::explain).post(login::redeem))
         .route("/login/{ticket}", get(login::confirm))
         .route("/logout", post(login::logout))
+        .merge(audit::router())
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))
         .fallback(not_found)

@@ -20,6 +20,7 @@ mod cli_keys;
 mod cli_server;
 mod conditions;
 mod console;
+mod console_audit;
 mod console_browser;
 mod console_sessions;
 mod console_support;
