@@ -13,6 +13,7 @@
 //! URL, a log or the page's storage.
 
 mod login;
+mod oidc;
 mod pages;
 pub mod session;
 pub mod views;
@@ -39,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login::explain).post(login::redeem))
         .route("/login/{ticket}", get(login::confirm))
         .route("/logout", post(login::logout))
+        .merge(oidc::router())
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))
         .fallback(not_found)
