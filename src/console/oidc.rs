@@ -71,12 +71,11 @@ struct FailedPage {
     chrome: Option<Chrome>,
 }
 
-/// The one page every refused sign-in gets; the binding cookie is forgotten.
+/// The one page every refused sign-in gets. The binding cookie is left alone: a forged
+/// callback (a link anyone can send) must not spoil the sign-in this browser has under way;
+/// it expires with it, and a sign-in it bound is deleted at its first callback anyway.
 fn failed() -> Response {
-    let mut res = render(StatusCode::UNAUTHORIZED, &FailedPage { chrome: None });
-    res.headers_mut()
-        .append(header::SET_COOKIE, clear_binding_cookie());
-    res
+    render(StatusCode::UNAUTHORIZED, &FailedPage { chrome: None })
 }
 
 fn provider_unavailable() -> Response {

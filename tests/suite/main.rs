@@ -20,6 +20,7 @@ mod cli_keys;
 mod cli_server;
 mod conditions;
 mod console;
+mod console_oidc;
 mod console_sessions;
 mod crl;
 mod devices;

@@ -101,7 +101,9 @@ impl Console {
             .map_err(ServiceError::from)?
         {
             tracing::debug!("an ID token names an unknown tenant");
-            return Err(self.stranger(origin, "ID token for an unknown tenant").await);
+            return Err(self
+                .stranger(origin, "ID token for an unknown tenant")
+                .await);
         }
         if identity.roles.is_empty() {
             return Err(self
@@ -138,7 +140,9 @@ impl Console {
             .map_err(ServiceError::from)?;
         tx.commit().await.map_err(ServiceError::from)?;
         let Some(row) = row else {
-            return Err(self.stranger(origin, "unknown or used console sign-in").await);
+            return Err(self
+                .stranger(origin, "unknown or used console sign-in")
+                .await);
         };
         if key
             .check_row(
@@ -157,9 +161,8 @@ impl Console {
         if self.core.clock.now() >= row.expires_at {
             return Err(self.stranger(origin, "expired console sign-in").await);
         }
-        let bound = binding.is_some_and(|b| {
-            bool::from(token_hash(b.expose()).ct_eq(&row.binding_hash))
-        });
+        let bound =
+            binding.is_some_and(|b| bool::from(token_hash(b.expose()).ct_eq(&row.binding_hash)));
         if !bound {
             return Err(self
                 .stranger(origin, "console sign-in finished in another browser")
@@ -214,7 +217,10 @@ impl Console {
     /// Counts a refused sign-in with no known tenant as a refused credential (aggregated per
     /// address, as the API's are).
     async fn stranger(&self, origin: &Origin, reason: &'static str) -> OidcSignInError {
-        tracing::debug!(reason, "console sign-in through the identity provider refused");
+        tracing::debug!(
+            reason,
+            "console sign-in through the identity provider refused"
+        );
         let who = crate::service::audit::Stranger {
             subject: None,
             auth_method: AuthMethod::Console.as_str().to_owned(),
