@@ -102,6 +102,30 @@ pub fn services(
     Services::new(config, db, clock, keyring)
 }
 
+/// The identity provider's client for console sign-in, when one is configured, discovered
+/// now if the provider answers. A provider down at start does not stop the service: discovery
+/// is tried again at the first sign-in through it (which fails until the provider answers),
+/// while console links and the API work as ever.
+async fn oidc_client(
+    config: &Config,
+    clock: SharedClock,
+) -> anyhow::Result<Option<Arc<crate::auth::oidc::LazyOidcClient>>> {
+    let Some(settings) = &config.oidc else {
+        return Ok(None);
+    };
+    let client = crate::auth::oidc::LazyOidcClient::new(settings.clone(), clock)
+        .context("setting up OpenID Connect sign-in")?;
+    match client.get().await {
+        Ok(_) => tracing::info!(issuer = %settings.issuer, "OpenID provider discovered"),
+        Err(e) => tracing::warn!(
+            issuer = %settings.issuer,
+            reason = %e,
+            "OpenID provider not reachable at start: discovery is tried again at the first console sign-in"
+        ),
+    }
+    Ok(Some(Arc::new(client)))
+}
+
 /// A running server.
 pub struct Application {
     addr: SocketAddr,
@@ -151,6 +175,7 @@ impl Application {
         };
         let keyring = open_vault(config, &db, clock.as_ref()).await?;
         let services = Arc::new(services(config, db.clone(), clock.clone(), keyring)?);
+        let oidc = oidc_client(config, clock.clone()).await?;
         let auth = Arc::new(Authenticator::new(
             db.clone(),
             jwt,
@@ -166,6 +191,7 @@ impl Application {
                 config.limits.large_bodies_per_principal,
             ),
             tls: tls.clone(),
+            oidc,
         };
         let app = api::router(state);
         let listener = TcpListener::bind(&config.listen)

@@ -57,6 +57,8 @@ pub struct AppState {
     pub large_bodies: Arc<large_body::LargeBodies>,
     /// The TLS configuration in force (readiness reports an expired CRL).
     pub tls: Arc<crate::server::tls::ServerTls>,
+    /// The identity provider for console sign-in, when one is configured.
+    pub oidc: Option<Arc<crate::auth::oidc::LazyOidcClient>>,
 }
 
 /// One page of a paginated list: `{items, total, page, page_size, pages}`.

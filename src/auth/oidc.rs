@@ -40,12 +40,14 @@ use subtle::ConstantTimeEq as _;
 use crate::auth::jwt::{ClaimNames, tenant_and_roles};
 
 mod error;
+mod lazy;
 mod pending;
 
 use crate::clock::SharedClock;
 use crate::domain::{Role, TenantId};
 use error::problem;
 pub use error::{IdTokenProblem, OidcError};
+pub use lazy::LazyOidcClient;
 pub use pending::PendingLogin;
 
 /// Path of the console's callback under the public URL.

@@ -22,6 +22,8 @@ use crate::service::console::links::{LinkRefused, RedeemError};
 #[template(path = "console/login.html")]
 struct LoginPage {
     chrome: Option<Chrome>,
+    /// Whether sign-in through the identity provider is configured.
+    oidc: bool,
 }
 
 #[derive(Template)]
@@ -39,8 +41,14 @@ struct RefusedPage {
 }
 
 /// `GET /console/login`: how to sign in.
-pub(super) async fn explain() -> Response {
-    render(StatusCode::OK, &LoginPage { chrome: None })
+pub(super) async fn explain(State(state): State<AppState>) -> Response {
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            chrome: None,
+            oidc: state.oidc.is_some(),
+        },
+    )
 }
 
 fn refused(why: LinkRefused) -> Response {

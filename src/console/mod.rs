@@ -14,6 +14,7 @@
 
 mod audit;
 mod login;
+mod oidc;
 mod pages;
 pub mod session;
 mod support;
@@ -43,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .route("/login/{ticket}", get(login::confirm))
         .route("/logout", post(login::logout))
         .merge(audit::router())
+        .merge(oidc::router())
         .route("/assets/console.css", get(stylesheet))
         .route("/assets/console.js", get(script))
         .fallback(not_found)

@@ -35,3 +35,27 @@ pub struct StoredSession {
     pub ended_at: Option<Timestamp>,
     pub mac: Vec<u8>,
 }
+
+/// A console sign-in through the identity provider, begun and not yet finished, as stored.
+/// Found by the SHA-256 of its state; the state itself is not stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredOidcLogin {
+    pub id: String,
+    pub state_hash: Vec<u8>,
+    /// SHA-256 of the browser cookie's value that began it.
+    pub binding_hash: Vec<u8>,
+    pub nonce: String,
+    pub verifier: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub mac: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredOidcLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredOidcLogin")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}

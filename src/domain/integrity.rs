@@ -23,11 +23,14 @@ pub enum Purpose {
     ConsoleSession,
     /// A console link's ticket: whom it signs in, and until when.
     ConsoleTicket,
+    /// A console sign-in through the identity provider, between its start and the callback:
+    /// which browser began it, its nonce and PKCE verifier, and until when it may finish.
+    ConsoleOidcLogin,
 }
 
 impl Purpose {
     /// Every kind, in declaration order.
-    pub const ALL: [Purpose; 9] = [
+    pub const ALL: [Purpose; 10] = [
         Purpose::ClientIdentity,
         Purpose::Sim,
         Purpose::TenantKey,
@@ -37,6 +40,7 @@ impl Purpose {
         Purpose::TaskItem,
         Purpose::ConsoleSession,
         Purpose::ConsoleTicket,
+        Purpose::ConsoleOidcLogin,
     ];
 
     /// Names the kind of row in logs, metrics and audit records.
@@ -51,6 +55,7 @@ impl Purpose {
             Purpose::TaskItem => "task_item",
             Purpose::ConsoleSession => "console_session",
             Purpose::ConsoleTicket => "console_ticket",
+            Purpose::ConsoleOidcLogin => "console_oidc_login",
         }
     }
 }

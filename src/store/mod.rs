@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod console;
+pub mod console_oidc;
 mod domain_rows;
 pub mod files;
 pub mod groups;

@@ -43,6 +43,7 @@ impl Subkey for Purpose {
             Purpose::TaskItem => b"simvault/v1/row-mac/task-item",
             Purpose::ConsoleSession => b"simvault/v1/row-mac/console-session",
             Purpose::ConsoleTicket => b"simvault/v1/row-mac/console-ticket",
+            Purpose::ConsoleOidcLogin => b"simvault/v1/row-mac/console-oidc-login",
         }
     }
 }

@@ -22,6 +22,7 @@ mod conditions;
 mod console;
 mod console_audit;
 mod console_browser;
+mod console_oidc;
 mod console_sessions;
 mod console_support;
 mod crl;

@@ -30,18 +30,18 @@ use simvault::clock::{Clock, SharedClock, SystemClock};
 use simvault::domain::{Role, Timestamp};
 
 const PUBLIC_URL: &str = "https://localhost:8443";
-const CLIENT: &str = "simvault-console";
-const SECRET: &str = "console-secret-0123456789";
+pub(crate) const CLIENT: &str = "simvault-console";
+pub(crate) const SECRET: &str = "console-secret-0123456789";
 const OTHER_CLIENT: &str = "another-app";
 const OTHER_SECRET: &str = "another-secret-9876543210";
 
-fn redirect_uri() -> String {
+pub(crate) fn redirect_uri() -> String {
     format!("{PUBLIC_URL}{CALLBACK_PATH}")
 }
 
 /// The folder with the provider script and its packages, or `None` (announced once) when Node.js
 /// or the packages are missing and they are not required.
-fn provider_dir() -> Option<PathBuf> {
+pub(crate) fn provider_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console");
     let node = Command::new("node")
         .arg("--version")
@@ -67,12 +67,12 @@ fn provider_dir() -> Option<PathBuf> {
 }
 
 /// How a provider is started.
-struct Options {
-    accounts: Value,
-    clients: Vec<(&'static str, &'static str)>,
-    auth_method: &'static str,
-    issuer_host: &'static str,
-    port: u16,
+pub(crate) struct Options {
+    pub(crate) accounts: Value,
+    pub(crate) clients: Vec<(&'static str, &'static str)>,
+    pub(crate) auth_method: &'static str,
+    pub(crate) issuer_host: &'static str,
+    pub(crate) port: u16,
 }
 
 impl Default for Options {
@@ -88,7 +88,7 @@ impl Default for Options {
 }
 
 /// A provider process of its own, killed on drop.
-struct Provider {
+pub(crate) struct Provider {
     child: Child,
     port: u16,
     log: PathBuf,
@@ -96,7 +96,7 @@ struct Provider {
 }
 
 impl Provider {
-    fn start(dir: &Path, options: &Options) -> Provider {
+    pub(crate) fn start(dir: &Path, options: &Options) -> Provider {
         let clients: Vec<Value> = options
             .clients
             .iter()
@@ -145,7 +145,7 @@ impl Provider {
         }
     }
 
-    fn issuer(&self) -> String {
+    pub(crate) fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
@@ -206,9 +206,9 @@ async fn discover(p: &Provider) -> OidcClient {
 
 /// What the provider sent the browser back with.
 #[derive(Debug)]
-struct Callback {
-    code: String,
-    state: String,
+pub(crate) struct Callback {
+    pub(crate) code: String,
+    pub(crate) state: String,
 }
 
 fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
@@ -219,7 +219,7 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 
 /// Plays the browser: follows the provider's redirects, fills its login form as `login` and
 /// its consent form, and stops at the redirect to the console's callback.
-async fn sign_in(authorize: &url::Url, login: &str) -> Callback {
+pub(crate) async fn sign_in(authorize: &url::Url, login: &str) -> Callback {
     let browser = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -667,7 +667,7 @@ async fn an_expired_or_stale_id_token_is_refused() {
 }
 
 /// A port free now, for providers started one after another at the same issuer.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -56,9 +56,24 @@ impl PendingLogin {
         &self.state
     }
 
-    /// The PKCE verifier (for tests that play the token endpoint's other side).
+    /// The PKCE verifier (kept server-side; tests play the token endpoint's other side).
     pub fn verifier(&self) -> &SecretString {
         &self.verifier
+    }
+
+    /// The nonce the ID token must carry (kept server-side).
+    pub fn nonce(&self) -> &SecretString {
+        &self.nonce
+    }
+
+    /// A sign-in as kept server-side, brought back at the callback: the state the browser
+    /// returned (which found the record), and the nonce and verifier the record held.
+    pub fn restore(state: SecretString, nonce: SecretString, verifier: SecretString) -> Self {
+        PendingLogin {
+            state,
+            nonce,
+            verifier,
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! a token or CSRF value in variable time.
 
 pub mod links;
+pub mod oidc;
 mod support;
 mod tokens;
 
@@ -31,7 +32,7 @@ use crate::store::{Tx, console as repo, tenants};
 use crate::vault::integrity::{RowParts, opt_int};
 use crate::vault::{IntegrityKey, Purpose};
 pub use support::SimActions;
-pub use tokens::{SessionToken, TicketToken};
+pub use tokens::{BindingToken, SessionToken, TicketToken};
 
 /// Session limits and the address people reach the service at.
 #[derive(Debug, Clone, PartialEq, Eq)]

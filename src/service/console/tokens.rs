@@ -65,6 +65,11 @@ token!(
     /// A console link's ticket: the last segment of the link.
     TicketToken
 );
+token!(
+    /// The value of the cookie binding an identity-provider sign-in to the browser that
+    /// began it.
+    BindingToken
+);
 
 /// The CSRF value of session `id` opened by `token`: SHA-256 over a label, the token and the
 /// id (each length-prefixed). Only the token's holder can compute it; the database, which
