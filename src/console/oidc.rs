@@ -71,6 +71,18 @@ struct FailedPage {
     chrome: Option<Chrome>,
 }
 
+/// The answer of a successful callback: a page of ours that moves on to `/console` itself
+/// (`<meta http-equiv="refresh">`, no script), rather than a redirect. The callback is reached
+/// by a navigation that started at the provider's site, and a browser keeps treating every
+/// redirect of such a navigation as cross-site: the `SameSite=Strict` session cookie set here
+/// would not be sent on a 303 to `/console`, and the person would land on the sign-in page.
+/// A navigation this page starts is same-site, so the cookie goes with it.
+#[derive(Template)]
+#[template(path = "console/signed_in.html")]
+struct SignedInPage {
+    chrome: Option<Chrome>,
+}
+
 /// The one page every refused sign-in gets. The binding cookie is left alone: a forged
 /// callback (a link anyone can send) must not spoil the sign-in this browser has under way;
 /// it expires with it, and a sign-in it bound is deleted at its first callback anyway.
@@ -151,7 +163,7 @@ async fn callback(
         .await
     {
         Ok((token, _session)) => {
-            let mut res = Redirect::to("/console").into_response();
+            let mut res = render(StatusCode::OK, &SignedInPage { chrome: None });
             let h = res.headers_mut();
             h.append(header::SET_COOKIE, set_cookie(&token));
             h.append(header::SET_COOKIE, clear_binding_cookie());
