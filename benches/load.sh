@@ -61,9 +61,15 @@ run get_by_id "$URL/v1/sims/$ID" "${MTLS[@]}"
 run search "$URL/v1/sims?search=$TERM" "${MTLS[@]}"
 run secrets "$URL/v1/sims/$ID/secrets?fields=ki,opc" "${MTLS[@]}"
 ICCID=$(curl -sf "${MTLS[@]}" "$URL/v1/sims/$ID" | python3 -c 'import json,sys; print(json.load(sys.stdin)["iccid"])')
+# Each profile against its native twin measured on both sides of it (secret read, telco,
+# secret read; list, carrier, carrier, list): every secret read appends to the audit log and the
+# store grows as the run goes on, so measuring each once in a fixed order favours the first.
 run telco_get "$URL/v1/sim/physical/$ICCID" "${MTLS[@]}"
+run secrets_2 "$URL/v1/sims/$ID/secrets?fields=ki,opc" "${MTLS[@]}"
 run list "$URL/v1/sims?page_size=20" "${MTLS[@]}"
 run carrier_list "$URL/v2/sim_cards?page%5Bsize%5D=20" "${MTLS[@]}"
+run carrier_list_2 "$URL/v2/sim_cards?page%5Bsize%5D=20" "${MTLS[@]}"
+run list_2 "$URL/v1/sims?page_size=20" "${MTLS[@]}"
 AUC=(--cacert "$D/keys/ca.pem" --cert "$WORK/hss.pem" --key "$WORK/hss.key")
 run vectors32 "$URL/v1/sims/$ID/auth-vectors" "${AUC[@]}" -m POST -H 'content-type: application/json' -d '{"count":32}'
 
@@ -71,7 +77,7 @@ python3 - "$WORK" "$STORE" "$SIMS" <<'PY'
 import json, sys, os
 work, store, sims = sys.argv[1], sys.argv[2], sys.argv[3]
 rows = {}
-for name in ["healthz", "get_by_id", "search", "secrets", "telco_get", "list", "carrier_list", "vectors32"]:
+for name in ["healthz", "get_by_id", "search", "secrets", "telco_get", "secrets_2", "list", "carrier_list", "carrier_list_2", "list_2", "vectors32"]:
     d = json.load(open(os.path.join(work, name + ".json")))
     s = d["summary"]
     codes = d.get("statusCodeDistribution", {})
@@ -83,6 +89,9 @@ for name, (rps, p99, ok, codes) in rows.items():
     print(f"{name:<12} {rps:>10.0f} {p99:>8.2f} {rps / base:>10.2f}x  {codes}")
 print(f"authentication vectors/s through the API (count=32): {rows['vectors32'][0] * 32:.0f}")
 print("API profiles against their native equivalents (goal >= 0.9):")
-print(f"  telco GET /v1/sim/physical/{{iccid}} (Ki, OPc) / native secret read: {rows['telco_get'][0] / rows['secrets'][0]:.2f}")
-print(f"  carrier GET /v2/sim_cards / native GET /v1/sims:                    {rows['carrier_list'][0] / rows['list'][0]:.2f}")
+# telco runs once between two native runs (A B A); the lists twice each (A B B A).
+def pair(a, b):
+    return (rows[a][0] + rows[a + "_2"][0]) / (rows[b][0] + rows[b + "_2"][0])
+print(f"  telco GET /v1/sim/physical/{{iccid}} (Ki, OPc) / native secret read: {2 * rows['telco_get'][0] / (rows['secrets'][0] + rows['secrets_2'][0]):.2f}")
+print(f"  carrier GET /v2/sim_cards / native GET /v1/sims:                    {pair('carrier_list', 'list'):.2f}")
 PY
