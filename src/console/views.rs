@@ -18,8 +18,8 @@ use super::session::Signed;
 use crate::service::ServiceError;
 use crate::service::console::Abilities;
 
-/// The layout's header for a signed-in person.
-#[derive(Debug, Clone)]
+/// The layout's header for a signed-in person. Its `Debug` leaves the CSRF token out.
+#[derive(Clone)]
 pub struct Chrome {
     pub subject: String,
     pub tenant: String,
@@ -28,6 +28,17 @@ pub struct Chrome {
     pub nav: Abilities,
     /// The nav entry of this page: `search`, `audit`, `tasks`, `admin` (or "").
     pub current: &'static str,
+}
+
+impl std::fmt::Debug for Chrome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chrome")
+            .field("subject", &self.subject)
+            .field("tenant", &self.tenant)
+            .field("roles", &self.roles)
+            .field("current", &self.current)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Chrome {
@@ -203,4 +214,24 @@ pub fn when(ts: crate::domain::Timestamp) -> String {
     crate::domain::format_timestamp(ts)
         .replace('T', " ")
         .replace('Z', " UTC")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Chrome;
+
+    #[test]
+    fn a_chrome_debug_print_leaves_the_csrf_token_out() {
+        let chrome = Chrome {
+            subject: "alice".into(),
+            tenant: "acme".into(),
+            roles: "support".into(),
+            csrf: "c3JmLXRva2VuLXZhbHVl".into(),
+            nav: Default::default(),
+            current: "search",
+        };
+        let printed = format!("{chrome:?}");
+        assert!(printed.contains("alice"), "{printed}");
+        assert!(!printed.contains("c3JmLXRva2VuLXZhbHVl"), "{printed}");
+    }
 }

@@ -14,13 +14,20 @@ use simvault::auth::oidc::OidcSettings;
 use crate::helpers::{Store, TestApp, both_stores, chain_records, raw_sql};
 use crate::oidc::{CLIENT, Callback, Options, Provider, SECRET, provider_dir, redirect_uri};
 
+/// A subject longer than any person's name may be (the rule of console links: 256).
+fn overlong() -> String {
+    "o".repeat(300)
+}
+
 fn accounts() -> serde_json::Value {
-    json!({
+    let mut accounts = json!({
         "alice": { "tenant": "acme", "roles": ["support"] },
         "audrey": { "tenant": "acme", "roles": ["auditor"] },
         "bob": { "tenant": "acme", "roles": ["wizard"] },
         "mallory": { "tenant": "nowhere", "roles": ["admin"] },
-    })
+    });
+    accounts[overlong()] = json!({ "tenant": "acme", "roles": ["support"] });
+    accounts
 }
 
 fn settings(issuer: String) -> OidcSettings {
@@ -290,7 +297,9 @@ async fn unknown_tenant_and_no_role(store: Store) {
     let Some((_p, app)) = start(store).await else {
         return;
     };
-    for login in ["mallory", "bob"] {
+    // An unknown tenant, no role of ours, and a subject that could not name a person (it would
+    // go into the session, the audit chain and its exports).
+    for login in ["mallory", "bob", &overlong()] {
         let b = browser(&app);
         let back = through_provider(&app, &b, login).await;
         refused(
@@ -305,6 +314,13 @@ async fn unknown_tenant_and_no_role(store: Store) {
         assert_eq!(res.status(), 303, "{login}");
     }
     assert_eq!(sessions(&app).await, 0);
+    assert!(
+        !chain_records(&app.test_db.db, "acme")
+            .await
+            .iter()
+            .any(|(_, _, r)| r.to_string().contains(&overlong())),
+        "the unusable subject is recorded nowhere on the tenant's chain"
+    );
     // Bob's tenant exists: his refusal is on its chain, as a refused console sign-in.
     let acme = chain_records(&app.test_db.db, "acme").await;
     let denied: Vec<_> = acme

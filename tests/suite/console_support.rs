@@ -72,6 +72,17 @@ async fn pins(store: Store) {
     ] {
         assert!(html.contains(label), "{label}");
     }
+    // Every PIN and PUK field is a one-time code to the browser: a password manager does not
+    // offer to keep a customer's PIN (it ignores autocomplete="off" on password fields).
+    let secret_inputs: Vec<&str> = html
+        .split("<input")
+        .skip(1)
+        .filter(|i| i.contains("type=\"password\""))
+        .collect();
+    assert_eq!(secret_inputs.len(), 4, "{html}");
+    for input in secret_inputs {
+        assert!(input.contains("autocomplete=\"one-time-code\""), "{input}");
+    }
     // Support may not change states; a physical SIM has no QR code.
     assert!(!html.contains(">Change state</button>") && !html.contains("Show QR code"));
     crate::console::no_inline_code("sim page", &html);

@@ -62,7 +62,7 @@ fn check(key: &IntegrityKey, t: &StoredTicket) -> bool {
 }
 
 /// Whether `subject` may name a person: 1 to 256 printable characters.
-fn valid_subject(subject: &str) -> bool {
+pub(super) fn valid_subject(subject: &str) -> bool {
     (1..=256).contains(&subject.chars().count()) && !subject.chars().any(char::is_control)
 }
 

@@ -105,6 +105,13 @@ impl Console {
                 .stranger(origin, "ID token for an unknown tenant")
                 .await);
         }
+        // The subject goes into the session, the audit chain and its exports: the same rule as
+        // a console link's.
+        if !super::links::valid_subject(&identity.subject) {
+            return Err(self
+                .stranger(origin, "ID token with an unusable subject")
+                .await);
+        }
         if identity.roles.is_empty() {
             return Err(self
                 .refuse_person(&identity, origin, "the ID token grants no console role")
