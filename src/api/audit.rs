@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{Caller, QueryPairs};
-use crate::audit::export::{AuditEventView, ExportFormat, csv_header, render};
+use crate::audit::export::{AuditEventView, ExportFormat};
 use crate::domain::audit::AuditFilter;
 use crate::domain::{ValidationErrors, parse_timestamp};
 
@@ -220,26 +220,7 @@ async fn export(
         .audit()
         .audit_export(&principal, filter)
         .await?;
-    // Pages are rendered as they arrive; a failure mid-way ends the body abruptly, so that a
-    // client never takes a cut-off export for a whole one.
-    let header = match format {
-        ExportFormat::Csv => Some(Ok(bytes::Bytes::from(csv_header()))),
-        ExportFormat::Ndjson => None,
-    };
-    let rows = futures_util::stream::unfold(pages, move |mut pages| async move {
-        let chunk = match pages.recv().await? {
-            Ok(rows) => render(rows, format).map_err(|e| {
-                tracing::error!(error = %e, "audit export failed mid-way");
-                std::io::Error::other("audit export failed")
-            }),
-            Err(e) => {
-                tracing::error!(error = %e, "audit export failed mid-way");
-                Err(std::io::Error::other("audit export failed"))
-            }
-        };
-        Some((chunk.map(bytes::Bytes::from), pages))
-    });
-    let body = futures_util::StreamExt::chain(futures_util::stream::iter(header), rows);
+    let body = crate::audit::export::body(pages, format);
     let (content_type, name) = match format {
         ExportFormat::Ndjson => ("application/x-ndjson", "audit.ndjson"),
         ExportFormat::Csv => ("text/csv; charset=utf-8", "audit.csv"),

@@ -165,3 +165,29 @@ pub fn render(rows: Vec<AuditRow>, format: ExportFormat) -> Result<Vec<u8>, Rend
     }
     Ok(out)
 }
+/// An export's body from its pages as they arrive: the header line (CSV), then each page
+/// rendered. A failure mid-way ends the body abruptly, so that a cut-off export is never taken
+/// for a whole one. Served by the API and by the console alike.
+pub fn body<E: std::fmt::Display>(
+    pages: tokio::sync::mpsc::Receiver<Result<Vec<AuditRow>, E>>,
+    format: ExportFormat,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
+    let header = match format {
+        ExportFormat::Csv => Some(Ok(bytes::Bytes::from(csv_header()))),
+        ExportFormat::Ndjson => None,
+    };
+    let rows = futures_util::stream::unfold(pages, move |mut pages| async move {
+        let chunk = match pages.recv().await? {
+            Ok(rows) => render(rows, format).map_err(|e| {
+                tracing::error!(error = %e, "audit export failed mid-way");
+                std::io::Error::other("audit export failed")
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "audit export failed mid-way");
+                Err(std::io::Error::other("audit export failed"))
+            }
+        };
+        Some((chunk.map(bytes::Bytes::from), pages))
+    });
+    futures_util::StreamExt::chain(futures_util::stream::iter(header), rows)
+}

@@ -24,7 +24,7 @@ use super::pages::Choice;
 use super::session::{Posted, Signed};
 use super::views::{Chrome, PageError, render, when};
 use crate::api::AppState;
-use crate::audit::export::{AuditEventView, ExportFormat, csv_header, render as render_rows};
+use crate::audit::export::{AuditEventView, ExportFormat};
 use crate::domain::audit::{AuditFilter, AuditOutcome, AuditRow};
 use crate::domain::{Timestamp, format_timestamp, parse_timestamp};
 
@@ -410,35 +410,9 @@ async fn export(State(state): State<AppState>, user: Signed, RawQuery(raw): RawQ
                 format!("attachment; filename=\"{name}\""),
             ),
         ],
-        Body::from_stream(download(pages, format)),
+        Body::from_stream(crate::audit::export::body(pages, format)),
     )
         .into_response()
-}
-
-/// The export's body: the header line (CSV), then each page rendered as it arrives. A failure
-/// mid-way ends the body abruptly, so that a cut-off export is never taken for a whole one.
-fn download(
-    pages: tokio::sync::mpsc::Receiver<crate::service::ServiceResult<Vec<AuditRow>>>,
-    format: ExportFormat,
-) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
-    let header = match format {
-        ExportFormat::Csv => Some(Ok(bytes::Bytes::from(csv_header()))),
-        ExportFormat::Ndjson => None,
-    };
-    let rows = futures_util::stream::unfold(pages, move |mut pages| async move {
-        let chunk = match pages.recv().await? {
-            Ok(rows) => render_rows(rows, format).map_err(|e| {
-                tracing::error!(error = %e, "console audit export failed mid-way");
-                std::io::Error::other("audit export failed")
-            }),
-            Err(e) => {
-                tracing::error!(error = %e, "console audit export failed mid-way");
-                Err(std::io::Error::other("audit export failed"))
-            }
-        };
-        Some((chunk.map(bytes::Bytes::from), pages))
-    });
-    futures_util::StreamExt::chain(futures_util::stream::iter(header), rows)
 }
 
 #[cfg(test)]
